@@ -1,0 +1,1 @@
+"""Calibration of the driving face: neutral pose, relative motion, adapt scale, smoothing."""

@@ -1,0 +1,1 @@
+"""Model side of mimicam: the FOMM network, checkpoints, export and runtimes."""

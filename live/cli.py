@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from live import __version__
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.INFO if verbose == 0 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Paddle warns about a missing ccache (a compiler cache for its C++ extensions) on import;
+    # mimicam compiles no extensions, so the warning only confuses users.
+    warnings.filterwarnings("ignore", message="No ccache found")
     if verbose < 2:
         # Third-party libraries are chatty at INFO; keep them at WARNING unless -vv.
         for noisy in ("paddle", "absl", "PIL", "matplotlib"):

@@ -1,0 +1,343 @@
+"""The First Order Motion Model engine: the portrait re-posed by the driving face's keypoints.
+
+``FommEngine(weights=PATH)`` (or ``model_dir=DIR`` of ``mimicam export``) runs the three
+exported FOMM graphs on a model runtime (``backend``, default auto):
+
+* :meth:`FommEngine.prepare` encodes the portrait once (source features, keypoints);
+* :meth:`FommEngine.process` detects the driving crop's keypoints (resized to the model's
+  ``image_size``), moves the portrait's keypoints by the driving motion relative to the neutral
+  driving pose (``relative``; ``adapt_scale`` scales it by the faces' size ratio), animates,
+  and returns the frame resized to ``size``.
+
+With weights and no model directory, the graphs are exported once into the user cache
+(``<cache>/models/fomm-<sha256 prefix>-<size>``) and reused while the weights' hash matches.
+Face lost: the last pose is held for ``hold_s``, then eased back to neutral; when the face
+returns the shown pose eases to it. Times are the frames' real times, not an assumed rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibrate.keypoints import normalize_kp
+from calibrate.smoothing import exp_approach
+from live.errors import InputError, MimicamError, WeightsError
+from live.packets import FaceCrop, Keypoints, check_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FommEngineConfig:
+    """Options of the FOMM engine (the one set of defaults; TOML table ``[engine.fomm]``)."""
+
+    weights: Path | None = None
+    """FOMM checkpoint (``vox-cpk.pdparams``); exported into the cache on first use."""
+    model_dir: Path | None = None
+    """A model directory written by ``mimicam export`` (instead of ``weights``)."""
+    backend: str = "auto"
+    """Model runtime: auto, onnxruntime, paddle-cpu, paddle-gpu, paddle-trt."""
+    precision: str = "fp32"
+    """fp32; fp16 (GPU/TensorRT); bf16 (paddle-cpu with oneDNN, CPUs with AVX512-BF16/AMX)."""
+    threads: int | None = None
+    """CPU threads of the runtime (default: all cores)."""
+    image_size: int = 256
+    """The model's input/output size (256, or 512 for vox-cpk-512)."""
+    size: int | None = None
+    """Side of the crop the engine takes and returns (default: ``image_size``)."""
+    relative: bool = True
+    """Move the portrait by the driving motion since the neutral pose (else absolute)."""
+    adapt_scale: bool = True
+    """Scale the relative motion by the faces' size ratio (keypoint hulls)."""
+    hold_s: float = 0.4
+    """Face lost: seconds to hold the last pose before easing back to neutral."""
+    ease_half_life_s: float = 0.3
+    """Face lost: half-life (s) of the ease back to neutral."""
+    recover_half_life_s: float = 0.06
+    """Face back: half-life (s) of the ease from the shown pose to the face's."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.image_size >= 64 and self.image_size % 32 == 0, "image_size",
+             "256 or 512 (vox checkpoints)", self.image_size),
+            (self.size is None or self.size >= 64, "size", ">= 64", self.size),
+            (self.threads is None or self.threads >= 1, "threads", ">= 1", self.threads),
+            (self.hold_s >= 0, "hold_s", ">= 0", self.hold_s),
+            (self.ease_half_life_s >= 0, "ease_half_life_s", ">= 0", self.ease_half_life_s),
+            (self.recover_half_life_s >= 0, "recover_half_life_s", ">= 0",
+             self.recover_half_life_s),
+        ]
+        for ok, name, expected, got in checks:
+            if not ok:
+                raise InputError(f"fomm engine option {name} is out of range",
+                                 expected=expected, got=repr(got))
+
+
+@dataclass(frozen=True, eq=False)
+class FommPortrait:
+    """A portrait prepared for the FOMM engine (returned by :meth:`FommEngine.prepare`)."""
+
+    state: Any  # model_export.fomm_runtime.SourceState
+    image: np.ndarray
+
+    @property
+    def kp(self) -> Keypoints:
+        kp: Keypoints = self.state.kp
+        return kp
+
+
+def model_cache_dir() -> Path:
+    """Where exported model directories of fetched/given weights are kept."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("mimicam", appauthor=False)) / "models"
+
+
+def resolve_model_dir(weights: Path, image_size: int, *, cache_dir: Path | None = None,
+                      config: Any = None) -> Path:
+    """The exported model directory for ``weights``: reused from the cache when its manifest
+    names the same weights (sha256), else exported there now (once)."""
+    from model_export.export import export_fomm, load_manifest
+    from model_export.manifest import ManifestError
+    from model_export.weights import sha256_of
+
+    if not weights.is_file():
+        raise WeightsError(f"{weights}: FOMM weights not found; expected a checkpoint file "
+                           "(vox-cpk.pdparams)")
+    sha = sha256_of(weights)
+    target = (cache_dir or model_cache_dir()) / f"fomm-{sha[:16]}-{image_size}"
+    try:
+        load_manifest(target, weights_sha256=sha)
+        return target
+    except ManifestError as exc:
+        if target.exists():
+            log.info("re-exporting %s: %s", target, exc)
+    log.info("exporting the FOMM graphs of %s into %s (once; takes a minute)", weights, target)
+    export_fomm(weights, target, image_size=image_size, config=config)
+    return target
+
+
+def _lerp_kp(current: Keypoints, target: Keypoints, dt: float, half_life: float) -> Keypoints:
+    value = exp_approach(current.value, target.value, dt, half_life).astype(np.float32)
+    jac = None
+    if current.jacobian is not None and target.jacobian is not None:
+        jac = exp_approach(current.jacobian, target.jacobian, dt, half_life).astype(np.float32)
+    return Keypoints(value=value, jacobian=jac)
+
+
+def _kp_distance(a: Keypoints, b: Keypoints) -> float:
+    d = float(np.max(np.abs(a.value - b.value)))
+    if a.jacobian is not None and b.jacobian is not None:
+        d = max(d, float(np.max(np.abs(a.jacobian - b.jacobian))))
+    return d
+
+
+_CONVERGED = 1e-3  # keypoint units ([-1, 1] image span): well under a pixel
+_STILL = 1e-4  # a pose that moved less than this since the last frame is not re-rendered
+
+
+class FommEngine:
+    """FOMM animation engine (see the module docstring).
+
+    ``FommEngine(config=None, **overrides)``: options are the fields of
+    :class:`FommEngineConfig`, e.g. ``FommEngine(weights=Path("vox-cpk.pdparams"))``.
+    ``last_timings`` holds the stage times (ms) of the last :meth:`process` call.
+    """
+
+    name = "fomm"
+
+    def __init__(self, config: FommEngineConfig | None = None, *, runtime: Any = None,
+                 **overrides: Any) -> None:
+        base = config or FommEngineConfig()
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(base)})
+        if unknown:
+            raise InputError(f"unknown fomm engine option(s) {', '.join(unknown)}",
+                             expected=", ".join(f.name for f in dataclasses.fields(base)))
+        for key in ("weights", "model_dir"):
+            if isinstance(overrides.get(key), str):
+                overrides[key] = Path(overrides[key])
+        self.config = cfg = dataclasses.replace(base, **overrides)
+        if runtime is None:
+            from model_export.fomm_runtime import FommRuntime
+
+            if cfg.model_dir is not None:
+                model_dir = cfg.model_dir
+            elif cfg.weights is not None:
+                model_dir = resolve_model_dir(cfg.weights, cfg.image_size)
+            else:
+                raise WeightsError(
+                    "the fomm engine needs weights; expected weights=PATH (vox-cpk.pdparams) "
+                    "or model_dir=DIR from 'mimicam export', got neither")
+            runtime = FommRuntime(model_dir, backend=cfg.backend, threads=cfg.threads,
+                                  precision=cfg.precision)
+        self._rt = runtime
+        if int(runtime.image_size) != cfg.image_size:
+            if "image_size" in overrides:
+                raise InputError("the model directory's image size differs from image_size",
+                                 expected=str(cfg.image_size), got=str(runtime.image_size))
+            self.config = cfg = dataclasses.replace(cfg, image_size=int(runtime.image_size))
+        self.size = int(cfg.size or cfg.image_size)
+        self._kp_lock = threading.Lock()  # prepare() may run on another thread
+        self._prepare_lock = threading.Lock()
+        self._portrait: FommPortrait | None = None
+        self._rest: np.ndarray | None = None
+        self._closed = False
+        self.last_timings: dict[str, float] = {}
+        self._reset_driving()
+        log.info("fomm engine: %d px model on %s, output %d px", cfg.image_size,
+                 getattr(runtime, "backend", "?"), self.size)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _reset_driving(self) -> None:
+        self._neutral: Keypoints | None = None
+        self._shown: Keypoints | None = None
+        self._last_t: float | None = None
+        self._lost_since: float | None = None
+        self._recovering = False
+        self._last_frame: np.ndarray | None = None
+        self._last_drive: Keypoints | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self._neutral is not None
+
+    @property
+    def backend(self) -> str:
+        return str(getattr(self._rt, "backend", "?"))
+
+    # -- portrait ------------------------------------------------------------------------------
+
+    def prepare(self, portrait: np.ndarray) -> FommPortrait:
+        """Encode a square portrait crop (resized to the model's size); heavy, thread-safe."""
+        image = check_rgb(portrait, "portrait")
+        h, w = image.shape[:2]
+        if h != w:
+            raise InputError("the portrait crop is not square",
+                             expected="a square RGB crop around the face", got=f"{w}x{h}")
+        with self._kp_lock:  # the keypoint detector is shared with process()
+            kp = self._rt.detect(image)
+        with self._prepare_lock:  # the source encoder is used by prepare() only
+            state = self._rt.encode_source(image, kp=kp)
+        return FommPortrait(state=state, image=image)
+
+    def set_portrait(self, prepared: Any) -> None:
+        if not isinstance(prepared, FommPortrait):
+            raise TypeError(f"expected a FommPortrait from FommEngine.prepare, "
+                            f"got {type(prepared).__name__}")
+        self._portrait = prepared
+        self._rest = None
+        self._last_frame = None
+        self._last_drive = None
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def _detect(self, face: FaceCrop) -> Keypoints:
+        image = check_rgb(face.image, "driving.image")
+        with self._kp_lock:
+            kp: Keypoints = self._rt.detect(image)
+        return kp
+
+    def calibrate(self, neutral: FaceCrop) -> None:
+        """Use ``neutral`` as the driving face's neutral pose."""
+        self._reset_driving()
+        self._neutral = self._detect(neutral)
+
+    def recalibrate(self) -> None:
+        """The next driving face becomes the neutral pose."""
+        self._reset_driving()
+
+    def _on_face(self, kp: Keypoints, t: float) -> Keypoints:
+        if self._neutral is None:
+            self._neutral = kp
+        shown = kp
+        if self._recovering and self._shown is not None and self._last_t is not None:
+            shown = _lerp_kp(self._shown, kp, t - self._last_t, self.config.recover_half_life_s)
+            if _kp_distance(shown, kp) < _CONVERGED:
+                self._recovering = False
+        else:
+            self._recovering = False
+        self._shown = shown
+        self._lost_since = None
+        self._last_t = t
+        return shown
+
+    def _on_lost(self, t: float) -> Keypoints | None:
+        if self._neutral is None or self._shown is None:
+            return None
+        if self._lost_since is None:
+            self._lost_since = t
+            self._recovering = True
+        last = self._last_t if self._last_t is not None else t
+        easing = t - self._lost_since - self.config.hold_s
+        if easing > 0:
+            dt = min(t - last, easing)
+            self._shown = _lerp_kp(self._shown, self._neutral, dt, self.config.ease_half_life_s)
+        self._last_t = t
+        return self._shown
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _animate(self, portrait: FommPortrait, drive: Keypoints) -> np.ndarray:
+        assert self._neutral is not None
+        kp = normalize_kp(portrait.kp, drive, self._neutral, relative=self.config.relative,
+                          adapt_scale=self.config.adapt_scale and self.config.relative)
+        return self._resize(self._rt.animate(portrait.state, kp))
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[0] == self.size:
+            return image
+        import cv2
+
+        interp = cv2.INTER_AREA if image.shape[0] > self.size else cv2.INTER_CUBIC
+        return np.ascontiguousarray(cv2.resize(image, (self.size, self.size),
+                                               interpolation=interp))
+
+    def _rest_frame(self, portrait: FommPortrait) -> np.ndarray:
+        """The portrait re-posed onto its own keypoints (what neutral looks like)."""
+        if self._rest is None:
+            self._rest = self._resize(self._rt.animate(portrait.state, portrait.kp))
+        return self._rest
+
+    def process(self, driving: FaceCrop | None, t: float) -> np.ndarray:
+        """The portrait crop animated with ``driving`` (None: no face this frame)."""
+        if self._closed:
+            raise RuntimeError("FommEngine.process: the engine is closed")
+        portrait = self._portrait
+        if portrait is None:
+            raise MimicamError("the fomm engine has no portrait: call "
+                               "set_portrait(prepare(image)) before process()")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if driving is not None:
+            kp = self._detect(driving)
+            timings["kp_detector"] = (time.perf_counter() - t0) * 1e3
+            drive: Keypoints | None = self._on_face(kp, t)
+        else:
+            drive = self._on_lost(t)
+        if drive is None:
+            frame = self._rest_frame(portrait).copy()
+        elif (self._last_frame is not None and self._last_drive is not None
+              and _kp_distance(drive, self._last_drive) < _STILL):
+            frame = self._last_frame.copy()  # a held or settled pose: nothing to compute
+        else:
+            t1 = time.perf_counter()
+            frame = self._animate(portrait, drive)
+            timings["animator"] = (time.perf_counter() - t1) * 1e3
+        self._last_frame, self._last_drive = frame, drive
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        self.last_timings = timings
+        return frame
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._rt.close()

@@ -1,0 +1,115 @@
+"""Piecewise-affine image warp: a rasterised triangle-index map, closed-form affines, one remap.
+
+For every output pixel the warp needs the source position it shows. The output triangles are
+drawn into a coarse index map (``grid`` x ``grid``; a fill per triangle, in draw order, so
+later triangles cover earlier ones); every triangle's output->source affine is solved in
+closed form for all triangles at once; the per-pixel *displacement* (source minus output
+position) is evaluated on the coarse grid, resized to full size (it is continuous across
+shared triangle edges, so bilinear resizing is nearly exact) and one ``cv2.remap`` samples
+the image. Pixels no triangle covered (fill rounding) take a neighbour's triangle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Displacement coefficients of each triangle's output->source affine, (T, 6) float32.
+
+    Row ``(a, b, c, d, e, f)`` gives ``source - output = (a x + b y + c, d x + e y + f)`` at
+    output position ``(x, y)``. Degenerate (zero-area) output triangles get a pure shift.
+    """
+    d0, d1, d2 = dst[tris[:, 0]], dst[tris[:, 1]], dst[tris[:, 2]]
+    s0, s1, s2 = src[tris[:, 0]], src[tris[:, 1]], src[tris[:, 2]]
+    e1, e2 = d1 - d0, d2 - d0
+    f1, f2 = s1 - s0, s2 - s0
+    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    ok = np.abs(det) > 1e-9
+    inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    # L = [f1 f2] @ inverse([e1 e2]); inverse([e1 e2]) = [[e2y, -e2x], [-e1y, e1x]] / det
+    l00 = (f1[:, 0] * e2[:, 1] - f2[:, 0] * e1[:, 1]) * inv_det
+    l01 = (-f1[:, 0] * e2[:, 0] + f2[:, 0] * e1[:, 0]) * inv_det
+    l10 = (f1[:, 1] * e2[:, 1] - f2[:, 1] * e1[:, 1]) * inv_det
+    l11 = (-f1[:, 1] * e2[:, 0] + f2[:, 1] * e1[:, 0]) * inv_det
+    l00 = np.where(ok, l00, 1.0)
+    l11 = np.where(ok, l11, 1.0)
+    tx = s0[:, 0] - (l00 * d0[:, 0] + l01 * d0[:, 1])
+    ty = s0[:, 1] - (l10 * d0[:, 0] + l11 * d0[:, 1])
+    return np.stack([l00 - 1.0, l01, tx, l10, l11 - 1.0, ty], axis=1).astype(np.float32)
+
+
+class PiecewiseAffineWarp:
+    """Warps ``size`` x ``size`` images by triangle meshes (see the module docstring)."""
+
+    def __init__(self, size: int, *, grid: int = 256) -> None:
+        if size < 8 or not 8 <= grid <= size:
+            raise ValueError(f"expected size >= 8 and 8 <= grid <= size, got {size}, {grid}")
+        self.size = int(size)
+        self.grid = int(grid)
+        self._g = self.grid / self.size
+        # Output-pixel coordinates of the coarse grid's cells (pixel centres).
+        c = (np.arange(self.grid, dtype=np.float32) + 0.5) / self._g - 0.5
+        self._gx, self._gy = np.meshgrid(c, c)
+        full = np.arange(self.size, dtype=np.float32)
+        fx, fy = np.meshgrid(full, full)
+        self._identity = np.stack([fx, fy], axis=-1)  # (size, size, 2) output positions
+        self._index = np.zeros((self.grid, self.grid), np.uint16)
+        self._coeffs = np.empty((self.grid, self.grid, 6), np.float32)
+        self._disp = np.empty((self.grid, self.grid, 2), np.float32)
+
+    def index_map(self, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        """Rasterise triangles (drawn in the given order) into the coarse grid: cell value is
+        1 + the triangle's row in ``tris``; holes are filled from neighbours."""
+        if len(tris) >= np.iinfo(np.uint16).max:
+            raise ValueError(f"too many triangles for the index map: {len(tris)}")
+        idx = self._index
+        idx.fill(0)
+        # Grid coordinates with 4 fractional bits, for cv2's sub-pixel fill.
+        pts = np.round(((dst + 0.5) * self._g - 0.5) * 16.0).astype(np.int32)
+        polys = pts[tris]
+        fill = cv2.fillConvexPoly
+        for k in range(len(polys)):
+            fill(idx, polys[k], (k + 1,), cv2.LINE_8, 4)
+        holes = idx == 0
+        if holes.any():
+            grown = cv2.dilate(idx, np.ones((3, 3), np.uint8))
+            np.copyto(idx, grown, where=holes)
+        return idx
+
+    def source_map(self, index: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+        """Full-size map of source positions, (size, size, 2) float32 (x, y), from an index
+        map and (T, 6) displacement rows (:func:`triangle_affines`)."""
+        table = np.concatenate([np.zeros((1, 6), np.float32), coeffs])
+        c = self._coeffs
+        np.take(table, index, axis=0, out=c)
+        gx, gy = self._gx, self._gy
+        dx, dy = self._disp[..., 0], self._disp[..., 1]
+        np.multiply(c[..., 0], gx, out=dx)
+        dx += c[..., 1] * gy
+        dx += c[..., 2]
+        np.multiply(c[..., 3], gx, out=dy)
+        dy += c[..., 4] * gy
+        dy += c[..., 5]
+        disp: np.ndarray = self._disp
+        if self.grid != self.size:
+            disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        else:
+            disp = disp.copy()
+        disp += self._identity
+        return disp
+
+    def remap(self, image: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """Sample ``image`` at the source positions (bilinear, edges replicated)."""
+        remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
+        return np.asarray(remap(image, source, None, cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE))
+
+    def warp(self, image: np.ndarray, src: np.ndarray, dst: np.ndarray,
+             tris: np.ndarray) -> np.ndarray:
+        """Warp ``image`` so that vertex ``src[i]`` moves to ``dst[i]``; ``tris`` in draw order."""
+        index = self.index_map(dst, tris)
+        return self.remap(image, self.source_map(index, triangle_affines(dst, src, tris)))

@@ -1,0 +1,536 @@
+"""``mimicam animate``: masks, config, engine choice, multi-face paste-back, the whole job on
+real fixtures (frames, fps, audio, held poses, best frame) and its bad-input errors."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from live.animate import (
+    AnimateConfig,
+    CropLayout,
+    FacePaster,
+    box_mask,
+    disc_mask,
+    find_portrait_faces,
+    portrait_face,
+    resolve_engine,
+    run_animate,
+)
+from live.cli import main
+from live.demo import load_image
+from live.errors import InputError, NoFaceError, WeightsError
+from live.video import VideoReader, VideoWriter, probe_video
+
+CLIP_FRAMES = 40
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    with VideoReader(path) as reader:
+        return [f.image for f in reader]
+
+
+def audio_seconds(path: Path) -> float:
+    """Decoded length of the first audio stream, in seconds."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        samples = sum(f.samples for f in c.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+def write_wav(path: Path, seconds: float, rate: int = 22050) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate)
+        stream.codec_context.layout = "mono"
+        t = np.arange(int(seconds * rate)) / rate
+        data = (np.sin(2 * np.pi * 330 * t) * 9000).astype(np.int16)
+        for i in range(0, len(data), 4096):
+            frame = av.AudioFrame.from_ndarray(data[None, i:i + 4096], format="s16",
+                                               layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def cut_clip(src: Path, dst: Path, frames: int, *, blank: range = range(0),
+             audio: bool = True) -> Path:
+    """The first ``frames`` frames of ``src`` (its audio trimmed alike), frames in ``blank``
+    replaced by flat grey (no face)."""
+    info = probe_video(src)
+    with VideoReader(src) as reader, VideoWriter(
+            dst, fps=info.fps_fraction, size=info.size,
+            audio_from=src if audio and info.has_audio else None, preset="veryfast") as w:
+        for frame in itertools.islice(reader, frames):
+            image = frame.image
+            if frame.index in blank:
+                image = np.full_like(image, 128)
+            w.write(image)
+    return dst
+
+
+def folder_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def talking_clip(tmp_path_factory: pytest.TempPathFactory, driving_dir: Path) -> Path:
+    """40 frames (1.6 s, 25 fps, 512x512) of the talking girl, with her (audible) audio."""
+    folder = tmp_path_factory.mktemp("animate_clips")
+    return cut_clip(driving_dir / "lp_d11.mp4", folder / "talk40.mp4", CLIP_FRAMES)
+
+
+@pytest.fixture(scope="session")
+def portrait(portraits_dir: Path) -> Path:
+    return portraits_dir / "lp_s42.jpg"
+
+
+@pytest.fixture(scope="session")
+def painting(portraits_dir: Path) -> Path:
+    return portraits_dir / "multi_pg_fom_multi_person.jpg"
+
+
+# --------------------------------------------------------------------------------- masks
+
+
+def test_disc_mask_is_one_inside_and_zero_at_its_radius() -> None:
+    m = disc_mask(200, (90.0, 110.0), 60.0)
+    assert m.dtype == np.float32 and m.shape == (200, 200)
+    assert m[110, 90] == pytest.approx(1.0, abs=1e-3)
+    assert m[110, 90 + 35] > 0.95  # well inside the core
+    assert m[110, 90 + 62] < 0.02  # at the radius it has faded out
+    assert m[110, 199] == 0.0 and m[0, 0] == 0.0
+    # monotonic from the centre outwards
+    row = m[110, 90:200]
+    assert np.all(np.diff(row) <= 1e-6)
+
+
+def test_box_mask_fades_to_zero_at_every_edge() -> None:
+    m = box_mask(100, feather=0.1)
+    assert m[50, 50] == 1.0
+    assert m[:, 10:90][10:90].min() == 1.0  # flat inside the band
+    for edge in (m[0], m[-1], m[:, 0], m[:, -1]):
+        assert edge.max() < 0.03
+    assert np.allclose(m, m.T) and np.allclose(m, m[::-1])
+
+
+# ---------------------------------------------------------------------- best frame, encoder
+
+
+def test_best_frame_search_streams_to_the_closest_pose() -> None:
+    from calibrate.best_frame import BestFrameSearch
+    from calibrate.neutral import best_matching_frame
+
+    rng = np.random.default_rng(7)
+    portrait = rng.normal(0, 50, (478, 3)) + 200
+    noise = [3.0, None, 1.0, 0.2, 2.0, None, 0.5]
+    frames: list[np.ndarray | None] = []
+    for i, amp in enumerate(noise):
+        if amp is None:
+            frames.append(None)
+            continue
+        a = 0.1 * i
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * (1 + 0.1 * i)
+        pts = portrait.copy()
+        pts[:, :2] = portrait[:, :2] @ rot.T + 30 * i  # moved, turned, scaled: no distance
+        pts[:, :2] += np.random.default_rng(100).normal(0, amp, (478, 2))
+        frames.append(pts)
+    search = BestFrameSearch(portrait)
+    assert search.best is None
+    for i, lm in enumerate(frames):
+        search.update(i, lm, item=f"crop{i}")
+    assert search.best is not None
+    assert search.best.index == 3 == best_matching_frame(portrait, frames)
+    assert search.best.item == "crop3"
+    assert search.frames == 7 and search.frames_with_face == 5
+    # several portrait faces: the mean distance decides
+    two = BestFrameSearch([portrait, frames[4]])
+    for i, lm in enumerate(frames):
+        two.update(i, lm)
+    assert two.best is not None and two.best.index == 4
+    with pytest.raises(ValueError, match="portrait_landmarks"):
+        BestFrameSearch([np.zeros((478, 3))])
+
+
+def test_encoder_thread_reports_a_write_error_and_drains() -> None:
+    from live.animate import _Encoder
+
+    class Failing:
+        def __init__(self) -> None:
+            self.written = 0
+
+        def write(self, image: np.ndarray) -> None:
+            if self.written == 2:
+                raise OSError("disk full")
+            self.written += 1
+
+    writer = Failing()
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(OSError, match="disk full"), _Encoder(writer, max_queue=2) as enc:
+        for _ in range(50):  # never blocks, even though the writer stopped taking frames
+            enc.write(frame)
+    assert writer.written == 2
+    ok = Failing()
+    with _Encoder(ok) as enc:
+        enc.write(frame)
+        enc.write(frame)
+    assert ok.written == 2  # everything queued is written before exit returns
+
+
+# -------------------------------------------------------------------------------- config
+
+
+def test_config_validates_ratio_and_options(tmp_path: Path) -> None:
+    paths = {"source_image": tmp_path / "a.png", "driving_video": tmp_path / "b.mp4",
+             "output": tmp_path / "c.mp4"}
+    assert AnimateConfig(**paths).ratio == 0.4
+    for ratio in (0.5, 0.2, 1.0):
+        assert AnimateConfig(**paths, ratio=ratio).ratio == ratio
+    for ratio in (0.1, 1.01, -0.4, float("nan")):
+        with pytest.raises(InputError, match=r"ratio is out of range.*got"):
+            AnimateConfig(**paths, ratio=ratio)
+    with pytest.raises(InputError, match="image-size"):
+        AnimateConfig(**paths, image_size=300)
+    with pytest.raises(InputError, match="best-frame needs relative"):
+        AnimateConfig(**paths, best_frame=True, relative=False)
+    with pytest.raises(InputError, match="conflicting audio"):
+        AnimateConfig(**paths, audio=tmp_path / "x.wav", keep_audio=False)
+    with pytest.raises(InputError, match="unknown engine"):
+        AnimateConfig(**paths, engine="magic")  # type: ignore[arg-type]
+
+
+def test_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_export.weights as weights
+
+    monkeypatch.setattr(weights, "find_weights", lambda *a, **k: None)
+    paths = {"source_image": tmp_path / "a.png", "driving_video": tmp_path / "b.mp4",
+             "output": tmp_path / "c.mp4"}
+    assert resolve_engine(AnimateConfig(**paths)).name == "mesh"  # auto, no weights
+    spec = resolve_engine(AnimateConfig(**paths, engine="mesh", image_size=256,
+                                        adapt_scale=False))
+    assert spec.options == {"size": 256, "adapt_scale": False}
+    with pytest.raises(WeightsError, match="fomm engine needs weights"):
+        resolve_engine(AnimateConfig(**paths, engine="fomm"))
+    with pytest.raises(WeightsError, match="not found"):
+        resolve_engine(AnimateConfig(**paths, engine="fomm", weights=tmp_path / "no.pdparams"))
+    with pytest.raises(InputError, match="absolute motion needs the fomm engine"):
+        resolve_engine(AnimateConfig(**paths, engine="mesh", relative=False))
+    ckpt = tmp_path / "vox.pdparams"
+    ckpt.write_bytes(b"x")
+    spec = resolve_engine(AnimateConfig(**paths, weights=ckpt, relative=False))
+    assert spec.name == "fomm"  # auto with weights
+    assert spec.options["weights"] == ckpt and spec.options["relative"] is False
+
+
+# ------------------------------------------------------------------------- multi-face paste
+
+
+def test_each_face_is_pasted_only_into_its_own_region(painting: Path) -> None:
+    image = load_image(painting)
+    layout = CropLayout(multi_face=True, ratio=0.4)
+    landmarks = find_portrait_faces(image, multi_face=True)
+    assert len(landmarks) >= 4  # the Syndics: five or six faces, small, in one painting
+    faces = [portrait_face(image, lm, 256, layout) for lm in landmarks]
+    paster = FacePaster(image, faces, color_transfer=False)
+    still = paster.process([f.crop.image for f in faces]).copy()
+    # pasting the crops unchanged gives the picture back (up to resampling)
+    assert np.abs(still.astype(int) - image).mean() < 0.5
+    h, w = image.shape[:2]
+    for k in range(len(faces)):
+        crops = [f.crop.image for f in faces]
+        crops[k] = 255 - crops[k]  # change only face k
+        out = paster.process(crops).astype(int)
+        changed = np.abs(out - still).max(axis=2) > 0
+        # where face k's mask lands in the picture
+        alpha = cv2.warpAffine(faces[k].mask, faces[k].crop.crop_to_frame, (w, h),
+                               flags=cv2.INTER_LINEAR)
+        assert changed[alpha > 0.5].all()
+        assert not changed[alpha == 0].any()
+        # the region is around face k's own landmarks and smaller than its crop
+        ys, xs = np.nonzero(changed)
+        cx, cy = landmarks[k][:, 0].mean(), landmarks[k][:, 1].mean()
+        assert abs(xs.mean() - cx) < faces[k].face_size * 0.3
+        assert abs(ys.mean() - cy) < faces[k].face_size * 0.3
+        assert changed.sum() < (faces[k].face_size * 2.0) ** 2
+
+
+def test_larger_ratio_pastes_more(painting: Path) -> None:
+    image = load_image(painting)
+    lm = find_portrait_faces(image, multi_face=True)[0]
+    areas = []
+    for ratio in (0.3, 0.4, 0.5, 0.8):
+        face = portrait_face(image, lm, 256, CropLayout(multi_face=True, ratio=ratio))
+        scale = float(np.sqrt(abs(np.linalg.det(face.crop.crop_to_frame[:, :2]))))
+        areas.append(float(face.mask.sum()) * scale ** 2)
+        # the mask always fades out inside its crop: no box edge
+        border = np.concatenate([face.mask[0], face.mask[-1], face.mask[:, 0],
+                                 face.mask[:, -1]])
+        assert border.max() < 0.02
+    assert areas == sorted(areas) and areas[-1] > 3 * areas[0]
+
+
+# ------------------------------------------------------------------------------ the job
+
+
+def test_single_face_keeps_frames_fps_audio_and_size(tmp_path: Path, portrait: Path,
+                                                     talking_clip: Path) -> None:
+    out = tmp_path / "out.mp4"
+    report = run_animate(AnimateConfig(source_image=portrait, driving_video=talking_clip,
+                                       output=out, engine="mesh"), progress=False)
+    assert folder_files(tmp_path) == {"out.mp4"}  # no temporary file left
+    info = probe_video(out)
+    assert report.frames == CLIP_FRAMES == info.frame_count
+    assert info.fps_fraction == Fraction(25) and report.fps == 25.0
+    assert info.size == (512, 512) == report.size
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p"
+    assert info.has_audio and report.audio == talking_clip
+    assert audio_seconds(out) == pytest.approx(CLIP_FRAMES / 25, abs=0.1)
+    assert report.faces == 1 and report.lost_frames == 0 and report.engine == "mesh"
+    frames = decode_all(out)
+    source = load_image(portrait)
+    # the first frame is the portrait (neutral pose); later ones move
+    assert np.abs(frames[0].astype(int) - source).mean() < 4
+    moved = max(float(np.abs(f.astype(int) - frames[0]).mean()) for f in frames[1:])
+    assert moved > 1.0
+    assert "40 frames at 25 fps (with audio), 1 face (mesh)" in report.summary()
+
+
+def test_no_audio_and_audio_from_file(tmp_path: Path, portrait: Path,
+                                      talking_clip: Path) -> None:
+    silent = tmp_path / "silent.mp4"
+    run_animate(AnimateConfig(source_image=portrait, driving_video=talking_clip,
+                              output=silent, engine="mesh", keep_audio=False,
+                              image_size=256), progress=False)
+    assert not probe_video(silent).has_audio
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, 3.0)
+    dubbed = tmp_path / "dubbed.mp4"
+    report = run_animate(AnimateConfig(source_image=portrait, driving_video=talking_clip,
+                                       output=dubbed, engine="mesh", audio=wav,
+                                       image_size=256), progress=False)
+    assert report.audio == wav
+    info = probe_video(dubbed)
+    assert info.has_audio and info.audio_codec == "aac"
+    # the 3 s tone is trimmed to the video's 1.6 s
+    assert audio_seconds(dubbed) == pytest.approx(CLIP_FRAMES / 25, abs=0.1)
+
+
+@pytest.mark.slow
+def test_multi_face_animates_every_face_and_not_the_background(
+        tmp_path: Path, painting: Path, talking_clip: Path) -> None:
+    out = tmp_path / "multi.mp4"
+    report = run_animate(AnimateConfig(source_image=painting, driving_video=talking_clip,
+                                       output=out, engine="mesh", multi_face=True),
+                         progress=False)
+    image = load_image(painting)
+    landmarks = find_portrait_faces(image, multi_face=True)
+    assert report.faces == len(landmarks) >= 4
+    frames = decode_all(out)
+    assert len(frames) == CLIP_FRAMES and frames[0].shape == image.shape
+    stack = np.stack(frames).astype(np.int16)
+    motion = np.abs(stack - stack[0]).max(axis=0).max(axis=2)  # per-pixel largest change
+    faces_mask = np.zeros(image.shape[:2], bool)
+    for lm in landmarks:
+        x0, y0 = lm[:, :2].min(axis=0).astype(int)
+        x1, y1 = lm[:, :2].max(axis=0).astype(int)
+        region = motion[y0:y1, x0:x1]
+        assert (region > 12).mean() > 0.05, "a face did not move"
+        side = max(x1 - x0, y1 - y0)
+        faces_mask[max(0, y0 - side):y1 + side, max(0, x0 - side):x1 + side] = True
+    # away from every face nothing moves (codec noise only)
+    assert np.percentile(motion[~faces_mask], 99.9) <= 6
+    # and the background is the painting itself
+    assert np.abs(stack[-1][~faces_mask] - image[~faces_mask]).mean() < 2.0
+
+
+def test_driving_frames_without_a_face_hold_the_pose(tmp_path: Path, driving_dir: Path,
+                                                     portrait: Path) -> None:
+    clip = cut_clip(driving_dir / "lp_d11.mp4", tmp_path / "gap.mp4", 30, blank=range(20, 25),
+                    audio=False)
+    out = tmp_path / "held.mp4"
+    report = run_animate(AnimateConfig(source_image=portrait, driving_video=clip, output=out,
+                                       engine="mesh", image_size=256), progress=False)
+    assert report.frames == 30 and report.lost_frames == 5
+    assert "5 driving frames without a face (pose held)" in report.summary()
+    frames = np.stack(decode_all(out)).astype(np.int16)
+    held = [float(np.abs(frames[i] - frames[19]).mean()) for i in range(20, 25)]
+    assert max(held) < 0.6  # 0.2 s gap < the engine's hold time: the pose stays put
+
+
+def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,
+                                             portrait: Path) -> None:
+    clip = cut_clip(driving_dir / "lp_d13.mp4", tmp_path / "phone.mp4", 20, audio=False)
+    report = run_animate(AnimateConfig(source_image=portrait, driving_video=clip,
+                                       output=tmp_path / "o.mp4", engine="mesh",
+                                       image_size=256), progress=False)
+    assert report.frames == 20 and report.lost_frames == 0
+    assert report.size == (512, 512)
+
+
+@pytest.mark.slow
+def test_best_frame_picks_the_pose_closest_to_the_portrait(tmp_path: Path, portrait: Path,
+                                                           talking_clip: Path) -> None:
+    from calibrate.neutral import best_matching_frame
+    from live.tracking import FaceTracker
+
+    out = tmp_path / "best.mp4"
+    report = run_animate(AnimateConfig(source_image=portrait, driving_video=talking_clip,
+                                       output=out, engine="mesh", image_size=256,
+                                       best_frame=True), progress=False)
+    assert report.frames == CLIP_FRAMES and report.best_frame is not None
+    # the same choice as the batch function over all the driving landmarks
+    source = load_image(portrait)
+    (portrait_lm,) = find_portrait_faces(source, multi_face=False)
+    with VideoReader(talking_clip) as reader, FaceTracker(crop_size=256, crop_scale=2.0,
+                                                          crop_shift_y=-0.08,
+                                                          full_range=True) as tracker:
+        driving = [None if (f := tracker.process(fr).face) is None else f.landmarks
+                   for fr in reader]
+    assert report.best_frame == best_matching_frame(portrait_lm, driving)
+
+
+# -------------------------------------------------------------------------- bad input
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    code = main(["animate", *map(str, args)])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("mimicam: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_success_prints_one_summary_line(tmp_path: Path, portrait: Path,
+                                             talking_clip: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.mp4"
+    code = main(["-q", "animate", "--source-image", str(portrait), "--driving-video",
+                 str(talking_clip), "--output", str(out), "--engine", "mesh",
+                 "--image-size", "256"])
+    captured = capsys.readouterr()
+    assert code == 0 and out.is_file()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"mimicam animate: wrote {out}: 40 frames at 25 fps")
+    assert "0 driving frames without a face" in lines[0]
+
+
+@pytest.mark.parametrize("ratio", ["0.1", "1.5", "abc"])
+def test_cli_ratio_out_of_range_is_exit_2(tmp_path: Path, portrait: Path, talking_clip: Path,
+                                          capsys: pytest.CaptureFixture[str],
+                                          ratio: str) -> None:
+    args = ["animate", "--source-image", str(portrait), "--driving-video", str(talking_clip),
+            "-o", str(tmp_path / "o.mp4"), "--multi-face", "--ratio", ratio]
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse rejects a non-number itself, also with exit 2
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "ratio" in err and err.count("error:") == 1
+    assert folder_files(tmp_path) == set()
+
+
+def test_cli_errors_are_one_line_exit_2_and_leave_nothing(
+        tmp_path: Path, portrait: Path, talking_clip: Path, driving_dir: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_export.weights as weights
+
+    monkeypatch.setattr(weights, "find_weights", lambda *a, **k: None)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    out = outdir / "o.mp4"
+
+    # a truncated video: the header opens, the frames stop half-way
+    data = (driving_dir / "tps_driving.mp4").read_bytes()
+    cut = inputs / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    # not a video at all
+    text = inputs / "notes.mp4"
+    text.write_text("this is not a video\n")
+    # a video with no face: flat colours
+    faceless = inputs / "wall.mp4"
+    with VideoWriter(faceless, fps=25, size=(320, 240)) as w:
+        for i in range(12):
+            w.write(np.full((240, 320, 3), 60 + 10 * i, np.uint8))
+    # a picture with no face
+    blank = inputs / "blank.png"
+    gradient = np.tile(np.linspace(0, 255, 256, dtype=np.uint8)[None, :, None], (200, 1, 3))
+    cv2.imwrite(str(blank), gradient)
+
+    cases = [
+        ((portrait, cut, out), r"cut\.mp4: corrupt or truncated video at frame \d+"),
+        ((portrait, text, out), r"notes\.mp4: cannot read the video file"),
+        ((portrait, inputs / "missing.mp4", out), r"missing\.mp4: cannot read the video file"),
+        ((portrait, faceless, out), r"wall\.mp4: no face found in any frame"),
+        ((blank, talking_clip, out), r"blank\.png: no face found in the source image"),
+        ((text, talking_clip, out), r"notes\.mp4: cannot read the portrait"),
+        ((portrait, talking_clip, tmp_path / "nowhere" / "o.mp4"), r"cannot write the output"),
+        ((portrait, talking_clip, outdir), r"cannot write the output video.*a directory"),
+    ]
+    for (src, drv, dst), pattern in cases:
+        code, err = run_cli(capsys, "--source-image", src, "--driving-video", drv,
+                            "-o", dst, "--engine", "mesh", "--image-size", "256")
+        assert code == 2, (pattern, err)
+        assert re.search(pattern, error_line(err)), (pattern, err)
+        assert folder_files(outdir) == set(), pattern
+    # fomm without weights
+    code, err = run_cli(capsys, "--source-image", portrait, "--driving-video", talking_clip,
+                        "-o", out, "--engine", "fomm")
+    assert code == 2 and "fomm engine needs weights" in error_line(err)
+    assert folder_files(outdir) == set()
+    # with --best-frame the faceless video fails in the first pass, also leaving nothing
+    code, err = run_cli(capsys, "--source-image", portrait, "--driving-video", faceless,
+                        "-o", out, "--engine", "mesh", "--best-frame")
+    assert code == 2 and "no face found in any frame" in error_line(err)
+    assert folder_files(outdir) == set()
+
+
+def test_run_animate_raises_typed_errors(tmp_path: Path, portrait: Path) -> None:
+    faceless = tmp_path / "wall.mp4"
+    with VideoWriter(faceless, fps=10, size=(160, 120)) as w:
+        for _ in range(5):
+            w.write(np.full((120, 160, 3), 90, np.uint8))
+    with pytest.raises(NoFaceError):
+        run_animate(AnimateConfig(source_image=portrait, driving_video=faceless,
+                                  output=tmp_path / "o.mp4", engine="mesh"), progress=False)
+    assert folder_files(tmp_path) == {"wall.mp4"}
+
+
+def test_bench_job_reports_fps_per_engine(monkeypatch: pytest.MonkeyPatch, portrait: Path,
+                                          talking_clip: Path) -> None:
+    import io
+
+    import model_export.weights as weights
+    from live.bench_animate import bench_animate, print_results
+
+    monkeypatch.setattr(weights, "find_weights", lambda *a, **k: None)
+    results = bench_animate(engines=["mesh", "fomm"], video=talking_clip, portrait=portrait,
+                            max_frames=10)
+    mesh, fomm = results
+    assert mesh.skipped is None and mesh.frames == 10 and mesh.fps > 0
+    assert set(mesh.stage_ms) == {"track", "animate", "paste", "encode"}
+    assert mesh.seconds >= mesh.loop_seconds > 0
+    assert fomm.skipped is not None and "needs weights" in fomm.skipped
+    text = io.StringIO()
+    print_results(results, video=talking_clip, portrait=portrait, out=text)
+    lines = text.getvalue().splitlines()
+    assert lines[2].split()[:2] == ["mesh", "10"] and lines[3].startswith("fomm")

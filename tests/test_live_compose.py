@@ -1,0 +1,156 @@
+"""paste_back, letterbox and the Compositor (pure OpenCV/numpy, no shared data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _live_fakes import psnr
+
+from live.compose import (
+    Compositor,
+    ellipse_mask,
+    hull_mask,
+    letterbox,
+    letterbox_transform,
+    paste_back,
+)
+from live.tracking import crop_square
+
+
+def _scene(h: int = 360, w: int = 480, seed: int = 0) -> np.ndarray:
+    """A smooth, non-trivial RGB picture (gradients plus blobs)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / w * 200 + 20, y / h * 180 + 30, (x + y) / (w + h) * 120 + 60], -1)
+    for _ in range(12):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 60)
+        img += (np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+                * rng.uniform(-60, 60, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_letterbox_keeps_aspect_with_black_bars() -> None:
+    img = np.full((100, 200, 3), 200, np.uint8)  # 2:1
+    out = letterbox(img, (300, 300))
+    assert out.shape == (300, 300, 3) and out.dtype == np.uint8
+    # content 300x150 centred: bars of 75 rows above and below
+    assert out[:74].max() == 0 and out[226:].max() == 0
+    assert (out[76:224] == 200).all()
+    m = letterbox_transform((200, 100), (300, 300))
+    np.testing.assert_allclose(m @ [0, 0, 1], [0, 75])
+    np.testing.assert_allclose(m @ [200, 100, 1], [300, 225])
+
+
+def test_letterbox_tall_image_gets_side_bars() -> None:
+    img = np.full((1280, 720, 3), 90, np.uint8)
+    out = letterbox(img, (1280, 720))
+    cols = np.flatnonzero(out[360].max(axis=-1) > 0)
+    assert out[360, 0].max() == 0 and out[360, -1].max() == 0
+    width = cols[-1] - cols[0] + 1
+    assert abs(width - 405) <= 1  # 720 * 720 / 1280
+
+
+def test_paste_back_of_an_unchanged_crop_restores_the_picture() -> None:
+    """A crop cut with tracking.crop_square and pasted back with its own transform lands on
+    the same pixels: the conventions of cropping and compositing agree."""
+    canvas = _scene()
+    crop = crop_square(canvas, (250.0, 170.0), 180.0, 256)
+    out = paste_back(canvas, crop.image, crop.crop_to_frame, feather=0.05)
+    assert out is not canvas
+    assert psnr(out, canvas) > 38.0
+    # and the canvas itself was not touched
+    assert psnr(canvas, _scene()) == 99.0
+
+
+def test_paste_back_blends_without_a_box_edge() -> None:
+    canvas = np.full((400, 400, 3), 60, np.uint8)
+    crop = np.full((200, 200, 3), 220, np.uint8)
+    m = np.array([[1.0, 0.0, 100.0], [0.0, 1.0, 100.0]])
+    out = paste_back(canvas, crop, m, feather=0.08)
+    assert (out[200, 200] == 220).all()  # centre: the crop
+    # along the crop's square border the canvas shows (no hard box edge)
+    border = np.concatenate([out[100, 100:300], out[299, 100:300], out[100:300, 100],
+                             out[100:300, 299]])
+    assert np.abs(border.astype(int) - 60).max() <= 3
+    # the transition is gradual: no jump of more than a fraction of the contrast per pixel
+    row = out[200, 90:310, 0].astype(int)
+    assert np.abs(np.diff(row)).max() < 30
+    assert row.min() == 60 and row.max() == 220
+
+
+def test_paste_back_with_a_landmark_hull_mask() -> None:
+    canvas = np.zeros((300, 300, 3), np.uint8)
+    crop = np.full((100, 100, 3), 255, np.uint8)
+    pts = np.array([[30, 30], [70, 30], [70, 70], [30, 70]], np.float32)
+    mask = hull_mask(pts, 100, feather=0.0)
+    m = np.array([[1.0, 0.0, 50.0], [0.0, 1.0, 50.0]])
+    out = paste_back(canvas, crop, m, feather=0.0, mask=mask)
+    assert (out[100, 100] == 255).all()  # inside the hull (crop 50,50)
+    assert out[55, 55].max() == 0  # inside the crop, outside the hull
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        paste_back(canvas, crop, m, feather=0.0, mask=np.ones((50, 50), np.float32))
+
+
+def test_paste_back_into_out_accumulates_several_faces() -> None:
+    canvas = np.zeros((200, 400, 3), np.uint8)
+    red = np.zeros((80, 80, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((80, 80, 3), np.uint8)
+    blue[..., 2] = 255
+    out = np.empty_like(canvas)
+    paste_back(canvas, red, np.array([[1.0, 0, 20], [0, 1.0, 60]]), feather=0.05, out=out)
+    paste_back(out, blue, np.array([[1.0, 0, 300], [0, 1.0, 60]]), feather=0.05, out=out)
+    assert out[100, 60, 0] > 240 and out[100, 60, 2] < 10
+    assert out[100, 340, 2] > 240 and out[100, 340, 0] < 10
+    assert canvas.max() == 0
+
+
+def test_paste_back_outside_the_canvas_is_a_no_op() -> None:
+    canvas = _scene(100, 100)
+    out = paste_back(canvas, np.full((50, 50, 3), 255, np.uint8),
+                     np.array([[1.0, 0, 500], [0, 1.0, 500]]), feather=0.05)
+    assert (out == canvas).all()
+
+
+def test_colour_transfer_matches_the_surroundings() -> None:
+    canvas = np.full((300, 300, 3), (120, 100, 80), np.uint8)
+    crop = np.full((200, 200, 3), (170, 100, 40), np.uint8)  # a colour cast
+    m = np.array([[1.0, 0, 50], [0, 1.0, 50]])
+    plain = paste_back(canvas, crop, m, feather=0.08)
+    matched = paste_back(canvas, crop, m, feather=0.08, color_transfer=True)
+    target = np.array([120, 100, 80])
+    err_plain = np.abs(plain[150, 150].astype(int) - target).sum()
+    err_matched = np.abs(matched[150, 150].astype(int) - target).sum()
+    assert err_matched < 10 < err_plain
+
+
+def test_bad_inputs_say_what_was_expected() -> None:
+    canvas = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        paste_back(canvas, np.zeros((4, 4), np.uint8), np.eye(2, 3), feather=0.1)
+    with pytest.raises(ValueError, match="2x3 affine"):
+        paste_back(canvas, np.zeros((4, 4, 3), np.uint8), np.eye(3), feather=0.1)
+
+
+def test_ellipse_mask_is_zero_at_the_border_and_one_inside() -> None:
+    m = ellipse_mask(128, feather=0.08)
+    assert m.dtype == np.float32 and m.shape == (128, 128)
+    assert m[64, 64] > 0.99
+    assert max(m[0].max(), m[-1].max(), m[:, 0].max(), m[:, -1].max()) < 0.01
+
+
+def test_compositor_matches_paste_back_on_the_letterboxed_portrait() -> None:
+    portrait = _scene(400, 300, seed=3)
+    crop = crop_square(portrait, (150.0, 150.0), 160.0, 128)
+    comp = Compositor(portrait, crop.crop_to_frame, 128, (640, 360), feather=0.05)
+    assert (comp.background == letterbox(portrait, (640, 360))).all()
+    still = comp.compose(None)
+    assert (still == comp.background).all()
+    changed = crop.image.copy()
+    changed[40:90, 40:90] = (255, 0, 255)
+    out = comp.compose(changed)
+    ref = paste_back(comp.background, changed, comp.crop_to_output, feather=0.05)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    assert psnr(out, comp.background) < 30  # the change is visible
+    with pytest.raises(ValueError, match="crop: expected"):
+        comp.compose(np.zeros((64, 64, 3), np.uint8))

@@ -1,0 +1,393 @@
+"""The weight-free mesh engine: motion math, the warp, the mouth, face loss, fidelity, bench."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from live import landmarks as lm
+from live.engines.mesh import MeshEngine, MeshPortrait
+from live.errors import InputError, MimicamError, NoFaceError
+from live.fidelity import FidelityMeter, frame_errors, psnr
+from live.meshwarp.motion import (
+    MotionOptions,
+    apply_affine,
+    compose,
+    fit_similarity,
+    invert_affine,
+    keep_order,
+    portrait_motion,
+)
+from live.meshwarp.topology import face_triangles, hole_triangles, tesselation_triangles
+from live.meshwarp.warp import PiecewiseAffineWarp
+from live.packets import FaceCrop
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+SIZE = 512
+
+
+def textured(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB texture (so shifts and warps are measurable)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def face(points: np.ndarray, index: int = 0) -> FaceCrop:
+    """A driving crop that only carries landmarks (frame = crop pixels)."""
+    return FaceCrop(image=np.zeros((SIZE, SIZE, 3), np.uint8), crop_to_frame=IDENTITY,
+                    frame_index=index, t_capture=0.0, landmarks=points.astype(np.float32))
+
+
+# -- pure math (no shared data) -------------------------------------------------------------------
+
+
+def test_fit_similarity_recovers_a_known_similarity() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 500, (40, 2))
+    a, t = 1.3 * np.cos(0.4), 1.3 * np.sin(0.4)
+    true = np.array([[a, -t, 12.0], [t, a, -7.0]])
+    m = fit_similarity(src, apply_affine(true, src))
+    np.testing.assert_allclose(m, true, atol=1e-9)
+    np.testing.assert_allclose(compose(invert_affine(m), m), IDENTITY, atol=1e-12)
+
+
+def test_tesselation_is_the_face_mesh_without_spurious_triangles() -> None:
+    tris = tesselation_triangles()
+    assert tris.shape == (852, 3)  # V - E + F = 1 - 3 holes: 468 - 1322 + 852 = -2
+    edges = {tuple(sorted(e)) for t in tris for e in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
+    assert len(edges) == 1322
+    holes = hole_triangles()
+    assert len(holes) == 2 * 16 + 18
+    assert set(holes.ravel()) <= set(lm.RIGHT_EYE + lm.LEFT_EYE + lm.LIPS_INNER
+                                     + (lm.RIGHT_IRIS_CENTER, lm.LEFT_IRIS_CENTER))
+    assert face_triangles().shape == (852 + 50, 3)
+
+
+def _grid_mesh(size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    c = np.linspace(0, size - 1, n)
+    xx, yy = np.meshgrid(c, c)
+    pts = np.stack([xx.ravel(), yy.ravel()], 1)
+    tris = []
+    for j in range(n - 1):
+        for i in range(n - 1):
+            a, b, c_, d = j * n + i, j * n + i + 1, (j + 1) * n + i, (j + 1) * n + i + 1
+            tris += [(a, b, d), (a, d, c_)]
+    return pts, np.asarray(tris)
+
+
+def test_warp_identity_is_exact_and_shift_moves_the_picture() -> None:
+    img = textured(256)
+    src, tris = _grid_mesh(256, 9)
+    warp = PiecewiseAffineWarp(256, grid=128)
+    assert np.array_equal(warp.warp(img, src, src.copy(), tris), img)
+    # Move the inner vertices right by 6 px: the middle of the picture moves with them.
+    dst = src.copy()
+    inner = np.all((src > 1) & (src < 254), axis=1)
+    dst[inner, 0] += 6.0
+    out = warp.warp(img, src, dst, tris)
+    mid = (slice(80, 176), slice(80, 176))
+    shifted = (slice(80, 176), slice(74, 170))
+    assert np.abs(out[mid].astype(int) - img[shifted].astype(int)).mean() < 1.5
+    assert np.abs(out[mid].astype(int) - img[mid].astype(int)).mean() > 5.0
+    # The border vertices stayed: so did the corner pixels.
+    assert np.array_equal(out[0, 0], img[0, 0]) and np.array_equal(out[-1, -1], img[-1, -1])
+
+
+def test_keep_order_pulls_crossed_points_back_in_order() -> None:
+    src = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [0.0, 30.0]])
+    pts = np.array([[0.0, 26.0], [0.0, 24.0], [0.0, 22.0], [0.0, 30.0]])  # folded
+    keep_order(pts, src, (np.arange(4),), np.array([0.0, 1.0]), min_fraction=0.2)
+    assert np.all(np.diff(pts[:, 1]) >= 2.0 - 1e-9)
+    assert pts[3, 1] == 30.0  # the chain's end (the face outline) stays
+
+
+def test_mouth_paint_keeps_an_already_open_mouth() -> None:
+    from live.meshwarp.mouth import MouthStyle, fill_mouth
+
+    img = np.full((100, 100, 3), 200, np.uint8)
+    ring = np.stack([50 + 20 * np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
+                     50 + 10 * np.sin(np.linspace(0, 2 * np.pi, 20, endpoint=False))], 1)
+    dark = np.array([40.0, 20.0, 20.0], np.float32)
+    closed = MouthStyle(edge=dark, core=dark / 2, own_area=0.0)
+    painted = img.copy()
+    assert fill_mouth(painted, ring, closed) == pytest.approx(1.0)
+    assert painted[50, 50].max() < 40 and np.array_equal(painted[5, 5], img[5, 5])
+    open_ = MouthStyle(edge=dark, core=dark / 2, own_area=700.0)  # as open as the output
+    kept = img.copy()
+    assert fill_mouth(kept, ring, open_) == 0.0 and np.array_equal(kept, img)
+    half = img.copy()
+    assert 0.3 < fill_mouth(half, ring, MouthStyle(dark, dark / 2, own_area=300.0)) < 0.7
+    assert 40 < half[50, 50].mean() < 180  # partly painted
+
+
+def test_create_engine_builds_the_mesh_engine() -> None:
+    from live.engines import create_engine
+
+    engine = create_engine("mesh", size=256, smoothing=False)
+    assert isinstance(engine, MeshEngine) and engine.size == 256
+    assert engine.config.smoothing is False
+    engine.close()
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(InputError, match="grid"):
+        MeshEngine(grid=8)
+    with pytest.raises(InputError, match="unknown mesh engine option"):
+        MeshEngine(bogus=1)
+    engine = MeshEngine(size=256, smoothing=False)
+    assert engine.size == 256 and engine.name == "mesh" and not engine.calibrated
+    with pytest.raises(MimicamError, match="no portrait"):
+        engine.process(None, 0.0)
+    engine.close()
+    engine.close()  # idempotent
+
+
+def test_fidelity_metric_units() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(100, 400, (478, 3))
+    base[lm.RIGHT_EYE_OUTER, :2] = (200, 250)
+    base[lm.LEFT_EYE_OUTER, :2] = (300, 250)  # IOD 100 px
+    moved = base.copy()
+    moved[list(lm.LIPS), 1] += 10.0  # a mouth movement
+    perfect = frame_errors(base, moved, base, moved)
+    frozen = frame_errors(base, base, base, moved)
+    assert perfect["all"][0] == pytest.approx(0.0, abs=1e-9)
+    assert frozen["all"][0] == pytest.approx(frozen["all"][1])  # frozen: ratio 1
+    assert frozen["lips"][1] == pytest.approx(0.1, rel=1e-3)  # 10 px of a 100 px IOD
+    img = textured(64)
+    assert math.isinf(psnr(img, img))
+    noisy = np.clip(img.astype(int) + 1, 0, 255).astype(np.uint8)
+    assert 40.0 < psnr(img, noisy) < 60.0
+
+
+# -- the engine on a real portrait with synthetic driving landmarks -------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(portraits_dir: Path) -> tuple[MeshEngine, MeshPortrait]:
+    from live.portraits import find_portrait, load_image
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
+    engine = MeshEngine(size=SIZE, smoothing=False)
+    portrait = engine.prepare(crop)
+    engine.set_portrait(portrait)
+    return engine, portrait
+
+
+def _fresh(portrait: MeshPortrait, **options: object) -> MeshEngine:
+    engine = MeshEngine(size=SIZE, **options)  # type: ignore[arg-type]
+    engine.set_portrait(portrait)
+    return engine
+
+
+def _box(points: np.ndarray, ids: tuple[int, ...], pad: int) -> tuple[slice, slice]:
+    p = points[list(ids), :2]
+    x0, y0 = np.floor(p.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(p.max(0)).astype(int) + pad
+    return slice(max(y0, 0), y1), slice(max(x0, 0), x1)
+
+
+def _far_from_face(points: np.ndarray, factor: float = 1.9) -> np.ndarray:
+    """Mask of pixels well outside the face (beyond ``factor`` x the oval's radius)."""
+    oval = points[list(lm.FACE_OVAL), :2]
+    c = oval.mean(0)
+    r = np.max(np.linalg.norm(oval - c, axis=1)) * factor
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    return np.asarray((xx - c[0]) ** 2 + (yy - c[1]) ** 2 > r ** 2)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_identity_motion_gives_the_portrait_unchanged(prepared) -> None:
+    engine, portrait = prepared
+    p = portrait.landmarks
+    assert np.array_equal(engine.render(portrait, p, p.copy()), portrait.image)
+    fresh = _fresh(portrait)
+    assert np.array_equal(fresh.process(face(p), 0.0), portrait.image)  # first face = neutral
+    assert fresh.calibrated
+
+
+def test_pure_translation_translates_the_face_and_not_the_border(prepared) -> None:
+    engine, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    moved[:, 0] += 8.0
+    moved[:, 1] -= 5.0
+    motion = portrait_motion(p, p, moved)
+    np.testing.assert_allclose(motion.points[:, :2] - p[:, :2], [[8.0, -5.0]] * len(p),
+                               atol=1e-6)
+    out = engine.render(portrait, p, moved)
+    ys, xs = _box(p, lm.FACE_OVAL, -30)  # inside the face
+    src = portrait.image[ys.start + 5: ys.stop + 5, xs.start - 8: xs.stop - 8]
+    assert _diff(out[ys, xs], src) < 2.0  # the face moved by (8, -5)
+    assert _diff(out[ys, xs], portrait.image[ys, xs]) > 4.0
+    # The image border is pinned (the rings' motion fades to zero there): at most a
+    # sub-pixel resampling difference on the outermost pixels.
+    border = np.zeros((SIZE, SIZE), bool)
+    border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
+    assert np.abs(out[border].astype(int) - portrait.image[border].astype(int)).max() <= 3
+
+
+def test_mouth_open_changes_the_mouth_darkly_and_leaves_the_background(prepared) -> None:
+    engine, portrait = prepared
+    p = portrait.landmarks
+    iod = lm.inter_ocular_distance(p)
+    moved = p.copy()
+    lower = sorted(set(lm.LIPS_OUTER_LOWER[1:-1] + lm.LIPS_INNER_LOWER[1:-1]))
+    moved[lower, 1] += 0.25 * iod
+    chin = [i for i in range(468) if p[i, 1] > p[lm.LOWER_LIP_BOTTOM, 1] + 2]
+    moved[chin, 1] += 0.2 * iod
+    out = engine.render(portrait, p, moved)
+    mouth = _box(p, lm.LIPS_OUTER, 10)
+    assert _diff(out[mouth], portrait.image[mouth]) > 10.0
+    # The opening is painted dark, darker than the lips around it.
+    opening = portrait_motion(p, p, moved).points[list(lm.LIPS_INNER), :2]
+    import cv2
+
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(opening).astype(np.int32)], (1,))
+    mask = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(bool)
+    assert mask.sum() > 200
+    lips = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(lips, [np.round(p[list(lm.LIPS_OUTER), :2]).astype(np.int32)], (1,))
+    assert out[mask].mean() < 0.6 * portrait.image[lips.astype(bool)].mean()
+    far = _far_from_face(p)
+    assert np.array_equal(out[far], portrait.image[far])
+
+
+def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
+    engine, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    up, lo = list(lm.RIGHT_EYE_UPPER[1:-1]), list(lm.RIGHT_EYE_LOWER[1:-1])
+    moved[up, :2] = p[lo, :2]  # the subject's right upper lid down onto the lower lid
+    mp = portrait_motion(p, p, moved, options=MotionOptions()).points
+    gap = np.linalg.norm(mp[up, :2] - mp[lo, :2], axis=1)
+    assert gap.max() < 0.5  # fully closed
+    lu, ll = list(lm.LEFT_EYE_UPPER[1:-1]), list(lm.LEFT_EYE_LOWER[1:-1])
+    np.testing.assert_allclose(mp[lu + ll, :2], p[lu + ll, :2], atol=1e-6)
+    out = engine.render(portrait, p, moved)
+    right = _box(p, lm.RIGHT_EYE, 3)
+    left = _box(p, lm.LEFT_EYE, 3)
+    assert _diff(out[right], portrait.image[right]) > 8.0
+    assert _diff(out[left], portrait.image[left]) < 0.5
+
+
+def test_gaze_moves_the_iris_within_the_eye(prepared) -> None:
+    _, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    width = np.linalg.norm(p[lm.RIGHT_EYE_INNER, :2] - p[lm.RIGHT_EYE_OUTER, :2])
+    iris = [lm.RIGHT_IRIS_CENTER, *lm.RIGHT_IRIS]
+    moved[iris, 0] += 0.12 * width
+    out = portrait_motion(p, p, moved).points
+    shift = out[lm.RIGHT_IRIS_CENTER, :2] - p[lm.RIGHT_IRIS_CENTER, :2]
+    assert shift[0] == pytest.approx(0.12 * width, rel=0.2) and abs(shift[1]) < 1.0
+    # An extreme gaze stays inside the eye.
+    moved[iris, 0] += 2.0 * width
+    x = portrait_motion(p, p, moved).points[lm.RIGHT_IRIS_CENTER, 0]
+    corners = sorted((p[lm.RIGHT_EYE_OUTER, 0], p[lm.RIGHT_EYE_INNER, 0]))
+    assert corners[0] < x < corners[1]
+
+
+def test_face_loss_holds_then_eases_back_to_neutral(prepared) -> None:
+    _, portrait = prepared
+    engine = _fresh(portrait, hold_s=0.3, ease_half_life_s=0.1, smoothing=False)
+    p = portrait.landmarks
+    assert np.array_equal(engine.process(None, 0.0), portrait.image)  # nothing yet: neutral
+    engine.process(face(p), 0.0)
+    moved = p.copy()
+    moved[:, 0] += 10.0
+    posed = engine.process(face(moved), 0.04)
+    assert _diff(posed, portrait.image) > 3.0
+    held = engine.process(None, 0.2)  # lost (the hold starts now)
+    assert np.array_equal(held, posed)
+    assert np.array_equal(engine.process(None, 0.45), posed)  # still within hold_s
+    easing = engine.process(None, 0.6)
+    gone = engine.process(None, 2.0)  # 15 half-lives after the hold
+    d_posed, d_easing = _diff(posed, portrait.image), _diff(easing, portrait.image)
+    assert 0.0 < d_easing < d_posed
+    assert _diff(gone, portrait.image) < 0.2
+    # The face comes back: the pose eases to it instead of jumping.
+    back = engine.process(face(moved), 2.04)
+    assert _diff(back, portrait.image) < d_posed
+    for k in range(20):
+        last = engine.process(face(moved), 2.08 + 0.04 * k)
+    assert _diff(last, posed) < 0.5
+
+
+def test_engine_runs_its_own_face_mesh_when_the_crop_has_no_landmarks(prepared) -> None:
+    _, portrait = prepared
+    with _fresh(portrait) as engine:
+        crop = FaceCrop(image=portrait.image, crop_to_frame=IDENTITY, frame_index=0,
+                        t_capture=0.0, landmarks=None)
+        out = engine.process(crop, 0.0)
+        assert engine.calibrated and out.shape == (SIZE, SIZE, 3)
+        assert "landmarks" in engine.last_timings
+
+
+def test_portrait_without_a_face_is_a_clear_error() -> None:
+    engine = MeshEngine(size=256)
+    with pytest.raises(NoFaceError, match="no face found in the portrait"):
+        engine.prepare(textured(256, seed=5))
+    with pytest.raises(InputError, match="not square"):
+        engine.prepare(np.zeros((200, 300, 3), np.uint8))
+
+
+# -- a real portrait driven by a real clip --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_clip_keeps_the_face_and_transfers_motion(portraits_dir: Path,
+                                                       driving_dir: Path) -> None:
+    from live.engines.mesh import driving_points
+    from live.portraits import find_portrait, load_image
+    from live.tracking import FaceTracker
+    from live.video import VideoReader
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), SIZE).crop.image
+    with MeshEngine(size=SIZE) as engine, FaceTracker(crop_size=256) as tracker, \
+            FidelityMeter(portrait=crop) as meter, \
+            VideoReader(driving_dir / "tps_driving.mp4") as reader:
+        engine.set_portrait(engine.prepare(crop))
+        for frame in reader:
+            if frame.index >= 60:
+                break
+            f = tracker.process(frame).face
+            out = engine.process(f, frame.pts or 0.0)
+            meter.add(out, None if f is None or f.landmarks is None
+                      else driving_points(f, f.landmarks))
+    r = meter.result
+    assert r.frames == 60 and r.lost == 0 and r.scored >= 55
+    assert r.neutral_psnr > 35.0
+    assert r.mean_motion > 0.05  # the clip moves: the ratio below means something
+    assert r.transfer_ratio < 0.35, r.as_dict()
+
+
+# -- the bench command ----------------------------------------------------------------------------
+
+
+def test_bench_reports_stages_and_rejects_unbuilt_jobs(portraits_dir: Path, driving_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from live import bench_cli
+
+    r = bench_cli.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
+                                    portrait=portraits_dir / "lp_s42.jpg", frames=4, warmup=1,
+                                    size=256)
+    assert r["frames"] == 4 and r["faces"] == 4
+    for stage in ("decode", "track", "engine", "engine.remap", "composite", "total"):
+        assert r["stages"][stage]["median"] >= 0.0
+    assert r["stages"]["total"]["median"] >= r["stages"]["engine"]["median"] > 0.0
+    assert "end to end" in bench_cli.format_engine_report(r)
+    monkeypatch.setattr(bench_cli, "JOBS", {})
+    from live.cli import main
+
+    assert main(["bench", "--job", "live", "--engine", "fomm"]) == 2

@@ -70,7 +70,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if tp is Path and isinstance(value, str):
         return Path(value)
-    if isinstance(tp, type) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+    if (isinstance(tp, type) and not isinstance(value, tp)) or (tp is int and isinstance(value, bool)):
         raise InputError(f"config key {key!r} has the wrong type",
                          expected=_type_name(tp), got=f"{type(value).__name__} {value!r}")
     return value
@@ -107,6 +107,6 @@ def load_toml(path: str | Path, cls: type[T]) -> T:
 
 
 def override(obj: T, **changes: Any) -> T:
-    """Return ``obj`` with the given fields replaced; ``None`` values (flag not given) are skipped."""
+    """Return ``obj`` with the given fields replaced; ``None`` (a flag not given) is skipped."""
     given = {k: v for k, v in changes.items() if v is not None}
     return dataclasses.replace(obj, **given)  # type: ignore[type-var]

@@ -70,7 +70,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if tp is Path and isinstance(value, str):
         return Path(value)
-    if (isinstance(tp, type) and not isinstance(value, tp)) or (tp is int and isinstance(value, bool)):
+    wrong = isinstance(tp, type) and not isinstance(value, tp)
+    if wrong or (tp is int and isinstance(value, bool)):
         raise InputError(f"config key {key!r} has the wrong type",
                          expected=_type_name(tp), got=f"{type(value).__name__} {value!r}")
     return value

@@ -528,6 +528,28 @@ def find_best_frame(config: AnimateConfig, faces: Sequence[PortraitFace], crop_s
     return best.index, best.item
 
 
+def find_first_face(config: AnimateConfig, crop_size: int) -> int:
+    """Index of the first driving frame that shows a face (tracking only, nothing kept).
+
+    Usually the first frame, so this costs one detection; a video without any face is found
+    out by this pass, before anything is animated or encoded (:class:`NoFaceError`)."""
+    from live.video import VideoReader
+
+    frames = 0
+    with VideoReader(config.driving_video) as reader, \
+            _driving_tracker(config, crop_size) as tracker:
+        for frame in itertools.islice(reader, config.max_frames):
+            frames += 1
+            if tracker.process(frame).face is not None:
+                return frame.index
+    if frames == 0:
+        raise InputError("the driving video has no frames", path=config.driving_video,
+                         expected="at least one decodable frame", got="0 frames")
+    raise NoFaceError("no face found in any frame of the driving video",
+                      path=config.driving_video, expected="a video showing a face",
+                      got=f"no face in all {frames} frames")
+
+
 class _Prefetch:
     """Runs an iterator on its own thread, a few items ahead, through a bounded queue (so
     face tracking overlaps animation). Iterate it once; an exception of the iterator is
@@ -693,12 +715,14 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     :class:`~live.errors.MimicamError` on bad input; the output file appears only when the
     job completed.
     """
+    from live.blas import limit_openblas_threads
     from live.demo import load_image
     from live.engines import create_engine
     from live.video import VideoReader, VideoWriter, probe_video
     from live.video import progress as progress_bar
 
     t_start = time.perf_counter()
+    limit_openblas_threads(1)  # spinning BLAS threads cost ~15 ms of CPU a frame (live/blas.py)
     info = probe_video(config.driving_video)
     if info.frame_count == 0:
         raise InputError("the driving video has no frames", path=config.driving_video,
@@ -744,6 +768,11 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             best_index, neutral = find_best_frame(config, animator.faces, driving_size,
                                                   show_progress=progress)
             animator.calibrate(neutral)
+        else:
+            first = find_first_face(config, driving_size)
+            if first:
+                log.info("the first face is in driving frame %d; the frames before it show "
+                         "the portrait as it is", first)
         color = config.color_transfer if config.color_transfer is not None \
             else spec.name == "fomm"
         paster = FacePaster(source, animator.faces, color_transfer=color)
@@ -812,6 +841,7 @@ __all__ = [
     "disc_mask",
     "face_crop_square",
     "find_best_frame",
+    "find_first_face",
     "find_portrait_faces",
     "portrait_face",
     "resolve_engine",

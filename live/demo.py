@@ -238,6 +238,7 @@ def run_demo(
     limits how much of the video is used. ``preview=None`` shows a window only when a display
     is available; ``show_progress=None`` shows the bar only on a terminal.
     """
+    from live.blas import limit_openblas_threads
     from live.engines import create_engine
     from live.scripted_motion import ScriptedMotion
     from live.video import VideoWriter, probe_video, progress
@@ -250,6 +251,7 @@ def run_demo(
                          got=f"{seconds}")
     out_path = Path(output)
     driving_path = Path(driving) if driving is not None else None
+    limit_openblas_threads(1)  # spinning BLAS threads cost CPU time every frame (live/blas.py)
     info = probe_video(driving_path) if driving_path is not None else None
     limit: int | None = None  # driving frames to use
     if info is not None:

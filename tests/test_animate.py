@@ -19,6 +19,7 @@ from live.animate import (
     FacePaster,
     box_mask,
     disc_mask,
+    find_first_face,
     find_portrait_faces,
     portrait_face,
     resolve_engine,
@@ -367,6 +368,43 @@ def test_driving_frames_without_a_face_hold_the_pose(tmp_path: Path, driving_dir
     frames = np.stack(decode_all(out)).astype(np.int16)
     held = [float(np.abs(frames[i] - frames[19]).mean()) for i in range(20, 25)]
     assert max(held) < 0.6  # 0.2 s gap < the engine's hold time: the pose stays put
+
+
+def test_frames_before_the_first_face_show_the_portrait(tmp_path: Path, driving_dir: Path,
+                                                        portrait: Path) -> None:
+    clip = cut_clip(driving_dir / "lp_d11.mp4", tmp_path / "late.mp4", 16, blank=range(0, 6),
+                    audio=False)
+    config = AnimateConfig(source_image=portrait, driving_video=clip,
+                           output=tmp_path / "late_out.mp4", engine="mesh", image_size=256)
+    assert find_first_face(config, 256) == 6
+    report = run_animate(config, progress=False)
+    assert report.frames == 16 and report.lost_frames == 6
+    frames = np.stack(decode_all(config.output)).astype(np.int16)
+    still = load_image(portrait).astype(np.int16)
+    # no pose before the first face: one still picture, the portrait as it is (up to H.264
+    # loss, ~2 grey levels here, and the face crop's 256 px rendering)
+    assert max(float(np.abs(frames[i] - frames[0]).mean()) for i in range(1, 6)) < 0.3
+    assert float(np.abs(frames[0] - still).mean()) < 5.0
+    # from the first face on, the frames come from the driving face: they are not all one
+    assert float(np.abs(frames[15] - frames[6]).mean()) > 0.3
+
+
+def test_a_faceless_video_fails_before_anything_is_animated(
+        tmp_path: Path, portrait: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from live.animate import FaceAnimator
+
+    faceless = tmp_path / "wall.mp4"
+    with VideoWriter(faceless, fps=10, size=(160, 120)) as w:
+        for _ in range(8):
+            w.write(np.full((120, 160, 3), 90, np.uint8))
+    calls: list[int] = []
+    monkeypatch.setattr(FaceAnimator, "process",
+                        lambda self, driving, t: calls.append(1) or [])
+    with pytest.raises(NoFaceError, match="no face in all 8 frames"):
+        run_animate(AnimateConfig(source_image=portrait, driving_video=faceless,
+                                  output=tmp_path / "o.mp4", engine="mesh"), progress=False)
+    assert calls == []
+    assert folder_files(tmp_path) == {"wall.mp4"}
 
 
 def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,

@@ -9,6 +9,7 @@ fast and works without the model runtimes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 from live import __version__
 from live.errors import MimicamError
+from live.native_logs import NativeLogFilter
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.verbose, args.quiet)
-    try:
-        code: int = args.handler(args)
-    except MimicamError as exc:
-        print(f"mimicam: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mimicam: interrupted", file=sys.stderr)
-        return 130
+    # MediaPipe, TensorFlow Lite and Paddle write info/warning lines straight to descriptor 2;
+    # -vv shows them (live/native_logs.py)
+    quiet_native = NativeLogFilter() if args.verbose < 2 else contextlib.nullcontext()
+    with quiet_native:
+        try:
+            code: int = args.handler(args)
+        except MimicamError as exc:
+            print(f"mimicam: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("mimicam: interrupted", file=sys.stderr)
+            return 130
     return code
 
 

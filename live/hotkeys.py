@@ -108,8 +108,9 @@ class KeyHandler:
 class GlobalHotkeys:
     """System-wide hotkeys through pynput, when it is installed and the OS allows it.
 
-    pynput is optional: when it is missing or cannot start (no display, no permission) this
-    logs at debug level and does nothing. :meth:`close` is idempotent.
+    pynput is optional (``pip install "mimicam[hotkeys]"``): when it is missing or cannot start
+    (no display, no permission) this logs one warning saying why and does nothing; the preview
+    window's keys still work. :meth:`close` is idempotent.
     """
 
     def __init__(self, handler: KeyHandler) -> None:
@@ -118,7 +119,8 @@ class GlobalHotkeys:
         try:
             from pynput import keyboard  # type: ignore[import-not-found, unused-ignore]
         except Exception as exc:  # ImportError, or a backend failing at import (no display)
-            log.debug("global hotkeys unavailable (pynput: %s); preview-window keys only", exc)
+            log.warning("system-wide hotkeys unavailable (pynput: %s; install it with "
+                        "pip install \"mimicam[hotkeys]\"); preview-window keys only", exc)
             return
 
         def on_press(key: Any) -> None:
@@ -135,7 +137,8 @@ class GlobalHotkeys:
             self._listener.daemon = True
             self._listener.start()
         except Exception as exc:
-            log.debug("global hotkeys could not start: %s", exc)
+            log.warning("system-wide hotkeys could not start (pynput: %s); preview-window "
+                        "keys only", exc)
             self._listener = None
 
     @property

@@ -105,13 +105,14 @@ def test_key_handler_delivers_commands() -> None:
     assert got == [Command(Action.PORTRAIT, 2), Command(Action.QUIT)]
 
 
-def test_global_hotkeys_without_pynput_are_inactive() -> None:
-    pytest.importorskip("pytest")
+def test_global_hotkeys_without_pynput_are_inactive(caplog: pytest.LogCaptureFixture) -> None:
     try:
         import pynput  # noqa: F401
     except Exception:
-        keys = GlobalHotkeys(KeyHandler(lambda c: None))
+        with caplog.at_level("WARNING", logger="live.hotkeys"):
+            keys = GlobalHotkeys(KeyHandler(lambda c: None))
         assert not keys.active
+        assert "mimicam[hotkeys]" in caplog.text  # the user asked for them: say how
         keys.close()
         keys.close()
     else:  # pragma: no cover - pynput present: it may or may not start without a display

@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = REPO_ROOT.parent / "shared" / "fixtures" / "driving" / "lp_d3.mp4"
+import _memory
 
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+FIXTURE = _memory.REPO_ROOT.parent / "shared" / "fixtures" / "driving" / "lp_d3.mp4"
 
 
 def reencode(src: Path, dst: Path) -> dict[str, float]:
@@ -34,7 +28,7 @@ def reencode(src: Path, dst: Path) -> dict[str, float]:
     from live.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(src)
-    baseline = peak_rss_mib()
+    baseline = _memory.peak_rss_mib()
     t0 = time.perf_counter()
     frames = 0
     with VideoReader(src) as reader, VideoWriter(
@@ -45,47 +39,24 @@ def reencode(src: Path, dst: Path) -> dict[str, float]:
             frames += 1
     seconds = time.perf_counter() - t0
     return {"frames": frames, "video_s": frames / info.fps, "wall_s": seconds,
-            "baseline_mib": baseline, "peak_mib": peak_rss_mib()}
+            "baseline_mib": baseline, "peak_mib": _memory.peak_rss_mib()}
 
 
 def make_long_clip(src: Path, dst: Path, loops: int, folder: Path) -> None:
-    """``src``'s frames ``loops`` times over, with a tone as long as the result as audio."""
-    import av
-    import numpy as np
-
+    """``src``'s frames ``loops`` times over, with a tone at least as long as the result as
+    audio (the writer trims it to the video)."""
     from live.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(src)
     seconds = (info.frame_count or 0) * loops / info.fps
     wav = folder / "tone.wav"
-    with av.open(str(wav), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=44100)
-        stream.codec_context.layout = "stereo"
-        block = 44100
-        for start in range(0, int(seconds * 44100) + block, block):
-            t = (start + np.arange(block)) / 44100
-            tone = (np.sin(2 * np.pi * 330 * t) * 8000).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2)[None], format="s16",
-                                               layout="stereo")
-            frame.sample_rate = 44100
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    _memory.write_tone(wav, seconds + 1.0)
     with VideoWriter(dst, fps=info.fps_fraction, size=info.size, audio_from=wav,
                      preset="veryfast") as writer:
         for _ in range(loops):
             with VideoReader(src) as reader:
                 for picture in reader:
                     writer.write(picture.image)
-
-
-def run_child(src: Path, dst: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", str(src), str(dst)],
-                         check=True, capture_output=True, text=True, cwd=REPO_ROOT)
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main() -> int:
@@ -98,12 +69,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(reencode(Path(args.child[0]), Path(args.child[1]))))
         return 0
-    if not FIXTURE.exists():
-        print(f"needs {FIXTURE.relative_to(REPO_ROOT.parent)} (the team's shared data)",
-              file=sys.stderr)
+    if _memory.missing_shared_data((FIXTURE,)):
         return 1
-    folder = Path(tempfile.mkdtemp(prefix="mimicam-video-memory-"))
-    try:
+    with _memory.scratch_folder("mimicam-video-memory-", keep=args.keep) as folder:
         long_clip = folder / f"lp_d3_x{args.loops}.mp4"
         t0 = time.perf_counter()
         make_long_clip(FIXTURE, long_clip, args.loops, folder)
@@ -111,17 +79,10 @@ def main() -> int:
         print(f"{'input':<18}{'frames':>8}{'video s':>9}{'wall s':>8}{'enc fps':>9}"
               f"{'base MiB':>10}{'peak MiB':>10}{'growth':>8}")
         for src in (FIXTURE, long_clip):
-            r = run_child(src, folder / f"out_{src.name}")
+            r = _memory.run_child(__file__, [str(src), str(folder / f"out_{src.name}")])
             print(f"{src.name:<18}{r['frames']:>8.0f}{r['video_s']:>9.1f}{r['wall_s']:>8.1f}"
                   f"{r['frames'] / r['wall_s']:>9.1f}{r['baseline_mib']:>10.1f}"
                   f"{r['peak_mib']:>10.1f}{r['peak_mib'] - r['baseline_mib']:>8.1f}")
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

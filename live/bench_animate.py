@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from live import bench_cli
+
 log = logging.getLogger(__name__)
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -90,22 +92,19 @@ def bench_animate(*, engines: Sequence[str] = ("mesh", "fomm"),
 def print_results(results: Sequence[AnimateBenchResult], *, video: Path, portrait: Path,
                   out: TextIO = sys.stdout) -> None:
     print(f"animate job: driving {video.name}, portrait {portrait.name}", file=out)
-    head = "".join(f"{s + ' ms':>11}" for s in STAGES)
-    print(f"{'engine':<8}{'frames':>7}{'job s':>7}{'job fps':>8}{'loop fps':>9}{head}",
-          file=out)
+    print(f"{'engine':<8}{'frames':>7}{'job s':>7}{'job fps':>8}{'loop fps':>9}"
+          f"{bench_cli.stage_header(STAGES)}", file=out)
     for r in results:
         if r.skipped is not None:
             print(f"{r.engine:<8}  skipped: {r.skipped}", file=out)
             continue
-        stages = "".join(f"{r.stage_ms.get(s, float('nan')):>11.1f}" for s in STAGES)
         print(f"{r.engine:<8}{r.frames:>7}{r.seconds:>7.1f}{r.job_fps:>8.1f}{r.fps:>9.1f}"
-              f"{stages}", file=out)
+              f"{bench_cli.stage_cells(r.stage_ms, STAGES)}", file=out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the animate job (for ``mimicam bench --job animate`` and ``-m``)."""
-    parser.add_argument("--engines", default="mesh,fomm",
-                        help="comma-separated engines to run (default: mesh,fomm)")
+    bench_cli.add_engines_argument(parser)
     parser.add_argument("--video", type=Path, default=None,
                         help="driving video (default: the fixture lp_d3.mp4, 512x512)")
     parser.add_argument("--portrait", type=Path, default=None,
@@ -125,12 +124,9 @@ def run(args: argparse.Namespace) -> int:
     """Handler: run the job per engine and print the table; 1 when the fixtures are absent."""
     video = args.video or DEFAULT_VIDEO
     portrait = args.portrait or DEFAULT_PORTRAIT
-    for need in (video, portrait):
-        if not need.exists():
-            print(f"bench animate: {need} not found (the team's shared fixtures, or pass "
-                  "--video/--portrait)", file=sys.stderr)
-            return 1
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if bench_cli.missing_inputs("animate", (video, portrait), "--video/--portrait"):
+        return 1
+    engines = bench_cli.split_list(args.engines)
     results = bench_animate(engines=engines, video=video, portrait=portrait,
                             max_frames=args.max_frames, weights=args.weights,
                             model_dir=args.model_dir,
@@ -140,12 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m live.bench_animate",
-                                     description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return bench_cli.job_main(argv, prog="python -m live.bench_animate", doc=__doc__,
+                              add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,8 @@ Jobs (``--job``) and engines (``--engine``) map to runner functions in :data:`JO
 - ``--job engine --engine fomm``: the FOMM graphs on a runtime (``model_export.bench_fomm``).
 - ``--job live`` / ``--job animate``: the live pipeline and the offline job
   (``live.bench_live``, ``live.bench_animate``); ``--engine`` picks one engine for them.
+  Those modules share the option, fixture-check and table helpers below (``split_list``,
+  ``missing_inputs``, ``stage_header``, ``stage_cells``, ``job_main``).
 
 Heavy libraries are imported inside the runners.
 """
@@ -20,8 +22,9 @@ import importlib
 import json
 import logging
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,53 @@ def format_engine_report(r: dict[str, Any]) -> str:
     lines.append(f"end to end: {r['fps_median']:.1f} fps (median frame), "
                  f"{r['fps_wall']:.1f} fps (wall clock)")
     return "\n".join(lines)
+
+
+# -- shared by the job modules (live.bench_live, live.bench_animate) --------------------------
+
+
+def add_engines_argument(parser: Any) -> None:
+    """The ``--engines`` option of a job (``parser``: an ``ArgumentParser`` or the shared
+    parser's proxy)."""
+    parser.add_argument("--engines", default="mesh,fomm",
+                        help="comma-separated engines to run (default: mesh,fomm)")
+
+
+def split_list(text: str) -> list[str]:
+    """A comma-separated option as a list: ``"mesh, fomm,"`` -> ``["mesh", "fomm"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def missing_inputs(job: str, paths: Iterable[Path], flags: str) -> bool:
+    """True, after a line on stderr naming it, when one of ``paths`` does not exist (the
+    job's fixtures; ``flags`` are the options that replace them)."""
+    for need in paths:
+        if not need.exists():
+            print(f"bench {job}: {need} not found (the team's shared fixtures, or pass "
+                  f"{flags})", file=sys.stderr)
+            return True
+    return False
+
+
+def stage_header(stages: Sequence[str]) -> str:
+    """The per-stage columns' heading of a job's table (11 characters a stage)."""
+    return "".join(f"{s + ' ms':>11}" for s in stages)
+
+
+def stage_cells(stage_ms: Mapping[str, float], stages: Sequence[str]) -> str:
+    """One row's per-stage medians under :func:`stage_header` (nan for a missing stage)."""
+    return "".join(f"{stage_ms.get(s, float('nan')):>11.1f}" for s in stages)
+
+
+def job_main(argv: Sequence[str] | None, *, prog: str, doc: str | None,
+             add_arguments: Callable[[argparse.ArgumentParser], None],
+             run: Runner) -> int:
+    """``python -m <job module>``: parse ``argv`` with the job's options, run the job."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)
 
 
 # -- runners -----------------------------------------------------------------------------------

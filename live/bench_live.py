@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from live import bench_cli
+
 log = logging.getLogger(__name__)
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -166,19 +168,17 @@ def print_results(results: Sequence[LiveBenchResult], *, driver: Path, portrait:
     print(f"live job: driver {driver.name} letterboxed to {driver_size[0]}x{driver_size[1]}, "
           f"portrait {portrait.name}, output {output_size[0]}x{output_size[1]}; "
           f"virtual camera: {vcam}", file=out)
-    head = "".join(f"{s + ' ms':>11}" for s in STAGES)
     print(f"{'engine':<7}{'mode':<7}{'frames':>7}{'fps':>7}{'c2s med':>9}{'c2s p95':>9}"
-          f"{'dropped':>9}{'cpu ms/f':>9}{head}", file=out)
+          f"{'dropped':>9}{'cpu ms/f':>9}{bench_cli.stage_header(STAGES)}", file=out)
     for r in results:
         if r.skipped is not None:
             print(f"{r.engine:<7}{r.mode:<7}  skipped: {r.skipped}", file=out)
             continue
-        stages = "".join(f"{r.stage_ms.get(s, float('nan')):>11.1f}" for s in STAGES)
         med = f"{r.latency_median:.1f}" if r.latency_median is not None else "-"
         p95 = f"{r.latency_p95:.1f}" if r.latency_p95 is not None else "-"
         cpu = f"{r.cpu_ms_per_frame:.1f}" if r.cpu_ms_per_frame is not None else "-"
         print(f"{r.engine:<7}{r.mode:<7}{r.frames:>7}{r.fps:>7.1f}{med:>9}{p95:>9}"
-              f"{r.dropped:>9}{cpu:>9}{stages}", file=out)
+              f"{r.dropped:>9}{cpu:>9}{bench_cli.stage_cells(r.stage_ms, STAGES)}", file=out)
     if any(r.engine.endswith("*") for r in results):
         print("* random weights (same computation as vox-cpk: the speed is real, the picture "
               "is not)", file=out)
@@ -186,8 +186,7 @@ def print_results(results: Sequence[LiveBenchResult], *, driver: Path, portrait:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the live job (for ``mimicam bench --job live`` and ``-m``)."""
-    parser.add_argument("--engines", default="mesh,fomm",
-                        help="comma-separated engines to run (default: mesh,fomm)")
+    bench_cli.add_engines_argument(parser)
     parser.add_argument("--driver", type=Path, default=None,
                         help="driver video (default: the fixture lp_d3.mp4, 30 fps)")
     parser.add_argument("--portrait", type=Path, default=None,
@@ -206,13 +205,10 @@ def run(args: argparse.Namespace) -> int:
     """Handler: run the job and print the table; 1 when the fixtures are absent."""
     driver = args.driver or DEFAULT_DRIVER
     portrait = args.portrait or DEFAULT_PORTRAIT
-    for need in (driver, portrait):
-        if not need.exists():
-            print(f"bench live: {need} not found (the team's shared fixtures, or pass "
-                  "--driver/--portrait)", file=sys.stderr)
-            return 1
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if bench_cli.missing_inputs("live", (driver, portrait), "--driver/--portrait"):
+        return 1
+    engines = bench_cli.split_list(args.engines)
+    modes = bench_cli.split_list(args.modes)
     bad = sorted(set(modes) - {"paced", "max"})
     if bad:
         print(f"bench live: unknown mode(s) {', '.join(bad)}; expected paced, max",
@@ -229,12 +225,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m live.bench_live",
-                                     description=(__doc__ or "").split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return bench_cli.job_main(argv, prog="python -m live.bench_live", doc=__doc__,
+                              add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,10 @@
-"""Shared pytest fixtures: where the team's shared data lives, and skips when it is absent."""
+"""Shared pytest fixtures: where the team's shared data lives (skips when it is absent), and
+the tiny FOMM parity weights with their export."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,20 @@ def portraits_dir() -> Path:
 def driving_dir() -> Path:
     """``../shared/fixtures/driving``: real driving videos."""
     return _need(SHARED_DIR / "fixtures" / "driving")
+
+
+@pytest.fixture(scope="module")
+def tiny(reference_dir: Path) -> dict[str, Any]:
+    """The tiny FOMM parity weights (``fomm_tiny.load_tiny``): config, weights, state, cases."""
+    from fomm_tiny import load_tiny
+
+    return load_tiny(reference_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny parity weights exported at 128 px in PaddleGAN's predictor mode (+ ONNX),
+    once per session."""
+    from fomm_tiny import tiny_model_dir
+
+    return tiny_model_dir(tiny, tmp_path_factory)

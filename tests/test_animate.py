@@ -12,6 +12,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from _media import write_wav
 
 from live.animate import (
     AnimateConfig,
@@ -47,23 +48,6 @@ def audio_seconds(path: Path) -> float:
         stream = c.streams.audio[0]
         samples = sum(f.samples for f in c.decode(stream))
         return samples / stream.codec_context.sample_rate
-
-
-def write_wav(path: Path, seconds: float, rate: int = 22050) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate)
-        stream.codec_context.layout = "mono"
-        t = np.arange(int(seconds * rate)) / rate
-        data = (np.sin(2 * np.pi * 330 * t) * 9000).astype(np.int16)
-        for i in range(0, len(data), 4096):
-            frame = av.AudioFrame.from_ndarray(data[None, i:i + 4096], format="s16",
-                                               layout="mono")
-            frame.sample_rate = rate
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
 
 
 def cut_clip(src: Path, dst: Path, frames: int, *, blank: range = range(0),

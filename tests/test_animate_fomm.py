@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from live.animate import AnimateConfig, find_portrait_faces, run_animate
+from live.animate import AnimateConfig, AnimateReport, find_portrait_faces, run_animate
 from live.cli import main
 from live.demo import load_image
 from live.video import VideoReader, probe_video
@@ -32,6 +33,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path
     return out
 
 
+def animate_fomm(model_dir: Path, source: Path, driving: Path, out: Path,
+                 **options: Any) -> AnimateReport:
+    """``run_animate`` with the fomm engine on ``model_dir`` (no progress bar)."""
+    return run_animate(AnimateConfig(source_image=source, driving_video=driving, output=out,
+                                     engine="fomm", model_dir=model_dir, **options),
+                       progress=False)
+
+
 def frames_of(path: Path) -> np.ndarray:
     with VideoReader(path) as reader:
         return np.stack([f.image for f in reader]).astype(np.int16)
@@ -41,9 +50,8 @@ def test_fomm_single_face_keeps_frames_fps_audio(tmp_path: Path, tiny_model_dir:
                                                  portraits_dir: Path, driving_dir: Path) -> None:
     out = tmp_path / "fomm.mp4"
     portrait = portraits_dir / "lp_s42.jpg"
-    report = run_animate(AnimateConfig(
-        source_image=portrait, driving_video=driving_dir / "lp_d11.mp4", output=out,
-        engine="fomm", model_dir=tiny_model_dir, max_frames=12), progress=False)
+    report = animate_fomm(tiny_model_dir, portrait, driving_dir / "lp_d11.mp4", out,
+                          max_frames=12)
     assert report.engine == "fomm" and report.faces == 1 and report.frames == 12
     assert {p.name for p in tmp_path.iterdir()} == {"fomm.mp4"}
     info = probe_video(out)
@@ -64,10 +72,8 @@ def test_fomm_multi_face_best_frame_and_absolute(tmp_path: Path, tiny_model_dir:
                                                  portraits_dir: Path, driving_dir: Path) -> None:
     painting = portraits_dir / "multi_pg_fom_multi_person.jpg"
     out = tmp_path / "multi.mp4"
-    report = run_animate(AnimateConfig(
-        source_image=painting, driving_video=driving_dir / "tps_driving.mp4", output=out,
-        engine="fomm", model_dir=tiny_model_dir, multi_face=True, best_frame=True,
-        max_frames=6), progress=False)
+    report = animate_fomm(tiny_model_dir, painting, driving_dir / "tps_driving.mp4", out,
+                          multi_face=True, best_frame=True, max_frames=6)
     image = load_image(painting)
     landmarks = find_portrait_faces(image, multi_face=True)
     assert report.faces == len(landmarks) >= 4
@@ -85,10 +91,9 @@ def test_fomm_multi_face_best_frame_and_absolute(tmp_path: Path, tiny_model_dir:
         away[max(0, y0 - s):y1 + s, max(0, x0 - s):x1 + s] = False
     assert np.abs(frames[:, away] - src[away]).mean() < 2.0
     # absolute keypoints (fomm only) run through the same path
-    absolute = run_animate(AnimateConfig(
-        source_image=painting, driving_video=driving_dir / "tps_driving.mp4",
-        output=tmp_path / "abs.mp4", engine="fomm", model_dir=tiny_model_dir,
-        relative=False, max_frames=3, keep_audio=False), progress=False)
+    absolute = animate_fomm(tiny_model_dir, painting, driving_dir / "tps_driving.mp4",
+                            tmp_path / "abs.mp4", relative=False, max_frames=3,
+                            keep_audio=False)
     assert absolute.frames == 3 and absolute.faces == 1 and absolute.audio is None
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import paddle
 import pytest
-from fomm_tiny import load_tiny, tiny_model_dir
 
 from calibrate.keypoints import normalize_kp
 from live.cli import main
@@ -25,17 +24,6 @@ from model_export.runtime import detect_platform
 
 ATOL = 1e-4
 BACKENDS = ["paddle-cpu", "onnxruntime", "dygraph"]
-
-
-@pytest.fixture(scope="module")
-def tiny(reference_dir: Path) -> dict[str, Any]:
-    return load_tiny(reference_dir)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny parity weights exported at 128 px in PaddleGAN's predictor mode (+ ONNX)."""
-    return tiny_model_dir(tiny, tmp_path_factory)
 
 
 def _runtime(tiny: dict[str, Any], model: Path, backend: str) -> FommRuntime:

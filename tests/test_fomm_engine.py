@@ -8,23 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fomm_tiny import load_tiny, tiny_model_dir
 
 from calibrate.keypoints import normalize_kp
 from live.engines.base import Engine, create_engine
 from live.engines.fomm import FommEngine, FommPortrait, resolve_model_dir
 from live.errors import InputError, MimicamError, WeightsError
 from live.packets import FaceCrop
-
-
-@pytest.fixture(scope="module")
-def tiny(reference_dir: Path) -> dict[str, Any]:
-    return load_tiny(reference_dir)
-
-
-@pytest.fixture(scope="module")
-def model(tiny: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(tiny, tmp_path_factory)
 
 
 def _rgb(chw: np.ndarray) -> np.ndarray:
@@ -44,8 +33,8 @@ def _face(image: np.ndarray, i: int = 0) -> FaceCrop:
 
 
 @pytest.fixture()
-def engine(model: Path, images: dict[str, Any]) -> Any:
-    eng = create_engine("fomm", model_dir=model, backend="paddle-cpu", threads=1,
+def engine(tiny_model: Path, images: dict[str, Any]) -> Any:
+    eng = create_engine("fomm", model_dir=tiny_model, backend="paddle-cpu", threads=1,
                         hold_s=0.5, ease_half_life_s=0.1)
     eng.set_portrait(eng.prepare(images["source"]))
     yield eng
@@ -58,20 +47,20 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).sum())
 
 
-def test_engine_protocol_and_options(engine: FommEngine, model: Path) -> None:
+def test_engine_protocol_and_options(engine: FommEngine, tiny_model: Path) -> None:
     assert isinstance(engine, Engine)
     assert engine.name == "fomm" and engine.size == 128  # image size taken from the model
     assert engine.config.relative and engine.config.adapt_scale
     assert engine.backend == "paddle-cpu"
     assert not engine.calibrated
     with pytest.raises(InputError, match="unknown fomm engine option"):
-        FommEngine(model_dir=model, wobble=True)
+        FommEngine(model_dir=tiny_model, wobble=True)
     with pytest.raises(WeightsError, match="needs weights"):
         FommEngine()
     with pytest.raises(InputError, match="image size differs"):
-        FommEngine(model_dir=model, image_size=256)
+        FommEngine(model_dir=tiny_model, image_size=256)
     with pytest.raises(InputError, match="hold_s is out of range"):
-        FommEngine(model_dir=model, hold_s=-1)
+        FommEngine(model_dir=tiny_model, hold_s=-1)
 
 
 def test_first_face_is_neutral_then_motion_is_relative(engine: FommEngine,
@@ -136,11 +125,11 @@ def test_recalibrate_and_calibrate(engine: FommEngine, images: dict[str, Any]) -
     assert _diff(engine.process(_face(drv[1], 3), 0.12), rest) == 0
 
 
-def test_absolute_motion_size_and_portrait_checks(model: Path, images: dict[str, Any]) -> None:
+def test_absolute_motion_size_and_portrait_checks(tiny_model: Path, images: dict[str, Any]) -> None:
     drv = images["driving"]
     with pytest.raises(MimicamError, match="no portrait"):
-        FommEngine(model_dir=model, backend="onnxruntime").process(_face(drv[0]), 0.0)
-    eng = FommEngine(model_dir=model, backend="onnxruntime", threads=1, relative=False,
+        FommEngine(model_dir=tiny_model, backend="onnxruntime").process(_face(drv[0]), 0.0)
+    eng = FommEngine(model_dir=tiny_model, backend="onnxruntime", threads=1, relative=False,
                      size=96)
     try:
         prepared = eng.prepare(images["source"])

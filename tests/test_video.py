@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from _media import write_wav
 
 from live.errors import InputError
 from live.video import VideoReader, VideoWriter, probe_video, progress
@@ -34,24 +35,6 @@ def write_clip(path: Path, n: int, fps: float | Fraction, audio_from: Path | Non
     with VideoWriter(path, fps=fps, size=size, audio_from=audio_from) as writer:
         for i in range(n):
             writer.write(synthetic_frame(i, *size))
-
-
-def write_wav(path: Path, seconds: float, rate: int = 22050) -> None:
-    """A PCM wav with a 440 Hz tone (an audio codec that must be transcoded for mp4)."""
-    out = av.open(str(path), "w")
-    stream = out.add_stream("pcm_s16le", rate=rate)
-    stream.codec_context.layout = "mono"
-    t = np.arange(int(seconds * rate)) / rate
-    data = (np.sin(2 * np.pi * 440 * t) * 12000).astype(np.int16)
-    for i in range(0, len(data), 2048):
-        frame = av.AudioFrame.from_ndarray(data[None, i:i + 2048], format="s16", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = i
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode(None):
-        out.mux(packet)
-    out.close()
 
 
 def audio_peak(path: Path) -> float:

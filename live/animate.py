@@ -306,34 +306,15 @@ def find_portrait_faces(image: np.ndarray, *, multi_face: bool, max_faces: int =
                         path: Path | None = None) -> list[np.ndarray]:
     """Face-mesh landmarks ``(478, 3)`` (image pixels) of the face(s) to animate, left to right.
 
-    MediaPipe's full-range search (both detectors, tiles) finds small faces in big pictures.
-    Without ``multi_face`` only the largest face is taken; with it every face found (up to
-    ``max_faces``, largest first). Raises :class:`NoFaceError` when there is no usable face.
+    :func:`live.portraits.find_faces` (MediaPipe's full-range search, which finds small faces
+    in big pictures) on the source image: without ``multi_face`` the largest face, with it the
+    ``max_faces`` largest. Raises :class:`NoFaceError` when there is no usable face.
     """
-    from live.tracking import detect_faces, face_landmarks
+    from live.portraits import find_faces
 
-    check_rgb(image, "source image")
-    boxes = detect_faces(image, full_range=True, max_faces=max_faces if multi_face else 20)
-    if not boxes:
-        raise NoFaceError("no face found in the source image", path=path,
-                          expected="a photo or painting with at least one clearly visible face",
-                          got=f"a {image.shape[1]}x{image.shape[0]} image with no face")
-    if not multi_face:
-        boxes = [max(boxes, key=lambda b: b.area)]
-    found: list[np.ndarray] = []
-    for box in boxes:
-        lm = face_landmarks(image, box=box)
-        if lm is None:
-            log.warning("the face at (%.0f, %.0f) has no usable landmarks; not animating it",
-                        *box.center)
-            continue
-        found.append(lm)
-    if not found:
-        raise NoFaceError("no usable face in the source image", path=path,
-                          expected="a face clear enough for face-mesh landmarks",
-                          got=f"{len(boxes)} detection(s) without landmarks")
-    found.sort(key=lambda p: float(p[:, 0].mean()))
-    return found
+    found = find_faces(image, max_faces=max_faces if multi_face else 1, path=path,
+                       what="source image")
+    return sorted(found, key=lambda p: float(p[:, 0].mean()))
 
 
 @dataclass(frozen=True)
@@ -550,69 +531,6 @@ def find_first_face(config: AnimateConfig, crop_size: int) -> int:
                       got=f"no face in all {frames} frames")
 
 
-class _Prefetch:
-    """Runs an iterator on its own thread, a few items ahead, through a bounded queue (so
-    face tracking overlaps animation). Iterate it once; an exception of the iterator is
-    raised in the consumer; leaving the ``with`` block stops the thread."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator[Any], *, max_queue: int = 4, name: str = "prefetch"
-                 ) -> None:
-        self._items = items
-        self._queue: queue.Queue[Any] = queue.Queue(max_queue)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _loop(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put(item):
-                    return
-        except BaseException as exc:
-            self._put(_Failure(exc))
-        finally:
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                close()
-            self._put(self._END)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-
-    def __enter__(self) -> _Prefetch:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self._queue.get_nowait()
-            self._thread.join(timeout=0.05)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
-
-
 class _Encoder:
     """Feeds a :class:`~live.video.VideoWriter` from its own thread through a bounded queue,
     so H.264 encoding overlaps tracking and animation (back-pressure, nothing dropped). An
@@ -716,8 +634,9 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     job completed.
     """
     from live.blas import limit_openblas_threads
-    from live.demo import load_image
     from live.engines import create_engine
+    from live.portraits import load_image
+    from live.threads import Prefetch
     from live.video import VideoReader, VideoWriter, probe_video
     from live.video import progress as progress_bar
 
@@ -790,7 +709,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                 timer.add("track", t0)
                 yield tracked
 
-        tracked_frames = stack.enter_context(_Prefetch(track(), name="animate-track"))
+        tracked_frames = stack.enter_context(Prefetch(track(), name="animate-track"))
         t_loop = time.perf_counter()
         frames = lost = 0
         for tracked in tracked_frames:

@@ -14,13 +14,15 @@ complete), with a progress bar and, when a display is available, a preview windo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,39 +63,18 @@ class DemoResult:
 # ------------------------------------------------------------------------------ portrait
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a picture as RGB uint8 (H, W, 3); transparency is flattened onto white.
+if TYPE_CHECKING:
+    from live.portraits import load_image as load_image
+else:
 
-    Raises :class:`InputError` naming the file when it is missing or not a readable image.
-    """
-    import cv2
+    def __getattr__(name: str) -> Any:
+        # ``load_image`` moved to live.portraits; it is re-exported here lazily, so importing
+        # this module (``mimicam --help``) does not import OpenCV.
+        if name == "load_image":
+            from live.portraits import load_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("cannot read the portrait", path=p, expected="an image file",
-                         got="a directory" if p.is_dir() else "no such file")
-    try:
-        data = np.fromfile(p, dtype=np.uint8)
-    except OSError as exc:
-        raise InputError("cannot read the portrait", path=p, got=str(exc)) from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError("cannot read the portrait", path=p,
-                         expected="an image file (JPEG, PNG, WebP, BMP, TIFF)",
-                         got=f"{data.size} bytes OpenCV cannot decode as an image")
-    if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise InputError("unsupported portrait pixel format", path=p,
-                         expected="8- or 16-bit pixels", got=str(image.dtype))
-    if image.ndim == 2:
-        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
-    if image.shape[2] == 4:
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA).astype(np.float32)
-        alpha = rgb[..., 3:] / 255.0
-        flat = rgb[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.ascontiguousarray(flat.round().astype(np.uint8))
-    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            return load_image
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def builtin_portrait() -> np.ndarray:
@@ -241,7 +222,7 @@ def run_demo(
     from live.blas import limit_openblas_threads
     from live.engines import create_engine
     from live.scripted_motion import ScriptedMotion
-    from live.video import VideoWriter, probe_video, progress
+    from live.video import VideoWriter, probe_video
 
     if size < 64:
         raise InputError("output size too small", expected="at least 64 pixels",
@@ -272,6 +253,8 @@ def run_demo(
             image, name = builtin_portrait(), BUILTIN_PORTRAIT
             crop = portrait_face_crop(image, size=size, name=name)
         else:
+            from live.portraits import load_image
+
             image = load_image(portrait)
             crop = portrait_face_crop(image, size=size, name=Path(portrait))
         assert crop.landmarks is not None
@@ -283,18 +266,8 @@ def run_demo(
             if driving_path is None:
                 motion = ScriptedMotion(crop.image, crop.landmarks, fps=SCRIPTED_FPS,
                                         seconds=seconds)
-                bar = progress(len(motion), desc="demo", disable=_disable(show_progress))
-                try:
-                    for face in motion:
-                        if face.frame_index == 0:
-                            animator.calibrate(face)
-                        out = animator.process(face, face.frame_index / SCRIPTED_FPS)
-                        writer.write(out)
-                        show.show(out)
-                        frames += 1
-                        bar.update(1)
-                finally:
-                    bar.close()
+                frames, lost = _render(_scripted(motion, animator), len(motion), animator,
+                                       writer, show, _disable(show_progress))
             else:
                 assert info is not None
                 frames, lost = _drive_from_video(driving_path, info, animator, writer, show,
@@ -332,30 +305,46 @@ def _disable(show_progress: bool | None) -> bool | None:
     return None if show_progress is None else not show_progress
 
 
+def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, animator: Any,
+            writer: Any, show: _Preview, disable: bool | None) -> tuple[int, int]:
+    """Animate, write and show a frame for every ``(driving face or None, time)``, with a
+    progress bar; returns (frames, frames without a face)."""
+    from live.video import progress
+
+    frames = lost = 0
+    bar = progress(total, desc="demo", disable=disable)
+    try:
+        for face, t in faces:
+            if face is None:
+                lost += 1
+            out = animator.process(face, t)
+            writer.write(out)
+            show.show(out)
+            frames += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return frames, lost
+
+
+def _scripted(motion: Iterable[FaceCrop], animator: Any) -> Iterator[tuple[FaceCrop, float]]:
+    """The scripted performance's faces and times; its first face is the neutral pose."""
+    for face in motion:
+        if face.frame_index == 0:
+            animator.calibrate(face)
+        yield face, face.frame_index / SCRIPTED_FPS
+
+
 def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any, show: _Preview,
                       limit: int | None, disable: bool | None) -> tuple[int, int]:
     """Track the face in the frames of ``path`` (the first ``limit`` of them, or all) and
     animate with it; returns (frames, frames without a face)."""
     from live.tracking import FaceTracker
-    from live.video import VideoReader, progress
+    from live.video import VideoReader
 
-    frames = lost = 0
     total = info.frame_count if limit is None else min(limit, info.frame_count or limit)
-    bar = progress(total, desc="demo", disable=disable)
-    try:
-        with VideoReader(path) as reader, FaceTracker(crop_size=DRIVING_CROP_SIZE) as tracker:
-            for frame in reader:
-                if limit is not None and frames >= limit:
-                    break
-                face = tracker.process(frame).face
-                if face is None:
-                    lost += 1
-                t = frame.pts if frame.pts is not None else frame.index / info.fps
-                out = animator.process(face, t)
-                writer.write(out)
-                show.show(out)
-                frames += 1
-                bar.update(1)
-    finally:
-        bar.close()
-    return frames, lost
+    with VideoReader(path) as reader, FaceTracker(crop_size=DRIVING_CROP_SIZE) as tracker:
+        faces = ((tracker.process(frame).face,
+                  frame.pts if frame.pts is not None else frame.index / info.fps)
+                 for frame in itertools.islice(reader, limit))
+        return _render(faces, total, animator, writer, show, disable)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import numpy as np
 
 from live.errors import BackendError, InputError
 from live.packets import Frame, check_rgb
+from live.threads import Prefetch
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -193,27 +192,24 @@ def probe_video(path: PathLike) -> VideoInfo:
 # reading
 
 
-class _End:
-    """Queue marker: the decoder finished (cleanly, or after an error it already queued)."""
+class _DecodeFailure(Exception):
+    """Raised by the decode generator (on the decode thread) and caught in the consumer."""
 
-
-@dataclass(frozen=True, slots=True)
-class _DecodeFailure:
-    index: int
-    detail: str
-
-
-_END = _End()
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(f"frame {index}: {detail}")
+        self.index = index
+        self.detail = detail
 
 
 class VideoReader:
     """Iterate a video file's frames as RGB :class:`~live.packets.Frame` packets.
 
-    Decoding runs on a thread that feeds a queue of at most ``max_queue`` frames; when the
-    queue is full the decoder waits (back-pressure, nothing is dropped), so memory stays
-    flat for any length. ``resize=(w, h)`` scales frames while decoding. A decode error in
-    the middle of the file raises :class:`InputError` with the frame index in the consumer
-    (``on_error="raise"``), or ends the iteration with a warning (``on_error="stop"``).
+    Decoding runs on a thread (a :class:`~live.threads.Prefetch`) that feeds a queue of at
+    most ``max_queue`` frames; when the queue is full the decoder waits (back-pressure,
+    nothing is dropped), so memory stays flat for any length. ``resize=(w, h)`` scales frames
+    while decoding. A decode error in the middle of the file raises :class:`InputError` with
+    the frame index in the consumer (``on_error="raise"``), or ends the iteration with a
+    warning (``on_error="stop"``).
 
     Use it as a context manager; :meth:`close` stops the decoder (also when the consumer
     stops early) and may be called any number of times.
@@ -238,86 +234,60 @@ class VideoReader:
         except BaseException:
             self._container.close()
             raise
-        self._queue: queue.Queue[Frame | _DecodeFailure | _End] = queue.Queue(max_queue)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._feed: Prefetch[Frame] | None = None  # the decode thread, made by __iter__
         self._closed = False
-        self._finished = False
-        self._lock = threading.Lock()
-        self._decoded = 0
-        self._consumed = 0
-        self._max_pending = 0
 
     # -- statistics (read by tests and benchmarks) --------------------------------------------
     @property
     def frames_decoded(self) -> int:
         """Frames the decode thread has produced so far."""
-        return self._decoded
+        return self._feed.produced if self._feed is not None else 0
 
     @property
     def frames_read(self) -> int:
         """Frames handed to the consumer so far."""
-        return self._consumed
+        return self._feed.consumed if self._feed is not None else 0
 
     @property
     def max_pending(self) -> int:
         """Most frames the reader ever held at once: the queued ones plus the one the decoder
         is handing over (at most ``max_queue + 1``)."""
-        return self._max_pending
+        return self._feed.max_pending if self._feed is not None else 0
 
     # -- decode thread --------------------------------------------------------------------------
-    def _put(self, item: Frame | _DecodeFailure | _End) -> bool:
-        """Blocking put that gives up when the reader is closed; True if queued."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _decode_loop(self) -> None:
+    def _decode(self) -> Iterator[Frame]:
+        """The frames of the file (runs on the decode thread); any failure is raised as a
+        :class:`_DecodeFailure` naming the frame index. Closes the container at the end."""
         av_error = _ffmpeg_error_type()
         container = self._container
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         index = 0
         try:
-            try:
-                for packet in container.demux(stream):
-                    for vframe in packet.decode():
-                        if self.resize is not None:
-                            image = vframe.to_ndarray(format="rgb24", width=self.resize[0],
-                                                      height=self.resize[1],
-                                                      interpolation="AREA")
-                        else:
-                            image = vframe.to_ndarray(format="rgb24")
-                        frame = Frame(image=np.ascontiguousarray(image), index=index,
-                                      t_capture=time.perf_counter(),
-                                      pts=float(vframe.time) if vframe.time is not None
-                                      else None)
-                        with self._lock:
-                            self._decoded += 1
-                            # frames held by the reader: the queue plus this one
-                            self._max_pending = max(self._max_pending,
-                                                    self._queue.qsize() + 1)
-                        if not self._put(frame):
-                            return
-                        index += 1
-            except av_error as exc:
-                self._put(_DecodeFailure(index, _describe(exc)))
-                return
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for packet in container.demux(stream):
+                for vframe in packet.decode():
+                    if self.resize is not None:
+                        image = vframe.to_ndarray(format="rgb24", width=self.resize[0],
+                                                  height=self.resize[1], interpolation="AREA")
+                    else:
+                        image = vframe.to_ndarray(format="rgb24")
+                    yield Frame(image=np.ascontiguousarray(image), index=index,
+                                t_capture=time.perf_counter(),
+                                pts=float(vframe.time) if vframe.time is not None else None)
+                    index += 1
             expected = self.info.frame_count if self._indexed() else None
             if expected is not None and index < expected - max(2, expected // 100):
-                self._put(_DecodeFailure(
+                raise _DecodeFailure(
                     index, f"the file ends early: decoded {index} of the {expected} frames "
-                           "its index lists (truncated?)"))
-                return
+                           "its index lists (truncated?)")
+        except _DecodeFailure:
+            raise
+        except av_error as exc:
+            raise _DecodeFailure(index, _describe(exc)) from None
         except Exception as exc:  # anything else: report it in the consumer, never swallow
             log.debug("decode thread failed", exc_info=True)
-            self._put(_DecodeFailure(index, f"{type(exc).__name__}: {exc}"))
+            raise _DecodeFailure(index, f"{type(exc).__name__}: {exc}") from exc
         finally:
-            self._put(_END)
             try:
                 container.close()
             except Exception:  # pragma: no cover - closing a broken container
@@ -331,70 +301,35 @@ class VideoReader:
     def __iter__(self) -> Iterator[Frame]:
         if self._closed:
             raise ValueError(f"{self.path}: the reader is closed")
-        if self._thread is not None:
+        if self._feed is not None:
             raise ValueError(f"{self.path}: a VideoReader can be iterated only once")
-        self._thread = threading.Thread(target=self._decode_loop, daemon=True,
-                                        name=f"decode-{self.path.name}")
-        self._thread.start()
-        return self._frames()
+        self._feed = Prefetch(self._decode(), max_queue=self.max_queue,
+                              name=f"decode-{self.path.name}")
+        return self._frames(iter(self._feed))
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         try:
-            yield from self._drain()
+            yield from frames
+        except _DecodeFailure as failure:
+            msg = f"corrupt or truncated video at frame {failure.index}"
+            if self.on_error == "raise":
+                self.close()
+                raise InputError(msg, path=self.path, expected="a complete, decodable video",
+                                 got=failure.detail) from None
+            log.warning("%s: %s (%s); stopping there", self.path, msg, failure.detail)
         finally:
             # The consumer finished, failed or dropped the iterator: stop the decoder.
             self.close()
-
-    def _drain(self) -> Iterator[Frame]:
-        while True:
-            try:
-                item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                if self._closed:
-                    return
-                if self._thread is not None and not self._thread.is_alive() \
-                        and self._queue.empty():
-                    return
-                continue
-            if isinstance(item, _End):
-                self._finished = True
-                return
-            if isinstance(item, _DecodeFailure):
-                msg = f"corrupt or truncated video at frame {item.index}"
-                if self.on_error == "raise":
-                    self.close()
-                    raise InputError(msg, path=self.path, expected="a complete, decodable video",
-                                     got=item.detail)
-                log.warning("%s: %s (%s); stopping there", self.path, msg, item.detail)
-                continue  # the _END marker follows
-            with self._lock:
-                self._consumed += 1
-            yield item
 
     def close(self) -> None:
         """Stop the decode thread and release the file; harmless to call again."""
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            # Unblock a decoder waiting on a full queue, then wait for it to finish.
-            while thread.is_alive():
-                try:
-                    while True:
-                        self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-                thread.join(timeout=0.05)
+        if self._feed is not None:
+            self._feed.close()  # the decode generator closes the container as it ends
         else:
             self._container.close()
-        # Drop whatever is left so the frames can be freed.
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
 
     def __enter__(self) -> VideoReader:
         return self

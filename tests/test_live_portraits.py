@@ -11,7 +11,13 @@ from _live_fakes import SpyEngine
 
 from live.engines.base import create_engine
 from live.errors import InputError, NoFaceError
-from live.portraits import PortraitLibrary, find_portrait, load_image, portrait_paths
+from live.portraits import (
+    PortraitLibrary,
+    find_faces,
+    find_portrait,
+    load_image,
+    portrait_paths,
+)
 
 
 def test_load_image_handles_alpha_grey_and_16_bit(tmp_path: Path) -> None:
@@ -32,6 +38,75 @@ def test_load_image_handles_alpha_grey_and_16_bit(tmp_path: Path) -> None:
         load_image(tmp_path / "bad.jpg")
 
 
+def test_load_image_float_pixels_in_0_to_1_are_scaled(tmp_path: Path) -> None:
+    bgr = np.zeros((4, 5, 3), np.float32)
+    bgr[..., 2] = 1.0  # red in BGR
+    bgr[..., 1] = 0.5
+    bgr[0, 0] = (0.0, 0.0, 0.0)
+    uncompressed = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    assert cv2.imwrite(str(tmp_path / "f.tiff"), bgr, uncompressed)
+    img = load_image(tmp_path / "f.tiff")
+    assert img.dtype == np.uint8 and img.shape == (4, 5, 3)
+    assert tuple(img[1, 1]) == (255, 128, 0)  # 0..1 -> 0..255, not stretched to the range
+    assert tuple(img[0, 0]) == (0, 0, 0)
+    # a dark float picture stays dark (no contrast stretch)
+    assert cv2.imwrite(str(tmp_path / "dark.tiff"), np.full((3, 3), 0.2, np.float32),
+                       uncompressed)
+    assert load_image(tmp_path / "dark.tiff").max() == 51
+    # OpenCV's default float TIFF is lossy (LogLuv) and overshoots 0..1 a little: clipped
+    assert cv2.imwrite(str(tmp_path / "lossy.tiff"), bgr)
+    img = load_image(tmp_path / "lossy.tiff")
+    assert np.abs(img[1, 1].astype(int) - (255, 128, 0)).max() <= 2
+
+
+def test_load_image_rejects_hdr_and_signed_pixels(tmp_path: Path) -> None:
+    hdr = np.full((4, 4, 3), 0.5, np.float32)
+    hdr[0, 0] = 3.0  # brighter than white: an HDR picture
+    assert cv2.imwrite(str(tmp_path / "sky.hdr"), hdr)
+    with pytest.raises(InputError, match=r"sky\.hdr: unsupported portrait pixel format; "
+                                         r"expected .*floating-point pixels in 0\.\.1.*"
+                                         r"got float32 pixels from 0\.5 to 3"):
+        load_image(tmp_path / "sky.hdr")
+    assert cv2.imwrite(str(tmp_path / "signed.tiff"), np.full((4, 4), -5, np.int16))
+    with pytest.raises(InputError, match=r"signed\.tiff: unsupported .*got int16 pixels"):
+        load_image(tmp_path / "signed.tiff")
+
+
+def test_load_image_16_bit_grey_and_rgba(tmp_path: Path) -> None:
+    grey16 = np.array([[0, 257 * 100, 65535]], np.uint16)
+    assert cv2.imwrite(str(tmp_path / "g16.png"), grey16)
+    img = load_image(tmp_path / "g16.png")
+    assert img.shape == (1, 3, 3) and img.flags.c_contiguous
+    assert img[0, :, 0].tolist() == [0, 100, 255] and (img[..., 0] == img[..., 2]).all()
+    rgba16 = np.zeros((2, 2, 4), np.uint16)
+    rgba16[..., 0] = 65535  # blue in BGRA
+    rgba16[0, :, 3] = 65535  # top row opaque
+    rgba16[1, :, 3] = 257 * 128  # bottom row half transparent
+    assert cv2.imwrite(str(tmp_path / "a16.png"), rgba16)
+    img = load_image(tmp_path / "a16.png")
+    assert tuple(img[0, 0]) == (0, 0, 255)
+    assert tuple(img[1, 0]) == (127, 127, 255)  # half blue, half the white background
+
+
+def test_load_image_unreadable_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"missing\.png: cannot read the portrait.*no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(InputError, match=r"cannot read the portrait.*got a directory"):
+        load_image(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.png: cannot read the portrait.*got 0 bytes"):
+        load_image(tmp_path / "empty.png")
+    (tmp_path / "text.jpg").write_bytes(b"hello, not a picture")
+    with pytest.raises(InputError, match=r"text\.jpg.*got 20 bytes OpenCV cannot decode"):
+        load_image(tmp_path / "text.jpg")
+
+
+def test_load_image_is_the_one_loader() -> None:
+    import live.demo
+
+    assert live.demo.load_image is load_image
+
+
 def test_portrait_paths(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such path"):
         portrait_paths(tmp_path / "missing")
@@ -47,6 +122,27 @@ def test_a_picture_without_a_face_is_a_clear_error() -> None:
     image = np.full((300, 300, 3), 127, np.uint8)
     with pytest.raises(NoFaceError, match="no face found in the portrait"):
         find_portrait(image, 256, path="wall.png")
+
+
+@pytest.mark.fixtures
+def test_find_faces_largest_first_up_to_max_faces(portraits_dir: Path) -> None:
+    image = load_image(portraits_dir / "multi_pg_fom_multi_person.jpg")
+    every = find_faces(image, max_faces=20, what="group photo")
+    assert len(every) >= 3 and all(lm.shape == (478, 3) for lm in every)
+    # largest first (by detector box; the faces' mesh sizes agree on the clearly smallest)
+    sizes = [float(np.ptp(lm[:, 0]) * np.ptp(lm[:, 1])) for lm in every]
+    assert sizes[-1] == min(sizes) and sizes[0] > 1.2 * sizes[-1]
+    fewer = find_faces(image, max_faces=len(every) - 1)
+    assert len(fewer) == len(every) - 1  # the smallest face is the one left out
+    assert all(np.array_equal(a, b) for a, b in zip(fewer, every, strict=False))
+    # the live portrait's quick route finds the same (largest) face
+    (quick,) = find_faces(image, whole_picture_first=True)
+    assert np.abs(quick[:, :2].mean(axis=0) - every[0][:, :2].mean(axis=0)).max() < 5.0
+    with pytest.raises(NoFaceError, match=r"wall\.png: no face found in the source image"):
+        find_faces(np.full((300, 300, 3), 90, np.uint8), path=Path("wall.png"),
+                   what="source image")
+    with pytest.raises(ValueError, match="max_faces"):
+        find_faces(image, max_faces=0)
 
 
 @pytest.mark.fixtures

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from calibrate.hold import PoseHold, hold_option_checks
 from calibrate.keypoints import normalize_kp
 from calibrate.smoothing import exp_approach
 from live.errors import InputError, MimicamError, WeightsError
@@ -70,10 +71,7 @@ class FommEngineConfig:
              "256 or 512 (vox checkpoints)", self.image_size),
             (self.size is None or self.size >= 64, "size", ">= 64", self.size),
             (self.threads is None or self.threads >= 1, "threads", ">= 1", self.threads),
-            (self.hold_s >= 0, "hold_s", ">= 0", self.hold_s),
-            (self.ease_half_life_s >= 0, "ease_half_life_s", ">= 0", self.ease_half_life_s),
-            (self.recover_half_life_s >= 0, "recover_half_life_s", ">= 0",
-             self.recover_half_life_s),
+            *hold_option_checks(self),
         ]
         for ok, name, expected, got in checks:
             if not ok:
@@ -191,6 +189,8 @@ class FommEngine:
         self._rest: np.ndarray | None = None
         self._closed = False
         self.last_timings: dict[str, float] = {}
+        self._hold: PoseHold[Keypoints] = PoseHold.from_options(
+            cfg, converged=_CONVERGED, approach=_lerp_kp, distance=_kp_distance)
         self._reset_driving()
         log.info("fomm engine: %d px model on %s, output %d px", cfg.image_size,
                  getattr(runtime, "backend", "?"), self.size)
@@ -199,10 +199,7 @@ class FommEngine:
 
     def _reset_driving(self) -> None:
         self._neutral: Keypoints | None = None
-        self._shown: Keypoints | None = None
-        self._last_t: float | None = None
-        self._lost_since: float | None = None
-        self._recovering = False
+        self._hold.reset()
         self._last_frame: np.ndarray | None = None
         self._last_drive: Keypoints | None = None
 
@@ -258,31 +255,10 @@ class FommEngine:
     def _on_face(self, kp: Keypoints, t: float) -> Keypoints:
         if self._neutral is None:
             self._neutral = kp
-        shown = kp
-        if self._recovering and self._shown is not None and self._last_t is not None:
-            shown = _lerp_kp(self._shown, kp, t - self._last_t, self.config.recover_half_life_s)
-            if _kp_distance(shown, kp) < _CONVERGED:
-                self._recovering = False
-        else:
-            self._recovering = False
-        self._shown = shown
-        self._lost_since = None
-        self._last_t = t
-        return shown
+        return self._hold.on_face(kp, t)
 
     def _on_lost(self, t: float) -> Keypoints | None:
-        if self._neutral is None or self._shown is None:
-            return None
-        if self._lost_since is None:
-            self._lost_since = t
-            self._recovering = True
-        last = self._last_t if self._last_t is not None else t
-        easing = t - self._lost_since - self.config.hold_s
-        if easing > 0:
-            dt = min(t - last, easing)
-            self._shown = _lerp_kp(self._shown, self._neutral, dt, self.config.ease_half_life_s)
-        self._last_t = t
-        return self._shown
+        return self._hold.on_lost(self._neutral, t)
 
     # -- frames --------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from calibrate.hold import PoseHold, hold_option_checks, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live import landmarks as lm
 from live.errors import InputError, MimicamError, NoFaceError
@@ -49,6 +50,8 @@ from live.meshwarp.warp import PiecewiseAffineWarp, triangle_affines
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
+
+_CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,7 @@ class MeshEngineConfig:
             (0 <= self.blink_close_at < 1, "blink_close_at", "in [0, 1)", self.blink_close_at),
             (self.max_eye_open >= 1, "max_eye_open", ">= 1", self.max_eye_open),
             (0 <= self.outline_follow <= 1, "outline_follow", "in [0, 1]", self.outline_follow),
-            (self.hold_s >= 0, "hold_s", ">= 0", self.hold_s),
-            (self.ease_half_life_s >= 0, "ease_half_life_s", ">= 0", self.ease_half_life_s),
-            (self.recover_half_life_s >= 0, "recover_half_life_s", ">= 0",
-             self.recover_half_life_s),
+            *hold_option_checks(self),
         ]
         for ok, name, expected, got in checks:
             if not ok:
@@ -165,6 +165,9 @@ class MeshEngine:
         self._own_mesh: Any = None
         self._closed = False
         self.last_timings: dict[str, float] = {}
+        self._hold: PoseHold[np.ndarray] = PoseHold.from_options(
+            self.config, converged=_CONVERGED_IOD, approach=exp_approach,
+            distance=max_abs_distance)
         self._reset_driving()
 
     # -- state ---------------------------------------------------------------------------------
@@ -175,10 +178,7 @@ class MeshEngine:
         self._unit = 1.0
         self._origin = np.zeros(3)
         self._filter: OneEuroFilter | None = None
-        self._shown: np.ndarray | None = None
-        self._last_t: float | None = None
-        self._lost_since: float | None = None
-        self._recovering = False
+        self._hold.reset()
 
     @property
     def calibrated(self) -> bool:
@@ -272,6 +272,7 @@ class MeshEngine:
         self._reset_driving()
         self._neutral = pts.copy()
         self._unit = max(float(lm.inter_ocular_distance(pts)), 1e-6)
+        self._hold.converged = _CONVERGED_IOD * self._unit
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
         self._neutral_side = face.size * float(
             np.sqrt(abs(np.linalg.det(np.asarray(face.crop_to_frame)[:, :2]))))
@@ -286,7 +287,8 @@ class MeshEngine:
             if self._neutral.shape[0] != n:
                 self._neutral = self._neutral[:n]
                 self._filter = None
-                self._shown = None if self._shown is None else self._shown[:n]
+                if self._hold.shown is not None:
+                    self._hold.shown = self._hold.shown[:n]
         target = pts
         if self.config.smoothing:
             if self._filter is None:
@@ -294,35 +296,14 @@ class MeshEngine:
                                              self.config.d_cutoff)
             norm = self._filter((pts - self._origin) / self._unit, t)
             target = norm * self._unit + self._origin
-        if self._recovering and self._shown is not None and self._last_t is not None:
-            shown = exp_approach(self._shown, target, t - self._last_t,
-                                 self.config.recover_half_life_s)
-            if float(np.max(np.abs(shown - target))) < 0.01 * self._unit:
-                self._recovering = False
-        else:
-            shown = target
-            self._recovering = False
-        self._shown = shown
-        self._lost_since = None
-        self._last_t = t
-        return shown
+        return self._hold.on_face(target, t)
 
     def _on_lost(self, t: float) -> np.ndarray | None:
-        if self._neutral is None or self._shown is None:
-            return None
-        if self._lost_since is None:
-            self._lost_since = t
-            self._recovering = True
-            if self._filter is not None:
-                self._filter.reset()
-        last = self._last_t if self._last_t is not None else t
-        easing = t - self._lost_since - self.config.hold_s
-        if easing > 0:
-            dt = min(t - last, easing)
-            self._shown = exp_approach(self._shown, self._neutral, dt,
-                                       self.config.ease_half_life_s)
-        self._last_t = t
-        return self._shown
+        was_lost = self._hold.lost
+        shown = self._hold.on_lost(self._neutral, t)
+        if self._hold.lost and not was_lost and self._filter is not None:
+            self._filter.reset()  # the filter starts afresh when the face comes back
+        return shown
 
     # -- frames --------------------------------------------------------------------------------
 

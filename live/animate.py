@@ -480,6 +480,12 @@ def _driving_tracker(config: AnimateConfig, crop_size: int) -> Any:
                        crop_shift_y=config.crop_shift_y, full_range=True)
 
 
+def _no_driving_face(config: AnimateConfig, frames: int) -> NoFaceError:
+    return NoFaceError("no face found in any frame of the driving video",
+                       path=config.driving_video, expected="a video showing a face",
+                       got=f"no face in all {frames} frames")
+
+
 def find_best_frame(config: AnimateConfig, faces: Sequence[PortraitFace], crop_size: int, *,
                     show_progress: bool = True) -> tuple[int, FaceCrop]:
     """First pass over the driving video (landmarks only, nothing kept but the best frame):
@@ -501,9 +507,7 @@ def find_best_frame(config: AnimateConfig, faces: Sequence[PortraitFace], crop_s
             bar.close()
     best = search.best
     if best is None:
-        raise NoFaceError("no face found in any frame of the driving video",
-                          path=config.driving_video, expected="a video showing a face",
-                          got=f"no face in all {search.frames} frames")
+        raise _no_driving_face(config, search.frames)
     log.info("best-matching driving frame: %d (pose distance %.3f IOD)", best.index,
              best.distance)
     return best.index, best.item
@@ -526,9 +530,7 @@ def find_first_face(config: AnimateConfig, crop_size: int) -> int:
     if frames == 0:
         raise InputError("the driving video has no frames", path=config.driving_video,
                          expected="at least one decodable frame", got="0 frames")
-    raise NoFaceError("no face found in any frame of the driving video",
-                      path=config.driving_video, expected="a video showing a face",
-                      got=f"no face in all {frames} frames")
+    raise _no_driving_face(config, frames)
 
 
 class _Encoder:
@@ -728,9 +730,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             raise InputError("the driving video has no frames", path=config.driving_video,
                              expected="at least one decodable frame", got="0 frames")
         if lost == frames:
-            raise NoFaceError("no face found in any frame of the driving video",
-                              path=config.driving_video, expected="a video showing a face",
-                              got=f"no face in all {frames} frames")
+            raise _no_driving_face(config, frames)
         if total is not None and frames != total:
             log.info("%s: decoded %d frames, its header said %d", config.driving_video,
                      frames, total)

@@ -27,7 +27,7 @@ CLIP_FRAMES = 300  # 10 s at 30 fps
 
 def child(argv: list[str]) -> dict[str, float]:
     """In the subprocess: run the real command line and report its peak memory."""
-    from live.cli import main
+    from live.cli.main import main
 
     t0 = time.perf_counter()
     code = main(["-q", "animate", *argv])
@@ -38,7 +38,7 @@ def make_clip(dst: Path, loops: int, folder: Path) -> None:
     """The fixture's first CLIP_FRAMES frames ``loops`` times over, with a tone as audio."""
     import itertools
 
-    from live.video import VideoReader, VideoWriter, probe_video
+    from live.io.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(DRIVING)
     wav = folder / f"tone_{loops}.wav"

@@ -8,7 +8,7 @@
 Each portrait is cropped around its largest face (detect_faces + square_box + crop_square)
 to the engine size; each driving video is tracked once with FaceTracker at its own
 resolution; the engine animates the portrait with those landmarks and the face mesh runs on
-every output frame (:mod:`live.fidelity`). Prints one line per pair: transfer_ratio (0
+every output frame (:mod:`live.bench.fidelity`). Prints one line per pair: transfer_ratio (0
 perfect, 1 frozen), lost output faces, neutral PSNR, and the driving motion in inter-ocular
 distances; then the medians.
 """
@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from live.engines.mesh import MeshEngine  # noqa: E402
-from live.errors import InputError, NoFaceError  # noqa: E402
-from live.fidelity import FidelityMeter, FidelityResult  # noqa: E402
+from calibrate.errors import InputError, NoFaceError  # noqa: E402
+from live.bench.fidelity import FidelityMeter, FidelityResult  # noqa: E402
+from live.engines.mesh.engine import MeshEngine  # noqa: E402
 from live.packets import FaceCrop  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -57,7 +57,7 @@ def load_image(path: Path) -> np.ndarray:
 
 def crop_portrait(path: Path, size: int, *, scale: float = 1.8) -> np.ndarray:
     """The square crop (``size`` px) around the largest face of a portrait."""
-    from live.tracking import crop_square, detect_faces, square_box
+    from live.face.tracking import crop_square, detect_faces, square_box
 
     image = load_image(path)
     boxes = detect_faces(image)
@@ -71,8 +71,8 @@ def crop_portrait(path: Path, size: int, *, scale: float = 1.8) -> np.ndarray:
 
 def track_driving(path: Path, max_frames: int | None) -> Track:
     """Landmarks of a driving video, frame by frame (FaceTracker at native resolution)."""
-    from live.tracking import FaceTracker
-    from live.video import VideoReader
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
 
     out: Track = []
     with FaceTracker(crop_size=256) as tracker, VideoReader(path) as reader:
@@ -91,7 +91,7 @@ def track_driving(path: Path, max_frames: int | None) -> Track:
 def run_pair(portrait: np.ndarray, track: Track, engine_options: dict[str, Any],
              *, save_dir: Path | None = None) -> FidelityResult:
     """Animate ``portrait`` with a tracked driving video and score every output frame."""
-    from live.engines.mesh import driving_points
+    from live.engines.mesh.engine import driving_points
 
     blanks: dict[int, np.ndarray] = {}
     with MeshEngine(**engine_options) as engine, FidelityMeter(portrait=portrait) as meter:

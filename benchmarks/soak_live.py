@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from live.bench_live import _ensure_vcam
-    from live.live_cli import build_pipeline
-    from live.live_config import LiveConfig
-    from live.sinks import MjpegHttpSink
+    from live.bench.live import _ensure_vcam
+    from live.config import LiveConfig
+    from live.io.sinks import MjpegHttpSink
+    from live.jobs.build import build_pipeline
 
     vcam = _ensure_vcam()
     seconds = args.minutes * 60.0

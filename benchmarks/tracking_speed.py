@@ -48,8 +48,8 @@ def decode(path: Path, n: int, mode: str) -> list[tuple[np.ndarray, float]]:
 
 
 def time_tracker(frames: list[tuple[np.ndarray, float]], refine: bool) -> dict[str, float]:
+    from live.face.tracking import FaceTracker
     from live.packets import Frame
-    from live.tracking import FaceTracker
 
     ms, cpu_ms = [], []
     with FaceTracker(refine_landmarks=refine) as tracker:
@@ -73,7 +73,7 @@ def time_tracker(frames: list[tuple[np.ndarray, float]], refine: bool) -> dict[s
 
 
 def time_stills() -> dict[str, dict[str, float]]:
-    from live.tracking import detect_faces, face_landmarks
+    from live.face.tracking import detect_faces, face_landmarks
 
     out = {}
     for path in sorted((FIXTURES / "portraits").iterdir()):

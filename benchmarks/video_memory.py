@@ -25,7 +25,7 @@ def reencode(src: Path, dst: Path) -> dict[str, float]:
     """Child process: stream ``src`` into ``dst`` (audio copied) and report memory."""
     import numpy  # noqa: F401  (import the heavy modules before taking the baseline)
 
-    from live.video import VideoReader, VideoWriter, probe_video
+    from live.io.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(src)
     baseline = _memory.peak_rss_mib()
@@ -45,7 +45,7 @@ def reencode(src: Path, dst: Path) -> dict[str, float]:
 def make_long_clip(src: Path, dst: Path, loops: int, folder: Path) -> None:
     """``src``'s frames ``loops`` times over, with a tone at least as long as the result as
     audio (the writer trims it to the video)."""
-    from live.video import VideoReader, VideoWriter, probe_video
+    from live.io.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(src)
     seconds = (info.frame_count or 0) * loops / info.fps

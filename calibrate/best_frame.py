@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from calibrate.landmarks import POSE_POINTS
 from calibrate.neutral import pose_distance
-from live.landmarks import POSE_POINTS
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,10 +13,18 @@ Leading batch dimensions broadcast (e.g. one source against B driving frames).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from live.packets import Keypoints
+
+@dataclass(frozen=True, slots=True)
+class Keypoints:
+    """FOMM keypoints for one image: values (K, 2) in [-1, 1] (x, y) and jacobians (K, 2, 2)."""
+
+    value: np.ndarray
+    jacobian: np.ndarray | None = None
 
 
 def _check_value(value: np.ndarray, name: str) -> np.ndarray:

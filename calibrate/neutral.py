@@ -1,7 +1,7 @@
 """Neutral driving pose: wait for a still face, compare poses, pick the best-matching frame.
 
 All pure numpy on face-mesh landmark arrays ``(N, 2|3)`` in pixels (N = 468 or 478, see
-:mod:`live.landmarks`); only x and y are used. Distances are in inter-ocular distances (IOD,
+:mod:`calibrate.landmarks`); only x and y are used. Distances are in inter-ocular distances (IOD,
 outer eye corners), so they do not depend on the image resolution or the face's size.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from live.errors import NoFaceError
-from live.landmarks import NUM_LANDMARKS, POSE_POINTS, inter_ocular_distance
+from calibrate.errors import NoFaceError
+from calibrate.landmarks import NUM_LANDMARKS, POSE_POINTS, inter_ocular_distance
 
 _MIN_IOD = 1e-6
 
@@ -178,7 +178,7 @@ def best_matching_frame(portrait_landmarks: np.ndarray,
     :func:`pose_distance`); frames given as None (no face) are skipped.
 
     ``driving_landmarks`` is a sequence of ``(N, 2|3)`` arrays or None, or one array
-    ``(T, N, 2|3)``. Raises :class:`~live.errors.NoFaceError` when no frame has a face.
+    ``(T, N, 2|3)``. Raises :class:`~calibrate.errors.NoFaceError` when no frame has a face.
     """
     a = _check_landmarks(portrait_landmarks, "portrait_landmarks")
     idx = list(points)

@@ -79,14 +79,6 @@ class Tracked:
 
 
 @dataclass(frozen=True, slots=True)
-class Keypoints:
-    """FOMM keypoints for one image: values (K, 2) in [-1, 1] (x, y) and jacobians (K, 2, 2)."""
-
-    value: np.ndarray
-    jacobian: np.ndarray | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Animated:
     """An engine's output for one frame: the animated portrait crop (RGB uint8 SxSx3)."""
 

@@ -15,7 +15,7 @@ their content, not their name:
 Top-level entries other than ``generator`` and ``kp_detector`` (discriminator, optimizer
 states, epoch) are ignored and never read into memory. Inside those two sections the key set,
 shapes and dtypes must match the network exactly (:func:`check_layout`); a mismatch is a
-:class:`live.errors.WeightsError` listing what is wrong, never a partial load. The only repair
+:class:`calibrate.errors.WeightsError` listing what is wrong, never a partial load. The only repair
 is the fixed Gaussian anti-alias kernel ``down.weight``, which is recomputed when absent.
 """
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from live.errors import WeightsError
+from calibrate.errors import WeightsError
 from model_export import torch_pickle
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from live import __version__ as MIMICAM_VERSION
-from live.errors import InputError
+from calibrate import __version__ as MIMICAM_VERSION
+from calibrate.errors import InputError
 from model_export.graph_export import (
     ONNX_OPSET,
     add_onnx,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from live.packets import Keypoints
+from calibrate.keypoints import Keypoints
 from model_export.manifest import Manifest
 from model_export.runtime import Runtime, create_runtime
 

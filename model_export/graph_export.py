@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from live.errors import MimicamError
+from calibrate.errors import MimicamError
 from model_export.manifest import MANIFEST_NAME, GraphSpec, TensorSpec
 
 log = logging.getLogger(__name__)

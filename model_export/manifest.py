@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from live.errors import MimicamError
+from calibrate.errors import MimicamError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "mimicam-model"

@@ -20,7 +20,7 @@
 can run (``paddle-trt``, ``paddle-gpu`` on a CUDA build with a GPU; then ``onnxruntime``,
 which ran FOMM-like nets 1.3-1.5x faster than ``paddle-cpu`` on our CPUs; then ``paddle-cpu``)
 and logs which one it picked and why. Asking for a backend that cannot run raises one
-:class:`~live.errors.BackendError` listing every backend tried and why each failed; there is
+:class:`~calibrate.errors.BackendError` listing every backend tried and why each failed; there is
 never a silent fallback.
 
 What each Paddle backend configures is computed by :func:`paddle_config_options`, a pure
@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from live.errors import BackendError
+from calibrate.errors import BackendError
 from model_export.manifest import GraphSpec, Manifest, ManifestError, read_manifest
 
 log = logging.getLogger(__name__)
@@ -515,7 +515,7 @@ def create_runtime(
     ``backend`` is one of :data:`BACKENDS` or ``"auto"``; ``threads`` the CPU threads (default:
     all cores); ``precision`` fp32, fp16 (GPU/TensorRT) or bf16 (paddle-cpu with oneDNN on a
     CPU that has it); ``layers`` maps graph names to Paddle layers for the ``dygraph`` backend.
-    Raises :class:`~live.errors.BackendError` listing every backend tried and why it failed.
+    Raises :class:`~calibrate.errors.BackendError` listing every backend tried and why it failed.
     """
     manifest = model if isinstance(model, Manifest) else read_manifest(model)
     spec = manifest.graph(graph_name)

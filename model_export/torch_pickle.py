@@ -34,7 +34,7 @@ from typing import IO, Any, Literal, cast
 
 import numpy as np
 
-from live.errors import WeightsError
+from calibrate.errors import WeightsError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from live.errors import InputError, WeightsError
+from calibrate.errors import InputError, WeightsError
 from model_export import checkpoint
 
 if TYPE_CHECKING:

@@ -69,7 +69,7 @@ def fake_vcam_backend() -> Iterator[type[FakeVcamBackend]]:
 
 def read_frames(path: Path, n: int) -> list[np.ndarray]:
     """The first ``n`` frames of a video, RGB."""
-    from live.video import VideoReader
+    from live.io.video import VideoReader
 
     out = []
     with VideoReader(path) as reader:

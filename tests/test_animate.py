@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from _media import write_wav
 
-from live.animate import (
+from calibrate.errors import InputError, NoFaceError, WeightsError
+from live.cli.main import main
+from live.io.video import VideoReader, VideoWriter, probe_video
+from live.jobs.animate import (
     AnimateConfig,
     CropLayout,
     FacePaster,
@@ -26,10 +29,7 @@ from live.animate import (
     resolve_engine,
     run_animate,
 )
-from live.cli import main
-from live.demo import load_image
-from live.errors import InputError, NoFaceError, WeightsError
-from live.video import VideoReader, VideoWriter, probe_video
+from live.jobs.demo import load_image
 
 CLIP_FRAMES = 40
 
@@ -150,7 +150,7 @@ def test_best_frame_search_streams_to_the_closest_pose() -> None:
 
 
 def test_encoder_thread_reports_a_write_error_and_drains() -> None:
-    from live.animate import _Encoder
+    from live.jobs.animate import _Encoder
 
     class Failing:
         def __init__(self) -> None:
@@ -375,7 +375,7 @@ def test_frames_before_the_first_face_show_the_portrait(tmp_path: Path, driving_
 
 def test_a_faceless_video_fails_before_anything_is_animated(
         tmp_path: Path, portrait: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from live.animate import FaceAnimator
+    from live.jobs.animate import FaceAnimator
 
     faceless = tmp_path / "wall.mp4"
     with VideoWriter(faceless, fps=10, size=(160, 120)) as w:
@@ -405,7 +405,7 @@ def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,
 def test_best_frame_picks_the_pose_closest_to_the_portrait(tmp_path: Path, portrait: Path,
                                                            talking_clip: Path) -> None:
     from calibrate.neutral import best_matching_frame
-    from live.tracking import FaceTracker
+    from live.face.tracking import FaceTracker
 
     out = tmp_path / "best.mp4"
     report = run_animate(AnimateConfig(source_image=portrait, driving_video=talking_clip,
@@ -542,7 +542,7 @@ def test_bench_job_reports_fps_per_engine(monkeypatch: pytest.MonkeyPatch, portr
     import io
 
     import model_export.weights as weights
-    from live.bench_animate import bench_animate, print_results
+    from live.bench.animate import bench_animate, print_results
 
     monkeypatch.setattr(weights, "find_weights", lambda *a, **k: None)
     results = bench_animate(engines=["mesh", "fomm"], video=talking_clip, portrait=portrait,

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from live.animate import AnimateConfig, AnimateReport, find_portrait_faces, run_animate
-from live.cli import main
-from live.demo import load_image
-from live.video import VideoReader, probe_video
+from live.cli.main import main
+from live.io.video import VideoReader, probe_video
+from live.jobs.animate import AnimateConfig, AnimateReport, find_portrait_faces, run_animate
+from live.jobs.demo import load_image
 
 pytestmark = pytest.mark.slow  # exporting the graphs takes ~10-30 s here
 

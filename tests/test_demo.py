@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live.cli import main
-from live.video import VideoReader, probe_video
+from live.cli.main import main
+from live.io.video import VideoReader, probe_video
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -39,7 +39,7 @@ def test_scripted_demo_writes_a_browser_friendly_mp4(scripted_demo: Path) -> Non
 
 
 def test_scripted_demo_animates_the_face_and_keeps_the_rest(scripted_demo: Path) -> None:
-    from live.demo import builtin_portrait, portrait_face_crop
+    from live.jobs.demo import builtin_portrait, portrait_face_crop
 
     crop = portrait_face_crop(builtin_portrait(), size=512, name="astronaut")
     assert crop.landmarks is not None
@@ -143,7 +143,7 @@ def test_driving_video_keeps_fps_and_audio(tmp_path: Path, driving_dir: Path,
 
 def _driving_with_a_gap(src: Path, out: Path, *, face: bool = True) -> None:
     """20 frames of ``src``, 15 black frames (no face), 15 more frames of ``src``."""
-    from live.video import VideoWriter
+    from live.io.video import VideoWriter
 
     with VideoReader(src, resize=(256, 256)) as reader, \
             VideoWriter(out, fps=25, size=(256, 256)) as writer:
@@ -156,7 +156,7 @@ def _driving_with_a_gap(src: Path, out: Path, *, face: bool = True) -> None:
 
 @pytest.mark.slow
 def test_lost_driving_face_holds_and_never_crashes(tmp_path: Path, driving_dir: Path) -> None:
-    from live.demo import run_demo
+    from live.jobs.demo import run_demo
 
     driving = tmp_path / "gap.mp4"
     _driving_with_a_gap(driving_dir / "lp_d0.mp4", driving)
@@ -181,11 +181,11 @@ def test_unreachable_display_does_not_crash_the_preview(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """OpenCV's Qt window aborts the process on a dead display; the demo must carry on."""
-    from live.demo import run_demo
+    from live.jobs.demo import run_demo
 
     monkeypatch.setenv("DISPLAY", ":97")  # announced, but no X server there
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with caplog.at_level("WARNING", logger="live.demo"):
+    with caplog.at_level("WARNING", logger="live.jobs.demo"):
         result = run_demo(tmp_path / "p.mp4", seconds=0.5, size=256, preview=True)
     assert result.frames == 15 and result.output.exists()
     assert "no preview window" in caplog.text

@@ -13,9 +13,8 @@ import numpy as np
 import paddle
 import pytest
 
-from calibrate.keypoints import normalize_kp
-from live.cli import main
-from live.packets import Keypoints
+from calibrate.keypoints import Keypoints, normalize_kp
+from live.cli.main import main
 from model_export.export import export_fomm, load_manifest
 from model_export.fomm import build_networks, load_state
 from model_export.fomm_runtime import FommRuntime
@@ -168,7 +167,7 @@ def test_manifest_mismatch_is_refused(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_export_refuses_bad_input(tiny: dict[str, Any], tmp_path: Path) -> None:
-    from live.errors import InputError, WeightsError
+    from calibrate.errors import InputError, WeightsError
 
     with pytest.raises(InputError, match="unsupported image size"):
         export_fomm(tiny["weights"], tmp_path / "m", config=tiny["config"], image_size=100)
@@ -183,7 +182,7 @@ def test_export_refuses_bad_input(tiny: dict[str, Any], tmp_path: Path) -> None:
 
 @pytest.mark.skipif(detect_platform().has_gpu, reason="a GPU is present")
 def test_gpu_backends_fail_clearly_on_this_machine(tiny_model: Path) -> None:
-    from live.errors import BackendError
+    from calibrate.errors import BackendError
 
     for backend in ("paddle-gpu", "paddle-trt"):
         with pytest.raises(BackendError, match=f"{backend}: this Paddle .* is a CPU build"
@@ -192,7 +191,7 @@ def test_gpu_backends_fail_clearly_on_this_machine(tiny_model: Path) -> None:
 
 
 def test_bench_reports_stages_and_agreement(tiny: dict[str, Any], tiny_model: Path) -> None:
-    from model_export.bench_fomm import format_report, run_fomm_bench
+    from live.bench.fomm import format_report, run_fomm_bench
 
     r = run_fomm_bench(backend="paddle-cpu", weights=tiny["weights"], model_dir=tiny_model,
                        frames=3, warmup=1, reference_frames=2, threads=1,

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from calibrate.errors import InputError, MimicamError, WeightsError
 from calibrate.keypoints import normalize_kp
 from live.engines.base import Engine, create_engine
 from live.engines.fomm import FommEngine, FommPortrait, resolve_model_dir
-from live.errors import InputError, MimicamError, WeightsError
 from live.packets import FaceCrop
 
 

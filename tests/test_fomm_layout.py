@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from live.errors import InputError, WeightsError
+from calibrate.errors import InputError, WeightsError
 from model_export.fomm import (
     FommConfig,
     GeneratorConfig,

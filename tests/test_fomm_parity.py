@@ -16,8 +16,7 @@ import numpy as np
 import paddle
 import pytest
 
-from calibrate.keypoints import adapt_movement_scale, normalize_kp
-from live.packets import Keypoints
+from calibrate.keypoints import Keypoints, adapt_movement_scale, normalize_kp
 from model_export.fomm import FommConfig, build_networks, load_state
 from model_export.fomm.generator import BORDER_BLUR_TAPS, border_blend_mask
 from model_export.fomm.modules import gaussian_taps

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibrate.keypoints import adapt_movement_scale, hull_area, normalize_kp
-from live.packets import Keypoints
+from calibrate.keypoints import Keypoints, adapt_movement_scale, hull_area, normalize_kp
 
 RNG = np.random.default_rng(7)
 K = 10

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from live import landmarks as L
+from calibrate import landmarks as L
 
 
 def edges(seq: tuple[int, ...], *, closed: bool) -> set[frozenset[int]]:
@@ -79,7 +79,7 @@ def test_inter_ocular_distance_single_and_batch() -> None:
 
 @pytest.fixture(scope="module")
 def real_face(portraits_dir: Path) -> np.ndarray:
-    from live.tracking import face_landmarks
+    from live.face.tracking import face_landmarks
 
     bgr = cv2.imread(str(portraits_dir / "lp_s42.jpg"), cv2.IMREAD_COLOR)
     lm = face_landmarks(np.ascontiguousarray(bgr[:, :, ::-1]), refine=True)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from live.capture import CameraSource, FrameSlot, VideoFileSource
-from live.errors import InputError
+from calibrate.errors import InputError
+from live.io.capture import CameraSource, FrameSlot, VideoFileSource
 from live.packets import Frame
 
 

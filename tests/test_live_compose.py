@@ -14,7 +14,7 @@ from live.compose import (
     letterbox_transform,
     paste_back,
 )
-from live.tracking import crop_square
+from live.face.tracking import crop_square
 
 
 def _scene(h: int = 360, w: int = 480, seed: int = 0) -> np.ndarray:

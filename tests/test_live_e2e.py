@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from _live_fakes import fake_vcam_backend
 
-from live.cli import main
+from live.cli.main import main
 
 pytestmark = pytest.mark.fixtures
 

@@ -16,13 +16,13 @@ import pytest
 from _live_fakes import ListSource, RecordingSink, SpyEngine, psnr, read_frames
 
 from calibrate.neutral import pose_distance
-from live.capture import CameraSource
 from live.compose import letterbox
+from live.config import LiveConfig
 from live.engines.base import create_engine
-from live.live_config import LiveConfig
-from live.pipeline import LivePipeline, _frame_landmarks
-from live.portraits import PortraitLibrary
-from live.tracking import FaceTracker
+from live.face.portraits import PortraitLibrary
+from live.face.tracking import FaceTracker
+from live.io.capture import CameraSource
+from live.jobs.pipeline import LivePipeline, _frame_landmarks
 
 pytestmark = pytest.mark.fixtures
 

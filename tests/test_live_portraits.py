@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from _live_fakes import SpyEngine
 
+from calibrate.errors import InputError, NoFaceError
 from live.engines.base import create_engine
-from live.errors import InputError, NoFaceError
-from live.portraits import (
+from live.face.portraits import (
     PortraitLibrary,
     find_faces,
     find_portrait,
@@ -102,9 +102,9 @@ def test_load_image_unreadable_files_are_named(tmp_path: Path) -> None:
 
 
 def test_load_image_is_the_one_loader() -> None:
-    import live.demo
+    import live.jobs.demo
 
-    assert live.demo.load_image is load_image
+    assert live.jobs.demo.load_image is load_image
 
 
 def test_portrait_paths(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from _live_fakes import FAKE_BACKEND, fake_vcam_backend
 
-from live.errors import InputError
-from live.sinks import (
+from calibrate.errors import InputError
+from live.io.sinks import (
     MjpegHttpSink,
     PreviewSink,
     RecorderSink,
@@ -201,7 +201,7 @@ def test_port_in_use_is_a_clear_error() -> None:
 @pytest.mark.fixtures
 def test_headless_chromium_shows_the_stream(tmp_path: Path, portraits_dir: Path) -> None:
     from live.compose import letterbox
-    from live.portraits import load_image
+    from live.face.portraits import load_image
 
     frame = letterbox(load_image(portraits_dir / "lp_s42.jpg"), (1280, 720))
     with MjpegHttpSink("127.0.0.1", 0) as sink:
@@ -242,7 +242,7 @@ def test_headless_chromium_shows_the_stream(tmp_path: Path, portraits_dir: Path)
 
 
 def test_recorder_writes_every_frame_and_renames_at_close(tmp_path: Path) -> None:
-    from live.video import VideoReader, probe_video
+    from live.io.video import VideoReader, probe_video
 
     path = tmp_path / "rec.mp4"
     with RecorderSink(path, fps=25, size=(320, 240), realtime=False) as rec:
@@ -259,7 +259,7 @@ def test_recorder_writes_every_frame_and_renames_at_close(tmp_path: Path) -> Non
 
 
 def test_realtime_recorder_keeps_wall_clock_timing(tmp_path: Path) -> None:
-    from live.video import probe_video
+    from live.io.video import probe_video
 
     path = tmp_path / "rt.mp4"
     rec = RecorderSink(path, fps=20, size=(320, 240))

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live.cli import build_parser, main
-from live.errors import InputError
-from live.hotkeys import HOTKEY_HELP, Action, Command, GlobalHotkeys, KeyHandler, command_for
-from live.live_cli import config_from_args
-from live.live_config import LiveConfig, parse_host_port
-from live.overlay import (
+from calibrate.errors import InputError
+from live.cli.live import config_from_args
+from live.cli.main import build_parser, main
+from live.config import LiveConfig, parse_host_port
+from live.io.hotkeys import HOTKEY_HELP, Action, Command, GlobalHotkeys, KeyHandler, command_for
+from live.io.overlay import (
     OverlayInfo,
     draw_badge,
     draw_overlay,
@@ -109,7 +109,7 @@ def test_global_hotkeys_without_pynput_are_inactive(caplog: pytest.LogCaptureFix
     try:
         import pynput  # noqa: F401
     except Exception:
-        with caplog.at_level("WARNING", logger="live.hotkeys"):
+        with caplog.at_level("WARNING", logger="live.io.hotkeys"):
             keys = GlobalHotkeys(KeyHandler(lambda c: None))
         assert not keys.active
         assert "mimicam[hotkeys]" in caplog.text  # the user asked for them: say how

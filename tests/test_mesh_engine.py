@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live import landmarks as lm
-from live.engines.mesh import MeshEngine, MeshPortrait
-from live.errors import InputError, MimicamError, NoFaceError
-from live.fidelity import FidelityMeter, frame_errors, psnr
-from live.meshwarp.motion import (
+from calibrate import landmarks as lm
+from calibrate.errors import InputError, MimicamError, NoFaceError
+from live.bench.fidelity import FidelityMeter, frame_errors, psnr
+from live.engines.mesh.engine import MeshEngine, MeshPortrait
+from live.engines.mesh.motion import (
     MotionOptions,
     apply_affine,
     compose,
@@ -21,8 +21,8 @@ from live.meshwarp.motion import (
     keep_order,
     portrait_motion,
 )
-from live.meshwarp.topology import face_triangles, hole_triangles, tesselation_triangles
-from live.meshwarp.warp import PiecewiseAffineWarp
+from live.engines.mesh.topology import face_triangles, hole_triangles, tesselation_triangles
+from live.engines.mesh.warp import PiecewiseAffineWarp
 from live.packets import FaceCrop
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -108,7 +108,7 @@ def test_keep_order_pulls_crossed_points_back_in_order() -> None:
 
 
 def test_mouth_paint_keeps_an_already_open_mouth() -> None:
-    from live.meshwarp.mouth import MouthStyle, fill_mouth
+    from live.engines.mesh.mouth import MouthStyle, fill_mouth
 
     img = np.full((100, 100, 3), 200, np.uint8)
     ring = np.stack([50 + 20 * np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
@@ -171,7 +171,7 @@ def test_fidelity_metric_units() -> None:
 
 @pytest.fixture(scope="module")
 def prepared(portraits_dir: Path) -> tuple[MeshEngine, MeshPortrait]:
-    from live.portraits import find_portrait, load_image
+    from live.face.portraits import find_portrait, load_image
 
     crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
     engine = MeshEngine(size=SIZE, smoothing=False)
@@ -348,10 +348,10 @@ def test_portrait_without_a_face_is_a_clear_error() -> None:
 @pytest.mark.slow
 def test_real_clip_keeps_the_face_and_transfers_motion(portraits_dir: Path,
                                                        driving_dir: Path) -> None:
-    from live.engines.mesh import driving_points
-    from live.portraits import find_portrait, load_image
-    from live.tracking import FaceTracker
-    from live.video import VideoReader
+    from live.engines.mesh.engine import driving_points
+    from live.face.portraits import find_portrait, load_image
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
 
     crop = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), SIZE).crop.image
     with MeshEngine(size=SIZE) as engine, FaceTracker(crop_size=256) as tracker, \
@@ -377,17 +377,18 @@ def test_real_clip_keeps_the_face_and_transfers_motion(portraits_dir: Path,
 
 def test_bench_reports_stages_and_rejects_unbuilt_jobs(portraits_dir: Path, driving_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from live import bench_cli
+    from live.bench import engine as bench_engine
+    from live.cli import bench as bench_cli
 
-    r = bench_cli.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
+    r = bench_engine.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
                                     portrait=portraits_dir / "lp_s42.jpg", frames=4, warmup=1,
                                     size=256)
     assert r["frames"] == 4 and r["faces"] == 4
     for stage in ("decode", "track", "engine", "engine.remap", "composite", "total"):
         assert r["stages"][stage]["median"] >= 0.0
     assert r["stages"]["total"]["median"] >= r["stages"]["engine"]["median"] > 0.0
-    assert "end to end" in bench_cli.format_engine_report(r)
+    assert "end to end" in bench_engine.format_engine_report(r)
     monkeypatch.setattr(bench_cli, "JOBS", {})
-    from live.cli import main
+    from live.cli.main import main
 
     assert main(["bench", "--job", "live", "--engine", "fomm"]) == 2

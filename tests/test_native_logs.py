@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from live.native_logs import NativeLogFilter, is_native_noise
+from live.cli.native_logs import NativeLogFilter, is_native_noise
 
 ABSL_WARNING = (b"W0000 00:00:1795290781.874877   16010 inference_feedback_manager.cc:114] "
                 b"Feedback manager requires a model with a single signature inference.\n")
@@ -24,7 +24,7 @@ def test_noise_lines_are_recognised_and_errors_are_not() -> None:
     assert is_native_noise(b"WARNING: All log messages before absl::InitializeLog() is called "
                            b"are written to STDERR\n")
     assert not is_native_noise(ABSL_ERROR)
-    assert not is_native_noise(b"INFO live.animate: engine mesh size=512\n")
+    assert not is_native_noise(b"INFO live.jobs.animate: engine mesh size=512\n")
     assert not is_native_noise(b"W1121 is not a log line\n")
     assert not is_native_noise(b"mimicam: error: x.mp4: cannot read the video file\n")
 
@@ -60,7 +60,7 @@ def test_close_is_idempotent_and_restores_descriptor_2(capfd: pytest.CaptureFixt
 
 SCRIPT = textwrap.dedent("""
     import os, sys
-    from live.native_logs import NativeLogFilter
+    from live.cli.native_logs import NativeLogFilter
     with NativeLogFilter():
         print("tty:", sys.stderr.isatty(), file=sys.stderr, flush=True)
         os.write(2, b"W0000 00:00:17.5 1 x.cc:1] noise\\n")
@@ -99,7 +99,7 @@ def test_python_stderr_still_sees_the_terminal() -> None:
 
 def test_cli_run_hides_native_noise_unless_very_verbose(capfd: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from live import cli
+    from live.cli import main as cli
 
     def handler(args: object) -> int:
         os.write(2, ABSL_WARNING + b"real output\n")

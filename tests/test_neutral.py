@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from calibrate.errors import NoFaceError
+from calibrate.landmarks import FACE_OVAL, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from calibrate.neutral import NeutralPoseDetector, best_matching_frame, pose_distance
-from live.errors import NoFaceError
-from live.landmarks import FACE_OVAL, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 
 
 def synthetic_face(seed: int = 0) -> np.ndarray:
@@ -171,8 +171,8 @@ def test_best_matching_frame_synthetic() -> None:
 def _tracked_landmarks(path: str, n: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     import av
 
+    from live.face.tracking import FaceTracker, transform_points
     from live.packets import Frame
-    from live.tracking import FaceTracker, transform_points
 
     lms, ts, images = [], [], []
     with av.open(path) as container, FaceTracker() as tracker:
@@ -189,7 +189,7 @@ def _tracked_landmarks(path: str, n: int) -> tuple[np.ndarray, np.ndarray, tuple
 
 
 def test_real_face_pose_distance_under_a_similarity_warp(portraits_dir: Path) -> None:
-    from live.tracking import face_landmarks
+    from live.face.tracking import face_landmarks
 
     bgr = cv2.imread(str(portraits_dir / "lp_s42.jpg"), cv2.IMREAD_COLOR)
     image = np.ascontiguousarray(bgr[:, :, ::-1])
@@ -208,7 +208,7 @@ def test_real_face_pose_distance_under_a_similarity_warp(portraits_dir: Path) ->
 
 
 def test_real_video_best_frame_and_neutral(driving_dir: Path) -> None:
-    from live.tracking import face_landmarks
+    from live.face.tracking import face_landmarks
 
     lms, ts, images = _tracked_landmarks(str(driving_dir / "lp_d3.mp4"), 90)
     # a portrait made from frame 60 (rotated, shrunk): its best match is frame 60 or a neighbour

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import pytest
 
-from live.errors import BackendError
+from calibrate.errors import BackendError
 from model_export.graph_export import export_graph, staged_directory
 from model_export.manifest import (
     MANIFEST_NAME,

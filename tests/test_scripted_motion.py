@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from live import landmarks as L
-from live.scripted_motion import (
+from calibrate import landmarks as L
+from live.jobs.scripted_motion import (
     DEFAULT_TIMELINE,
     EYELIDS,
     NEUTRAL,
@@ -27,7 +27,7 @@ LEFT_LIDS = set(L.LEFT_EYE_UPPER[1:-1] + L.LEFT_EYE_LOWER[1:-1])
 @pytest.fixture(scope="module")
 def portrait() -> tuple[np.ndarray, np.ndarray]:
     """The built-in portrait's crop and its real face-mesh landmarks (478, 3)."""
-    from live.demo import builtin_portrait, portrait_face_crop
+    from live.jobs.demo import builtin_portrait, portrait_face_crop
 
     crop = portrait_face_crop(builtin_portrait(), size=512, name="astronaut")
     assert crop.landmarks is not None and crop.landmarks.shape == (478, 3)

@@ -1,4 +1,4 @@
-"""live.threads.Prefetch: bounded, nothing dropped, errors reach the consumer, close stops it."""
+"""live.io.threads.Prefetch: bounded, nothing dropped, errors reach the consumer, close stops it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from live.threads import Prefetch
+from live.io.threads import Prefetch
 
 
 def _threads(name: str) -> list[threading.Thread]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch_files as tf
 
-from live.errors import WeightsError
+from calibrate.errors import WeightsError
 from model_export.torch_pickle import (
     FORMAT_LEGACY,
     FORMAT_ZIP,

@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from live.landmarks import inter_ocular_distance
-from live.packets import Frame
-from live.tracking import (
+from calibrate.landmarks import inter_ocular_distance
+from live.face.tracking import (
     FaceBox,
     FaceTracker,
     crop_square,
@@ -20,6 +19,7 @@ from live.tracking import (
     square_box,
     transform_points,
 )
+from live.packets import Frame
 
 SINGLE_FACE_PORTRAITS = [
     "gfpgan_julia_roberts_crop.png",

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from _media import write_wav
 
-from live.errors import InputError
-from live.video import VideoReader, VideoWriter, probe_video, progress
+from calibrate.errors import InputError
+from live.io.video import VideoReader, VideoWriter, probe_video, progress
 
 W, H = 128, 96
 

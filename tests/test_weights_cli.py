@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from live.cli import main
-from live.errors import InputError, WeightsError
+from calibrate.errors import InputError, WeightsError
+from live.cli.main import main
 from model_export import checkpoint, weights
 from model_export.weights import (
     default_cache_dir,

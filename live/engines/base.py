@@ -34,7 +34,7 @@ class Engine(Protocol):
     def prepare(self, portrait: np.ndarray) -> Any:
         """Analyse a portrait face crop (RGB uint8, size x size); returns an opaque handle.
 
-        Raises :class:`live.errors.NoFaceError` when the crop holds no usable face. Must not
+        Raises :class:`calibrate.errors.NoFaceError` when the crop holds no usable face. Must not
         touch the engine's current state, so it can run off the hot path.
         """
         ...
@@ -73,7 +73,7 @@ class Engine(Protocol):
 EngineFactory = Callable[..., Engine]
 _FACTORIES: dict[str, str] = {
     # name -> "module:callable"; imported only when asked for (no heavy imports here).
-    "mesh": "live.engines.mesh:MeshEngine",
+    "mesh": "live.engines.mesh.engine:MeshEngine",
     "fomm": "live.engines.fomm:FommEngine",
 }
 

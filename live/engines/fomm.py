@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from calibrate.errors import InputError, MimicamError, WeightsError
 from calibrate.hold import PoseHold, hold_option_checks
-from calibrate.keypoints import normalize_kp
+from calibrate.keypoints import Keypoints, normalize_kp
 from calibrate.smoothing import exp_approach
-from live.errors import InputError, MimicamError, WeightsError
-from live.packets import FaceCrop, Keypoints, check_rgb
+from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ config). They live here and nowhere else.
 * PaddleGAN: ``model: {common_params, generator: {kp_detector_cfg, generator_cfg}}``
 
 Keys missing from a section take the vox-256 default; unknown keys raise
-:class:`live.errors.InputError`. No YAML library is needed here.
+:class:`calibrate.errors.InputError`. No YAML library is needed here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from live.errors import InputError
+from calibrate.errors import InputError
 
 
 @dataclass(frozen=True, slots=True)

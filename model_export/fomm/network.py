@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 from paddle import nn
 
-from live.errors import WeightsError
+from calibrate.errors import WeightsError
 from model_export.fomm.config import FommConfig
 from model_export.fomm.generator import OcclusionAwareGenerator
 from model_export.fomm.keypoint_detector import KPDetector

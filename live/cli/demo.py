@@ -1,0 +1,72 @@
+"""The ``mimicam demo`` sub-command (see :mod:`live.jobs.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from live.jobs.demo import DEFAULT_OUTPUT, DEFAULT_SIZE
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
+    if not 64 <= value <= 2048:
+        raise argparse.ArgumentTypeError(f"expected 64..2048 pixels, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="animate a built-in portrait with a built-in motion and write an mp4",
+        description="Animate a portrait (default: a built-in photo) with a scripted "
+        "performance (blink, wink, smile, talk, brows, nod, turn, tilt) or with the face "
+        "in a driving video, and write an H.264 mp4 that plays in a browser. Needs no "
+        "camera and no model weights (the weight-free mesh engine).",
+    )
+    parser.add_argument("--output", "-o", default=DEFAULT_OUTPUT, metavar="MP4",
+                        help=f"the video to write (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--portrait", metavar="IMG",
+                        help="the portrait to animate (default: scikit-image's astronaut "
+                        "photo); it must show exactly one face")
+    parser.add_argument("--driving", metavar="VIDEO",
+                        help="drive the portrait with the face in this video instead of the "
+                        "scripted motion (its frame rate and audio are kept)")
+    parser.add_argument("--seconds", type=_positive_float, metavar="S",
+                        help="length of the result: the scripted motion is fitted to it "
+                        "(default: its natural ~10 s); with --driving, the first S seconds")
+    parser.add_argument("--size", type=_size, default=DEFAULT_SIZE, metavar="PX",
+                        help=f"output width and height in pixels (default: {DEFAULT_SIZE})")
+    parser.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a preview window (default: when a display is available)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from live.cli.blas import limit_openblas_threads
+    from live.jobs.demo import run_demo
+
+    limit_openblas_threads(1)  # spinning BLAS threads cost CPU time every frame (blas.py)
+
+    result = run_demo(args.output, portrait=args.portrait, driving=args.driving,
+                      seconds=args.seconds, size=args.size, preview=args.preview)
+    lost = f", {result.lost_frames} without a face" if result.driving is not None else ""
+    audio = " with audio" if result.audio else ""
+    print(f"mimicam demo: wrote {result.output} ({result.frames} frames, "
+          f"{result.video_seconds:.1f} s at {result.fps:g} fps{audio}; processed at "
+          f"{result.processing_fps:.1f} fps{lost})", file=sys.stderr)
+    return 0

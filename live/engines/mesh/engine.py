@@ -1,0 +1,388 @@
+"""The weight-free ``mesh`` engine: the portrait follows the driving face's face-mesh motion.
+
+Per frame: the driving landmarks (the tracker's, or the engine's own face mesh when the crop
+has none) are smoothed with a One Euro filter on real time steps, their motion relative to
+the neutral pose is carried into the portrait (:mod:`live.engines.mesh.motion`), rings around
+the face follow the head, and the portrait is warped piecewise-affinely over MediaPipe's
+face triangles plus rings out to the fixed image border (:mod:`live.engines.mesh.warp`). A
+closed mouth that opens shows a dark interior in the portrait's own lip hue
+(:mod:`live.engines.mesh.mouth`). When the driving face is lost the last pose is held, then eases
+back to neutral; when it returns the pose eases to it instead of jumping.
+
+Usage::
+
+    engine = MeshEngine(size=512)
+    engine.set_portrait(engine.prepare(portrait_crop))
+    out = engine.process(face_crop, t)   # RGB uint8 (512, 512, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from calibrate import landmarks as lm
+from calibrate.errors import InputError, MimicamError, NoFaceError
+from calibrate.hold import PoseHold, hold_option_checks, max_abs_distance
+from calibrate.smoothing import OneEuroFilter, exp_approach
+from live.engines.mesh.motion import (
+    MotionOptions,
+    affine_scale,
+    portrait_motion,
+    ring_motion,
+)
+from live.engines.mesh.mouth import MouthStyle, fill_mouth, mouth_style
+from live.engines.mesh.topology import (
+    N_MESH,
+    MeshLayout,
+    build_layout,
+    lower_face_chains,
+    triangle_areas,
+)
+from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines
+from live.packets import FaceCrop, check_rgb
+
+log = logging.getLogger(__name__)
+
+_CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
+
+
+@dataclass(frozen=True)
+class MeshEngineConfig:
+    """Options of the mesh engine (the one set of defaults; TOML table ``[engine.mesh]``)."""
+
+    size: int = 512
+    """Side of the portrait crop the engine animates and returns, in pixels."""
+    adapt_scale: bool = True
+    """Scale the motion by the faces' size ratio (else by the crops' pixel ratio)."""
+    smoothing: bool = True
+    """One Euro filter on the driving landmarks (against jitter)."""
+    min_cutoff: float = 3.0
+    """One Euro cutoff (Hz) of a still face: lower is steadier but lags more."""
+    beta: float = 6.0
+    """One Euro speed coefficient (per inter-ocular distance per second): higher lags less."""
+    d_cutoff: float = 1.0
+    """One Euro cutoff (Hz) of the speed estimate."""
+    lip_gain: float = 1.0
+    """Gain on lip motion."""
+    gaze_gain: float = 1.0
+    """Gain on iris motion within the eye."""
+    blink_close_at: float = 0.2
+    """Driving eye-opening ratio at which the portrait's eye is fully closed."""
+    max_eye_open: float = 1.6
+    """Largest eye-opening ratio passed on."""
+    outline_follow: float = 0.6
+    """How much of the face outline's own motion the rings around the face take."""
+    mouth_fill: bool = True
+    """Paint a mouth interior where a closed mouth opens."""
+    grid: int = 256
+    """Side of the triangle-index grid of the warp (smaller is faster and coarser)."""
+    hold_s: float = 0.4
+    """Face lost: seconds to hold the last pose before easing back to neutral."""
+    ease_half_life_s: float = 0.3
+    """Face lost: half-life (s) of the ease back to neutral."""
+    recover_half_life_s: float = 0.06
+    """Face back: half-life (s) of the ease from the shown pose to the face's."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.size >= 64, "size", ">= 64", self.size),
+            (16 <= self.grid <= self.size, "grid", f"16 .. size ({self.size})", self.grid),
+            (self.min_cutoff > 0, "min_cutoff", "> 0", self.min_cutoff),
+            (self.beta >= 0, "beta", ">= 0", self.beta),
+            (self.d_cutoff > 0, "d_cutoff", "> 0", self.d_cutoff),
+            (self.lip_gain >= 0, "lip_gain", ">= 0", self.lip_gain),
+            (self.gaze_gain >= 0, "gaze_gain", ">= 0", self.gaze_gain),
+            (0 <= self.blink_close_at < 1, "blink_close_at", "in [0, 1)", self.blink_close_at),
+            (self.max_eye_open >= 1, "max_eye_open", ">= 1", self.max_eye_open),
+            (0 <= self.outline_follow <= 1, "outline_follow", "in [0, 1]", self.outline_follow),
+            *hold_option_checks(self),
+        ]
+        for ok, name, expected, got in checks:
+            if not ok:
+                raise InputError(f"mesh engine option {name} is out of range",
+                                 expected=expected, got=repr(got))
+
+    def motion_options(self) -> MotionOptions:
+        return MotionOptions(lip_gain=self.lip_gain, gaze_gain=self.gaze_gain,
+                             blink_close_at=self.blink_close_at,
+                             max_eye_open=self.max_eye_open)
+
+
+@dataclass(frozen=True, eq=False)
+class MeshPortrait:
+    """A portrait prepared for the mesh engine (returned by :meth:`MeshEngine.prepare`)."""
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    layout: MeshLayout
+    mouth: MouthStyle
+    chains: tuple[np.ndarray, ...]
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+
+def driving_points(face: FaceCrop, landmarks: np.ndarray) -> np.ndarray:
+    """Crop-pixel landmarks (N, 3) -> frame pixels (z scaled alike), float64."""
+    m = np.asarray(face.crop_to_frame, dtype=np.float64)
+    pts = np.asarray(landmarks, dtype=np.float64)
+    out = pts[:, :3].copy()
+    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    out[:, 2] *= np.sqrt(abs(np.linalg.det(m[:, :2])))
+    return out
+
+
+class MeshEngine:
+    """Weight-free engine: warps the portrait along the driving face's mesh motion.
+
+    ``MeshEngine(config=None, **overrides)``: options are the fields of
+    :class:`MeshEngineConfig`, e.g. ``MeshEngine(size=256, smoothing=False)``.
+    ``last_timings`` holds the stage times (ms) of the last :meth:`process` call.
+    """
+
+    name = "mesh"
+
+    def __init__(self, config: MeshEngineConfig | None = None, **overrides: Any) -> None:
+        base = config or MeshEngineConfig()
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(base)})
+        if unknown:
+            raise InputError(f"unknown mesh engine option(s) {', '.join(unknown)}",
+                             expected=", ".join(f.name for f in dataclasses.fields(base)))
+        self.config = dataclasses.replace(base, **overrides)
+        self.size = self.config.size
+        self._motion = self.config.motion_options()
+        self._warp = PiecewiseAffineWarp(self.size, grid=self.config.grid)
+        self._portrait: MeshPortrait | None = None
+        self._own_mesh: Any = None
+        self._closed = False
+        self.last_timings: dict[str, float] = {}
+        self._hold: PoseHold[np.ndarray] = PoseHold.from_options(
+            self.config, converged=_CONVERGED_IOD, approach=exp_approach,
+            distance=max_abs_distance)
+        self._reset_driving()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _reset_driving(self) -> None:
+        self._neutral: np.ndarray | None = None
+        self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
+        self._unit = 1.0
+        self._origin = np.zeros(3)
+        self._filter: OneEuroFilter | None = None
+        self._hold.reset()
+
+    @property
+    def calibrated(self) -> bool:
+        return self._neutral is not None
+
+    @property
+    def portrait(self) -> MeshPortrait | None:
+        return self._portrait
+
+    # -- portrait ------------------------------------------------------------------------------
+
+    def prepare(self, portrait: np.ndarray) -> MeshPortrait:
+        """Find the face mesh of a square portrait crop (resized to ``size`` if needed)."""
+        image = check_rgb(portrait, "portrait")
+        h, w = image.shape[:2]
+        if h != w:
+            raise InputError("the portrait crop is not square",
+                             expected="a square RGB crop around the face", got=f"{w}x{h}")
+        if w != self.size:
+            interp = cv2.INTER_AREA if w > self.size else cv2.INTER_CUBIC
+            image = cv2.resize(image, (self.size, self.size), interpolation=interp)
+        image = np.ascontiguousarray(image)
+        from live.face.tracking import face_landmarks
+
+        pts = face_landmarks(image, refine=True)
+        if pts is None:
+            raise NoFaceError(
+                "no face found in the portrait",
+                expected="a portrait showing one face clearly enough for MediaPipe's face mesh",
+                got=f"a {w}x{h} image in which no face was detected")
+        if pts.shape != (N_MESH, 3):
+            raise NoFaceError("the portrait's face mesh is incomplete",
+                              expected=f"{N_MESH} landmarks with irises", got=str(pts.shape))
+        pts64 = pts.astype(np.float64)
+        layout = build_layout(pts64, self.size)
+        return MeshPortrait(image=image, landmarks=pts64, layout=layout,
+                            mouth=mouth_style(image, pts64), chains=lower_face_chains(pts64))
+
+    def set_portrait(self, prepared: Any) -> None:
+        if not isinstance(prepared, MeshPortrait):
+            raise TypeError(f"expected a MeshPortrait from MeshEngine.prepare, "
+                            f"got {type(prepared).__name__}")
+        if prepared.size != self.size:
+            raise ValueError(f"portrait prepared for size {prepared.size}, engine size {self.size}")
+        self._portrait = prepared
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def _own_landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        if self._own_mesh is None:
+            from mediapipe.python.solutions import face_mesh
+
+            self._own_mesh = face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                                refine_landmarks=True)
+        img = np.ascontiguousarray(check_rgb(image, "driving.image"))
+        result = self._own_mesh.process(img)
+        faces = result.multi_face_landmarks
+        if not faces:
+            return None
+        h, w = img.shape[:2]
+        pts = np.array([(p.x, p.y, p.z) for p in faces[0].landmark], dtype=np.float64)
+        pts *= np.array([w, h, w], dtype=np.float64)
+        pts[:, :2] -= 0.5
+        return pts
+
+    def _points(self, face: FaceCrop) -> np.ndarray | None:
+        raw = face.landmarks
+        if raw is None:
+            raw = self._own_landmarks(face.image)
+            if raw is None:
+                return None
+        raw = np.asarray(raw)
+        if raw.ndim != 2 or raw.shape[0] < lm.NUM_LANDMARKS or raw.shape[1] != 3:
+            raise ValueError(f"driving landmarks: expected (468|478, 3), got {raw.shape}")
+        return driving_points(face, raw)
+
+    def calibrate(self, neutral: FaceCrop) -> None:
+        """Use ``neutral`` as the driving face's neutral pose."""
+        pts = self._points(neutral)
+        if pts is None:
+            raise NoFaceError("no face in the neutral driving frame",
+                              expected="a driving crop showing the face",
+                              got="a crop in which no face was found")
+        self._set_neutral(pts, neutral)
+
+    def recalibrate(self) -> None:
+        """The next driving face becomes the neutral pose."""
+        self._reset_driving()
+
+    def _set_neutral(self, pts: np.ndarray, face: FaceCrop) -> None:
+        self._reset_driving()
+        self._neutral = pts.copy()
+        self._unit = max(float(lm.inter_ocular_distance(pts)), 1e-6)
+        self._hold.converged = _CONVERGED_IOD * self._unit
+        self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
+        self._neutral_side = face.size * float(
+            np.sqrt(abs(np.linalg.det(np.asarray(face.crop_to_frame)[:, :2]))))
+
+    def _on_face(self, pts: np.ndarray, face: FaceCrop, t: float) -> np.ndarray:
+        if self._neutral is None:
+            self._set_neutral(pts, face)
+        assert self._neutral is not None
+        if pts.shape != self._neutral.shape:  # irises in one and not the other: drop them
+            n = min(pts.shape[0], self._neutral.shape[0])
+            pts = pts[:n]
+            if self._neutral.shape[0] != n:
+                self._neutral = self._neutral[:n]
+                self._filter = None
+                if self._hold.shown is not None:
+                    self._hold.shown = self._hold.shown[:n]
+        target = pts
+        if self.config.smoothing:
+            if self._filter is None:
+                self._filter = OneEuroFilter(self.config.min_cutoff, self.config.beta,
+                                             self.config.d_cutoff)
+            norm = self._filter((pts - self._origin) / self._unit, t)
+            target = norm * self._unit + self._origin
+        return self._hold.on_face(target, t)
+
+    def _on_lost(self, t: float) -> np.ndarray | None:
+        was_lost = self._hold.lost
+        shown = self._hold.on_lost(self._neutral, t)
+        if self._hold.lost and not was_lost and self._filter is not None:
+            self._filter.reset()  # the filter starts afresh when the face comes back
+        return shown
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def process(self, driving: FaceCrop | None, t: float) -> np.ndarray:
+        """The portrait crop animated with ``driving`` (None: no face this frame)."""
+        if self._closed:
+            raise RuntimeError("MeshEngine.process: the engine is closed")
+        portrait = self._portrait
+        if portrait is None:
+            raise MimicamError("the mesh engine has no portrait: call "
+                               "set_portrait(prepare(image)) before process()")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        pts = self._points(driving) if driving is not None else None
+        if driving is not None and driving.landmarks is None:
+            timings["landmarks"] = (time.perf_counter() - t0) * 1e3
+        shown = self._on_face(pts, driving, t) if pts is not None and driving is not None \
+            else self._on_lost(t)
+        if shown is None or self._neutral is None:
+            self.last_timings = timings
+            return portrait.image.copy()
+        out = self.render(portrait, self._neutral, shown, timings)
+        self.last_timings = timings
+        return out
+
+    def render(self, portrait: MeshPortrait, neutral: np.ndarray, current: np.ndarray,
+               timings: dict[str, float] | None = None) -> np.ndarray:
+        """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
+        applied, without smoothing or state. Stage times (ms) go into ``timings``."""
+        clock = time.perf_counter
+        t0 = clock()
+        scale = None if self.config.adapt_scale else self.size / self._neutral_side
+        motion = portrait_motion(portrait.landmarks, neutral, current, scale=scale,
+                                 options=self._motion, chains=portrait.chains)
+        layout = portrait.layout
+        dst = layout.src.copy()
+        dst[:N_MESH] = motion.points[:, :2]
+        anchors = layout.ring_anchor
+        dst[layout.ring_ids] = ring_motion(
+            layout.src[layout.ring_ids], layout.src[anchors], dst[anchors],
+            layout.ring_weight, motion.head, self.config.outline_follow)
+        # Draw order: the outside first, then face triangles that flipped (turned away),
+        # then the rest from far to near.
+        face = layout.face_tris
+        flipped = np.sign(triangle_areas(dst, face)) != layout.face_sign
+        depth = motion.points[face, 2].mean(axis=1)
+        order = np.lexsort((-depth, ~flipped))
+        tris = np.concatenate([layout.outer_tris, face[order]])
+        t1 = clock()
+        index = self._warp.index_map(dst, tris)
+        t2 = clock()
+        source = self._warp.source_map(index, triangle_affines(dst, layout.src, tris))
+        t3 = clock()
+        out = self._warp.remap(portrait.image, source)
+        t4 = clock()
+        if self.config.mouth_fill:
+            inner = motion.points[list(lm.LIPS_INNER), :2]
+            fill_mouth(out, inner, portrait.mouth, affine_scale(motion.head) ** 2)
+        t5 = clock()
+        if timings is not None:
+            timings.update(motion=(t1 - t0) * 1e3, raster=(t2 - t1) * 1e3,
+                           affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
+                           mouth=(t5 - t4) * 1e3)
+        return out
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the engine's own face mesh (if it made one); harmless twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_mesh is not None:
+            self._own_mesh.close()
+            self._own_mesh = None
+
+    def __enter__(self) -> MeshEngine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,284 @@
+"""Relative motion for the mesh engine, as pure numpy functions.
+
+The driving face's motion is measured against its neutral pose and split in two:
+
+- the head's rigid motion, a similarity (scale, in-plane rotation, translation) fitted on
+  stable points (:data:`~live.engines.mesh.topology.STABLE_POINTS`);
+- the expression: what is left once the head motion is undone, in the neutral head frame.
+
+A second similarity, fitted between the driving neutral pose and the portrait, carries both
+into the portrait's frame: the expression is added to the portrait's landmarks (lips with a
+gain), the head motion is applied around the portrait's own head. Eyelids follow the driving
+eyes' *opening ratio* rather than a displacement, so a blink closes any portrait's eye fully
+and never folds the lid below the lower one; the mouth never closes past the portrait's own
+lip line; the irises keep their place between the lids and follow the driving gaze.
+
+Coordinates are image pixels (x right, y down); affines are 2x3 float64 arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibrate import landmarks as lm
+from live.engines.mesh.topology import STABLE_POINTS, lower_face_chains
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (uniform scale, rotation, translation) mapping ``src`` to
+    ``dst`` (both (N, 2), N >= 2); returns a 2x3 matrix."""
+    p = np.asarray(src, dtype=np.float64)[:, :2]
+    q = np.asarray(dst, dtype=np.float64)[:, :2]
+    if p.shape != q.shape or p.shape[0] < 2:
+        raise ValueError(
+            f"expected two (N>=2, 2) point sets of one shape, got {p.shape}, {q.shape}")
+    pc, qc = p.mean(axis=0), q.mean(axis=0)
+    p0, q0 = p - pc, q - qc
+    norm = float(np.sum(p0 * p0))
+    if norm <= 1e-12:
+        return np.array([[1.0, 0.0, qc[0] - pc[0]], [0.0, 1.0, qc[1] - pc[1]]])
+    a = float(np.sum(p0 * q0)) / norm
+    b = float(np.sum(p0[:, 0] * q0[:, 1] - p0[:, 1] * q0[:, 0])) / norm
+    lin = np.array([[a, -b], [b, a]])
+    return np.concatenate([lin, (qc - lin @ pc)[:, None]], axis=1)
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Map (N, 2+) points through a 2x3 affine; returns (N, 2) float64."""
+    p = np.asarray(pts, dtype=np.float64)[:, :2]
+    return np.asarray(p @ m[:, :2].T + m[:, 2])
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine."""
+    lin = np.linalg.inv(m[:, :2])
+    return np.concatenate([lin, (-lin @ m[:, 2])[:, None]], axis=1)
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine ``x -> outer(inner(x))``."""
+    lin = outer[:, :2] @ inner[:, :2]
+    return np.concatenate([lin, (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+
+
+def affine_scale(m: np.ndarray) -> float:
+    """Uniform scale of a similarity (sqrt of the determinant's magnitude)."""
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def with_scale(m: np.ndarray, scale: float, src_anchor: np.ndarray) -> np.ndarray:
+    """The similarity ``m`` with its scale replaced by ``scale``, still mapping ``src_anchor``
+    (2,) where ``m`` maps it."""
+    lin = m[:, :2] * (scale / affine_scale(m))
+    anchor = np.asarray(src_anchor, dtype=np.float64)
+    target = m[:, :2] @ anchor + m[:, 2]
+    return np.concatenate([lin, (target - lin @ anchor)[:, None]], axis=1)
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How driving motion is carried over (one set of defaults: the engine's config)."""
+
+    lip_gain: float = 1.0
+    """Gain on the lips' expression motion (face-mesh on a warped face under-reads lips)."""
+    gaze_gain: float = 1.0
+    """Gain on the iris motion relative to the eye."""
+    blink_close_at: float = 0.2
+    """Driving eye-opening ratio (of its neutral) at and below which the portrait's eye is
+    fully closed; the face mesh rarely reports a closed eye as fully closed."""
+    max_eye_open: float = 1.6
+    """Largest eye-opening ratio passed on (wide-eyed surprise)."""
+    min_gap_fraction: float = 0.2
+    """Below the mouth, the smallest gap between successive points down the face, as a
+    fraction of the portrait's (see :func:`keep_order`)."""
+
+
+@dataclass(frozen=True)
+class MappedMotion:
+    """Where the portrait's landmarks go, and the head's motion in the portrait's frame."""
+
+    points: np.ndarray
+    """(478, 3) float64: x, y in portrait pixels, z for depth order."""
+    head: np.ndarray
+    """2x3 similarity: the driving head's rigid motion carried into portrait pixels."""
+
+
+def _face_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors across the face (right eye -> left eye) and down the face."""
+    across = pts[lm.LEFT_EYE_OUTER, :2] - pts[lm.RIGHT_EYE_OUTER, :2]
+    across = across / max(float(np.linalg.norm(across)), 1e-9)
+    return across, np.array([-across[1], across[0]])
+
+
+_EYES = (
+    (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_IRIS_CENTER, lm.RIGHT_IRIS),
+    (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_IRIS_CENTER, lm.LEFT_IRIS),
+)
+
+
+def eye_opening(pts: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...],
+                down: np.ndarray) -> float:
+    """Opening of one eye: summed lid gaps along ``down`` over the five middle lid pairs."""
+    up = pts[list(upper[2:-2]), :2]
+    lo = pts[list(lower[2:-2]), :2]
+    return float(np.sum((lo - up) @ down))
+
+
+class _EyeCoords:
+    """Coordinates within one eye: ``u`` from the outer (0) to the inner corner (1), ``r``
+    from the upper lid (0) to the lower lid (1) at that ``u``."""
+
+    def __init__(self, pts: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...],
+                 down: np.ndarray) -> None:
+        self.origin = pts[upper[0], :2]
+        axis = pts[upper[-1], :2] - self.origin
+        self.width = max(float(np.linalg.norm(axis)), 1e-9)
+        self.axis = axis / self.width
+        self.down = down
+        # (u, v) are coordinates in the (possibly skewed) basis (axis, down), in eye widths.
+        det = self.axis[0] * down[1] - self.axis[1] * down[0]
+        det = det if abs(det) > 1e-9 else 1e-9
+        self._to_uv = np.array([[down[1], -down[0]], [-self.axis[1], self.axis[0]]]) \
+            / (det * self.width)
+        u_up, v_up = self._uv(pts[list(upper), :2])
+        u_lo, v_lo = self._uv(pts[list(lower), :2])
+        o_up, o_lo = np.argsort(u_up), np.argsort(u_lo)
+        self.u_up, self.v_up = u_up[o_up], v_up[o_up]
+        self.u_lo, self.v_lo = u_lo[o_lo], v_lo[o_lo]
+
+    def _uv(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uv = (p - self.origin) @ self._to_uv.T
+        return uv[:, 0], uv[:, 1]
+
+    def lids_at(self, u: float) -> tuple[float, float]:
+        return (float(np.interp(u, self.u_up, self.v_up)),
+                float(np.interp(u, self.u_lo, self.v_lo)))
+
+    def to_eye(self, p: np.ndarray) -> tuple[float, float]:
+        u_arr, v_arr = self._uv(p[None, :2])
+        u, v = float(u_arr[0]), float(v_arr[0])
+        top, bottom = self.lids_at(u)
+        gap = bottom - top
+        return u, (v - top) / gap if gap > 1e-6 else 0.5
+
+    def to_image(self, u: float, r: float) -> np.ndarray:
+        top, bottom = self.lids_at(u)
+        v = top + r * (bottom - top)
+        return np.asarray(self.origin + self.width * (u * self.axis + v * self.down))
+
+
+def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
+                    scale: float | None = None,
+                    options: MotionOptions | None = None,
+                    chains: tuple[np.ndarray, ...] | None = None) -> MappedMotion:
+    """Carry the driving motion ``neutral -> current`` onto the ``portrait`` landmarks.
+
+    ``portrait`` is (478, 3) in portrait pixels; ``neutral`` and ``current`` are (N, 3) with
+    N = 468 or 478 in the driving frame's pixels (z in the same scale). ``scale`` None scales
+    the motion by the faces' size ratio (adapt scale); a number uses that pixel ratio instead.
+    ``chains`` are the portrait's :func:`~live.engines.mesh.topology.lower_face_chains` (computed
+    when None). With ``current == neutral`` the result is the portrait's landmarks.
+    """
+    opts = options or MotionOptions()
+    P = np.asarray(portrait, dtype=np.float64)
+    D0 = np.asarray(neutral, dtype=np.float64)
+    D = np.asarray(current, dtype=np.float64)
+    if P.shape[0] != lm.NUM_LANDMARKS_WITH_IRISES or D0.shape != D.shape \
+            or D.shape[0] < lm.NUM_LANDMARKS or D.shape[1] != 3 or P.shape[1] != 3:
+        raise ValueError(
+            "expected portrait (478, 3) and neutral/current (N, 3) of one shape with N >= 468, "
+            f"got {P.shape}, {D0.shape}, {D.shape}"
+        )
+    stable = list(STABLE_POINTS)
+    to_portrait = fit_similarity(D0[stable], P[stable])
+    s_full = affine_scale(to_portrait)
+    if scale is not None:
+        to_portrait = with_scale(to_portrait, scale, D0[stable, :2].mean(axis=0))
+    head_d = fit_similarity(D0[stable], D[stable])
+    head_p = compose(to_portrait, compose(head_d, invert_affine(to_portrait)))
+
+    # Expression: the current face with the head motion undone, minus the neutral face.
+    aligned = apply_affine(invert_affine(head_d), D)
+    expr = aligned - D0[:, :2]
+    lips = list(lm.LIPS)
+    expr[lips] *= opts.lip_gain
+    q = P[:, :2].copy()
+    n = min(D.shape[0], P.shape[0])
+    q[:n] += expr[:n] @ to_portrait[:, :2].T
+
+    _, p_down = _face_axes(P)
+    _, d_down = _face_axes(D0)
+    has_iris = D.shape[0] >= lm.NUM_LANDMARKS_WITH_IRISES
+    for upper, lower, iris, ring in _EYES:
+        # Lids: the portrait's own opening times the driving opening ratio.
+        open0 = eye_opening(D0, upper, lower, d_down)
+        ratio = eye_opening(aligned, upper, lower, d_down) / open0 if open0 > 1e-6 else 1.0
+        if ratio < 1.0:
+            ratio = max(0.0, (ratio - opts.blink_close_at) / (1.0 - opts.blink_close_at))
+        ratio = min(ratio, opts.max_eye_open)
+        up_i, lo_i = list(upper[1:-1]), list(lower[1:-1])
+        q[up_i] = q[lo_i] - ratio * (P[lo_i, :2] - P[up_i, :2])
+        # Iris: same place between the lids, plus the driving gaze.
+        src_eye = _EyeCoords(P, upper, lower, p_down)
+        u0, r0 = src_eye.to_eye(P[iris])
+        du = dr = 0.0
+        if has_iris:
+            d_eye0 = _EyeCoords(D0, upper, lower, d_down)
+            d_eye = _EyeCoords(aligned, upper, lower, d_down)
+            ua, ra = d_eye0.to_eye(D0[iris])
+            ub, rb = d_eye.to_eye(aligned[iris])
+            du = opts.gaze_gain * (ub - ua)
+            # The iris's place between nearly closed lids says nothing about the gaze.
+            dr = opts.gaze_gain * (rb - ra) * float(np.clip((ratio - 0.3) / 0.4, 0.0, 1.0))
+        u = float(np.clip(u0 + du, min(u0, 0.25), max(u0, 0.75)))
+        r = float(np.clip(r0 + dr, min(r0, 0.3), max(r0, 0.7)))
+        dst_eye = _EyeCoords(q, upper, lower, p_down)
+        centre = dst_eye.to_image(u, r)
+        q[list(ring)] += centre - q[iris]
+        q[iris] = centre
+
+    # The mouth does not close past the portrait's own inner lip line.
+    up_m, lo_m = list(lm.LIPS_INNER_UPPER[1:-1]), list(lm.LIPS_INNER_LOWER[1:-1])
+    gap0 = (P[lo_m, :2] - P[up_m, :2]) @ p_down
+    gap = (q[lo_m] - q[up_m]) @ p_down
+    short = np.minimum(gap - np.minimum(gap0, 0.0), 0.0)
+    q[up_m] += 0.5 * short[:, None] * p_down
+    q[lo_m] -= 0.5 * short[:, None] * p_down
+
+    chain_list = lower_face_chains(P) if chains is None else chains
+    keep_order(q, P[:, :2], chain_list, p_down, min_fraction=opts.min_gap_fraction)
+
+    out = np.empty_like(P)
+    out[:, :2] = apply_affine(head_p, q)
+    out[:, 2] = P[:, 2]
+    out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
+    return MappedMotion(points=out, head=head_p)
+
+
+def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
+                weight: np.ndarray, head: np.ndarray, follow: float) -> np.ndarray:
+    """Where the rings around the face go: ``weight`` of the head's rigid motion plus
+    ``follow * weight`` of their anchor oval point's own (non-rigid) motion."""
+    rigid = apply_affine(head, src) - src
+    own = anchor_dst - apply_affine(head, anchor_src)
+    return np.asarray(src + weight[:, None] * (rigid + follow * own))
+
+
+def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],
+               down: np.ndarray, *, min_fraction: float = 0.2) -> None:
+    """Keep points in order down each chain, in place: along ``down``, every point stays
+    above the next by at least ``min_fraction`` of their gap in the portrait. Working up
+    from the chain's last point (which stays put), points that crossed are pulled back up.
+
+    Against folds below the mouth: a driving mesh whose lower lip line rolls past the chin
+    row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip.
+    """
+    for chain in chains:
+        v = points[chain] @ down
+        gap = np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
+        new = v.copy()
+        for k in range(len(chain) - 2, -1, -1):
+            new[k] = min(new[k], new[k + 1] - gap[k])
+        points[chain] += (new - v)[:, None] * down

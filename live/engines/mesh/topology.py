@@ -1,0 +1,236 @@
+"""Triangles of the mesh warp.
+
+Three kinds of triangles cover the portrait crop:
+
+- the face: MediaPipe's own face-mesh tesselation (852 triangles over the 468 mesh points),
+  which follows the face's structure and does not zig-zag along its edge on head turns;
+- the holes of that mesh: a fan around each iris centre over the eye opening (so the iris
+  carries the eye's interior when the gaze moves) and a strip between the inner lip lines over
+  the mouth opening;
+- the outside: a Delaunay triangulation of the face oval, rings of points around the face and
+  points along the image border, without the triangles that fall inside the face oval.
+
+The face and hole triangles are fixed; the outside ones depend on the portrait and are built
+once per portrait by :func:`build_layout`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from calibrate import landmarks as lm
+
+N_MESH = lm.NUM_LANDMARKS_WITH_IRISES
+"""Landmark slots at the start of every vertex array (irises included)."""
+
+# Rings around the face: (distance from the oval's centre as a multiple of the oval's,
+# how much of the head's motion the ring follows, take every n-th oval point).
+DEFAULT_RINGS: tuple[tuple[float, float, int], ...] = (
+    (1.22, 0.9, 1),
+    (1.55, 0.6, 2),
+    (2.1, 0.3, 3),
+)
+
+# Points that move with the head and little with expressions: eye corners, the upper nose
+# ridge and the upper half of the face oval (forehead, temples; not the jaw).
+STABLE_POINTS: tuple[int, ...] = tuple(
+    dict.fromkeys(
+        lm.EYE_CORNERS + lm.NOSE_BRIDGE_LINE[:6] + lm.FACE_OVAL[:9] + lm.FACE_OVAL[28:]
+    )
+)
+
+
+@lru_cache(maxsize=1)
+def tesselation_triangles() -> np.ndarray:
+    """The face mesh's triangles, (852, 3) int32, from MediaPipe's tesselation edges.
+
+    MediaPipe publishes the tesselation as a set of edges. Every triangle of the mesh is a
+    3-cycle of edges; two 3-cycles are not faces (three edges each used by a third triangle)
+    and are dropped.
+    """
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    adjacent: dict[int, set[int]] = defaultdict(set)
+    for a, b in edges:
+        adjacent[a].add(b)
+        adjacent[b].add(a)
+    cycles = {tuple(sorted((a, b, c))) for a, b in edges for c in adjacent[a] & adjacent[b]}
+    uses = Counter(e for tri in cycles for e in itertools.combinations(tri, 2))
+    faces = sorted(t for t in cycles
+                   if not all(uses[e] > 2 for e in itertools.combinations(t, 2)))
+    return np.asarray(faces, dtype=np.int32)
+
+
+def hole_triangles() -> np.ndarray:
+    """Triangles over the eye openings (fans around the iris centres) and the mouth opening
+    (a strip between the inner lip lines), (50, 3) int32."""
+    tris: list[tuple[int, int, int]] = []
+    for loop, centre in ((lm.RIGHT_EYE, lm.RIGHT_IRIS_CENTER), (lm.LEFT_EYE, lm.LEFT_IRIS_CENTER)):
+        for a, b in zip(loop, loop[1:] + loop[:1], strict=True):
+            tris.append((a, b, centre))
+    up, lo = lm.LIPS_INNER_UPPER, lm.LIPS_INNER_LOWER
+    tris.append((up[0], up[1], lo[1]))
+    for i in range(1, len(up) - 2):
+        tris.append((up[i], up[i + 1], lo[i]))
+        tris.append((up[i + 1], lo[i + 1], lo[i]))
+    tris.append((up[-2], up[-1], lo[-2]))
+    return np.asarray(tris, dtype=np.int32)
+
+
+@lru_cache(maxsize=1)
+def face_triangles() -> np.ndarray:
+    """Face and hole triangles together, (902, 3) int32 (indices into the landmarks)."""
+    return np.concatenate([tesselation_triangles(), hole_triangles()])
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd test of many points against one polygon; (N,) bool."""
+    px, py = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > py) != (y1 > py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+    return np.asarray(np.count_nonzero(crosses & (px < x_at), axis=1) % 2 == 1)
+
+
+def triangle_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Signed triangle areas (the sign tells the orientation), (T,)."""
+    a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1])
+                  - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+
+
+@dataclass(frozen=True)
+class MeshLayout:
+    """The vertices and triangles of one portrait's warp.
+
+    Vertices ``0 .. N_MESH-1`` are the face landmarks; then the ring points (``ring_ids``),
+    then the fixed border points. ``ring_anchor`` is the oval landmark each ring point was
+    pushed out from, ``ring_weight`` how much of the head's motion it follows (0 at the image
+    border). ``face_tris`` are drawn by depth, ``outer_tris`` behind them.
+    """
+
+    src: np.ndarray
+    ring_ids: np.ndarray
+    ring_anchor: np.ndarray
+    ring_weight: np.ndarray
+    face_tris: np.ndarray
+    outer_tris: np.ndarray
+    face_sign: np.ndarray
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.src.shape[0])
+
+
+def _border_points(size: int, step: float) -> np.ndarray:
+    n = max(2, round((size - 1) / step) + 1)
+    t = np.linspace(0.0, size - 1.0, n)
+    mid = t[1:-1]
+    lo, hi = 0.0, size - 1.0
+    return np.concatenate([
+        np.stack([t, np.full_like(t, lo)], 1), np.stack([t, np.full_like(t, hi)], 1),
+        np.stack([np.full_like(mid, lo), mid], 1), np.stack([np.full_like(mid, hi), mid], 1),
+    ])
+
+
+def build_layout(landmarks: np.ndarray, size: int, *,
+                 rings: tuple[tuple[float, float, int], ...] = DEFAULT_RINGS,
+                 border_step: float = 64.0, fade: float = 0.12) -> MeshLayout:
+    """Vertices and triangles for a portrait crop of ``size`` px with these landmarks.
+
+    ``landmarks`` is (478, 2|3) in crop pixels. Ring points that fall outside the crop are left
+    out; the weight of those near the border fades to zero over ``fade * size`` px so the
+    border itself never moves.
+    """
+    from scipy.spatial import Delaunay
+
+    if landmarks.ndim != 2 or landmarks.shape[0] != N_MESH or landmarks.shape[1] < 2:
+        raise ValueError(f"expected landmarks of shape ({N_MESH}, 2|3), got {landmarks.shape}")
+    pts = landmarks[:, :2].astype(np.float64)
+    oval_ids = np.asarray(lm.FACE_OVAL)
+    oval = pts[oval_ids]
+    centre = oval.mean(axis=0)
+    margin = 1.0
+    ring_pts, ring_anchor, ring_w = [], [], []
+    for factor, weight, every in rings:
+        ids = oval_ids[::every]
+        p = centre + factor * (pts[ids] - centre)
+        inside = np.all((p >= margin) & (p <= size - 1 - margin), axis=1)
+        d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1)
+        w = weight * np.clip(d_border / (fade * size), 0.0, 1.0)
+        ring_pts.append(p[inside])
+        ring_anchor.append(ids[inside])
+        ring_w.append(w[inside])
+    ring = np.concatenate(ring_pts) if ring_pts else np.zeros((0, 2))
+    anchor = np.concatenate(ring_anchor).astype(np.int32)
+    weight_arr = np.concatenate(ring_w)
+    # Ring points that land inside the face (possible on a strongly turned portrait) go.
+    keep = ~points_in_polygon(ring, oval)
+    ring, anchor, weight_arr = ring[keep], anchor[keep], weight_arr[keep]
+    border = _border_points(size, border_step)
+    border = border[~points_in_polygon(border, oval)]
+
+    src = np.concatenate([pts, ring, border]).astype(np.float64)
+    ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
+    outer_ids = np.concatenate([oval_ids, ring_ids,
+                                np.arange(N_MESH + len(ring), len(src))]).astype(np.int32)
+    tri = Delaunay(src[outer_ids])
+    outer = outer_ids[tri.simplices]
+    centroids = src[outer].mean(axis=1)
+    outer = outer[~points_in_polygon(centroids, oval)]
+    outer = outer[np.abs(triangle_areas(src, outer)) > 1e-3].astype(np.int32)
+
+    face = face_triangles()
+    sign = np.sign(triangle_areas(src, face))
+    sign[sign == 0] = 1.0
+    return MeshLayout(src=src, ring_ids=ring_ids, ring_anchor=anchor, ring_weight=weight_arr,
+                      face_tris=face, outer_tris=outer, face_sign=sign)
+
+
+
+@lru_cache(maxsize=1)
+def mesh_edges() -> np.ndarray:
+    """The tesselation's edges, (E, 2) int32, each once."""
+    tris = tesselation_triangles()
+    pairs = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int32)
+
+
+def lower_face_chains(landmarks: np.ndarray, *, max_steps: int = 16) -> tuple[np.ndarray, ...]:
+    """Paths down the face from each inner lower-lip point to the face outline, (k,) int
+    arrays: each step takes the mesh edge that points most nearly down the face (in this
+    portrait's geometry)."""
+    pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    across = pts[lm.LEFT_EYE_OUTER] - pts[lm.RIGHT_EYE_OUTER]
+    across /= max(float(np.linalg.norm(across)), 1e-9)
+    down = np.array([-across[1], across[0]])
+    neighbours: dict[int, list[int]] = defaultdict(list)
+    for a, b in mesh_edges():
+        neighbours[int(a)].append(int(b))
+        neighbours[int(b)].append(int(a))
+    oval = set(lm.FACE_OVAL)
+    chains = []
+    for start in lm.LIPS_INNER_LOWER[1:-1]:
+        chain = [start]
+        while chain[-1] not in oval and len(chain) <= max_steps:
+            cur = chain[-1]
+            best, best_cos = -1, 0.5
+            for n in neighbours[cur]:
+                step = pts[n] - pts[cur]
+                norm = float(np.linalg.norm(step))
+                if norm > 1e-9 and n not in chain and float(step @ down) / norm > best_cos:
+                    best, best_cos = n, float(step @ down) / norm
+            if best < 0:
+                break
+            chain.append(best)
+        if len(chain) > 1:
+            chains.append(np.asarray(chain, dtype=np.int32))
+    return tuple(chains)

@@ -1,0 +1,508 @@
+"""Where ``mimicam live`` sends its frames: virtual camera, preview window, MJPEG over HTTP, file.
+
+Every sink takes RGB uint8 frames of the output size through ``send(image, t_capture)``, is a
+context manager, and has an idempotent :meth:`Sink.close`. Slow work never blocks the
+pipeline: the HTTP server encodes JPEG on its own threads (only while someone watches) and
+the recorder encodes on its own thread.
+
+A sink that cannot start for reasons of the machine (no virtual camera device, no display)
+raises :class:`SinkUnavailable` with instructions; the pipeline warns once and goes on with
+the other sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from calibrate.errors import InputError, MimicamError
+from live.packets import check_rgb
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MjpegHttpSink",
+    "PreviewSink",
+    "RecorderSink",
+    "Sink",
+    "SinkUnavailable",
+    "VirtualCameraSink",
+    "display_available",
+    "vcam_setup_help",
+]
+
+
+class SinkUnavailable(MimicamError):
+    """A sink cannot run on this machine; the message says how to set it up."""
+
+
+class Sink:
+    """Base class: ``send`` frames, ``close`` once (more calls are harmless)."""
+
+    name = "sink"
+
+    def send(self, image: np.ndarray, t_capture: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _check_frame(image: np.ndarray, size: tuple[int, int], who: str) -> None:
+    check_rgb(image, f"{who} frame")
+    if (image.shape[1], image.shape[0]) != size:
+        raise ValueError(f"{who}: expected {size[0]}x{size[1]} frames, "
+                         f"got {image.shape[1]}x{image.shape[0]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# virtual camera
+
+
+def vcam_setup_help(system: str | None = None) -> str:
+    """How to get a virtual camera device on ``system`` (default: this OS)."""
+    system = system or platform.system()
+    if system == "Linux":
+        return ("Linux needs the v4l2loopback kernel module: install it (Debian/Ubuntu: "
+                "sudo apt install v4l2loopback-dkms) and load it with: sudo modprobe "
+                'v4l2loopback devices=1 exclusive_caps=1 card_label="mimicam"')
+    if system in ("Windows", "Darwin"):
+        return ("install OBS Studio (28 or newer) and start its Virtual Camera once "
+                "(Controls > Start Virtual Camera, then stop it and close OBS); mimicam then "
+                "sends to 'OBS Virtual Camera'")
+    return f"no virtual camera backend is known for {system}"
+
+
+class VirtualCameraSink(Sink):
+    """Frames to a virtual camera through pyvirtualcam (v4l2loopback, OBS Virtual Camera).
+
+    Raises :class:`SinkUnavailable` (with setup instructions for this OS) when pyvirtualcam is
+    not installed or no backend can open a device. ``backend``/``device`` pass through to
+    ``pyvirtualcam.Camera``.
+    """
+
+    name = "vcam"
+
+    def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
+                 backend: str | None = None) -> None:
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise SinkUnavailable(
+                "virtual camera: pyvirtualcam is not installed (pip install 'mimicam[vcam]')"
+            ) from None
+        self.size = (int(width), int(height))
+        try:
+            self._cam: Any = pyvirtualcam.Camera(
+                width=self.size[0], height=self.size[1], fps=float(fps),
+                fmt=pyvirtualcam.PixelFormat.RGB, device=device, backend=backend)
+        except RuntimeError as exc:
+            why = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise SinkUnavailable(f"no virtual camera available ({why}). To set one up: "
+                                  f"{vcam_setup_help()}") from None
+        self.device = str(self._cam.device)
+        self.backend = str(self._cam.backend)
+        log.info("virtual camera: %s (%s) %dx%d", self.device, self.backend, *self.size)
+
+    def send(self, image: np.ndarray, t_capture: float) -> None:
+        cam = self._cam
+        if cam is None:
+            return
+        _check_frame(image, self.size, "virtual camera")
+        cam.send(np.ascontiguousarray(image))
+
+    @property
+    def frames_sent(self) -> int:
+        return 0 if self._cam is None else int(self._cam.frames_sent)
+
+    def close(self) -> None:
+        cam, self._cam = getattr(self, "_cam", None), None
+        if cam is not None:
+            cam.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# preview window
+
+
+def display_available() -> bool:
+    """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
+    if platform.system() in ("Windows", "Darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class PreviewSink(Sink):
+    """An OpenCV window showing the output (with an optional overlay drawn by the caller).
+
+    Must be used from one thread (the pipeline's). :meth:`poll_key` returns the key pressed
+    (``cv2.waitKeyEx`` code, -1 for none); closing the window reports ``ord("q")``.
+    Raises :class:`SinkUnavailable` when there is no display.
+    """
+
+    name = "preview"
+
+    def __init__(self, title: str = "mimicam", *, max_width: int = 1280) -> None:
+        if not display_available():
+            raise SinkUnavailable("preview window: no display (DISPLAY/WAYLAND_DISPLAY is not "
+                                  "set); use --no-preview, or --http to watch in a browser")
+        self.title = title
+        self.max_width = int(max_width)
+        self._open = False
+
+    def send(self, image: np.ndarray, t_capture: float) -> None:
+        check_rgb(image, "preview frame")
+        if image.shape[1] > self.max_width:
+            h = round(image.shape[0] * self.max_width / image.shape[1])
+            image = cv2.resize(image, (self.max_width, h), interpolation=cv2.INTER_AREA)
+        if not self._open:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
+            self._open = True
+        cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+    def poll_key(self, wait_ms: int = 1) -> int:
+        if not self._open:
+            return -1
+        key = int(cv2.waitKeyEx(max(1, wait_ms)))
+        try:
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
+        except cv2.error:
+            visible = 0
+        if visible < 1:  # the user closed the window
+            self._open = False
+            return ord("q")
+        return key
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:  # pragma: no cover - window already gone
+                pass
+
+
+# ----------------------------------------------------------------------------------------------
+# MJPEG over HTTP
+
+_BOUNDARY = "mimicamframe"
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mimicam live</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>html,body{margin:0;height:100%;background:#000;overflow:hidden}
+img{display:block;width:100vw;height:100vh;object-fit:contain}</style></head>
+<body><img src="/stream.mjpg" alt="mimicam live stream"></body></html>
+"""
+
+
+class _LatestJpeg:
+    """The newest frame, encoded to JPEG once, on demand, by whichever reader needs it."""
+
+    def __init__(self, quality: int) -> None:
+        self.quality = int(quality)
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: bytes | None = None
+        self._jpeg_seq = -1
+        self._encode_lock = threading.Lock()
+        self.closed = False
+        self.encoded = 0
+
+    def put(self, image: np.ndarray) -> None:
+        with self._cond:
+            self._image = image
+            self._seq += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait(self, after: int, timeout: float) -> int:
+        """Wait for a frame newer than ``after``; returns the newest sequence number."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > after or self.closed, timeout)
+            return self._seq
+
+    def jpeg(self) -> tuple[bytes | None, int]:
+        with self._cond:
+            image, seq = self._image, self._seq
+        if image is None:
+            return None, 0
+        with self._encode_lock:
+            if self._jpeg_seq != seq:
+                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                       [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                if not ok:  # pragma: no cover - OpenCV cannot fail on a valid image
+                    return self._jpeg, self._jpeg_seq
+                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+                self.encoded += 1
+            return self._jpeg, self._jpeg_seq
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # handler threads are joined by server_close()
+    block_on_close = True
+    allow_reuse_address = True
+    latest: _LatestJpeg
+    clients: int
+    clients_lock: threading.Lock
+    client_timeout: float
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "mimicam"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.client_timeout)  # drops a stalled client
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s: " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._reply(HTTPStatus.OK, "text/html; charset=utf-8", _PAGE.encode())
+        elif path == "/frame.jpg":
+            jpeg, _ = self.server.latest.jpeg()
+            if jpeg is None:
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8",
+                            b"no frame yet\n")
+            else:
+                self._reply(HTTPStatus.OK, "image/jpeg", jpeg)
+        elif path == "/stream.mjpg":
+            self._stream()
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
+                        b"not found; try / or /stream.mjpg or /frame.jpg\n")
+
+    def _reply(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self) -> None:
+        latest = self.server.latest
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+        self.send_header("Cache-Control", "no-store, no-cache, private")
+        self.send_header("Pragma", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with self.server.clients_lock:
+            self.server.clients += 1
+        sent_seq = 0
+        last_write = 0.0
+        try:
+            self.wfile.write(f"--{_BOUNDARY}\r\n".encode())
+            while not latest.closed:
+                seq = latest.wait(sent_seq, timeout=0.5)
+                if latest.closed:
+                    break
+                stale = time.monotonic() - last_write > 1.0
+                if seq == sent_seq and not stale:
+                    continue
+                jpeg, jseq = latest.jpeg()
+                if jpeg is None:
+                    continue
+                # Each part is followed at once by the next boundary, so browsers show a
+                # frame as soon as it arrives instead of one frame late.
+                self.wfile.write(f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                                 "\r\n\r\n".encode() + jpeg + f"\r\n--{_BOUNDARY}\r\n".encode())
+                self.wfile.flush()
+                sent_seq = jseq
+                last_write = time.monotonic()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            log.debug("http: stream client %s went away", self.address_string())
+        finally:
+            with self.server.clients_lock:
+                self.server.clients -= 1
+
+
+class MjpegHttpSink(Sink):
+    """An MJPEG stream over HTTP for OBS's browser/media source or any browser.
+
+    Serves ``/`` (a page showing the stream), ``/stream.mjpg`` (``multipart/x-mixed-replace``
+    JPEG frames) and ``/frame.jpg`` (the newest frame). Bound to 127.0.0.1 by default;
+    ``port=0`` picks a free port (see :attr:`address`). :meth:`send` only stores a reference
+    to the frame: JPEG encoding happens on the client threads, once per frame however many
+    clients there are, and not at all when nobody watches; a slow client only skips frames,
+    one that stops reading is dropped after ``client_timeout`` seconds. A port in use raises
+    :class:`~calibrate.errors.InputError`.
+    """
+
+    name = "http"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, quality: int = 80,
+                 client_timeout: float = 5.0) -> None:
+        if not 1 <= quality <= 100:
+            raise ValueError(f"quality: expected 1..100, got {quality}")
+        self._latest = _LatestJpeg(quality)
+        try:
+            self._server = _Server((host, int(port)), _Handler)
+        except OSError as exc:
+            raise InputError(f"cannot serve the MJPEG stream on {host}:{port}",
+                             expected="a free port on a local address",
+                             got=exc.strerror or str(exc)) from None
+        self._server.latest = self._latest
+        self._server.client_timeout = float(client_timeout)
+        self._server.clients = 0
+        self._server.clients_lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.2}, name="mjpeg-http",
+                                        daemon=True)
+        self._thread.start()
+        log.info("MJPEG stream on %s (page at %s)", self.stream_url, self.url)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}/"
+
+    @property
+    def stream_url(self) -> str:
+        return self.url + "stream.mjpg"
+
+    @property
+    def clients(self) -> int:
+        return self._server.clients
+
+    @property
+    def frames_encoded(self) -> int:
+        return self._latest.encoded
+
+    def send(self, image: np.ndarray, t_capture: float) -> None:
+        check_rgb(image, "http frame")
+        self._latest.put(image)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._latest.close()
+        self._server.shutdown()
+        self._server.server_close()  # joins the client threads (they see `closed`)
+        self._thread.join(timeout=5.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# recorder
+
+_STOP = object()
+
+
+class RecorderSink(Sink):
+    """Records the output to a video file (H.264 mp4 through :class:`live.io.video.VideoWriter`).
+
+    Encoding runs on its own thread behind a bounded queue; when the encoder falls behind,
+    frames are dropped and counted (:attr:`dropped`) rather than stalling the pipeline. With
+    ``realtime=True`` the file keeps wall-clock timing at ``fps``: a frame is written as many
+    times as output slots passed since the previous one (a slow pipeline repeats frames, a
+    fast one skips), so the recording plays at the speed it was seen. ``realtime=False``
+    writes every frame once. The file appears under its name only when :meth:`close`
+    completes (temporary name until then).
+    """
+
+    name = "record"
+
+    def __init__(self, path: str | os.PathLike[str], *, fps: float, size: tuple[int, int],
+                 realtime: bool = True, max_queue: int = 60, preset: str = "veryfast") -> None:
+        from live.io.video import VideoWriter
+
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self.fps = float(fps)
+        self.realtime = realtime
+        self.dropped = 0
+        self.failed: BaseException | None = None
+        self._writer = VideoWriter(self.path, fps=self.fps, size=self.size, preset=preset)
+        self._queue: queue.Queue[Any] = queue.Queue(max(1, int(max_queue)))
+        self._closed = False
+        self._t0: float | None = None
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    @property
+    def frames_written(self) -> int:
+        return int(self._writer.frames_written)
+
+    def send(self, image: np.ndarray, t_capture: float) -> None:
+        if self._closed or self.failed is not None:
+            return
+        _check_frame(image, self.size, "recorder")
+        try:
+            self._queue.put_nowait((image, time.perf_counter()))
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        writer = self._writer
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self.failed is not None:
+                continue
+            image, t = item
+            try:
+                if not self.realtime:
+                    writer.write(image)
+                    continue
+                if self._t0 is None:
+                    self._t0 = t
+                due = int((t - self._t0) * self.fps) + 1  # slots up to now
+                for _ in range(max(0, due - writer.frames_written)):
+                    writer.write(image)
+            except Exception as exc:
+                log.error("recorder: writing %s failed: %s", self.path, exc)
+                self.failed = exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self.failed is not None:
+            self._writer.abort()
+            return
+        try:
+            self._writer.close()
+        except ValueError as exc:  # nothing was written
+            log.warning("recorder: %s", exc)
+        if self.dropped:
+            log.warning("recorder: %d frames dropped (the encoder fell behind)", self.dropped)

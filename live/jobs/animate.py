@@ -1,0 +1,766 @@
+"""``mimicam animate``: a portrait (one face or several) driven by a video, written to an mp4.
+
+The offline job of PaddleGAN's first-order demo, done as a small streaming pipeline::
+
+    VideoReader --Frame--> FaceTracker --Tracked--> FaceAnimator --crops--> FacePaster
+        --RGB frame--> VideoWriter (H.264 yuv420p, the driving video's exact fps and audio)
+
+Decoding, tracking and encoding each run on their own thread, joined by bounded queues
+(back-pressure, nothing dropped); animation and paste-back run on the caller's thread.
+
+- :func:`find_portrait_faces` finds the face(s) of the source image (MediaPipe, full range);
+  :func:`portrait_face` cuts each a generous square crop (with its own ``crop_to_frame``)
+  and builds its paste mask.
+- :class:`FaceAnimator` runs one engine over every face: each face is prepared once and the
+  engine switches between the prepared portraits, so all faces share the driving face's
+  neutral pose (its first face, or with ``best_frame`` the frame that best matches the
+  portrait's pose, found in a first pass over the driving landmarks only).
+- :class:`FacePaster` pastes each animated crop into the full-resolution source image through
+  a feathered mask (the whole crop for one face; a disc of ``ratio`` crop sides around each
+  face with ``multi_face``), matching colours for fomm, so no seam or box edge shows.
+
+Frames stream through bounded queues: memory does not depend on the video's length. A
+driving frame without a face holds the previous pose (counted in the report); a video with no
+face at all, a portrait with no face, or any bad input raises a
+:class:`~calibrate.errors.MimicamError` and leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from calibrate.errors import InputError, MimicamError, NoFaceError, WeightsError
+from live.packets import FaceCrop, Frame, Tracked, check_rgb
+
+log = logging.getLogger(__name__)
+
+EngineChoice = Literal["auto", "fomm", "mesh"]
+RATIO_RANGE = (0.2, 1.0)
+IMAGE_SIZES = (256, 512)
+
+
+@dataclass(frozen=True)
+class AnimateConfig:
+    """Everything ``mimicam animate`` needs; the one set of defaults (CLI flags override)."""
+
+    source_image: Path
+    """The portrait (photo, painting; several faces with ``multi_face``)."""
+    driving_video: Path
+    """The video whose face drives the portrait; its frame rate and audio are kept."""
+    output: Path
+    """The mp4 to write (temporary name until complete)."""
+    engine: EngineChoice = "auto"
+    """``fomm`` (needs weights), ``mesh`` (weight-free), or ``auto``: fomm when weights are
+    given or fetched, else mesh with a notice."""
+    weights: Path | None = None
+    """FOMM checkpoint (``vox-cpk.pdparams``); default: the fetched one, if any."""
+    model_dir: Path | None = None
+    """A FOMM model directory written by ``mimicam export`` (instead of ``weights``)."""
+    backend: str = "auto"
+    """FOMM runtime backend (see ``mimicam export``); ignored by mesh."""
+    image_size: int | None = None
+    """Engine crop size, 256 or 512 (default: the engine's own: fomm 256, mesh 512)."""
+    relative: bool = True
+    """Relative keypoint motion from the neutral driving frame (False: absolute, fomm only)."""
+    adapt_scale: bool | None = None
+    """Scale the motion by the faces' size ratio (None: the engine's default)."""
+    multi_face: bool = False
+    """Animate every face of the source image (else the largest one)."""
+    ratio: float = 0.4
+    """With ``multi_face``: radius of each pasted disc as a share of its face crop's side
+    (the seed's ``--ratio``, 0.4-0.5 there); above 0.5 the crop grows to hold the disc."""
+    best_frame: bool = False
+    """Start the relative motion from the driving frame whose pose best matches the portrait."""
+    audio: Path | None = None
+    """Take the audio from this file instead of the driving video."""
+    keep_audio: bool = True
+    """Copy the driving video's audio (when ``audio`` is None); False: a silent video."""
+    max_faces: int = 20
+    """At most this many faces with ``multi_face`` (the largest ones)."""
+    crop_scale: float = 2.0
+    """Side of the square face crops (portrait and driving), in face sizes."""
+    crop_shift_y: float = -0.08
+    """Crop centre moved down by this many face sizes (negative: up, more hair)."""
+    feather: float = 0.08
+    """Width of the soft edge of a single face's pasted crop, as a share of the crop side."""
+    color_transfer: bool | None = None
+    """Match the animated crops' colours to the picture around them before blending (None:
+    for fomm, whose generator shifts colours; mesh warps the portrait's own pixels)."""
+    max_frames: int | None = None
+    """Only the first this many driving frames (a quick preview; None: all of them)."""
+    crf: int | None = None
+    """H.264 quality (lower is better; None: the writer's default)."""
+    preset: str | None = "veryfast"
+    """x264 preset: veryfast costs ~40 % of the CPU of medium per 512 px frame here at a
+    similar size for the same quality (crf); None: the writer's default."""
+
+    def __post_init__(self) -> None:
+        for name in ("source_image", "driving_video", "output"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("weights", "model_dir", "audio"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        if self.engine not in ("auto", "fomm", "mesh"):
+            raise InputError("unknown engine", expected="fomm, mesh or auto",
+                             got=repr(self.engine))
+        lo, hi = RATIO_RANGE
+        if not (isinstance(self.ratio, int | float) and lo <= self.ratio <= hi):
+            raise InputError("--ratio is out of range",
+                             expected=f"a share of the face crop between {lo} and {hi} "
+                             "(the seed used 0.4-0.5)", got=repr(self.ratio))
+        if self.image_size is not None and self.image_size not in IMAGE_SIZES:
+            raise InputError("unsupported --image-size",
+                             expected=" or ".join(map(str, IMAGE_SIZES)),
+                             got=repr(self.image_size))
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError("max_frames out of range", expected=">= 1 frame",
+                             got=repr(self.max_frames))
+        if self.max_faces < 1:
+            raise InputError("max_faces out of range", expected=">= 1", got=repr(self.max_faces))
+        if not 1.0 <= self.crop_scale <= 4.0:
+            raise InputError("crop_scale out of range", expected="1.0 .. 4.0 face sizes",
+                             got=repr(self.crop_scale))
+        if not 0.0 <= self.feather <= 0.25:
+            raise InputError("feather out of range", expected="0 .. 0.25 of the crop side",
+                             got=repr(self.feather))
+        if self.best_frame and not self.relative:
+            raise InputError("--best-frame needs relative motion",
+                             expected="--relative (the default) with --best-frame",
+                             got="--absolute")
+        if self.weights is not None and self.model_dir is not None:
+            raise InputError("conflicting model options",
+                             expected="--weights PDPARAMS or --model-dir DIR", got="both")
+        if self.audio is not None and not self.keep_audio:
+            raise InputError("conflicting audio options", expected="--audio FILE or --no-audio",
+                             got="both")
+
+
+@dataclass(frozen=True)
+class AnimateReport:
+    """What :func:`run_animate` wrote."""
+
+    frames: int
+    """Frames written (= frames of the driving video)."""
+    fps: float
+    """Frame rate of the output (the driving video's)."""
+    faces: int
+    """Portrait faces animated."""
+    lost_frames: int
+    """Driving frames without a face (the previous pose was held)."""
+    output: Path
+    seconds: float
+    """Wall-clock time of the whole job."""
+    engine: str = ""
+    audio: Path | None = None
+    """Where the output's audio came from (None: silent)."""
+    best_frame: int | None = None
+    """Index of the driving frame used as the neutral pose with ``best_frame``."""
+    size: tuple[int, int] = (0, 0)
+    """(width, height) of the output."""
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    """Median milliseconds per frame of each stage (track, animate, paste, encode)."""
+    loop_seconds: float = 0.0
+    """Wall-clock time of the frame loop alone (without loading, face search, set-up)."""
+
+    @property
+    def processing_fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for the user."""
+        audio = "with audio" if self.audio is not None else "no audio"
+        best = f", neutral = driving frame {self.best_frame}" if self.best_frame is not None \
+            else ""
+        return (f"wrote {self.output}: {self.frames} frames at {self.fps:g} fps ({audio}), "
+                f"{self.faces} face{'s' if self.faces != 1 else ''} ({self.engine}), "
+                f"{self.lost_frames} driving frame{'s' if self.lost_frames != 1 else ''} "
+                f"without a face (pose held){best}; {self.seconds:.1f} s, "
+                f"{self.processing_fps:.1f} fps")
+
+
+# ----------------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """The engine :func:`resolve_engine` chose and the keyword options to create it with."""
+
+    name: str
+    options: dict[str, Any]
+
+
+def resolve_engine(config: AnimateConfig) -> EngineSpec:
+    """Pick the engine and its options; raises before any heavy work when that cannot work
+    (fomm without weights, absolute motion with mesh)."""
+    name = config.engine
+    weights = config.weights
+    if weights is not None and not weights.is_file():
+        raise WeightsError(f"{weights}: FOMM weights not found; expected a checkpoint file "
+                           "(vox-cpk.pdparams), got " + ("a directory" if weights.is_dir()
+                                                         else "no such file"))
+    model_dir = config.model_dir
+    if model_dir is not None and not model_dir.is_dir():
+        raise WeightsError(f"{model_dir}: FOMM model directory not found; expected a folder "
+                           "written by 'mimicam export'")
+    if name in ("auto", "fomm") and weights is None and model_dir is None:
+        from model_export.weights import find_weights
+
+        weights = find_weights(config.image_size or 256)
+    if name == "auto":
+        if weights is not None or model_dir is not None:
+            name = "fomm"
+        else:
+            name = "mesh"
+            log.warning("no FOMM weights (pass --weights or run 'mimicam weights fetch'); "
+                        "animating with the weight-free mesh engine")
+    if name == "fomm":
+        if weights is None and model_dir is None:
+            raise WeightsError(
+                "the fomm engine needs weights; expected --weights PATH (vox-cpk.pdparams) or "
+                "weights fetched with 'mimicam weights fetch', got none (or use --engine mesh)")
+        options: dict[str, Any] = {"backend": config.backend, "relative": config.relative}
+        if model_dir is not None:
+            options["model_dir"] = model_dir
+        else:
+            options["weights"] = weights
+        if config.image_size is not None:
+            options["image_size"] = config.image_size
+        if config.adapt_scale is not None:
+            options["adapt_scale"] = config.adapt_scale
+        return EngineSpec("fomm", options)
+    if not config.relative:
+        raise InputError("absolute motion needs the fomm engine",
+                         expected="--relative with the mesh engine (it always moves the "
+                         "portrait relative to the neutral pose), or --engine fomm",
+                         got="--absolute")
+    options = {}
+    if config.image_size is not None:
+        options["size"] = config.image_size
+    if config.adapt_scale is not None:
+        options["adapt_scale"] = config.adapt_scale
+    return EngineSpec("mesh", options)
+
+
+# --------------------------------------------------------------------------------- portrait
+
+
+@dataclass(frozen=True, eq=False)
+class PortraitFace:
+    """One face of the source image: its landmarks (image pixels), face size, the square
+    crop the engine animates (``crop.crop_to_frame`` maps it back into the image) and the
+    paste mask (float32, crop size)."""
+
+    landmarks: np.ndarray
+    face_size: float
+    crop: FaceCrop
+    mask: np.ndarray
+
+
+def disc_mask(size: int, center_xy: Sequence[float], radius: float, *,
+              softness: float = 0.3) -> np.ndarray:
+    """A float32 (size, size) mask: 1 inside a disc, fading to ~0 at ``radius`` pixels from
+    ``center_xy``; the fade covers the outer ``softness`` share of the radius."""
+    if size < 2 or not radius > 0:
+        raise ValueError(f"disc_mask: expected size >= 2 and radius > 0, got {size}, {radius}")
+    sigma = max(softness * radius / 5.0, 0.0)  # the blur spans +-2.5 sigma
+    core = max(radius - 2.5 * sigma, 0.5)
+    canvas = np.zeros((size, size), np.float32)
+    shift = 4
+    cx, cy = (round(float(c) * (1 << shift)) for c in center_xy)
+    cv2.circle(canvas, (cx, cy), round(core * (1 << shift)), (1.0,), thickness=-1,
+               lineType=cv2.LINE_AA, shift=shift)
+    mask: np.ndarray = canvas
+    if sigma > 0.3:
+        mask = cv2.GaussianBlur(canvas, (0, 0), sigmaX=sigma, sigmaY=sigma,
+                                borderType=cv2.BORDER_CONSTANT)
+    return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+
+def box_mask(size: int, *, feather: float) -> np.ndarray:
+    """A float32 (size, size) mask: 1 inside, easing to 0 over the outer ``feather`` share of
+    the side at every edge (a soft-edged square: the whole crop, no visible box edge)."""
+    if size < 2:
+        raise ValueError(f"box_mask: expected size >= 2, got {size}")
+    band = max(feather * size, 1.0)
+    x = np.arange(size, dtype=np.float32)
+    edge = np.minimum(x + 0.5, size - 0.5 - x)  # distance from the crop border
+    r = np.clip(edge / band, 0.0, 1.0)
+    r = r * r * (3.0 - 2.0 * r)  # smoothstep
+    return np.outer(r, r).astype(np.float32)
+
+
+def find_portrait_faces(image: np.ndarray, *, multi_face: bool, max_faces: int = 20,
+                        path: Path | None = None) -> list[np.ndarray]:
+    """Face-mesh landmarks ``(478, 3)`` (image pixels) of the face(s) to animate, left to right.
+
+    :func:`live.face.portraits.find_faces` (MediaPipe's full-range search, which finds small faces
+    in big pictures) on the source image: without ``multi_face`` the largest face, with it the
+    ``max_faces`` largest. Raises :class:`NoFaceError` when there is no usable face.
+    """
+    from live.face.portraits import find_faces
+
+    found = find_faces(image, max_faces=max_faces if multi_face else 1, path=path,
+                       what="source image")
+    return sorted(found, key=lambda p: float(p[:, 0].mean()))
+
+
+@dataclass(frozen=True)
+class CropLayout:
+    """How the portrait faces are cut and pasted back (see :func:`face_crop_square`)."""
+
+    multi_face: bool = False
+    ratio: float = 0.4
+    crop_scale: float = 2.0
+    crop_shift_y: float = -0.08
+    feather: float = 0.08
+
+    @classmethod
+    def of(cls, config: AnimateConfig) -> CropLayout:
+        return cls(config.multi_face, config.ratio, config.crop_scale, config.crop_shift_y,
+                   config.feather)
+
+
+def face_crop_square(landmarks: np.ndarray, layout: CropLayout) -> tuple[np.ndarray, float]:
+    """The square ``(center_xy, side)`` in image pixels cut around one portrait face: side
+    ``crop_scale`` face sizes; with ``multi_face`` it grows when the pasted disc (radius
+    ``ratio`` x that side, around the face centre) would not fit inside."""
+    from live.face.tracking import square_box
+
+    center, side = square_box(landmarks, scale=layout.crop_scale, shift_y=layout.crop_shift_y)
+    if layout.multi_face:
+        face_center, _ = square_box(landmarks, scale=1.0)
+        offset = float(np.max(np.abs(face_center - center)))
+        side = max(side, 2.0 * (layout.ratio * side + offset))
+    return center, side
+
+
+def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
+                  layout: CropLayout) -> PortraitFace:
+    """Cut one portrait face's crop (``crop_size`` px) and build its paste mask: the whole
+    crop with a soft edge for a single face; with ``multi_face`` a soft disc of radius
+    ``ratio`` crop sides (the crop side before any growth) around the face centre."""
+    from live.face.tracking import crop_square, square_box
+
+    face_center, face_size = square_box(landmarks, scale=1.0)
+    center, side = face_crop_square(landmarks, layout)
+    crop = crop_square(image, center, side, crop_size, landmarks=landmarks)
+    if layout.multi_face:
+        scale = crop_size / side
+        radius = layout.ratio * layout.crop_scale * face_size * scale
+        disc_center = (face_center - center) * scale + (crop_size - 1) / 2.0
+        mask = disc_mask(crop_size, disc_center, radius)
+    else:
+        mask = box_mask(crop_size, feather=layout.feather)
+    mask.flags.writeable = False
+    return PortraitFace(np.asarray(landmarks), face_size, crop, mask)
+
+
+def auto_mesh_size(faces: Sequence[np.ndarray], layout: CropLayout) -> int:
+    """The mesh engine's crop size when none was asked for: 256 when every face crop is at
+    most ~300 source pixels (more would only upsample the picture, and cost 4x), else 512."""
+    sides = [face_crop_square(lm, layout)[1] for lm in faces]
+    return 256 if max(sides) <= 300 else 512
+
+
+# ------------------------------------------------------------------------------- the stages
+
+
+class FaceAnimator:
+    """One engine animating several portrait faces with the same driving face.
+
+    Each face is prepared once (:meth:`Engine.prepare`); per frame the engine switches to each
+    prepared face and animates it. Faces the engine cannot use (no face mesh in the crop) are
+    dropped with a warning, unless none is left (:class:`NoFaceError`).
+    """
+
+    def __init__(self, engine: Any, faces: Sequence[PortraitFace]) -> None:
+        self.engine = engine
+        self.faces: list[PortraitFace] = []
+        self._handles: list[Any] = []
+        for i, face in enumerate(faces):
+            try:
+                handle = engine.prepare(face.crop.image)
+            except NoFaceError as exc:
+                if len(faces) == 1:
+                    raise
+                log.warning("portrait face %d: %s; not animating it", i + 1, exc)
+                continue
+            self.faces.append(face)
+            self._handles.append(handle)
+        if not self.faces:
+            raise NoFaceError("the engine found no usable face in the source image",
+                              expected="faces clear enough for the engine",
+                              got=f"{len(faces)} face crop(s) it could not use")
+        self._current: int | None = None
+        self._select(0)
+
+    def _select(self, i: int) -> None:
+        if self._current != i:
+            self.engine.set_portrait(self._handles[i])
+            self._current = i
+
+    def calibrate(self, neutral: FaceCrop) -> None:
+        """Use ``neutral`` as the neutral driving pose of every face."""
+        self.engine.calibrate(neutral)
+
+    def process(self, driving: FaceCrop | None, t: float) -> list[np.ndarray]:
+        """The animated crop of every face for this driving face (None: hold the pose)."""
+        out = []
+        for i in range(len(self._handles)):
+            self._select(i)
+            out.append(self.engine.process(driving, t))
+        return out
+
+
+class FacePaster:
+    """Paste animated face crops into the full-resolution source image.
+
+    The first face goes through a :class:`~live.compose.Compositor` (its mask is warped into
+    the picture once, off the per-frame path); further faces through
+    :func:`~live.compose.paste_back` onto the same canvas.
+    """
+
+    def __init__(self, source: np.ndarray, faces: Sequence[PortraitFace], *,
+                 color_transfer: bool = True) -> None:
+        from live.compose import Compositor
+
+        self.source = check_rgb(source, "source image")
+        self.faces = list(faces)
+        if not self.faces:
+            raise ValueError("FacePaster: expected at least one face, got none")
+        self.color_transfer = color_transfer
+        first = self.faces[0]
+        h, w = source.shape[:2]
+        self._first = Compositor(source, first.crop.crop_to_frame, first.crop.size, (w, h),
+                                 mask=first.mask, color_transfer=color_transfer)
+        self._out = np.empty_like(source)
+
+    def process(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The source image with every face replaced by its animated crop. The returned
+        array is reused by the next call (copy it to keep it)."""
+        from live.compose import paste_back
+
+        if len(crops) != len(self.faces):
+            raise ValueError(f"expected {len(self.faces)} crops, got {len(crops)}")
+        out = self._first.compose(crops[0], out=self._out)
+        for face, crop in zip(self.faces[1:], crops[1:], strict=True):
+            paste_back(out, crop, face.crop.crop_to_frame, feather=0.0, mask=face.mask,
+                       color_transfer=self.color_transfer, out=out)
+        return out
+
+
+def _total(frame_count: int | None, max_frames: int | None) -> int | None:
+    if frame_count is None or max_frames is None:
+        return frame_count if max_frames is None else max_frames
+    return min(frame_count, max_frames)
+
+
+def _frame_time(frame: Frame, fps: float) -> float:
+    return frame.pts if frame.pts is not None else frame.index / fps
+
+
+def _driving_tracker(config: AnimateConfig, crop_size: int) -> Any:
+    from live.face.tracking import FaceTracker
+
+    # offline: look thoroughly for small faces whenever the face is (re)acquired
+    return FaceTracker(crop_size=crop_size, crop_scale=config.crop_scale,
+                       crop_shift_y=config.crop_shift_y, full_range=True)
+
+
+def _no_driving_face(config: AnimateConfig, frames: int) -> NoFaceError:
+    return NoFaceError("no face found in any frame of the driving video",
+                       path=config.driving_video, expected="a video showing a face",
+                       got=f"no face in all {frames} frames")
+
+
+def find_best_frame(config: AnimateConfig, faces: Sequence[PortraitFace], crop_size: int, *,
+                    show_progress: bool = True) -> tuple[int, FaceCrop]:
+    """First pass over the driving video (landmarks only, nothing kept but the best frame):
+    the index and face crop of the frame whose pose best matches the portrait face(s)."""
+    from calibrate.best_frame import BestFrameSearch
+    from live.io.video import VideoReader, progress
+
+    search = BestFrameSearch([f.landmarks for f in faces])
+    with VideoReader(config.driving_video) as reader, \
+            _driving_tracker(config, crop_size) as tracker:
+        bar = progress(_total(reader.info.frame_count, config.max_frames), desc="best frame",
+                       disable=None if show_progress else True)
+        try:
+            for frame in itertools.islice(reader, config.max_frames):
+                face = tracker.process(frame).face
+                search.update(frame.index, face.landmarks if face is not None else None, face)
+                bar.update(1)
+        finally:
+            bar.close()
+    best = search.best
+    if best is None:
+        raise _no_driving_face(config, search.frames)
+    log.info("best-matching driving frame: %d (pose distance %.3f IOD)", best.index,
+             best.distance)
+    return best.index, best.item
+
+
+def find_first_face(config: AnimateConfig, crop_size: int) -> int:
+    """Index of the first driving frame that shows a face (tracking only, nothing kept).
+
+    Usually the first frame, so this costs one detection; a video without any face is found
+    out by this pass, before anything is animated or encoded (:class:`NoFaceError`)."""
+    from live.io.video import VideoReader
+
+    frames = 0
+    with VideoReader(config.driving_video) as reader, \
+            _driving_tracker(config, crop_size) as tracker:
+        for frame in itertools.islice(reader, config.max_frames):
+            frames += 1
+            if tracker.process(frame).face is not None:
+                return frame.index
+    if frames == 0:
+        raise InputError("the driving video has no frames", path=config.driving_video,
+                         expected="at least one decodable frame", got="0 frames")
+    raise _no_driving_face(config, frames)
+
+
+class _Encoder:
+    """Feeds a :class:`~live.io.video.VideoWriter` from its own thread through a bounded queue,
+    so H.264 encoding overlaps tracking and animation (back-pressure, nothing dropped). An
+    error on the thread is raised in the caller at the next :meth:`write` or at exit."""
+
+    _END = object()
+
+    def __init__(self, writer: Any, timer: _Timer | None = None, max_queue: int = 4) -> None:
+        self.writer = writer
+        self.timer = timer
+        self._queue: queue.Queue[Any] = queue.Queue(max_queue)
+        self._error: BaseException | None = None
+        self._reported = False
+        self._thread = threading.Thread(target=self._loop, name="animate-encode", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if self._error is not None:
+                continue  # keep draining so the producer never blocks
+            try:
+                t0 = time.perf_counter()
+                self.writer.write(item)
+                if self.timer is not None:
+                    self.timer.add("encode", t0)
+            except BaseException as exc:
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None and not self._reported:
+            self._reported = True  # the error stays set: the thread keeps dropping frames
+            raise self._error
+
+    def write(self, image: np.ndarray) -> None:
+        self._raise()
+        self._queue.put(image.copy())
+
+    def close(self) -> None:
+        """Wait until everything queued is encoded; raises the thread's error, if any.
+        Harmless to call again."""
+        if self._thread.is_alive():
+            self._queue.put(self._END)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> _Encoder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # stop quickly: drop what is queued
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        if self._thread.is_alive():
+            self._queue.put(self._END)
+            self._thread.join()
+
+
+def _audio_source(config: AnimateConfig, has_audio: bool) -> Path | None:
+    if config.audio is not None:
+        return config.audio
+    if config.keep_audio and has_audio:
+        return config.driving_video
+    return None
+
+
+class _Timer:
+    """Per-stage latency histograms (constant memory) -> medians."""
+
+    def __init__(self, *names: str) -> None:
+        from live.stats import LatencyHistogram
+
+        self.hists = {n: LatencyHistogram() for n in names}
+
+    def add(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.hists[name].add((now - start) * 1e3)
+        return now
+
+    def medians(self) -> dict[str, float]:
+        out = {}
+        for name, h in self.hists.items():
+            q = h.quantile(0.5)
+            if q is not None:
+                out[name] = round(q, 3)
+        return out
+
+
+def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateReport:
+    """Animate ``config.source_image`` with ``config.driving_video`` into ``config.output``.
+
+    Checks the inputs first (video readable, portrait has a face, output folder writable,
+    engine usable), then streams the video once (twice with ``best_frame``). Raises a
+    :class:`~calibrate.errors.MimicamError` on bad input; the output file appears only when the
+    job completed.
+    """
+    from live.engines import create_engine
+    from live.face.portraits import load_image
+    from live.io.threads import Prefetch
+    from live.io.video import VideoReader, VideoWriter, probe_video
+    from live.io.video import progress as progress_bar
+
+    t_start = time.perf_counter()
+    info = probe_video(config.driving_video)
+    if info.frame_count == 0:
+        raise InputError("the driving video has no frames", path=config.driving_video,
+                         expected="at least one frame", got="0 frames")
+    source = load_image(config.source_image)
+    spec = resolve_engine(config)
+    fps = info.fps_fraction
+    audio = _audio_source(config, info.has_audio)
+    writer_opts: dict[str, Any] = {}
+    if config.crf is not None:
+        writer_opts["crf"] = config.crf
+    if config.preset is not None:
+        writer_opts["preset"] = config.preset
+    size = (source.shape[1], source.shape[0])
+
+    layout = CropLayout.of(config)
+    landmarks = find_portrait_faces(source, multi_face=config.multi_face,
+                                    max_faces=config.max_faces, path=config.source_image)
+    if spec.name == "mesh" and config.image_size is None:
+        spec = EngineSpec(spec.name, {**spec.options,
+                                      "size": auto_mesh_size(landmarks, layout)})
+
+    with contextlib.ExitStack() as stack:
+        log.info("engine %s %s", spec.name,
+                 ", ".join(f"{k}={v}" for k, v in spec.options.items()))
+        try:
+            engine = create_engine(spec.name, **spec.options)
+        except TypeError as exc:  # an option this engine version does not know
+            raise MimicamError(f"cannot create the {spec.name} engine: {exc}") from exc
+        stack.callback(engine.close)
+        crop_size = int(engine.size)
+        # fomm reads the driving crop's pixels; mesh only its landmarks (frame coordinates)
+        driving_size = crop_size if spec.name == "fomm" else min(crop_size, 256)
+        animator = FaceAnimator(engine, [portrait_face(source, lm, crop_size, layout)
+                                         for lm in landmarks])
+        log.info("animating %d face(s) of %s", len(animator.faces), config.source_image)
+        # The writer checks the output path and the audio file before any long work, and
+        # deletes its temporary file if anything below fails.
+        writer = stack.enter_context(VideoWriter(config.output, fps=fps, size=size,
+                                                 audio_from=audio, **writer_opts))
+        best_index: int | None = None
+        if config.best_frame:
+            best_index, neutral = find_best_frame(config, animator.faces, driving_size,
+                                                  show_progress=progress)
+            animator.calibrate(neutral)
+        else:
+            first = find_first_face(config, driving_size)
+            if first:
+                log.info("the first face is in driving frame %d; the frames before it show "
+                         "the portrait as it is", first)
+        color = config.color_transfer if config.color_transfer is not None \
+            else spec.name == "fomm"
+        paster = FacePaster(source, animator.faces, color_transfer=color)
+        reader = stack.enter_context(VideoReader(config.driving_video))
+        tracker = stack.enter_context(_driving_tracker(config, driving_size))
+        timer = _Timer("track", "animate", "paste", "encode")
+        encoder = stack.enter_context(_Encoder(writer, timer))
+        total = _total(info.frame_count, config.max_frames)
+        bar = progress_bar(total, desc="animate", disable=None if progress else True)
+        stack.callback(bar.close)
+        def track() -> Iterator[Tracked]:
+            for frame in itertools.islice(reader, config.max_frames):
+                t0 = time.perf_counter()
+                tracked = tracker.process(frame)
+                timer.add("track", t0)
+                yield tracked
+
+        tracked_frames = stack.enter_context(Prefetch(track(), name="animate-track"))
+        t_loop = time.perf_counter()
+        frames = lost = 0
+        for tracked in tracked_frames:
+            face = tracked.face
+            if face is None:
+                lost += 1
+            t1 = time.perf_counter()
+            crops = animator.process(face, _frame_time(tracked.frame, info.fps))
+            t2 = timer.add("animate", t1)
+            picture = paster.process(crops)
+            timer.add("paste", t2)
+            encoder.write(picture)  # waits while the encoder is behind
+            frames += 1
+            bar.update(1)
+        if frames == 0:
+            raise InputError("the driving video has no frames", path=config.driving_video,
+                             expected="at least one decodable frame", got="0 frames")
+        if lost == frames:
+            raise _no_driving_face(config, frames)
+        if total is not None and frames != total:
+            log.info("%s: decoded %d frames, its header said %d", config.driving_video,
+                     frames, total)
+        encoder.close()  # the last frames are encoded before the loop's time is taken
+        loop_seconds = time.perf_counter() - t_loop
+        # leaving the block closes the writer: flush, audio, rename into place
+    seconds = time.perf_counter() - t_start
+    if lost:
+        log.info("%d of %d driving frames had no face; the previous pose was held",
+                 lost, frames)
+    return AnimateReport(frames=frames, fps=float(fps), faces=len(animator.faces),
+                         lost_frames=lost, output=config.output, seconds=seconds,
+                         engine=spec.name, audio=audio, best_frame=best_index, size=size,
+                         stage_ms=timer.medians(), loop_seconds=loop_seconds)
+
+
+__all__ = [
+    "AnimateConfig",
+    "AnimateReport",
+    "CropLayout",
+    "EngineSpec",
+    "FaceAnimator",
+    "FacePaster",
+    "PortraitFace",
+    "auto_mesh_size",
+    "box_mask",
+    "disc_mask",
+    "face_crop_square",
+    "find_best_frame",
+    "find_first_face",
+    "find_portrait_faces",
+    "portrait_face",
+    "resolve_engine",
+    "run_animate",
+]

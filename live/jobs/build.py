@@ -1,0 +1,113 @@
+"""Building the live pipeline from a :class:`~live.config.LiveConfig`: engine, portrait library,
+source, tracker and sinks, opened in order and closed again if a later one fails."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from calibrate.errors import InputError, NoFaceError
+from live.config import LiveConfig
+
+if TYPE_CHECKING:
+    from live.jobs.pipeline import LivePipeline
+
+log = logging.getLogger(__name__)
+
+
+def _first_portrait_with_face(library: Any) -> int:
+    problems = []
+    for i in range(len(library)):
+        try:
+            library.prepare(i)
+            return i
+        except NoFaceError as exc:
+            log.warning("skipping %s", exc)
+            problems.append(library.paths[i].name)
+    raise NoFaceError("no usable portrait", expected="at least one picture with a face",
+                      got=f"no face in {', '.join(problems)}")
+
+
+def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
+                   driver_size: tuple[int, int] | None = None) -> LivePipeline:
+    """Open everything ``cfg`` asks for and return the (not yet running) pipeline.
+
+    A sink that cannot run here (no virtual camera device, no display) is skipped with one
+    warning saying how to set it up. ``realtime=False`` plays a driver video as fast as the
+    pipeline takes frames, ``driver_size`` letterboxes its frames (benchmarks).
+    """
+    from live.engines.base import create_engine
+    from live.face.portraits import PortraitLibrary, portrait_paths
+    from live.face.tracking import FaceTracker
+    from live.io.capture import CameraSource, VideoFileSource
+    from live.io.sinks import (
+        MjpegHttpSink,
+        PreviewSink,
+        RecorderSink,
+        Sink,
+        SinkUnavailable,
+        VirtualCameraSink,
+    )
+    from live.jobs.pipeline import LivePipeline
+
+    if cfg.portrait is None:
+        raise InputError("no portrait given", expected="--portrait IMAGE or FOLDER",
+                         got="nothing")
+    paths = portrait_paths(cfg.portrait)
+    with ExitStack() as stack:
+        options: dict[str, Any] = {}
+        if cfg.crop_size is not None:
+            options["size"] = cfg.crop_size
+        if cfg.weights is not None:
+            # a checkpoint file, or a model directory written by 'mimicam export'
+            options["model_dir" if cfg.weights.is_dir() else "weights"] = cfg.weights
+        engine = create_engine(cfg.engine, **options)
+        stack.callback(engine.close)
+        library = PortraitLibrary(paths, engine, output_size=cfg.output_size,
+                                  crop_scale=cfg.crop_scale, feather=cfg.feather,
+                                  color_transfer=cfg.color_transfer)
+        stack.callback(library.close)
+        start = _first_portrait_with_face(library)
+        source: Any
+        if cfg.driver is not None:
+            source = VideoFileSource(cfg.driver, loop=cfg.loop_driver, realtime=realtime,
+                                     size=driver_size)
+        else:
+            source = CameraSource(cfg.camera, width=cfg.camera_width,
+                                  height=cfg.camera_height, fps=cfg.camera_fps)
+        stack.callback(source.close)
+        tracker = FaceTracker(crop_size=engine.size, crop_scale=cfg.crop_scale)
+        stack.callback(tracker.close)
+        sinks: list[Sink] = []
+        if cfg.vcam:
+            try:
+                sinks.append(VirtualCameraSink(cfg.width, cfg.height, cfg.fps,
+                                               device=cfg.vcam_device,
+                                               backend=cfg.vcam_backend))
+                stack.callback(sinks[-1].close)
+            except SinkUnavailable as exc:
+                log.warning("%s. Continuing without the virtual camera.", exc)
+        if cfg.http is not None:
+            from live.config import parse_host_port
+
+            host, port = parse_host_port(cfg.http)
+            sinks.append(MjpegHttpSink(host, port, quality=cfg.jpeg_quality))
+            stack.callback(sinks[-1].close)
+        if cfg.record is not None:
+            sinks.append(RecorderSink(cfg.record, fps=cfg.fps, size=cfg.output_size))
+            stack.callback(sinks[-1].close)
+        preview = None
+        if cfg.preview:
+            try:
+                preview = PreviewSink("mimicam live")
+            except SinkUnavailable as exc:
+                log.warning("%s", exc)
+        if not sinks and preview is None:
+            log.warning("no output: nothing will be sent anywhere (add --http, --record, "
+                        "or set up a virtual camera)")
+        pipeline = LivePipeline(cfg, source=source, tracker=tracker, engine=engine,
+                                library=library, sinks=sinks, preview=preview,
+                                start_index=start)
+        stack.pop_all()
+    return pipeline

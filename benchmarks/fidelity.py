@@ -29,16 +29,12 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from calibrate.errors import InputError, NoFaceError
+from live.bench.common import FIXTURES
+from live.bench.fidelity import FidelityMeter, FidelityResult
+from live.engines.mesh.engine import MeshEngine
+from live.packets import FaceCrop
 
-from calibrate.errors import InputError, NoFaceError  # noqa: E402
-from live.bench.fidelity import FidelityMeter, FidelityResult  # noqa: E402
-from live.engines.mesh.engine import MeshEngine  # noqa: E402
-from live.packets import FaceCrop  # noqa: E402
-
-FIXTURES = REPO.parent / "shared" / "fixtures"
 log = logging.getLogger("fidelity")
 
 Track = list[tuple[np.ndarray, np.ndarray, int, float] | None]

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "fixtures"
+from live.bench.common import FIXTURES as SHARED
 
 
 def rss_mib() -> float:
@@ -69,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.driver.exists() or not args.portraits.exists():
         print(f"soak: fixtures not found ({args.driver}, {args.portraits})", file=sys.stderr)
         return 1
-    sys.path.insert(0, str(REPO))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from live.bench.live import _ensure_vcam

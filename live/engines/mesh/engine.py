@@ -46,7 +46,8 @@ from live.engines.mesh.topology import (
     lower_face_chains,
     triangle_areas,
 )
-from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines
+from live.engines.mesh.warp import PiecewiseAffineWarp, composite_head, triangle_affines
+from live.face.segmentation import PortraitLayers, prepare_layers
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class MeshEngineConfig:
     """How much of the face outline's own motion the rings around the face take."""
     mouth_fill: bool = True
     """Paint a mouth interior where a closed mouth opens."""
+    head_layer: bool = True
+    """Segment the portrait once and warp only the person over a still background plate."""
     grid: int = 256
     """Side of the triangle-index grid of the warp (smaller is faster and coarser)."""
     hold_s: float = 0.4
@@ -125,6 +128,15 @@ class MeshPortrait:
     layout: MeshLayout
     mouth: MouthStyle
     chains: tuple[np.ndarray, ...]
+    layers: PortraitLayers | None = None
+    """Person matte and background plate (None: segmentation found nobody, or off)."""
+
+    @property
+    def matte(self) -> np.ndarray:
+        """The person matte as uint8 (255 = person); all 255 without layers."""
+        if self.layers is None:
+            return np.full(self.image.shape[:2], 255, np.uint8)
+        return self.layers.matte_u8
 
     @property
     def size(self) -> int:
@@ -214,8 +226,15 @@ class MeshEngine:
                               expected=f"{N_MESH} landmarks with irises", got=str(pts.shape))
         pts64 = pts.astype(np.float64)
         layout = build_layout(pts64, self.size)
+        layers = None
+        if self.config.head_layer:
+            layers = prepare_layers(image)
+            if layers is None:
+                log.warning("no person found by the segmentation in the portrait: its "
+                            "background moves with the head (no head layer)")
         return MeshPortrait(image=image, landmarks=pts64, layout=layout,
-                            mouth=mouth_style(image, pts64), chains=lower_face_chains(pts64))
+                            mouth=mouth_style(image, pts64), chains=lower_face_chains(pts64),
+                            layers=layers)
 
     def set_portrait(self, prepared: Any) -> None:
         if not isinstance(prepared, MeshPortrait):
@@ -358,6 +377,10 @@ class MeshEngine:
         source = self._warp.source_map(index, triangle_affines(dst, layout.src, tris))
         t3 = clock()
         out = self._warp.remap(portrait.image, source)
+        if portrait.layers is not None:
+            layers = portrait.layers
+            composite_head(out, self._warp.remap(portrait.matte, source), layers.plate,
+                           self._warp.remap(layers.plate, source))
         t4 = clock()
         if self.config.mouth_fill:
             inner = motion.points[list(lm.LIPS_INNER), :2]

@@ -93,6 +93,9 @@ class MotionOptions:
     min_gap_fraction: float = 0.2
     """Below the mouth, the smallest gap between successive points down the face, as a
     fraction of the portrait's (see :func:`keep_order`)."""
+    rotation_3d: bool = True
+    """Turn the portrait's own 3-D face (MediaPipe's z) by the driving head's 3-D rotation,
+    so yaw and pitch foreshorten its far side; False: a 2-D similarity only."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,24 @@ class MappedMotion:
     """(478, 3) float64: x, y in portrait pixels, z for depth order."""
     head: np.ndarray
     """2x3 similarity: the driving head's rigid motion carried into portrait pixels."""
+
+
+def fit_rotation_3d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares rotation and uniform scale (Umeyama) with ``dst - mean(dst) ~ s R (src -
+    mean(src))`` for two (N, 3) point sets; returns (R (3, 3), s)."""
+    x = np.asarray(src, dtype=np.float64)[:, :3]
+    y = np.asarray(dst, dtype=np.float64)[:, :3]
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    norm = float(np.sum(x * x))
+    if norm <= 1e-12:
+        return np.eye(3), 1.0
+    u, sv, vt = np.linalg.svd(x.T @ y)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    fix = np.diag([1.0, 1.0, d])
+    rot = vt.T @ fix @ u.T
+    scale = float(np.sum(sv * np.diag(fix))) / norm
+    return rot, scale
 
 
 def _face_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +221,12 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     head_p = compose(to_portrait, compose(head_d, invert_affine(to_portrait)))
 
     # Expression: the current face with the head motion undone, minus the neutral face.
-    aligned = apply_affine(invert_affine(head_d), D)
+    if opts.rotation_3d:
+        rot, s3 = fit_rotation_3d(D0[stable], D[stable])
+        c0, c1 = D0[stable].mean(axis=0), D[stable].mean(axis=0)
+        aligned = ((D - c1) @ rot / s3 + c0)[:, :2]
+    else:
+        aligned = apply_affine(invert_affine(head_d), D)
     expr = aligned - D0[:, :2]
     lips = list(lm.LIPS)
     expr[lips] *= opts.lip_gain
@@ -251,7 +277,18 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     keep_order(q, P[:, :2], chain_list, p_down, min_fraction=opts.min_gap_fraction)
 
     out = np.empty_like(P)
-    out[:, :2] = apply_affine(head_p, q)
+    if opts.rotation_3d:
+        # The driving rotation, seen in the portrait's frame (its in-plane angle differs).
+        lin = to_portrait[:, :2] / s_full
+        spin = np.eye(3)
+        spin[:2, :2] = lin
+        rot_p = spin @ rot @ spin.T
+        cp = np.array([*P[stable, :2].mean(axis=0), P[stable, 2].mean()])
+        moved = (np.column_stack([q, P[:, 2]]) - cp) @ rot_p.T * s3 + cp
+        shift = to_portrait[:, :2] @ (c1[:2] - c0[:2]) * (affine_scale(to_portrait) / s_full)
+        out[:, :2] = moved[:, :2] + shift
+    else:
+        out[:, :2] = apply_affine(head_p, q)
     out[:, 2] = P[:, 2]
     out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
     return MappedMotion(points=out, head=head_p)

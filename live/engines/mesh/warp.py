@@ -113,3 +113,20 @@ class PiecewiseAffineWarp:
         """Warp ``image`` so that vertex ``src[i]`` moves to ``dst[i]``; ``tris`` in draw order."""
         index = self.index_map(dst, tris)
         return self.remap(image, self.source_map(index, triangle_affines(dst, src, tris)))
+
+
+
+def composite_head(out: np.ndarray, matte: np.ndarray, plate: np.ndarray,
+                   moved_plate: np.ndarray) -> None:
+    """In place: put the still background ``plate`` back behind the warped head.
+
+    ``out`` is the warped portrait, ``matte`` the warped person matte (uint8, 255 = person)
+    and ``moved_plate`` the plate warped alike. A warped pixel carries its source's background
+    share ``(1 - matte)``; that share is swapped from the moved plate to the still one:
+    ``out += (1 - matte) * (plate - moved_plate)``. Where nothing moved the result is the
+    portrait exactly; where the head left, the plate; on the head, the warped portrait.
+    """
+    inv = cv2.merge([255 - matte] * 3)
+    diff = cv2.subtract(plate, moved_plate, dtype=cv2.CV_16S)
+    corr = cv2.multiply(diff, inv, scale=1.0 / 255.0, dtype=cv2.CV_16S)
+    np.copyto(out, cv2.add(out, corr, dtype=cv2.CV_8U))

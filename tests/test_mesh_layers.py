@@ -1,0 +1,156 @@
+"""Mesh engine v2: the head layer over a still background plate, and 3-D head rotation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibrate import landmarks as lm
+from live.engines.mesh.engine import MeshEngine, MeshPortrait
+from live.engines.mesh.motion import MotionOptions, fit_rotation_3d, portrait_motion
+from live.engines.mesh.warp import composite_head
+from live.face import segmentation
+from live.face.segmentation import background_plate, prepare_layers
+
+SIZE = 512
+
+
+def _rot_y(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    return np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+
+
+# -- pure functions (no shared data) --------------------------------------------------------------
+
+
+def test_fit_rotation_3d_recovers_rotation_and_scale() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.normal(0, 50, (60, 3))
+    rot = _rot_y(20.0) @ np.array([[1, 0, 0], [0, np.cos(0.2), -np.sin(0.2)],
+                                   [0, np.sin(0.2), np.cos(0.2)]])
+    dst = 1.2 * src @ rot.T + np.array([5.0, -3.0, 2.0])
+    r, s = fit_rotation_3d(src, dst)
+    np.testing.assert_allclose(r, rot, atol=1e-9)
+    assert s == pytest.approx(1.2)
+
+
+def test_plate_keeps_pixels_away_from_the_person_and_fills_the_person() -> None:
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (256, 256))
+    matte = np.zeros((256, 256), np.float32)
+    cv2.circle(matte, (128, 128), 50, (1.0,), -1)
+    image[matte > 0] = (250, 0, 0)  # a red "person"
+    plate = background_plate(image, matte)
+    far = np.ones((256, 256), np.uint8)
+    cv2.circle(far, (128, 128), 80, (0,), -1)
+    assert np.array_equal(plate[far > 0], image[far > 0])  # bit-identical away from it
+    centre = plate[118:138, 118:138].astype(int)
+    assert np.abs(centre - [250, 0, 0]).sum(axis=-1).mean() > 100  # the red is gone
+
+
+def test_composite_head_is_exact_where_nothing_moved_and_the_plate_where_the_head_left() -> None:
+    rng = np.random.default_rng(2)
+    warped = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    plate = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = warped.copy()
+    composite_head(out, np.full((64, 64), 128, np.uint8), plate, plate.copy())
+    assert np.array_equal(out, warped)  # the plate did not move: nothing to swap
+    moved_plate = warped.copy()  # the warped pixels were pure background ...
+    out = warped.copy()
+    composite_head(out, np.zeros((64, 64), np.uint8), plate, moved_plate)
+    assert np.abs(out.astype(int) - plate.astype(int)).max() <= 1  # ... so the still plate shows
+
+
+def test_no_person_found_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Empty:
+        def process(self, image: np.ndarray) -> object:
+            class R:
+                segmentation_mask = np.zeros(image.shape[:2], np.float32)
+            return R()
+
+    monkeypatch.setattr(segmentation, "_model", lambda selection: Empty())
+    assert prepare_layers(np.zeros((64, 64, 3), np.uint8)) is None
+
+
+# -- real portraits ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(portraits_dir: Path) -> tuple[MeshEngine, MeshPortrait]:
+    from live.face.portraits import find_portrait, load_image
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
+    engine = MeshEngine(size=SIZE, smoothing=False)
+    portrait = engine.prepare(crop)
+    engine.set_portrait(portrait)
+    return engine, portrait
+
+
+@pytest.mark.fixtures
+def test_background_far_from_the_head_is_bit_identical(prepared) -> None:
+    engine, portrait = prepared
+    assert portrait.layers is not None
+    p = portrait.landmarks
+    moved = p.copy()
+    moved[:, 0] += 14.0  # the head moves right and down
+    moved[:, 1] += 6.0
+    out = engine.render(portrait, p, moved)
+    person = cv2.dilate((portrait.layers.matte > 0.02).astype(np.uint8), np.ones((61, 61)))
+    far = person == 0
+    assert far.mean() > 0.05  # there is background to check
+    assert np.array_equal(out[far], portrait.image[far])
+    # the face did move
+    oval = p[list(lm.FACE_OVAL), :2]
+    x0, y0 = oval.min(0).astype(int) + 30
+    x1, y1 = oval.max(0).astype(int) - 30
+    assert np.abs(out[y0:y1, x0:x1].astype(int) - portrait.image[y0:y1, x0:x1]).mean() > 4
+
+
+@pytest.mark.fixtures
+def test_no_person_falls_back_to_the_plain_warp_with_a_warning(
+        prepared, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    _, portrait = prepared
+    from live.engines.mesh import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "prepare_layers", lambda image: None)
+    fresh = MeshEngine(size=SIZE, smoothing=False)
+    with caplog.at_level(logging.WARNING, logger="live.engines.mesh.engine"):
+        fallback = fresh.prepare(portrait.image)
+    assert fallback.layers is None
+    assert "no person found" in caplog.text
+    fresh.set_portrait(fallback)
+    p = fallback.landmarks
+    moved = p.copy()
+    moved[:, 0] += 10.0
+    out = fresh.render(fallback, p, moved)
+    assert out.shape == portrait.image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, portrait.image)
+
+
+@pytest.mark.fixtures
+def test_yaw_foreshortens_the_far_cheek_and_widens_the_near_one(prepared) -> None:
+    _, portrait = prepared
+    p = portrait.landmarks
+    centre = p[:, :3].mean(axis=0)
+    turned = (p[:, :3] - centre) @ _rot_y(25.0).T + centre  # a 3-D head turn of the driver
+    motion = portrait_motion(p, p, turned, options=MotionOptions())
+    flat = portrait_motion(p, p, turned, options=MotionOptions(rotation_3d=False))
+    nose = lm.NOSE_TIP
+    right, left = lm.RIGHT_CHEEK, lm.LEFT_CHEEK
+
+    def widths(points: np.ndarray) -> tuple[float, float]:
+        return (abs(points[nose, 0] - points[right, 0]), abs(points[left, 0] - points[nose, 0]))
+
+    before = widths(p)
+    after = widths(motion.points)
+    # One side of the face grows narrower than the other: a turn, not a slide.
+    ratio_before = before[0] / before[1]
+    ratio_after = after[0] / after[1]
+    assert abs(np.log(ratio_after / ratio_before)) > 0.2
+    # The 3-D path carries the driver's own projected landmarks back (same face, same turn).
+    np.testing.assert_allclose(motion.points[:, :2], turned[:, :2], atol=1.0)
+    assert np.abs(flat.points[:, :2] - turned[:, :2]).max() < 3.0

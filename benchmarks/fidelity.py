@@ -76,7 +76,7 @@ def track_driving(path: Path, max_frames: int | None) -> Track:
             if max_frames is not None and len(out) >= max_frames:
                 break
             face = tracker.process(frame).face
-            t = frame.pts if frame.pts is not None else frame.t_capture
+            t = frame.time()
             if face is None or face.landmarks is None:
                 out.append(None)
             else:

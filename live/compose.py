@@ -6,7 +6,8 @@
   mask's soft ring. Only the region the crop covers is touched, so it is cheap for a small face
   in a large picture, and it can be called several times on one canvas (several faces).
 - :func:`letterbox` scales an image into an output size, keeping its aspect, with black bars;
-  :func:`letterbox_transform` is the same mapping as a 2x3 affine.
+  :func:`letterbox_transform` is the same mapping as a 2x3 affine (both live in
+  :mod:`live.geometry`, with the other crop and point maths, and are re-exported here).
 - :class:`Compositor` is the live hot path: one portrait letterboxed once to the output size,
   its face mask warped once; each frame only the face region is warped and blended.
 """
@@ -20,6 +21,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from live.geometry import (
+    compose_affine,
+    covered_region,
+    letterbox,
+    letterbox_transform,
+    offset_affine,
+)
 from live.packets import check_rgb
 
 log = logging.getLogger(__name__)
@@ -101,28 +109,6 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(mask, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _roi(crop_to_frame: np.ndarray, crop_w: int, crop_h: int, canvas_w: int,
-         canvas_h: int) -> tuple[int, int, int, int] | None:
-    """The canvas rectangle (x0, y0, x1, y1) the warped crop covers, clipped; None if none."""
-    corners = np.array([[0, 0, 1], [crop_w, 0, 1], [0, crop_h, 1], [crop_w, crop_h, 1]],
-                       dtype=np.float64)
-    mapped = corners @ crop_to_frame.T
-    x0 = max(0, int(np.floor(mapped[:, 0].min())) - 1)
-    y0 = max(0, int(np.floor(mapped[:, 1].min())) - 1)
-    x1 = min(canvas_w, int(np.ceil(mapped[:, 0].max())) + 1)
-    y1 = min(canvas_h, int(np.ceil(mapped[:, 1].max())) + 1)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
-def _shifted(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
-    out = m.copy()
-    out[0, 2] -= x0
-    out[1, 2] -= y0
-    return out
-
-
 def _color_transfer(src: np.ndarray, ref: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """Match ``src``'s per-channel mean/std to ``ref``'s over the ``ring`` pixels (bool mask)."""
     ring8 = ring.astype(np.uint8)
@@ -172,11 +158,11 @@ def paste_back(canvas_rgb: np.ndarray, crop_rgb: np.ndarray, crop_to_frame: np.n
                          f"got {out.dtype} {out.shape}")
     elif out is not canvas_rgb:
         out[...] = canvas_rgb
-    roi = _roi(m, cw, ch, out.shape[1], out.shape[0])
+    roi = covered_region(m, cw, ch, out.shape[1], out.shape[0])
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
-    local = _shifted(m, x0, y0)
+    local = offset_affine(m, x0, y0)
     size = (x1 - x0, y1 - y0)
     warped = cv2.warpAffine(crop_rgb, local, size, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
@@ -187,35 +173,6 @@ def paste_back(canvas_rgb: np.ndarray, crop_rgb: np.ndarray, crop_to_frame: np.n
         ring = (alpha > 0.05) & (alpha < 0.6)
         warped = _color_transfer(warped, region, ring)
     _blend_into(region, warped, alpha)
-    return out
-
-
-def letterbox_transform(src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-    """The 2x3 affine that scales a ``src_size`` (w, h) picture into ``dst_size`` (w, h),
-    aspect kept and centred (the mapping :func:`letterbox` applies)."""
-    sw, sh = src_size
-    dw, dh = dst_size
-    if min(sw, sh, dw, dh) < 1:
-        raise ValueError(f"sizes must be >= 1, got src {src_size} dst {dst_size}")
-    scale = min(dw / sw, dh / sh)
-    nw, nh = max(1, round(sw * scale)), max(1, round(sh * scale))
-    ox, oy = (dw - nw) // 2, (dh - nh) // 2
-    return np.array([[nw / sw, 0.0, ox], [0.0, nh / sh, oy]], dtype=np.float64)
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` scaled into ``size`` = (width, height), aspect kept, with black bars."""
-    check_rgb(image)
-    dw, dh = int(size[0]), int(size[1])
-    sh, sw = image.shape[:2]
-    if (sw, sh) == (dw, dh):
-        return image.copy()
-    m = letterbox_transform((sw, sh), (dw, dh))
-    nw, nh = round(m[0, 0] * sw), round(m[1, 1] * sh)
-    ox, oy = int(m[0, 2]), int(m[1, 2])
-    interp = cv2.INTER_AREA if nw < sw else cv2.INTER_LINEAR
-    out = np.zeros((dh, dw, 3), np.uint8)
-    out[oy:oy + nh, ox:ox + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
     return out
 
 
@@ -249,19 +206,20 @@ class Compositor:
         self.background = letterbox(portrait, self.output_size)
         self.background.flags.writeable = False
         # crop -> portrait -> output
-        self.crop_to_output = (np.vstack([box, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]]))[:2]
+        self.crop_to_output = compose_affine(box, m)
         if mask is None:
             mask = ellipse_mask(self.crop_size, feather=feather)
         mask = np.asarray(mask, np.float32)
         if mask.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"mask: expected shape {(self.crop_size, self.crop_size)}, "
                              f"got {mask.shape}")
-        roi = _roi(self.crop_to_output, self.crop_size, self.crop_size, *self.output_size)
+        roi = covered_region(self.crop_to_output, self.crop_size, self.crop_size,
+                             *self.output_size)
         if roi is None:
             self._prep = _Prepared(None, np.zeros((2, 3)), None)
         else:
             x0, y0, x1, y1 = roi
-            local = _shifted(self.crop_to_output, x0, y0)
+            local = offset_affine(self.crop_to_output, x0, y0)
             alpha = cv2.warpAffine(mask, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0,))
             self._prep = _Prepared(roi, local, alpha)

@@ -5,14 +5,13 @@ One set of defaults lives in each dataclass. :func:`from_mapping` builds a datac
 :func:`load_toml` reads a file; :func:`override` applies CLI flags that were given.
 
 ``mimicam live --config FILE.toml`` loads :class:`LiveConfig` strictly and command-line flags
-override it. Example::
+override it (``mimicam animate`` and ``mimicam demo`` read the same ``[engine]`` table).
 
-    portrait = "portraits/"
-    engine = "mesh"
-    width = 1920
-    height = 1080
-    http = "127.0.0.1:8090"
-    preview = false
+The ``engine`` key is the engine's name (``engine = "mesh"``), or a table: ``name`` and the
+options of each engine, ``[engine.mesh]`` (:class:`~live.engines.options.MeshOptions`) and
+``[engine.fomm]`` (:class:`~live.engines.options.FommOptions`); the running engine's table is
+used. (TOML cannot have ``engine = "mesh"`` and ``[engine.mesh]`` in one file: with tables
+the name is ``name`` in ``[engine]``.) Unknown keys anywhere are errors naming the key.
 """
 
 from __future__ import annotations
@@ -22,11 +21,12 @@ import sys
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from calibrate.errors import InputError
+from live.engines.base import EngineOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,34 +88,84 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+ENGINE_OPTIONS = "engine_options"
+"""A dataclass with an ``engine`` field and this one (an :class:`EngineOptions`) reads the
+``engine`` key as a name or as an ``[engine]`` table (see the module docstring)."""
+
+
+def _engine_table(data: dict[str, Any], hints: Mapping[str, Any],
+                  prefix: str) -> dict[str, Any]:
+    """Take the ``engine`` key out of ``data``: ``{"engine": name?, "engine_options": ...}``."""
+    if ENGINE_OPTIONS in data:
+        raise InputError(f"unknown config key {prefix}{ENGINE_OPTIONS}",
+                         expected=f"the engines' options in [{prefix}engine.mesh] and "
+                         f"[{prefix}engine.fomm] tables")
+    table = data.get("engine")
+    if not isinstance(table, Mapping):
+        return {}  # a name (checked like any key), or no engine key
+    del data["engine"]
+    key = f"{prefix}engine"
+    allowed = ["name", *(f.name for f in dataclasses.fields(EngineOptions))]
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise InputError(f"unknown config key(s) {', '.join(f'{key}.{k}' for k in unknown)}",
+                         expected=f"keys of [{key}]: " + ", ".join(allowed))
+    out: dict[str, Any] = {}
+    if "name" in table:
+        out["engine"] = _coerce(table["name"], hints["engine"], f"{key}.name")
+    tables = {k: v for k, v in table.items() if k != "name"}
+    out[ENGINE_OPTIONS] = from_mapping(EngineOptions, tables, prefix=f"{key}.")
+    return out
+
+
 def from_mapping(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise InputError."""
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise InputError.
+
+    A dataclass with ``engine`` and ``engine_options`` fields takes ``engine`` as a name or
+    as an ``[engine]`` table (``name``, ``[engine.mesh]``, ``[engine.fomm]``); the
+    ``engine_options`` field is not a key of its own.
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = dict(data)
+    engine: dict[str, Any] = {}
+    keys = sorted(fields)
+    if "engine" in fields and ENGINE_OPTIONS in fields:
+        engine = _engine_table(data, hints, prefix)
+        keys.remove(ENGINE_OPTIONS)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise InputError(
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}",
-            expected=f"keys of [{prefix.rstrip('.') or 'top level'}]: "
-            + ", ".join(sorted(fields)),
+            expected=f"keys of [{prefix.rstrip('.') or 'top level'}]: " + ", ".join(keys),
         )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+    return cls(**kwargs, **engine)
 
 
-def load_toml(path: str | Path, cls: type[T]) -> T:
-    """Read ``path`` (TOML) into dataclass ``cls``, strictly."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of TOML file ``path`` (InputError when missing or not TOML)."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise InputError("config file not found", path=p) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", path=p) from None
-    return from_mapping(cls, data)
+
+
+def load_toml(path: str | Path, cls: type[T]) -> T:
+    """Read ``path`` (TOML) into dataclass ``cls``, strictly."""
+    data = read_toml(path)
+    try:
+        return from_mapping(cls, data)
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(str(exc), path=path) from None
 
 
 def override(obj: T, **changes: Any) -> T:
@@ -127,17 +177,45 @@ def override(obj: T, **changes: Any) -> T:
 
 @dataclass(frozen=True)
 class LiveConfig:
-    """Everything ``mimicam live`` can be told (see ``mimicam live --help``)."""
+    """Everything ``mimicam live`` can be told (see ``mimicam live --help``).
+
+    A settings file (``mimicam live --config live.toml``; flags override it)::
+
+        portrait = "portraits/"
+        width = 1920
+        height = 1080
+        http = "127.0.0.1:8090"
+        preview = false
+
+        [engine]
+        name = "mesh"            # (without engine tables, also engine = "mesh" at the top)
+
+        [engine.mesh]            # MeshOptions
+        adapt_scale = false
+        smoothing = true
+        min_cutoff = 2.0
+        lip_gain = 1.2
+
+        [engine.fomm]            # FommOptions, used with name = "fomm" (and weights = ...)
+        backend = "onnxruntime"
+        relative = true
+    """
 
     portrait: Path | None = None
     """A portrait image, or a folder of them (hotkeys 1-9 and left/right switch)."""
     engine: str = "mesh"
-    """Animation engine: ``mesh`` (weight-free) or ``fomm`` (needs weights)."""
+    """Animation engine: ``mesh`` (weight-free) or ``fomm`` (needs weights). In a settings
+    file ``engine = "mesh"``, or ``name`` in the ``[engine]`` table."""
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    """The engines' options: the settings file's ``[engine.mesh]`` and ``[engine.fomm]``
+    tables (the engine flags, e.g. ``--adapt-scale``, override them)."""
     weights: Path | None = None
     """FOMM checkpoint (``vox-cpk.pdparams`` or ``.pth.tar``), or a model directory written
     by ``mimicam export``, for ``engine = "fomm"``."""
     crop_size: int | None = None
-    """Side of the face crops the engine animates (None: the engine's own default)."""
+    """Side of the face crops the engine animates (None: the engine's own: ``[engine.mesh]``
+    / ``[engine.fomm]`` ``size``, else 512 for mesh and the model's size for fomm). When set
+    it is those ``size`` options (``--crop-size``)."""
     crop_scale: float = 1.8
     """Face crop side in face sizes, for the portrait and the driving face alike."""
 
@@ -214,10 +292,29 @@ class LiveConfig:
                                  got=repr(got))
         if self.http is not None:
             parse_host_port(self.http)
+        if self.crop_size is not None:  # the shorthand for both engines' size
+            object.__setattr__(self, ENGINE_OPTIONS,
+                               self.engine_options.apply(crop_size=self.crop_size))
 
     @property
     def output_size(self) -> tuple[int, int]:
         return self.width, self.height
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """A settings file holding only the ``[engine]`` part (``mimicam demo --config``)::
+
+        [engine.mesh]
+        smoothing = false
+        lip_gain = 1.3
+    """
+
+    engine: str | None = None
+    """The engine's name (``engine = "mesh"`` or ``[engine] name = "mesh"``; None: the
+    command's own)."""
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    """``[engine.mesh]`` and ``[engine.fomm]``."""
 
 
 def parse_host_port(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:

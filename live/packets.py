@@ -42,6 +42,16 @@ class Frame:
         """(width, height)."""
         return int(self.image.shape[1]), int(self.image.shape[0])
 
+    def time(self, fps: float | None = None) -> float:
+        """The frame's time in seconds, the one rule for it: ``pts`` when known; else
+        ``index / fps`` when the source's frame rate ``fps`` is given (a decoded video without
+        timestamps); else ``t_capture`` (a live camera: the capture clock)."""
+        if self.pts is not None:
+            return self.pts
+        if fps is not None:
+            return self.index / fps
+        return self.t_capture
+
 
 @dataclass(frozen=True, slots=True)
 class FaceCrop:
@@ -66,8 +76,9 @@ class FaceCrop:
 
     def frame_to_crop(self) -> np.ndarray:
         """The inverse 2x3 affine (frame pixels -> crop pixels)."""
-        m = np.vstack([self.crop_to_frame, [0.0, 0.0, 1.0]])
-        return np.linalg.inv(m)[:2]
+        from live.geometry import invert_affine  # geometry builds on these packets
+
+        return invert_affine(self.crop_to_frame)
 
 
 @dataclass(frozen=True, slots=True)

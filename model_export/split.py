@@ -25,9 +25,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from model_export.fomm.generator import INFERENCE_BORDER, OcclusionAwareGenerator
+from model_export.fomm.generator import OcclusionAwareGenerator
 from model_export.fomm.keypoint_detector import KPDetector
-from model_export.fomm.modules import box_mask
 
 
 def _kp(value: paddle.Tensor, jacobian: paddle.Tensor | None) -> dict[str, paddle.Tensor]:
@@ -112,14 +111,7 @@ class Animator(nn.Layer):
         deformation, occlusion = self.dense_motion(source_small, kp_driving, kp_source)
         out = gen.deform_input(source_features, deformation)
         if occlusion is not None:
-            if tuple(out.shape[2:]) != tuple(occlusion.shape[2:]):
-                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear",
-                                          align_corners=False)
-            if gen.inference:
-                h, w = occlusion.shape[2:]
-                inner = box_mask(h, w, INFERENCE_BORDER, occlusion.dtype)
-                occlusion = occlusion * inner + (1 - inner)
-            out = out * occlusion
+            out = out * gen.feature_occlusion(occlusion, out.shape[2:])
         out = gen.bottleneck(out)
         for block in gen.up_blocks:
             out = block(out)

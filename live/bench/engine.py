@@ -51,7 +51,7 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
                         break
                     t_b = time.perf_counter()
                     image = letterbox(frame.image, DRIVING_SIZE)
-                    pts = offset + (frame.pts if frame.pts is not None else frame.index / 30.0)
+                    pts = offset + frame.time(info.fps)
                     last_t = pts
                     t_c = time.perf_counter()
                     tracked = tracker.process(Frame(image, done, t_c, pts))

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from live.cli.engine_flags import add_engine_flags, engine_options_from_args
+
 log = logging.getLogger(__name__)
 
 RATIO_HELP_RANGE = "0.2-1.0"
@@ -51,18 +53,6 @@ def register(subparsers: Any) -> None:
                        help="write a silent video")
 
     motion = parser.add_argument_group("motion")
-    rel = motion.add_mutually_exclusive_group()
-    rel.add_argument("--relative", dest="relative", action="store_true", default=True,
-                     help="move the portrait relative to the driving video's neutral frame "
-                     "(default)")
-    rel.add_argument("--absolute", dest="relative", action="store_false",
-                     help="use the driving face's absolute keypoints (fomm only)")
-    motion.add_argument("--adapt-scale", dest="adapt_scale",
-                        action=argparse.BooleanOptionalAction, default=None,
-                        help="scale the motion by the ratio of the faces' sizes (default: the "
-                        "engine's own default; --adapt_scale also works)")
-    motion.add_argument("--adapt_scale", dest="adapt_scale", action="store_const", const=True,
-                        help=argparse.SUPPRESS)
     motion.add_argument("--best-frame", "--find_best_frame", dest="best_frame",
                         action="store_true",
                         help="start the motion from the driving frame whose pose best matches "
@@ -87,40 +77,72 @@ def register(subparsers: Any) -> None:
     eng.add_argument("--model-dir", dest="model_dir", metavar="DIR",
                      help="a FOMM model directory written by 'mimicam export' (instead of "
                      "--weights)")
-    eng.add_argument("--backend", default=None, metavar="NAME",
-                     help="FOMM runtime backend (default: auto)")
-    eng.add_argument("--image-size", "--image_size", dest="image_size", type=int,
-                     choices=(256, 512), default=None,
-                     help="engine crop size (default: fomm 256; mesh 256 or 512 by the "
-                     "faces' size in the picture)")
+    eng.add_argument("--config", type=Path, metavar="FILE.toml",
+                     help="settings file: keys of AnimateConfig (engine, multi_face, ratio, "
+                     "crop_scale, crf, ...) and the engines' options in [engine.mesh] / "
+                     "[engine.fomm]; flags override it")
+    add_engine_flags(parser)
     parser.set_defaults(handler=run)
 
 
+# AnimateConfig's engine shorthands are flags here; in a settings file each has one place.
+_SHORTHANDS = {
+    "backend": "[engine.fomm] backend",
+    "image_size": "[engine.fomm] image_size and [engine.mesh] size",
+    "relative": "[engine.fomm] relative",
+    "adapt_scale": "adapt_scale in [engine.mesh] / [engine.fomm]",
+}
+_FROM_FLAGS = ("source_image", "driving_video", "output")
+
+
+def _settings(path: Path | None) -> dict[str, Any]:
+    """The keys of ``--config`` (strict: the engine shorthands and the paths given as flags
+    are refused, naming the key)."""
+    from calibrate.errors import InputError
+    from live.config import read_toml
+
+    if path is None:
+        return {}
+    data = read_toml(path)
+    for key in sorted(set(data) & {*_SHORTHANDS, *_FROM_FLAGS}):
+        where = _SHORTHANDS.get(key, f"--{key.replace('_', '-')} on the command line")
+        raise InputError(f"config key {key!r} does not belong in an animate settings file",
+                         path=path, expected=f"{where}", got=f"{key} = {data[key]!r}")
+    return data
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~live.jobs.animate.AnimateConfig` for parsed arguments (raises InputError)."""
+    """The :class:`~live.jobs.animate.AnimateConfig` for parsed arguments (raises InputError):
+    defaults, then ``--config FILE.toml``, then the flags that were given."""
+    from calibrate.errors import InputError
+    from live.config import from_mapping, override
     from live.jobs.animate import AnimateConfig
 
-    options: dict[str, Any] = {
-        "source_image": Path(args.source_image),
-        "driving_video": Path(args.driving_video),
-        "output": Path(args.output),
-        "engine": args.engine or "auto",
-        "weights": Path(args.weights) if args.weights else None,
-        "model_dir": Path(args.model_dir) if args.model_dir else None,
-        "image_size": args.image_size,
-        "relative": args.relative,
-        "adapt_scale": args.adapt_scale,
-        "multi_face": args.multi_face,
-        "best_frame": args.best_frame,
-        "audio": Path(args.audio) if args.audio else None,
-        "keep_audio": not args.no_audio,
-        "max_frames": args.max_frames,
-    }
-    if args.ratio is not None:
-        options["ratio"] = args.ratio
-    if args.backend is not None:
-        options["backend"] = args.backend
-    return AnimateConfig(**options)
+    try:
+        config = from_mapping(AnimateConfig, {
+            **_settings(args.config),
+            "source_image": Path(args.source_image),
+            "driving_video": Path(args.driving_video),
+            "output": Path(args.output),
+        })
+    except InputError as exc:
+        if args.config is None or exc.path is not None:
+            raise
+        raise InputError(str(exc), path=args.config) from None
+    config = override(
+        config,
+        engine=args.engine,
+        weights=Path(args.weights) if args.weights else None,
+        model_dir=Path(args.model_dir) if args.model_dir else None,
+        multi_face=True if args.multi_face else None,
+        best_frame=True if args.best_frame else None,
+        audio=Path(args.audio) if args.audio else None,
+        keep_audio=False if args.no_audio else None,
+        max_frames=args.max_frames,
+        ratio=args.ratio,
+    )
+    return override(config, engine_options=engine_options_from_args(args,
+                                                                     config.engine_options))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 from live.jobs.demo import DEFAULT_OUTPUT, DEFAULT_SIZE
 
 
@@ -50,10 +52,31 @@ def register(subparsers: Any) -> None:
                         help="length of the result: the scripted motion is fitted to it "
                         "(default: its natural ~10 s); with --driving, the first S seconds")
     parser.add_argument("--size", type=_size, default=DEFAULT_SIZE, metavar="PX",
-                        help=f"output width and height in pixels (default: {DEFAULT_SIZE})")
+                        help=f"output width and height in pixels (default: {DEFAULT_SIZE}); "
+                        "also the engine's crop size unless --crop-size, --image-size or "
+                        "[engine.mesh] size sets one")
     parser.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
                         help="show a preview window (default: when a display is available)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml",
+                        help="settings file with the engine's options ([engine.mesh]); flags "
+                        "override it")
+    add_engine_flags(parser)
     parser.set_defaults(handler=run)
+
+
+def engine_options(args: argparse.Namespace) -> Any:
+    """The engine options of ``--config`` (its ``[engine]`` table) with the engine flags."""
+    from calibrate.errors import InputError
+    from live.config import EngineSettings, load_toml
+
+    settings = EngineSettings()
+    if args.config is not None:
+        settings = load_toml(args.config, EngineSettings)
+        if settings.engine not in (None, "mesh"):
+            raise InputError("mimicam demo runs the weight-free mesh engine", path=args.config,
+                             expected='engine = "mesh" or no engine name',
+                             got=repr(settings.engine))
+    return engine_options_from_args(args, settings.engine_options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     limit_openblas_threads(1)  # spinning BLAS threads cost CPU time every frame (blas.py)
 
     result = run_demo(args.output, portrait=args.portrait, driving=args.driving,
-                      seconds=args.seconds, size=args.size, preview=args.preview)
+                      seconds=args.seconds, size=args.size, preview=args.preview,
+                      options=engine_options(args))
     lost = f", {result.lost_frames} without a face" if result.driving is not None else ""
     audio = " with audio" if result.audio else ""
     print(f"mimicam demo: wrote {result.output} ({result.frames} frames, "

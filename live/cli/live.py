@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 from live.config import LiveConfig, load_toml, override
 from live.io.hotkeys import HOTKEY_HELP
 
@@ -39,7 +40,16 @@ def _epilog() -> str:
             "  mimicam live --portrait me_as_a_painting.jpg\n"
             "  mimicam live --portrait portraits/ --http 8090 --no-vcam\n"
             "  mimicam live --portrait p.png --driver clip.mp4 --no-preview --duration 10 \\\n"
-            "      --record out.mp4 --stats stats.json")
+            "      --record out.mp4 --stats stats.json\n"
+            "  mimicam live --portrait p.png --config live.toml --no-adapt-scale\n\n"
+            "settings file (--config live.toml; flags override it):\n"
+            "  portrait = \"portraits/\"\n"
+            "  http = \"127.0.0.1:8090\"\n"
+            "  [engine]\n"
+            "  name = \"mesh\"\n"
+            "  [engine.mesh]\n"
+            "  smoothing = true\n"
+            "  lip_gain = 1.2")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -95,7 +105,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--global-hotkeys", dest="global_hotkeys", action="store_const",
                      const=True, help="hotkeys system-wide too (needs pynput)")
     run.add_argument("--config", type=Path, metavar="FILE.toml",
-                     help="settings file (keys of LiveConfig); flags override it")
+                     help="settings file (keys of LiveConfig, the engines' options in "
+                          "[engine.mesh] / [engine.fomm]); flags override it")
+    add_engine_flags(p)
     p.set_defaults(handler=_handle)
 
 
@@ -110,7 +122,10 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
         loop_driver=args.loop_driver, width=size[0], height=size[1], fps=args.fps,
         vcam=args.vcam, vcam_device=args.vcam_device, preview=args.preview,
         overlay=args.overlay, http=args.http, record=args.record, duration=args.duration,
-        stats=args.stats, auto_match=args.auto_match, global_hotkeys=args.global_hotkeys)
+        stats=args.stats, auto_match=args.auto_match, global_hotkeys=args.global_hotkeys,
+        # --crop-size is LiveConfig.crop_size too, so the flag beats the file's crop_size
+        crop_size=args.crop_size,
+        engine_options=engine_options_from_args(args, cfg.engine_options))
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 Life cycle::
 
-    engine = create_engine("mesh", size=512)
+    engine = create_engine("mesh", EngineOptions())   # or create_engine("mesh", size=512)
     prepared = engine.prepare(portrait_crop)   # heavy; may run on another thread
     engine.set_portrait(prepared)              # cheap swap on the hot path
     for tracked in frames:
@@ -16,12 +16,20 @@ construction or :meth:`recalibrate`, unless :meth:`calibrate` is called with a c
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from calibrate.errors import InputError
+from live.engines.options import FommOptions, MeshOptions, changed_options
 from live.packets import FaceCrop
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -82,16 +90,114 @@ def engine_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def create_engine(name: str, **options: Any) -> Engine:
-    """Build the engine called ``name`` with keyword options of that engine."""
+@dataclass(frozen=True)
+class EngineOptions:
+    """The options of every engine: a settings file's ``[engine.mesh]`` and ``[engine.fomm]``
+    tables. The command uses the table of the engine it runs.
+
+    :meth:`apply` gives the settings that ``mimicam live``, ``animate`` and ``demo`` share as
+    flags (``live/cli/engine_flags.py``) their one meaning.
+    """
+
+    mesh: MeshOptions = field(default_factory=MeshOptions)
+    fomm: FommOptions = field(default_factory=FommOptions)
+
+    def of(self, name: str) -> MeshOptions | FommOptions:
+        """The options of engine ``name``."""
+        options: MeshOptions | FommOptions = getattr(self, _engine_name(name))
+        return options
+
+    def apply(self, *, crop_size: int | None = None, image_size: int | None = None,
+              adapt_scale: bool | None = None, relative: bool | None = None,
+              smoothing: bool | None = None, backend: str | None = None,
+              mouth: str | None = None) -> EngineOptions:
+        """These options with the shared settings that were given (None: not given) set in
+        the engines they concern:
+
+        * ``crop_size``: side of the face crops the engine animates (mesh ``size``; fomm
+          ``size``, its output resized from the model's ``image_size``);
+        * ``image_size``: the FOMM model's size (fomm ``image_size``, 256 or 512); the mesh
+          engine, which has no model, animates crops of this size unless ``crop_size`` is given;
+        * ``adapt_scale``: both engines (scale the motion by the faces' size ratio);
+        * ``relative``: fomm (False: absolute keypoints; the mesh engine is always relative,
+          so building it with ``fomm.relative`` False is refused);
+        * ``smoothing``: mesh (One Euro filter on the driving landmarks);
+        * ``backend``: fomm (the model runtime);
+        * ``mouth``: mesh (where an opening mouth's interior comes from).
+        """
+        mesh: dict[str, Any] = {}
+        fomm: dict[str, Any] = {}
+        if image_size is not None:
+            mesh["size"] = fomm["image_size"] = image_size
+        if crop_size is not None:
+            mesh["size"] = fomm["size"] = crop_size
+        if adapt_scale is not None:
+            mesh["adapt_scale"] = fomm["adapt_scale"] = adapt_scale
+        if relative is not None:
+            fomm["relative"] = relative
+        if smoothing is not None:
+            mesh["smoothing"] = smoothing
+        if backend is not None:
+            fomm["backend"] = backend
+        if mouth is not None:
+            mesh["mouth"] = mouth
+        if not mesh and not fomm:
+            return self
+        return EngineOptions(mesh=dataclasses.replace(self.mesh, **mesh),
+                             fomm=dataclasses.replace(self.fomm, **fomm))
+
+    def changes(self, name: str) -> dict[str, Any]:
+        """Engine ``name``'s options that differ from its defaults (for logs)."""
+        return changed_options(self.of(name))
+
+
+def _engine_name(name: str) -> str:
+    if name not in _FACTORIES:
+        raise InputError("unknown engine", expected=" or ".join(engine_names()),
+                         got=repr(name))
+    return name
+
+
+def check_engine_options(name: str, options: EngineOptions) -> None:
+    """Raise InputError when ``options`` ask engine ``name`` for something it cannot do."""
+    if _engine_name(name) == "mesh" and not options.fomm.relative:
+        raise InputError("absolute motion needs the fomm engine",
+                         expected="--relative with the mesh engine (it always moves the "
+                         "portrait relative to the neutral pose), or --engine fomm",
+                         got="--absolute ([engine.fomm] relative = false)")
+
+
+def create_engine(name: str, options: EngineOptions | None = None, *,
+                  weights: str | Path | None = None, model_dir: str | Path | None = None,
+                  **overrides: Any) -> Engine:
+    """Build the engine called ``name``: from ``options`` (its table, ``options.mesh`` or
+    ``options.fomm``), then keyword ``overrides`` of that engine
+    (``create_engine("mesh", size=256)``).
+
+    ``weights`` is a FOMM checkpoint, or a model directory written by ``mimicam export``
+    (``model_dir`` names one explicitly); the mesh engine needs none and ignores them with a
+    warning. The one place where every command builds its engine.
+    """
     try:
         target = _FACTORIES[name]
     except KeyError:
         raise ValueError(
             f"unknown engine {name!r}; expected one of {', '.join(engine_names())}"
         ) from None
+    kwargs: dict[str, Any] = dict(overrides)
+    if options is not None:
+        check_engine_options(name, options)
+        kwargs["options"] = options.of(name)
+    if name == "fomm":
+        if weights is not None:
+            path = Path(weights)
+            kwargs["model_dir" if path.is_dir() else "weights"] = path
+        if model_dir is not None:
+            kwargs["model_dir"] = Path(model_dir)
+    elif weights is not None or model_dir is not None:
+        log.warning("the %s engine uses no weights; ignoring %s", name, weights or model_dir)
     module_name, _, attr = target.partition(":")
     import importlib
 
     factory: EngineFactory = getattr(importlib.import_module(module_name), attr)
-    return factory(**options)
+    return factory(**kwargs)

@@ -28,55 +28,17 @@ from typing import Any
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, WeightsError
-from calibrate.hold import PoseHold, hold_option_checks
+from calibrate.hold import PoseHold
 from calibrate.keypoints import Keypoints, normalize_kp
 from calibrate.smoothing import exp_approach
+from live.engines.options import FommOptions, with_overrides
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FommEngineConfig:
-    """Options of the FOMM engine (the one set of defaults; TOML table ``[engine.fomm]``)."""
-
-    weights: Path | None = None
-    """FOMM checkpoint (``vox-cpk.pdparams``); exported into the cache on first use."""
-    model_dir: Path | None = None
-    """A model directory written by ``mimicam export`` (instead of ``weights``)."""
-    backend: str = "auto"
-    """Model runtime: auto, onnxruntime, paddle-cpu, paddle-gpu, paddle-trt."""
-    precision: str = "fp32"
-    """fp32; fp16 (GPU/TensorRT); bf16 (paddle-cpu with oneDNN, CPUs with AVX512-BF16/AMX)."""
-    threads: int | None = None
-    """CPU threads of the runtime (default: all cores)."""
-    image_size: int = 256
-    """The model's input/output size (256, or 512 for vox-cpk-512)."""
-    size: int | None = None
-    """Side of the crop the engine takes and returns (default: ``image_size``)."""
-    relative: bool = True
-    """Move the portrait by the driving motion since the neutral pose (else absolute)."""
-    adapt_scale: bool = True
-    """Scale the relative motion by the faces' size ratio (keypoint hulls)."""
-    hold_s: float = 0.4
-    """Face lost: seconds to hold the last pose before easing back to neutral."""
-    ease_half_life_s: float = 0.3
-    """Face lost: half-life (s) of the ease back to neutral."""
-    recover_half_life_s: float = 0.06
-    """Face back: half-life (s) of the ease from the shown pose to the face's."""
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.image_size >= 64 and self.image_size % 32 == 0, "image_size",
-             "256 or 512 (vox checkpoints)", self.image_size),
-            (self.size is None or self.size >= 64, "size", ">= 64", self.size),
-            (self.threads is None or self.threads >= 1, "threads", ">= 1", self.threads),
-            *hold_option_checks(self),
-        ]
-        for ok, name, expected, got in checks:
-            if not ok:
-                raise InputError(f"fomm engine option {name} is out of range",
-                                 expected=expected, got=repr(got))
+FommEngineConfig = FommOptions
+"""Older name of :class:`~live.engines.options.FommOptions` (the ``[engine.fomm]`` table)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,43 +107,43 @@ _STILL = 1e-4  # a pose that moved less than this since the last frame is not re
 class FommEngine:
     """FOMM animation engine (see the module docstring).
 
-    ``FommEngine(config=None, **overrides)``: options are the fields of
-    :class:`FommEngineConfig`, e.g. ``FommEngine(weights=Path("vox-cpk.pdparams"))``.
-    ``last_timings`` holds the stage times (ms) of the last :meth:`process` call.
+    ``FommEngine(options=None, *, weights=None, model_dir=None, **overrides)``: ``options`` is
+    a :class:`FommOptions` (the ``[engine.fomm]`` table), keyword overrides are its fields,
+    e.g. ``FommEngine(weights=Path("vox-cpk.pdparams"), adapt_scale=False)``. ``options``
+    (also ``config``) holds the options in use; ``last_timings`` the stage times (ms) of the
+    last :meth:`process` call.
     """
 
     name = "fomm"
 
-    def __init__(self, config: FommEngineConfig | None = None, *, runtime: Any = None,
-                 **overrides: Any) -> None:
-        base = config or FommEngineConfig()
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(base)})
-        if unknown:
-            raise InputError(f"unknown fomm engine option(s) {', '.join(unknown)}",
-                             expected=", ".join(f.name for f in dataclasses.fields(base)))
-        for key in ("weights", "model_dir"):
-            if isinstance(overrides.get(key), str):
-                overrides[key] = Path(overrides[key])
-        self.config = cfg = dataclasses.replace(base, **overrides)
+    def __init__(self, options: FommOptions | None = None, *,
+                 weights: str | Path | None = None, model_dir: str | Path | None = None,
+                 runtime: Any = None, **overrides: Any) -> None:
+        base = options or FommOptions()
+        self.options = cfg = with_overrides(base, overrides, "fomm")
+        self.weights = Path(weights) if weights is not None else None
+        self.model_dir = Path(model_dir) if model_dir is not None else None
         if runtime is None:
             from model_export.fomm_runtime import FommRuntime
 
-            if cfg.model_dir is not None:
-                model_dir = cfg.model_dir
-            elif cfg.weights is not None:
-                model_dir = resolve_model_dir(cfg.weights, cfg.image_size)
+            if self.model_dir is not None:
+                directory = self.model_dir
+            elif self.weights is not None:
+                directory = resolve_model_dir(self.weights, cfg.image_size)
             else:
                 raise WeightsError(
                     "the fomm engine needs weights; expected weights=PATH (vox-cpk.pdparams) "
                     "or model_dir=DIR from 'mimicam export', got neither")
-            runtime = FommRuntime(model_dir, backend=cfg.backend, threads=cfg.threads,
+            runtime = FommRuntime(directory, backend=cfg.backend, threads=cfg.threads,
                                   precision=cfg.precision)
         self._rt = runtime
         if int(runtime.image_size) != cfg.image_size:
-            if "image_size" in overrides:
+            # asked for (a keyword, or options other than the default 256): a mismatch is an
+            # error; else the model directory's own size is used
+            if "image_size" in overrides or cfg.image_size != FommOptions().image_size:
                 raise InputError("the model directory's image size differs from image_size",
                                  expected=str(cfg.image_size), got=str(runtime.image_size))
-            self.config = cfg = dataclasses.replace(cfg, image_size=int(runtime.image_size))
+            self.options = cfg = dataclasses.replace(cfg, image_size=int(runtime.image_size))
         self.size = int(cfg.size or cfg.image_size)
         self._kp_lock = threading.Lock()  # prepare() may run on another thread
         self._prepare_lock = threading.Lock()
@@ -194,6 +156,11 @@ class FommEngine:
         self._reset_driving()
         log.info("fomm engine: %d px model on %s, output %d px", cfg.image_size,
                  getattr(runtime, "backend", "?"), self.size)
+
+    @property
+    def config(self) -> FommOptions:
+        """Same as :attr:`options` (its older name)."""
+        return self.options
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -264,8 +231,8 @@ class FommEngine:
 
     def _animate(self, portrait: FommPortrait, drive: Keypoints) -> np.ndarray:
         assert self._neutral is not None
-        kp = normalize_kp(portrait.kp, drive, self._neutral, relative=self.config.relative,
-                          adapt_scale=self.config.adapt_scale and self.config.relative)
+        kp = normalize_kp(portrait.kp, drive, self._neutral, relative=self.options.relative,
+                          adapt_scale=self.options.adapt_scale and self.options.relative)
         return self._resize(self._rt.animate(portrait.state, kp))
 
     def _resize(self, image: np.ndarray) -> np.ndarray:

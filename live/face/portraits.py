@@ -3,11 +3,12 @@
 :func:`portrait_paths` lists a portrait file or a folder of them; :func:`load_image` reads
 one as RGB (alpha composited on white; grey, 16-bit and 0..1 float pixels converted; the one
 image reader of ``mimicam live``, ``demo`` and ``animate``); :func:`find_faces` finds the
-largest face(s) of a picture (``mimicam animate`` animates several); :func:`find_portrait`
-finds the largest face and cuts the square crop the engine animates, framed exactly like the
-tracker frames the driving face. :class:`PortraitLibrary` prepares portraits (face search,
-``engine.prepare``, the :class:`~live.compose.Compositor`) on a background thread and keeps
-them, so switching portraits never stalls the live loop.
+largest face(s) of a picture (the one face finder of ``mimicam live``, ``demo`` and
+``animate``, which animates several); :func:`find_portrait` finds the largest face and cuts
+the square crop the engine animates, framed exactly like the tracker frames the driving face.
+:class:`PortraitLibrary` prepares portraits (face search, ``engine.prepare``, the
+:class:`~live.compose.Compositor`) on a background thread and keeps them, so switching
+portraits never stalls the live loop.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
     its ``crop_size`` square crop, framed like :class:`live.face.tracking.FaceTracker` frames a
     driving face (``crop_scale`` face sizes). Raises :class:`~calibrate.errors.NoFaceError` when
     there is no face."""
-    from live.face.tracking import crop_square, square_box
+    from live.face.tracking import square_box
+    from live.geometry import crop_square
 
     (lm,) = find_faces(image, max_faces=1, path=path, whole_picture_first=True)
     center, side = square_box(lm, scale=crop_scale)

@@ -1,10 +1,11 @@
-"""Face detection, face-mesh landmarks, square face crops and the per-frame face tracker.
+"""Face detection, face-mesh landmarks, square face boxes and the per-frame face tracker.
 
 Coordinates: every pixel coordinate here (boxes, landmarks, crop transforms) follows OpenCV's
 convention, integer values are pixel *centres*; MediaPipe's normalised outputs are converted
-with ``x * width - 0.5``. Landmark ``z`` is MediaPipe's depth scaled like x (by the width of
-the image the mesh ran on, then into the same pixel units as x and y), so it stays comparable
-with x and y after any crop or resize.
+with ``x * width - 0.5`` (:func:`live.geometry.normalized_to_pixels`; the crops and point
+transforms are :mod:`live.geometry`'s, re-exported here). Landmark ``z`` is MediaPipe's depth
+scaled like x (by the width of the image the mesh ran on, then into the same pixel units as x
+and y), so it stays comparable with x and y after any crop or resize.
 
 MediaPipe (``mp.solutions`` of mediapipe 0.10.21, models bundled, offline) is imported only
 when a function needs it. The still-image graphs are cached per process and guarded by a
@@ -16,20 +17,30 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-import cv2
 import numpy as np
 
 from calibrate.smoothing import OneEuroFilter
-from live.packets import FaceCrop, Frame, Tracked, check_rgb
+from live.geometry import Border, border_args, crop_square, normalized_to_pixels, transform_points
+from live.packets import Frame, Tracked, check_rgb
 
 log = logging.getLogger(__name__)
 
-Border = Literal["replicate", "constant"]
+# Re-exported: the crop and point maths live in live.geometry.
+__all__ = [
+    "Border",
+    "FaceBox",
+    "FaceTracker",
+    "TrackerStats",
+    "crop_square",
+    "detect_faces",
+    "face_landmarks",
+    "square_box",
+    "transform_points",
+]
 
 # A BlazeFace box spans roughly brow to chin; the face-mesh extent (forehead top to chin,
 # cheek to cheek) is larger and sits higher. These factors (median over the fixture
@@ -132,124 +143,6 @@ def square_box(
 
 
 # ----------------------------------------------------------------------------------------------
-# crops
-
-
-def crop_transform(
-    center_xy: Sequence[float] | np.ndarray, side: float, out_size: int
-) -> np.ndarray:
-    """The 2x3 affine mapping crop pixels to frame pixels for a square of ``side`` frame pixels
-    centred on ``center_xy``, resampled to ``out_size`` pixels (pixel centres at integers)."""
-    s = float(side) / float(out_size)
-    cx, cy = float(center_xy[0]), float(center_xy[1])
-    # The square's outer edges [c - side/2, c + side/2] match the crop's [-0.5, out - 0.5].
-    return np.array([[s, 0.0, cx - side / 2.0 + 0.5 * s - 0.5],
-                     [0.0, s, cy - side / 2.0 + 0.5 * s - 0.5]])
-
-
-def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 similarity ``affine`` to points ``(N, 2)`` or ``(N, 3)``; z (if any) is
-    multiplied by the affine's scale. Returns float32."""
-    pts = np.asarray(points, dtype=np.float64)
-    out = pts.copy()
-    out[:, :2] = pts[:, :2] @ affine[:, :2].T + affine[:, 2]
-    if pts.shape[1] > 2:
-        out[:, 2:] *= math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
-    return out.astype(np.float32)
-
-
-def _border_args(border: Border) -> tuple[int, tuple[int, int, int]]:
-    if border == "replicate":
-        return cv2.BORDER_REPLICATE, (0, 0, 0)
-    if border == "constant":
-        return cv2.BORDER_CONSTANT, (0, 0, 0)
-    raise ValueError(f"border: expected 'replicate' or 'constant', got {border!r}")
-
-
-def _padded_region(image: np.ndarray, x0: int, y0: int, x1: int, y1: int,
-                   border: Border) -> np.ndarray | None:
-    """``image[y0:y1, x0:x1]`` where the rectangle may leave the image (padded by ``border``);
-    None when it does not touch the image at all."""
-    h, w = image.shape[:2]
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return None
-    region = image[cy0:cy1, cx0:cx1]
-    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
-    if any(pads):
-        mode, value = _border_args(border)
-        region = cv2.copyMakeBorder(region, *pads, mode, value=value)
-    return region
-
-
-def _warp(
-    image: np.ndarray, crop_to_frame: np.ndarray, out_size: int, border: Border
-) -> np.ndarray:
-    """Resample the crop described by ``crop_to_frame`` (a scale + translation).
-
-    Strong reductions are first shrunk by an integer factor with area averaging, so a big
-    face in a big photo does not alias; the result still follows ``crop_to_frame`` exactly.
-    """
-    mode, value = _border_args(border)
-    s = float(crop_to_frame[0, 0])
-    source, m = image, crop_to_frame
-    k = int(s)
-    if k >= 2:
-        tx, ty = float(crop_to_frame[0, 2]), float(crop_to_frame[1, 2])
-        span = s * (out_size - 1)
-        bx0, by0 = math.floor(tx) - k, math.floor(ty) - k
-        n = math.ceil((span + 2 * k + 2) / k)  # small pixels per side
-        region = _padded_region(image, bx0, by0, bx0 + n * k, by0 + n * k, border)
-        if region is not None:
-            source = cv2.resize(region, (n, n), interpolation=cv2.INTER_AREA)
-            # small pixel q covers region pixels k*q .. k*q+k-1, centred at k*q + (k-1)/2
-            m = crop_to_frame.copy()
-            m[:, :2] /= k
-            m[0, 2] = (tx - bx0 - (k - 1) / 2.0) / k
-            m[1, 2] = (ty - by0 - (k - 1) / 2.0) / k
-    return cv2.warpAffine(source, m, (out_size, out_size),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=mode, borderValue=value)
-
-
-def crop_square(
-    image: np.ndarray,
-    center_xy: Sequence[float] | np.ndarray,
-    side: float,
-    out_size: int,
-    *,
-    landmarks: np.ndarray | None = None,
-    border: Border = "replicate",
-    frame_index: int = 0,
-    t_capture: float = 0.0,
-    score: float = 1.0,
-) -> FaceCrop:
-    """Cut a square of ``side`` frame pixels centred on ``center_xy`` and resize it to
-    ``out_size`` x ``out_size``.
-
-    The square may extend past the image: the missing part is filled by repeating the edge
-    pixels (``border="replicate"``, the default: no black bars for the animation network to
-    move) or with black (``border="constant"``). ``FaceCrop.crop_to_frame`` is the exact
-    transform used to sample the crop, so pasting back with it lands on the same pixels.
-    ``landmarks`` (frame pixels, ``(N, 3)``) are returned in crop pixels.
-    """
-    check_rgb(image)
-    if not (side > 0 and math.isfinite(side)):
-        raise ValueError(f"side: expected a positive number of pixels, got {side}")
-    if int(out_size) < 1:
-        raise ValueError(f"out_size: expected a positive number of pixels, got {out_size}")
-    out_size = int(out_size)
-    m = crop_transform(center_xy, side, out_size)
-    crop = _warp(image, m, out_size, border)
-    lm = None
-    if landmarks is not None:
-        inv = np.vstack([m, [0.0, 0.0, 1.0]])
-        lm = transform_points(landmarks, np.linalg.inv(inv)[:2])
-    return FaceCrop(image=crop, crop_to_frame=m, frame_index=frame_index,
-                    t_capture=t_capture, landmarks=lm, score=float(score))
-
-
-# ----------------------------------------------------------------------------------------------
 # MediaPipe graphs (still images): created once, shared under a lock
 
 
@@ -289,9 +182,10 @@ def _run_detector(image: np.ndarray, model: int, min_score: float) -> list[FaceB
     for det in result.detections or []:
         loc = det.location_data
         rb = loc.relative_bounding_box
-        kp = np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in loc.relative_keypoints],
-                      dtype=np.float64).reshape(-1, 2)
-        x0, y0 = rb.xmin * w - 0.5, rb.ymin * h - 0.5
+        kp = normalized_to_pixels(
+            np.array([[p.x, p.y] for p in loc.relative_keypoints],
+                     dtype=np.float64).reshape(-1, 2), w, h)
+        x0, y0 = normalized_to_pixels(np.array([[rb.xmin, rb.ymin]]), w, h)[0].tolist()
         boxes.append(FaceBox(x0, y0, x0 + rb.width * w, y0 + rb.height * h,
                              float(det.score[0]), kp if len(kp) else None))
     return boxes
@@ -377,9 +271,7 @@ def detect_faces(
 def _mesh_points(face: Any, width: int, height: int) -> np.ndarray:
     """One MediaPipe face's normalised landmarks -> (N, 3) float32 pixels (z scaled like x)."""
     pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
-    pts *= np.array([width, height, width], dtype=np.float32)
-    pts[:, :2] -= 0.5
-    return pts
+    return normalized_to_pixels(pts, width, height)
 
 
 def _landmarks_in_crop(image: np.ndarray, center: np.ndarray, side: float, refine: bool,
@@ -501,7 +393,7 @@ class FaceTracker:
             raise ValueError(f"crop_size: expected at least 16 pixels, got {crop_size}")
         if crop_scale <= 0:
             raise ValueError(f"crop_scale: expected a positive factor, got {crop_scale}")
-        _border_args(border)
+        border_args(border)
         self.crop_size = int(crop_size)
         self.crop_scale = float(crop_scale)
         self.crop_shift_y = float(crop_shift_y)
@@ -595,7 +487,7 @@ class FaceTracker:
         if self._filter is not None:
             if self._filter.value is None:
                 self._ref_size = side
-            t = frame.pts if frame.pts is not None else frame.t_capture
+            t = frame.time()  # video time, else the capture clock
             box = self._filter(np.array([center[0], center[1], side]) / self._ref_size, t)
             box *= self._ref_size
             center, side = box[:2], float(box[2])

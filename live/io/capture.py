@@ -357,7 +357,7 @@ class VideoFileSource(_ThreadedSource):
         self._thread_name = f"driver-{self.path.name}"
 
     def _run(self) -> None:
-        from live.compose import letterbox
+        from live.geometry import letterbox
         from live.io.video import VideoReader
 
         period = 1.0 / self._fps

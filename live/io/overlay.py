@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from calibrate.landmarks import FACE_OVAL
-from live.compose import letterbox_transform
+from live.geometry import apply_affine, letterbox_transform
 from live.io.hotkeys import HOTKEY_HELP
 
 __all__ = [
@@ -133,7 +133,7 @@ def draw_pose_guide(camera: np.ndarray, portrait_outline: np.ndarray,
     out = camera.copy()
     h, w = out.shape[:2]
     m = letterbox_transform(portrait_size, (w, h))
-    pts = np.asarray(portrait_outline, np.float64) @ m[:, :2].T + m[:, 2]
+    pts = apply_affine(portrait_outline, m)
     thickness = max(1, round(h / 240))
     cv2.polylines(out, [np.round(pts).astype(np.int32)], True, _GREEN, thickness, cv2.LINE_AA)
     if user_outline is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import queue
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -40,6 +40,7 @@ __all__ = [
     "SinkUnavailable",
     "VirtualCameraSink",
     "display_available",
+    "preview_works",
     "vcam_setup_help",
 ]
 
@@ -145,18 +146,51 @@ class VirtualCameraSink(Sink):
 
 
 def display_available() -> bool:
-    """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
+    """Whether a desktop session is there to open a window in: always on Windows and macOS;
+    elsewhere (Linux, BSD) when an X11 or Wayland display is announced (``DISPLAY`` or
+    ``WAYLAND_DISPLAY``)."""
     if platform.system() in ("Windows", "Darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+_PREVIEW_PROBE = (
+    "import cv2, numpy as np\n"
+    "cv2.namedWindow('mimicam-probe', cv2.WINDOW_AUTOSIZE)\n"
+    "cv2.imshow('mimicam-probe', np.zeros((8, 8, 3), np.uint8))\n"
+    "cv2.waitKey(1)\n"
+    "cv2.destroyAllWindows()\n"
+)
+
+
+def preview_works(timeout: float = 15.0) -> tuple[bool, str]:
+    """Whether OpenCV can open a window here, and why not.
+
+    OpenCV's Qt backend aborts the whole process (it cannot be caught) when the display in
+    ``DISPLAY`` is unreachable, so the check opens a window in a child process first.
+    """
+    if not display_available():
+        return False, "no display (DISPLAY / WAYLAND_DISPLAY not set)"
+    import subprocess
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _PREVIEW_PROBE], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"could not test the display: {exc}"
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        return False, lines[0] if lines else f"test window failed (exit {done.returncode})"
+    return True, ""
+
+
 class PreviewSink(Sink):
     """An OpenCV window showing the output (with an optional overlay drawn by the caller).
 
-    Must be used from one thread (the pipeline's). :meth:`poll_key` returns the key pressed
-    (``cv2.waitKeyEx`` code, -1 for none); closing the window reports ``ord("q")``.
-    Raises :class:`SinkUnavailable` when there is no display.
+    The one preview window of mimicam (``live`` and ``demo``). Must be used from one thread
+    (the caller's). :meth:`poll_key` returns the key pressed (``cv2.waitKeyEx`` code, -1 for
+    none) and lets the window draw; closing the window reports ``ord("q")``. Raises
+    :class:`SinkUnavailable` when there is no display (:func:`display_available`).
     """
 
     name = "preview"
@@ -422,8 +456,6 @@ class MjpegHttpSink(Sink):
 # ----------------------------------------------------------------------------------------------
 # recorder
 
-_STOP = object()
-
 
 class RecorderSink(Sink):
     """Records the output to a video file (H.264 mp4 through :class:`live.io.video.VideoWriter`).
@@ -441,6 +473,7 @@ class RecorderSink(Sink):
 
     def __init__(self, path: str | os.PathLike[str], *, fps: float, size: tuple[int, int],
                  realtime: bool = True, max_queue: int = 60, preset: str = "veryfast") -> None:
+        from live.io.threads import Worker
         from live.io.video import VideoWriter
 
         self.path = Path(path)
@@ -448,55 +481,49 @@ class RecorderSink(Sink):
         self.fps = float(fps)
         self.realtime = realtime
         self.dropped = 0
-        self.failed: BaseException | None = None
         self._writer = VideoWriter(self.path, fps=self.fps, size=self.size, preset=preset)
-        self._queue: queue.Queue[Any] = queue.Queue(max(1, int(max_queue)))
         self._closed = False
         self._t0: float | None = None
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
+        self._worker: Worker[tuple[np.ndarray, float]] = Worker(
+            self._encode, max_queue=max(1, int(max_queue)), name="recorder")
 
     @property
     def frames_written(self) -> int:
         return int(self._writer.frames_written)
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped the recording, or None."""
+        return self._worker.error
+
     def send(self, image: np.ndarray, t_capture: float) -> None:
         if self._closed or self.failed is not None:
             return
         _check_frame(image, self.size, "recorder")
-        try:
-            self._queue.put_nowait((image, time.perf_counter()))
-        except queue.Full:
+        if not self._worker.put((image, time.perf_counter()), block=False):
             self.dropped += 1
 
-    def _run(self) -> None:
+    def _encode(self, item: tuple[np.ndarray, float]) -> None:
         writer = self._writer
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
+        image, t = item
+        try:
+            if not self.realtime:
+                writer.write(image)
                 return
-            if self.failed is not None:
-                continue
-            image, t = item
-            try:
-                if not self.realtime:
-                    writer.write(image)
-                    continue
-                if self._t0 is None:
-                    self._t0 = t
-                due = int((t - self._t0) * self.fps) + 1  # slots up to now
-                for _ in range(max(0, due - writer.frames_written)):
-                    writer.write(image)
-            except Exception as exc:
-                log.error("recorder: writing %s failed: %s", self.path, exc)
-                self.failed = exc
+            if self._t0 is None:
+                self._t0 = t
+            due = int((t - self._t0) * self.fps) + 1  # slots up to now
+            for _ in range(max(0, due - writer.frames_written)):
+                writer.write(image)
+        except Exception as exc:
+            log.error("recorder: writing %s failed: %s", self.path, exc)
+            raise
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
+        self._worker.close()
         if self.failed is not None:
             self._writer.abort()
             return

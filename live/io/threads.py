@@ -1,24 +1,30 @@
-"""A producer thread feeding a bounded queue: :class:`Prefetch`.
+"""Threads joined to the caller by a bounded queue: :class:`Prefetch` and :class:`Worker`.
 
-Used where one stage of a streaming job should run ahead of the next on its own thread
-(video decoding in :class:`~live.io.video.VideoReader`, face tracking in ``mimicam animate``)
-without ever holding more than a few items: the producer waits while the queue is full
-(back-pressure, nothing is dropped), an exception of the producer is raised in the consumer,
-and closing stops the thread even while it waits on a full queue.
+:class:`Prefetch` is a producer thread: used where one stage of a streaming job should run
+ahead of the next on its own thread (video decoding in :class:`~live.io.video.VideoReader`,
+face tracking in ``mimicam animate``) without ever holding more than a few items: the
+producer waits while the queue is full (back-pressure, nothing is dropped), an exception of
+the producer is raised in the consumer, and closing stops the thread even while it waits on
+a full queue.
+
+:class:`Worker` is its consumer twin: the caller hands items to a thread that does the slow
+part (video encoding in ``mimicam animate`` and in the live recorder), waiting while the
+queue is full or dropping what does not fit, as the caller chooses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Prefetch"]
+__all__ = ["Prefetch", "Worker"]
 
 T = TypeVar("T")
 
@@ -185,3 +191,86 @@ class Prefetch(Generic[T]):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class Worker(Generic[T]):
+    """Hand items to ``handle`` on a thread of its own, through a queue of ``max_queue`` items.
+
+    The thread starts at once. :meth:`put` waits while the queue is full (back-pressure,
+    nothing is dropped) or, with ``block=False``, returns False at once (the caller drops the
+    item and counts it). The first exception ``handle`` raises is kept (:attr:`error`); the
+    thread then drops every further item, so the caller never blocks on a dead consumer, and
+    :meth:`raise_error` raises it in the caller (once). :meth:`close` (also at the end of a
+    ``with`` block) waits until everything queued is handled, or drops it with ``drop=True``
+    (a ``with`` block left by an exception), and stops the thread; it may be called again.
+    """
+
+    def __init__(self, handle: Callable[[T], object], *, max_queue: int = 4,
+                 name: str = "worker") -> None:
+        if max_queue < 1:
+            raise ValueError(f"max_queue: expected >= 1, got {max_queue}")
+        self.name = name
+        self._handle = handle
+        self._queue: queue.Queue[T | _End] = queue.Queue(max_queue)
+        self._error: BaseException | None = None
+        self._reported = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first exception ``handle`` raised, or None."""
+        return self._error
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _End):
+                return
+            if self._error is not None:
+                continue  # keep draining so the caller never blocks
+            try:
+                self._handle(item)
+            except BaseException as exc:  # reaches the caller through raise_error()
+                self._error = exc
+
+    def put(self, item: T, *, block: bool = True) -> bool:
+        """Queue ``item``; True if queued. ``block=False`` returns False when the queue is
+        full. Raises ``ValueError`` after :meth:`close`."""
+        if self._closed:
+            raise ValueError(f"{self.name}: closed")
+        if block:
+            self._queue.put(item)
+            return True
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
+
+    def raise_error(self) -> None:
+        """Raise the thread's error, if any and not raised here before."""
+        if self._error is not None and not self._reported:
+            self._reported = True  # the error stays set: the thread keeps dropping items
+            raise self._error
+
+    def close(self, *, drop: bool = False) -> None:
+        """Handle everything queued (``drop=True``: drop it) and stop the thread; harmless to
+        call again. Does not raise the thread's error (see :meth:`raise_error`)."""
+        if self._closed:
+            return
+        self._closed = True
+        if drop:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+        self._queue.put(_END)
+        self._thread.join()
+
+    def __enter__(self) -> Worker[T]:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(drop=exc_type is not None)

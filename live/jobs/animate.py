@@ -28,10 +28,9 @@ face at all, a portrait with no face, or any bad input raises a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError, WeightsError
-from live.packets import FaceCrop, Frame, Tracked, check_rgb
+from live.engines.base import EngineOptions, check_engine_options
+from live.packets import FaceCrop, Tracked, check_rgb
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,19 @@ class AnimateConfig:
     """FOMM checkpoint (``vox-cpk.pdparams``); default: the fetched one, if any."""
     model_dir: Path | None = None
     """A FOMM model directory written by ``mimicam export`` (instead of ``weights``)."""
-    backend: str = "auto"
-    """FOMM runtime backend (see ``mimicam export``); ignored by mesh."""
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    """The engines' options (``[engine.mesh]`` / ``[engine.fomm]`` of ``--config``, then the
+    engine flags). A mesh ``size`` left unset is 256 or 512 by the faces' size in the picture.
+    The four shorthands below, when given, are set in it (:meth:`EngineOptions.apply`)."""
+    backend: str | None = None
+    """Shorthand: FOMM runtime backend (``[engine.fomm] backend``; see ``mimicam export``)."""
     image_size: int | None = None
-    """Engine crop size, 256 or 512 (default: the engine's own: fomm 256, mesh 512)."""
-    relative: bool = True
-    """Relative keypoint motion from the neutral driving frame (False: absolute, fomm only)."""
+    """Shorthand: 256 or 512, the FOMM model's size and the mesh engine's crop size."""
+    relative: bool | None = None
+    """Shorthand: relative keypoint motion from the neutral driving frame (False: absolute,
+    fomm only; ``[engine.fomm] relative``)."""
     adapt_scale: bool | None = None
-    """Scale the motion by the faces' size ratio (None: the engine's default)."""
+    """Shorthand: scale the motion by the faces' size ratio (both engines' ``adapt_scale``)."""
     multi_face: bool = False
     """Animate every face of the source image (else the largest one)."""
     ratio: float = 0.4
@@ -136,7 +141,10 @@ class AnimateConfig:
         if not 0.0 <= self.feather <= 0.25:
             raise InputError("feather out of range", expected="0 .. 0.25 of the crop side",
                              got=repr(self.feather))
-        if self.best_frame and not self.relative:
+        object.__setattr__(self, "engine_options", self.engine_options.apply(
+            image_size=self.image_size, adapt_scale=self.adapt_scale, relative=self.relative,
+            backend=self.backend))
+        if self.best_frame and not self.engine_options.fomm.relative:
             raise InputError("--best-frame needs relative motion",
                              expected="--relative (the default) with --best-frame",
                              got="--absolute")
@@ -196,10 +204,22 @@ class AnimateReport:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """The engine :func:`resolve_engine` chose and the keyword options to create it with."""
+    """The engine :func:`resolve_engine` chose, its options and the FOMM model's location."""
 
     name: str
-    options: dict[str, Any]
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    weights: Path | None = None
+    model_dir: Path | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The chosen engine's options that differ from its defaults, and its weights."""
+        options = self.engine_options.changes(self.name)
+        if self.model_dir is not None:
+            options["model_dir"] = self.model_dir
+        elif self.weights is not None:
+            options["weights"] = self.weights
+        return options
 
 
 def resolve_engine(config: AnimateConfig) -> EngineSpec:
@@ -218,7 +238,7 @@ def resolve_engine(config: AnimateConfig) -> EngineSpec:
     if name in ("auto", "fomm") and weights is None and model_dir is None:
         from model_export.weights import find_weights
 
-        weights = find_weights(config.image_size or 256)
+        weights = find_weights(config.engine_options.fomm.image_size)
     if name == "auto":
         if weights is not None or model_dir is not None:
             name = "fomm"
@@ -231,27 +251,10 @@ def resolve_engine(config: AnimateConfig) -> EngineSpec:
             raise WeightsError(
                 "the fomm engine needs weights; expected --weights PATH (vox-cpk.pdparams) or "
                 "weights fetched with 'mimicam weights fetch', got none (or use --engine mesh)")
-        options: dict[str, Any] = {"backend": config.backend, "relative": config.relative}
-        if model_dir is not None:
-            options["model_dir"] = model_dir
-        else:
-            options["weights"] = weights
-        if config.image_size is not None:
-            options["image_size"] = config.image_size
-        if config.adapt_scale is not None:
-            options["adapt_scale"] = config.adapt_scale
-        return EngineSpec("fomm", options)
-    if not config.relative:
-        raise InputError("absolute motion needs the fomm engine",
-                         expected="--relative with the mesh engine (it always moves the "
-                         "portrait relative to the neutral pose), or --engine fomm",
-                         got="--absolute")
-    options = {}
-    if config.image_size is not None:
-        options["size"] = config.image_size
-    if config.adapt_scale is not None:
-        options["adapt_scale"] = config.adapt_scale
-    return EngineSpec("mesh", options)
+        return EngineSpec("fomm", config.engine_options,
+                          weights=weights if model_dir is None else None, model_dir=model_dir)
+    check_engine_options("mesh", config.engine_options)  # e.g. absolute motion
+    return EngineSpec("mesh", config.engine_options)
 
 
 # --------------------------------------------------------------------------------- portrait
@@ -352,7 +355,8 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
     """Cut one portrait face's crop (``crop_size`` px) and build its paste mask: the whole
     crop with a soft edge for a single face; with ``multi_face`` a soft disc of radius
     ``ratio`` crop sides (the crop side before any growth) around the face centre."""
-    from live.face.tracking import crop_square, square_box
+    from live.face.tracking import square_box
+    from live.geometry import apply_affine, crop_square
 
     face_center, face_size = square_box(landmarks, scale=1.0)
     center, side = face_crop_square(landmarks, layout)
@@ -360,7 +364,7 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
     if layout.multi_face:
         scale = crop_size / side
         radius = layout.ratio * layout.crop_scale * face_size * scale
-        disc_center = (face_center - center) * scale + (crop_size - 1) / 2.0
+        disc_center = apply_affine(face_center[None], crop.frame_to_crop())[0]
         mask = disc_mask(crop_size, disc_center, radius)
     else:
         mask = box_mask(crop_size, feather=layout.feather)
@@ -468,10 +472,6 @@ def _total(frame_count: int | None, max_frames: int | None) -> int | None:
     return min(frame_count, max_frames)
 
 
-def _frame_time(frame: Frame, fps: float) -> float:
-    return frame.pts if frame.pts is not None else frame.index / fps
-
-
 def _driving_tracker(config: AnimateConfig, crop_size: int) -> Any:
     from live.face.tracking import FaceTracker
 
@@ -534,52 +534,34 @@ def find_first_face(config: AnimateConfig, crop_size: int) -> int:
 
 
 class _Encoder:
-    """Feeds a :class:`~live.io.video.VideoWriter` from its own thread through a bounded queue,
-    so H.264 encoding overlaps tracking and animation (back-pressure, nothing dropped). An
-    error on the thread is raised in the caller at the next :meth:`write` or at exit."""
-
-    _END = object()
+    """Feeds a :class:`~live.io.video.VideoWriter` from its own thread (a
+    :class:`~live.io.threads.Worker`) through a bounded queue, so H.264 encoding overlaps
+    tracking and animation (back-pressure, nothing dropped). An error on the thread is raised
+    in the caller at the next :meth:`write` or at exit."""
 
     def __init__(self, writer: Any, timer: _Timer | None = None, max_queue: int = 4) -> None:
+        from live.io.threads import Worker
+
         self.writer = writer
         self.timer = timer
-        self._queue: queue.Queue[Any] = queue.Queue(max_queue)
-        self._error: BaseException | None = None
-        self._reported = False
-        self._thread = threading.Thread(target=self._loop, name="animate-encode", daemon=True)
-        self._thread.start()
+        self._worker: Worker[np.ndarray] = Worker(self._encode, max_queue=max_queue,
+                                                  name="animate-encode")
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if self._error is not None:
-                continue  # keep draining so the producer never blocks
-            try:
-                t0 = time.perf_counter()
-                self.writer.write(item)
-                if self.timer is not None:
-                    self.timer.add("encode", t0)
-            except BaseException as exc:
-                self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None and not self._reported:
-            self._reported = True  # the error stays set: the thread keeps dropping frames
-            raise self._error
+    def _encode(self, image: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self.writer.write(image)
+        if self.timer is not None:
+            self.timer.add("encode", t0)
 
     def write(self, image: np.ndarray) -> None:
-        self._raise()
-        self._queue.put(image.copy())
+        self._worker.raise_error()
+        self._worker.put(image.copy())
 
     def close(self) -> None:
         """Wait until everything queued is encoded; raises the thread's error, if any.
         Harmless to call again."""
-        if self._thread.is_alive():
-            self._queue.put(self._END)
-            self._thread.join()
-        self._raise()
+        self._worker.close()
+        self._worker.raise_error()
 
     def __enter__(self) -> _Encoder:
         return self
@@ -588,13 +570,7 @@ class _Encoder:
         if exc_type is None:
             self.close()
             return
-        # stop quickly: drop what is queued
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        if self._thread.is_alive():
-            self._queue.put(self._END)
-            self._thread.join()
+        self._worker.close(drop=True)  # stop quickly: drop what is queued
 
 
 def _audio_source(config: AnimateConfig, has_audio: bool) -> Path | None:
@@ -660,15 +636,16 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     layout = CropLayout.of(config)
     landmarks = find_portrait_faces(source, multi_face=config.multi_face,
                                     max_faces=config.max_faces, path=config.source_image)
-    if spec.name == "mesh" and config.image_size is None:
-        spec = EngineSpec(spec.name, {**spec.options,
-                                      "size": auto_mesh_size(landmarks, layout)})
+    if spec.name == "mesh" and spec.engine_options.mesh.size is None:
+        spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(
+            crop_size=auto_mesh_size(landmarks, layout)))
 
     with contextlib.ExitStack() as stack:
         log.info("engine %s %s", spec.name,
                  ", ".join(f"{k}={v}" for k, v in spec.options.items()))
         try:
-            engine = create_engine(spec.name, **spec.options)
+            engine = create_engine(spec.name, spec.engine_options, weights=spec.weights,
+                                   model_dir=spec.model_dir)
         except TypeError as exc:  # an option this engine version does not know
             raise MimicamError(f"cannot create the {spec.name} engine: {exc}") from exc
         stack.callback(engine.close)
@@ -717,7 +694,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             if face is None:
                 lost += 1
             t1 = time.perf_counter()
-            crops = animator.process(face, _frame_time(tracked.frame, info.fps))
+            crops = animator.process(face, tracked.frame.time(info.fps))
             t2 = timer.add("animate", t1)
             picture = paster.process(crops)
             timer.add("paste", t2)

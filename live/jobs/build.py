@@ -56,13 +56,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
                          got="nothing")
     paths = portrait_paths(cfg.portrait)
     with ExitStack() as stack:
-        options: dict[str, Any] = {}
-        if cfg.crop_size is not None:
-            options["size"] = cfg.crop_size
-        if cfg.weights is not None:
-            # a checkpoint file, or a model directory written by 'mimicam export'
-            options["model_dir" if cfg.weights.is_dir() else "weights"] = cfg.weights
-        engine = create_engine(cfg.engine, **options)
+        # weights: a checkpoint file, or a model directory written by 'mimicam export'
+        engine = create_engine(cfg.engine, cfg.engine_options, weights=cfg.weights)
         stack.callback(engine.close)
         library = PortraitLibrary(paths, engine, output_size=cfg.output_size,
                                   crop_scale=cfg.crop_scale, feather=cfg.feather,

@@ -14,10 +14,10 @@ complete), with a progress bar and, when a display is available, a preview windo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from calibrate.errors import InputError, NoFaceError
+from live.engines.base import EngineOptions
 from live.packets import FaceCrop
+
+if TYPE_CHECKING:
+    from live.io.sinks import PreviewSink
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ BUILTIN_PORTRAIT = "the built-in portrait (scikit-image's astronaut photo)"
 PORTRAIT_CROP_SCALE = 2.0
 PORTRAIT_CROP_SHIFT_Y = -0.08
 DRIVING_CROP_SIZE = 256
+PREVIEW_TITLE = "mimicam demo"
+_MAX_PORTRAIT_FACES = 20  # faces counted in a portrait to tell the user how many it shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +94,20 @@ def portrait_face_crop(image: np.ndarray, *, size: int, name: str | Path) -> Fac
     """The square crop (``size`` px) around the one face of a portrait, with its face-mesh
     landmarks in crop pixels.
 
-    Raises :class:`NoFaceError` when no face is found and :class:`InputError` when several
-    are (the demo animates one face).
+    The face search is :func:`live.face.portraits.find_faces` (the one face finder). Raises
+    :class:`NoFaceError` when no face is found and :class:`InputError` when several are (the
+    demo animates one face).
     """
-    from live.face.tracking import crop_square, detect_faces, face_landmarks, square_box
+    from live.face.portraits import find_faces
+    from live.face.tracking import face_landmarks, square_box
+    from live.geometry import crop_square
 
-    faces = detect_faces(image)
-    path = name if isinstance(name, Path) else None
-    label = None if path is not None else str(name)
-
-    def where(msg: str) -> str:
-        return msg if label is None else f"{label}: {msg}"
-
-    if not faces:
-        raise NoFaceError(where("no face found in the portrait"), path=path,
-                          expected="a photo or painting with one clearly visible face",
-                          got="no face")
+    faces = find_faces(image, max_faces=_MAX_PORTRAIT_FACES, path=name, what="portrait")
     if len(faces) > 1:
-        raise InputError(where(f"found {len(faces)} faces in the portrait; the demo animates "
-                               "one (use `mimicam animate --multi-face` for group pictures)"),
-                         path=path, expected="one face", got=f"{len(faces)} faces")
-    landmarks = face_landmarks(image, box=faces[0])
-    if landmarks is None:
-        raise NoFaceError(where("the face in the portrait is too unclear for landmarks"),
-                          path=path, expected="a clearly visible face",
-                          got="a detection without face-mesh landmarks")
+        raise InputError(f"found {len(faces)} faces in the portrait; the demo animates one "
+                         "(use `mimicam animate --multi-face` for group pictures)",
+                         path=name, expected="one face", got=f"{len(faces)} faces")
+    (landmarks,) = faces
     center, side = square_box(landmarks, scale=PORTRAIT_CROP_SCALE,
                               shift_y=PORTRAIT_CROP_SHIFT_Y)
     crop = crop_square(image, center, side, size, landmarks=landmarks)
@@ -128,73 +123,39 @@ def portrait_face_crop(image: np.ndarray, *, size: int, name: str | Path) -> Fac
 # ------------------------------------------------------------------------------- preview
 
 
-def display_available() -> bool:
-    """True when a desktop session is announced (X11/Wayland variables on Linux)."""
-    if sys.platform.startswith("linux") or "bsd" in sys.platform:
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+def _open_preview(preview: bool | None) -> PreviewSink | None:
+    """The preview window (:class:`~live.io.sinks.PreviewSink`, the one ``mimicam live``
+    shows) when ``preview`` asks for it (None: when a display is available) and OpenCV can
+    open one here; else None, with a warning saying why."""
+    from live.io.sinks import PreviewSink, SinkUnavailable, display_available, preview_works
 
-
-_PREVIEW_PROBE = (
-    "import cv2, numpy as np\n"
-    "cv2.namedWindow('mimicam-probe', cv2.WINDOW_AUTOSIZE)\n"
-    "cv2.imshow('mimicam-probe', np.zeros((8, 8, 3), np.uint8))\n"
-    "cv2.waitKey(1)\n"
-    "cv2.destroyAllWindows()\n"
-)
-
-
-def preview_works(timeout: float = 15.0) -> tuple[bool, str]:
-    """Whether OpenCV can open a window here, and why not.
-
-    OpenCV's Qt backend aborts the whole process (it cannot be caught) when the display in
-    ``DISPLAY`` is unreachable, so the check opens a window in a child process first.
-    """
-    if not display_available():
-        return False, "no display (DISPLAY / WAYLAND_DISPLAY not set)"
-    import subprocess
-
+    if preview is False or (preview is None and not display_available()):
+        return None
+    works, why = preview_works()
+    if not works:
+        log.warning("no preview window: %s", why)
+        return None
     try:
-        done = subprocess.run([sys.executable, "-c", _PREVIEW_PROBE], capture_output=True,
-                              text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"could not test the display: {exc}"
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-        return False, lines[0] if lines else f"test window failed (exit {done.returncode})"
-    return True, ""
+        return PreviewSink(PREVIEW_TITLE)
+    except SinkUnavailable as exc:
+        log.warning("no preview window: %s", exc)
+        return None
 
 
-class _Preview:
-    """A cv2.imshow window that turns itself off (with a warning) if it fails."""
-
-    TITLE = "mimicam demo"
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def show(self, rgb: np.ndarray) -> None:
-        if not self.enabled:
-            return
-        try:
-            import cv2
-
-            cv2.imshow(self.TITLE, rgb[..., ::-1])
-            cv2.waitKey(1)
-        except Exception as exc:  # no GUI backend, display gone, ...
-            log.warning("preview disabled: %s", exc)
-            self.enabled = False
-
-    def close(self) -> None:
-        if self.enabled:
-            try:
-                import cv2
-
-                cv2.destroyWindow(self.TITLE)
-                cv2.waitKey(1)
-            except Exception:
-                log.debug("closing the preview failed", exc_info=True)
-            self.enabled = False
+def _show(preview: PreviewSink | None, image: np.ndarray) -> PreviewSink | None:
+    """Show ``image`` in ``preview``; returns the window, or None once it failed (it is then
+    closed, with a warning, and not used again)."""
+    if preview is None:
+        return None
+    try:
+        preview.send(image, time.perf_counter())
+        preview.poll_key()
+    except Exception as exc:  # no GUI backend, display gone, ...
+        log.warning("preview disabled: %s", exc)
+        with contextlib.suppress(Exception):
+            preview.close()
+        return None
+    return preview
 
 
 # ------------------------------------------------------------------------------- the run
@@ -210,6 +171,7 @@ def run_demo(
     preview: bool | None = None,
     show_progress: bool | None = None,
     engine: str = "mesh",
+    options: EngineOptions | None = None,
 ) -> DemoResult:
     """Animate ``portrait`` (default: the built-in photo) and write ``output``.
 
@@ -218,6 +180,10 @@ def run_demo(
     video drives the portrait at the video's frame rate, with its audio; ``seconds`` then
     limits how much of the video is used. ``preview=None`` shows a window only when a display
     is available; ``show_progress=None`` shows the bar only on a terminal.
+
+    ``options`` are the engines' options (``[engine.mesh]`` of ``--config``, the engine flags);
+    the engine animates crops of ``size`` pixels unless they set its ``size`` (the frames are
+    then resized to ``size``).
     """
     from live.engines import create_engine
     from live.io.video import VideoWriter, probe_video
@@ -243,7 +209,7 @@ def run_demo(
         audio_from = None
 
     t0 = time.perf_counter()
-    show = _Preview(_want_preview(preview))
+    show = _open_preview(preview)
     frames = 0
     lost = 0
     with VideoWriter(out_path, fps=fps, size=(size, size), audio_from=audio_from) as writer:
@@ -256,9 +222,10 @@ def run_demo(
             image = load_image(portrait)
             crop = portrait_face_crop(image, size=size, name=Path(portrait))
         assert crop.landmarks is not None
-        # The mesh engine's warp grid (256 by default) may not exceed its size.
-        options = {"grid": size} if engine == "mesh" and size < 256 else {}
-        animator = create_engine(engine, size=size, **options)
+        engine_options = options or EngineOptions()
+        if engine_options.of(engine).size is None:  # the engine's crop: the output size
+            engine_options = engine_options.apply(crop_size=size)
+        animator = create_engine(engine, engine_options)
         try:
             animator.set_portrait(animator.prepare(crop.image))
             if driving_path is None:
@@ -277,7 +244,8 @@ def run_demo(
                                       got=f"no face in all {frames} frames")
         finally:
             animator.close()
-            show.close()
+            if show is not None:
+                show.close()
         if frames == 0:
             raise InputError("nothing to animate", path=driving_path,
                              expected="at least one frame", got="0 frames")
@@ -290,21 +258,12 @@ def run_demo(
     return result
 
 
-def _want_preview(preview: bool | None) -> bool:
-    if preview is False or (preview is None and not display_available()):
-        return False
-    works, why = preview_works()
-    if not works:
-        log.warning("no preview window: %s", why)
-    return works
-
-
 def _disable(show_progress: bool | None) -> bool | None:
     return None if show_progress is None else not show_progress
 
 
 def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, animator: Any,
-            writer: Any, show: _Preview, disable: bool | None) -> tuple[int, int]:
+            writer: Any, show: PreviewSink | None, disable: bool | None) -> tuple[int, int]:
     """Animate, write and show a frame for every ``(driving face or None, time)``, with a
     progress bar; returns (frames, frames without a face)."""
     from live.io.video import progress
@@ -315,14 +274,24 @@ def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, a
         for face, t in faces:
             if face is None:
                 lost += 1
-            out = animator.process(face, t)
+            out = _resized(animator.process(face, t), writer.size)
             writer.write(out)
-            show.show(out)
+            show = _show(show, out)
             frames += 1
             bar.update(1)
     finally:
         bar.close()
     return frames, lost
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size`` (w, h): the engine's crop size may differ from the output's."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    import cv2
+
+    interp = cv2.INTER_AREA if image.shape[1] > size[0] else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(image, tuple(size), interpolation=interp))
 
 
 def _scripted(motion: Iterable[FaceCrop], animator: Any) -> Iterator[tuple[FaceCrop, float]]:
@@ -333,8 +302,9 @@ def _scripted(motion: Iterable[FaceCrop], animator: Any) -> Iterator[tuple[FaceC
         yield face, face.frame_index / SCRIPTED_FPS
 
 
-def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any, show: _Preview,
-                      limit: int | None, disable: bool | None) -> tuple[int, int]:
+def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any,
+                      show: PreviewSink | None, limit: int | None, disable: bool | None
+                      ) -> tuple[int, int]:
     """Track the face in the frames of ``path`` (the first ``limit`` of them, or all) and
     animate with it; returns (frames, frames without a face)."""
     from live.face.tracking import FaceTracker
@@ -342,7 +312,6 @@ def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any, show: _
 
     total = info.frame_count if limit is None else min(limit, info.frame_count or limit)
     with VideoReader(path) as reader, FaceTracker(crop_size=DRIVING_CROP_SIZE) as tracker:
-        faces = ((tracker.process(frame).face,
-                  frame.pts if frame.pts is not None else frame.index / info.fps)
+        faces = ((tracker.process(frame).face, frame.time(info.fps))
                  for frame in itertools.islice(reader, limit))
         return _render(faces, total, animator, writer, show, disable)

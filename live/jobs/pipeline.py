@@ -33,11 +33,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from calibrate.neutral import NeutralPoseDetector, pose_distance
-from live.compose import letterbox
 from live.config import LiveConfig
 from live.engines.base import Engine
 from live.face.portraits import PortraitLibrary, PreparedPortrait
-from live.face.tracking import transform_points
+from live.geometry import letterbox, transform_points
 from live.io.capture import FrameSlot, FrameSource
 from live.io.hotkeys import Action, Command, GlobalHotkeys, KeyHandler
 from live.io.overlay import (
@@ -353,7 +352,7 @@ class LivePipeline:
         stats = self.stats
         stats.count("frames_in")
         frame, face = tracked.frame, tracked.face
-        t = frame.pts if frame.pts is not None else frame.t_capture
+        t = frame.time()  # video time, else the capture clock
         out: np.ndarray
         if self.frozen and self._frozen_frame is not None:
             out = self._frozen_frame

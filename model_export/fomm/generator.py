@@ -90,6 +90,18 @@ class OcclusionAwareGenerator(nn.Layer):
         return F.grid_sample(inp, deformation, mode="bilinear", padding_mode="zeros",
                              align_corners=True)
 
+    def feature_occlusion(self, occlusion: paddle.Tensor, size: list[int]) -> paddle.Tensor:
+        """The occlusion map [B, 1, h, w] as it multiplies the warped features of spatial
+        ``size`` [h', w']: resized to it (bilinear) when it differs and, in inference mode,
+        forced to 1.0 on the border frame (PaddleGAN's border handling)."""
+        if tuple(size) != tuple(occlusion.shape[2:]):
+            occlusion = F.interpolate(occlusion, size=size, mode="bilinear", align_corners=False)
+        if self.inference:
+            h, w = occlusion.shape[2:]
+            inner = box_mask(h, w, INFERENCE_BORDER, occlusion.dtype)
+            occlusion = occlusion * inner + (1 - inner)
+        return occlusion
+
     def forward(self, source_image: paddle.Tensor, kp_driving: dict[str, paddle.Tensor],
                 kp_source: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         out = self.first(source_image)
@@ -106,20 +118,12 @@ class OcclusionAwareGenerator(nn.Layer):
 
         occlusion = motion.get("occlusion_map")
         if occlusion is not None:
-            returned = occlusion
-            if tuple(out.shape[2:]) != tuple(occlusion.shape[2:]):
-                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear",
-                                          align_corners=False)
-            if self.inference:
-                # PaddleGAN writes 1.0 into the border in place, so the map it returns shows
-                # the border too (unless it had to be resized to the feature size first).
-                h, w = occlusion.shape[2:]
-                inner = box_mask(h, w, INFERENCE_BORDER, occlusion.dtype)
-                occlusion = occlusion * inner + (1 - inner)
-                if returned.shape == occlusion.shape:
-                    returned = occlusion
-            result["occlusion_map"] = returned
-            out = out * occlusion
+            used = self.feature_occlusion(occlusion, out.shape[2:])
+            # PaddleGAN writes 1.0 into the border in place, so the map it returns shows the
+            # border too (unless it had to be resized to the feature size first).
+            same = self.inference and used.shape == occlusion.shape
+            result["occlusion_map"] = used if same else occlusion
+            out = out * used
 
         result["deformed"] = self.deform_input(source_image, deformation)
 

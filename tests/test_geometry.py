@@ -1,0 +1,67 @@
+"""live.geometry (affines, point transforms, MediaPipe pixels) and Frame.time, the one rule for
+a frame's time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from live.geometry import (
+    apply_affine,
+    compose_affine,
+    covered_region,
+    crop_square,
+    invert_affine,
+    letterbox_transform,
+    normalized_to_pixels,
+    transform_points,
+)
+from live.packets import Frame
+
+
+def test_affines_compose_and_invert() -> None:
+    a = np.array([[2.0, 0.0, 5.0], [0.0, 2.0, -3.0]])
+    b = np.array([[0.5, 0.0, 1.0], [0.0, 0.5, 2.0]])
+    pts = np.array([[0.0, 0.0], [10.0, 4.0]])
+    np.testing.assert_allclose(apply_affine(pts, compose_affine(a, b)),
+                               apply_affine(apply_affine(pts, b), a))
+    np.testing.assert_allclose(apply_affine(apply_affine(pts, a), invert_affine(a)), pts,
+                               atol=1e-12)
+    # z follows the affine's scale
+    moved = transform_points(np.array([[1.0, 2.0, 3.0]]), a)
+    np.testing.assert_allclose(moved, [[7.0, 1.0, 6.0]])
+    assert moved.dtype == np.float32
+
+
+def test_crop_landmarks_and_frame_to_crop_agree() -> None:
+    image = np.zeros((200, 300, 3), np.uint8)
+    lm = np.array([[120.0, 80.0, 4.0], [160.0, 110.0, -2.0]])
+    fc = crop_square(image, (140.0, 95.0), 90.0, 64, landmarks=lm)
+    assert fc.landmarks is not None
+    np.testing.assert_allclose(fc.landmarks[:, :2], apply_affine(lm, fc.frame_to_crop()),
+                               rtol=1e-6)
+    np.testing.assert_allclose(transform_points(fc.landmarks, fc.crop_to_frame), lm,
+                               atol=1e-3)
+
+
+def test_mediapipe_points_to_pixels_keep_their_dtype() -> None:
+    mesh = np.array([[0.5, 0.25, 0.1]], np.float32)
+    px = normalized_to_pixels(mesh, 200, 100)
+    assert px.dtype == np.float32
+    np.testing.assert_allclose(px, [[99.5, 24.5, 20.0]])
+    np.testing.assert_allclose(normalized_to_pixels(np.array([[0.0, 1.0]]), 10, 20),
+                               [[-0.5, 19.5]])
+    assert normalized_to_pixels(np.zeros((0, 2)), 10, 10).shape == (0, 2)
+
+
+def test_covered_region_of_a_letterboxed_picture() -> None:
+    m = letterbox_transform((100, 50), (200, 200))  # 200x100, bars above and below
+    assert covered_region(m, 100, 50, 200, 200) == (0, 49, 200, 151)
+    assert covered_region(np.array([[1.0, 0, 500], [0, 1.0, 0]]), 10, 10, 200, 200) is None
+
+
+def test_frame_time_is_pts_else_index_over_fps_else_capture_clock() -> None:
+    image = np.zeros((2, 2, 3), np.uint8)
+    assert Frame(image, 12, t_capture=7.5, pts=0.25).time(30.0) == 0.25
+    assert Frame(image, 12, t_capture=7.5).time(24.0) == pytest.approx(0.5)
+    assert Frame(image, 12, t_capture=7.5).time() == 7.5

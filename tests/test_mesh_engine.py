@@ -248,7 +248,8 @@ def test_mouth_open_changes_the_mouth_darkly_and_leaves_the_background(prepared)
     out = engine.render(portrait, p, moved)
     mouth = _box(p, lm.LIPS_OUTER, 10)
     assert _diff(out[mouth], portrait.image[mouth]) > 10.0
-    # The opening is painted dark, darker than the lips around it.
+    # The opening shows an interior (throat, with this portrait's own teeth moved rigidly under
+    # the upper lip), darker on the whole than the lips around it.
     opening = portrait_motion(p, p, moved).points[list(lm.LIPS_INNER), :2]
     import cv2
 
@@ -258,7 +259,7 @@ def test_mouth_open_changes_the_mouth_darkly_and_leaves_the_background(prepared)
     assert mask.sum() > 200
     lips = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillPoly(lips, [np.round(p[list(lm.LIPS_OUTER), :2]).astype(np.int32)], (1,))
-    assert out[mask].mean() < 0.6 * portrait.image[lips.astype(bool)].mean()
+    assert out[mask].mean() < 0.75 * portrait.image[lips.astype(bool)].mean()
     far = _far_from_face(p)
     assert np.array_equal(out[far], portrait.image[far])
 

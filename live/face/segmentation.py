@@ -86,9 +86,9 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     returned unchanged."""
     img = check_rgb(image, "image")
     h, w = img.shape[:2]
-    hole = (matte > 0.1).astype(np.uint8)
     k = max(3, 2 * round(grow * max(h, w)) + 1)
-    hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    hole = np.asarray(cv2.dilate((matte > 0.1).astype(np.uint8),
+                                 cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
     if not hole.any():
         return img.copy()
     scale = min(1.0, work_side / max(h, w))
@@ -96,14 +96,7 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole, (sw, sh), interpolation=cv2.INTER_NEAREST)
     small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
-    if small_hole.all():  # nothing to fill from: a flat mean colour of the border
-        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]).astype(np.float32)
-        filled_small = np.empty_like(small)
-        filled_small[...] = np.clip(border.mean(axis=0) + 0.5, 0, 255).astype(np.uint8)
-    else:
-        filled_small = cv2.inpaint(small, small_hole * 255, max(3, round(0.03 * sw)),
-                                   cv2.INPAINT_TELEA)
-        filled_small = cv2.GaussianBlur(filled_small, (0, 0), max(1.0, 0.01 * sw))
+    filled_small = fill_holes(small, small_hole == 0)
     filled = cv2.resize(filled_small, (w, h), interpolation=cv2.INTER_CUBIC)
     # No seam at the hole's edge: the fill fades in over a few pixels inside the hole.
     ramp = max(2.0, 0.01 * max(h, w))
@@ -111,6 +104,30 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     out = cv2.blendLinear(filled, img, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)
+
+
+def fill_holes(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill the pixels of ``image`` (RGB uint8) where ``valid`` is False from the valid ones
+    around them, smoothly (a pull-push pyramid: averages of the valid pixels at coarser and
+    coarser levels fill the finer levels' gaps). No valid pixel at all: mid grey."""
+    w = valid.astype(np.float32)
+    if not w.any():
+        return np.full_like(image, 128)
+    levels: list[tuple[np.ndarray, np.ndarray]] = []
+    cur_i: np.ndarray = image.astype(np.float32) * w[..., None]
+    cur_w: np.ndarray = w
+    while min(cur_w.shape[:2]) > 2:
+        levels.append((cur_i, cur_w))
+        cur_i, cur_w = cv2.pyrDown(cur_i), cv2.pyrDown(cur_w)
+    filled = (cur_i.reshape(-1, 3).sum(0) / max(float(cur_w.sum()), 1e-6)).astype(np.float32)
+    filled = np.broadcast_to(filled, cur_i.shape).copy()
+    for level_i, level_w in reversed(levels):
+        h, w_ = level_w.shape[:2]
+        up = cv2.pyrUp(filled, dstsize=(w_, h))
+        conf = np.clip(level_w * 4.0, 0.0, 1.0)[..., None]
+        own = level_i / np.maximum(level_w, 1e-6)[..., None]
+        filled = own * conf + up * (1.0 - conf)
+    return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
-from calibrate.hold import PoseHold, hold_option_checks, max_abs_distance
+from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live.engines.mesh.motion import (
     MotionOptions,
@@ -38,7 +37,7 @@ from live.engines.mesh.motion import (
     portrait_motion,
     ring_motion,
 )
-from live.engines.mesh.mouth import MouthStyle, fill_mouth, mouth_style
+from live.engines.mesh.mouth import MouthStyle, mouth_style, render_mouth
 from live.engines.mesh.topology import (
     N_MESH,
     MeshLayout,
@@ -47,6 +46,7 @@ from live.engines.mesh.topology import (
     triangle_areas,
 )
 from live.engines.mesh.warp import PiecewiseAffineWarp, composite_head, triangle_affines
+from live.engines.options import MeshOptions, with_overrides
 from live.face.segmentation import PortraitLayers, prepare_layers
 from live.packets import FaceCrop, check_rgb
 
@@ -55,68 +55,14 @@ log = logging.getLogger(__name__)
 _CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
 
 
-@dataclass(frozen=True)
-class MeshEngineConfig:
-    """Options of the mesh engine (the one set of defaults; TOML table ``[engine.mesh]``)."""
+MeshEngineConfig = MeshOptions
+"""Older name of :class:`~live.engines.options.MeshOptions` (the ``[engine.mesh]`` table)."""
 
-    size: int = 512
-    """Side of the portrait crop the engine animates and returns, in pixels."""
-    adapt_scale: bool = True
-    """Scale the motion by the faces' size ratio (else by the crops' pixel ratio)."""
-    smoothing: bool = True
-    """One Euro filter on the driving landmarks (against jitter)."""
-    min_cutoff: float = 3.0
-    """One Euro cutoff (Hz) of a still face: lower is steadier but lags more."""
-    beta: float = 6.0
-    """One Euro speed coefficient (per inter-ocular distance per second): higher lags less."""
-    d_cutoff: float = 1.0
-    """One Euro cutoff (Hz) of the speed estimate."""
-    lip_gain: float = 1.0
-    """Gain on lip motion."""
-    gaze_gain: float = 1.0
-    """Gain on iris motion within the eye."""
-    blink_close_at: float = 0.2
-    """Driving eye-opening ratio at which the portrait's eye is fully closed."""
-    max_eye_open: float = 1.6
-    """Largest eye-opening ratio passed on."""
-    outline_follow: float = 0.6
-    """How much of the face outline's own motion the rings around the face take."""
-    mouth_fill: bool = True
-    """Paint a mouth interior where a closed mouth opens."""
-    head_layer: bool = True
-    """Segment the portrait once and warp only the person over a still background plate."""
-    grid: int = 256
-    """Side of the triangle-index grid of the warp (smaller is faster and coarser)."""
-    hold_s: float = 0.4
-    """Face lost: seconds to hold the last pose before easing back to neutral."""
-    ease_half_life_s: float = 0.3
-    """Face lost: half-life (s) of the ease back to neutral."""
-    recover_half_life_s: float = 0.06
-    """Face back: half-life (s) of the ease from the shown pose to the face's."""
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.size >= 64, "size", ">= 64", self.size),
-            (16 <= self.grid <= self.size, "grid", f"16 .. size ({self.size})", self.grid),
-            (self.min_cutoff > 0, "min_cutoff", "> 0", self.min_cutoff),
-            (self.beta >= 0, "beta", ">= 0", self.beta),
-            (self.d_cutoff > 0, "d_cutoff", "> 0", self.d_cutoff),
-            (self.lip_gain >= 0, "lip_gain", ">= 0", self.lip_gain),
-            (self.gaze_gain >= 0, "gaze_gain", ">= 0", self.gaze_gain),
-            (0 <= self.blink_close_at < 1, "blink_close_at", "in [0, 1)", self.blink_close_at),
-            (self.max_eye_open >= 1, "max_eye_open", ">= 1", self.max_eye_open),
-            (0 <= self.outline_follow <= 1, "outline_follow", "in [0, 1]", self.outline_follow),
-            *hold_option_checks(self),
-        ]
-        for ok, name, expected, got in checks:
-            if not ok:
-                raise InputError(f"mesh engine option {name} is out of range",
-                                 expected=expected, got=repr(got))
-
-    def motion_options(self) -> MotionOptions:
-        return MotionOptions(lip_gain=self.lip_gain, gaze_gain=self.gaze_gain,
-                             blink_close_at=self.blink_close_at,
-                             max_eye_open=self.max_eye_open)
+def motion_options(options: MeshOptions) -> MotionOptions:
+    return MotionOptions(lip_gain=options.lip_gain, gaze_gain=options.gaze_gain,
+                         blink_close_at=options.blink_close_at,
+                         max_eye_open=options.max_eye_open)
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,31 +102,33 @@ def driving_points(face: FaceCrop, landmarks: np.ndarray) -> np.ndarray:
 class MeshEngine:
     """Weight-free engine: warps the portrait along the driving face's mesh motion.
 
-    ``MeshEngine(config=None, **overrides)``: options are the fields of
-    :class:`MeshEngineConfig`, e.g. ``MeshEngine(size=256, smoothing=False)``.
-    ``last_timings`` holds the stage times (ms) of the last :meth:`process` call.
+    ``MeshEngine(options=None, **overrides)``: ``options`` is a :class:`MeshOptions` (the
+    ``[engine.mesh]`` table), keyword overrides are its fields, e.g.
+    ``MeshEngine(size=256, smoothing=False)``. ``options`` (also ``config``) holds the options
+    in use; ``last_timings`` the stage times (ms) of the last :meth:`process` call.
     """
 
     name = "mesh"
 
-    def __init__(self, config: MeshEngineConfig | None = None, **overrides: Any) -> None:
-        base = config or MeshEngineConfig()
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(base)})
-        if unknown:
-            raise InputError(f"unknown mesh engine option(s) {', '.join(unknown)}",
-                             expected=", ".join(f.name for f in dataclasses.fields(base)))
-        self.config = dataclasses.replace(base, **overrides)
-        self.size = self.config.size
-        self._motion = self.config.motion_options()
-        self._warp = PiecewiseAffineWarp(self.size, grid=self.config.grid)
+    def __init__(self, options: MeshOptions | None = None, **overrides: Any) -> None:
+        self.options = with_overrides(options or MeshOptions(), overrides, "mesh")
+        self.size = self.options.crop_size
+        self._motion = motion_options(self.options)
+        self._warp = PiecewiseAffineWarp(self.size, grid=min(self.options.grid, self.size))
         self._portrait: MeshPortrait | None = None
         self._own_mesh: Any = None
         self._closed = False
+        self._driver: tuple[np.ndarray, np.ndarray] | None = None  # crop image, crop landmarks
         self.last_timings: dict[str, float] = {}
         self._hold: PoseHold[np.ndarray] = PoseHold.from_options(
-            self.config, converged=_CONVERGED_IOD, approach=exp_approach,
+            self.options, converged=_CONVERGED_IOD, approach=exp_approach,
             distance=max_abs_distance)
         self._reset_driving()
+
+    @property
+    def config(self) -> MeshOptions:
+        """Same as :attr:`options` (its older name)."""
+        return self.options
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -272,6 +220,7 @@ class MeshEngine:
         raw = np.asarray(raw)
         if raw.ndim != 2 or raw.shape[0] < lm.NUM_LANDMARKS or raw.shape[1] != 3:
             raise ValueError(f"driving landmarks: expected (468|478, 3), got {raw.shape}")
+        self._driver = (face.image, raw)
         return driving_points(face, raw)
 
     def calibrate(self, neutral: FaceCrop) -> None:
@@ -336,6 +285,7 @@ class MeshEngine:
                                "set_portrait(prepare(image)) before process()")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        self._driver = None
         pts = self._points(driving) if driving is not None else None
         if driving is not None and driving.landmarks is None:
             timings["landmarks"] = (time.perf_counter() - t0) * 1e3
@@ -344,14 +294,18 @@ class MeshEngine:
         if shown is None or self._neutral is None:
             self.last_timings = timings
             return portrait.image.copy()
-        out = self.render(portrait, self._neutral, shown, timings)
+        out = self.render(portrait, self._neutral, shown, timings,
+                          driver=self._driver if pts is not None else None)
         self.last_timings = timings
         return out
 
     def render(self, portrait: MeshPortrait, neutral: np.ndarray, current: np.ndarray,
-               timings: dict[str, float] | None = None) -> np.ndarray:
+               timings: dict[str, float] | None = None, *,
+               driver: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
-        applied, without smoothing or state. Stage times (ms) go into ``timings``."""
+        applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
+        in crop pixels (the mouth interior of ``mouth = "driver"``). Stage times (ms) go into
+        ``timings``."""
         clock = time.perf_counter
         t0 = clock()
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
@@ -382,9 +336,12 @@ class MeshEngine:
             composite_head(out, self._warp.remap(portrait.matte, source), layers.plate,
                            self._warp.remap(layers.plate, source))
         t4 = clock()
-        if self.config.mouth_fill:
-            inner = motion.points[list(lm.LIPS_INNER), :2]
-            fill_mouth(out, inner, portrait.mouth, affine_scale(motion.head) ** 2)
+        mode = self.config.mouth if self.config.mouth_fill else "off"
+        if mode != "off":
+            drv_image, drv_points = driver if driver is not None else (None, None)
+            render_mouth(out, motion.points, portrait.mouth, mode=mode,
+                         driver_image=drv_image, driver_points=drv_points,
+                         area_scale=affine_scale(motion.head) ** 2)
         t5 = clock()
         if timings is not None:
             timings.update(motion=(t1 - t0) * 1e3, raster=(t2 - t1) * 1e3,

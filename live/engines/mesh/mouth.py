@@ -1,21 +1,59 @@
-"""The mouth interior shown when the portrait's mouth opens further than it is open.
+"""The mouth interior shown where the portrait's mouth opens further than it is open.
 
-A closed mouth has no interior to warp: stretching the lip line would smear lip texture over
-the opening. Where the output mouth opening is larger than the portrait's own, it is painted
-with a dark interior whose colour comes from the portrait's lips (darkened: so a black-and-
-white photo gets a grey mouth, a painting its own hue), darkest at the middle and a little
-lighter at the lips. The part of the opening the portrait already shows (an open mouth with
-teeth) keeps the warped original: the paint's opacity is ``1 - own area / output area``.
+A mouth that opens has no interior to warp: the face mesh fans triangles over the opening,
+so a closed mouth smears lip texture over it and a smile with teeth stretches the teeth into
+a striped block. Instead the inside of the output's inner-lip polygon is painted, in one of
+two modes (:func:`render_mouth`):
+
+``"driver"`` (:func:`transplant_mouth`)
+    The driving face's own mouth interior (teeth, tongue, shadow) is carried into the
+    output's opening column by column: down each column its upper part keeps its distance
+    from the upper lip and its lower part from the lower lip, so the upper teeth hang from
+    the upper lip, the lower teeth ride on the lower lip and nothing stretches vertically.
+    Colours are matched to the portrait (:func:`match_colours`: saturation scaled to the
+    portrait's chroma level, a lightness gain, the portrait's colour cast as channel gains: a
+    black-and-white photo gets grey teeth, a painting its palette). A driving mouth that is
+    closed or not given falls back to ``"synthetic"``.
+``"synthetic"`` (:func:`synthetic_mouth`)
+    A dark throat in the portrait's own lip hue, darkest in the middle, with a tongue low in
+    a wide opening. A portrait that shows its teeth keeps them: its own interior, split at
+    the dark gap between upper and lower teeth (:func:`cut_interior`), moves rigidly
+    (rotation, translation, head scale) in two parts, the upper with the upper inner lip,
+    the lower with the lower one, the throat showing between them. A portrait without
+    visible teeth gets a hint of upper teeth under the upper lip: a light band in its own
+    eye-white tone, desaturated, shaded along the dental arch.
+
+What the modes need of a portrait is measured once (:func:`prepare_mouth`, kept in a
+:class:`MouthStyle`); per frame the work stays inside the mouth's bounding box. Both modes
+follow the actual polygon (a lopsided grin gets a shaped interior) and feather its edge.
+Colours are RGB 0..255; Lab is OpenCV's float Lab (L 0..100, a and b about 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
+from live.engines.mesh.motion import compose, invert_affine
+
+MouthMode = Literal["driver", "synthetic", "off"]
+MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
+
+Box = tuple[int, int, int, int]
+"""x0, y0, width, height of a pixel box."""
+
+_UPPER = np.arange(11)  # LIPS_INNER positions of the upper inner lip, corner 0 .. corner 10
+_LOWER = np.array([0, *range(19, 9, -1)])  # the lower inner lip, corner 0 .. corner 10
+_LIP_WEIGHTS = np.sin(np.linspace(0.0, np.pi, 11)) ** 2  # the lips' middle follows the jaw
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_MIN_OPEN_PX = 2.0  # a driving mouth opening less than this (output pixels) counts as closed
+_OWN_OPEN_PX = 2.5  # a portrait opening at least this high (mean, px) has an interior
+_NO_LAYER = (0.0, 0.0, 0.0, 0.0)
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -24,43 +62,406 @@ def polygon_area(poly: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) * np.float32(1.0 / (e1 - e0)), 0.0, 1.0)
+    return np.asarray(t * t * (3.0 - 2.0 * t), dtype=np.float32)
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    """RGB (0..255, shape (..., 3)) -> float Lab, same shape."""
+    a = np.asarray(rgb, np.float32).reshape(-1, 1, 3) * np.float32(1.0 / 255.0)
+    return np.asarray(cv2.cvtColor(a, cv2.COLOR_RGB2Lab).reshape(np.shape(rgb)))
+
+
+def _to_rgb(lab: np.ndarray) -> np.ndarray:
+    """Float Lab (..., 3) -> RGB 0..255 float32, same shape."""
+    a = np.asarray(lab, np.float32).reshape(-1, 1, 3)
+    return np.asarray(cv2.cvtColor(a, cv2.COLOR_Lab2RGB).reshape(np.shape(lab)) * 255.0)
+
+
+# -- the mouth's own frame ---------------------------------------------------------------------
+
+
+class _LipFrame:
+    """Coordinates along a mouth opening (inner-lip polygon (20, 2)): ``s`` from corner 0
+    towards corner 10 (0 .. width), ``t`` across, towards the lower lip; the two inner lip
+    lines as functions of ``s``."""
+
+    def __init__(self, inner: np.ndarray) -> None:
+        inner = np.asarray(inner, np.float64)[:, :2]
+        self.inner = inner
+        self.c0 = inner[0]
+        axis = inner[10] - inner[0]
+        self.width = float(np.hypot(axis[0], axis[1]))
+        self.e = axis / self.width if self.width > 1e-6 else np.array([1.0, 0.0])
+        self.n = np.array([-self.e[1], self.e[0]])  # image y is down: n points to the chin
+        rel = inner - self.c0
+        s, t = rel @ self.e, rel @ self.n
+        self.su, self.tu = np.maximum.accumulate(s[_UPPER]), t[_UPPER]
+        self.sl, self.tl = np.maximum.accumulate(s[_LOWER]), t[_LOWER]
+        # Area between the lip lines (the polygon's area for an opening that is not folded).
+        self.area = polygon_area(inner)
+        self.height = self.area / max(self.width, 1.0)  # mean opening height
+
+    def grid(self, box: Box) -> tuple[np.ndarray, ...]:
+        """Per pixel of ``box``: s, t and the upper and lower lip's t at s, float32 (h, w)."""
+        x0, y0, w, h = box
+        xs = np.arange(x0, x0 + w, dtype=np.float32) - np.float32(self.c0[0])
+        ys = np.arange(y0, y0 + h, dtype=np.float32) - np.float32(self.c0[1])
+        ex, ey = np.float32(self.e[0]), np.float32(self.e[1])
+        s = xs[None, :] * ex + ys[:, None] * ey
+        t = ys[:, None] * ex - xs[None, :] * ey
+        tu = np.interp(s, self.su, self.tu).astype(np.float32)
+        tl = np.interp(s, self.sl, self.tl).astype(np.float32)
+        return s, t, tu, tl
+
+
+def _box(points: np.ndarray, margin: float, shape: tuple[int, ...]) -> Box | None:
+    """The integer box around ``points`` (N, 2) plus ``margin``, clipped to the image."""
+    h, w = shape[:2]
+    lo = np.floor(points.min(axis=0) - margin)
+    hi = np.ceil(points.max(axis=0) + margin) + 1
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), w), min(int(hi[1]), h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _polygon_mask(poly: np.ndarray, box: Box, feather_px: float) -> np.ndarray:
+    """Polygon coverage (0..1 float32) in ``box`` (4x4 supersampled: unbiased, unlike
+    OpenCV's anti-aliased fill, which grows a polygon by about half a pixel), its edge
+    blurred over about ``feather_px`` pixels."""
+    x0, y0, w, h = box
+    ss = 4
+    mask = np.zeros((h * ss, w * ss), np.uint8)
+    pts = np.round(((poly[:, :2] - [x0, y0] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+    cv2.fillPoly(mask, [pts], (255,), cv2.LINE_8, 4)
+    cover = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    cover *= np.float32(1.0 / 255.0)
+    if feather_px > 0:
+        return np.asarray(cv2.GaussianBlur(cover, (0, 0), max(0.5 * feather_px, 0.3)))
+    return cover
+
+
+def _composite(out: np.ndarray, box: Box, colour: np.ndarray, alpha: np.ndarray) -> None:
+    """``out[box] = out * (1 - alpha) + colour * alpha``, in place."""
+    x0, y0, w, h = box
+    roi = out[y0:y0 + h, x0:x0 + w]
+    a = alpha[..., None]
+    roi[...] = np.clip(roi.astype(np.float32) * (1.0 - a) + colour * a + 0.5, 0,
+                       255).astype(np.uint8)
+
+
+def _rigid(src: np.ndarray, dst: np.ndarray, scale: float | None) -> np.ndarray:
+    """Similarity ``src -> dst`` (11 lip points each, corner to corner), least squares
+    weighted towards the lip's middle (the corners stretch with a smile, the middle follows
+    the jaw); with ``scale`` its scale is fixed. A 2x3 matrix."""
+    w = _LIP_WEIGHTS[:, None]
+    p, q = np.asarray(src, np.float64)[:, :2], np.asarray(dst, np.float64)[:, :2]
+    pc, qc = (w * p).sum(axis=0) / w.sum(), (w * q).sum(axis=0) / w.sum()
+    p0, q0 = p - pc, q - qc
+    norm = float((w * p0 * p0).sum())
+    if norm <= 1e-12:
+        lin = np.eye(2) * (scale if scale is not None else 1.0)
+    else:
+        a = float((w * p0 * q0).sum()) / norm
+        b = float((w[:, 0] * (p0[:, 0] * q0[:, 1] - p0[:, 1] * q0[:, 0])).sum()) / norm
+        if scale is not None:
+            r = max(float(np.hypot(a, b)), 1e-12)
+            a, b = a * scale / r, b * scale / r
+        lin = np.array([[a, -b], [b, a]])
+    return np.concatenate([lin, (qc - lin @ pc)[:, None]], axis=1)
+
+
+# -- interiors split into an upper and a lower part -----------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Interior:
+    """A mouth interior cut out of an image (:func:`cut_interior`), split into the part that
+    hangs from the upper lip (upper teeth) and the part that rides on the lower lip (lower
+    teeth, tongue)."""
+
+    origin: np.ndarray
+    """(2,) float64: image position of the layers' pixel (0, 0)."""
+    upper: np.ndarray
+    """(h, w, 4) float32: premultiplied RGB (0..255) and weight of the upper part."""
+    lower: np.ndarray
+    """(h, w, 4) float32: premultiplied RGB (0..255) and weight of the lower part."""
+    inner: np.ndarray
+    """(20, 2) float64: the inner-lip polygon in image pixels."""
+    split: float
+    """Where, from 0 at the upper lip to 1 at the lower lip, the two parts meet."""
+    teeth: bool = False
+    """Whether the interior shows teeth (:func:`prepare_mouth` decides)."""
+
+
+def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float:
+    """The dark gap between upper and lower teeth as a fraction of the opening (0.35 ..
+    0.85): the darkest band of the interior's lightness profile; 0.6 when it has none."""
+    bins = 20
+    idx = np.clip((v * bins).astype(np.int32), 0, bins - 1).ravel()
+    wsum = np.bincount(idx, weight.ravel(), bins)
+    lsum = np.bincount(idx, (lum * weight).ravel(), bins)
+    ok = wsum > 0.5
+    if ok.sum() < 8:
+        return 0.6
+    prof = np.interp(np.arange(bins), np.flatnonzero(ok), lsum[ok] / wsum[ok])
+    prof = np.convolve(np.pad(prof, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    lo_i, hi_i = int(0.35 * bins), int(0.85 * bins)
+    k = lo_i + int(np.argmin(prof[lo_i:hi_i]))
+    contrast = min(prof[:k].max(initial=0.0), prof[k:].max(initial=0.0)) - prof[k]
+    if contrast < 0.08 * max(float(prof.max()), 1.0):
+        return 0.6
+    return (k + 0.5) / bins
+
+
+def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float | None,
+         rgb: np.ndarray | None) -> Interior | None:
+    if frame.width < 4.0 or frame.area < 4.0:
+        return None
+    box = _box(frame.inner, 2.0, image.shape)
+    if box is None:
+        return None
+    x0, y0, w, h = box
+    s, t, tu, tl = frame.grid(box)
+    gap = tl - tu
+    v = (t - tu) / np.maximum(gap, 1e-3)
+    pad = np.float32(0.5 - erode_px)
+    inside = (np.clip(t - tu + pad, 0.0, 1.0) * np.clip(tl - t + pad, 0.0, 1.0)
+              * np.clip(s + pad, 0.0, 1.0) * np.clip(frame.width - s + pad, 0.0, 1.0))
+    inside *= gap > 0
+    if float(inside.sum()) < 4.0:
+        return None
+    pix = rgb if rgb is not None else image[y0:y0 + h, x0:x0 + w].astype(np.float32)
+    if split is None:
+        split = _split_at_gap(v, pix @ _LUMA, inside)
+    w_up = inside * (1.0 - _smoothstep(split - 0.07, split + 0.07, v))
+    w_lo = inside - w_up
+    up = np.concatenate([pix * w_up[..., None], w_up[..., None]], axis=2)
+    lo = np.concatenate([pix * w_lo[..., None], w_lo[..., None]], axis=2)
+    return Interior(origin=np.array([x0, y0], np.float64), upper=up.astype(np.float32),
+                    lower=lo.astype(np.float32), inner=frame.inner, split=float(split))
+
+
+def cut_interior(image: np.ndarray, inner: np.ndarray, *, erode_px: float = 0.0,
+                 split: float | None = None, rgb: np.ndarray | None = None) -> Interior | None:
+    """Cut the interior of the inner-lip polygon ``inner`` (20, 2, LIPS_INNER order) out of
+    ``image`` (RGB uint8) as two layers, split at the dark gap between the teeth (or at
+    ``split``, 0 at the upper lip .. 1 at the lower lip). ``erode_px`` pulls the edge away
+    from the lips; ``rgb`` (float32, the pixels of the polygon's box plus 2 px, as clipped to
+    the image) stands in for the image's pixels. None when there is no opening."""
+    return _cut(image, _LipFrame(inner), erode_px=erode_px, split=split, rgb=rgb)
+
+
+def _place(layer: np.ndarray, origin: np.ndarray, src_to_out: np.ndarray, box: Box
+           ) -> np.ndarray:
+    """``layer`` (premultiplied, 4 channels, pixel (0, 0) at image ``origin``) moved by the
+    affine ``src_to_out`` into the output ``box``."""
+    x0, y0, w, h = box
+    shift_out = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
+    to_layer = np.array([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]]])
+    m = compose(to_layer, compose(invert_affine(src_to_out), shift_out))
+    return np.asarray(cv2.warpAffine(layer, m, (w, h), flags=cv2.INTER_LINEAR
+                                     | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                                     borderValue=_NO_LAYER))
+
+
+def _over(base: np.ndarray, up: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The upper layer over the lower layer over ``base`` (premultiplied layers)."""
+    under = lo[..., :3] + base * (1.0 - lo[..., 3:4])
+    return np.asarray(up[..., :3] + under * (1.0 - up[..., 3:4]))
+
+
+def _rigid_over(base: np.ndarray, interior: Interior, out: _LipFrame, box: Box,
+                scale: float) -> np.ndarray:
+    """``base`` (h, w, 3) under the interior's two parts, each moved rigidly (similarity of
+    head scale ``scale``) with its inner lip onto the output's (upper part on top)."""
+    up_m = _rigid(interior.inner[_UPPER], out.inner[_UPPER], scale)
+    lo_m = _rigid(interior.inner[_LOWER], out.inner[_LOWER], scale)
+    return _over(base, _place(interior.upper, interior.origin, up_m, box),
+                 _place(interior.lower, interior.origin, lo_m, box))
+
+
+def _columns_over(base: np.ndarray, interior: Interior, src: _LipFrame, dst: _LipFrame,
+                  grid: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``base`` (h, w, 3) under the interior's two parts laid column by column into the
+    output's opening: output column ``s`` shows source column ``s * src.width / dst.width``;
+    down a column the upper part keeps its distance from the upper lip and the lower part
+    from the lower lip (both scaled by the width ratio), so nothing stretches vertically and
+    the source's lips meet the output's."""
+    s, t, tu, tl = grid
+    k = np.float32(src.width / max(dst.width, 1e-6))
+    ss = s * k
+    t_up = np.interp(ss, src.su, src.tu).astype(np.float32) + (t - tu) * k
+    t_lo = np.interp(ss, src.sl, src.tl).astype(np.float32) - (tl - t) * k
+    ex, ey = np.float32(src.e[0]), np.float32(src.e[1])
+    sx = np.float32(src.c0[0] - interior.origin[0]) + ss * ex
+    sy = np.float32(src.c0[1] - interior.origin[1]) + ss * ey
+    up = cv2.remap(interior.upper, sx - t_up * ey, sy + t_up * ex, cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
+    lo = cv2.remap(interior.lower, sx - t_lo * ey, sy + t_lo * ex, cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
+    return _over(base, up, lo)
+
+
+# -- the portrait's mouth ----------------------------------------------------------------------
+
+
+def _default(values: tuple[float, ...]) -> np.ndarray:
+    return np.array(values, np.float32)
+
+
 @dataclass(frozen=True)
 class MouthStyle:
-    """What the mouth interior of one portrait looks like."""
+    """What the mouth of one portrait looks like (:func:`prepare_mouth`)."""
 
     edge: np.ndarray
-    """RGB float32 (3,): colour next to the lips."""
+    """RGB float32 (3,): throat colour next to the lips."""
     core: np.ndarray
-    """RGB float32 (3,): colour deep inside."""
+    """RGB float32 (3,): throat colour deep inside."""
     own_area: float
     """Area in portrait pixels of the portrait's own mouth opening."""
+    lip: np.ndarray = field(default_factory=lambda: _default((150.0, 80.0, 80.0)))
+    """RGB float32 (3,): the lips' median colour."""
+    skin: np.ndarray = field(default_factory=lambda: _default((190.0, 150.0, 130.0)))
+    """RGB float32 (3,): the face skin's median colour."""
+    cheek: np.ndarray = field(default_factory=lambda: _default((190.0, 150.0, 130.0)))
+    """RGB float32 (3,): the skin beside the mouth corners (median), the colour reference a
+    transplanted interior is matched against."""
+    chroma: float = 20.0
+    """Median chroma (Lab) of the lips and the skin: about 0 for a black-and-white photo."""
+    teeth: np.ndarray = field(default_factory=lambda: _default((205.0, 200.0, 190.0)))
+    """RGB float32 (3,): the synthetic teeth's colour (the portrait's eye whites,
+    desaturated)."""
+    own_height: float = 0.0
+    """Mean height in portrait pixels of the portrait's own mouth opening."""
+    interior: Interior | None = None
+    """The portrait's own mouth interior (when its mouth is open), split for rigid teeth."""
+
+    @property
+    def greyscale(self) -> bool:
+        """Whether the portrait has (almost) no colour."""
+        return self.chroma < 4.0
+
+    @property
+    def own_teeth(self) -> bool:
+        """Whether the portrait shows teeth of its own (kept rigid by synthetic mode)."""
+        return self.interior is not None and self.interior.teeth
+
+
+def _cheek(image: np.ndarray, frame: _LipFrame) -> np.ndarray | None:
+    """RGB of the skin beside the mouth corners (per-channel median of two squares 0.7 mouth
+    widths out from the mouth's centre, 0.4 widths wide); None when off the image."""
+    if frame.width < 4.0:
+        return None
+    centre = (frame.inner[0] + frame.inner[10]) * 0.5
+    half = 0.5 * frame.width
+    patches = []
+    for side in (-1.0, 1.0):
+        box = _box((centre + side * 1.4 * half * frame.e)[None, :], 0.4 * half, image.shape)
+        if box is not None:
+            x0, y0, w, h = box
+            patches.append(image[y0:y0 + h, x0:x0 + w].reshape(-1, 3))
+    if not patches or sum(len(p) for p in patches) < 8:
+        return None
+    return np.asarray(np.median(np.concatenate(patches), axis=0), np.float32)
+
+
+def _region(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(p[:, :2]).astype(np.int32) for p in polys], (255,))
+    return mask
+
+
+def _teeth_colour(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray,
+                  lip: np.ndarray) -> np.ndarray:
+    """A plausible teeth colour: the brightest eighth of the eyes' whites (else the skin,
+    lightened), half desaturated, a little shaded, no darker than the skin and lips."""
+    eyes = _region(image.shape, [landmarks[list(lm.RIGHT_EYE)], landmarks[list(lm.LEFT_EYE)]])
+    pixels = image[eyes > 0].astype(np.float32)
+    if len(pixels) < 20:
+        lab = _to_lab(skin)
+        lab[0] = min(lab[0] * 1.15 + 8.0, 92.0)
+    else:
+        labs = _to_lab(pixels)
+        lab = labs[labs[:, 0] >= np.percentile(labs[:, 0], 88)].mean(axis=0)
+    lab = lab.astype(np.float32)
+    floor = max(float(_to_lab(skin)[0]), float(_to_lab(lip)[0]))
+    lab[0] = float(np.clip(0.9 * lab[0], min(floor, 85.0), 90.0))  # inside the mouth: shade
+    lab[1:] *= 0.5
+    return np.asarray(_to_rgb(lab), np.float32)
+
+
+def _shows_teeth(interior: Interior, lip: np.ndarray) -> bool:
+    """Whether the upper part of an interior shows teeth: its brightest tenth is about as
+    light as the lips or lighter, and clearly lighter than its dark part."""
+    w = interior.upper[..., 3]
+    sel = w > 0.5
+    if sel.sum() < 6:
+        return False
+    lum = (interior.upper[..., :3] @ _LUMA)[sel] / w[sel]
+    p10, p90 = np.percentile(lum, [10, 90])
+    return bool(p90 > 0.9 * float(lip @ _LUMA) and p90 > 1.4 * p10 + 8.0)
+
+
+def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
+                  core_gain: float = 0.16) -> MouthStyle:
+    """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
+    mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is it times
+    ``edge_gain`` at the lips, ``core_gain`` inside), skin colour beside the mouth, chroma
+    level (greyscale detection), a teeth colour, the own opening, and, when the mouth is
+    open, its interior split for rigid teeth."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    inner, outer = pts[list(lm.LIPS_INNER)], pts[list(lm.LIPS_OUTER)]
+    lips_mask = _region(image.shape, [outer])
+    cv2.fillPoly(lips_mask, [np.round(inner).astype(np.int32)], (0,))
+    lip_px = image[lips_mask > 0]
+    lip = (np.median(lip_px.astype(np.float32), axis=0).astype(np.float32)
+           if len(lip_px) >= 10 else _default((150.0, 80.0, 80.0)))
+    face = _region(image.shape, [pts[list(lm.FACE_OVAL)]])
+    k = max(3, round(0.04 * float(np.linalg.norm(outer[10] - outer[0]))) | 1)
+    holes = _region(image.shape, [outer, pts[list(lm.RIGHT_EYE)], pts[list(lm.LEFT_EYE)],
+                                  pts[list(lm.RIGHT_BROW)], pts[list(lm.LEFT_BROW)]])
+    holes = cv2.dilate(holes, np.ones((k, k), np.uint8))
+    skin_px = image[(face > 0) & (holes == 0)]
+    skin = (np.median(skin_px.astype(np.float32), axis=0).astype(np.float32)
+            if len(skin_px) >= 20 else _default((190.0, 150.0, 130.0)))
+    both = np.concatenate([lip_px.reshape(-1, 3), skin_px.reshape(-1, 3)])
+    chroma = (float(np.median(np.hypot(*_to_lab(both)[:, 1:].T))) if len(both) >= 10
+              else 20.0)
+    frame = _LipFrame(inner)
+    cheek = _cheek(image, frame)
+    interior = None
+    if frame.height >= _OWN_OPEN_PX:
+        interior = _cut(image, frame, erode_px=0.0, split=None, rgb=None)
+        if interior is not None:
+            interior = dataclasses.replace(interior, teeth=_shows_teeth(interior, lip))
+    return MouthStyle(
+        edge=lip * np.float32(edge_gain), core=lip * np.float32(core_gain),
+        own_area=frame.area, lip=lip, skin=skin,
+        cheek=cheek if cheek is not None else skin,
+        chroma=chroma, teeth=_teeth_colour(image, pts, skin, lip),
+        own_height=frame.height, interior=interior)
 
 
 def mouth_style(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
                 core_gain: float = 0.16) -> MouthStyle:
-    """Measure the portrait's lip colour (median over the lips) and its own mouth opening."""
-    h, w = image.shape[:2]
-    outer = np.round(landmarks[list(lm.LIPS_OUTER), :2]).astype(np.int32)
-    inner = np.round(landmarks[list(lm.LIPS_INNER), :2]).astype(np.int32)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [outer], (255,))
-    cv2.fillPoly(mask, [inner], (0,))
-    pixels = image[mask > 0]
-    if len(pixels) < 10:  # lips off the crop or degenerate: a neutral dark red
-        lip = np.array([150.0, 80.0, 80.0], np.float32)
-    else:
-        lip = np.median(pixels.astype(np.float32), axis=0)
-    return MouthStyle(edge=(lip * edge_gain).astype(np.float32),
-                      core=(lip * core_gain).astype(np.float32),
-                      own_area=polygon_area(landmarks[list(lm.LIPS_INNER), :2]))
+    """The portrait's :class:`MouthStyle` (the same as :func:`prepare_mouth`)."""
+    return prepare_mouth(image, landmarks, edge_gain=edge_gain, core_gain=core_gain)
+
+
+# -- painting: the flat fill of old ------------------------------------------------------------
 
 
 def fill_mouth(image: np.ndarray, inner_lips: np.ndarray, style: MouthStyle,
                area_scale: float = 1.0) -> float:
-    """Paint the mouth interior inside the output's inner-lip polygon ``inner_lips`` (20, 2,
+    """Paint a flat dark interior inside the output's inner-lip polygon ``inner_lips`` (20, 2,
     in :data:`calibrate.landmarks.LIPS_INNER` order: mouth corners at 0 and 10),
     in place. ``area_scale`` converts portrait areas to output areas (head scale squared).
-    Returns the paint's opacity (0 when nothing was painted)."""
+    Returns the paint's opacity (0 when nothing was painted). The simple predecessor of
+    :func:`synthetic_mouth`."""
     area = polygon_area(inner_lips)
     if area < 1.0:
         return 0.0
@@ -94,3 +495,247 @@ def fill_mouth(image: np.ndarray, inner_lips: np.ndarray, style: MouthStyle,
     blended = roi.astype(np.float32) * (1.0 - alpha) + colour * alpha
     roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return opacity
+
+
+# -- painting: the synthetic interior ----------------------------------------------------------
+
+
+def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
+            *, tongue: bool) -> np.ndarray:
+    """The synthetic interior (h, w, 3) float32: a dark throat in the lip hue, darkest in the
+    middle and towards the back corners; with ``tongue`` a tongue low in a wide opening."""
+    s, t, tu, tl = grid
+    gap = np.maximum(tl - tu, 1e-3)
+    v = np.clip((t - tu) / gap, 0.0, 1.0)
+    u = np.clip(s * np.float32(1.0 / max(frame.width, 1.0)), 0.0, 1.0)
+    depth = np.minimum(v, 1.0 - v) * 2.0
+    depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
+    colour = style.edge + (style.core - style.edge) * depth[..., None]
+    height = frame.height
+    if tongue and height > 5.0:
+        # An ellipse resting on the lower lip, lit from the front.
+        du = (u - 0.5) * np.float32(1.0 / 0.36)
+        dv = (1.0 - v) * np.minimum(gap, 1.6 * height) * np.float32(2.0 / height)
+        r = np.sqrt(du * du + dv * dv)
+        a = (1.0 - _smoothstep(0.75, 1.0, r)) * np.float32(min((height - 5.0) / 6.0, 1.0))
+        lit = 0.65 - 0.2 * np.clip(r, 0.0, 1.0)
+        tongue_rgb = style.lip * lit[..., None]
+        colour += (tongue_rgb - colour) * a[..., None]
+    return np.asarray(colour, np.float32)
+
+
+_SEAMS = np.array([-1.1, -0.88, -0.62, -0.33, 0.0, 0.33, 0.62, 0.88, 1.1])
+"""Tooth edges along the dental arch (angle from the middle, radians): central and lateral
+incisors, canines, premolars."""
+
+
+def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
+                base: np.ndarray) -> np.ndarray:
+    """Upper teeth under the upper lip, over ``base``: a light band about a third of the
+    opening high (at most 0.11 mouth widths), shaded along the dental arch (darker and
+    narrower towards the corners, faint edges between teeth, a shadow under the lip)."""
+    s, t, tu, tl = grid
+    band = min(0.32 * frame.height, 0.11 * frame.width)
+    if band < 0.8:
+        return base
+    below = t - tu  # pixels below the upper lip
+    local = np.minimum(band, 0.45 * np.maximum(tl - tu, 0.0))  # corners close over the teeth
+    a = 1.0 - _smoothstep(-0.7, 0.7, below - local)
+    # Along the mouth (a function of s only, tabulated): the arch x = sin(phi), the teeth
+    # facing the camera at phi = 0.
+    width = max(frame.width, 1.0)
+    s_tab = np.linspace(0.0, width, max(int(width * 3), 8))
+    phi = np.arcsin(np.clip((s_tab / width - 0.5) * (2.0 / 0.92), -1.0, 1.0))
+    facing_tab = np.maximum(np.cos(phi), 0.0) ** 1.5
+    d = (phi[:, None] - _SEAMS[None, :]) * (0.5 * width)
+    seams_tab = np.exp(-(d * d) / 0.9).max(axis=1)
+    facing = np.interp(s, s_tab, facing_tab).astype(np.float32)
+    seams = np.interp(s, s_tab, seams_tab).astype(np.float32)
+    tip = 0.82 + 0.18 * (1.0 - _smoothstep(0.55, 1.0, below / np.maximum(local, 1e-3)))
+    lip_shadow = 0.72 + 0.28 * _smoothstep(0.0, 2.0, below)
+    shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * seams) * tip * lip_shadow
+    teeth = style.teeth * shade[..., None]
+    a = (a * (0.25 + 0.75 * np.sqrt(facing)))[..., None]
+    return np.asarray(base + (teeth - base) * a, np.float32)
+
+
+def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale: float,
+               feather_px: float) -> float:
+    if frame.area < 1.0 or frame.width < 3.0:
+        return 0.0
+    opacity = float(np.clip((frame.height - 0.5) / 2.5, 0.0, 1.0))
+    head = float(np.sqrt(max(area_scale, 1e-9)))
+    # How much more (or less) open than the portrait's own mouth, in opening height.
+    ratio = frame.height / max(style.own_height * head, 1e-6)
+    rigid = style.own_teeth
+    if rigid:  # the warp stretches or squeezes the teeth: replace as soon as it shows
+        opacity *= float(np.clip(abs(ratio - 1.0) / 0.05, 0.0, 1.0))
+    else:
+        opacity *= float(np.clip((ratio - 1.05) / 0.6, 0.0, 1.0))
+    if opacity <= 0.01:
+        return 0.0
+    box = _box(frame.inner, 2.0 + feather_px, out.shape)
+    if box is None:
+        return 0.0
+    grid = frame.grid(box)
+    colour = _throat(style, frame, grid, tongue=True)
+    if rigid:
+        assert style.interior is not None
+        colour = _rigid_over(colour, style.interior, frame, box, head)
+    else:
+        colour = _teeth_hint(style, frame, grid, colour)
+    _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
+               * np.float32(opacity))
+    return opacity
+
+
+def synthetic_mouth(out: np.ndarray, out_inner: np.ndarray, style: MouthStyle, *,
+                    area_scale: float = 1.0, feather_px: float = 1.0) -> float:
+    """Paint a synthesised interior into ``out`` (RGB uint8, in place) inside the inner-lip
+    polygon ``out_inner`` (20, 2, :data:`calibrate.landmarks.LIPS_INNER` order):
+
+    - a portrait with teeth of its own: its interior's upper part moved rigidly with the
+      upper inner lip, its lower part with the lower one (rotation, translation and the head
+      scale ``sqrt(area_scale)``), a dark throat in the gap; painted as soon as the opening
+      differs from the portrait's own by 5 % (else the warp shows the teeth as they are);
+    - otherwise a dark throat in the lip hue with a hint of upper teeth and a tongue, fading
+      in as the mouth opens beyond the portrait's own opening.
+
+    ``area_scale``: portrait -> output area ratio (head scale squared); ``feather_px``: the
+    soft edge. Returns the opacity (0: nothing painted)."""
+    return _synthetic(out, _LipFrame(out_inner), style, area_scale, feather_px)
+
+
+# -- painting: the driving face's interior -----------------------------------------------------
+
+
+def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
+                  shift: float = 0.5) -> np.ndarray:
+    """Driving-face RGB pixels (..., 3) in the portrait's colours; ``reference`` is the RGB of
+    the driver's skin beside its mouth, matched to ``style.cheek``:
+
+    - saturation is scaled by the portrait's chroma level (``style.chroma`` / 10, at most 1:
+      a black-and-white portrait gives grey);
+    - lightness by (the skins' luma ratio) ** 0.7, within 0.6 .. 1.5;
+    - each channel by (the skins' ratio, lightness aside) ** ``shift``, within 0.6 .. 1.6:
+      the portrait's colour cast (a painting's palette, a sepia print), proportional, so a
+      dark throat stays dark.
+
+    Returns RGB float32 (not clipped)."""
+    k = np.float32(np.clip(style.chroma / 10.0, 0.0, 1.0))
+    ref = np.asarray(reference, np.float32)
+    ref_luma = float(ref @ _LUMA)
+    ref = ref_luma + (ref - ref_luma) * k  # the driver's skin, as desaturated as the pixels
+    own = np.asarray(style.cheek, np.float32)
+    lum = float(own @ _LUMA) / max(ref_luma, 1.0)
+    cast = np.clip((own + 1.0) / (ref + 1.0) / max(lum, 1e-3), 0.6, 1.6) ** shift
+    gain = (cast * np.clip(lum ** 0.7, 0.6, 1.5)).astype(np.float32)
+    pix = np.asarray(rgb, np.float32)
+    luma = (pix @ _LUMA)[..., None]
+    return np.asarray((luma + (pix - luma) * k) * gain, np.float32)
+
+
+def _driver_opening(out: _LipFrame, drv: _LipFrame) -> float:
+    """The driver's mean opening height at output scale (not above the output's own)."""
+    if drv.width < 3.0 or out.width < 3.0:
+        return 0.0
+    return min(drv.height * out.width / drv.width, out.height)
+
+
+def _transplant_opacity(frame: _LipFrame, drv: _LipFrame, style: MouthStyle,
+                        area_scale: float) -> float:
+    """Fades in as the driver's opening grows from 2 to 4 px (output scale) and as the
+    output opens from 1.05 to 1.35 times the portrait's own opening."""
+    if frame.area < 1.0:
+        return 0.0
+    opacity = float(np.clip((_driver_opening(frame, drv) - _MIN_OPEN_PX) / 2.0, 0.0, 1.0))
+    own = style.own_height * float(np.sqrt(max(area_scale, 1e-9)))
+    ratio = frame.height / max(own, 1e-6)
+    return opacity * float(np.clip((ratio - 1.05) / 0.3, 0.0, 1.0))
+
+
+def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray, drv: _LipFrame,
+                style: MouthStyle, area_scale: float, feather_px: float,
+                base: np.ndarray | None) -> float:
+    opacity = _transplant_opacity(frame, drv, style, area_scale)
+    if opacity <= 0.01:
+        return 0.0
+    hd, wd = driver_image.shape[:2]
+    pts = drv.inner
+    if pts.min() < 0 or pts[:, 0].max() > wd - 1 or pts[:, 1].max() > hd - 1:
+        return 0.0  # the mouth is (partly) off the driving crop
+    reference = _cheek(driver_image, drv)
+    dbox = _box(pts, 2.0, driver_image.shape)
+    box = _box(frame.inner, 2.0 + feather_px, out.shape)
+    if reference is None or dbox is None or box is None:
+        return 0.0
+    x0, y0, w, h = dbox
+    rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style),
+                  0.0, 255.0)
+    interior = _cut(driver_image, drv, erode_px=0.7, split=None, rgb=rgb)
+    if interior is None:
+        return 0.0
+    grid = frame.grid(box)
+    under = base if base is not None else _throat(style, frame, grid, tongue=False)
+    colour = _columns_over(under, interior, drv, frame, grid)
+    _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
+               * np.float32(opacity))
+    return opacity
+
+
+def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.ndarray,
+                     driver_inner: np.ndarray, portrait_stats: MouthStyle, *,
+                     feather_px: float = 1.0, area_scale: float = 1.0,
+                     base: np.ndarray | None = None) -> float:
+    """Carry the driving face's mouth interior into ``out`` (RGB uint8, in place) inside the
+    output's inner-lip polygon ``out_inner`` (20, 2, LIPS_INNER order); ``driver_inner``
+    (20, 2) is the driver's inner-lip polygon in ``driver_image`` (RGB uint8) pixels.
+
+    The driver's interior is split at the gap between its teeth and laid into the output's
+    opening column by column: the upper part keeps its distance from the upper lip, the lower
+    part from the lower lip (scaled by the mouths' width ratio); where the output opens
+    further than the driver, a dark throat in the portrait's lip hue shows between them
+    (``base``: another colour under the layers, (h, w, 3) over the output polygon's box
+    plus ``2 + feather_px``). Colours are matched to ``portrait_stats``
+    (:func:`match_colours`); the edge is feathered over ``feather_px``.
+
+    Returns the opacity: 0 (nothing done) when the driver's mouth is closed (opening below
+    2 px at output scale), off its image, the output's opening is below 2 px or no larger
+    than the portrait's own (``area_scale``: portrait -> output area ratio; the portrait's
+    own mouth stays as it is); it fades in from 2 to 4 px and from 1.05 to 1.35 times the
+    portrait's own opening."""
+    return _transplant(out, _LipFrame(out_inner), driver_image, _LipFrame(driver_inner),
+                       portrait_stats, area_scale, feather_px, base)
+
+
+def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
+                 mode: str, driver_image: np.ndarray | None = None,
+                 driver_points: np.ndarray | None = None, area_scale: float = 1.0,
+                 feather_px: float = 1.0) -> str:
+    """Paint the mouth interior of one output frame in place; says what was painted:
+    ``"driver"``, ``"synthetic"`` or ``"none"``.
+
+    ``out_points``: the output landmarks (N, 2+) in ``out`` pixels; ``style``: the
+    portrait's :class:`MouthStyle`; ``mode``: ``"driver"`` (the driving face's interior:
+    ``driver_image`` RGB uint8 and its landmarks ``driver_points`` (N, 2+) in its pixels;
+    falls back to synthetic when they are None, the driving mouth is closed or off its
+    image, or the output is no more open than the portrait's own mouth; while the transplant
+    fades in the synthetic interior shows under it), ``"synthetic"``
+    (:func:`synthetic_mouth`) or ``"off"``; ``area_scale``: portrait ->
+    output area ratio (head scale squared); ``feather_px``: the soft edge."""
+    if mode not in MOUTH_MODES:
+        raise ValueError(f"mouth mode must be one of {', '.join(MOUTH_MODES)}, got {mode!r}")
+    if mode == "off":
+        return "none"
+    frame = _LipFrame(np.asarray(out_points, np.float64)[list(lm.LIPS_INNER), :2])
+    painted = -1.0  # synthetic mode not run yet
+    if mode == "driver" and driver_image is not None and driver_points is not None:
+        drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
+        if _transplant_opacity(frame, drv, style, area_scale) < 1.0:  # shows what is under
+            painted = _synthetic(out, frame, style, area_scale, feather_px)
+        if _transplant(out, frame, driver_image, drv, style, area_scale, feather_px,
+                       None) > 0.0:
+            return "driver"
+    if painted < 0.0:
+        painted = _synthetic(out, frame, style, area_scale, feather_px)
+    return "synthetic" if painted > 0.0 else "none"

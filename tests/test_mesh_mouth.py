@@ -1,0 +1,417 @@
+"""The mesh engine's mouth interior (live.engines.mesh.mouth): rigid teeth, the driving face's
+interior carried over and colour-matched, lopsided openings, the fallbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibrate import landmarks as lm
+from live.engines.mesh.mouth import (
+    MouthStyle,
+    fill_mouth,
+    match_colours,
+    mouth_style,
+    polygon_area,
+    prepare_mouth,
+    render_mouth,
+    synthetic_mouth,
+    transplant_mouth,
+)
+
+SIZE = 240
+CENTRE = (120.0, 150.0)
+HALF_WIDTH = 60.0
+
+
+def inner_lips(up: float, down: float, *, centre: tuple[float, float] = CENTRE,
+               half_width: float = HALF_WIDTH, shape: float = 0.35,
+               lopsided: bool = False) -> np.ndarray:
+    """An inner-lip polygon (20, 2) in LIPS_INNER order: the upper lip ``up`` px above the
+    mouth line at the middle, the lower one ``down`` px below (boxy for ``shape`` < 1);
+    ``lopsided``: the opening grows from nothing at corner 0 to ``down`` at corner 10."""
+    cx, cy = centre
+    u = np.linspace(0.0, 1.0, 11)
+    x = cx - half_width + 2.0 * half_width * u
+    bulge = np.sin(np.pi * u) ** shape
+    upper = np.stack([x, cy - up * bulge], 1)
+    lower_open = down * (u ** 1.2 * np.sin(np.pi * np.minimum(u * 0.55 + 0.45, 1.0)) ** 0.3
+                         / 0.9 if lopsided else bulge)
+    lower = np.stack([x, cy + lower_open], 1)
+    lower[-1] = upper[-1]
+    lower[0] = upper[0]
+    return np.concatenate([upper, lower[-2:0:-1]])
+
+
+def landmarks_for(inner: np.ndarray) -> np.ndarray:
+    """A face mesh (478, 3) with the landmark sets the mouth code reads: inner and outer
+    lips, eyes, brows, the face oval."""
+    pts = np.zeros((478, 3))
+    pts[:, :2] = CENTRE
+    pts[list(lm.LIPS_INNER), :2] = inner
+    cx, cy = inner[[0, 10]].mean(axis=0)
+    half = np.linalg.norm(inner[10] - inner[0]) / 2
+    a = np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)
+    # Outer lips: an ellipse around the opening, corners first (matching LIPS_OUTER's order).
+    top = inner[:, 1].min() - 12.0
+    bottom = inner[:, 1].max() + 14.0
+    ox = cx - (half + 6.0) * np.cos(np.pi * np.linspace(0, 1, 11))
+    upper = np.stack([ox, cy - (cy - top) * np.sin(np.pi * np.linspace(0, 1, 11))], 1)
+    lower = np.stack([ox, cy + (bottom - cy) * np.sin(np.pi * np.linspace(0, 1, 11))], 1)
+    pts[list(lm.LIPS_OUTER), :2] = np.concatenate([upper, lower[-2:0:-1]])
+    for eye, ex in ((lm.RIGHT_EYE, cx - 45.0), (lm.LEFT_EYE, cx + 45.0)):
+        pts[list(eye), :2] = np.stack([ex + 18 * np.cos(a[:16] * 20 / 16),
+                                       cy - 90 + 7 * np.sin(a[:16] * 20 / 16)], 1)
+    for brow, bx in ((lm.RIGHT_BROW, cx - 45.0), (lm.LEFT_BROW, cx + 45.0)):
+        pts[list(brow), :2] = np.stack([bx + np.linspace(-20, 20, 10), np.full(10, cy - 110)], 1)
+    t = np.linspace(0.0, 2.0 * np.pi, len(lm.FACE_OVAL), endpoint=False)
+    pts[list(lm.FACE_OVAL), :2] = np.stack([cx + 100 * np.sin(t), cy - 60 - 115 * np.cos(t)], 1)
+    return pts
+
+
+def fill(image: np.ndarray, poly: np.ndarray, colour: tuple[int, int, int]) -> None:
+    cv2.fillPoly(image, [np.round(poly[:, :2]).astype(np.int32)], colour)
+
+
+def face_image(points: np.ndarray, *, skin: tuple[int, int, int], lips: tuple[int, int, int],
+               sclera: tuple[int, int, int] = (235, 235, 230)) -> np.ndarray:
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    img[:] = skin
+    fill(img, points[list(lm.LIPS_OUTER)], lips)
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        fill(img, points[list(eye)], sclera)
+    return img
+
+
+def polygon_mask(poly: np.ndarray, erode: int = 0) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    fill(mask, poly, (1, 1, 1))  # type: ignore[arg-type]
+    if erode:
+        mask = cv2.erode(mask, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+    return mask.astype(bool)
+
+
+def lab_chroma(pixels: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return np.asarray(np.hypot(lab[:, 0, 1], lab[:, 0, 2]))
+
+
+def vertical_period(column: np.ndarray) -> float:
+    """Dominant period (px) of a 1-D profile: the first autocorrelation peak, refined by a
+    parabola."""
+    x = column - column.mean()
+    ac = np.correlate(x, x, mode="full")[len(x) - 1:]
+    ac = ac / ac[0]
+    lag = next(i for i in range(2, len(ac) - 1) if ac[i] >= ac[i - 1] and ac[i] >= ac[i + 1])
+    a, b, c = ac[lag - 1], ac[lag], ac[lag + 1]
+    return lag + 0.5 * (a - c) / (a - 2 * b + c)
+
+
+# -- a portrait with striped "teeth" ----------------------------------------------------------
+
+UP, DOWN = 16.0, 16.0  # the portrait's own opening (32 px high in the middle)
+PERIOD = 4  # px between the teeth stripes
+
+
+def teeth_portrait() -> tuple[np.ndarray, np.ndarray]:
+    """A portrait smiling with teeth: horizontal stripes (period 4 px) inside the inner lips,
+    a dark gap at 70 % of the opening, lower teeth stripes below it."""
+    inner = inner_lips(UP, DOWN)
+    pts = landmarks_for(inner)
+    img = face_image(pts, skin=(200, 160, 140), lips=(170, 80, 90))
+    cy = CENTRE[1]
+    top, bottom = cy - UP, cy + DOWN
+    rows = np.arange(SIZE)
+    v = (rows - top) / (bottom - top)
+    stripes = np.where((rows // (PERIOD // 2)) % 2 == 0, 235, 140)
+    shade = np.where(np.abs(v - 0.7) < 0.08, 25, stripes)  # the gap between the teeth
+    mouth = polygon_mask(inner)
+    for c in range(3):
+        channel = img[..., c]
+        channel[mouth] = np.broadcast_to(shade[:, None], (SIZE, SIZE))[mouth] - 5 * c
+    return img, pts
+
+
+def test_a_smile_with_teeth_is_measured_as_teeth() -> None:
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth and style.interior is not None
+    assert style.own_height == pytest.approx(2 * UP * 0.85, rel=0.2)
+    assert 0.6 <= style.interior.split <= 0.8  # found the dark gap
+    assert not style.greyscale
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (3.3, -2.6)])
+def test_opening_a_smile_moves_the_teeth_rigidly_instead_of_stretching_them(shift) -> None:
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    out_inner = inner_lips(UP, 2 * (UP + DOWN) - UP) + shift  # twice as high
+    assert polygon_area(out_inner) == pytest.approx(2 * style.own_area, rel=0.05)
+    # The warp would stretch the teeth to twice their height: what the engine hands over.
+    stretched = img.copy()
+    y0, y1 = int(CENTRE[1] - UP), int(CENTRE[1] + DOWN)
+    stretched[y0:y0 + 2 * (y1 - y0)] = cv2.resize(img[y0:y1], (SIZE, 2 * (y1 - y0)),
+                                                  interpolation=cv2.INTER_LINEAR)
+    stretched = np.roll(stretched, (round(shift[1]), round(shift[0])), axis=(0, 1))
+    out = stretched.copy()
+    used = render_mouth(out, landmarks_for(out_inner), style, mode="synthetic")
+    assert used == "synthetic"
+    # The upper teeth: from just under the upper lip down over half the original opening.
+    xs = slice(int(CENTRE[0] + shift[0]) - 12, int(CENTRE[0] + shift[0]) + 12)
+    top = int(np.ceil(CENTRE[1] - UP + shift[1])) + 1
+    rows = slice(top, top + int(0.55 * (UP + DOWN)))
+    profile = out[rows, xs, 1].astype(float).mean(axis=1)
+    before = img[int(CENTRE[1] - UP) + 1: int(CENTRE[1] - UP) + 1 + len(profile),
+                 xs.start - round(shift[0]): xs.stop - round(shift[0]), 1].mean(axis=1)
+    naive = stretched[rows, xs, 1].astype(float).mean(axis=1)
+    assert vertical_period(before) == pytest.approx(PERIOD, rel=0.15)
+    assert vertical_period(naive) == pytest.approx(2 * PERIOD, rel=0.15)  # the test can tell
+    assert vertical_period(profile) == pytest.approx(PERIOD, rel=0.15)
+    # Below the teeth the opening is dark (the throat), not more teeth.
+    gap_rows = slice(int(CENTRE[1] + DOWN + shift[1]), int(CENTRE[1] + DOWN + shift[1]) + 8)
+    assert out[gap_rows, xs].mean() < 90
+
+
+def test_an_unchanged_opening_leaves_the_portrait_exactly() -> None:
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    out = img.copy()
+    assert render_mouth(out, pts, style, mode="synthetic") == "none"
+    assert np.array_equal(out, img)
+    assert render_mouth(out, pts, style, mode="driver", driver_image=img,
+                        driver_points=landmarks_for(inner_lips(0.3, 0.3))) == "none"
+    assert np.array_equal(out, img)
+    # The driver's mouth open too, but the portrait's no further than its own: it stays.
+    drv_img, drv_pts = driver(8.0, 11.0)
+    assert render_mouth(out, pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "none"
+    assert np.array_equal(out, img)
+
+
+# -- a closed portrait -------------------------------------------------------------------------
+
+
+def closed_portrait(*, grey: bool = False) -> tuple[np.ndarray, np.ndarray, MouthStyle]:
+    pts = landmarks_for(inner_lips(0.3, 0.3))
+    if grey:
+        img = face_image(pts, skin=(150, 150, 150), lips=(105, 105, 105),
+                         sclera=(220, 220, 220))
+    else:
+        img = face_image(pts, skin=(205, 165, 140), lips=(175, 85, 95))
+    return img, pts, prepare_mouth(img, pts)
+
+
+def test_a_closed_portrait_opens_onto_a_throat_with_a_hint_of_upper_teeth() -> None:
+    img, _, style = closed_portrait()
+    assert style.interior is None and not style.own_teeth
+    out_inner = inner_lips(6.0, 20.0)
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic") == "synthetic"
+    xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
+    teeth = out[int(CENTRE[1] - 6) + 2: int(CENTRE[1] - 6) + 5, xs].mean()
+    throat = out[int(CENTRE[1]) + 4: int(CENTRE[1]) + 10, xs].mean()
+    assert teeth > 130 > 2 * throat  # light teeth under the upper lip, a dark throat below
+    assert style.teeth.min() > 150  # from the eye whites
+
+
+def test_a_grey_portrait_gets_a_grey_interior() -> None:
+    img, _, style = closed_portrait(grey=True)
+    assert style.greyscale
+    out_inner = inner_lips(6.0, 20.0)
+    out = img.copy()
+    synthetic_mouth(out, out_inner, style)
+    inside = polygon_mask(out_inner)
+    assert lab_chroma(out[inside]).max() < 2.0
+
+
+def test_a_lopsided_opening_is_painted_over_its_whole_polygon() -> None:
+    _, _, style = closed_portrait()
+    out_inner = inner_lips(2.0, 24.0, lopsided=True)
+    black = np.zeros((SIZE, SIZE, 3), np.uint8)
+    white = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    assert synthetic_mouth(black, out_inner, style, feather_px=0.0) > 0.99
+    assert synthetic_mouth(white, out_inner, style, feather_px=0.0) > 0.99
+    # Painted over black and over white: the difference left is what shows through.
+    alpha = 1.0 - (white.astype(float) - black.astype(float)).mean(axis=2) / 255.0
+    area = polygon_area(out_inner)
+    assert alpha.sum() == pytest.approx(area, rel=0.05)
+    painted = alpha > 0.5
+    assert (painted & ~polygon_mask(out_inner)).sum() < 0.05 * area
+    # Shaped, not a slit: the open side is as high as the polygon there.
+    col = int(CENTRE[0] + 0.6 * HALF_WIDTH)
+    assert painted[:, col].sum() >= 0.8 * (out_inner[12, 1] - out_inner[8, 1]) > 8
+
+
+def test_the_old_fill_and_style_names_still_work() -> None:
+    img, pts, _ = closed_portrait()
+    style = mouth_style(img, pts)
+    assert isinstance(style, MouthStyle) and style.own_height < 1.0
+    bare = MouthStyle(style.edge, style.core, own_area=0.0)  # positional, defaults for the rest
+    out = img.copy()
+    assert fill_mouth(out, inner_lips(6.0, 20.0), bare) > 0.99
+    assert synthetic_mouth(out, inner_lips(6.0, 20.0), bare) > 0.99
+    with pytest.raises(ValueError, match="mouth mode"):
+        render_mouth(out, pts, style, mode="teeth")
+    assert render_mouth(out, landmarks_for(inner_lips(6.0, 20.0)), style, mode="off") == "none"
+
+
+# -- the driving face's mouth ------------------------------------------------------------------
+
+DRIVER_CENTRE = (160.0, 170.0)
+
+
+def driver(up: float, down: float) -> tuple[np.ndarray, np.ndarray]:
+    """A colourful driving face (pink skin, red lips) with its mouth open: white upper teeth
+    under the upper lip, a dark red throat, a pink tongue, lower teeth at the lower lip.
+    A bigger crop than the portrait, the mouth elsewhere and smaller."""
+    size = 320
+    inner = inner_lips(up, down, centre=DRIVER_CENTRE, half_width=45.0)
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:] = (225, 160, 140)
+    cx, cy = DRIVER_CENTRE
+    cv2.ellipse(img, (int(cx), int(cy)), (50, int(max(up, down)) + 14), 0, 0, 360,
+                (200, 50, 70), -1)
+    mouth = np.zeros((size, size), np.uint8)
+    fill(mouth, inner, (1, 1, 1))  # type: ignore[arg-type]
+    inside = mouth.astype(bool)
+    yy = np.arange(size)[:, None].repeat(size, 1)
+    top, bottom = cy - up, cy + down
+    v = (yy - top) / max(bottom - top, 1.0)
+    img[inside] = (90, 15, 30)
+    img[inside & (v < 0.3)] = (240, 236, 226)  # upper teeth
+    img[inside & (v > 0.6)] = (230, 110, 130)  # tongue
+    img[inside & (v > 0.9)] = (235, 230, 220)  # lower teeth
+    pts = np.zeros((478, 3))
+    pts[list(lm.LIPS_INNER), :2] = inner
+    return img, pts
+
+
+def test_driver_mode_brings_the_drivers_bright_teeth_into_the_opening() -> None:
+    img, _, style = closed_portrait()
+    drv_img, drv_pts = driver(8.0, 11.0)  # 19 px high, 25 px at the output's scale
+    out_inner = inner_lips(10.0, 15.0)
+    out_pts = landmarks_for(out_inner)
+    out = img.copy()
+    assert render_mouth(out, out_pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "driver"
+    flat = img.copy()
+    fill_mouth(flat, out_inner, style)
+    xs = slice(int(CENTRE[0]) - 15, int(CENTRE[0]) + 15)
+    under_lip = slice(int(CENTRE[1] - 10) + 2, int(CENTRE[1] - 10) + 5)
+    assert out[under_lip, xs].mean() > 160 > 60 > flat[under_lip, xs].mean()
+    inside = polygon_mask(out_inner, erode=2)
+    assert out[inside].mean() > flat[inside].mean() + 40
+    # Only the opening changed (plus a feathered pixel at its edge).
+    changed = np.abs(out.astype(int) - img.astype(int)).max(axis=2) > 8
+    assert (changed & ~cv2.dilate(polygon_mask(out_inner).astype(np.uint8),
+                                  np.ones((5, 5), np.uint8)).astype(bool)).sum() == 0
+    # The tongue: pinkish in the lower middle.
+    tongue = out[int(CENTRE[1] + 7): int(CENTRE[1] + 10), xs].reshape(-1, 3).mean(axis=0)
+    assert tongue[0] > tongue[1] + 30
+
+
+def test_a_grey_portrait_gets_grey_teeth_from_a_colourful_driver() -> None:
+    img, _, style = closed_portrait(grey=True)
+    drv_img, drv_pts = driver(12.0, 18.0)
+    out_inner = inner_lips(9.0, 14.0)
+    out = img.copy()
+    opacity = transplant_mouth(out, out_inner, drv_img, drv_pts[list(lm.LIPS_INNER), :2],
+                               style, feather_px=1.0)
+    assert opacity == pytest.approx(1.0)
+    inside = polygon_mask(out_inner, erode=1)
+    chroma = lab_chroma(out[inside])
+    assert chroma.mean() < 1.5 and chroma.max() < 4.0
+    assert lab_chroma(drv_img[drv_img[..., 0] > 200]).mean() > 10  # the driver is colourful
+    assert out[inside].max() > 150  # the teeth are there, light grey
+
+
+def test_colour_matching_follows_the_portraits_cast() -> None:
+    _, _, style = closed_portrait()
+    teeth = np.array([[235.0, 232.0, 222.0], [60.0, 12.0, 20.0]], np.float32)  # + a throat
+    driver_skin = np.array([225.0, 160.0, 140.0], np.float32)
+    painting = MouthStyle(style.edge, style.core, 0.0, chroma=35.0,
+                          cheek=np.array([170.0, 135.0, 70.0], np.float32))  # yellow-brown
+    moved = match_colours(teeth, driver_skin, painting)
+    assert moved[0, 2] < moved[0, :2].min() - 20  # yellowed teeth
+    assert moved[0].mean() < teeth[0].mean()  # darker, like the painting's skin
+    assert moved[1].max() < 80  # the throat stays dark
+    grey = MouthStyle(style.edge, style.core, 0.0, chroma=0.5,
+                      cheek=np.array([140.0, 140.0, 140.0], np.float32))
+    out = match_colours(teeth, driver_skin, grey)
+    assert np.ptp(out, axis=1).max() < 4.0  # grey
+    sepia = MouthStyle(style.edge, style.core, 0.0, chroma=3.0,
+                       cheek=np.array([160.0, 140.0, 115.0], np.float32))
+    out = match_colours(teeth, driver_skin, sepia)
+    assert out[0, 0] > out[0, 2] + 10  # warm, like the print
+
+
+def test_a_closed_driving_mouth_changes_nothing() -> None:
+    img, pts, style = closed_portrait()
+    drv_img, drv_pts = driver(0.4, 0.4)
+    out = img.copy()
+    assert transplant_mouth(out, inner_lips(9.0, 14.0), drv_img,
+                            drv_pts[list(lm.LIPS_INNER), :2], style) == 0.0
+    assert np.array_equal(out, img)
+    assert render_mouth(out, pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "none"
+    assert np.array_equal(out, img)
+    # The output open, the driver's mouth closed or not given: the synthetic interior.
+    open_pts = landmarks_for(inner_lips(9.0, 14.0))
+    assert render_mouth(out, open_pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "synthetic"
+    assert render_mouth(img.copy(), open_pts, style, mode="driver") == "synthetic"
+
+
+def test_a_driving_mouth_off_its_crop_falls_back_to_synthetic() -> None:
+    img, _, style = closed_portrait()
+    drv_img, drv_pts = driver(12.0, 18.0)
+    drv_pts[:, 1] += 150.0  # the mouth below the crop
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(inner_lips(9.0, 14.0)), style, mode="driver",
+                        driver_image=drv_img, driver_points=drv_pts) == "synthetic"
+
+
+# -- real portraits (../shared) ----------------------------------------------------------------
+
+
+def _portrait(portraits_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    from live.face.portraits import find_portrait, load_image
+    from live.face.tracking import face_landmarks
+
+    crop = np.ascontiguousarray(find_portrait(load_image(portraits_dir / name), 512).crop.image)
+    pts = face_landmarks(crop, refine=True)
+    assert pts is not None
+    return crop, pts.astype(np.float64)
+
+
+@pytest.mark.fixtures
+def test_real_portraits_are_measured(portraits_dir: Path) -> None:
+    teeth = prepare_mouth(*_portrait(portraits_dir, "deepface_img1_smile_teeth.jpg"))
+    assert teeth.own_teeth and not teeth.greyscale
+    bw = prepare_mouth(*_portrait(portraits_dir, "lp_s2_bw_photo.jpg"))
+    assert bw.greyscale and not bw.own_teeth
+    assert lab_chroma(bw.teeth[None, :]).max() < 2.0
+    mona = prepare_mouth(*_portrait(portraits_dir, "lp_s9_mona_lisa.jpg"))
+    assert not mona.greyscale and not mona.own_teeth and mona.own_height < 2.0
+
+
+@pytest.mark.fixtures
+def test_real_teeth_stay_rigid_when_the_jaw_drops(portraits_dir: Path) -> None:
+    img, pts = _portrait(portraits_dir, "deepface_img1_smile_teeth.jpg")
+    style = prepare_mouth(img, pts)
+    moved = pts.copy()
+    drop = 1.2 * style.own_height
+    lower = list(lm.LIPS_INNER_LOWER[1:-1])
+    u = np.linspace(0.0, 1.0, 11)[1:-1]
+    moved[lower, 1] += drop * np.sin(np.pi * u) ** 0.5
+    out = img.copy()
+    assert render_mouth(out, moved, style, mode="synthetic") == "synthetic"
+    # The upper lip did not move: the upper teeth are where they were, unstretched.
+    up = pts[list(lm.LIPS_INNER_UPPER), :2]
+    x0, x1 = int(up[3, 0]), int(up[7, 0])
+    y0 = int(up[3:8, 1].max()) + 2
+    rows = slice(y0, y0 + int(0.4 * style.own_height))
+    assert np.abs(out[rows, x0:x1].astype(int) - img[rows, x0:x1].astype(int)).mean() < 6.0

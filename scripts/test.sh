@@ -18,5 +18,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+.venv/bin/pip install -q -c constraints.txt -e ".[dev,bench]"
 exec .venv/bin/python -m pytest "$@"

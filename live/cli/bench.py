@@ -11,6 +11,9 @@ Jobs (``--job``) and engines (``--engine``) map to runner functions in :data:`JO
   (``live.bench.live``, ``live.bench.animate``); ``--engine`` picks one engine for them.
   Those modules share the option, fixture-check and table helpers of
   :mod:`live.bench.common`.
+- ``--job reconstruct`` / ``--job identity``: the FOMM paper's self-reconstruction benchmark
+  and the cross-identity guard on the offline job (``live.bench.reconstruct``; dlib from the
+  ``bench`` extra).
 
 Heavy libraries are imported inside the runners.
 """
@@ -91,6 +94,10 @@ JOBS: dict[tuple[str, str], Runner] = {
     ("live", "fomm"): _run_live_job("live.bench.live"),
     ("animate", "mesh"): _run_live_job("live.bench.animate"),
     ("animate", "fomm"): _run_live_job("live.bench.animate"),
+    ("reconstruct", "mesh"): _run_live_job("live.bench.reconstruct"),
+    ("reconstruct", "fomm"): _run_live_job("live.bench.reconstruct"),
+    ("identity", "mesh"): _run_live_job("live.bench.reconstruct"),
+    ("identity", "fomm"): _run_live_job("live.bench.reconstruct"),
 }
 """(job, engine) -> runner(args) -> exit code. Add jobs and engines here."""
 
@@ -100,6 +107,7 @@ _JOB_OPTIONS: tuple[tuple[str, str], ...] = (
     ("live.bench.fomm", "add_fomm_arguments"),
     ("live.bench.live", "add_arguments"),
     ("live.bench.animate", "add_arguments"),
+    ("live.bench.reconstruct", "add_arguments"),
 )
 
 
@@ -131,9 +139,12 @@ def register(subparsers: Any) -> None:
         description="Measure per-stage times (median, p95) and end-to-end fps of a job.")
     p.add_argument("--engine", choices=("mesh", "fomm"), default=None,
                    help="engine to time (default: mesh)")
-    p.add_argument("--job", choices=("engine", "live", "animate"), default="engine",
+    p.add_argument("--job", choices=("engine", "live", "animate", "reconstruct", "identity"),
+                   default="engine",
                    help="engine: decode+track+engine+composite on a video (default); "
-                   "live: the live pipeline; animate: the offline job")
+                   "live: the live pipeline; animate: the offline job; reconstruct: "
+                   "self-reconstruction quality (L1, PSNR, AKD, AED); identity: the portrait's "
+                   "identity kept across drivers (these two need the bench extra)")
     p.add_argument("--driving", type=Path, default=None,
                    help="driving video (default: the first in ../shared/fixtures/driving)")
     p.add_argument("--portrait", type=Path, default=None,

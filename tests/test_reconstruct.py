@@ -1,0 +1,207 @@
+"""The self-reconstruction and identity benchmarks (``live.bench.reconstruct``): metric
+functions on synthetic arrays, the missing-extra error, and short real runs (``../shared``
+fixtures and the ``bench`` extra, dlib)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrate.errors import MimicamError
+from live.bench import reconstruct as rc
+from live.cli.main import main
+
+HAVE_DLIB = all(importlib.util.find_spec(m) is not None
+                for m in ("dlib", "face_recognition_models"))
+needs_dlib = pytest.mark.skipif(not HAVE_DLIB, reason="needs the bench extra (dlib, "
+                                "face-recognition-models): pip install -e '.[bench]'")
+
+
+def _frames(n: int, seed: int = 0, shape: tuple[int, int] = (40, 60)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for _ in range(n)]
+
+
+# ------------------------------------------------------------------------- metric functions
+
+
+def test_l1_and_psnr_exact_values() -> None:
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = np.full((4, 4, 3), 51, np.uint8)  # 51 / 255 = 0.2
+    assert rc.l1_distance(a, b) == pytest.approx(0.2, abs=1e-12)
+    assert rc.mean_squared_error(a, b) == pytest.approx(0.04, abs=1e-12)
+    assert rc.psnr_db(0.04) == pytest.approx(13.979400086720377, abs=1e-9)
+    assert rc.psnr_db(0.01) == pytest.approx(20.0)
+    c = b.copy()
+    c[0, 0, 0] = 0  # one of 48 values off by 0.2
+    assert rc.l1_distance(c, b) == pytest.approx(0.2 / 48)
+
+
+def test_identical_images_score_zero() -> None:
+    (img,) = _frames(1)
+    assert rc.l1_distance(img, img.copy()) == 0.0
+    assert rc.mean_squared_error(img, img) == 0.0
+    assert math.isinf(rc.psnr_db(0.0))
+
+
+def test_metrics_reject_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        rc.l1_distance(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 3, 3), np.uint8))
+
+
+def test_keypoint_embedding_distance_and_ratio() -> None:
+    a = np.zeros((68, 2))
+    b = a + np.array([3.0, 4.0])
+    assert rc.keypoint_distance(a, b) == pytest.approx(5.0)
+    assert rc.embedding_distance(np.zeros(128), np.full(128, 0.5)) == pytest.approx(
+        math.sqrt(128 * 0.25))
+    assert rc.ratio(1.0, 4.0) == 0.25
+    assert math.isnan(rc.ratio(1.0, 0.0))
+    assert math.isnan(rc.ratio(math.nan, 1.0))
+
+
+def test_eval_view_takes_the_centred_square() -> None:
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 10:50] = 200  # the centred 40x40 square
+    view = rc.eval_view(img, size=40)
+    assert view.shape == (40, 40, 3)
+    assert (view == 200).all()
+    assert rc.eval_view(np.zeros((512, 300, 3), np.uint8)).shape == (256, 256, 3)
+
+
+def test_output_equal_to_real_scores_zero_and_frozen_is_frame0_vs_real() -> None:
+    real = _frames(5, seed=1)
+    m, samples = rc.evaluate_frames(real, [r.copy() for r in real], sheet_at=(0, 4))
+    views = [rc.eval_view(r) for r in real]
+    expected_frozen = float(np.mean([rc.l1_distance(views[0], v) for v in views]))
+    assert m.frames == 5
+    assert m.l1 == 0.0
+    assert math.isinf(m.psnr)
+    assert m.l1_frozen == pytest.approx(expected_frozen, rel=1e-12)
+    assert m.l1_frozen > 0
+    assert m.l1_ratio == 0.0
+    mse = float(np.mean([rc.mean_squared_error(views[0], v) for v in views]))
+    assert m.psnr_frozen == pytest.approx(rc.psnr_db(mse))
+    assert [i for i, _, _ in samples] == [0, 4]
+    assert math.isnan(m.akd) and m.evaluated == 0  # no dlib given
+
+
+def test_a_frozen_output_scores_like_the_frozen_baseline() -> None:
+    real = _frames(4, seed=2)
+    m, _ = rc.evaluate_frames(real, [real[0]] * 4)
+    assert m.l1 == pytest.approx(m.l1_frozen)
+    assert m.l1_ratio == pytest.approx(1.0)
+    assert m.psnr_gain_db == pytest.approx(0.0)
+
+
+def test_sheet_indices_spread_over_the_clip() -> None:
+    assert rc.sheet_indices(78) == [0, 15, 31, 46, 62, 77]
+    assert rc.sheet_indices(3) == [0, 1, 2]
+    assert rc.sheet_indices(0) == []
+
+
+def test_contact_sheet_layout_and_heat_map(tmp_path: Path) -> None:
+    real = _frames(3, seed=3, shape=(256, 256))
+    sheet = rc.contact_sheet([(i, r, r) for i, r in enumerate(real)], cell=64)
+    assert sheet.shape == (3 * 64, 3 * 64, 3)
+    heat = rc.heat_map(real[0], real[0])
+    assert heat.shape == (256, 256, 3)
+    assert len(np.unique(heat.reshape(-1, 3), axis=0)) == 1  # no difference: one colour
+    size = rc.write_png(tmp_path / "s.png", sheet, max_bytes=None)
+    assert size == (tmp_path / "s.png").stat().st_size
+    import cv2
+
+    back = cv2.imread(str(tmp_path / "s.png"))[:, :, ::-1]
+    assert np.array_equal(back, sheet)  # lossless without a size limit
+    rc.write_png(tmp_path / "small.png", sheet, max_bytes=1)  # cannot fit: 3 bits dropped
+    small = cv2.imread(str(tmp_path / "small.png"))
+    assert not (small & 7).any()
+
+
+def test_json_ready_replaces_non_finite_numbers() -> None:
+    data = {"a": math.nan, "b": [math.inf, 1.5], "c": "x"}
+    assert rc.json_ready(data) == {"a": None, "b": [None, 1.5], "c": "x"}
+
+
+def test_missing_bench_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
+    with pytest.raises(MimicamError, match=r'pip install -e "\.\[bench\]"'):
+        rc.DlibFaces()
+    assert main(["bench", "--job", "reconstruct", "--max-frames", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install -e ".[bench]"' in err[0]
+
+
+# ----------------------------------------------------------------------- real runs (dlib)
+
+
+@needs_dlib
+@pytest.mark.fixtures
+def test_dlib_finds_68_landmarks_and_an_embedding(driving_dir: Path) -> None:
+    frame = rc.eval_view(rc.first_frame(driving_dir / "lp_d0.mp4"))
+    face = rc.DlibFaces().find(frame)
+    assert face is not None
+    assert face.landmarks.shape == (68, 2)
+    assert face.embedding is not None and face.embedding.shape == (128,)
+
+
+@needs_dlib
+def test_a_face_the_detector_misses_is_measured_in_the_fallback_box() -> None:
+    faces = rc.DlibFaces()
+    blank = np.full((128, 128, 3), 128, np.uint8)
+    assert faces.find(blank) is None
+    face = faces.find(blank, fallback_box=(30, 30, 98, 98))
+    assert face is not None and not face.detected
+    assert face.box == (30, 30, 98, 98)
+    assert face.landmarks.shape == (68, 2)
+    assert face.embedding is not None and face.embedding.shape == (128,)
+
+
+@needs_dlib
+@pytest.mark.fixtures
+def test_reconstruct_one_short_clip(driving_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    sheets = tmp_path / "sheets"
+    code = main(["-q", "bench", "--job", "reconstruct", "--clips", "lp_d0.mp4",
+                 "--max-frames", "20", "--json", "--sheets", str(sheets)])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["engine"] == "mesh" and result["max_frames"] == 20
+    (clip,) = result["clips"]
+    for key in ("l1", "l1_frozen", "psnr", "psnr_frozen", "akd", "akd_frozen", "aed",
+                "aed_frozen", "lost", "l1_ratio", "akd_ratio", "aed_ratio", "psnr_gain_db"):
+        assert key in clip, key
+    assert clip["clip"] == "lp_d0.mp4" and clip["frames"] == 20
+    for key in ("l1_ratio", "akd_ratio", "aed_ratio"):
+        assert clip[key] is not None and math.isfinite(clip[key]), key
+    assert clip["l1_frozen"] > 0
+    assert clip["evaluated"] == 10 and clip["scored"] > 0
+    for key in ("median_l1_ratio", "median_akd_ratio", "median_aed_ratio"):
+        assert math.isfinite(result["summary"][key])
+    sheet = Path(clip["sheet"])
+    assert sheet.is_file() and sheet.parent == sheets
+    assert sheet.stat().st_size < 300_000
+
+
+@needs_dlib
+@pytest.mark.fixtures
+def test_identity_one_pair(driving_dir: Path, portraits_dir: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["-q", "bench", "--job", "identity", "--clips", "lp_d0.mp4",
+                 "--portraits", "lp_s42.jpg", "--max-frames", "12", "--every", "5", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    (pair,) = result["pairs"]
+    assert pair["frames"] == 12 and pair["sampled"] == 3
+    assert pair["found"] + pair["boxed"] == 3
+    assert 0 <= pair["to_portrait"] < 0.4  # same person
+    assert pair["portrait_driver"] > 0.6  # another person
+    assert math.isfinite(pair["driver_ratio"]) and math.isfinite(pair["transfer_ratio"])
+    assert result["summary"]["pairs"] == 1

@@ -154,3 +154,55 @@ def test_yaw_foreshortens_the_far_cheek_and_widens_the_near_one(prepared) -> Non
     # The 3-D path carries the driver's own projected landmarks back (same face, same turn).
     np.testing.assert_allclose(motion.points[:, :2], turned[:, :2], atol=1.0)
     assert np.abs(flat.points[:, :2] - turned[:, :2]).max() < 3.0
+
+
+@pytest.mark.fixtures
+def test_gaze_moves_the_iris_within_the_eye(prepared) -> None:
+    _, portrait = prepared
+    assert len(portrait.eyes) == 2
+    p = portrait.landmarks
+    iod = lm.inter_ocular_distance(p)
+    looked = p.copy()
+    irises = ((lm.RIGHT_IRIS_CENTER, lm.RIGHT_IRIS), (lm.LEFT_IRIS_CENTER, lm.LEFT_IRIS))
+    for centre, ring in irises:
+        looked[[centre, *ring], 0] += 0.05 * iod  # both eyes look to the image's right
+
+    def dark_shift(image: np.ndarray, loop: tuple[int, ...]) -> float:
+        """How far right the dark part of an eye opening moved against the portrait."""
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(p[list(loop), :2]).astype(np.int32)], (1,))
+        ys, xs = np.nonzero(mask)
+
+        def centre_x(img: np.ndarray) -> float:
+            luma = img[ys, xs].astype(np.float64).mean(axis=1)
+            weight = np.clip(luma.max() - luma, 0, None) ** 2
+            return float((xs * weight).sum() / weight.sum())
+
+        return centre_x(image) - centre_x(portrait.image)
+
+    with_gaze = MeshEngine(size=SIZE, smoothing=False)
+    warp_only = MeshEngine(size=SIZE, smoothing=False, gaze=False)
+    bare = warp_only.prepare(portrait.image)
+    out = with_gaze.render(portrait, p, looked)
+    dragged = warp_only.render(bare, p, looked)
+    for loop in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        moved, smeared = dark_shift(out, loop), dark_shift(dragged, loop)
+        assert moved > 0.012 * iod  # the iris slid the way the gaze went ...
+        assert moved > 2.0 * smeared  # ... where the warp alone barely drags it
+
+
+def test_whole_picture_layout_is_an_identity_crop() -> None:
+    from live.geometry import crop_transform
+    from live.jobs.animate import CropLayout, face_crop_square, whole_picture_layout
+
+    face = np.zeros((478, 3))
+    face[:, 0] = np.linspace(150, 350, 478)  # a face about 200 px wide in a 512 picture
+    face[:, 1] = np.linspace(150, 370, 478)
+    layout = whole_picture_layout(CropLayout(), [face], (512, 512))
+    assert layout.picture == (512, 512)
+    centre, side = face_crop_square(face, layout)
+    np.testing.assert_allclose(crop_transform(centre, side, 512), [[1, 0, 0], [0, 1, 0]])
+    # a small face in a large picture, or several faces: the usual face crop
+    assert whole_picture_layout(CropLayout(), [face * 0.2], (512, 512)).picture is None
+    assert whole_picture_layout(CropLayout(), [face, face], (512, 512)).picture is None
+    assert whole_picture_layout(CropLayout(), [face * 4], (2048, 2048)).picture is None

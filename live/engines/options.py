@@ -89,6 +89,8 @@ class MeshOptions:
     colour-matched to the portrait; the synthetic one while yours is not visible),
     ``"synthetic"`` (the portrait's own teeth moved rigidly with each jaw, or drawn ones, over
     a throat in the portrait's lip hue), or ``"off"``."""
+    gaze: bool = True
+    """Redraw the irises where the driving gaze puts them (else the warp drags them)."""
     head_layer: bool = True
     """Segment the portrait once and warp only the person over a still background plate."""
     grid: int = 256

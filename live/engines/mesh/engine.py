@@ -31,6 +31,7 @@ from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
+from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes
 from live.engines.mesh.motion import (
     MotionOptions,
     affine_scale,
@@ -75,6 +76,8 @@ class MeshPortrait:
     mouth: MouthStyle
     chains: tuple[np.ndarray, ...]
     layers: PortraitLayers | None = None
+    eyes: tuple[EyePatch, ...] = ()
+    """The eyes cut out for :func:`~live.engines.mesh.eyes.render_eyes` (gaze)."""
     """Person matte and background plate (None: segmentation found nobody, or off)."""
 
     @property
@@ -182,7 +185,8 @@ class MeshEngine:
                             "background moves with the head (no head layer)")
         return MeshPortrait(image=image, landmarks=pts64, layout=layout,
                             mouth=mouth_style(image, pts64), chains=lower_face_chains(pts64),
-                            layers=layers)
+                            layers=layers,
+                            eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
 
     def set_portrait(self, prepared: Any) -> None:
         if not isinstance(prepared, MeshPortrait):
@@ -335,6 +339,8 @@ class MeshEngine:
             layers = portrait.layers
             composite_head(out, self._warp.remap(portrait.matte, source), layers.plate,
                            self._warp.remap(layers.plate, source))
+        if portrait.eyes:
+            render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
         t4 = clock()
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":

@@ -129,6 +129,14 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     size = (x1 - x0, y1 - y0)
     # The white follows the eye opening: output ROI pixel -> patch pixel.
     to_out = _fit_affine(eye.contour - eye.origin, contour - [x0, y0])
+    # Where the iris would be if it stayed put in the eye: the warp shows that right already.
+    # The redrawn eye fades in over a pixel of gaze offset (no pop, and an unmoved face is
+    # returned exactly).
+    carried = to_out[:, :2] @ (eye.centre - eye.origin) + to_out[:, 2]
+    offset = float(np.linalg.norm((centre - [x0, y0]) - carried))
+    strength = float(np.clip((offset - 0.25) / 1.0, 0.0, 1.0))
+    if strength <= 0.0:
+        return 0
     white = cv2.warpAffine(eye.white, to_out, size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
     # The iris: the portrait's disc at the output centre, at head scale (no shear).
@@ -144,7 +152,8 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     mask = np.zeros((size[1], size[0]), np.uint8)
     poly = np.round((contour - [x0, y0]) * 16.0).astype(np.int32)
     cv2.fillPoly(mask, [poly], (255,), cv2.LINE_AA, 4)
-    m = cv2.erode(mask, np.ones((2, 2), np.uint8)).astype(np.float32)[..., None] / 255.0
+    m = cv2.erode(mask, np.ones((2, 2), np.uint8)).astype(np.float32)[..., None] \
+        * np.float32(strength / 255.0)
     roi = out[y0:y1, x0:x1]
     eye_px = iris * alpha + white * (1.0 - alpha)
     blended = roi.astype(np.float32) * (1.0 - m) + eye_px * m

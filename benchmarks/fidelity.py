@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from calibrate.errors import InputError, NoFaceError
+from calibrate.errors import NoFaceError
 from live.bench.common import FIXTURES
 from live.bench.fidelity import FidelityMeter, FidelityResult
 from live.engines.mesh.engine import MeshEngine
@@ -42,13 +42,11 @@ Track = list[tuple[np.ndarray, np.ndarray, int, float] | None]
 
 
 def load_image(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (alpha dropped)."""
-    import cv2
+    """An image file as RGB uint8, upright: mimicam's own reader
+    (:func:`live.face.portraits.load_image`: EXIF orientation, alpha over white)."""
+    from live.face.portraits import load_image as read_picture
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError("cannot read the image", path=path, expected="a JPEG or PNG file")
-    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return read_picture(path)
 
 
 def crop_portrait(path: Path, size: int, *, scale: float = 1.8) -> np.ndarray:

@@ -73,14 +73,16 @@ def time_tracker(frames: list[tuple[np.ndarray, float]], refine: bool) -> dict[s
 
 
 def time_stills() -> dict[str, dict[str, float]]:
+    from calibrate.errors import InputError
+    from live.face.portraits import load_image
     from live.face.tracking import detect_faces, face_landmarks
 
     out = {}
     for path in sorted((FIXTURES / "portraits").iterdir()):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
+        try:
+            img = load_image(path)  # upright (EXIF), RGB
+        except InputError:
             continue
-        img = np.ascontiguousarray(bgr[:, :, ::-1])
         detect_faces(img)  # warm up the graphs
         t0 = time.perf_counter()
         faces = detect_faces(img)

@@ -8,8 +8,10 @@
 - :func:`letterbox` scales an image into an output size, keeping its aspect, with black bars;
   :func:`letterbox_transform` is the same mapping as a 2x3 affine (both live in
   :mod:`live.geometry`, with the other crop and point maths, and are re-exported here).
-- :class:`Compositor` is the live hot path: one portrait letterboxed once to the output size,
-  its face mask warped once; each frame only the face region is warped and blended.
+- :class:`Compositor` is the live hot path: one portrait framed once in the output size (a
+  :class:`~live.geometry.Framing`: letterboxed, or cut around the face like a webcam picture,
+  the photo's edge extended where the output shows more), its face mask warped once; each
+  frame only the face region is warped and blended.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import cv2
 import numpy as np
 
 from live.geometry import (
+    Framing,
     compose_affine,
     covered_region,
+    frame_picture,
     letterbox,
     letterbox_transform,
     offset_affine,
@@ -183,28 +187,107 @@ class _Prepared:
     alpha: np.ndarray | None
 
 
+@dataclass(frozen=True, eq=False)
+class _FramedPaste:
+    """The per-frame paste of a framed portrait, prepared once (see :func:`_framed_paste`):
+    the crop resized to ``size`` (w, h) lands with its top-left pixel at ``origin`` (x, y);
+    only ``region`` (x0, y0, x1, y1 of the output) is blended, ``alpha8`` (uint8, 3
+    channels) over ``still`` (the background's share, already weighted)."""
+
+    size: tuple[int, int]
+    origin: tuple[int, int]
+    region: tuple[int, int, int, int]
+    alpha8: np.ndarray
+    still: np.ndarray
+    ring: np.ndarray  # bool: the mask's soft ring (colour transfer)
+
+    def paste(self, crop: np.ndarray, out: np.ndarray, color_transfer: bool) -> None:
+        x0, y0, x1, y1 = self.region
+        ox, oy = self.origin
+        warped = cv2.resize(crop, self.size, interpolation=cv2.INTER_LINEAR)
+        warped = warped[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        if color_transfer:
+            warped = _color_transfer(warped, out[y0:y1, x0:x1], self.ring)
+        out[y0:y1, x0:x1] = cv2.add(cv2.multiply(warped, self.alpha8, scale=1.0 / 255.0),
+                                    self.still)
+
+
+def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
+                  mask: np.ndarray, background: np.ndarray) -> tuple[np.ndarray,
+                                                                     _FramedPaste | None]:
+    """The paste of a framed portrait's crop and the crop's affine into the output it uses.
+
+    The crop is placed as an exact resize at whole pixels (moved by at most half a pixel and
+    scaled by at most half a pixel over its side, under the feathered mask, so nothing shows),
+    which resizing does three to four times faster than a general warp; the blend is two
+    8-bit operations with the background's share computed once. The mask is kept to the
+    photo (its extended edge stays still: a crop reaching past the photo holds only repeated
+    edge pixels) and the region cut to where it weighs anything."""
+    n = int(crop_size)
+    nx, ny = max(1, round(crop_to_output[0, 0] * n)), max(1, round(crop_to_output[1, 1] * n))
+    sx, sy = nx / n, ny / n
+    ox = round(float(crop_to_output[0, 2]) - (0.5 * sx - 0.5))
+    oy = round(float(crop_to_output[1, 2]) - (0.5 * sy - 0.5))
+    placed = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]])
+    px0, py0, px1, py1 = framing.photo_rect
+    x0, y0, x1, y1 = max(ox, px0), max(oy, py0), min(ox + nx, px1), min(oy + ny, py1)
+    if x1 <= x0 or y1 <= y0:
+        return placed, None
+    alpha = cv2.resize(mask, (nx, ny), interpolation=cv2.INTER_LINEAR)
+    alpha = alpha[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    used = alpha > 0.5 / 255.0  # lighter weights round to nothing
+    rows, cols = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
+    if not len(rows):
+        return placed, None
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    alpha = alpha[r0:r1, c0:c1]
+    region = (x0 + c0, y0 + r0, x0 + c1, y0 + r1)
+    a8 = np.clip(np.round(alpha * 255.0), 0, 255).astype(np.uint8)
+    bg = background[region[1]:region[3], region[0]:region[2]].astype(np.float32)
+    still = np.round(bg * (1.0 - a8[..., None] / 255.0)).astype(np.uint8)
+    ring = (alpha > 0.05) & (alpha < 0.6)
+    return placed, _FramedPaste((nx, ny), (ox, oy), region, cv2.merge([a8, a8, a8]), still,
+                                ring)
+
+
 class Compositor:
-    """Paste animated crops of one portrait into its letterboxed full picture, fast.
+    """Paste animated crops of one portrait into its framed full picture, fast.
 
     ``portrait`` is the full portrait (RGB), ``crop_to_portrait`` the 2x3 affine of the face
-    crop in it, ``crop_size`` the engine's crop size, ``output_size`` (w, h). Everything that
-    does not change between frames (the letterboxed background, the mask warped into its
-    output region) is computed once here, off the hot path; :meth:`compose` then warps and
-    blends only the face region.
+    crop in it, ``crop_size`` the engine's crop size, ``output_size`` (w, h). ``framing``
+    places the portrait in the output (:func:`~live.geometry.framing_transform`; None: the
+    whole portrait letterboxed, as the ``full`` framing). Everything that does not change
+    between frames (the framed background, the mask warped into its output region) is
+    computed once here, off the hot path; :meth:`compose` then warps and blends only the
+    face region. Where a framing extends the photo's edge, the still background stays.
     """
 
     def __init__(self, portrait: np.ndarray, crop_to_portrait: np.ndarray, crop_size: int,
                  output_size: tuple[int, int], *, feather: float = 0.08,
-                 mask: np.ndarray | None = None, color_transfer: bool = False) -> None:
+                 mask: np.ndarray | None = None, color_transfer: bool = False,
+                 framing: Framing | None = None) -> None:
         check_rgb(portrait, "portrait")
         m = _check_affine(crop_to_portrait, "crop_to_portrait")
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.crop_size = int(crop_size)
         self.color_transfer = color_transfer
         h, w = portrait.shape[:2]
-        box = letterbox_transform((w, h), self.output_size)
-        self.background = letterbox(portrait, self.output_size)
+        if framing is not None and (framing.portrait_size != (w, h)
+                                    or framing.output_size != self.output_size):
+            raise ValueError(f"framing: made for a {framing.portrait_size} portrait in a "
+                             f"{framing.output_size} output, got {(w, h)} in "
+                             f"{self.output_size}")
+        self.framing = framing
+        framed = framing is not None and framing.mode != "full"
+        if framing is not None and framed:
+            box = framing.affine
+            self.background = frame_picture(portrait, framing)
+        else:  # full: the letterbox, exactly as ever
+            box = letterbox_transform((w, h), self.output_size)
+            self.background = letterbox(portrait, self.output_size)
         self.background.flags.writeable = False
+        self.portrait_to_output = box
+        """The 2x3 affine from portrait pixels to output pixels (the framing)."""
         # crop -> portrait -> output
         self.crop_to_output = compose_affine(box, m)
         if mask is None:
@@ -213,9 +296,14 @@ class Compositor:
         if mask.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"mask: expected shape {(self.crop_size, self.crop_size)}, "
                              f"got {mask.shape}")
+        self._framed: _FramedPaste | None = None
         roi = covered_region(self.crop_to_output, self.crop_size, self.crop_size,
                              *self.output_size)
-        if roi is None:
+        if framing is not None and framed:
+            self.crop_to_output, self._framed = _framed_paste(
+                framing, self.crop_to_output, self.crop_size, mask, self.background)
+            self._prep = _Prepared(None, np.zeros((2, 3)), None)
+        elif roi is None:
             self._prep = _Prepared(None, np.zeros((2, 3)), None)
         else:
             x0, y0, x1, y1 = roi
@@ -230,6 +318,13 @@ class Compositor:
             out = self.background.copy()
         else:
             out[...] = self.background
+        if self._framed is not None and crop_rgb is not None:
+            if crop_rgb.shape != (self.crop_size, self.crop_size, 3) \
+                    or crop_rgb.dtype != np.uint8:
+                raise ValueError(f"crop: expected RGB uint8 {self.crop_size}x{self.crop_size},"
+                                 f" got {crop_rgb.dtype} {crop_rgb.shape}")
+            self._framed.paste(crop_rgb, out, self.color_transfer)
+            return out
         prep = self._prep
         if crop_rgb is None or prep.roi is None or prep.alpha is None:
             return out

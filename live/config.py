@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from calibrate.errors import InputError
 from live.engines.base import EngineOptions
@@ -34,6 +34,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
+
+FramingMode = Literal["shoulders", "head", "full"]
+"""How a portrait fills the output (:func:`live.geometry.framing_transform`): ``shoulders``
+(head and shoulders, like a webcam), ``head`` (tighter) or ``full`` (letterboxed)."""
+FRAMINGS: tuple[FramingMode, ...] = ("shoulders", "head", "full")
 
 
 def _type_name(tp: Any) -> str:
@@ -184,6 +189,7 @@ class LiveConfig:
         portrait = "portraits/"
         width = 1920
         height = 1080
+        framing = "head"         # shoulders (default) | head | full
         http = "127.0.0.1:8090"
         preview = false
 
@@ -235,6 +241,15 @@ class LiveConfig:
     """Output height in pixels."""
     fps: float = 30.0
     """Output frame rate (virtual camera, recorder, resend rate while the camera is lost)."""
+    framing: FramingMode = "shoulders"
+    """How the portrait fills the output, like a webcam picture of its person: ``shoulders``
+    (the face a third of the height, eyes 40 % down, centred), ``head`` (the face half the
+    height) or ``full`` (the whole portrait letterboxed). Chosen once per portrait from its
+    face; where the output shows more than the photo, the photo's edge is extended (blurred
+    mirror). A portrait folder's ``portraits.toml`` can set it per picture."""
+    face: int | None = None
+    """In a portrait with several faces (a group photo), frame and animate face N, counted
+    from the left (None: the largest face)."""
     feather: float = 0.03
     """Softness of the pasted face's edge, as a fraction of the crop size."""
     color_transfer: bool = False
@@ -252,7 +267,9 @@ class LiveConfig:
     """Serve an MJPEG stream on ``HOST:PORT`` (``PORT`` alone binds 127.0.0.1)."""
     jpeg_quality: int = 80
     record: Path | None = None
-    """Also record the output to this video file (.mp4)."""
+    """Also record the output to this video file (.mp4, .mov, .mkv, .webm or .gif)."""
+    overwrite: bool = False
+    """Replace an existing ``record`` file (else it is kept and the run refused)."""
 
     duration: float | None = None
     """Stop after this many seconds (None: until Q, Ctrl-C or SIGTERM)."""
@@ -280,6 +297,9 @@ class LiveConfig:
             (self.crop_size is None or self.crop_size >= 64, "crop_size", ">= 64",
              self.crop_size),
             (self.crop_scale > 0, "crop_scale", "> 0", self.crop_scale),
+            (self.framing in FRAMINGS, "framing", " | ".join(FRAMINGS), self.framing),
+            (self.face is None or self.face >= 1, "face", "a face number >= 1 (1 = the "
+             "leftmost)", self.face),
             (0 <= self.feather <= 0.3, "feather", "0 .. 0.3", self.feather),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality", "1 .. 100", self.jpeg_quality),
             (self.duration is None or self.duration > 0, "duration", "> 0 seconds",

@@ -10,28 +10,42 @@ picture into an output frame). This module is the one place that maths is writte
 - :func:`normalized_to_pixels`: MediaPipe's normalised outputs to pixels;
 - :func:`crop_transform` and :func:`crop_square`: a square crop and its exact transform;
 - :func:`letterbox_transform` and :func:`letterbox`: a picture scaled into an output size;
-- :func:`covered_region` and :func:`offset_affine`: the part of a canvas a warped crop covers.
+- :func:`framing_transform` and :func:`frame_picture`: a portrait framed around its face in an
+  output size, like a webcam would (``shoulders``, ``head``), or letterboxed (``full``);
+- :func:`covered_region` and :func:`offset_affine`: the part of a canvas a warped crop covers;
+- :class:`Orientation`: how a stored picture or video frame is turned to be seen upright
+  (EXIF orientation, a video's display matrix), :func:`fit_size`: a size capped on its long side.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
 
+from live.config import FRAMINGS, FramingMode
 from live.packets import FaceCrop, check_rgb
 
 __all__ = [
+    "FRAMINGS",
     "Border",
+    "Framing",
+    "FramingMode",
+    "Orientation",
     "apply_affine",
     "border_args",
     "compose_affine",
     "covered_region",
     "crop_square",
     "crop_transform",
+    "fit_size",
+    "frame_picture",
+    "framed_output_size",
+    "framing_transform",
     "invert_affine",
     "letterbox",
     "letterbox_transform",
@@ -228,6 +242,197 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# framing: a portrait placed in the output like a webcam picture of its person
+
+
+FACE_SHARE = {"shoulders": 1.0 / 3.0, "head": 0.5}
+"""The face box's height as a share of the output height, per framing."""
+EYES_DOWN = 0.40
+"""The eye line's place in the output, as a share of its height from the top."""
+MAX_CLEAN_UPSCALE = 1.5
+"""A framing zooms in at most this far past the portrait's own pixels (more looks soft), or
+as far as the letterboxed whole portrait would need, when that is more (a tiny portrait)."""
+_SLACK_X = 0.03  # the face may sit this share of the width off centre to stay inside the photo
+_SLACK_EYES = (0.33, 0.45)  # ... and the eye line between these shares of the height
+
+
+@dataclass(frozen=True, eq=False)
+class Framing:
+    """A portrait placed in an output frame, fixed for the portrait.
+
+    ``affine`` maps portrait pixels to output pixels (a scale and a shift): the portrait is
+    resized to ``resized`` (w, h) and its top-left pixel put at ``offset`` (x, y) of the output
+    (whole pixels, so nothing is resampled but the resize). :func:`framing_transform` chooses
+    it, :func:`frame_picture` draws the output's still picture with it.
+    """
+
+    mode: FramingMode
+    affine: np.ndarray
+    portrait_size: tuple[int, int]
+    output_size: tuple[int, int]
+    resized: tuple[int, int]
+    offset: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Output pixels per portrait pixel (> 1: the portrait is upscaled)."""
+        return max(self.resized[0] / self.portrait_size[0],
+                   self.resized[1] / self.portrait_size[1])
+
+    @property
+    def photo_rect(self) -> tuple[int, int, int, int]:
+        """The output rectangle ``(x0, y0, x1, y1)`` (ends exclusive) the portrait covers."""
+        (ox, oy), (nw, nh), (w, h) = self.offset, self.resized, self.output_size
+        return max(ox, 0), max(oy, 0), min(ox + nw, w), min(oy + nh, h)
+
+    @property
+    def padded(self) -> bool:
+        """The output shows more than the portrait (black bars for ``full``; the portrait's
+        edge extended for the other framings)."""
+        return self.photo_rect != (0, 0, *self.output_size)
+
+
+def _settle(ideal: float, n: int, out: int, moves: tuple[float, float]) -> float:
+    """An offset near ``ideal`` (moved by at most ``moves`` = (down, up)) at which ``n`` pixels
+    cover all ``out`` output pixels, as far as that goes."""
+    if n < out:
+        return ideal
+    covering = min(max(ideal, float(out - n)), 0.0)
+    return ideal + min(max(covering - ideal, moves[0]), moves[1])
+
+
+def framing_transform(face_box: Sequence[float] | np.ndarray | None,
+                      portrait_size: tuple[int, int], output_size: tuple[int, int],
+                      mode: FramingMode = "shoulders", *, eyes_y: float | None = None,
+                      max_upscale: float = MAX_CLEAN_UPSCALE) -> Framing:
+    """How a ``portrait_size`` (w, h) portrait fills a ``output_size`` (w, h) frame.
+
+    ``full``: the whole portrait letterboxed (exactly :func:`letterbox_transform`).
+    ``shoulders``: cut to the output's aspect around the face, like a webcam picture: the
+    face box ``(x0, y0, x1, y1)`` (portrait pixels, e.g. the face mesh's extent) a third of
+    the output height, its centre in the middle, the eyes (``eyes_y``, portrait pixels;
+    default: a third down the box) 40 % down. ``head``: the same with the face half the
+    height. Where keeping the face exactly there would show more than the photo, it moves
+    (by at most 3 % of the width, or the eye line to between 33 % and 45 %) to stay inside.
+
+    The framing never zooms in further than ``max_upscale`` times the portrait's pixels, or
+    than the letterboxed whole portrait would when that is more (a tiny portrait): beyond
+    that the face is framed smaller. The portrait may then not cover the output
+    (:attr:`Framing.padded`): :func:`frame_picture` extends its edge.
+    """
+    if mode not in FRAMINGS:
+        raise ValueError(f"framing: expected one of {', '.join(FRAMINGS)}, got {mode!r}")
+    pw, ph = int(portrait_size[0]), int(portrait_size[1])
+    ow, oh = int(output_size[0]), int(output_size[1])
+    if min(pw, ph, ow, oh) < 1:
+        raise ValueError(f"sizes must be >= 1, got portrait {portrait_size} output {output_size}")
+    if mode == "full":
+        m = letterbox_transform((pw, ph), (ow, oh))
+        nw, nh = round(m[0, 0] * pw), round(m[1, 1] * ph)
+        return Framing(mode, m, (pw, ph), (ow, oh), (nw, nh), (int(m[0, 2]), int(m[1, 2])))
+    box = np.asarray(face_box if face_box is not None else (), dtype=np.float64).ravel()
+    if box.shape != (4,) or not np.all(np.isfinite(box)) or not box[3] > box[1]:
+        raise ValueError(f"face_box: expected finite (x0, y0, x1, y1) with y1 > y0, "
+                         f"got {face_box!r}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    face_h = y1 - y0
+    target = FACE_SHARE[mode] * oh / face_h
+    letterboxed = min(ow / pw, oh / ph)
+    s = min(target, max(float(max_upscale), letterboxed))
+    nw, nh = max(1, round(pw * s)), max(1, round(ph * s))
+    sx, sy = nw / pw, nh / ph
+    eye = float(eyes_y) if eyes_y is not None else y0 + face_h / 3.0
+    # pixel centres at integers: resizing maps x to (x + 0.5) * sx - 0.5
+    ideal_x = (ow - 1) / 2.0 - ((x0 + x1) / 2.0 + 0.5) * sx + 0.5
+    ideal_y = EYES_DOWN * oh - 0.5 - ((eye + 0.5) * sy - 0.5)
+    slack_x = _SLACK_X * ow
+    ox = round(_settle(ideal_x, nw, ow, (-slack_x, slack_x)))
+    oy = round(_settle(ideal_y, nh, oh, ((_SLACK_EYES[0] - EYES_DOWN) * oh,
+                                         (_SLACK_EYES[1] - EYES_DOWN) * oh)))
+    m = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]])
+    return Framing(mode, m, (pw, ph), (ow, oh), (nw, nh), (ox, oy))
+
+
+def framed_output_size(face_height: float, mode: FramingMode, *,
+                       aspect: tuple[int, int] = (16, 9), max_width: int | None = None,
+                       min_height: int = 360) -> tuple[int, int]:
+    """An output size (w, h) of ``aspect`` for framing ``mode`` (not ``full``) of a face
+    ``face_height`` pixels high, at the portrait's own resolution (the face keeps its size),
+    at least ``min_height`` high and at most ``max_width`` wide; both even (video codecs)."""
+    if mode == "full" or mode not in FACE_SHARE:
+        raise ValueError(f"framed_output_size: expected shoulders or head, got {mode!r}")
+    if not face_height > 0:
+        raise ValueError(f"face_height: expected > 0 pixels, got {face_height}")
+    aw, ah = aspect
+    h = max(float(min_height), face_height / FACE_SHARE[mode])
+    if max_width:
+        h = min(h, max_width * ah / aw)
+    h_even = max(2, 2 * round(h / 2))
+    return max(2, 2 * round(h_even * aw / ah / 2)), h_even
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A strong Gaussian blur, done at a reduced size when ``sigma`` is large (cheap)."""
+    h, w = image.shape[:2]
+    k = max(1, min(int(sigma // 6), 8))
+    if k == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
+    small = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / k,
+                             borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
+    """``image`` (the portrait of ``framing``) as the output picture of ``framing``.
+
+    ``full`` is :func:`letterbox` (black bars). The other framings resize the portrait (area
+    averaging down; Lanczos up) and place it; where the output shows more than the photo, the
+    photo's own edge is extended: mirrored, blurred more and dimmed a little with the
+    distance from the photo (feathered, so the photo's edge shows no seam), never black.
+    """
+    check_rgb(image)
+    h, w = image.shape[:2]
+    if (w, h) != framing.portrait_size:
+        raise ValueError(f"image: expected the framing's portrait size {framing.portrait_size},"
+                         f" got {w}x{h}")
+    ow, oh = framing.output_size
+    if framing.mode == "full":
+        return letterbox(image, (ow, oh))
+    nw, nh = framing.resized
+    ox, oy = framing.offset
+    if (nw, nh) == (w, h):
+        resized = image
+    else:
+        interp = cv2.INTER_AREA if nw < w else cv2.INTER_LANCZOS4
+        resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    x0, y0, x1, y1 = framing.photo_rect
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"framing: the portrait does not reach the output ({framing.offset}, "
+                         f"{framing.resized} in {framing.output_size})")
+    visible = resized[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    if not framing.padded:
+        return np.ascontiguousarray(visible)
+    out = cv2.copyMakeBorder(visible, y0, oh - y1, x0, ow - x1, cv2.BORDER_REFLECT_101)
+    # distance (output pixels) from the photo; 1 at the first pixel outside it
+    dx = np.maximum(np.maximum(x0 - np.arange(ow), np.arange(ow) - (x1 - 1)), 0)
+    dy = np.maximum(np.maximum(y0 - np.arange(oh), np.arange(oh) - (y1 - 1)), 0)
+    d = np.hypot(dy[:, None].astype(np.float32), dx[None, :].astype(np.float32))
+    near = _smoothstep(d / (0.02 * oh))[..., None]  # sharp -> lightly blurred
+    far = _smoothstep(d / (0.2 * oh))[..., None]  # lightly -> strongly blurred and dimmed
+    light = _blur(out, 0.015 * oh).astype(np.float32)
+    strong = _blur(out, 0.1 * oh).astype(np.float32)
+    ext = (light * (1.0 - far) + strong * far) * (1.0 - 0.25 * far)
+    mixed = out.astype(np.float32) * (1.0 - near) + ext * near
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
 def covered_region(affine: np.ndarray, src_w: int, src_h: int, dst_w: int,
                    dst_h: int) -> tuple[int, int, int, int] | None:
     """The rectangle ``(x0, y0, x1, y1)`` of a ``dst_w`` x ``dst_h`` canvas that a
@@ -250,3 +455,79 @@ def offset_affine(affine: np.ndarray, x0: int, y0: int) -> np.ndarray:
     out[0, 2] -= x0
     out[1, 2] -= y0
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# orientation and size caps
+
+
+# EXIF Orientation tag value -> (transpose, flip_x, flip_y)
+_EXIF_ORIENTATIONS = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True),
+                      4: (False, False, True), 5: (True, False, False), 6: (True, True, False),
+                      7: (True, True, True), 8: (True, False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Orientation:
+    """How a stored picture is turned to be seen upright: first ``transpose`` (rows become
+    columns), then mirror left-right (``flip_x``) and/or top-bottom (``flip_y``).
+
+    The eight combinations are the eight EXIF orientations (:meth:`from_exif`) and every
+    display matrix of a video rotated in steps of 90 degrees (phones store an upright video
+    as landscape frames plus such a matrix).
+    """
+
+    transpose: bool = False
+    flip_x: bool = False
+    flip_y: bool = False
+
+    @classmethod
+    def from_exif(cls, value: int) -> Orientation:
+        """The orientation of EXIF tag 274 (1 = upright ... 6 = turn 90 degrees clockwise to
+        view, 8 = counter-clockwise); values outside 1..8 mean upright."""
+        return cls(*_EXIF_ORIENTATIONS.get(int(value), (False, False, False)))
+
+    @property
+    def identity(self) -> bool:
+        return not (self.transpose or self.flip_x or self.flip_y)
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """The upright (width, height) of a stored ``width`` x ``height`` picture."""
+        return (height, width) if self.transpose else (width, height)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H x W or H x W x C) turned upright; the same array when upright."""
+        key = (self.transpose, self.flip_x, self.flip_y)
+        if key == (False, False, False):
+            return image
+        if key == (True, True, False):
+            return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+        if key == (True, False, True):
+            return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        if key == (False, True, True):
+            return cv2.rotate(image, cv2.ROTATE_180)
+        out = cv2.transpose(image) if self.transpose else image
+        if self.flip_x or self.flip_y:
+            out = cv2.flip(out, 1 if not self.flip_y else (0 if not self.flip_x else -1))
+        return out
+
+    def describe(self) -> str:
+        """A few words for logs, e.g. ``turned 90 degrees clockwise``."""
+        names = {(False, False, False): "upright", (False, True, False): "mirrored left-right",
+                 (False, True, True): "turned 180 degrees",
+                 (False, False, True): "mirrored top-bottom",
+                 (True, False, False): "transposed",
+                 (True, True, False): "turned 90 degrees clockwise",
+                 (True, True, True): "transposed and turned 180 degrees",
+                 (True, False, True): "turned 90 degrees counter-clockwise"}
+        return names[(self.transpose, self.flip_x, self.flip_y)]
+
+
+def fit_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """``size`` (w, h) scaled down, aspect kept, so that its long side is at most ``max_side``
+    (None or 0: no cap; a size already within it is returned as it is)."""
+    w, h = int(size[0]), int(size[1])
+    if not max_side or max(w, h) <= max_side:
+        return w, h
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))

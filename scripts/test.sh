@@ -4,7 +4,8 @@
 #      install system packages (root or passwordless sudo); otherwise that test skips and says why.
 #   2. A virtual environment in .venv with the pinned dependencies (constraints.txt).
 #   3. pytest (all tests; tests needing ../shared skip with a reason when it is absent).
-# Extra arguments are passed to pytest.
+# Extra arguments are passed to pytest: -m "not fixtures" runs only the tests that need nothing
+# outside the repository (every test using ../shared carries the fixtures marker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,5 +1,11 @@
 """Shared pytest fixtures: where the team's shared data lives (skips when it is absent), and
-the tiny FOMM parity weights with their export."""
+the tiny FOMM parity weights with their export.
+
+Every test that uses one of :data:`SHARED_FIXTURES`, directly or through a fixture that
+depends on one, must carry ``@pytest.mark.fixtures`` (a module's ``pytestmark`` counts), so
+that ``-m "not fixtures"`` selects a set that runs without ``../shared``; collection fails
+naming each test that does not (:func:`pytest_collection_modifyitems`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,24 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+SHARED_FIXTURES = frozenset({"shared_dir", "reference_dir", "portraits_dir", "driving_dir",
+                             "tiny", "tiny_model"})
+"""The fixtures below that read ``../shared``."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything: every test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the collection when a test needs ``../shared`` (one of :data:`SHARED_FIXTURES`
+    in its fixture closure) without the ``fixtures`` marker."""
+    unmarked = [item.nodeid for item in items
+                if SHARED_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("fixtures") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) use the shared data (../shared, fixtures "
+            f"{', '.join(sorted(SHARED_FIXTURES))}) without @pytest.mark.fixtures; mark them "
+            "(a module's pytestmark = pytest.mark.fixtures is fine):\n  "
+            + "\n  ".join(unmarked))
 
 
 def _need(path: Path) -> Path:

@@ -194,6 +194,12 @@ def test_config_validates_ratio_and_options(tmp_path: Path) -> None:
         AnimateConfig(**paths, audio=tmp_path / "x.wav", keep_audio=False)
     with pytest.raises(InputError, match="unknown engine"):
         AnimateConfig(**paths, engine="magic")  # type: ignore[arg-type]
+    assert AnimateConfig(**paths).max_size == 1920 and not AnimateConfig(**paths).overwrite
+    for size in (0, 64, 4096):
+        assert AnimateConfig(**paths, max_size=size).max_size == size
+    for size in (-1, 10, 63):
+        with pytest.raises(InputError, match="max-size out of range"):
+            AnimateConfig(**paths, max_size=size)
 
 
 def test_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,6 +228,7 @@ def test_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------- multi-face paste
 
 
+@pytest.mark.fixtures
 def test_each_face_is_pasted_only_into_its_own_region(painting: Path) -> None:
     image = load_image(painting)
     layout = CropLayout(multi_face=True, ratio=0.4)
@@ -251,6 +258,7 @@ def test_each_face_is_pasted_only_into_its_own_region(painting: Path) -> None:
         assert changed.sum() < (faces[k].face_size * 2.0) ** 2
 
 
+@pytest.mark.fixtures
 def test_larger_ratio_pastes_more(painting: Path) -> None:
     image = load_image(painting)
     lm = find_portrait_faces(image, multi_face=True)[0]
@@ -269,6 +277,7 @@ def test_larger_ratio_pastes_more(painting: Path) -> None:
 # ------------------------------------------------------------------------------ the job
 
 
+@pytest.mark.fixtures
 def test_single_face_keeps_frames_fps_audio_and_size(tmp_path: Path, portrait: Path,
                                                      talking_clip: Path) -> None:
     out = tmp_path / "out.mp4"
@@ -292,6 +301,7 @@ def test_single_face_keeps_frames_fps_audio_and_size(tmp_path: Path, portrait: P
     assert "40 frames at 25 fps (with audio), 1 face (mesh)" in report.summary()
 
 
+@pytest.mark.fixtures
 def test_no_audio_and_audio_from_file(tmp_path: Path, portrait: Path,
                                       talking_clip: Path) -> None:
     silent = tmp_path / "silent.mp4"
@@ -313,6 +323,7 @@ def test_no_audio_and_audio_from_file(tmp_path: Path, portrait: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.fixtures
 def test_multi_face_animates_every_face_and_not_the_background(
         tmp_path: Path, painting: Path, talking_clip: Path) -> None:
     out = tmp_path / "multi.mp4"
@@ -340,6 +351,50 @@ def test_multi_face_animates_every_face_and_not_the_background(
     assert np.abs(stack[-1][~faces_mask] - image[~faces_mask]).mean() < 2.0
 
 
+@pytest.mark.fixtures
+def test_a_large_portrait_is_animated_at_the_capped_size(tmp_path: Path, portraits_dir: Path,
+                                                         talking_clip: Path) -> None:
+    from live.geometry import fit_size
+    from live.io.video import h264_level
+
+    photo = load_image(portraits_dir / "deepface_img1_smile_teeth.jpg")  # 1382x1868
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), cv2.cvtColor(cv2.resize(photo, (2764, 3736)), cv2.COLOR_RGB2BGR))
+    for max_size, want in ((None, (1420, 1920)), (640, (473, 640)), (0, (2764, 3736))):
+        out = tmp_path / f"out_{max_size}.mp4"
+        options = {} if max_size is None else {"max_size": max_size}
+        report = run_animate(AnimateConfig(source_image=big, driving_video=talking_clip,
+                                           output=out, engine="mesh", max_frames=4,
+                                           keep_audio=False, **options), progress=False)
+        assert report.size == want == fit_size((2764, 3736), max_size if max_size is not None
+                                               else 1920)
+        info = probe_video(out)
+        encoded = (want[0] + want[0] % 2, want[1] + want[1] % 2)  # yuv420p: even sides
+        assert info.size == encoded and info.frame_count == 4
+        with av.open(str(out)) as c:
+            assert c.streams.video[0].codec_context.level == h264_level(*encoded, 25)
+    with VideoReader(tmp_path / "out_640.mp4") as reader:
+        first = next(iter(reader)).image[:, :473]
+    small = cv2.resize(photo, (473, 640), interpolation=cv2.INTER_AREA)
+    assert np.abs(first.astype(int) - small).mean() < 4  # the whole picture, scaled
+
+
+@pytest.mark.fixtures
+def test_cli_overwrite_replaces_an_existing_output(tmp_path: Path, portrait: Path,
+                                                   talking_clip: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an older result")
+    args = ["--source-image", portrait, "--driving-video", talking_clip, "-o", out,
+            "--engine", "mesh", "--max-frames", "3", "--no-audio"]
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and "already exists" in err and out.read_bytes() == b"an older result"
+    code, _ = run_cli(capsys, *args, "-y")
+    assert code == 0 and probe_video(out).frame_count == 3
+    assert folder_files(tmp_path) == {"out.mp4"}
+
+
+@pytest.mark.fixtures
 def test_driving_frames_without_a_face_hold_the_pose(tmp_path: Path, driving_dir: Path,
                                                      portrait: Path) -> None:
     clip = cut_clip(driving_dir / "lp_d11.mp4", tmp_path / "gap.mp4", 30, blank=range(20, 25),
@@ -354,6 +409,7 @@ def test_driving_frames_without_a_face_hold_the_pose(tmp_path: Path, driving_dir
     assert max(held) < 0.6  # 0.2 s gap < the engine's hold time: the pose stays put
 
 
+@pytest.mark.fixtures
 def test_frames_before_the_first_face_show_the_portrait(tmp_path: Path, driving_dir: Path,
                                                         portrait: Path) -> None:
     clip = cut_clip(driving_dir / "lp_d11.mp4", tmp_path / "late.mp4", 16, blank=range(0, 6),
@@ -373,6 +429,7 @@ def test_frames_before_the_first_face_show_the_portrait(tmp_path: Path, driving_
     assert float(np.abs(frames[15] - frames[6]).mean()) > 0.3
 
 
+@pytest.mark.fixtures
 def test_a_faceless_video_fails_before_anything_is_animated(
         tmp_path: Path, portrait: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from live.jobs.animate import FaceAnimator
@@ -391,6 +448,7 @@ def test_a_faceless_video_fails_before_anything_is_animated(
     assert folder_files(tmp_path) == {"wall.mp4"}
 
 
+@pytest.mark.fixtures
 def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,
                                              portrait: Path) -> None:
     clip = cut_clip(driving_dir / "lp_d13.mp4", tmp_path / "phone.mp4", 20, audio=False)
@@ -402,6 +460,7 @@ def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.fixtures
 def test_best_frame_picks_the_pose_closest_to_the_portrait(tmp_path: Path, portrait: Path,
                                                            talking_clip: Path) -> None:
     from calibrate.neutral import best_matching_frame
@@ -438,6 +497,7 @@ def error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.fixtures
 def test_cli_success_prints_one_summary_line(tmp_path: Path, portrait: Path,
                                              talking_clip: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -454,6 +514,7 @@ def test_cli_success_prints_one_summary_line(tmp_path: Path, portrait: Path,
 
 
 @pytest.mark.parametrize("ratio", ["0.1", "1.5", "abc"])
+@pytest.mark.fixtures
 def test_cli_ratio_out_of_range_is_exit_2(tmp_path: Path, portrait: Path, talking_clip: Path,
                                           capsys: pytest.CaptureFixture[str],
                                           ratio: str) -> None:
@@ -469,6 +530,7 @@ def test_cli_ratio_out_of_range_is_exit_2(tmp_path: Path, portrait: Path, talkin
     assert folder_files(tmp_path) == set()
 
 
+@pytest.mark.fixtures
 def test_cli_errors_are_one_line_exit_2_and_leave_nothing(
         tmp_path: Path, portrait: Path, talking_clip: Path, driving_dir: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -526,6 +588,7 @@ def test_cli_errors_are_one_line_exit_2_and_leave_nothing(
     assert folder_files(outdir) == set()
 
 
+@pytest.mark.fixtures
 def test_run_animate_raises_typed_errors(tmp_path: Path, portrait: Path) -> None:
     faceless = tmp_path / "wall.mp4"
     with VideoWriter(faceless, fps=10, size=(160, 120)) as w:
@@ -537,6 +600,7 @@ def test_run_animate_raises_typed_errors(tmp_path: Path, portrait: Path) -> None
     assert folder_files(tmp_path) == {"wall.mp4"}
 
 
+@pytest.mark.fixtures
 def test_bench_job_reports_fps_per_engine(monkeypatch: pytest.MonkeyPatch, portrait: Path,
                                           talking_clip: Path) -> None:
     import io

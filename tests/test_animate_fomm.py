@@ -16,7 +16,7 @@ from live.io.video import VideoReader, probe_video
 from live.jobs.animate import AnimateConfig, AnimateReport, find_portrait_faces, run_animate
 from live.jobs.demo import load_image
 
-pytestmark = pytest.mark.slow  # exporting the graphs takes ~10-30 s here
+pytestmark = [pytest.mark.slow, pytest.mark.fixtures]  # exporting the graphs takes ~10-30 s here
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ def no_temp_files(folder: Path) -> bool:
 # --------------------------------------------------------------------------- layout
 
 
+@pytest.mark.fixtures
 def test_layout_derived_from_network_equals_the_vox256_manifest(reference_dir):
     manifest = json.loads((reference_dir / "fomm_vox256_paddle_keys.json").read_text())
     layout = expected_layout()
@@ -77,6 +78,7 @@ def test_layout_derived_from_network_equals_the_vox256_manifest(reference_dir):
         counts["kp_detector_numel"]
 
 
+@pytest.mark.fixtures
 def test_tiny_layout_matches_the_tiny_fixture(tiny_config, fixture_state):
     layout = expected_layout(tiny_config)
     for section, entries in layout.items():
@@ -90,6 +92,7 @@ def test_tiny_layout_matches_the_tiny_fixture(tiny_config, fixture_state):
 @pytest.mark.parametrize(("name", "fmt"), [("parity_tiny_paddle.pdparams", FORMAT_PADDLE),
                                            (TORCH_FIXTURES[0], FORMAT_TORCH_LEGACY),
                                            (TORCH_FIXTURES[1], FORMAT_TORCH_ZIP)])
+@pytest.mark.fixtures
 def test_every_format_reads_to_the_same_arrays(reference_dir, fixture_state, name, fmt):
     ckpt = open_checkpoint(reference_dir / name)
     assert ckpt.format == fmt
@@ -98,6 +101,7 @@ def test_every_format_reads_to_the_same_arrays(reference_dir, fixture_state, nam
     assert_same_state(read_checkpoint(reference_dir / name), fixture_state)
 
 
+@pytest.mark.fixtures
 def test_format_is_detected_by_content_not_name(reference_dir, tmp_path, fixture_state):
     disguised = tmp_path / "weights.pdparams"
     disguised.write_bytes((reference_dir / TORCH_FIXTURES[0]).read_bytes())
@@ -118,6 +122,7 @@ def test_missing_file(tmp_path):
         read_checkpoint(tmp_path / "nope.pdparams")
 
 
+@pytest.mark.fixtures
 def test_bare_arrays_and_extra_sections_are_accepted(tmp_path, fixture_state, tiny_config):
     # Older paddle.save wrote bare arrays; training checkpoints carry more top-level entries.
     payload = {"generator": dict(fixture_state["generator"]),
@@ -149,11 +154,13 @@ def test_malicious_pdparams_is_refused_without_running(tmp_path):
 # --------------------------------------------------------------------------- checking
 
 
+@pytest.mark.fixtures
 def test_load_checkpoint_accepts_all_fixtures(reference_dir, tiny_config, fixture_state):
     for name in ["parity_tiny_paddle.pdparams", *TORCH_FIXTURES]:
         assert_same_state(load_checkpoint(reference_dir / name, tiny_config), fixture_state)
 
 
+@pytest.mark.fixtures
 def test_fixture_is_not_a_vox256_checkpoint(reference_dir):
     with pytest.raises(WeightsError) as info:
         load_checkpoint(reference_dir / "parity_tiny_paddle.pdparams")
@@ -162,6 +169,7 @@ def test_fixture_is_not_a_vox256_checkpoint(reference_dir):
     assert "generator 169 keys" in message
 
 
+@pytest.mark.fixtures
 def test_missing_unexpected_and_misshaped_keys_are_all_listed(tmp_path, fixture_state,
                                                              tiny_config):
     state = {s: dict(v) for s, v in fixture_state.items()}
@@ -185,6 +193,7 @@ def test_missing_unexpected_and_misshaped_keys_are_all_listed(tmp_path, fixture_
         ("first.conv.weight", (8, 3, 7, 7), (8, 3, 5, 5)),)
 
 
+@pytest.mark.fixtures
 def test_long_lists_are_shortened_with_counts(fixture_state, tiny_config):
     state = {"generator": {}, "kp_detector": dict(fixture_state["kp_detector"])}
     report = check_layout(state, expected_layout(tiny_config))
@@ -195,6 +204,7 @@ def test_long_lists_are_shortened_with_counts(fixture_state, tiny_config):
     assert "generator: section missing" in absent.summary()
 
 
+@pytest.mark.fixtures
 def test_dtypes_float_is_cast_integer_is_rejected(tmp_path, fixture_state, tiny_config, caplog):
     state = {s: dict(v) for s, v in fixture_state.items()}
     state["generator"]["final.bias"] = state["generator"]["final.bias"].astype(np.float64)
@@ -212,6 +222,7 @@ def test_dtypes_float_is_cast_integer_is_rejected(tmp_path, fixture_state, tiny_
         load_checkpoint(path, tiny_config)
 
 
+@pytest.mark.fixtures
 def test_missing_gaussian_buffers_are_recomputed(tmp_path, fixture_state, tiny_config, caplog):
     state = {s: dict(v) for s, v in fixture_state.items()}
     del state["kp_detector"]["down.weight"]
@@ -233,6 +244,7 @@ def test_missing_gaussian_buffers_are_recomputed(tmp_path, fixture_state, tiny_c
 
 
 @pytest.mark.parametrize("name", TORCH_FIXTURES)
+@pytest.mark.fixtures
 def test_converted_file_loads_with_paddle_and_with_our_reader(reference_dir, tmp_path,
                                                              fixture_state, tiny_config, name):
     import paddle
@@ -251,6 +263,7 @@ def test_converted_file_loads_with_paddle_and_with_our_reader(reference_dir, tmp
                                   fixture_state["kp_detector"]["down.weight"])
 
 
+@pytest.mark.fixtures
 def test_converted_weights_drive_the_network_like_paddlegan(reference_dir, tmp_path,
                                                            tiny_config):
     import paddle
@@ -270,6 +283,7 @@ def test_converted_weights_drive_the_network_like_paddlegan(reference_dir, tmp_p
                                atol=1e-4)
 
 
+@pytest.mark.fixtures
 def test_failed_conversion_writes_nothing(reference_dir, tmp_path):
     dst = tmp_path / "out.pdparams"
     with pytest.raises(WeightsError, match="does not match the FOMM network layout"):
@@ -277,12 +291,14 @@ def test_failed_conversion_writes_nothing(reference_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fixtures
 def test_converting_a_pdparams_is_refused(reference_dir, tmp_path, tiny_config):
     with pytest.raises(WeightsError, match="already a PaddleGAN checkpoint"):
         convert_torch_checkpoint(reference_dir / "parity_tiny_paddle.pdparams",
                                  tmp_path / "x.pdparams", tiny_config)
 
 
+@pytest.mark.fixtures
 def test_dataparallel_prefix_is_stripped(tmp_path, fixture_state, tiny_config):
     torch_state = {}
     for section, values in fixture_state.items():
@@ -294,6 +310,7 @@ def test_dataparallel_prefix_is_stripped(tmp_path, fixture_state, tiny_config):
 
 
 @pytest.mark.slow
+@pytest.mark.fixtures
 def test_full_size_vox256_torch_checkpoint_converts(reference_dir, tmp_path):
     """A vox-256-shaped legacy file laid out like the official vox-cpk.pth.tar converts."""
     manifest = json.loads((reference_dir / "fomm_vox256_torch_keys.json").read_text())

@@ -84,6 +84,7 @@ def test_portrait_without_a_face(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert not (tmp_path / "o.mp4").exists()
 
 
+@pytest.mark.fixtures
 def test_portrait_with_several_faces(tmp_path: Path, portraits_dir: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     group = portraits_dir / "multi_pg_fom_multi_person.jpg"
@@ -110,6 +111,7 @@ def test_output_in_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "does not exist" in err and str(out) in err
 
 
+@pytest.mark.fixtures
 def test_portrait_option_with_a_real_photo(tmp_path: Path, portraits_dir: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s42.mp4"
@@ -122,6 +124,7 @@ def test_portrait_option_with_a_real_photo(tmp_path: Path, portraits_dir: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.fixtures
 def test_driving_video_keeps_fps_and_audio(tmp_path: Path, driving_dir: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     driving = driving_dir / "tps_driving.mp4"  # 25 fps, audible AAC
@@ -155,6 +158,7 @@ def _driving_with_a_gap(src: Path, out: Path, *, face: bool = True) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.fixtures
 def test_lost_driving_face_holds_and_never_crashes(tmp_path: Path, driving_dir: Path) -> None:
     from live.jobs.demo import run_demo
 
@@ -167,6 +171,7 @@ def test_lost_driving_face_holds_and_never_crashes(tmp_path: Path, driving_dir: 
     assert probe_video(result.output).frame_count == 50
 
 
+@pytest.mark.fixtures
 def test_driving_video_without_any_face(tmp_path: Path, driving_dir: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     driving = tmp_path / "black.mp4"

@@ -37,6 +37,7 @@ def _dygraph(tiny: dict[str, Any]) -> tuple[Any, Any]:
     return kp, gen
 
 
+@pytest.mark.fixtures
 def test_manifest_records_the_export(tiny: dict[str, Any], tiny_model: Path) -> None:
     from model_export.weights import sha256_of
 
@@ -65,6 +66,7 @@ def test_manifest_records_the_export(tiny: dict[str, Any], tiny_model: Path) -> 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.fixtures
 def test_backend_reproduces_dygraph_full_forward(tiny: dict[str, Any], tiny_model: Path,
                                                  backend: str) -> None:
     kp_net, gen = _dygraph(tiny)
@@ -108,6 +110,7 @@ def test_backend_reproduces_dygraph_full_forward(tiny: dict[str, Any], tiny_mode
         assert img.dtype == np.uint8 and img.shape == (128, 128, 3)
 
 
+@pytest.mark.fixtures
 def test_uint8_images_are_resized_and_scaled(tiny: dict[str, Any], tiny_model: Path) -> None:
     src = tiny["cases"]["input__source"]
     rgb = np.rint(src[0].transpose(1, 2, 0) * 255).astype(np.uint8)
@@ -122,6 +125,7 @@ def test_uint8_images_are_resized_and_scaled(tiny: dict[str, Any], tiny_model: P
             fomm.detect(np.zeros((128, 128), np.uint8))
 
 
+@pytest.mark.fixtures
 def test_manifest_mismatch_is_refused(tiny_model: Path, tmp_path: Path) -> None:
     def variant(edit: Any) -> Path:
         d = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
@@ -166,6 +170,7 @@ def test_manifest_mismatch_is_refused(tiny_model: Path, tmp_path: Path) -> None:
         load_manifest(tiny_model, weights_sha256="0" * 64)
 
 
+@pytest.mark.fixtures
 def test_export_refuses_bad_input(tiny: dict[str, Any], tmp_path: Path) -> None:
     from calibrate.errors import InputError, WeightsError
 
@@ -181,6 +186,7 @@ def test_export_refuses_bad_input(tiny: dict[str, Any], tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(detect_platform().has_gpu, reason="a GPU is present")
+@pytest.mark.fixtures
 def test_gpu_backends_fail_clearly_on_this_machine(tiny_model: Path) -> None:
     from calibrate.errors import BackendError
 
@@ -190,6 +196,7 @@ def test_gpu_backends_fail_clearly_on_this_machine(tiny_model: Path) -> None:
             FommRuntime(tiny_model, backend=backend, precision="fp16")
 
 
+@pytest.mark.fixtures
 def test_bench_reports_stages_and_agreement(tiny: dict[str, Any], tiny_model: Path) -> None:
     from live.bench.fomm import format_report, run_fomm_bench
 
@@ -235,6 +242,7 @@ def test_vox256_random_weights_round_trip(tmp_path: Path) -> None:
     ref.close()
 
 
+@pytest.mark.fixtures
 def test_keypoints_packets_round_trip(tiny: dict[str, Any], tiny_model: Path) -> None:
     with FommRuntime(tiny_model, backend="onnxruntime", threads=1) as fomm:
         kp = fomm.detect(tiny["cases"]["input__driving"][2:3])

@@ -15,6 +15,8 @@ from live.engines.base import Engine, create_engine
 from live.engines.fomm import FommEngine, FommPortrait, resolve_model_dir
 from live.packets import FaceCrop
 
+pytestmark = pytest.mark.fixtures  # every test here reads ../shared
+
 
 def _rgb(chw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(chw.transpose(1, 2, 0) * 255).astype(np.uint8))

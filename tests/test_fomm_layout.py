@@ -49,6 +49,7 @@ def tiny_weights(reference_dir: Path) -> dict[str, dict[str, np.ndarray]]:
 # --- layout --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("net", ["kp_detector", "generator"])
+@pytest.mark.fixtures
 def test_vox256_state_dict_matches_manifest(vox_nets: tuple[Any, Any], reference_dir: Path,
                                             net: str) -> None:
     layer = vox_nets[0] if net == "kp_detector" else vox_nets[1]
@@ -58,6 +59,7 @@ def test_vox256_state_dict_matches_manifest(vox_nets: tuple[Any, Any], reference
     assert got == expected  # shapes and dtypes too
 
 
+@pytest.mark.fixtures
 def test_vox256_counts_match_manifest(vox_nets: tuple[Any, Any], reference_dir: Path) -> None:
     counts = json.loads((reference_dir / "fomm_vox256_paddle_keys.json").read_text())["counts"]
     kp, gen = vox_nets
@@ -77,6 +79,7 @@ def test_anti_alias_buffers_are_in_state_dict(vox_nets: tuple[Any, Any]) -> None
     assert np.argmax(k[0, 0]) == 6 * 13 + 6  # centred Gaussian
 
 
+@pytest.mark.fixtures
 def test_vox512_manifest_equals_vox256(reference_dir: Path) -> None:
     for net in ("generator", "kp_detector"):
         assert (_manifest(reference_dir / "fomm_vox512_paddle_keys.json", net)
@@ -84,6 +87,7 @@ def test_vox512_manifest_equals_vox256(reference_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("layout", ["paddlegan_layout", "first_order_model_layout"])
+@pytest.mark.fixtures
 def test_tiny_config_builds_and_matches_fixture_weights(
         tiny_config_json: dict[str, Any], tiny_weights: dict[str, dict[str, np.ndarray]],
         layout: str) -> None:
@@ -128,6 +132,7 @@ def _vox_yaml_dicts(reference_dir: Path) -> tuple[dict[str, Any], dict[str, Any]
     return paddlegan, first_order
 
 
+@pytest.mark.fixtures
 def test_vox_yaml_layouts_give_the_defaults(reference_dir: Path) -> None:
     paddlegan, first_order = _vox_yaml_dicts(reference_dir)
     assert FommConfig.from_yaml_dict(paddlegan) == FommConfig.vox256()
@@ -207,6 +212,7 @@ def _copy(weights: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.n
     return {net: dict(w) for net, w in weights.items()}
 
 
+@pytest.mark.fixtures
 def test_load_state_sets_every_tensor(tiny_nets: tuple[Any, Any],
                                       tiny_weights: dict[str, dict[str, np.ndarray]]) -> None:
     kp, gen = tiny_nets
@@ -216,6 +222,7 @@ def test_load_state_sets_every_tensor(tiny_nets: tuple[Any, Any],
             np.testing.assert_array_equal(value.numpy(), tiny_weights[name][key], err_msg=key)
 
 
+@pytest.mark.fixtures
 def test_load_state_rejects_bad_keys_and_shapes(
         tiny_nets: tuple[Any, Any], tiny_weights: dict[str, dict[str, np.ndarray]]) -> None:
     kp, gen = tiny_nets
@@ -234,11 +241,13 @@ def test_load_state_rejects_bad_keys_and_shapes(
     np.testing.assert_array_equal(kp.state_dict()["kp.bias"].numpy(), before)
 
 
+@pytest.mark.fixtures
 def test_load_state_rejects_missing_sections(tiny_nets: tuple[Any, Any]) -> None:
     with pytest.raises(WeightsError, match="'generator'"):
         load_state(*tiny_nets, {"kp_detector": {}})
 
 
+@pytest.mark.fixtures
 def test_load_state_tolerates_missing_gaussian_buffers(
         tiny_nets: tuple[Any, Any], tiny_weights: dict[str, dict[str, np.ndarray]]) -> None:
     kp, gen = tiny_nets

@@ -111,6 +111,7 @@ def ours_inference(tiny_config: FommConfig, tiny_weights: dict[str, Any],
     return _run(tiny_config, tiny_weights, cases, inference=True)
 
 
+@pytest.mark.fixtures
 def test_protocol_covers_every_reference_array(cases: Any) -> None:
     assert {k.split("__", 1)[1] for k in cases if k.startswith("paddlegan__")} == \
         set(PADDLEGAN_KEYS)
@@ -119,6 +120,7 @@ def test_protocol_covers_every_reference_array(cases: Any) -> None:
 
 
 @pytest.mark.parametrize("key", PADDLEGAN_KEYS)
+@pytest.mark.fixtures
 def test_matches_paddlegan(ours: dict[str, Any], cases: Any, key: str) -> None:
     want = cases[f"paddlegan__{key}"]
     assert ours[key].shape == want.shape
@@ -126,6 +128,7 @@ def test_matches_paddlegan(ours: dict[str, Any], cases: Any, key: str) -> None:
 
 
 @pytest.mark.parametrize("key", INFERENCE_KEYS)
+@pytest.mark.fixtures
 def test_matches_paddlegan_inference_mode(ours_inference: dict[str, Any], cases: Any,
                                           key: str) -> None:
     want = cases[f"paddlegan_inference__{key}"]
@@ -134,12 +137,14 @@ def test_matches_paddlegan_inference_mode(ours_inference: dict[str, Any], cases:
 
 
 @pytest.mark.parametrize("key", PADDLEGAN_KEYS)
+@pytest.mark.fixtures
 def test_matches_original_first_order_model(ours: dict[str, Any], cases: Any, key: str) -> None:
     want = cases[f"fomtorch__{key}"]
     np.testing.assert_allclose(ours[key], want, rtol=0, atol=_tolerance(key))
     np.testing.assert_allclose(cases[f"paddlegan__{key}"], want, rtol=0, atol=_tolerance(key))
 
 
+@pytest.mark.fixtures
 def test_inference_occlusion_border_is_one(ours_inference: dict[str, Any],
                                            ours: dict[str, Any]) -> None:
     occ = ours_inference["gen_rel_occlusion_map"]
@@ -151,6 +156,7 @@ def test_inference_occlusion_border_is_one(ours_inference: dict[str, Any],
 
 
 @pytest.mark.parametrize("mode", ["rel", "abs"])
+@pytest.mark.fixtures
 def test_controls_differ(ours: dict[str, Any], ours_inference: dict[str, Any], cases: Any,
                          mode: str) -> None:
     """The fixtures can tell the border mode and the grid_sample convention apart."""
@@ -160,6 +166,7 @@ def test_controls_differ(ours: dict[str, Any], ours_inference: dict[str, Any], c
     assert np.abs(cases[f"fomtorch_unpatched__{key}"] - ours[key]).max() > 1e-2
 
 
+@pytest.mark.fixtures
 def test_batched_run_matches_batch_one(tiny_config: FommConfig, tiny_weights: dict[str, Any],
                                        cases: Any, ours_inference: dict[str, Any]) -> None:
     kp_detector, generator = build_networks(tiny_config, inference=True)

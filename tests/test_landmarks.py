@@ -87,6 +87,7 @@ def real_face(portraits_dir: Path) -> np.ndarray:
     return lm
 
 
+@pytest.mark.fixtures
 def test_sides_and_parts_on_a_real_frontal_face(real_face: np.ndarray) -> None:
     lm = real_face
     x, y = lm[:, 0], lm[:, 1]

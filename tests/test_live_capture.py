@@ -167,9 +167,12 @@ def test_driver_video_is_never_faster_than_real_time(driving_dir: Path) -> None:
                 got += 1
         produced = src.frames_captured
         elapsed = time.perf_counter() - t0
-    # paced at the file's 30 fps: at most one frame per 1/30 s (plus the first one)
+    # paced at the file's 30 fps: at most one frame per 1/30 s (plus the first one) ...
     assert produced <= elapsed * 30 + 2
-    assert got <= produced
+    # ... and really playing: about that many (a busy machine may lose a few), nearly all
+    # of them read (the reader here is fast, so few are replaced in the slot)
+    assert produced >= elapsed * 30 * 0.6, (produced, elapsed)
+    assert produced * 0.8 <= got <= produced, (got, produced)
 
 
 @pytest.mark.fixtures

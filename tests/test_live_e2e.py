@@ -52,7 +52,9 @@ def test_live_to_the_virtual_camera(tmp_path: Path, portraits_dir: Path,
     assert means.mean() > 20
     assert (means[:, 0] > 1.25 * means[:, 2]).all()  # red over blue, like the Mona Lisa
     for image in cam.samples.values():
-        assert image[:, :300].max() < 10  # letterbox bars left
+        # framed like a webcam (--framing shoulders, the default): no black bars, the
+        # painting's edge extended where the 16:9 frame is wider than the painting
+        assert image.max(axis=-1).max(axis=0).min() > 10
         assert image[300:420, 560:720].std() > 10  # the face in the middle has detail
     # the final statistics
     for key in ("fps", "frames_sent", "dropped_input", "tracking_losses", "engine_errors"):
@@ -73,7 +75,8 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path, portraits_dir: Path,
     cmd = [sys.executable, "-m", "live.cli", "live",
            "--portrait", str(portraits_dir / "lp_s42.jpg"),
            "--driver", str(driving_dir / "tps_driving.mp4"), "--no-preview", "--no-vcam",
-           "--size", "640x360", "--http", "127.0.0.1:0", "--record", str(record),
+           "--size", "640x360", "--framing", "full", "--http", "127.0.0.1:0",
+           "--record", str(record),
            "--stats", str(stats_path)]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -97,5 +100,17 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path, portraits_dir: Path,
     assert "SIGTERM: shutting down" in rest
     stats = json.loads(stats_path.read_text())
     assert stats["frames_sent"] > 0
-    assert record.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live.mp4", "stats.json"]
+    # the recording was finished on SIGTERM: a complete file that decodes to the output
+    from live.io.video import VideoReader, probe_video
+
+    info = probe_video(record)
+    assert info.size == (640, 360) and info.fps == 30.0 and info.codec == "h264"
+    with VideoReader(record) as reader:
+        frames = [f.image for f in reader]
+    # realtime recording: one frame per 1/30 s of the ~3 s run (repeats fill slow frames)
+    assert info.frame_count == len(frames) and 30 <= len(frames) <= 30 * 10
+    last = frames[-1]
+    assert last.shape == (360, 640, 3)
+    assert last[:, :100].max() < 16  # the letterbox bars of the square portrait
+    assert last[100:260, 250:390].std() > 10  # the face in the middle has detail

@@ -4,11 +4,14 @@ a Python client and by headless Chromium, the recorder, and the preview without 
 from __future__ import annotations
 
 import http.client
+import logging
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -166,20 +169,43 @@ def test_mjpeg_stream_page_and_frames() -> None:
         assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
 
 
+def _wait(condition: Callable[[], bool], timeout: float, tick: Callable[[], None]) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        tick()
+        time.sleep(0.02)
+    return condition()
+
+
 def test_a_stalled_client_never_blocks_the_pipeline() -> None:
     threads_before = threading.active_count()
-    sink = MjpegHttpSink("127.0.0.1", 0, quality=95, client_timeout=1.0)
+    sink = MjpegHttpSink("127.0.0.1", 0, quality=95, client_timeout=2.0)
     port = sink.address[1]
     stalled = socket.create_connection(("127.0.0.1", port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
     rng = np.random.default_rng(0)
-    noisy = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)  # big JPEGs fill buffers
-    for _ in range(200):  # returns at once each time, whatever the client does
-        sink.send(noisy, 0.0)
-        time.sleep(0.002)
+    noisy = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
+    assert _wait(lambda: sink.clients == 1, 10.0, lambda: None)
+    took: list[float] = []
+    t_end = time.monotonic() + 1.0
+    while time.monotonic() < t_end:  # 1 s of frames while the client reads nothing
+        image = noisy[len(took) % 2]  # big JPEGs (~600 kB) fill the socket buffers
+        t0 = time.perf_counter()
+        sink.send(image, 0.0)
+        took.append(time.perf_counter() - t0)
+        time.sleep(0.01)
+    # the client's server thread is stuck writing (it got a few frames out, then no more),
+    # while send() kept returning at once: it only stores a reference
+    assert 1 <= sink.frames_encoded < len(took) / 2, (sink.frames_encoded, len(took))
+    assert len(took) > 40
+    assert float(np.median(took)) < 0.005 and max(took) < 0.1, (np.median(took), max(took))
     assert sink.clients == 1
+    # a client that reads nothing for client_timeout seconds is dropped
+    assert _wait(lambda: sink.clients == 0, 2.0 + 8.0, lambda: sink.send(noisy[0], 0.0))
+    t0 = time.perf_counter()
     sink.close()
+    assert time.perf_counter() - t0 < 5.0
     stalled.close()
     sink.close()
     # every server and client thread was joined
@@ -187,6 +213,39 @@ def test_a_stalled_client_never_blocks_the_pipeline() -> None:
     while threading.active_count() > threads_before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= threads_before
+
+
+def test_clients_that_go_away_are_logged_at_debug_level_without_a_traceback(
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    noisy = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+    def reset(conn: socket.socket) -> None:
+        """Go away with a reset, as a killed browser tab or a lost network does."""
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    with caplog.at_level(logging.DEBUG, logger="live.io.sinks"), \
+            MjpegHttpSink("127.0.0.1", 0) as sink:
+        sink.send(noisy, 0.0)
+        # a viewer of the stream leaves while frames keep coming
+        viewer = socket.create_connection(("127.0.0.1", sink.address[1]))
+        viewer.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert viewer.recv(64).startswith(b"HTTP/1.0 200")
+        reset(viewer)
+        # a client leaves in the middle of its request (the server is reading it)
+        half = socket.create_connection(("127.0.0.1", sink.address[1]))
+        half.sendall(b"GET /stream.mj")
+        time.sleep(0.2)
+        reset(half)
+
+        def gone() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "went away" in r.getMessage()]
+
+        assert _wait(lambda: len(gone()) >= 2, 10.0, lambda: sink.send(noisy, 0.0))
+    assert all(r.levelno == logging.DEBUG for r in gone())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
 
 
 def test_port_in_use_is_a_clear_error() -> None:

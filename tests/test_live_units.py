@@ -173,7 +173,19 @@ def test_pose_guide_maps_the_portrait_outline_onto_the_camera_image() -> None:
     r = np.hypot(xs - 200, ys - 200)
     assert r.max() == pytest.approx(80, abs=4)  # the outline's points lie on the circle
     pip = picture_in_picture(np.zeros((720, 1280, 3), np.uint8), out)
-    assert pip[-20, -20].max() == 0 or pip[-100:, -300:].any()
+    # the guide shows bottom right at 0.28 of the width (358 px), 12 px from the edges, framed
+    side = round(1280 * 0.28)
+    x0, y0 = 1280 - 12 - side, 720 - 12 - side
+    assert (pip[y0 - 1, x0 - 1:x0 + side + 1] == 255).all()  # the white frame's top edge
+    assert (pip[y0 - 1:y0 + side + 1, x0 - 1] == 255).all()  # and its left edge
+    thumb_green = pip[y0:y0 + side, x0:x0 + side, 1] > 100
+    ys, xs = np.nonzero(thumb_green)
+    scale = side / 400
+    assert abs(xs.mean() - 200 * scale) < 5 and abs(ys.mean() - 200 * scale) < 5
+    assert np.hypot(xs - 200 * scale, ys - 200 * scale).max() == pytest.approx(80 * scale, abs=4)
+    outside = np.ones((720, 1280), bool)
+    outside[y0 - 1:y0 + side + 1, x0 - 1:x0 + side + 1] = False
+    assert pip[outside].max() == 0  # nothing else of the picture changed
     with pytest.raises(ValueError, match="expected"):
         face_outline(np.zeros((10, 2)))
 

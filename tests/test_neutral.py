@@ -188,6 +188,7 @@ def _tracked_landmarks(path: str, n: int) -> tuple[np.ndarray, np.ndarray, tuple
     return np.stack(lms), np.array(ts), tuple(images)
 
 
+@pytest.mark.fixtures
 def test_real_face_pose_distance_under_a_similarity_warp(portraits_dir: Path) -> None:
     from live.face.tracking import face_landmarks
 
@@ -207,6 +208,7 @@ def test_real_face_pose_distance_under_a_similarity_warp(portraits_dir: Path) ->
     assert pose_distance(a, other) > 2 * same
 
 
+@pytest.mark.fixtures
 def test_real_video_best_frame_and_neutral(driving_dir: Path) -> None:
     from live.face.tracking import face_landmarks
 

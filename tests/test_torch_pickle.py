@@ -31,6 +31,7 @@ def _paddle_fixture(reference_dir: Path) -> dict:
 
 @pytest.mark.parametrize(("name", "fmt"), [("parity_tiny_torch.pth.tar", FORMAT_LEGACY),
                                            ("parity_tiny_torch_zipformat.pth.tar", FORMAT_ZIP)])
+@pytest.mark.fixtures
 def test_reference_torch_files_match_the_paddle_fixture_bit_for_bit(reference_dir, name, fmt):
     path = reference_dir / name
     assert sniff_torch_format(path) == fmt

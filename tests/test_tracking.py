@@ -65,6 +65,7 @@ def video_frames(driving_dir: Path, name: str, n: int = N_FRAMES) -> list[Frame]
 
 
 @pytest.mark.parametrize("name", SINGLE_FACE_PORTRAITS)
+@pytest.mark.fixtures
 def test_detect_faces_finds_exactly_one_face(portraits_dir: Path, name: str) -> None:
     image = load_rgb(portraits_dir / name)
     faces = detect_faces(image)
@@ -79,6 +80,7 @@ def test_detect_faces_finds_exactly_one_face(portraits_dir: Path, name: str) -> 
         assert f.x0 < x < f.x1 and f.y0 < y < f.y1
 
 
+@pytest.mark.fixtures
 def test_detect_faces_on_the_group_painting(portraits_dir: Path) -> None:
     image = load_rgb(portraits_dir / MULTI)
     faces = detect_faces(image)
@@ -98,6 +100,7 @@ def test_detect_faces_on_the_group_painting(portraits_dir: Path) -> None:
     assert len(detect_faces(image, max_faces=2)) == 2
 
 
+@pytest.mark.fixtures
 def test_detect_faces_fast_mode_and_blank(portraits_dir: Path) -> None:
     assert len(detect_faces(load_rgb(portraits_dir / "lp_s42.jpg"), full_range=False)) == 1
     blank = np.full((480, 640, 3), 128, np.uint8)
@@ -113,6 +116,7 @@ def test_bad_images_are_rejected() -> None:
 
 
 @pytest.mark.parametrize("name", ["lp_s42.jpg", "lp_s9_mona_lisa.jpg"])
+@pytest.mark.fixtures
 def test_face_landmarks_shapes_and_agreement(portraits_dir: Path, name: str) -> None:
     image = load_rgb(portraits_dir / name)
     whole = face_landmarks(image)
@@ -179,6 +183,7 @@ def test_crop_outside_the_image_is_padded() -> None:
         crop_square(image, (50.0, 50.0), 10.0, 8, border="mirror")  # type: ignore[arg-type]
 
 
+@pytest.mark.fixtures
 def test_crop_landmarks_round_trip(portraits_dir: Path) -> None:
     image = load_rgb(portraits_dir / "lp_s2_bw_photo.jpg")  # 2048 px: strong reduction
     lm = face_landmarks(image)
@@ -212,6 +217,7 @@ def crop_centers(results: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("name", DRIVING)
+@pytest.mark.fixtures
 def test_tracker_follows_the_driving_videos(driving_dir: Path, name: str) -> None:
     frames = video_frames(driving_dir, name)
     with FaceTracker(crop_size=256) as tracker:
@@ -239,6 +245,7 @@ def test_tracker_follows_the_driving_videos(driving_dir: Path, name: str) -> Non
     assert np.median(accel) < 0.01, np.median(accel)
 
 
+@pytest.mark.fixtures
 def test_smoothing_steadies_the_crop(driving_dir: Path) -> None:
     frames = video_frames(driving_dir, "tps_driving.mp4")
     jitter = {}
@@ -250,6 +257,7 @@ def test_smoothing_steadies_the_crop(driving_dir: Path) -> None:
     assert jitter[True] < 0.7 * jitter[False], jitter
 
 
+@pytest.mark.fixtures
 def test_tracker_small_face_in_tall_frame(driving_dir: Path) -> None:
     # lp_d13: 720x1280 phone video; the mesh runs on a region around the face, so landmarks
     # in frame pixels are as consistent as on a close-up
@@ -266,6 +274,7 @@ def test_tracker_small_face_in_tall_frame(driving_dir: Path) -> None:
     assert np.median(err) < 0.05 * inter_ocular_distance(ref)
 
 
+@pytest.mark.fixtures
 def test_tracker_no_face_is_a_value_and_reacquires(driving_dir: Path) -> None:
     face_frames = video_frames(driving_dir, "lp_d3.mp4", 6)
     blank = np.full((480, 640, 3), 90, np.uint8)
@@ -292,6 +301,7 @@ def test_tracker_no_face_is_a_value_and_reacquires(driving_dir: Path) -> None:
         first.process(Frame(blank, 1, 1.0))
 
 
+@pytest.mark.fixtures
 def test_tracker_without_iris_refinement_and_bad_settings(driving_dir: Path) -> None:
     frames = video_frames(driving_dir, "lp_d18.mp4", 3)
     with FaceTracker(refine_landmarks=False, crop_size=128, crop_scale=2.2) as tracker:

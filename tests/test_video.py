@@ -59,6 +59,7 @@ def talking_video(driving_dir: Path) -> Path:
 
 
 @pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001)], ids=["25", "29.97"])
+@pytest.mark.fixtures
 def test_round_trip_with_copied_audio(tmp_path: Path, talking_video: Path,
                                       fps: Fraction) -> None:
     out = tmp_path / "clip.mp4"
@@ -187,6 +188,7 @@ def test_unwritable_folder_fails_at_open(tmp_path: Path, where: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == (["a_file"] if where == "file" else [])
 
 
+@pytest.mark.fixtures
 def test_bad_audio_source_fails_at_open(tmp_path: Path, driving_dir: Path) -> None:
     text = tmp_path / "notes.m4a"
     text.write_text("not audio")
@@ -201,6 +203,7 @@ def test_bad_audio_source_fails_at_open(tmp_path: Path, driving_dir: Path) -> No
 # ------------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.fixtures
 def test_truncated_video_raises_with_frame_index(tmp_path: Path, driving_dir: Path) -> None:
     # tps_driving.mp4 keeps its index at the front, so half of it still opens.
     src = driving_dir / "tps_driving.mp4"
@@ -216,6 +219,7 @@ def test_truncated_video_raises_with_frame_index(tmp_path: Path, driving_dir: Pa
     assert 0 < got < 169
 
 
+@pytest.mark.fixtures
 def test_truncated_video_on_error_stop_ends_quietly(tmp_path: Path, driving_dir: Path) -> None:
     data = (driving_dir / "tps_driving.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
@@ -225,6 +229,7 @@ def test_truncated_video_on_error_stop_ends_quietly(tmp_path: Path, driving_dir:
     assert 0 < n < 169
 
 
+@pytest.mark.fixtures
 def test_truncated_index_at_end_fails_at_open(tmp_path: Path, talking_video: Path) -> None:
     data = talking_video.read_bytes()  # index (moov) at the end: the first half has none
     cut = tmp_path / "half.mp4"
@@ -235,6 +240,7 @@ def test_truncated_index_at_end_fails_at_open(tmp_path: Path, talking_video: Pat
         VideoReader(cut)
 
 
+@pytest.mark.fixtures
 def test_not_a_video(tmp_path: Path, portraits_dir: Path) -> None:
     text = tmp_path / "readme.mp4"
     text.write_text("this is text, not a video\n")
@@ -253,6 +259,7 @@ def test_not_a_video(tmp_path: Path, portraits_dir: Path) -> None:
 # ------------------------------------------------------------------------------ the reader
 
 
+@pytest.mark.fixtures
 def test_probe_fixture(talking_video: Path) -> None:
     info = probe_video(talking_video)
     assert info.size == (512, 512)
@@ -261,6 +268,7 @@ def test_probe_fixture(talking_video: Path) -> None:
     assert info.has_audio and info.audio_codec == "aac"
 
 
+@pytest.mark.fixtures
 def test_reader_queue_is_bounded_with_a_slow_consumer(driving_dir: Path) -> None:
     max_queue = 3
     with VideoReader(driving_dir / "lp_d0.mp4", max_queue=max_queue) as reader:
@@ -283,6 +291,7 @@ def test_reader_queue_is_bounded_with_a_slow_consumer(driving_dir: Path) -> None
     assert reader.frames_read == 41
 
 
+@pytest.mark.fixtures
 def test_reader_stops_its_thread_when_the_consumer_stops_early(driving_dir: Path) -> None:
     def decode_threads() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name.startswith("decode-lp_d3")]
@@ -299,6 +308,7 @@ def test_reader_stops_its_thread_when_the_consumer_stops_early(driving_dir: Path
     assert reader.frames_decoded < 354  # it did not decode the whole video
 
 
+@pytest.mark.fixtures
 def test_reader_resize_and_order(driving_dir: Path) -> None:
     with VideoReader(driving_dir / "lp_d13.mp4", resize=(144, 256)) as reader:
         frames = []
@@ -313,6 +323,7 @@ def test_reader_resize_and_order(driving_dir: Path) -> None:
     assert all(b.t_capture >= a.t_capture for a, b in itertools.pairwise(frames))
 
 
+@pytest.mark.fixtures
 def test_reader_reads_every_frame(driving_dir: Path) -> None:
     with VideoReader(driving_dir / "lp_d18.mp4") as reader:
         assert reader.info.frame_count == 216
@@ -339,6 +350,7 @@ def test_progress_forced_shows_count_rate_and_eta(capsys: pytest.CaptureFixture[
     assert "demo" in err and "4/10" in err and "frame/s" in err and "<" in err
 
 
+@pytest.mark.fixtures
 def test_dropping_the_iterator_stops_the_decoder(driving_dir: Path) -> None:
     reader = VideoReader(driving_dir / "lp_d18.mp4", max_queue=2)
     for _ in reader:

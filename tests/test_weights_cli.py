@@ -107,6 +107,7 @@ def test_unreachable_server_fails_with_a_way_out(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fixtures
 def test_fetch_from_local_server_validates_and_caches(reference_dir, tmp_path, serve,
                                                       tiny_expected):
     body = (reference_dir / "parity_tiny_paddle.pdparams").read_bytes()
@@ -124,6 +125,7 @@ def test_fetch_from_local_server_validates_and_caches(reference_dir, tmp_path, s
     assert server.requests == 1
 
 
+@pytest.mark.fixtures
 def test_cached_file_that_is_damaged_is_downloaded_again(reference_dir, tmp_path, serve,
                                                         tiny_expected):
     body = (reference_dir / "parity_tiny_paddle.pdparams").read_bytes()
@@ -138,6 +140,7 @@ def test_cached_file_that_is_damaged_is_downloaded_again(reference_dir, tmp_path
     (200, 5000, "not a usable FOMM checkpoint"),  # damaged content
     (404, None, "HTTP 404 Not Found"),
 ])
+@pytest.mark.fixtures
 def test_bad_download_leaves_nothing(reference_dir, tmp_path, serve, tiny_expected, status,
                                      cut, match):
     body = (reference_dir / "parity_tiny_paddle.pdparams").read_bytes()
@@ -148,6 +151,7 @@ def test_bad_download_leaves_nothing(reference_dir, tmp_path, serve, tiny_expect
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fixtures
 def test_download_with_wrong_layout_is_rejected(reference_dir, tmp_path, serve):
     # The tiny fixture served as if it were the vox-256 checkpoint.
     serve((reference_dir / "parity_tiny_paddle.pdparams").read_bytes())
@@ -156,6 +160,7 @@ def test_download_with_wrong_layout_is_rejected(reference_dir, tmp_path, serve):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fixtures
 def test_info_reports_counts_and_hash(reference_dir, tiny_expected):
     path = reference_dir / "parity_tiny_torch.pth.tar"
     info = inspect_weights(path)
@@ -171,6 +176,7 @@ def test_info_reports_counts_and_hash(reference_dir, tiny_expected):
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.fixtures
 def test_cli_info_ok(reference_dir, tiny_expected, capsys):
     path = reference_dir / "parity_tiny_paddle.pdparams"
     assert main(["weights", "info", str(path)]) == 0
@@ -182,6 +188,7 @@ def test_cli_info_ok(reference_dir, tiny_expected, capsys):
     assert hashlib.sha256(path.read_bytes()).hexdigest() in out
 
 
+@pytest.mark.fixtures
 def test_cli_info_layout_mismatch_exits_2(reference_dir, capsys):
     # Checked against vox-256 (the default), the tiny fixture does not fit.
     assert main(["weights", "info", str(reference_dir / "parity_tiny_paddle.pdparams")]) == 2
@@ -191,6 +198,7 @@ def test_cli_info_layout_mismatch_exits_2(reference_dir, capsys):
     assert "does not match the FOMM network layout" in captured.err
 
 
+@pytest.mark.fixtures
 def test_cli_info_truncated_file_exits_2(reference_dir, tmp_path, capsys):
     data = (reference_dir / "parity_tiny_paddle.pdparams").read_bytes()
     cut = tmp_path / "cut.pdparams"
@@ -201,6 +209,7 @@ def test_cli_info_truncated_file_exits_2(reference_dir, tmp_path, capsys):
     assert str(cut) in err and "truncated or corrupt" in err
 
 
+@pytest.mark.fixtures
 def test_cli_convert(reference_dir, tmp_path, tiny_expected, capsys):
     out = tmp_path / "converted.pdparams"
     src = reference_dir / "parity_tiny_torch_zipformat.pth.tar"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
+from live.config import FRAMINGS
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +29,44 @@ def _ratio(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number such as 0.4, got {text!r}") from None
 
 
+def _max_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
+    if value != 0 and value < 64:
+        raise argparse.ArgumentTypeError(f"expected 0 (keep the size) or >= 64 pixels, "
+                                         f"got {value}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "animate",
-        help="animate a portrait (one face or several) with a driving video, into an mp4",
+        help="animate a portrait (one face or several) with a driving video, into a video file",
         description="Animate the face(s) of a portrait with the face in a driving video and "
-        "write an H.264 mp4 at the driving video's frame rate, with its audio. Frames "
-        "without a face in the driving video hold the previous pose.",
+        "write a video at the driving video's frame rate, with its audio: .mp4, .mov or .mkv "
+        "(H.264 + AAC), .webm (VP9 + Opus) or .gif (animated GIF, no sound). Frames without a "
+        "face in the driving video hold the previous pose. An existing output file is kept "
+        "unless --overwrite is given; an output that is one of the inputs is refused.",
     )
     io = parser.add_argument_group("input and output")
     io.add_argument("--source-image", "--source_image", dest="source_image", required=True,
                     metavar="IMG", help="the portrait: a photo or painting")
     io.add_argument("--driving-video", "--driving_video", dest="driving_video", required=True,
                     metavar="VIDEO", help="the video whose face drives the portrait")
-    io.add_argument("--output", "-o", required=True, metavar="MP4",
-                    help="the video to write (written to a temporary name, renamed when "
-                    "complete)")
+    io.add_argument("--output", "-o", required=True, metavar="VIDEO",
+                    help="the video to write: .mp4, .mov, .mkv (H.264), .webm (VP9) or .gif "
+                    "(written to a temporary name, renamed when complete)")
+    io.add_argument("--overwrite", "-y", action="store_true",
+                    help="replace the output file if it exists (default: keep it and stop)")
+    io.add_argument("--max-size", dest="max_size", type=_max_size, default=None, metavar="PX",
+                    help="long side of the output in pixels: a larger portrait is scaled down "
+                    "to it before it is animated (default 1920; 0 keeps the portrait's size)")
+    io.add_argument("--framing", choices=FRAMINGS, default=None,
+                    help="full (default): the whole picture at its size; shoulders or head: a "
+                    "16:9 video framed around the (largest) face like a webcam picture (the "
+                    "face a third, or half, of the height), as 'mimicam live' shows it")
     io.add_argument("--max-frames", dest="max_frames", type=int, default=None, metavar="N",
                     help="only the first N driving frames (a quick preview)")
     audio = io.add_mutually_exclusive_group()
@@ -92,7 +115,7 @@ _SHORTHANDS = {
     "relative": "[engine.fomm] relative",
     "adapt_scale": "adapt_scale in [engine.mesh] / [engine.fomm]",
 }
-_FROM_FLAGS = ("source_image", "driving_video", "output")
+_FROM_FLAGS = ("source_image", "driving_video", "output", "overwrite")
 
 
 def _settings(path: Path | None) -> dict[str, Any]:
@@ -124,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             "source_image": Path(args.source_image),
             "driving_video": Path(args.driving_video),
             "output": Path(args.output),
+            "overwrite": bool(args.overwrite),
         })
     except InputError as exc:
         if args.config is None or exc.path is not None:
@@ -139,6 +163,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         audio=Path(args.audio) if args.audio else None,
         keep_audio=False if args.no_audio else None,
         max_frames=args.max_frames,
+        max_size=args.max_size,
+        framing=args.framing,
         ratio=args.ratio,
     )
     return override(config, engine_options=engine_options_from_args(args,

@@ -37,11 +37,16 @@ def register(subparsers: Any) -> None:
         help="animate a built-in portrait with a built-in motion and write an mp4",
         description="Animate a portrait (default: a built-in photo) with a scripted "
         "performance (blink, wink, smile, talk, brows, nod, turn, tilt) or with the face "
-        "in a driving video, and write an H.264 mp4 that plays in a browser. Needs no "
-        "camera and no model weights (the weight-free mesh engine).",
+        "in a driving video, and write an H.264 mp4 that plays in a browser (or .mov, .mkv, "
+        ".webm, .gif by the output's extension). Needs no camera and no model weights (the "
+        "weight-free mesh engine).",
     )
-    parser.add_argument("--output", "-o", default=DEFAULT_OUTPUT, metavar="MP4",
-                        help=f"the video to write (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--output", "-o", default=None, metavar="VIDEO",
+                        help=f"the video to write: .mp4, .mov, .mkv (H.264), .webm (VP9) or "
+                        f".gif (default: {DEFAULT_OUTPUT}, which each demo run replaces; a file "
+                        "named here is kept if it exists, unless --overwrite)")
+    parser.add_argument("--overwrite", "-y", action="store_true",
+                        help="replace the --output file if it exists")
     parser.add_argument("--portrait", metavar="IMG",
                         help="the portrait to animate (default: scikit-image's astronaut "
                         "photo); it must show exactly one face")
@@ -85,9 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
     limit_openblas_threads(1)  # spinning BLAS threads cost CPU time every frame (blas.py)
 
-    result = run_demo(args.output, portrait=args.portrait, driving=args.driving,
+    # the default output is the demo's own file, replaced by every run; a named one is kept
+    output = args.output if args.output is not None else DEFAULT_OUTPUT
+    overwrite = args.overwrite or args.output is None
+    result = run_demo(output, portrait=args.portrait, driving=args.driving,
                       seconds=args.seconds, size=args.size, preview=args.preview,
-                      options=engine_options(args))
+                      options=engine_options(args), overwrite=overwrite)
     lost = f", {result.lost_frames} without a face" if result.driving is not None else ""
     audio = " with audio" if result.audio else ""
     print(f"mimicam demo: wrote {result.output} ({result.frames} frames, "

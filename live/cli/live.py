@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
-from live.config import LiveConfig, load_toml, override
+from live.config import FRAMINGS, LiveConfig, load_toml, override
 from live.io.hotkeys import HOTKEY_HELP
 
 if TYPE_CHECKING:
@@ -28,8 +28,10 @@ _DESCRIPTION = """\
 Animate a portrait with your face, live. Frames from the webcam (or a driver video) are
 tracked, animated by the engine, pasted back into the full portrait and sent to the virtual
 camera (v4l2loopback on Linux, OBS Virtual Camera on Windows/macOS), a preview window, an
-MJPEG stream (--http) and/or a file (--record). The neutral pose is taken when your face
-first holds still; press C to take it again."""
+MJPEG stream (--http) and/or a file (--record). Every output shows the portrait framed like
+a webcam picture of its person (--framing shoulders, the default; head; or full, the whole
+picture letterboxed). The neutral pose is taken when your face first holds still; press C
+to take it again."""
 
 
 def _epilog() -> str:
@@ -41,7 +43,8 @@ def _epilog() -> str:
             "  mimicam live --portrait portraits/ --http 8090 --no-vcam\n"
             "  mimicam live --portrait p.png --driver clip.mp4 --no-preview --duration 10 \\\n"
             "      --record out.mp4 --stats stats.json\n"
-            "  mimicam live --portrait p.png --config live.toml --no-adapt-scale\n\n"
+            "  mimicam live --portrait p.png --config live.toml --no-adapt-scale\n"
+            "  mimicam live --portrait group_photo.jpg --face 3 --framing head\n\n"
             "settings file (--config live.toml; flags override it):\n"
             "  portrait = \"portraits/\"\n"
             "  http = \"127.0.0.1:8090\"\n"
@@ -61,6 +64,18 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def face_number(text: str) -> int:
+    """``--face N``: a face number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a face number >= 1 (1 = the leftmost), "
+                                         f"got {text!r}")
+    return n
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "live", help="animate a portrait live: webcam -> virtual camera, preview, stream",
@@ -69,6 +84,9 @@ def register(subparsers: Any) -> None:
     src = p.add_argument_group("input")
     src.add_argument("--portrait", type=Path, metavar="IMG|DIR",
                      help="portrait image, or a folder of them (keys 1-9, left/right switch)")
+    src.add_argument("--face", type=face_number, metavar="N",
+                     help="in a group photo, frame and animate face N counted from the left "
+                          "(default: the largest face)")
     src.add_argument("--engine", choices=("mesh", "fomm"),
                      help="animation engine (default: mesh, weight-free)")
     src.add_argument("--weights", type=Path, metavar="FILE|DIR",
@@ -84,6 +102,11 @@ def register(subparsers: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--size", type=_size, metavar="WxH", help="output size (default 1280x720)")
     out.add_argument("--fps", type=float, help="output frame rate (default 30)")
+    out.add_argument("--framing", choices=FRAMINGS,
+                     help="how the portrait fills the output: shoulders (default: head and "
+                          "shoulders like a webcam, the face a third of the height), head "
+                          "(the face half the height) or full (the whole portrait, "
+                          "letterboxed); per picture in a folder's portraits.toml")
     out.add_argument("--no-vcam", dest="vcam", action="store_const", const=False,
                      help="do not send to a virtual camera")
     out.add_argument("--vcam-device", metavar="NAME",
@@ -95,7 +118,10 @@ def register(subparsers: Any) -> None:
     out.add_argument("--http", metavar="HOST:PORT",
                      help="serve an MJPEG stream and a page showing it (PORT alone: "
                           "127.0.0.1:PORT)")
-    out.add_argument("--record", type=Path, metavar="FILE.mp4", help="also record to a file")
+    out.add_argument("--record", type=Path, metavar="FILE.mp4",
+                     help="also record to a file (.mp4, .mov, .mkv: H.264; .webm: VP9; .gif)")
+    out.add_argument("--overwrite", "-y", dest="overwrite", action="store_const", const=True,
+                     help="replace an existing --record file (default: keep it and stop)")
     run = p.add_argument_group("run")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     run.add_argument("--stats", type=Path, metavar="FILE.json",
@@ -120,8 +146,10 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
         cfg, portrait=args.portrait, engine=args.engine, weights=args.weights,
         camera=args.camera, camera_width=cam[0], camera_height=cam[1], driver=args.driver,
         loop_driver=args.loop_driver, width=size[0], height=size[1], fps=args.fps,
+        framing=args.framing, face=args.face,
         vcam=args.vcam, vcam_device=args.vcam_device, preview=args.preview,
-        overlay=args.overlay, http=args.http, record=args.record, duration=args.duration,
+        overlay=args.overlay, http=args.http, record=args.record, overwrite=args.overwrite,
+        duration=args.duration,
         stats=args.stats, auto_match=args.auto_match, global_hotkeys=args.global_hotkeys,
         # --crop-size is LiveConfig.crop_size too, so the flag beats the file's crop_size
         crop_size=args.crop_size,

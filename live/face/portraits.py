@@ -1,8 +1,10 @@
 """The portrait library of ``mimicam live``: images, their faces, and engine-ready crops.
 
 :func:`portrait_paths` lists a portrait file or a folder of them; :func:`load_image` reads
-one as RGB (alpha composited on white; grey, 16-bit and 0..1 float pixels converted; the one
-image reader of ``mimicam live``, ``demo`` and ``animate``); :func:`find_faces` finds the
+one as RGB (turned upright by its EXIF orientation; alpha composited on white; grey, 16-bit and
+0..1 float pixels converted; optionally capped in size; the one image reader of ``mimicam
+live``, ``demo`` and ``animate``); :func:`usable_portraits` keeps the files of a folder that
+can be read and show a face (one warning for each other one); :func:`find_faces` finds the
 largest face(s) of a picture (the one face finder of ``mimicam live``, ``demo`` and
 ``animate``, which animates several); :func:`find_portrait` finds the largest face and cuts
 the square crop the engine animates, framed exactly like the tracker frames the driving face.
@@ -17,7 +19,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from calibrate.errors import InputError, NoFaceError
+from calibrate.errors import InputError, MimicamError, NoFaceError
 from live.compose import Compositor
 from live.engines.base import Engine
+from live.face.framing import PortraitOptions, portrait_framing
+from live.geometry import Framing, FramingMode, Orientation, fit_size
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -38,10 +42,12 @@ __all__ = [
     "Portrait",
     "PortraitLibrary",
     "PreparedPortrait",
+    "exif_orientation",
     "find_faces",
     "find_portrait",
     "load_image",
     "portrait_paths",
+    "usable_portraits",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -68,15 +74,20 @@ def portrait_paths(path: str | Path) -> list[Path]:
     return [p]
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a picture as RGB uint8 ``(H, W, 3)``, C-contiguous.
+def load_image(path: str | os.PathLike[str], *, max_size: int | None = None) -> np.ndarray:
+    """Read a picture as RGB uint8 ``(H, W, 3)``, C-contiguous, upright.
 
-    Grey pictures become RGB; transparency is flattened onto white; 16-bit pixels are scaled
-    to 8 bits; floating-point pixels (e.g. a 32-bit TIFF) are taken as 0..1 and scaled to
-    0..255 (a slight overshoot, as lossy float formats make, is clipped). Raises
-    :class:`~calibrate.errors.InputError` naming the file when it is missing, not a readable
-    image, or has pixels of another kind (floats well outside 0..1, as in HDR images, or
-    signed integers), saying what was expected and what it got.
+    The EXIF orientation of JPEG, PNG and WebP files is applied (a phone photo stored
+    sideways with Orientation 6 comes out upright; OpenCV turns TIFFs itself). Grey pictures
+    become RGB; transparency is flattened onto white; 16-bit pixels are scaled to 8 bits;
+    floating-point pixels (e.g. a 32-bit TIFF) are taken as 0..1 and scaled to 0..255 (a
+    slight overshoot, as lossy float formats make, is clipped). ``max_size`` (pixels; None or
+    0: no cap) scales the picture down so that its long side is at most that (a large JPEG is
+    decoded at 1/2, 1/4 or 1/8 scale first, which saves most of the time and memory).
+
+    Raises :class:`~calibrate.errors.InputError` naming the file when it is missing, not a
+    readable image, or has pixels of another kind (floats well outside 0..1, as in HDR
+    images, or signed integers), saying what was expected and what it got.
     """
     p = Path(path)
     if not p.is_file():
@@ -86,25 +97,173 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise InputError("cannot read the portrait", path=p, got=str(exc)) from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    header = _image_header(data)
+    flags = cv2.IMREAD_UNCHANGED
+    if header.stored_size is not None and max_size:
+        # JPEG: libjpeg scales while decoding (DCT scaling), to no less than max_size
+        factor = 1
+        while factor < 8 and max(header.stored_size) // (factor * 2) >= max_size:
+            factor *= 2
+        if factor > 1:
+            flags = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                     8: cv2.IMREAD_REDUCED_COLOR_8}[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(data, flags) if data.size else None
+    del data
     if image is None:
         raise InputError("cannot read the portrait", path=p,
                          expected="an image file (JPEG, PNG, WebP, BMP, TIFF)",
-                         got=f"{data.size} bytes OpenCV cannot decode as an image")
-    image = _to_uint8(image, p)
+                         got=f"{p.stat().st_size} bytes OpenCV cannot decode as an image")
+    rgb = _to_rgb(_to_uint8(image, p), p)
+    del image
+    if not header.orientation.identity:
+        log.debug("%s: EXIF orientation: %s", p, header.orientation.describe())
+        rgb = header.orientation.apply(rgb)
+    h, w = rgb.shape[:2]
+    # the size the whole picture scales to (a reduced JPEG decode is a little off from it)
+    full = header.orientation.size(*header.stored_size) if flags != cv2.IMREAD_UNCHANGED \
+        and header.stored_size is not None else (w, h)
+    target = fit_size(full, max_size)
+    if target != (w, h):
+        rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
+    if target != full:
+        log.info("%s: %dx%d scaled to %dx%d (at most %d pixels on the long side)", p.name,
+                 *full, *target, max_size)
+    return np.ascontiguousarray(rgb)
+
+
+def _to_rgb(image: np.ndarray, p: Path) -> np.ndarray:
+    """Decoded OpenCV pixels (grey, BGR or BGRA uint8) as RGB."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
-        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:
         rgba = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA).astype(np.float32)
         alpha = rgba[..., 3:] / 255.0
         flat = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.ascontiguousarray(flat.round().astype(np.uint8))
+        return flat.round().astype(np.uint8)
     if image.shape[2] != 3:
         raise InputError("unsupported portrait pixel format", path=p,
                          expected="grey, RGB or RGBA pixels", got=f"{image.shape[2]} channels")
-    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ----------------------------------------------------------------------------------------------
+# EXIF orientation (read from the file's bytes: OpenCV applies it only when it also drops
+# alpha and 16-bit pixels, and never for WebP)
+
+
+@dataclass(frozen=True)
+class _Header:
+    orientation: Orientation
+    stored_size: tuple[int, int] | None  # (w, h) of a JPEG as stored; None for other formats
+
+
+def _u16(buf: memoryview, at: int, big: bool) -> int:
+    return int.from_bytes(buf[at:at + 2], "big" if big else "little")
+
+
+def _u32(buf: memoryview, at: int, big: bool) -> int:
+    return int.from_bytes(buf[at:at + 4], "big" if big else "little")
+
+
+def _tiff_orientation(tiff: memoryview) -> int:
+    """Tag 274 of the first IFD of an EXIF (TIFF-structured) block; 1 when absent."""
+    if len(tiff) < 8 or bytes(tiff[:2]) not in (b"II", b"MM"):
+        return 1
+    big = bytes(tiff[:2]) == b"MM"
+    if _u16(tiff, 2, big) != 42:
+        return 1
+    ifd = _u32(tiff, 4, big)
+    if ifd + 2 > len(tiff):
+        return 1
+    for i in range(min(_u16(tiff, ifd, big), 1000)):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            break
+        if _u16(tiff, entry, big) == 0x0112 and _u16(tiff, entry + 2, big) == 3:  # SHORT
+            value = _u16(tiff, entry + 8, big)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _exif_payload(block: memoryview) -> memoryview:
+    """An EXIF block without the ``Exif\\0\\0`` prefix some writers put before the TIFF header."""
+    return block[6:] if bytes(block[:6]) == b"Exif\x00\x00" else block
+
+
+def _image_header(data: np.ndarray) -> _Header:
+    """The EXIF orientation of a JPEG, PNG or WebP file's bytes (upright for anything else or
+    anything unreadable) and, for a JPEG, its stored size."""
+    buf = memoryview(data.tobytes() if data.size else b"")
+    try:
+        if bytes(buf[:2]) == b"\xff\xd8":
+            return _jpeg_header(buf)
+        if bytes(buf[:8]) == b"\x89PNG\r\n\x1a\n":
+            return _Header(Orientation.from_exif(_png_orientation(buf)), None)
+        if bytes(buf[:4]) == b"RIFF" and bytes(buf[8:12]) == b"WEBP":
+            return _Header(Orientation.from_exif(_webp_orientation(buf)), None)
+    except (IndexError, ValueError):  # a damaged header: OpenCV will say what is wrong
+        log.debug("unreadable image header", exc_info=True)
+    return _Header(Orientation(), None)
+
+
+def _jpeg_header(buf: memoryview) -> _Header:
+    orientation = 1
+    pos = 2
+    while pos + 4 <= len(buf):
+        if buf[pos] != 0xFF:
+            break
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no header after it
+            break
+        length = _u16(buf, pos + 2, True)
+        segment = buf[pos + 4:pos + 2 + length]
+        if marker == 0xE1 and bytes(segment[:6]) == b"Exif\x00\x00":
+            orientation = _tiff_orientation(segment[6:])
+        elif marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                        0xCE, 0xCF) and len(segment) >= 5:
+            height, width = _u16(segment, 1, True), _u16(segment, 3, True)
+            return _Header(Orientation.from_exif(orientation),
+                           (width, height) if width and height else None)
+        pos += 2 + length
+    return _Header(Orientation.from_exif(orientation), None)
+
+
+def _png_orientation(buf: memoryview) -> int:
+    pos = 8
+    while pos + 8 <= len(buf):
+        length = _u32(buf, pos, True)
+        kind = bytes(buf[pos + 4:pos + 8])
+        if kind == b"eXIf":
+            return _tiff_orientation(_exif_payload(buf[pos + 8:pos + 8 + length]))
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return 1
+
+
+def _webp_orientation(buf: memoryview) -> int:
+    pos = 12
+    while pos + 8 <= len(buf):
+        kind = bytes(buf[pos:pos + 4])
+        length = _u32(buf, pos + 4, False)
+        if kind == b"EXIF":
+            return _tiff_orientation(_exif_payload(buf[pos + 8:pos + 8 + length]))
+        pos += 8 + length + (length & 1)
+    return 1
+
+
+def exif_orientation(path: str | os.PathLike[str]) -> Orientation:
+    """The EXIF orientation of an image file (JPEG, PNG, WebP) as :func:`load_image` applies
+    it; upright when the file has none."""
+    return _image_header(np.fromfile(Path(path), dtype=np.uint8)).orientation
 
 
 def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
@@ -127,6 +286,39 @@ def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise InputError("unsupported portrait pixel format", path=path,
                      expected="8- or 16-bit pixels, or floating-point pixels in 0..1",
                      got=f"{image.dtype} pixels")
+
+
+def usable_portraits(paths: Sequence[Path], *, folder: Path | None = None) -> list[Path]:
+    """The files of ``paths`` that can be read and show a face, in their order.
+
+    Every other file is skipped with one warning naming it and saying why (unreadable, not
+    an image, no face). With ``folder`` (the folder ``paths`` came from), no usable file at
+    all is an :class:`~calibrate.errors.InputError` listing each file's problem; without it
+    (one file given by name) that file's own error is raised.
+    """
+    good: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            image = load_image(path)
+            find_faces(image, max_faces=1, path=path, whole_picture_first=True)
+        except MimicamError as exc:
+            if folder is None and len(paths) == 1:
+                raise
+            why = str(exc)
+            if why.startswith(f"{path}: "):
+                why = why[len(f"{path}: "):]
+            log.warning("skipping portrait %s: %s", path.name, why)
+            problems.append(f"{path.name} ({why})")
+            continue
+        good.append(Path(path))
+    if not good:
+        raise InputError("no usable portrait", path=folder,
+                         expected="at least one picture that can be read and shows a face",
+                         got="; ".join(problems) or "no files")
+    if problems:
+        log.info("%d of %d portraits are usable", len(good), len(paths))
+    return good
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,15 +392,20 @@ def find_faces(image: np.ndarray, *, max_faces: int = 1, path: str | Path | None
 
 
 def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
-                  path: str | Path = "portrait") -> Portrait:
-    """Find the largest face in ``image`` (:func:`find_faces`, whole picture first) and cut
-    its ``crop_size`` square crop, framed like :class:`live.face.tracking.FaceTracker` frames a
+                  path: str | Path = "portrait", face: int | None = None) -> Portrait:
+    """Find the largest face in ``image`` (:func:`find_faces`, whole picture first), or with
+    ``face`` face N counted from the left (1 = the leftmost; a group photo), and cut its
+    ``crop_size`` square crop, framed like :class:`live.face.tracking.FaceTracker` frames a
     driving face (``crop_scale`` face sizes). Raises :class:`~calibrate.errors.NoFaceError` when
-    there is no face."""
+    there is no face, :class:`~calibrate.errors.InputError` when there is no face N."""
+    from live.face.framing import pick_face
     from live.face.tracking import square_box
     from live.geometry import crop_square
 
-    (lm,) = find_faces(image, max_faces=1, path=path, whole_picture_first=True)
+    if face is None:
+        (lm,) = find_faces(image, max_faces=1, path=path, whole_picture_first=True)
+    else:
+        lm = pick_face(find_faces(image, max_faces=20, path=path), face, path=path)
     center, side = square_box(lm, scale=crop_scale)
     crop = crop_square(image, center, side, crop_size, landmarks=lm)
     return Portrait(path=Path(path), image=image, crop=crop, landmarks=lm)
@@ -231,14 +428,25 @@ class PortraitLibrary:
     and caches the result (the ``max_cached`` most recently used, so a large folder does not
     fill memory); :meth:`prepare_async` runs it on the library's background thread. A
     portrait without a face raises :class:`~calibrate.errors.NoFaceError` from either.
+
+    ``framing`` (``shoulders``, ``head`` or ``full``: :func:`live.geometry.framing_transform`)
+    places each portrait in the output, around its face ``face`` (None: the largest; N: the
+    N-th from the left); ``options`` (a folder's ``portraits.toml``,
+    :func:`live.face.framing.read_portrait_options`) override both per file name.
     """
 
     def __init__(self, paths: Sequence[Path], engine: Engine, *,
                  output_size: tuple[int, int], crop_scale: float = 1.8,
                  feather: float = 0.03, color_transfer: bool = False,
-                 max_cached: int = 10) -> None:
+                 max_cached: int = 10, framing: FramingMode = "full",
+                 face: int | None = None,
+                 options: Mapping[str, PortraitOptions] | None = None) -> None:
         if not paths:
             raise InputError("no portraits given", expected="at least one image")
+        self.framing: FramingMode = framing
+        self.face = face
+        self.options = dict(options or {})
+        self._upscale_logged: set[Path] = set()
         self.paths = [Path(p) for p in paths]
         self.engine = engine
         self.crop_size = int(engine.size)
@@ -275,12 +483,15 @@ class PortraitLibrary:
         if cached is not None:
             return cached
         path = self.paths[index]
+        own = self.options.get(path.name, PortraitOptions())
+        face = own.face if own.face is not None else self.face
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
-                                 path=path)
+                                 path=path, face=face)
+        framing = self._framing(portrait, own.framing or self.framing)
         handle = self.engine.prepare(portrait.crop.image)
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather,
-                                color_transfer=self.color_transfer)
+                                color_transfer=self.color_transfer, framing=framing)
         prepared = PreparedPortrait(index, portrait, handle, compositor)
         with self._lock:
             self._cache[index] = prepared
@@ -289,6 +500,17 @@ class PortraitLibrary:
             self._futures.pop(index, None)
         log.info("portrait %d/%d ready: %s", index + 1, len(self.paths), path.name)
         return prepared
+
+    def _framing(self, portrait: Portrait, mode: FramingMode) -> Framing:
+        """The portrait's framing (fixed for it); an upscaled portrait is logged once."""
+        framing = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode)
+        if framing.scale > 1.01 and portrait.path not in self._upscale_logged:
+            self._upscale_logged.add(portrait.path)
+            log.info("portrait %s: %dx%d, upscaled %.2fx for the %s framing of the %dx%d "
+                     "output%s; a larger picture would be sharper", portrait.name,
+                     *portrait.size, framing.scale, mode, *self.output_size,
+                     "" if mode == "full" else " (Lanczos)")
+        return framing
 
     def prepare_async(self, index: int) -> Future[PreparedPortrait]:
         """Prepare portrait ``index`` on the background thread (one future per portrait)."""

@@ -26,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import cv2
 import numpy as np
 
+from calibrate.errors import InputError
 from live.packets import Frame
 
 log = logging.getLogger(__name__)
@@ -337,8 +338,9 @@ class VideoFileSource(_ThreadedSource):
     handed over as soon as the previous one was taken. ``loop=True`` starts again at the end.
     ``size=(w, h)`` letterboxes the frames to that size (e.g. to drive with 640x480 frames).
     Frame indices and ``pts`` keep increasing across loops, so smoothing filters see
-    monotonic time. The file is probed at construction: a bad path raises
-    :class:`~calibrate.errors.InputError` right away.
+    monotonic time. The file is probed at construction: a bad path, or a video that ends
+    before its first frame, raises :class:`~calibrate.errors.InputError` right away; a video
+    none of whose frames decode ends the source with :attr:`error` set to one.
     """
 
     def __init__(self, path: str | Path, *, loop: bool = True, realtime: bool = True,
@@ -348,12 +350,17 @@ class VideoFileSource(_ThreadedSource):
         super().__init__()
         self.path = Path(path)
         self.info = probe_video(self.path)
+        if self.info.frame_count == 0:
+            raise InputError("the driver video has no frames", path=self.path,
+                             expected="a video with at least one frame", got="0 frames")
         self.loop = loop
         self.realtime = realtime
         self.size = (int(size[0]), int(size[1])) if size is not None else self.info.size
         self._resize = size is not None and tuple(size) != self.info.size
         self._fps = float(self.info.fps)
         self.loops = 0
+        self.error: InputError | None = None
+        """Set when the video ended without giving a single frame."""
         self._thread_name = f"driver-{self.path.name}"
 
     def _run(self) -> None:
@@ -383,7 +390,13 @@ class VideoFileSource(_ThreadedSource):
                                          t_capture=time.perf_counter(), pts=pts))
                     index += 1
             if index == start_index:
-                log.warning("%s: no frames decoded; stopping", self.path)
+                if index == 0:
+                    self.error = InputError("no frame of the driver video could be decoded",
+                                            path=self.path,
+                                            expected="a video with at least one decodable "
+                                            "frame", got="0 frames")
+                else:
+                    log.warning("%s: no frames decoded; stopping", self.path)
                 break
             if not self.loop:
                 break

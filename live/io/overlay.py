@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from calibrate.landmarks import FACE_OVAL
-from live.geometry import apply_affine, letterbox_transform
+from live.geometry import apply_affine, compose_affine, invert_affine, letterbox_transform
 from live.io.hotkeys import HOTKEY_HELP
 
 __all__ = [
@@ -122,17 +122,26 @@ def face_outline(landmarks: np.ndarray) -> np.ndarray:
 
 def draw_pose_guide(camera: np.ndarray, portrait_outline: np.ndarray,
                     portrait_size: tuple[int, int], *,
-                    user_outline: np.ndarray | None = None) -> np.ndarray:
+                    user_outline: np.ndarray | None = None,
+                    portrait_to_output: np.ndarray | None = None,
+                    output_size: tuple[int, int] | None = None) -> np.ndarray:
     """The user's camera image with the portrait's face outline where, in the same framing,
-    the portrait's face is (its picture letterboxed onto the camera image), in green, and the
-    user's own outline in yellow, so the user can line up position, size and tilt.
+    the portrait's face is, in green, and the user's own outline in yellow, so the user can
+    line up position, size and tilt.
 
     ``portrait_outline`` is in portrait pixels, ``portrait_size`` is the portrait's (w, h),
-    ``user_outline`` is in camera pixels.
+    ``user_outline`` is in camera pixels. With ``portrait_to_output`` (the portrait's framing,
+    a 2x3 affine into the ``output_size`` output) the outline is where the output shows the
+    portrait's face, on the camera image as the output would show it (letterboxed, as in
+    passthrough); without, the portrait is letterboxed onto the camera image.
     """
     out = camera.copy()
     h, w = out.shape[:2]
-    m = letterbox_transform(portrait_size, (w, h))
+    if portrait_to_output is not None and output_size is not None:
+        camera_to_output = letterbox_transform((w, h), output_size)
+        m = compose_affine(invert_affine(camera_to_output), portrait_to_output)
+    else:
+        m = letterbox_transform(portrait_size, (w, h))
     pts = apply_affine(portrait_outline, m)
     thickness = max(1, round(h / 240))
     cv2.polylines(out, [np.round(pts).astype(np.int32)], True, _GREEN, thickness, cv2.LINE_AA)

@@ -297,6 +297,10 @@ class _LatestJpeg:
             return self._jpeg, self._jpeg_seq
 
 
+# A client that closes its connection, resets it or stops reading (timeout) while being served.
+_CLIENT_GONE = (ConnectionError, TimeoutError)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # handler threads are joined by server_close()
     block_on_close = True
@@ -305,6 +309,19 @@ class _Server(ThreadingHTTPServer):
     clients: int
     clients_lock: threading.Lock
     client_timeout: float
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed: a client that went away (closed the page, lost the
+        network) is routine and logged at debug level; anything else is logged as an error,
+        with the traceback only at debug level. (The standard server prints a traceback.)"""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _CLIENT_GONE):
+            log.debug("http: client %s went away (%s)", client_address[0],
+                      type(exc).__name__)
+            return
+        log.error("http: a request from %s failed: %s: %s", client_address[0],
+                  type(exc).__name__, exc)
+        log.debug("http: request failure", exc_info=exc)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -374,8 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 sent_seq = jseq
                 last_write = time.monotonic()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            log.debug("http: stream client %s went away", self.address_string())
+        except _CLIENT_GONE as exc:
+            log.debug("http: stream client %s went away (%s)", self.address_string(),
+                      type(exc).__name__)
         finally:
             with self.server.clients_lock:
                 self.server.clients -= 1
@@ -458,7 +476,8 @@ class MjpegHttpSink(Sink):
 
 
 class RecorderSink(Sink):
-    """Records the output to a video file (H.264 mp4 through :class:`live.io.video.VideoWriter`).
+    """Records the output to a video file (:class:`live.io.video.VideoWriter`: H.264 mp4, mov
+    or mkv, VP9 webm, or an animated GIF, by the extension).
 
     Encoding runs on its own thread behind a bounded queue; when the encoder falls behind,
     frames are dropped and counted (:attr:`dropped`) rather than stalling the pipeline. With
@@ -466,13 +485,15 @@ class RecorderSink(Sink):
     times as output slots passed since the previous one (a slow pipeline repeats frames, a
     fast one skips), so the recording plays at the speed it was seen. ``realtime=False``
     writes every frame once. The file appears under its name only when :meth:`close`
-    completes (temporary name until then).
+    completes (temporary name until then); ``overwrite=False`` keeps an existing file
+    (:class:`~calibrate.errors.InputError` at construction).
     """
 
     name = "record"
 
     def __init__(self, path: str | os.PathLike[str], *, fps: float, size: tuple[int, int],
-                 realtime: bool = True, max_queue: int = 60, preset: str = "veryfast") -> None:
+                 realtime: bool = True, max_queue: int = 60, preset: str = "veryfast",
+                 overwrite: bool = True) -> None:
         from live.io.threads import Worker
         from live.io.video import VideoWriter
 
@@ -481,7 +502,8 @@ class RecorderSink(Sink):
         self.fps = float(fps)
         self.realtime = realtime
         self.dropped = 0
-        self._writer = VideoWriter(self.path, fps=self.fps, size=self.size, preset=preset)
+        self._writer = VideoWriter(self.path, fps=self.fps, size=self.size, preset=preset,
+                                   overwrite=overwrite)
         self._closed = False
         self._t0: float | None = None
         self._worker: Worker[tuple[np.ndarray, float]] = Worker(

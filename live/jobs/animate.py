@@ -3,7 +3,12 @@
 The offline job of PaddleGAN's first-order demo, done as a small streaming pipeline::
 
     VideoReader --Frame--> FaceTracker --Tracked--> FaceAnimator --crops--> FacePaster
-        --RGB frame--> VideoWriter (H.264 yuv420p, the driving video's exact fps and audio)
+        --RGB frame--> VideoWriter (H.264, VP9 or GIF by the output's extension, the driving
+                       video's exact fps and audio)
+
+The output path is checked first (a supported extension, none of the inputs, not an existing
+file unless ``overwrite``); the portrait is read upright (EXIF) and scaled to at most
+``max_size`` pixels on its long side, the size of the output.
 
 Decoding, tracking and encoding each run on their own thread, joined by bounded queues
 (back-pressure, nothing dropped); animation and paste-back run on the caller's thread.
@@ -41,7 +46,9 @@ import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError, WeightsError
+from live.config import FRAMINGS, FramingMode
 from live.engines.base import EngineOptions, check_engine_options
+from live.geometry import Framing
 from live.packets import FaceCrop, Tracked, check_rgb
 
 log = logging.getLogger(__name__)
@@ -60,7 +67,18 @@ class AnimateConfig:
     driving_video: Path
     """The video whose face drives the portrait; its frame rate and audio are kept."""
     output: Path
-    """The mp4 to write (temporary name until complete)."""
+    """The video to write (.mp4, .mov, .mkv, .webm or .gif; temporary name until complete)."""
+    overwrite: bool = False
+    """Replace an existing ``output`` (else it is kept and the job refused before any work)."""
+    max_size: int = 1920
+    """Long side of the output in pixels: a larger portrait is scaled down to it before it
+    is animated (0: keep the portrait's size)."""
+    framing: FramingMode = "full"
+    """``full``: the whole picture (at its size, up to ``max_size``). ``shoulders`` or
+    ``head``: a 16:9 video framed around the largest face like a webcam picture (the face a
+    third, or half, of the height; :func:`live.geometry.framing_transform`), as ``mimicam
+    live`` shows it; its height is the framing's at the picture's own resolution (at least
+    360, at most ``max_size`` wide)."""
     engine: EngineChoice = "auto"
     """``fomm`` (needs weights), ``mesh`` (weight-free), or ``auto``: fomm when weights are
     given or fetched, else mesh with a notice."""
@@ -121,6 +139,9 @@ class AnimateConfig:
         if self.engine not in ("auto", "fomm", "mesh"):
             raise InputError("unknown engine", expected="fomm, mesh or auto",
                              got=repr(self.engine))
+        if self.framing not in FRAMINGS:
+            raise InputError("unknown framing", expected=" | ".join(FRAMINGS),
+                             got=repr(self.framing))
         lo, hi = RATIO_RANGE
         if not (isinstance(self.ratio, int | float) and lo <= self.ratio <= hi):
             raise InputError("--ratio is out of range",
@@ -135,6 +156,10 @@ class AnimateConfig:
                              got=repr(self.max_frames))
         if self.max_faces < 1:
             raise InputError("max_faces out of range", expected=">= 1", got=repr(self.max_faces))
+        if not (isinstance(self.max_size, int) and (self.max_size == 0 or self.max_size >= 64)):
+            raise InputError("--max-size out of range",
+                             expected="0 (keep the portrait's size) or at least 64 pixels",
+                             got=repr(self.max_size))
         if not 1.0 <= self.crop_scale <= 4.0:
             raise InputError("crop_scale out of range", expected="1.0 .. 4.0 face sizes",
                              got=repr(self.crop_scale))
@@ -329,11 +354,33 @@ class CropLayout:
     crop_scale: float = 2.0
     crop_shift_y: float = -0.08
     feather: float = 0.08
+    picture: tuple[int, int] | None = None
+    """(width, height): cut the whole picture (a square around it) instead of a face crop;
+    see :func:`whole_picture_layout`."""
 
     @classmethod
     def of(cls, config: AnimateConfig) -> CropLayout:
         return cls(config.multi_face, config.ratio, config.crop_scale, config.crop_shift_y,
                    config.feather)
+
+
+WHOLE_PICTURE_MAX = 1024
+"""Largest picture side the mesh engine animates whole (see :func:`whole_picture_layout`)."""
+
+
+def whole_picture_layout(layout: CropLayout, landmarks: Sequence[np.ndarray],
+                         picture: tuple[int, int]) -> CropLayout:
+    """The mesh engine animates the whole picture when it holds one face that fills a good
+    part of it (a face crop at least half the picture's long side) and the picture is at most
+    :data:`WHOLE_PICTURE_MAX` px: the hair and shoulders then move with the head right up to
+    the picture's edge instead of stopping at a crop's border, and the picture is not
+    resampled on its way in and out. Otherwise ``layout`` unchanged."""
+    if layout.multi_face or len(landmarks) != 1:
+        return layout
+    side = max(picture)
+    if side > WHOLE_PICTURE_MAX or face_crop_square(landmarks[0], layout)[1] < 0.5 * side:
+        return layout
+    return dataclasses.replace(layout, picture=picture)
 
 
 def face_crop_square(landmarks: np.ndarray, layout: CropLayout) -> tuple[np.ndarray, float]:
@@ -342,6 +389,9 @@ def face_crop_square(landmarks: np.ndarray, layout: CropLayout) -> tuple[np.ndar
     ``ratio`` x that side, around the face centre) would not fit inside."""
     from live.face.tracking import square_box
 
+    if layout.picture is not None:
+        w, h = layout.picture
+        return np.array([w / 2.0, h / 2.0]), float(max(w, h))  # crop_transform: identity
     center, side = square_box(landmarks, scale=layout.crop_scale, shift_y=layout.crop_shift_y)
     if layout.multi_face:
         face_center, _ = square_box(landmarks, scale=1.0)
@@ -366,6 +416,8 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
         radius = layout.ratio * layout.crop_scale * face_size * scale
         disc_center = apply_affine(face_center[None], crop.frame_to_crop())[0]
         mask = disc_mask(crop_size, disc_center, radius)
+    elif layout.picture is not None:  # the whole picture: nothing around it to blend into
+        mask = np.ones((crop_size, crop_size), np.float32)
     else:
         mask = box_mask(crop_size, feather=layout.feather)
     mask.flags.writeable = False
@@ -434,12 +486,14 @@ class FacePaster:
 
     The first face goes through a :class:`~live.compose.Compositor` (its mask is warped into
     the picture once, off the per-frame path); further faces through
-    :func:`~live.compose.paste_back` onto the same canvas.
+    :func:`~live.compose.paste_back` onto the same canvas. With ``framing`` (a
+    :class:`~live.geometry.Framing` of the source image) the output is the framed picture.
     """
 
     def __init__(self, source: np.ndarray, faces: Sequence[PortraitFace], *,
-                 color_transfer: bool = True) -> None:
+                 color_transfer: bool = True, framing: Framing | None = None) -> None:
         from live.compose import Compositor
+        from live.geometry import compose_affine
 
         self.source = check_rgb(source, "source image")
         self.faces = list(faces)
@@ -448,9 +502,15 @@ class FacePaster:
         self.color_transfer = color_transfer
         first = self.faces[0]
         h, w = source.shape[:2]
-        self._first = Compositor(source, first.crop.crop_to_frame, first.crop.size, (w, h),
-                                 mask=first.mask, color_transfer=color_transfer)
-        self._out = np.empty_like(source)
+        size = framing.output_size if framing is not None else (w, h)
+        self._first = Compositor(source, first.crop.crop_to_frame, first.crop.size, size,
+                                 mask=first.mask, color_transfer=color_transfer,
+                                 framing=framing)
+        # the further faces' crops -> output pixels
+        self._placed = [f.crop.crop_to_frame if framing is None
+                        else compose_affine(framing.affine, f.crop.crop_to_frame)
+                        for f in self.faces]
+        self._out = np.empty((size[1], size[0], 3), np.uint8)
 
     def process(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """The source image with every face replaced by its animated crop. The returned
@@ -460,10 +520,33 @@ class FacePaster:
         if len(crops) != len(self.faces):
             raise ValueError(f"expected {len(self.faces)} crops, got {len(crops)}")
         out = self._first.compose(crops[0], out=self._out)
-        for face, crop in zip(self.faces[1:], crops[1:], strict=True):
-            paste_back(out, crop, face.crop.crop_to_frame, feather=0.0, mask=face.mask,
+        for face, placed, crop in zip(self.faces[1:], self._placed[1:], crops[1:], strict=True):
+            paste_back(out, crop, placed, feather=0.0, mask=face.mask,
                        color_transfer=self.color_transfer, out=out)
         return out
+
+
+def output_framing(source: np.ndarray, landmarks: Sequence[np.ndarray], mode: FramingMode, *,
+                   max_size: int = 0) -> Framing:
+    """The framing ``mode`` of the source image around its largest face, into a 16:9 output
+    at the picture's own resolution (:func:`live.geometry.framed_output_size`; at most
+    ``max_size`` wide, 0: no cap). An upscaled picture is logged."""
+    from live.face.framing import face_box, portrait_framing
+    from live.geometry import framed_output_size
+
+    if not landmarks:
+        raise ValueError("output_framing: expected at least one face, got none")
+    face = max(landmarks, key=lambda lm: float(np.ptp(np.asarray(lm)[:, :2], axis=0).max()))
+    x0, y0, x1, y1 = face_box(face)
+    size = framed_output_size(y1 - y0, mode, max_width=max_size or None)
+    h, w = source.shape[:2]
+    framing = portrait_framing(face, (w, h), size, mode)
+    log.info("framing %s: %dx%d output around the face at (%.0f, %.0f)", mode, *size,
+             (x0 + x1) / 2, (y0 + y1) / 2)
+    if framing.scale > 1.01:
+        log.info("the %dx%d picture is upscaled %.2fx for the %s framing (Lanczos); a larger "
+                 "picture would be sharper", w, h, framing.scale, mode)
+    return framing
 
 
 def _total(frame_count: int | None, max_frames: int | None) -> int | None:
@@ -606,23 +689,27 @@ class _Timer:
 def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateReport:
     """Animate ``config.source_image`` with ``config.driving_video`` into ``config.output``.
 
-    Checks the inputs first (video readable, portrait has a face, output folder writable,
-    engine usable), then streams the video once (twice with ``best_frame``). Raises a
+    Checks the inputs first (output path: supported, none of the inputs, not an existing file
+    unless ``overwrite``; video readable, portrait has a face, output folder writable, engine
+    usable), then streams the video once (twice with ``best_frame``). Raises a
     :class:`~calibrate.errors.MimicamError` on bad input; the output file appears only when the
     job completed.
     """
     from live.engines import create_engine
     from live.face.portraits import load_image
     from live.io.threads import Prefetch
-    from live.io.video import VideoReader, VideoWriter, probe_video
+    from live.io.video import VideoReader, VideoWriter, check_output, check_video_size, probe_video
     from live.io.video import progress as progress_bar
 
     t_start = time.perf_counter()
+    output_format = check_output(config.output, overwrite=config.overwrite, inputs={
+        "driving video": config.driving_video, "portrait": config.source_image,
+        "audio file": config.audio})
     info = probe_video(config.driving_video)
     if info.frame_count == 0:
         raise InputError("the driving video has no frames", path=config.driving_video,
                          expected="at least one frame", got="0 frames")
-    source = load_image(config.source_image)
+    source = load_image(config.source_image, max_size=config.max_size or None)
     spec = resolve_engine(config)
     fps = info.fps_fraction
     audio = _audio_source(config, info.has_audio)
@@ -632,13 +719,22 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     if config.preset is not None:
         writer_opts["preset"] = config.preset
     size = (source.shape[1], source.shape[0])
+    check_video_size(output_format, size, float(fps), path=config.output)
 
     layout = CropLayout.of(config)
     landmarks = find_portrait_faces(source, multi_face=config.multi_face,
                                     max_faces=config.max_faces, path=config.source_image)
     if spec.name == "mesh" and spec.engine_options.mesh.size is None:
+        layout = whole_picture_layout(layout, landmarks, size)
+        crop_size = max(size) if layout.picture is not None \
+            else auto_mesh_size(landmarks, layout)
         spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(
-            crop_size=auto_mesh_size(landmarks, layout)))
+            crop_size=crop_size))
+    framing = None
+    if config.framing != "full":  # the output: the picture framed around its largest face
+        framing = output_framing(source, landmarks, config.framing, max_size=config.max_size)
+        size = framing.output_size
+        check_video_size(output_format, size, float(fps), path=config.output)
 
     with contextlib.ExitStack() as stack:
         log.info("engine %s %s", spec.name,
@@ -658,7 +754,9 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
         # The writer checks the output path and the audio file before any long work, and
         # deletes its temporary file if anything below fails.
         writer = stack.enter_context(VideoWriter(config.output, fps=fps, size=size,
-                                                 audio_from=audio, **writer_opts))
+                                                 audio_from=audio, overwrite=config.overwrite,
+                                                 **writer_opts))
+        audio = writer.audio_from  # None for a GIF (no sound)
         best_index: int | None = None
         if config.best_frame:
             best_index, neutral = find_best_frame(config, animator.faces, driving_size,
@@ -671,7 +769,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                          "the portrait as it is", first)
         color = config.color_transfer if config.color_transfer is not None \
             else spec.name == "fomm"
-        paster = FacePaster(source, animator.faces, color_transfer=color)
+        paster = FacePaster(source, animator.faces, color_transfer=color, framing=framing)
         reader = stack.enter_context(VideoReader(config.driving_video))
         tracker = stack.enter_context(_driving_tracker(config, driving_size))
         timer = _Timer("track", "animate", "paste", "encode")
@@ -737,6 +835,7 @@ __all__ = [
     "find_best_frame",
     "find_first_face",
     "find_portrait_faces",
+    "output_framing",
     "portrait_face",
     "resolve_engine",
     "run_animate",

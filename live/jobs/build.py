@@ -7,7 +7,7 @@ import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from calibrate.errors import InputError, NoFaceError
+from calibrate.errors import InputError, MimicamError
 from live.config import LiveConfig
 
 if TYPE_CHECKING:
@@ -17,16 +17,18 @@ log = logging.getLogger(__name__)
 
 
 def _first_portrait_with_face(library: Any) -> int:
+    """The first portrait the engine can prepare (the files were checked for a face already;
+    an engine may still refuse one)."""
     problems = []
     for i in range(len(library)):
         try:
             library.prepare(i)
             return i
-        except NoFaceError as exc:
-            log.warning("skipping %s", exc)
-            problems.append(library.paths[i].name)
-    raise NoFaceError("no usable portrait", expected="at least one picture with a face",
-                      got=f"no face in {', '.join(problems)}")
+        except MimicamError as exc:
+            log.warning("skipping portrait %s: %s", library.paths[i].name, exc)
+            problems.append(f"{library.paths[i].name} ({exc})")
+    raise InputError("no usable portrait", expected="at least one picture the engine can use",
+                     got="; ".join(problems))
 
 
 def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
@@ -38,7 +40,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
     pipeline takes frames, ``driver_size`` letterboxes its frames (benchmarks).
     """
     from live.engines.base import create_engine
-    from live.face.portraits import PortraitLibrary, portrait_paths
+    from live.face.framing import read_portrait_options
+    from live.face.portraits import PortraitLibrary, portrait_paths, usable_portraits
     from live.face.tracking import FaceTracker
     from live.io.capture import CameraSource, VideoFileSource
     from live.io.sinks import (
@@ -49,19 +52,29 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
         SinkUnavailable,
         VirtualCameraSink,
     )
+    from live.io.video import check_output
     from live.jobs.pipeline import LivePipeline
 
     if cfg.portrait is None:
         raise InputError("no portrait given", expected="--portrait IMAGE or FOLDER",
                          got="nothing")
+    if cfg.record is not None:  # before any work: a bad or taken name, or an input's name
+        check_output(cfg.record, inputs={"driver video": cfg.driver, "portrait": cfg.portrait},
+                     overwrite=cfg.overwrite)
     paths = portrait_paths(cfg.portrait)
+    # a folder's portraits.toml: framing and face per picture (strict, read before any work)
+    options = (read_portrait_options(cfg.portrait, [p.name for p in paths])
+               if cfg.portrait.is_dir() else {})
+    # unreadable and faceless files are skipped (one warning each); none left is an error
+    paths = usable_portraits(paths, folder=cfg.portrait if cfg.portrait.is_dir() else None)
     with ExitStack() as stack:
         # weights: a checkpoint file, or a model directory written by 'mimicam export'
         engine = create_engine(cfg.engine, cfg.engine_options, weights=cfg.weights)
         stack.callback(engine.close)
         library = PortraitLibrary(paths, engine, output_size=cfg.output_size,
                                   crop_scale=cfg.crop_scale, feather=cfg.feather,
-                                  color_transfer=cfg.color_transfer)
+                                  color_transfer=cfg.color_transfer, framing=cfg.framing,
+                                  face=cfg.face, options=options)
         stack.callback(library.close)
         start = _first_portrait_with_face(library)
         source: Any
@@ -90,7 +103,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
             sinks.append(MjpegHttpSink(host, port, quality=cfg.jpeg_quality))
             stack.callback(sinks[-1].close)
         if cfg.record is not None:
-            sinks.append(RecorderSink(cfg.record, fps=cfg.fps, size=cfg.output_size))
+            sinks.append(RecorderSink(cfg.record, fps=cfg.fps, size=cfg.output_size,
+                                      overwrite=cfg.overwrite))
             stack.callback(sinks[-1].close)
         preview = None
         if cfg.preview:

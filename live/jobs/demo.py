@@ -172,6 +172,7 @@ def run_demo(
     show_progress: bool | None = None,
     engine: str = "mesh",
     options: EngineOptions | None = None,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Animate ``portrait`` (default: the built-in photo) and write ``output``.
 
@@ -184,9 +185,13 @@ def run_demo(
     ``options`` are the engines' options (``[engine.mesh]`` of ``--config``, the engine flags);
     the engine animates crops of ``size`` pixels unless they set its ``size`` (the frames are
     then resized to ``size``).
+
+    ``output``'s extension picks the format (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.gif``);
+    an existing ``output`` is kept (:class:`InputError`, before any work) unless
+    ``overwrite``, and an output that is the portrait or the driving video is refused.
     """
     from live.engines import create_engine
-    from live.io.video import VideoWriter, probe_video
+    from live.io.video import VideoWriter, check_output, probe_video
     from live.jobs.scripted_motion import ScriptedMotion
 
     if size < 64:
@@ -197,6 +202,8 @@ def run_demo(
                          got=f"{seconds}")
     out_path = Path(output)
     driving_path = Path(driving) if driving is not None else None
+    check_output(out_path, overwrite=overwrite,
+                 inputs={"portrait": portrait, "driving video": driving_path})
     info = probe_video(driving_path) if driving_path is not None else None
     limit: int | None = None  # driving frames to use
     if info is not None:
@@ -212,7 +219,9 @@ def run_demo(
     show = _open_preview(preview)
     frames = 0
     lost = 0
-    with VideoWriter(out_path, fps=fps, size=(size, size), audio_from=audio_from) as writer:
+    with VideoWriter(out_path, fps=fps, size=(size, size), audio_from=audio_from,
+                     overwrite=overwrite) as writer:
+        audio_from = writer.audio_from  # None for a GIF (no sound)
         if portrait is None:
             image, name = builtin_portrait(), BUILTIN_PORTRAIT
             crop = portrait_face_crop(image, size=size, name=name)

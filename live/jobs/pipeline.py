@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from calibrate.errors import MimicamError
 from calibrate.neutral import NeutralPoseDetector, pose_distance
 from live.config import LiveConfig
 from live.engines.base import Engine
@@ -167,7 +168,8 @@ class LivePipeline:
     portraits of ``library``, ``sinks`` receive every output frame, ``preview`` (optional)
     shows it with the overlay and reports keys. Use as a context manager; :meth:`run` loops
     until :meth:`stop`, the quit key, ``duration`` seconds, or the end of a non-looping
-    driver video, and returns the :class:`~live.stats.LiveStats`.
+    driver video, and returns the :class:`~live.stats.LiveStats`; a source that ended with an
+    ``error`` (a driver video without a single decodable frame) raises it.
     """
 
     def __init__(self, config: LiveConfig, *, source: FrameSource, tracker: Tracker,
@@ -432,7 +434,9 @@ class LivePipeline:
                     portrait = self.current.portrait
                     guide = draw_pose_guide(
                         frame.image, face_outline(portrait.landmarks), portrait.size,
-                        user_outline=face_outline(lm) if lm is not None else None)
+                        user_outline=face_outline(lm) if lm is not None else None,
+                        portrait_to_output=self.current.compositor.portrait_to_output,
+                        output_size=self.output_size)
                     shown = picture_in_picture(shown, guide)
             try:
                 self.preview.send(shown, time.perf_counter())
@@ -495,6 +499,9 @@ class LivePipeline:
             self._process(tracked)
         self._tracking.stop()
         self.stats.set_counter("dropped_input", self.source.dropped + self._tracking.dropped)
+        error = getattr(self.source, "error", None)
+        if isinstance(error, MimicamError):  # e.g. a driver video that gave no frame at all
+            raise error
         return self.stats
 
     def _show_preview_idle(self) -> None:

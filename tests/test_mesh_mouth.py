@@ -13,6 +13,7 @@ from calibrate import landmarks as lm
 from live.engines.mesh.mouth import (
     MouthStyle,
     fill_mouth,
+    is_portrait,
     match_colours,
     mouth_style,
     polygon_area,
@@ -189,6 +190,95 @@ def test_an_unchanged_opening_leaves_the_portrait_exactly() -> None:
     assert render_mouth(out, pts, style, mode="driver", driver_image=drv_img,
                         driver_points=drv_pts) == "none"
     assert np.array_equal(out, img)
+
+
+# -- a smile whose teeth fill the opening (no gap between teeth rows) -------------------------
+
+LUMA = np.array([0.299, 0.587, 0.114])
+TEETH, LIPS = (232, 226, 214), (170, 80, 90)
+SMILE = inner_lips(5.0, 11.0, shape=0.6)  # the portrait's own opening: upper teeth only
+
+
+def smile_image(inner: np.ndarray) -> np.ndarray:
+    """A face smiling with its upper teeth filling the opening ``inner``: tooth edges every
+    9 px, darker towards the corners. With the output's opening it stands for the warp's
+    output (the teeth stretched to the new opening) that the mouth is painted over."""
+    img = face_image(landmarks_for(inner), skin=(205, 165, 140), lips=LIPS)
+    x = np.arange(SIZE, dtype=np.float64)
+    teeth = np.tile(np.asarray(TEETH, np.float64), (SIZE, 1))
+    teeth[(np.arange(SIZE) - int(CENTRE[0])) % 9 == 0] *= 0.7
+    u = np.abs(x - CENTRE[0]) / (inner[10, 0] - inner[0, 0]) * 2.0
+    teeth *= np.clip(1.6 - 1.3 * u, 0.3, 1.0)[:, None]
+    mouth = polygon_mask(inner)
+    img[mouth] = np.broadcast_to(teeth[None], (SIZE, SIZE, 3))[mouth].astype(np.uint8)
+    return img
+
+
+def coverage(poly: np.ndarray) -> np.ndarray:
+    """How much of each pixel the polygon covers (0..1, 4x4 supersampled)."""
+    ss = 4
+    mask = np.zeros((SIZE * ss, SIZE * ss), np.uint8)
+    pts = np.round(((poly[:, :2] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+    cv2.fillPoly(mask, [pts], (255,), cv2.LINE_8, 4)
+    return cv2.resize(mask, (SIZE, SIZE), interpolation=cv2.INTER_AREA) / 255.0
+
+
+OPENINGS = {
+    "wider": inner_lips(4.0, 13.0, half_width=70.0, shape=0.6),  # a broader smile
+    "slightly": inner_lips(5.0, 12.5, half_width=64.0, shape=0.6),
+    "lower": inner_lips(5.0, 17.0, shape=0.6) + np.array([3.3, -2.4]),  # the jaw a little down
+    "talk": inner_lips(5.0, 24.0, shape=0.6),  # twice as open
+}
+
+
+@pytest.mark.parametrize("mode", ["synthetic", "driver"])
+@pytest.mark.parametrize("opening", list(OPENINGS))
+def test_an_opening_smile_gets_no_outline_and_no_black_slit(opening: str, mode: str) -> None:
+    portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
+    style = prepare_mouth(portrait, pts)
+    assert style.own_teeth
+    out_inner = OPENINGS[opening]
+    out_pts = landmarks_for(out_inner)
+    out = smile_image(out_inner)
+    # In driver mode the driving image is the portrait itself with moved landmarks, as the
+    # scripted demo hands it over: its pixels at those landmarks are lips and skin.
+    used = render_mouth(out, out_pts, style, mode=mode, driver_image=portrait,
+                        driver_points=out_pts)
+    luma = out.astype(float) @ LUMA
+    floor = min(float(np.dot(TEETH, LUMA)), float(np.dot(LIPS, LUMA))) - 10.0
+    cover = coverage(out_inner)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    inside = cover > 0.5
+    edge_in = inside & ~cv2.erode(inside.astype(np.uint8), disk).astype(bool)
+    edge_out = cv2.dilate((cover > 0).astype(np.uint8), disk).astype(bool) & (cover == 0)
+    middle = np.zeros((SIZE, SIZE), bool)  # the middle 60 % of the mouth (not its corners)
+    cx, half = out_inner[[0, 10], 0].mean(), 0.5 * (out_inner[10, 0] - out_inner[0, 0])
+    middle[:, int(np.ceil(cx - 0.6 * half)):int(cx + 0.6 * half)] = True
+    # No line around the opening, inside or out, darker than both the teeth and the lips.
+    ring = (edge_in | edge_out) & middle
+    assert ring.sum() > 200
+    assert (luma[ring] < floor).sum() == 0, luma[ring].min()
+    if opening != "talk":
+        # A little more open: the teeth go on, no black band or grey line through them.
+        assert (luma[inside & middle] < floor).sum() == 0, luma[inside & middle].min()
+    else:
+        assert luma[inside & middle].min() < 80  # a mouth twice as open shows its throat
+    assert used == "synthetic"  # the portrait has no other interior to give
+
+
+def test_the_portrait_itself_is_not_taken_for_a_driving_face() -> None:
+    portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
+    style = prepare_mouth(portrait, pts)
+    assert is_portrait(style, portrait)
+    big = cv2.resize(portrait, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_LINEAR)
+    assert is_portrait(style, big)  # the driving crop at another size
+    drv_img, drv_pts = driver(8.0, 11.0)
+    assert not is_portrait(style, drv_img)
+    assert not is_portrait(style, portrait[:, : SIZE // 2])
+    out_pts = landmarks_for(OPENINGS["talk"])
+    out = smile_image(OPENINGS["talk"])
+    assert render_mouth(out.copy(), out_pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "driver"
 
 
 # -- a closed portrait -------------------------------------------------------------------------

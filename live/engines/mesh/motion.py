@@ -306,8 +306,11 @@ def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
 def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],
                down: np.ndarray, *, min_fraction: float = 0.2) -> None:
     """Keep points in order down each chain, in place: along ``down``, every point stays
-    above the next by at least ``min_fraction`` of their gap in the portrait. Working up
-    from the chain's last point (which stays put), points that crossed are pulled back up.
+    above the next by at least ``min_fraction`` of their gap in the portrait. First the lip
+    leads: working down from the chain's first point (the inner lower lip), the points below
+    it that it crossed are pushed down (a mouth opens by the jaw dropping), short of the
+    chain's last point on the face outline, which stays put; then, working up from that last
+    point, points still out of order are pulled back up.
 
     Against folds below the mouth: a driving mesh whose lower lip line rolls past the chin
     row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip.
@@ -316,6 +319,8 @@ def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ..
         v = points[chain] @ down
         gap = np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
         new = v.copy()
+        for k in range(len(chain) - 2):
+            new[k + 1] = max(new[k + 1], new[k] + gap[k])
         for k in range(len(chain) - 2, -1, -1):
             new[k] = min(new[k], new[k + 1] - gap[k])
         points[chain] += (new - v)[:, None] * down

@@ -13,15 +13,21 @@ two modes (:func:`render_mouth`):
     Colours are matched to the portrait (:func:`match_colours`: saturation scaled to the
     portrait's chroma level, a lightness gain, the portrait's colour cast as channel gains: a
     black-and-white photo gets grey teeth, a painting its palette). A driving mouth that is
-    closed or not given falls back to ``"synthetic"``.
+    closed or not given falls back to ``"synthetic"``, and so does a driving image that is
+    the portrait itself (:func:`is_portrait`: a scripted performance moves landmarks over
+    the still portrait, whose pixels do not show the mouth they describe).
 ``"synthetic"`` (:func:`synthetic_mouth`)
-    A dark throat in the portrait's own lip hue, darkest in the middle, with a tongue low in
+    A throat in the portrait's own lip hue, darkest in the middle but only as dark as the
+    opening is wide (a narrow one is a soft shadow, not a black slit), with a tongue low in
     a wide opening. A portrait that shows its teeth keeps them: its own interior, split at
-    the dark gap between upper and lower teeth (:func:`cut_interior`), moves rigidly
-    (rotation, translation, head scale) in two parts, the upper with the upper inner lip,
-    the lower with the lower one, the throat showing between them. A portrait without
-    visible teeth gets a hint of upper teeth under the upper lip: a light band in its own
-    eye-white tone, desaturated, shaded along the dental arch.
+    the dark gap between upper and lower teeth (:func:`cut_interior`; with no gap, all of it
+    but the lower lip's inner edge hangs from the upper lip), moves in two parts, the upper
+    with the upper inner lip, the lower with the lower one, at the head scale, column by
+    column (the front teeth keep their size, the corners stretch with a smile). The parts
+    take a little of the lips' inner edge along, so the rim of the opening stays the lip
+    (no outline); where they come apart the upper teeth go on a little, fading into the
+    throat. A portrait without visible teeth gets a hint of upper teeth under the upper lip:
+    a light band in its own eye-white tone, desaturated, shaded along the dental arch.
 
 What the modes need of a portrait is measured once (:func:`prepare_mouth`, kept in a
 :class:`MouthStyle`); per frame the work stays inside the mouth's bounding box. Both modes
@@ -39,7 +45,6 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import compose, invert_affine
 
 MouthMode = Literal["driver", "synthetic", "off"]
 MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
@@ -49,11 +54,11 @@ Box = tuple[int, int, int, int]
 
 _UPPER = np.arange(11)  # LIPS_INNER positions of the upper inner lip, corner 0 .. corner 10
 _LOWER = np.array([0, *range(19, 9, -1)])  # the lower inner lip, corner 0 .. corner 10
-_LIP_WEIGHTS = np.sin(np.linspace(0.0, np.pi, 11)) ** 2  # the lips' middle follows the jaw
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _MIN_OPEN_PX = 2.0  # a driving mouth opening less than this (output pixels) counts as closed
 _OWN_OPEN_PX = 2.5  # a portrait opening at least this high (mean, px) has an interior
 _NO_LAYER = (0.0, 0.0, 0.0, 0.0)
+_REACH_PX = 1.5  # how far over the lips' inner edge the portrait's own interior reaches
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -153,27 +158,6 @@ def _composite(out: np.ndarray, box: Box, colour: np.ndarray, alpha: np.ndarray)
                        255).astype(np.uint8)
 
 
-def _rigid(src: np.ndarray, dst: np.ndarray, scale: float | None) -> np.ndarray:
-    """Similarity ``src -> dst`` (11 lip points each, corner to corner), least squares
-    weighted towards the lip's middle (the corners stretch with a smile, the middle follows
-    the jaw); with ``scale`` its scale is fixed. A 2x3 matrix."""
-    w = _LIP_WEIGHTS[:, None]
-    p, q = np.asarray(src, np.float64)[:, :2], np.asarray(dst, np.float64)[:, :2]
-    pc, qc = (w * p).sum(axis=0) / w.sum(), (w * q).sum(axis=0) / w.sum()
-    p0, q0 = p - pc, q - qc
-    norm = float((w * p0 * p0).sum())
-    if norm <= 1e-12:
-        lin = np.eye(2) * (scale if scale is not None else 1.0)
-    else:
-        a = float((w * p0 * q0).sum()) / norm
-        b = float((w[:, 0] * (p0[:, 0] * q0[:, 1] - p0[:, 1] * q0[:, 0])).sum()) / norm
-        if scale is not None:
-            r = max(float(np.hypot(a, b)), 1e-12)
-            a, b = a * scale / r, b * scale / r
-        lin = np.array([[a, -b], [b, a]])
-    return np.concatenate([lin, (qc - lin @ pc)[:, None]], axis=1)
-
-
 # -- interiors split into an upper and a lower part -----------------------------------------------
 
 
@@ -192,36 +176,60 @@ class Interior:
     inner: np.ndarray
     """(20, 2) float64: the inner-lip polygon in image pixels."""
     split: float
-    """Where, from 0 at the upper lip to 1 at the lower lip, the two parts meet."""
+    """Where, from 0 at the upper lip to 1 at the lower lip, the two parts meet; 1 when the
+    interior has no dark gap between teeth rows: then it all hangs from the upper lip but a
+    band ``band`` px high along the lower lip (the lip's inner edge and its shadow)."""
     teeth: bool = False
     """Whether the interior shows teeth (:func:`prepare_mouth` decides)."""
+    band: float = 0.0
+    """With ``split`` 1: the height (px) of the band that rides on the lower lip."""
+    shade: np.ndarray | None = None
+    """RGB float32 (3,): the colour where the two parts meet (the gap between the teeth
+    rows, else the lower lip's inner edge), the tone of a narrow gap between them."""
+    light: np.ndarray | None = None
+    """RGB float32 (3,): the upper part's lightest colour (its teeth, when it shows any)."""
+
+    def upper_end(self, gap: np.ndarray) -> np.ndarray:
+        """How far (px) below the upper lip the upper part is still whole, in a column of
+        the interior where the opening is ``gap`` px high."""
+        if self.split < 1.0:
+            return np.asarray(np.maximum(self.split - 0.07, 0.0) * gap, np.float32)
+        return np.asarray(np.maximum(gap - self.lower_depth(gap) - 1.0, 0.0), np.float32)
+
+    def lower_depth(self, gap: np.ndarray) -> np.ndarray:
+        """How far (px) above the lower lip the two parts meet, in a column of the
+        interior where the opening is ``gap`` px high."""
+        if self.split < 1.0:
+            return np.asarray((1.0 - self.split) * gap, np.float32)
+        return np.asarray(np.minimum(self.band, 0.3 * gap), np.float32)
 
 
-def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float:
+def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float | None:
     """The dark gap between upper and lower teeth as a fraction of the opening (0.35 ..
-    0.85): the darkest band of the interior's lightness profile; 0.6 when it has none."""
+    0.85): the darkest band of the interior's lightness profile; None when it has none."""
     bins = 20
     idx = np.clip((v * bins).astype(np.int32), 0, bins - 1).ravel()
     wsum = np.bincount(idx, weight.ravel(), bins)
     lsum = np.bincount(idx, (lum * weight).ravel(), bins)
     ok = wsum > 0.5
     if ok.sum() < 8:
-        return 0.6
+        return None
     prof = np.interp(np.arange(bins), np.flatnonzero(ok), lsum[ok] / wsum[ok])
     prof = np.convolve(np.pad(prof, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
     lo_i, hi_i = int(0.35 * bins), int(0.85 * bins)
     k = lo_i + int(np.argmin(prof[lo_i:hi_i]))
     contrast = min(prof[:k].max(initial=0.0), prof[k:].max(initial=0.0)) - prof[k]
     if contrast < 0.08 * max(float(prof.max()), 1.0):
-        return 0.6
+        return None
     return (k + 0.5) / bins
 
 
 def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float | None,
-         rgb: np.ndarray | None) -> Interior | None:
+         rgb: np.ndarray | None, reach_px: float = 0.0,
+         band_px: float | None = None) -> Interior | None:
     if frame.width < 4.0 or frame.area < 4.0:
         return None
-    box = _box(frame.inner, 2.0, image.shape)
+    box = _box(frame.inner, 2.0 + max(reach_px, 0.0), image.shape)
     if box is None:
         return None
     x0, y0, w, h = box
@@ -235,37 +243,60 @@ def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float |
     if float(inside.sum()) < 4.0:
         return None
     pix = rgb if rgb is not None else image[y0:y0 + h, x0:x0 + w].astype(np.float32)
+    weight = inside
+    if reach_px > 0.0:
+        # The layers reach over the lips' inner edge: moved with their lip, they bring the
+        # edge along, and the opening's rim shows the lip, not a line of whatever is under.
+        r = np.float32(0.5 + reach_px)
+        weight = (np.clip(t - tu + r, 0.0, 1.0) * np.clip(tl - t + r, 0.0, 1.0)
+                  * np.clip(s + r, 0.0, 1.0) * np.clip(frame.width - s + r, 0.0, 1.0))
+    band = 0.0
     if split is None:
         split = _split_at_gap(v, pix @ _LUMA, inside)
-    w_up = inside * (1.0 - _smoothstep(split - 0.07, split + 0.07, v))
-    w_lo = inside - w_up
+        if split is None and band_px is not None:
+            split, band = 1.0, float(band_px)
+        elif split is None:
+            split = 0.6
+    if split >= 1.0:
+        # No gap between teeth rows: all hangs from the upper lip but the lower lip's edge.
+        d0 = np.minimum(np.float32(band), 0.3 * np.maximum(gap, 0.0))
+        w_lo = weight * (1.0 - _smoothstep(-1.0, 1.0, tl - t - d0))
+        w_up = weight - w_lo
+    else:
+        w_up = weight * (1.0 - _smoothstep(split - 0.07, split + 0.07, v))
+        w_lo = weight - w_up
     up = np.concatenate([pix * w_up[..., None], w_up[..., None]], axis=2)
     lo = np.concatenate([pix * w_lo[..., None], w_lo[..., None]], axis=2)
+    if split >= 1.0:
+        zone = inside * w_lo / np.maximum(weight, 1e-6)
+    else:
+        zone = inside * (1.0 - _smoothstep(0.05, 0.12, np.abs(v - split)))
+    shade = ((pix * zone[..., None]).reshape(-1, 3).sum(axis=0) / float(zone.sum())
+             if float(zone.sum()) > 1.0 else None)
+    whole = (w_up > 0.5 * weight) & (inside > 0.5)  # the upper part, inside the lips
+    light = None
+    if int(whole.sum()) >= 6:
+        px = pix[whole]
+        lum = px @ _LUMA
+        light = px[lum >= np.percentile(lum, 85)].mean(axis=0).astype(np.float32)
     return Interior(origin=np.array([x0, y0], np.float64), upper=up.astype(np.float32),
-                    lower=lo.astype(np.float32), inner=frame.inner, split=float(split))
+                    lower=lo.astype(np.float32), inner=frame.inner, split=float(split),
+                    band=band, shade=None if shade is None else shade.astype(np.float32),
+                    light=light)
 
 
 def cut_interior(image: np.ndarray, inner: np.ndarray, *, erode_px: float = 0.0,
-                 split: float | None = None, rgb: np.ndarray | None = None) -> Interior | None:
+                 split: float | None = None, rgb: np.ndarray | None = None,
+                 reach_px: float = 0.0) -> Interior | None:
     """Cut the interior of the inner-lip polygon ``inner`` (20, 2, LIPS_INNER order) out of
     ``image`` (RGB uint8) as two layers, split at the dark gap between the teeth (or at
-    ``split``, 0 at the upper lip .. 1 at the lower lip). ``erode_px`` pulls the edge away
-    from the lips; ``rgb`` (float32, the pixels of the polygon's box plus 2 px, as clipped to
-    the image) stands in for the image's pixels. None when there is no opening."""
-    return _cut(image, _LipFrame(inner), erode_px=erode_px, split=split, rgb=rgb)
-
-
-def _place(layer: np.ndarray, origin: np.ndarray, src_to_out: np.ndarray, box: Box
-           ) -> np.ndarray:
-    """``layer`` (premultiplied, 4 channels, pixel (0, 0) at image ``origin``) moved by the
-    affine ``src_to_out`` into the output ``box``."""
-    x0, y0, w, h = box
-    shift_out = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
-    to_layer = np.array([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]]])
-    m = compose(to_layer, compose(invert_affine(src_to_out), shift_out))
-    return np.asarray(cv2.warpAffine(layer, m, (w, h), flags=cv2.INTER_LINEAR
-                                     | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                                     borderValue=_NO_LAYER))
+    ``split``, 0 at the upper lip .. 1 at the lower lip; 0.6 when there is no gap).
+    ``erode_px`` pulls the edge away from the lips, ``reach_px`` (instead) takes that much of
+    the lips along; ``rgb`` (float32, the pixels of the polygon's box plus
+    ``2 + reach_px`` px, as clipped to the image) stands in for the image's pixels. None when
+    there is no opening."""
+    return _cut(image, _LipFrame(inner), erode_px=erode_px, split=split, rgb=rgb,
+                reach_px=reach_px)
 
 
 def _over(base: np.ndarray, up: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -274,14 +305,18 @@ def _over(base: np.ndarray, up: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return np.asarray(up[..., :3] + under * (1.0 - up[..., 3:4]))
 
 
-def _rigid_over(base: np.ndarray, interior: Interior, out: _LipFrame, box: Box,
-                scale: float) -> np.ndarray:
-    """``base`` (h, w, 3) under the interior's two parts, each moved rigidly (similarity of
-    head scale ``scale``) with its inner lip onto the output's (upper part on top)."""
-    up_m = _rigid(interior.inner[_UPPER], out.inner[_UPPER], scale)
-    lo_m = _rigid(interior.inner[_LOWER], out.inner[_LOWER], scale)
-    return _over(base, _place(interior.upper, interior.origin, up_m, box),
-                 _place(interior.lower, interior.origin, lo_m, box))
+def _layers(interior: Interior, src: _LipFrame, ss: np.ndarray, t_up: np.ndarray,
+            t_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The interior's upper part sampled at source lip-frame coordinates ``(ss, t_up)`` and
+    its lower part at ``(ss, t_lo)`` (per output pixel, float32)."""
+    ex, ey = np.float32(src.e[0]), np.float32(src.e[1])
+    sx = np.float32(src.c0[0] - interior.origin[0]) + ss * ex
+    sy = np.float32(src.c0[1] - interior.origin[1]) + ss * ey
+    up = cv2.remap(interior.upper, sx - t_up * ey, sy + t_up * ex, cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
+    lo = cv2.remap(interior.lower, sx - t_lo * ey, sy + t_lo * ex, cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
+    return up, lo
 
 
 def _columns_over(base: np.ndarray, interior: Interior, src: _LipFrame, dst: _LipFrame,
@@ -296,13 +331,80 @@ def _columns_over(base: np.ndarray, interior: Interior, src: _LipFrame, dst: _Li
     ss = s * k
     t_up = np.interp(ss, src.su, src.tu).astype(np.float32) + (t - tu) * k
     t_lo = np.interp(ss, src.sl, src.tl).astype(np.float32) - (tl - t) * k
-    ex, ey = np.float32(src.e[0]), np.float32(src.e[1])
-    sx = np.float32(src.c0[0] - interior.origin[0]) + ss * ex
-    sy = np.float32(src.c0[1] - interior.origin[1]) + ss * ey
-    up = cv2.remap(interior.upper, sx - t_up * ey, sy + t_up * ex, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
-    lo = cv2.remap(interior.lower, sx - t_lo * ey, sy + t_lo * ex, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
+    return _over(base, *_layers(interior, src, ss, t_up, t_lo))
+
+
+def _own_columns(s: np.ndarray, src_width: float, dst_width: float, head: float
+                 ) -> np.ndarray:
+    """Output lip-frame ``s`` -> the portrait's, for its own interior: the corners at the
+    corners, the middle of the mouth close to the head scale (the front teeth keep about
+    their size: a mouth 20 % wider widens them by 10 %), a cubic in between (a widening
+    smile stretches the side teeth and the dark corners most); beyond the corners at the
+    head scale."""
+    half_src, half_dst = 0.5 * src_width, 0.5 * dst_width
+    x = (s - np.float32(half_dst)) * np.float32(1.0 / max(half_dst, 1e-6))
+    # x_src = a x + (1 - a) x^3: 1 -> 1, slope a in the middle, monotonic for a < 1.5.
+    # Fully rigid (a = the width ratio at head scale) would stretch the corners threefold
+    # in a broad smile: the middle takes the square root of the ratio.
+    a = float(np.clip(np.sqrt(half_dst / max(half_src * head, 1e-6)), 0.2, 1.45))
+    xc = np.clip(x, -1.0, 1.0)
+    xs = np.float32(a) * xc + np.float32(1.0 - a) * xc * xc * xc
+    xs = xs + (x - xc) * np.float32(half_dst / max(half_src * head, 1e-6))
+    return np.asarray(np.float32(half_src) + xs * np.float32(half_src), np.float32)
+
+
+def _gap_tone(style: MouthStyle, interior: Interior) -> np.ndarray:
+    """The colour of a narrow gap between the two parts of the portrait's own interior: its
+    own tone where they meet, no lighter than half its teeth and no darker than the
+    throat's edge colour at a quarter."""
+    if interior.shade is None:
+        return style.edge
+    shade = np.asarray(interior.shade, np.float32)
+    luma = max(float(shade @ _LUMA), 1.0)
+    light = float(interior.light @ _LUMA) if interior.light is not None else 255.0
+    target = float(np.clip(luma, 0.25 * float(style.edge @ _LUMA), 0.5 * light))
+    return np.asarray(shade * np.float32(target / luma), np.float32)
+
+
+def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
+              grid: tuple[np.ndarray, ...], head: float) -> np.ndarray:
+    """The portrait's own interior in the output's opening: its upper part hanging from the
+    upper lip, its lower part riding on the lower lip, both at the head scale ``head``
+    (teeth keep their size: column by column, the middle of the mouth about rigid, see
+    :func:`_own_columns`). Where the two parts come apart: the upper teeth a little longer
+    (their tips, hidden by the lower lip in the portrait, fading into shadow), a throat
+    below them (as dark as the gap is wide)."""
+    s, t, tu, tl = grid
+    src = _LipFrame(interior.inner)
+    ss = _own_columns(s, src.width, dst.width, head)
+    su_t = np.interp(ss, src.su, src.tu).astype(np.float32)
+    sl_t = np.interp(ss, src.sl, src.tl).astype(np.float32)
+    k = np.float32(head)
+    inv = np.float32(1.0 / head)
+    # Where the parts meet in the portrait, and so where they end in the output.
+    src_gap = np.maximum(sl_t - su_t, 0.0)
+    d_lo = interior.lower_depth(src_gap)
+    top = tu + (src_gap - d_lo) * k
+    bottom = tl - d_lo * k
+    width = max(dst.width, 1.0)
+    longer = interior.split >= 1.0 and interior.light is not None
+    end = tu + interior.upper_end(src_gap) * k  # the upper part whole down to here
+    # Below it (teeth with no lower row in the portrait): its last row, continued.
+    t_up = su_t + ((np.minimum(t, end) if longer else t) - tu) * inv
+    t_lo = sl_t - (tl - t) * inv
+    up, lo = _layers(interior, src, ss, t_up, t_lo)
+    if longer:
+        # The upper teeth continued (over 6 % of the mouth's width), darkening as they go.
+        over = t - end
+        ext = _smoothstep(0.0, 0.06 * width, over)
+        fade = (1.0 - ext) * (1.0 - _smoothstep(0.0, 1.0, t - bottom))  # onto the lip's edge
+        fade = np.where(over > 0.0, fade, 1.0).astype(np.float32)
+        up[..., :3] *= (fade * (1.0 - 0.35 * ext))[..., None]
+        up[..., 3] *= fade
+    gap = bottom - top
+    base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom,
+                   height=float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0,
+                   edge=_gap_tone(style, interior))
     return _over(base, up, lo)
 
 
@@ -339,6 +441,9 @@ class MouthStyle:
     """Mean height in portrait pixels of the portrait's own mouth opening."""
     interior: Interior | None = None
     """The portrait's own mouth interior (when its mouth is open), split for rigid teeth."""
+    own_pixels: tuple[Box, tuple[int, int], np.ndarray] | None = None
+    """The portrait's pixels around its mouth: (box, (image width, height), RGB uint8), to
+    recognise the portrait itself handed over as the driving image (:func:`is_portrait`)."""
 
     @property
     def greyscale(self) -> bool:
@@ -406,6 +511,39 @@ def _shows_teeth(interior: Interior, lip: np.ndarray) -> bool:
     return bool(p90 > 0.9 * float(lip @ _LUMA) and p90 > 1.4 * p10 + 8.0)
 
 
+def _own_pixels(image: np.ndarray, outer: np.ndarray
+                ) -> tuple[Box, tuple[int, int], np.ndarray] | None:
+    """The pixels around the outer lips ``outer`` (box plus 4 px) for :func:`is_portrait`."""
+    box = _box(outer, 4.0, image.shape)
+    if box is None:
+        return None
+    x0, y0, w, h = box
+    return box, (image.shape[1], image.shape[0]), image[y0:y0 + h, x0:x0 + w].copy()
+
+
+def is_portrait(style: MouthStyle, image: np.ndarray) -> bool:
+    """Whether ``image`` (RGB uint8, the portrait's aspect, any size) shows the portrait's
+    own mouth where the portrait shows it (mean difference below 4 levels): the portrait
+    itself handed over as the driving image, as a scripted performance does (it moves
+    landmarks over the still portrait). Its pixels then do not show its landmarks' mouth
+    and have no interior to give."""
+    if style.own_pixels is None:
+        return False
+    (x0, y0, w, h), (pw, ph), pix = style.own_pixels
+    ih, iw = image.shape[:2]
+    k = iw / pw
+    if abs(ih / ph - k) > 0.01 * k:
+        return False
+    bx0, by0 = round(x0 * k), round(y0 * k)
+    bx1, by1 = round((x0 + w) * k), round((y0 + h) * k)
+    if bx1 > iw or by1 > ih or bx1 - bx0 < 2 or by1 - by0 < 2:
+        return False
+    roi = image[by0:by1, bx0:bx1]
+    if roi.shape[:2] != pix.shape[:2]:
+        roi = cv2.resize(roi, (w, h), interpolation=cv2.INTER_AREA)
+    return float(np.abs(roi.astype(np.float32) - pix.astype(np.float32)).mean()) < 4.0
+
+
 def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
                   core_gain: float = 0.16) -> MouthStyle:
     """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
@@ -436,14 +574,21 @@ def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float 
     interior = None
     if frame.height >= _OWN_OPEN_PX:
         interior = _cut(image, frame, erode_px=0.0, split=None, rgb=None)
-        if interior is not None:
-            interior = dataclasses.replace(interior, teeth=_shows_teeth(interior, lip))
+        if interior is not None and _shows_teeth(interior, lip):
+            # Kept for rigid teeth: cut again, taking a little of the lips' inner edge along
+            # (it moves with its lip: the rim of the opening stays the lip), all hanging from
+            # the upper lip but the lower lip's edge when there is no gap between teeth rows.
+            teeth = _cut(image, frame, erode_px=0.0, split=None, rgb=None, reach_px=_REACH_PX,
+                         band_px=max(1.5, 0.025 * frame.width))
+            interior = dataclasses.replace(teeth if teeth is not None else interior,
+                                           teeth=True)
     return MouthStyle(
         edge=lip * np.float32(edge_gain), core=lip * np.float32(core_gain),
         own_area=frame.area, lip=lip, skin=skin,
         cheek=cheek if cheek is not None else skin,
         chroma=chroma, teeth=_teeth_colour(image, pts, skin, lip),
-        own_height=frame.height, interior=interior)
+        own_height=frame.height, interior=interior,
+        own_pixels=_own_pixels(image, outer))
 
 
 def mouth_style(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
@@ -501,17 +646,27 @@ def fill_mouth(image: np.ndarray, inner_lips: np.ndarray, style: MouthStyle,
 
 
 def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
-            *, tongue: bool) -> np.ndarray:
-    """The synthetic interior (h, w, 3) float32: a dark throat in the lip hue, darkest in the
-    middle and towards the back corners; with ``tongue`` a tongue low in a wide opening."""
+            *, tongue: bool, top: np.ndarray | None = None, bottom: np.ndarray | None = None,
+            height: float | None = None, edge: np.ndarray | None = None) -> np.ndarray:
+    """The synthetic interior (h, w, 3) float32 between ``top`` and ``bottom`` (output lip
+    frame ``t`` per pixel; default: the lips): a throat in the lip hue, darkest in the middle
+    and towards the back corners, but only as dark as the gap is wide (a narrow gap is a
+    soft shadow, fully dark from 0.3 mouth widths); with ``tongue`` a tongue low
+    in a wide opening (``height``: the mean gap, default the opening's); ``edge``: the
+    colour next to the lips (default ``style.edge``)."""
     s, t, tu, tl = grid
-    gap = np.maximum(tl - tu, 1e-3)
-    v = np.clip((t - tu) / gap, 0.0, 1.0)
-    u = np.clip(s * np.float32(1.0 / max(frame.width, 1.0)), 0.0, 1.0)
+    top = tu if top is None else top
+    bottom = tl if bottom is None else bottom
+    gap = np.maximum(bottom - top, 1e-3)
+    v = np.clip((t - top) / gap, 0.0, 1.0)
+    width = max(frame.width, 1.0)
+    u = np.clip(s * np.float32(1.0 / width), 0.0, 1.0)
     depth = np.minimum(v, 1.0 - v) * 2.0
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
-    colour = style.edge + (style.core - style.edge) * depth[..., None]
-    height = frame.height
+    depth *= _smoothstep(0.0, 0.3 * width, gap)
+    edge = style.edge if edge is None else edge
+    colour = edge + (style.core - edge) * depth[..., None]
+    height = frame.height if height is None else height
     if tongue and height > 5.0:
         # An ellipse resting on the lower lip, lit from the front.
         du = (u - 0.5) * np.float32(1.0 / 0.36)
@@ -578,12 +733,11 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     if box is None:
         return 0.0
     grid = frame.grid(box)
-    colour = _throat(style, frame, grid, tongue=True)
     if rigid:
         assert style.interior is not None
-        colour = _rigid_over(colour, style.interior, frame, box, head)
+        colour = _own_over(style, style.interior, frame, grid, head)
     else:
-        colour = _teeth_hint(style, frame, grid, colour)
+        colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
                * np.float32(opacity))
     return opacity
@@ -594,10 +748,11 @@ def synthetic_mouth(out: np.ndarray, out_inner: np.ndarray, style: MouthStyle, *
     """Paint a synthesised interior into ``out`` (RGB uint8, in place) inside the inner-lip
     polygon ``out_inner`` (20, 2, :data:`calibrate.landmarks.LIPS_INNER` order):
 
-    - a portrait with teeth of its own: its interior's upper part moved rigidly with the
-      upper inner lip, its lower part with the lower one (rotation, translation and the head
-      scale ``sqrt(area_scale)``), a dark throat in the gap; painted as soon as the opening
-      differs from the portrait's own by 5 % (else the warp shows the teeth as they are);
+    - a portrait with teeth of its own: its interior's upper part hanging from the upper
+      inner lip, its lower part riding on the lower one, at the head scale
+      ``sqrt(area_scale)`` (:func:`_own_over`), the teeth a little longer and a throat (as
+      dark as the gap is wide) between them; painted as soon as the opening differs from the
+      portrait's own by 5 % (else the warp shows the teeth as they are);
     - otherwise a dark throat in the lip hue with a hint of upper teeth and a tongue, fading
       in as the mouth opens beyond the portrait's own opening.
 
@@ -718,8 +873,9 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     ``out_points``: the output landmarks (N, 2+) in ``out`` pixels; ``style``: the
     portrait's :class:`MouthStyle`; ``mode``: ``"driver"`` (the driving face's interior:
     ``driver_image`` RGB uint8 and its landmarks ``driver_points`` (N, 2+) in its pixels;
-    falls back to synthetic when they are None, the driving mouth is closed or off its
-    image, or the output is no more open than the portrait's own mouth; while the transplant
+    falls back to synthetic when they are None, the driving image is the portrait itself
+    (:func:`is_portrait`), the driving mouth is closed or off its image, or the output is no
+    more open than the portrait's own mouth; while the transplant
     fades in the synthetic interior shows under it), ``"synthetic"``
     (:func:`synthetic_mouth`) or ``"off"``; ``area_scale``: portrait ->
     output area ratio (head scale squared); ``feather_px``: the soft edge."""
@@ -729,7 +885,8 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
         return "none"
     frame = _LipFrame(np.asarray(out_points, np.float64)[list(lm.LIPS_INNER), :2])
     painted = -1.0  # synthetic mode not run yet
-    if mode == "driver" and driver_image is not None and driver_points is not None:
+    if (mode == "driver" and driver_image is not None and driver_points is not None
+            and not is_portrait(style, driver_image)):
         drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
         if _transplant_opacity(frame, drv, style, area_scale) < 1.0:  # shows what is under
             painted = _synthetic(out, frame, style, area_scale, feather_px)

@@ -82,3 +82,16 @@ def tiny_model(tiny: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
     from fomm_tiny import tiny_model_dir
 
     return tiny_model_dir(tiny, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mesh_lp_s42(portraits_dir: Path) -> tuple[Any, Any]:
+    """The mesh engine (512 px, no smoothing) with the lp_s42 portrait prepared and set."""
+    from live.engines.mesh.engine import MeshEngine
+    from live.face.portraits import find_portrait, load_image
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), 512).crop.image
+    engine = MeshEngine(size=512, smoothing=False)
+    portrait = engine.prepare(crop)
+    engine.set_portrait(portrait)
+    return engine, portrait

@@ -170,14 +170,8 @@ def test_fidelity_metric_units() -> None:
 
 
 @pytest.fixture(scope="module")
-def prepared(portraits_dir: Path) -> tuple[MeshEngine, MeshPortrait]:
-    from live.face.portraits import find_portrait, load_image
-
-    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
-    engine = MeshEngine(size=SIZE, smoothing=False)
-    portrait = engine.prepare(crop)
-    engine.set_portrait(portrait)
-    return engine, portrait
+def prepared(mesh_lp_s42: tuple[MeshEngine, MeshPortrait]) -> tuple[MeshEngine, MeshPortrait]:
+    return mesh_lp_s42
 
 
 def _fresh(portrait: MeshPortrait, **options: object) -> MeshEngine:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from calibrate import landmarks as lm
-from live.engines.mesh.engine import MeshEngine, MeshPortrait
+from live.engines.mesh.engine import MeshEngine
 from live.engines.mesh.motion import MotionOptions, fit_rotation_3d, portrait_motion
 from live.engines.mesh.warp import composite_head
 from live.face import segmentation
@@ -79,20 +78,11 @@ def test_no_person_found_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- real portraits ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prepared(portraits_dir: Path) -> tuple[MeshEngine, MeshPortrait]:
-    from live.face.portraits import find_portrait, load_image
-
-    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
-    engine = MeshEngine(size=SIZE, smoothing=False)
-    portrait = engine.prepare(crop)
-    engine.set_portrait(portrait)
-    return engine, portrait
 
 
 @pytest.mark.fixtures
-def test_background_far_from_the_head_is_bit_identical(prepared) -> None:
-    engine, portrait = prepared
+def test_background_far_from_the_head_is_bit_identical(mesh_lp_s42) -> None:
+    engine, portrait = mesh_lp_s42
     assert portrait.layers is not None
     p = portrait.landmarks
     moved = p.copy()
@@ -112,8 +102,8 @@ def test_background_far_from_the_head_is_bit_identical(prepared) -> None:
 
 @pytest.mark.fixtures
 def test_no_person_falls_back_to_the_plain_warp_with_a_warning(
-        prepared, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    _, portrait = prepared
+        mesh_lp_s42, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    _, portrait = mesh_lp_s42
     from live.engines.mesh import engine as engine_module
 
     monkeypatch.setattr(engine_module, "prepare_layers", lambda image: None)
@@ -132,8 +122,8 @@ def test_no_person_falls_back_to_the_plain_warp_with_a_warning(
 
 
 @pytest.mark.fixtures
-def test_yaw_foreshortens_the_far_cheek_and_widens_the_near_one(prepared) -> None:
-    _, portrait = prepared
+def test_yaw_foreshortens_the_far_cheek_and_widens_the_near_one(mesh_lp_s42) -> None:
+    _, portrait = mesh_lp_s42
     p = portrait.landmarks
     centre = p[:, :3].mean(axis=0)
     turned = (p[:, :3] - centre) @ _rot_y(25.0).T + centre  # a 3-D head turn of the driver
@@ -157,8 +147,8 @@ def test_yaw_foreshortens_the_far_cheek_and_widens_the_near_one(prepared) -> Non
 
 
 @pytest.mark.fixtures
-def test_gaze_moves_the_iris_within_the_eye(prepared) -> None:
-    _, portrait = prepared
+def test_gaze_moves_the_iris_within_the_eye(mesh_lp_s42) -> None:
+    _, portrait = mesh_lp_s42
     assert len(portrait.eyes) == 2
     p = portrait.landmarks
     iod = lm.inter_ocular_distance(p)

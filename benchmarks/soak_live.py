@@ -40,12 +40,14 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _stream_reader(port: int, stop: threading.Event, counter: list[int]) -> None:
-    """A browser-like client reading /stream.mjpg (reconnects if dropped)."""
+def _stream_reader(port: int, token: str, stop: threading.Event, counter: list[int]) -> None:
+    """A browser-like client reading /stream.mjpg with the run's token (reconnects if
+    dropped)."""
     while not stop.is_set():
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: soak\r\n\r\n")
+                sock.sendall(f"GET /stream.mjpg?token={token} HTTP/1.1\r\n"
+                             f"Host: 127.0.0.1:{port}\r\n\r\n".encode())
                 while not stop.is_set():
                     data = sock.recv(1 << 16)
                     if not data:
@@ -84,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     http = next(s for s in pipeline.sinks if isinstance(s, MjpegHttpSink))
     stop = threading.Event()
     parts = [0]
-    reader = threading.Thread(target=_stream_reader, args=(http.address[1], stop, parts),
-                              daemon=True)
+    reader = threading.Thread(target=_stream_reader,
+                              args=(http.address[1], http.token, stop, parts), daemon=True)
     reader.start()
     print(f"soak: {args.minutes:g} min, engine {args.engine}, {len(pipeline.library)} "
           f"portraits, virtual camera {vcam}, stream {http.stream_url}")

@@ -11,7 +11,10 @@
 - :class:`Compositor` is the live hot path: one portrait framed once in the output size (a
   :class:`~live.geometry.Framing`: letterboxed, or cut around the face like a webcam picture,
   the photo's edge extended where the output shows more), its face mask warped once; each
-  frame only the face region is warped and blended.
+  frame only the face region is warped and blended. Given the portrait's person matte it
+  frames that too, and :meth:`Compositor.compose_matte` pastes the animated crop's matte
+  into it exactly where :meth:`Compositor.compose` pastes the crop (the output's person
+  matte for :mod:`live.background`); :func:`paste_matte` is :func:`paste_back` for mattes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from live.geometry import (
     Framing,
     compose_affine,
     covered_region,
+    frame_matte,
     frame_picture,
+    framing_transform,
     letterbox,
     letterbox_transform,
     offset_affine,
@@ -43,6 +48,7 @@ __all__ = [
     "letterbox",
     "letterbox_transform",
     "paste_back",
+    "paste_matte",
 ]
 
 
@@ -180,6 +186,38 @@ def paste_back(canvas_rgb: np.ndarray, crop_rgb: np.ndarray, crop_to_frame: np.n
     return out
 
 
+def _check_matte(matte: np.ndarray, size: int) -> np.ndarray:
+    m = np.asarray(matte)
+    if m.dtype != np.uint8 or m.shape != (size, size):
+        raise ValueError(f"crop_matte: expected uint8 ({size}, {size}) (255 = person), got "
+                         f"{m.dtype} {m.shape}")
+    return m
+
+
+def paste_matte(canvas: np.ndarray, crop_matte: np.ndarray, crop_to_frame: np.ndarray, *,
+                mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """:func:`paste_back` for a person matte: ``crop_matte`` (uint8, the crop's size) blended
+    into ``canvas`` (uint8 (H, W), in place) where ``crop_to_frame`` puts the crop, through
+    ``mask`` (float32 in [0, 1], the crop's size; the one its picture was pasted with).
+    Returns the canvas region it touched, ``(x0, y0, x1, y1)``, or None."""
+    m = _check_affine(crop_to_frame)
+    ch, cw = crop_matte.shape[:2]
+    _check_matte(crop_matte, ch)
+    roi = covered_region(m, cw, ch, canvas.shape[1], canvas.shape[0])
+    if roi is None:
+        return None
+    x0, y0, x1, y1 = roi
+    local = offset_affine(m, x0, y0)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(crop_matte, local, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(np.asarray(mask, np.float32), local, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0,))
+    region = canvas[y0:y1, x0:x1]
+    region[...] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)
+    return roi
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     roi: tuple[int, int, int, int] | None
@@ -200,6 +238,7 @@ class _FramedPaste:
     alpha8: np.ndarray
     still: np.ndarray
     ring: np.ndarray  # bool: the mask's soft ring (colour transfer)
+    alpha1: np.ndarray  # alpha8's one channel (mattes)
 
     def paste(self, crop: np.ndarray, out: np.ndarray, color_transfer: bool) -> None:
         x0, y0, x1, y1 = self.region
@@ -210,6 +249,23 @@ class _FramedPaste:
             warped = _color_transfer(warped, out[y0:y1, x0:x1], self.ring)
         out[y0:y1, x0:x1] = cv2.add(cv2.multiply(warped, self.alpha8, scale=1.0 / 255.0),
                                     self.still)
+
+    def still_matte(self, matte: np.ndarray) -> np.ndarray:
+        """The still matte's share of :meth:`paste_matte`'s region (computed once)."""
+        x0, y0, x1, y1 = self.region
+        return np.asarray(cv2.multiply(matte[y0:y1, x0:x1], 255 - self.alpha1,
+                                       scale=1.0 / 255.0))
+
+    def paste_matte(self, crop_matte: np.ndarray, out: np.ndarray,
+                    still: np.ndarray) -> None:
+        """:meth:`paste` for a person matte (uint8, one channel); ``still`` is
+        :meth:`still_matte`."""
+        x0, y0, x1, y1 = self.region
+        ox, oy = self.origin
+        warped = cv2.resize(crop_matte, self.size, interpolation=cv2.INTER_LINEAR)
+        warped = warped[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        out[y0:y1, x0:x1] = cv2.add(cv2.multiply(warped, self.alpha1, scale=1.0 / 255.0),
+                                    still)
 
 
 def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
@@ -247,7 +303,7 @@ def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
     still = np.round(bg * (1.0 - a8[..., None] / 255.0)).astype(np.uint8)
     ring = (alpha > 0.05) & (alpha < 0.6)
     return placed, _FramedPaste((nx, ny), (ox, oy), region, cv2.merge([a8, a8, a8]), still,
-                                ring)
+                                ring, a8)
 
 
 class Compositor:
@@ -260,12 +316,16 @@ class Compositor:
     between frames (the framed background, the mask warped into its output region) is
     computed once here, off the hot path; :meth:`compose` then warps and blends only the
     face region. Where a framing extends the photo's edge, the still background stays.
+
+    ``matte`` (optional) is the portrait's person matte (float in [0, 1] or uint8, the
+    portrait's (H, W); :mod:`live.face.segmentation`): it is framed like the portrait
+    (:attr:`still_matte`), and :meth:`compose_matte` gives each frame's output matte.
     """
 
     def __init__(self, portrait: np.ndarray, crop_to_portrait: np.ndarray, crop_size: int,
                  output_size: tuple[int, int], *, feather: float = 0.08,
                  mask: np.ndarray | None = None, color_transfer: bool = False,
-                 framing: Framing | None = None) -> None:
+                 framing: Framing | None = None, matte: np.ndarray | None = None) -> None:
         check_rgb(portrait, "portrait")
         m = _check_affine(crop_to_portrait, "crop_to_portrait")
         self.output_size = (int(output_size[0]), int(output_size[1]))
@@ -278,6 +338,9 @@ class Compositor:
                              f"{framing.output_size} output, got {(w, h)} in "
                              f"{self.output_size}")
         self.framing = framing
+        self.placement: Framing = framing if framing is not None else framing_transform(
+            None, (w, h), self.output_size, "full")
+        """Where the portrait lands in the output: ``framing``, or the ``full`` letterbox."""
         framed = framing is not None and framing.mode != "full"
         if framing is not None and framed:
             box = framing.affine
@@ -311,6 +374,62 @@ class Compositor:
             alpha = cv2.warpAffine(mask, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0,))
             self._prep = _Prepared(roi, local, alpha)
+        self.still_matte: np.ndarray | None = None
+        """The portrait's person matte framed like :attr:`background` (uint8 (H, W) of the
+        output, 255 = person); None without ``matte``."""
+        self._matte_still: np.ndarray | None = None
+        if matte is not None:
+            self.still_matte = frame_matte(matte, self.placement)
+            self.still_matte.flags.writeable = False
+            if self._framed is not None:
+                self._matte_still = self._framed.still_matte(self.still_matte)
+
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """The output rectangle ``(x0, y0, x1, y1)`` (ends exclusive) that :meth:`compose`
+        and :meth:`compose_matte` change; the rest is :attr:`background` (and
+        :attr:`still_matte`) every frame. None: the crop lands nowhere."""
+        if self._framed is not None:
+            return self._framed.region
+        return self._prep.roi
+
+    def frame_like(self, image: np.ndarray) -> np.ndarray:
+        """A picture of the portrait's size placed in the output exactly like the portrait
+        (e.g. its background plate): :func:`~live.geometry.frame_picture`, or the
+        letterbox."""
+        if self.framing is not None and self.framing.mode != "full":
+            return frame_picture(image, self.framing)
+        return letterbox(image, self.output_size)
+
+    def compose_matte(self, crop_matte: np.ndarray | None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+        """The output's person matte (uint8 (H, W), 255 = person) for a frame whose crop has
+        the matte ``crop_matte`` (uint8, the crop's size; the animated head's, e.g. the mesh
+        engine's warped matte): :attr:`still_matte` with ``crop_matte`` pasted in through the
+        crop's mask, where :meth:`compose` pastes the crop. None: the still matte."""
+        still = self.still_matte
+        if still is None:
+            raise ValueError("compose_matte: the compositor was made without a matte")
+        if out is None:
+            out = still.copy()
+        else:
+            out[...] = still
+        if crop_matte is None:
+            return out
+        crop_matte = _check_matte(crop_matte, self.crop_size)
+        if self._framed is not None:
+            assert self._matte_still is not None
+            self._framed.paste_matte(crop_matte, out, self._matte_still)
+            return out
+        prep = self._prep
+        if prep.roi is None or prep.alpha is None:
+            return out
+        x0, y0, x1, y1 = prep.roi
+        warped = cv2.warpAffine(crop_matte, prep.local, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        region = out[y0:y1, x0:x1]
+        region[...] = cv2.blendLinear(warped, region, prep.alpha, 1.0 - prep.alpha)
+        return out
 
     def compose(self, crop_rgb: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
         """The output frame with ``crop_rgb`` pasted in (None: the still portrait)."""

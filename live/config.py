@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from calibrate.errors import InputError
+from live.background import Background, require_opaque
 from live.engines.base import EngineOptions
 
 if sys.version_info >= (3, 11):
@@ -51,6 +52,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        for arg in args:  # text goes to the type that reads text, an array to the tuple
+            if (isinstance(value, str) and getattr(arg, "parse", None) is not None) \
+                    or (isinstance(value, list | tuple) and typing.get_origin(arg) is tuple):
+                return _coerce(value, arg, key)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -62,6 +67,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise InputError(f"config key {key!r} has the wrong type",
                          expected=" or ".join(_type_name(a) for a in args),
                          got=f"{value!r}")
+    parse = getattr(tp, "parse", None) if isinstance(tp, type) else None
+    if parse is not None and isinstance(value, str):  # a value written as text (Background)
+        try:
+            return parse(value)
+        except InputError as exc:
+            raise InputError(f"config key {key!r}: {exc}") from None
+    if parse is not None and not isinstance(value, Mapping):
+        raise InputError(f"config key {key!r} has the wrong type", expected="a string",
+                         got=f"{type(value).__name__} {value!r}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise InputError(f"config key {key!r} must be a table", got=repr(value))
@@ -190,6 +204,7 @@ class LiveConfig:
         width = 1920
         height = 1080
         framing = "head"         # shoulders (default) | head | full
+        background = ["blur", "green", "office.jpg"]   # B cycles (and keep); or one string
         http = "127.0.0.1:8090"
         preview = false
 
@@ -250,6 +265,12 @@ class LiveConfig:
     face: int | None = None
     """In a portrait with several faces (a group photo), frame and animate face N, counted
     from the left (None: the largest face)."""
+    background: Background | tuple[Background, ...] = field(default_factory=Background)
+    """What goes behind the portrait's person (:mod:`live.background`): ``keep``,
+    ``blur[:STRENGTH]``, a colour (``#00ff00``, ``green``) or an image file; several (a list
+    in the settings file, ``--background`` given again) are what the B key cycles through,
+    the first at start, then ``keep``. Every output shows it (virtual camera, preview, MJPEG
+    stream, recorder)."""
     feather: float = 0.03
     """Softness of the pasted face's edge, as a fraction of the crop size."""
     color_transfer: bool = False
@@ -264,7 +285,11 @@ class LiveConfig:
     overlay: bool = True
     """Start with the preview overlay on (O toggles it)."""
     http: str | None = None
-    """Serve an MJPEG stream on ``HOST:PORT`` (``PORT`` alone binds 127.0.0.1)."""
+    """Serve the control page and MJPEG stream on ``HOST:PORT`` (``PORT`` alone binds
+    127.0.0.1); every request needs the per-run token of the URL printed at start-up."""
+    allow_remote: bool = False
+    """Let ``http`` bind an address other devices reach (not the loopback): the page and the
+    stream are then plain, unencrypted HTTP on the network."""
     jpeg_quality: int = 80
     record: Path | None = None
     """Also record the output to this video file (.mp4, .mov, .mkv, .webm or .gif)."""
@@ -312,6 +337,14 @@ class LiveConfig:
                                  got=repr(got))
         if self.http is not None:
             parse_host_port(self.http)
+        backgrounds = self.backgrounds
+        if not backgrounds:
+            raise InputError("live setting background is empty",
+                             expected="at least one background (keep, blur, a colour, an "
+                             "image file)", got="[]")
+        require_opaque(backgrounds, "mimicam live")
+        object.__setattr__(self, "background",
+                           backgrounds[0] if len(backgrounds) == 1 else backgrounds)
         if self.crop_size is not None:  # the shorthand for both engines' size
             object.__setattr__(self, ENGINE_OPTIONS,
                                self.engine_options.apply(crop_size=self.crop_size))
@@ -319,6 +352,13 @@ class LiveConfig:
     @property
     def output_size(self) -> tuple[int, int]:
         return self.width, self.height
+
+    @property
+    def backgrounds(self) -> tuple[Background, ...]:
+        """``background`` as a tuple (the first is the one at start)."""
+        bg = self.background
+        return tuple(Background.parse(b) for b in bg) if isinstance(bg, tuple | list) \
+            else (Background.parse(bg),)
 
 
 @dataclass(frozen=True)
@@ -335,6 +375,12 @@ class EngineSettings:
     command's own)."""
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     """``[engine.mesh]`` and ``[engine.fomm]``."""
+    background: Background = field(default_factory=Background)
+    """What goes behind the portrait's person (``mimicam demo``: keep, blur, a colour or an
+    image file; :mod:`live.background`)."""
+
+    def __post_init__(self) -> None:
+        require_opaque([self.background], "mimicam demo")
 
 
 def parse_host_port(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:

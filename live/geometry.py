@@ -12,6 +12,8 @@ picture into an output frame). This module is the one place that maths is writte
 - :func:`letterbox_transform` and :func:`letterbox`: a picture scaled into an output size;
 - :func:`framing_transform` and :func:`frame_picture`: a portrait framed around its face in an
   output size, like a webcam would (``shoulders``, ``head``), or letterboxed (``full``);
+- :func:`frame_matte`: a portrait's person matte placed like :func:`frame_picture` places it;
+- :func:`cover`: a picture scaled to cover an output size (aspect kept, centred, cut);
 - :func:`covered_region` and :func:`offset_affine`: the part of a canvas a warped crop covers;
 - :class:`Orientation`: how a stored picture or video frame is turned to be seen upright
   (EXIF orientation, a video's display matrix), :func:`fit_size`: a size capped on its long side.
@@ -37,12 +39,15 @@ __all__ = [
     "FramingMode",
     "Orientation",
     "apply_affine",
+    "blur",
     "border_args",
     "compose_affine",
+    "cover",
     "covered_region",
     "crop_square",
     "crop_transform",
     "fit_size",
+    "frame_matte",
     "frame_picture",
     "framed_output_size",
     "framing_transform",
@@ -377,8 +382,9 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """A strong Gaussian blur, done at a reduced size when ``sigma`` is large (cheap)."""
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A strong Gaussian blur (``sigma`` pixels), done at a reduced size when ``sigma`` is
+    large (cheap); edges mirrored."""
     h, w = image.shape[:2]
     k = max(1, min(int(sigma // 6), 8))
     if k == 1:
@@ -426,11 +432,70 @@ def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
     d = np.hypot(dy[:, None].astype(np.float32), dx[None, :].astype(np.float32))
     near = _smoothstep(d / (0.02 * oh))[..., None]  # sharp -> lightly blurred
     far = _smoothstep(d / (0.2 * oh))[..., None]  # lightly -> strongly blurred and dimmed
-    light = _blur(out, 0.015 * oh).astype(np.float32)
-    strong = _blur(out, 0.1 * oh).astype(np.float32)
+    light = blur(out, 0.015 * oh).astype(np.float32)
+    strong = blur(out, 0.1 * oh).astype(np.float32)
     ext = (light * (1.0 - far) + strong * far) * (1.0 - 0.25 * far)
     mixed = out.astype(np.float32) * (1.0 - near) + ext * near
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+MATTE_FADE = 0.03
+"""Beyond the photo's edge a framed person matte fades out over this share of the height."""
+
+
+def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
+    """A portrait's person matte (uint8 0..255, or float 0..1; the portrait's (H, W)) placed
+    in the output the way :func:`frame_picture` places the portrait: uint8 of the output's
+    (H, W). ``full``: letterboxed, 0 in the bars. The other framings: where the output shows
+    more than the photo (its edge extended, blurred), a person cut by the photo's edge fades
+    out within :data:`MATTE_FADE` of the height, so a background shows there instead of a
+    smeared body."""
+    m = np.asarray(matte)
+    if m.dtype != np.uint8:
+        m = np.clip(m.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    h, w = m.shape[:2]
+    if m.ndim != 2 or (w, h) != framing.portrait_size:
+        raise ValueError(f"matte: expected a ({framing.portrait_size[1]}, "
+                         f"{framing.portrait_size[0]}) array, got shape {m.shape}")
+    ow, oh = framing.output_size
+    nw, nh = framing.resized
+    ox, oy = framing.offset
+    resized = m if (nw, nh) == (w, h) else cv2.resize(
+        m, (nw, nh), interpolation=cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = framing.photo_rect
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"framing: the portrait does not reach the output ({framing.offset}, "
+                         f"{framing.resized} in {framing.output_size})")
+    visible = resized[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    if framing.mode == "full":
+        out = np.zeros((oh, ow), np.uint8)
+        out[y0:y1, x0:x1] = visible
+        return out
+    if not framing.padded:
+        return np.ascontiguousarray(visible)
+    extended = cv2.copyMakeBorder(visible, y0, oh - y1, x0, ow - x1, cv2.BORDER_REPLICATE)
+    # distance (output pixels) from the photo, as frame_picture measures it
+    dx = np.maximum(np.maximum(x0 - np.arange(ow), np.arange(ow) - (x1 - 1)), 0)
+    dy = np.maximum(np.maximum(y0 - np.arange(oh), np.arange(oh) - (y1 - 1)), 0)
+    d = np.hypot(dy[:, None].astype(np.float32), dx[None, :].astype(np.float32))
+    keep = 1.0 - _smoothstep(d / (MATTE_FADE * oh))
+    return np.clip(extended * keep + 0.5, 0, 255).astype(np.uint8)
+
+
+def cover(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled, aspect kept, until it covers ``size`` (w, h), and cut to it around
+    its centre: never stretched, no bars (area averaging down, bicubic up)."""
+    check_rgb(image)
+    dw, dh = int(size[0]), int(size[1])
+    sh, sw = image.shape[:2]
+    if min(dw, dh) < 1:
+        raise ValueError(f"size: expected (width, height) >= 1, got {size}")
+    scale = max(dw / sw, dh / sh)
+    nw, nh = max(dw, round(sw * scale)), max(dh, round(sh * scale))
+    resized = image if (nw, nh) == (sw, sh) else cv2.resize(
+        image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    x0, y0 = (nw - dw) // 2, (nh - dh) // 2
+    return np.ascontiguousarray(resized[y0:y0 + dh, x0:x0 + dw])
 
 
 def covered_region(affine: np.ndarray, src_w: int, src_h: int, dst_w: int,

@@ -94,7 +94,7 @@ class LiveStats:
             "frames_in": 0, "frames_sent": 0, "frames_without_face": 0,
             "tracking_losses": 0, "engine_errors": 0, "tracker_errors": 0, "sink_errors": 0,
             "dropped_input": 0, "repeated": 0, "frozen": 0, "calibrations": 0,
-            "portrait_switches": 0,
+            "recalibrations": 0, "portrait_switches": 0, "background_switches": 0,
         }
         self.t_start = time.perf_counter()
         self.t_first_send: float | None = None
@@ -150,6 +150,21 @@ class LiveStats:
     def current_latency_ms(self) -> float | None:
         with self._lock:
             return float(np.median(self._recent_latency)) if self._recent_latency else None
+
+    def live(self) -> dict[str, Any]:
+        """Readings for a live display (the control page, about once a second): the current
+        fps, capture-to-send median and p95 over the recent window (ms, None before the
+        first frame) and the counters so far."""
+        fps = self.current_fps()
+        with self._lock:
+            recent = np.asarray(self._recent_latency, dtype=np.float64)
+            counters = dict(self.counters)
+        latency: dict[str, float | None] = {"median": None, "p95": None}
+        if recent.size:
+            latency = {"median": round(float(np.median(recent)), 1),
+                       "p95": round(float(np.percentile(recent, 95)), 1)}
+        return {"fps": round(fps, 1), "capture_to_send_ms": latency,
+                "uptime_s": round(time.perf_counter() - self.t_start, 1), **counters}
 
     # -- final report ----------------------------------------------------------------------------
     def fps(self) -> float:

@@ -165,6 +165,11 @@ class SpyEngine:
     def calibrated(self) -> bool:
         return bool(self.inner.calibrated)
 
+    @property
+    def last_matte(self) -> np.ndarray | None:
+        """The inner engine's matte of its last crop (backgrounds)."""
+        return getattr(self.inner, "last_matte", None)
+
     def process(self, driving: FaceCrop | None, t: float) -> np.ndarray:
         i = self.calls
         self.calls += 1

@@ -30,6 +30,8 @@ from live.io.sinks import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "test-token"  # every request needs the sink's token (live/io/web.py)
+STREAM_REQUEST = f"GET /stream.mjpg?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
 
 def _pattern(w: int = 320, h: int = 240, shade: int = 0) -> np.ndarray:
@@ -84,7 +86,7 @@ def test_preview_without_a_display_is_unavailable(monkeypatch: pytest.MonkeyPatc
 
 def _get(port: int, path: str) -> tuple[int, str, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
+    conn.request("GET", path, headers={"X-Mimicam-Token": TOKEN})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
@@ -94,7 +96,7 @@ def _get(port: int, path: str) -> tuple[int, str, bytes]:
 def _read_parts(port: int, n: int, timeout: float = 20.0) -> list[np.ndarray]:
     """Read ``n`` JPEG parts of /stream.mjpg with a plain socket, parsing the multipart."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(STREAM_REQUEST)
     buf = b""
     deadline = time.monotonic() + timeout
     while b"\r\n\r\n" not in buf:
@@ -132,12 +134,12 @@ def _read_parts(port: int, n: int, timeout: float = 20.0) -> list[np.ndarray]:
 
 
 def test_mjpeg_stream_page_and_frames() -> None:
-    with MjpegHttpSink("127.0.0.1", 0) as sink:
+    with MjpegHttpSink("127.0.0.1", 0, token=TOKEN) as sink:
         host, port = sink.address
         assert host == "127.0.0.1" and port > 0
         status, ctype, body = _get(port, "/")
         assert status == 200 and ctype.startswith("text/html")
-        assert b'<img src="/stream.mjpg"' in body
+        assert b'<img id="stream"' in body and b'class="stream-only"' in body
         assert _get(port, "/frame.jpg")[0] == 503  # nothing sent yet
         assert _get(port, "/nothing")[0] == 404
 
@@ -179,11 +181,11 @@ def _wait(condition: Callable[[], bool], timeout: float, tick: Callable[[], None
 
 def test_a_stalled_client_never_blocks_the_pipeline() -> None:
     threads_before = threading.active_count()
-    sink = MjpegHttpSink("127.0.0.1", 0, quality=95, client_timeout=2.0)
+    sink = MjpegHttpSink("127.0.0.1", 0, quality=95, client_timeout=2.0, token=TOKEN)
     port = sink.address[1]
     stalled = socket.create_connection(("127.0.0.1", port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+    stalled.sendall(STREAM_REQUEST)  # and never reads
     rng = np.random.default_rng(0)
     noisy = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
     assert _wait(lambda: sink.clients == 1, 10.0, lambda: None)
@@ -225,11 +227,11 @@ def test_clients_that_go_away_are_logged_at_debug_level_without_a_traceback(
         conn.close()
 
     with caplog.at_level(logging.DEBUG, logger="live.io.sinks"), \
-            MjpegHttpSink("127.0.0.1", 0) as sink:
+            MjpegHttpSink("127.0.0.1", 0, token=TOKEN) as sink:
         sink.send(noisy, 0.0)
         # a viewer of the stream leaves while frames keep coming
         viewer = socket.create_connection(("127.0.0.1", sink.address[1]))
-        viewer.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        viewer.sendall(STREAM_REQUEST)
         assert viewer.recv(64).startswith(b"HTTP/1.0 200")
         reset(viewer)
         # a client leaves in the middle of its request (the server is reading it)

@@ -66,14 +66,19 @@ def missing_inputs(job: str, paths: Iterable[Path], flags: str) -> bool:
     return False
 
 
+def _stage_width(stage: str) -> int:
+    return max(11, len(stage) + 4)
+
+
 def stage_header(stages: Sequence[str]) -> str:
-    """The per-stage columns' heading of a job's table (11 characters a stage)."""
-    return "".join(f"{s + ' ms':>11}" for s in stages)
+    """The per-stage columns' heading of a job's table (11 characters a stage, more for a
+    long name)."""
+    return "".join(f"{s + ' ms':>{_stage_width(s)}}" for s in stages)
 
 
 def stage_cells(stage_ms: Mapping[str, float], stages: Sequence[str]) -> str:
     """One row's per-stage medians under :func:`stage_header` (nan for a missing stage)."""
-    return "".join(f"{stage_ms.get(s, float('nan')):>11.1f}" for s in stages)
+    return "".join(f"{stage_ms.get(s, float('nan')):>{_stage_width(s)}.1f}" for s in stages)
 
 
 def job_main(argv: Sequence[str] | None, *, prog: str, doc: str | None,

@@ -1,5 +1,6 @@
 """``mimicam bench --job engine --engine mesh``: decode, track, the mesh engine and the composite,
-per stage and end to end."""
+per stage and end to end; with ``--background`` the composite is the live output (1280x720,
+``shoulders`` framing) and the background a stage of its own."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ import numpy as np
 from calibrate.errors import InputError
 from live.bench.common import DRIVING_SIZE, stats
 
+OUTPUT_SIZE = (1280, 720)
+"""The live output the ``--background`` variant composites into."""
+
 
 def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmup: int = 10,
-                      size: int = 512) -> dict[str, Any]:
+                      size: int = 512, background: str | None = None) -> dict[str, Any]:
     """Time decode -> 640x480 -> track -> mesh engine -> composite over ``frames`` frames
-    (after ``warmup``); the video loops when it is shorter. Returns a JSON-able dict."""
+    (after ``warmup``); the video loops when it is shorter. Returns a JSON-able dict.
+
+    ``background`` (``--background``: blur, a colour, an image file): the composite is
+    ``mimicam live``'s (the crop pasted into the portrait framed ``shoulders`` at 1280x720)
+    and the background, put behind the person with the engine's warped matte, is timed as a
+    stage of its own (``background``)."""
     from live.compose import letterbox
     from live.engines.mesh.engine import MeshEngine
     from live.face.portraits import find_portrait, load_image
@@ -29,8 +38,10 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
         raise InputError("bad frame counts", expected="--frames >= 1 and --warmup >= 0",
                          got=f"{frames}, {warmup}")
     info = probe_video(driving)
-    crop = find_portrait(load_image(portrait), size, path=portrait).crop.image
+    found = find_portrait(load_image(portrait), size, path=portrait)
+    crop = found.crop.image
     stages: dict[str, list[float]] = {}
+    live_output = _LiveOutput(found, size, background) if background else None
     faces = 0
     with MeshEngine(size=size) as engine, FaceTracker(crop_size=256) as tracker:
         t0 = time.perf_counter()
@@ -58,16 +69,24 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
                     t_d = time.perf_counter()
                     animated = engine.process(tracked.face, pts)
                     t_e = time.perf_counter()
-                    np.copyto(output, animated)  # the engine crop is this job's output
+                    if live_output is None:
+                        np.copyto(output, animated)  # the engine crop is this job's output
+                    else:
+                        picture = live_output.compositor.compose(animated)
                     t_f = time.perf_counter()
+                    if live_output is not None:
+                        live_output.apply(picture, engine.last_matte)
+                    t_g = time.perf_counter()
                     done += 1
                     if done == warmup:
-                        wall_start = t_f
+                        wall_start = t_g
                     if done <= warmup:
                         continue
                     faces += tracked.face is not None
                     row = {"decode": t_b - t_a, "resize": t_c - t_b, "track": t_d - t_c,
-                           "engine": t_e - t_d, "composite": t_f - t_e, "total": t_f - t_a}
+                           "engine": t_e - t_d, "composite": t_f - t_e, "total": t_g - t_a}
+                    if live_output is not None:
+                        row["background"] = t_g - t_f
                     for name, sec in row.items():
                         stages.setdefault(name, []).append(sec * 1e3)
                     for name, ms in engine.last_timings.items():
@@ -78,11 +97,14 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
         wall = time.perf_counter() - (wall_start if wall_start is not None else t0)
     total = stats(stages.get("total", []))
     order = ["decode", "resize", "track", "engine",
-             *sorted(k for k in stages if k.startswith("engine.")), "composite", "total"]
+             *sorted(k for k in stages if k.startswith("engine.")), "composite", "background",
+             "total"]
     return {
         "job": "engine", "engine": "mesh",
         "driving": driving.name, "driving_size": list(info.size),
         "input_size": list(DRIVING_SIZE), "portrait": portrait.name, "output_size": size,
+        "background": background or "none",
+        "composite_size": list(OUTPUT_SIZE) if live_output is not None else [size, size],
         "frames": frames, "warmup": warmup, "faces": faces,
         "prepare_ms": prepare_ms,
         "stages": {k: stats(stages[k]) for k in order if k in stages},
@@ -90,6 +112,38 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
         "fps_wall": frames / wall if wall > 0 else math.nan,
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+class _LiveOutput:
+    """The live output of the ``--background`` variant: the portrait framed ``shoulders`` in
+    1280x720 with its person matte, and the background's layer."""
+
+    def __init__(self, found: Any, size: int, background: str) -> None:
+        from live.background import Background, build_layer
+        from live.compose import Compositor
+        from live.face.framing import portrait_framing
+        from live.face.portraits import load_image
+        from live.face.segmentation import prepare_layers
+
+        chosen = Background.parse(background)
+        if not chosen.needs_matte or chosen.transparent:
+            raise InputError("bench --background", expected="blur, a colour or an image file",
+                             got=background)
+        layers = prepare_layers(found.image)
+        if layers is None:
+            raise InputError("the segmentation finds no person in the portrait",
+                             path=found.path, expected="a portrait for --background")
+        framing = portrait_framing(found.landmarks, found.size, OUTPUT_SIZE, "shoulders")
+        self.compositor = Compositor(found.image, found.crop.crop_to_frame, size, OUTPUT_SIZE,
+                                     feather=0.03, framing=framing, matte=layers.matte)
+        image = load_image(chosen.image) if chosen.image is not None else None
+        layer = build_layer(chosen, self.compositor, plate=layers.plate, image=image)
+        assert layer is not None
+        self.layer = layer
+
+    def apply(self, frame: np.ndarray, crop_matte: np.ndarray | None) -> np.ndarray:
+        matte = self.compositor.compose_matte(crop_matte)
+        return self.layer.apply(frame, matte, (self.compositor.region,))
 
 
 def format_engine_report(r: dict[str, Any]) -> str:
@@ -101,6 +155,8 @@ def format_engine_report(r: dict[str, Any]) -> str:
         f"portrait {r['portrait']} ({r['output_size']} px, prepared in "
         f"{r['prepare_ms']:.0f} ms)",
         f"{r['frames']} frames after {r['warmup']} warm-up, face found in {r['faces']}",
+        f"composite into {r['composite_size'][0]}x{r['composite_size'][1]}, background "
+        f"{r.get('background', 'none')}",
         "",
         f"{'stage':20s} {'median ms':>10s} {'p95 ms':>8s}",
     ]

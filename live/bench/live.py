@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DRIVER = FIXTURES / "driving" / "lp_d3.mp4"
 DEFAULT_PORTRAIT = FIXTURES / "portraits" / "lp_s9_mona_lisa.jpg"
-STAGES = ("track", "engine", "compose", "send")
+STAGES = ("track", "engine", "compose", "background", "send")
 NULL_BACKEND = "mimicam-null"
 
 
@@ -104,8 +104,10 @@ def bench_live(*, engines: Sequence[str] = ("mesh", "fomm"), driver: Path = DEFA
                portrait: Path = DEFAULT_PORTRAIT, seconds: float = 20.0,
                modes: Sequence[str] = ("paced", "max"), driver_size: tuple[int, int] = (640, 480),
                output_size: tuple[int, int] = (1280, 720), weights: Path | None = None,
-               random_fomm: bool = True) -> list[LiveBenchResult]:
-    """Run the live pipeline per engine and mode for ``seconds`` each."""
+               random_fomm: bool = True, background: str | None = None
+               ) -> list[LiveBenchResult]:
+    """Run the live pipeline per engine and mode for ``seconds`` each (with
+    ``background``, ``mimicam live --background``)."""
     import tempfile
 
     vcam = _ensure_vcam()
@@ -118,7 +120,7 @@ def bench_live(*, engines: Sequence[str] = ("mesh", "fomm"), driver: Path = DEFA
             for mode in modes:
                 result = _bench_one(name, mode, engine_weights, portrait=portrait,
                                     driver=driver, seconds=seconds, driver_size=driver_size,
-                                    output_size=output_size)
+                                    output_size=output_size, background=background)
                 results.append(dataclasses.replace(result, engine=label, vcam=vcam))
                 if result.skipped is not None:
                     break
@@ -134,14 +136,16 @@ def _cpu_seconds() -> float:
 
 def _bench_one(name: str, mode: str, weights: Path | None, *, portrait: Path, driver: Path,
                seconds: float, driver_size: tuple[int, int],
-               output_size: tuple[int, int]) -> LiveBenchResult:
+               output_size: tuple[int, int], background: str | None = None) -> LiveBenchResult:
     from calibrate.errors import MimicamError
+    from live.background import Background
     from live.config import LiveConfig
     from live.jobs.build import build_pipeline
 
     cfg = LiveConfig(portrait=portrait, driver=driver, engine=name, weights=weights,
                      width=output_size[0], height=output_size[1], preview=False, vcam=True,
-                     duration=seconds)
+                     duration=seconds,
+                     background=Background.parse(background or "keep"))
     try:
         pipeline = build_pipeline(cfg, realtime=mode == "paced", driver_size=driver_size)
     except MimicamError as exc:
@@ -187,6 +191,8 @@ def print_results(results: Sequence[LiveBenchResult], *, driver: Path, portrait:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the live job (for ``mimicam bench --job live`` and ``-m``)."""
     bench_common.add_engines_argument(parser)
+    parser.add_argument("--background", default=None, metavar="SPEC",
+                        help="mimicam live --background (blur, a colour, an image file)")
     parser.add_argument("--driver", type=Path, default=None,
                         help="driver video (default: the fixture lp_d3.mp4, 30 fps)")
     parser.add_argument("--portrait", type=Path, default=None,
@@ -218,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
     results = bench_live(engines=engines, driver=driver, portrait=portrait,
                          seconds=args.seconds, modes=modes, driver_size=driver_size,
                          output_size=output_size, weights=args.weights,
-                         random_fomm=args.random_fomm)
+                         random_fomm=args.random_fomm,
+                         background=getattr(args, "background", None))
     print_results(results, driver=driver, portrait=portrait, driver_size=driver_size,
                   output_size=output_size)
     return 0

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from live.background import BACKGROUND_HELP
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 from live.config import FRAMINGS
 
@@ -67,6 +68,11 @@ def register(subparsers: Any) -> None:
                     help="full (default): the whole picture at its size; shoulders or head: a "
                     "16:9 video framed around the (largest) face like a webcam picture (the "
                     "face a third, or half, of the height), as 'mimicam live' shows it")
+    io.add_argument("--background", default=None, metavar="SPEC",
+                    help="what goes behind the portrait's people: "
+                    + BACKGROUND_HELP.replace("%", "%%") + ", or transparent: an alpha "
+                    "channel, for an output ending in .webm (VP9 with alpha) or .mov (ProRes "
+                    "4444)")
     io.add_argument("--max-frames", dest="max_frames", type=int, default=None, metavar="N",
                     help="only the first N driving frames (a quick preview)")
     audio = io.add_mutually_exclusive_group()
@@ -166,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_size=args.max_size,
         framing=args.framing,
         ratio=args.ratio,
+        background=args.background,
     )
     return override(config, engine_options=engine_options_from_args(args,
                                                                      config.engine_options))

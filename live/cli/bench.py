@@ -44,7 +44,8 @@ def _run_engine_mesh(args: argparse.Namespace) -> int:
     result = bench_engine_mesh(
         driving=Path(driving), portrait=Path(portrait),
         frames=args.frames if args.frames is not None else 300,
-        warmup=args.warmup if args.warmup is not None else 10, size=args.size)
+        warmup=args.warmup if args.warmup is not None else 10, size=args.size,
+        background=args.background)
     print(json.dumps(result, indent=1) if args.json else format_engine_report(result))
     return 0
 
@@ -154,6 +155,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed frames first (default: 10 for the mesh engine)")
     p.add_argument("--size", type=int, default=512, help="engine crop size (default 512)")
+    p.add_argument("--background", default=None, metavar="SPEC",
+                   help="engine and live jobs: put this background (blur, a colour, an image "
+                   "file) behind the person; the engine job then composites into the live "
+                   "1280x720 output and times the background as a stage")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     proxy: Any = _SkipExisting(p)
     for module, func in _JOB_OPTIONS:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from live.background import BACKGROUND_HELP
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 from live.jobs.demo import DEFAULT_OUTPUT, DEFAULT_SIZE
 
@@ -60,17 +61,20 @@ def register(subparsers: Any) -> None:
                         help=f"output width and height in pixels (default: {DEFAULT_SIZE}); "
                         "also the engine's crop size unless --crop-size, --image-size or "
                         "[engine.mesh] size sets one")
+    parser.add_argument("--background", default=None, metavar="SPEC",
+                        help="what goes behind the portrait's person: "
+                        + BACKGROUND_HELP.replace("%", "%%"))
     parser.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
                         help="show a preview window (default: when a display is available)")
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
-                        help="settings file with the engine's options ([engine.mesh]); flags "
-                        "override it")
+                        help="settings file with the engine's options ([engine.mesh]) and "
+                        "background = \"...\"; flags override it")
     add_engine_flags(parser)
     parser.set_defaults(handler=run)
 
 
-def engine_options(args: argparse.Namespace) -> Any:
-    """The engine options of ``--config`` (its ``[engine]`` table) with the engine flags."""
+def _settings(args: argparse.Namespace) -> Any:
+    """``--config``'s :class:`~live.config.EngineSettings` (the defaults without one)."""
     from calibrate.errors import InputError
     from live.config import EngineSettings, load_toml
 
@@ -81,7 +85,23 @@ def engine_options(args: argparse.Namespace) -> Any:
             raise InputError("mimicam demo runs the weight-free mesh engine", path=args.config,
                              expected='engine = "mesh" or no engine name',
                              got=repr(settings.engine))
-    return engine_options_from_args(args, settings.engine_options)
+    return settings
+
+
+def engine_options(args: argparse.Namespace) -> Any:
+    """The engine options of ``--config`` (its ``[engine]`` table) with the engine flags."""
+    return engine_options_from_args(args, _settings(args).engine_options)
+
+
+def background(args: argparse.Namespace) -> Any:
+    """The :class:`~live.background.Background`: ``--background``, else ``--config``'s."""
+    from live.background import Background, require_opaque
+
+    if args.background is None:
+        return _settings(args).background
+    chosen = Background.parse(args.background)
+    require_opaque([chosen], "mimicam demo")
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     overwrite = args.overwrite or args.output is None
     result = run_demo(output, portrait=args.portrait, driving=args.driving,
                       seconds=args.seconds, size=args.size, preview=args.preview,
-                      options=engine_options(args), overwrite=overwrite)
+                      options=engine_options(args), overwrite=overwrite,
+                      background=background(args))
     lost = f", {result.lost_frames} without a face" if result.driving is not None else ""
     audio = " with audio" if result.audio else ""
     print(f"mimicam demo: wrote {result.output} ({result.frames} frames, "

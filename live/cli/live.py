@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from live.background import BACKGROUND_HELP, Background
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 from live.config import FRAMINGS, LiveConfig, load_toml, override
 from live.io.hotkeys import HOTKEY_HELP
@@ -40,14 +41,19 @@ def _epilog() -> str:
     return (f"hotkeys (in the preview window; system-wide with --global-hotkeys):\n{keys}\n\n"
             "examples:\n"
             "  mimicam live --portrait me_as_a_painting.jpg\n"
+            "  mimicam live --camera list\n"
             "  mimicam live --portrait portraits/ --http 8090 --no-vcam\n"
+            "  mimicam live --portrait portraits/ --http 0.0.0.0:8090 --allow-remote   # a phone\n"
             "  mimicam live --portrait p.png --driver clip.mp4 --no-preview --duration 10 \\\n"
             "      --record out.mp4 --stats stats.json\n"
             "  mimicam live --portrait p.png --config live.toml --no-adapt-scale\n"
-            "  mimicam live --portrait group_photo.jpg --face 3 --framing head\n\n"
+            "  mimicam live --portrait group_photo.jpg --face 3 --framing head\n"
+            "  mimicam live --portrait p.png --background blur --background green "
+            "--background office.jpg\n\n"
             "settings file (--config live.toml; flags override it):\n"
             "  portrait = \"portraits/\"\n"
             "  http = \"127.0.0.1:8090\"\n"
+            "  background = [\"blur\", \"green\"]\n"
             "  [engine]\n"
             "  name = \"mesh\"\n"
             "  [engine.mesh]\n"
@@ -62,6 +68,19 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, "
                                          f"got {text!r}") from None
     return w, h
+
+
+def camera_arg(text: str) -> int | str:
+    """``--camera N`` (an index >= 0) or ``--camera list``."""
+    if text.strip().lower() == "list":
+        return "list"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a camera index >= 0 or 'list', got {text!r}")
+    return n
 
 
 def face_number(text: str) -> int:
@@ -92,7 +111,9 @@ def register(subparsers: Any) -> None:
     src.add_argument("--weights", type=Path, metavar="FILE|DIR",
                      help="FOMM checkpoint (vox-cpk.pdparams), or a model directory from "
                           "'mimicam export', for --engine fomm")
-    src.add_argument("--camera", type=int, metavar="N", help="webcam index (default: 0)")
+    src.add_argument("--camera", type=camera_arg, metavar="N|list",
+                     help="webcam index (default: 0); 'list' lists the cameras and exits "
+                          "(as 'mimicam cameras')")
     src.add_argument("--camera-size", type=_size, metavar="WxH",
                      help="webcam resolution to ask for (default: 640x480)")
     src.add_argument("--driver", type=Path, metavar="VIDEO",
@@ -107,6 +128,10 @@ def register(subparsers: Any) -> None:
                           "shoulders like a webcam, the face a third of the height), head "
                           "(the face half the height) or full (the whole portrait, "
                           "letterboxed); per picture in a folder's portraits.toml")
+    out.add_argument("--background", action="append", metavar="SPEC",
+                     help="what goes behind the portrait's person: "
+                          + BACKGROUND_HELP.replace("%", "%%")
+                          + "; give it again for more, which B cycles through (then keep)")
     out.add_argument("--no-vcam", dest="vcam", action="store_const", const=False,
                      help="do not send to a virtual camera")
     out.add_argument("--vcam-device", metavar="NAME",
@@ -116,8 +141,12 @@ def register(subparsers: Any) -> None:
     out.add_argument("--no-overlay", dest="overlay", action="store_const", const=False,
                      help="start with the preview overlay off (O toggles it)")
     out.add_argument("--http", metavar="HOST:PORT",
-                     help="serve an MJPEG stream and a page showing it (PORT alone: "
-                          "127.0.0.1:PORT)")
+                     help="serve a control page around the stream, and the MJPEG stream "
+                          "(PORT alone: 127.0.0.1:PORT); open the URL with the token printed "
+                          "at start-up")
+    out.add_argument("--allow-remote", dest="allow_remote", action="store_const", const=True,
+                     help="let --http bind an address other devices reach (a phone on your "
+                          "network): the page and stream are unencrypted HTTP")
     out.add_argument("--record", type=Path, metavar="FILE.mp4",
                      help="also record to a file (.mp4, .mov, .mkv: H.264; .webm: VP9; .gif)")
     out.add_argument("--overwrite", "-y", dest="overwrite", action="store_const", const=True,
@@ -147,8 +176,11 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
         camera=args.camera, camera_width=cam[0], camera_height=cam[1], driver=args.driver,
         loop_driver=args.loop_driver, width=size[0], height=size[1], fps=args.fps,
         framing=args.framing, face=args.face,
+        background=tuple(Background.parse(b) for b in args.background)
+        if args.background else None,
         vcam=args.vcam, vcam_device=args.vcam_device, preview=args.preview,
-        overlay=args.overlay, http=args.http, record=args.record, overwrite=args.overwrite,
+        overlay=args.overlay, http=args.http, allow_remote=args.allow_remote,
+        record=args.record, overwrite=args.overwrite,
         duration=args.duration,
         stats=args.stats, auto_match=args.auto_match, global_hotkeys=args.global_hotkeys,
         # --crop-size is LiveConfig.crop_size too, so the flag beats the file's crop_size
@@ -181,6 +213,10 @@ def _handle(args: argparse.Namespace) -> int:
     from live.cli.blas import limit_openblas_threads
     from live.jobs.build import build_pipeline
 
+    if args.camera == "list":
+        from live.cli.cameras import print_cameras
+
+        return print_cameras()
     cfg = config_from_args(args)
     limit_openblas_threads(1)  # its spinning threads cost ~20 ms of CPU a frame (blas.py)
     pipeline = build_pipeline(cfg)

@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "live.cli.bench",
     "live.cli.weights",
     "live.cli.export",
+    "live.cli.cameras",
+    "live.cli.doctor",
 )
 
 

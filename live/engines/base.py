@@ -78,6 +78,18 @@ class Engine(Protocol):
         ...
 
 
+def crop_matte(engine: Any) -> np.ndarray | None:
+    """The person matte of the crop ``engine`` returned last (uint8, the crop's size, 255 =
+    person), when the engine has one: its ``last_matte`` attribute, which engines may offer
+    beside the :class:`Engine` protocol (the mesh engine's matte warped with the head; the
+    fomm engine segments its output crop when asked). None: unavailable (the caller keeps the
+    portrait's still matte)."""
+    matte = getattr(engine, "last_matte", None)
+    if matte is None:
+        return None
+    return np.asarray(matte)
+
+
 EngineFactory = Callable[..., Engine]
 _FACTORIES: dict[str, str] = {
     # name -> "module:callable"; imported only when asked for (no heavy imports here).

@@ -149,6 +149,8 @@ class FommEngine:
         self._prepare_lock = threading.Lock()
         self._portrait: FommPortrait | None = None
         self._rest: np.ndarray | None = None
+        self._made = 0  # frames computed anew (a held pose repeats the last one)
+        self._matte: tuple[int, np.ndarray | None] = (-1, None)  # (_made, its matte)
         self._closed = False
         self.last_timings: dict[str, float] = {}
         self._hold: PoseHold[Keypoints] = PoseHold.from_options(
@@ -268,10 +270,12 @@ class FommEngine:
             drive = self._on_lost(t)
         if drive is None:
             frame = self._rest_frame(portrait).copy()
+            self._made += 1
         elif (self._last_frame is not None and self._last_drive is not None
               and _kp_distance(drive, self._last_drive) < _STILL):
             frame = self._last_frame.copy()  # a held or settled pose: nothing to compute
         else:
+            self._made += 1
             t1 = time.perf_counter()
             frame = self._animate(portrait, drive)
             timings["animator"] = (time.perf_counter() - t1) * 1e3
@@ -279,6 +283,22 @@ class FommEngine:
         timings["total"] = (time.perf_counter() - t0) * 1e3
         self.last_timings = timings
         return frame
+
+    @property
+    def last_matte(self) -> np.ndarray | None:
+        """The person matte of the crop :meth:`process` returned last (uint8, ``size``, 255 =
+        person), or None (nothing processed yet, or nobody found). FOMM moves the head
+        without a warp that could carry the portrait's matte, so the output crop is segmented
+        (:func:`live.face.segmentation.quick_matte`, ~3 ms at 256 px), once per distinct
+        frame and only when this is read (a background is on)."""
+        frame = self._last_frame
+        if frame is None:
+            return None
+        if self._matte[0] != self._made:
+            from live.face.segmentation import quick_matte
+
+            self._matte = (self._made, quick_matte(frame))
+        return self._matte[1]
 
     def close(self) -> None:
         if not self._closed:

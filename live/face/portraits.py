@@ -9,8 +9,9 @@ largest face(s) of a picture (the one face finder of ``mimicam live``, ``demo`` 
 ``animate``, which animates several); :func:`find_portrait` finds the largest face and cuts
 the square crop the engine animates, framed exactly like the tracker frames the driving face.
 :class:`PortraitLibrary` prepares portraits (face search, ``engine.prepare``, the
-:class:`~live.compose.Compositor`) on a background thread and keeps them, so switching
-portraits never stalls the live loop.
+:class:`~live.compose.Compositor`, with a background: the person matte and the
+:class:`~live.background.BackgroundLayer`) on a background thread and keeps them, so switching
+portraits or backgrounds never stalls the live loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,12 @@ import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError
+from live.background import Background, BackgroundLayer, build_layer
 from live.compose import Compositor
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
-from live.geometry import Framing, FramingMode, Orientation, fit_size
+from live.face.segmentation import PortraitLayers
+from live.geometry import Framing, FramingMode, Orientation, cover, fit_size
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -413,12 +416,19 @@ def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
 
 @dataclass(frozen=True, eq=False)
 class PreparedPortrait:
-    """A portrait ready to switch to: the engine's handle and the compositor."""
+    """A portrait ready to switch to: the engine's handle and the compositor (and, with a
+    background, the person matte and the background layers built so far)."""
 
     index: int
     portrait: Portrait
     handle: Any
     compositor: Compositor
+    layers: PortraitLayers | None = None
+    """The portrait's person matte and background plate (None: no background configured,
+    or the segmentation found nobody, so the portrait keeps its background)."""
+    backgrounds: dict[Background, BackgroundLayer | None] = field(default_factory=dict)
+    """The background layers built for this portrait so far (:meth:`PortraitLibrary.layer`;
+    None: nothing to paint, as for ``keep``)."""
 
 
 class PortraitLibrary:
@@ -433,6 +443,13 @@ class PortraitLibrary:
     places each portrait in the output, around its face ``face`` (None: the largest; N: the
     N-th from the left); ``options`` (a folder's ``portraits.toml``,
     :func:`live.face.framing.read_portrait_options`) override both per file name.
+
+    ``backgrounds`` (:mod:`live.background`; the first is :attr:`background` at start): when
+    one of them is not ``keep``, each portrait's person is segmented once
+    (:func:`live.face.segmentation.prepare_layers`; nobody found: one warning, the portrait
+    keeps its background) and :meth:`prepare` builds the layer of :attr:`background`;
+    :meth:`layer_async` builds another one off the hot path. Image backgrounds are read
+    once, here (an unreadable one is an :class:`~calibrate.errors.InputError`).
     """
 
     def __init__(self, paths: Sequence[Path], engine: Engine, *,
@@ -440,7 +457,8 @@ class PortraitLibrary:
                  feather: float = 0.03, color_transfer: bool = False,
                  max_cached: int = 10, framing: FramingMode = "full",
                  face: int | None = None,
-                 options: Mapping[str, PortraitOptions] | None = None) -> None:
+                 options: Mapping[str, PortraitOptions] | None = None,
+                 backgrounds: Sequence[Background] = ()) -> None:
         if not paths:
             raise InputError("no portraits given", expected="at least one image")
         self.framing: FramingMode = framing
@@ -460,6 +478,23 @@ class PortraitLibrary:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self.backgrounds = tuple(backgrounds)
+        self.background = self.backgrounds[0] if self.backgrounds else Background()
+        """The background :meth:`prepare` builds a layer for (the live loop's current one)."""
+        self._segment = any(b.needs_matte for b in self.backgrounds)
+        self._images: dict[Path, np.ndarray] = {}
+        for background in self.backgrounds:
+            self._image(background)
+
+    def _image(self, background: Background) -> np.ndarray | None:
+        """An image background's picture, read once and scaled to cover the output."""
+        if background.image is None:
+            return None
+        image = self._images.get(background.image)
+        if image is None:
+            image = cover(load_image(background.image), self.output_size)
+            self._images[background.image] = image
+        return image
 
     @classmethod
     def from_path(cls, path: str | Path, engine: Engine, **options: Any) -> PortraitLibrary:
@@ -471,6 +506,17 @@ class PortraitLibrary:
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.paths]
+
+    def add(self, path: str | Path) -> int:
+        """Append a portrait file (checked by the caller: readable, with a face; an upload
+        from the control page) and return its index, or the index it already has. Safe
+        from any thread: the live loop only reads ``paths``."""
+        p = Path(path)
+        with self._lock:
+            if p in self.paths:
+                return self.paths.index(p)
+            self.paths.append(p)
+            return len(self.paths) - 1
 
     def prepare(self, index: int) -> PreparedPortrait:
         """Prepare portrait ``index`` (0-based) now, or return it from the cache."""
@@ -489,10 +535,20 @@ class PortraitLibrary:
                                  path=path, face=face)
         framing = self._framing(portrait, own.framing or self.framing)
         handle = self.engine.prepare(portrait.crop.image)
+        layers = None
+        if self._segment:
+            from live.face.segmentation import prepare_layers
+
+            layers = prepare_layers(portrait.image)
+            if layers is None:
+                log.warning("portrait %s: the segmentation found no person in it; it keeps "
+                            "its own background", path.name)
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather,
-                                color_transfer=self.color_transfer, framing=framing)
-        prepared = PreparedPortrait(index, portrait, handle, compositor)
+                                color_transfer=self.color_transfer, framing=framing,
+                                matte=layers.matte if layers is not None else None)
+        prepared = PreparedPortrait(index, portrait, handle, compositor, layers)
+        self.layer(prepared, self.background)
         with self._lock:
             self._cache[index] = prepared
             while len(self._cache) > self.max_cached:
@@ -511,6 +567,32 @@ class PortraitLibrary:
                      *portrait.size, framing.scale, mode, *self.output_size,
                      "" if mode == "full" else " (Lanczos)")
         return framing
+
+    def layer(self, prepared: PreparedPortrait,
+              background: Background) -> BackgroundLayer | None:
+        """``background``'s layer for a prepared portrait (built once, then kept in
+        ``prepared.backgrounds``); None for ``keep`` and for a portrait without a person
+        matte. Costs tens of milliseconds (a blur of the framed plate): use
+        :meth:`layer_async` from the live loop."""
+        if background in prepared.backgrounds:
+            return prepared.backgrounds[background]
+        layer = None
+        if background.needs_matte and prepared.layers is not None:
+            layer = build_layer(background, prepared.compositor, plate=prepared.layers.plate,
+                                image=self._image(background))
+        prepared.backgrounds[background] = layer
+        return layer
+
+    def layer_async(self, prepared: PreparedPortrait,
+                    background: Background) -> Future[BackgroundLayer | None]:
+        """:meth:`layer` on the library's background thread."""
+        if self._closed:
+            raise RuntimeError("PortraitLibrary: closed")
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="portrait-prepare")
+            return self._executor.submit(self.layer, prepared, background)
 
     def prepare_async(self, index: int) -> Future[PreparedPortrait]:
         """Prepare portrait ``index`` on the background thread (one future per portrait)."""

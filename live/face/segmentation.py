@@ -11,7 +11,9 @@ background options of the compositor. Three steps:
 3. :func:`background_plate`: the background with the person removed, filled by inpainting at a
    reduced size; pixels outside the (dilated) person are the photo's own, bit for bit.
 
-:func:`prepare_layers` runs all three and returns a :class:`PortraitLayers`.
+:func:`prepare_layers` runs all three and returns a :class:`PortraitLayers`;
+:func:`quick_matte` is steps 1 and 2 at a small size, fast enough for every frame (the FOMM
+engine's animated crop, whose head moves without a warp to carry the portrait's matte).
 """
 
 from __future__ import annotations
@@ -128,6 +130,24 @@ def fill_holes(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
         own = level_i / np.maximum(level_w, 1e-6)[..., None]
         filled = own * conf + up * (1.0 - conf)
     return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
+
+
+def quick_matte(image: np.ndarray, *, work_side: int = 256) -> np.ndarray | None:
+    """The person matte of a small picture, fast (~3 ms for a 256 px face crop here):
+    segmented and refined at ``work_side`` pixels at most, uint8 (255 = person) at the
+    picture's size; ``None`` when nobody is found."""
+    img = check_rgb(image, "image")
+    h, w = img.shape[:2]
+    scale = min(1.0, work_side / max(h, w))
+    small = img if scale >= 1.0 else cv2.resize(
+        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    matte = segment_person(small)
+    if matte is None:
+        return None
+    matte = refine_matte(small, matte)
+    if small is not img:
+        matte = cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(matte * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,7 @@ class Action(enum.Enum):
     PASSTHROUGH = "passthrough"
     OVERLAY = "overlay"
     FREEZE = "freeze"
+    BACKGROUND = "background"
     QUIT = "quit"
 
 
@@ -44,6 +45,7 @@ HOTKEY_HELP: tuple[tuple[str, str], ...] = (
     ("P", "passthrough: send the real camera image"),
     ("O", "overlay on/off (preview only)"),
     ("F", "freeze the current frame"),
+    ("B", "next background (--background ones, then keep)"),
     ("Q / Esc", "quit"),
 )
 
@@ -56,6 +58,7 @@ _CHAR_ACTIONS: dict[str, Action] = {
     "p": Action.PASSTHROUGH,
     "o": Action.OVERLAY,
     "f": Action.FREEZE,
+    "b": Action.BACKGROUND,
     "q": Action.QUIT,
     "\x1b": Action.QUIT,
 }

@@ -46,6 +46,7 @@ class OverlayInfo:
     frozen: bool = False
     camera_lost: bool = False
     pose_match: float | None = None  # pose distance to the portrait (lower is closer)
+    background: str = ""  # the background shown (B: next), when several are configured
 
 
 def _text_block(image: np.ndarray, lines: Sequence[str], origin: tuple[int, int], *,
@@ -82,6 +83,8 @@ def draw_overlay(image: np.ndarray, info: OverlayInfo, *, hotkeys: bool = True) 
              f"engine {info.engine}   tracking: {info.tracking}"]
     if info.portrait:
         lines.append(f"portrait {info.portrait}")
+    if info.background:
+        lines.append(f"background {info.background}")
     if info.pose_match is not None:
         lines.append(f"pose match {info.pose_match:.3f} (lower is closer)")
     states = [name for name, on in (("PASSTHROUGH", info.passthrough), ("FROZEN", info.frozen),

@@ -28,6 +28,16 @@ import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError
+from live.io.web import (
+    SECURITY_HEADERS,
+    ControlApi,
+    Gate,
+    Reply,
+    WebFront,
+    check_bind,
+    is_loopback_host,
+    new_token,
+)
 from live.packets import check_rgb
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,7 @@ __all__ = [
     "SinkUnavailable",
     "VirtualCameraSink",
     "display_available",
+    "lan_address",
     "preview_works",
     "vcam_setup_help",
 ]
@@ -241,13 +252,20 @@ class PreviewSink(Sink):
 # MJPEG over HTTP
 
 _BOUNDARY = "mimicamframe"
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mimicam live</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>html,body{margin:0;height:100%;background:#000;overflow:hidden}
-img{display:block;width:100vw;height:100vh;object-fit:contain}</style></head>
-<body><img src="/stream.mjpg" alt="mimicam live stream"></body></html>
-"""
+
+
+def lan_address() -> str | None:
+    """This machine's address on its default route (what a phone on the same network
+    reaches), or None. Sends nothing: connecting a UDP socket only picks the route."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never answered, nothing is sent
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    return None if address.startswith(("0.", "127.")) else address
 
 
 class _LatestJpeg:
@@ -306,6 +324,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
     latest: _LatestJpeg
+    web: WebFront
     clients: int
     clients_lock: threading.Lock
     client_timeout: float
@@ -333,12 +352,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.client_timeout)  # drops a stalled client
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s: " + format, self.address_string(), *args)
+        if log.isEnabledFor(logging.DEBUG):  # never the token
+            text = (format % args).replace(self.server.web.gate.token, "***")
+            log.debug("http %s: %s", self.address_string(), text)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            self._reply(HTTPStatus.OK, "text/html; charset=utf-8", _PAGE.encode())
+        path, _, query = self.path.partition("?")
+        web = self.server.web
+        refused = web.refuse("GET", path, query, self.headers)
+        if refused is not None:
+            self._answer(refused)
         elif path == "/frame.jpg":
             jpeg, _ = self.server.latest.jpeg()
             if jpeg is None:
@@ -349,14 +372,28 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/stream.mjpg":
             self._stream()
         else:
-            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
-                        b"not found; try / or /stream.mjpg or /frame.jpg\n")
+            self._answer(web.get(path, query))
 
-    def _reply(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
+    def do_POST(self) -> None:
+        path, _, query = self.path.partition("?")
+        web = self.server.web
+        reply = web.refuse("POST", path, query, self.headers)
+        self._answer(reply or web.post(path, self.headers, self.rfile.read))
+
+    def _answer(self, reply: Reply) -> None:
+        if reply.close:  # a request body left unread must not be taken for the next request
+            self.close_connection = True
+        self._reply(reply.status, reply.ctype, reply.body, reply.headers)
+
+    def _reply(self, status: HTTPStatus | int, ctype: str, body: bytes,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        for name, value in (*SECURITY_HEADERS, *headers):
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -364,6 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
         latest = self.server.latest
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+        for name, value in SECURITY_HEADERS:
+            if name != "Cache-Control":
+                self.send_header(name, value)
         self.send_header("Cache-Control", "no-store, no-cache, private")
         self.send_header("Pragma", "no-cache")
         self.send_header("Connection", "close")
@@ -402,21 +442,28 @@ class _Handler(BaseHTTPRequestHandler):
 class MjpegHttpSink(Sink):
     """An MJPEG stream over HTTP for OBS's browser/media source or any browser.
 
-    Serves ``/`` (a page showing the stream), ``/stream.mjpg`` (``multipart/x-mixed-replace``
-    JPEG frames) and ``/frame.jpg`` (the newest frame). Bound to 127.0.0.1 by default;
-    ``port=0`` picks a free port (see :attr:`address`). :meth:`send` only stores a reference
-    to the frame: JPEG encoding happens on the client threads, once per frame however many
-    clients there are, and not at all when nobody watches; a slow client only skips frames,
-    one that stops reading is dropped after ``client_timeout`` seconds. A port in use raises
-    :class:`~calibrate.errors.InputError`.
+    Serves ``/`` (the control page, :mod:`live.io.web`: the stream alone until
+    :meth:`set_control` gives it something to drive), ``/stream.mjpg``
+    (``multipart/x-mixed-replace`` JPEG frames) and ``/frame.jpg`` (the newest frame), each
+    only with the per-run ``token`` (default: a fresh one) and the Host/Origin checks of
+    :class:`~live.io.web.Gate`; :attr:`url` and :attr:`stream_url` carry the token. Bound to
+    127.0.0.1 by default; another address needs ``allow_remote=True`` (else
+    :class:`~calibrate.errors.InputError`) and logs a warning that plain HTTP is
+    unencrypted. ``port=0`` picks a free port (see :attr:`address`). :meth:`send` only
+    stores a reference to the frame: JPEG encoding happens on the client threads, once per
+    frame however many clients there are, and not at all when nobody watches; a slow client
+    only skips frames, one that stops reading is dropped after ``client_timeout`` seconds.
+    A port in use raises :class:`~calibrate.errors.InputError`.
     """
 
     name = "http"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, quality: int = 80,
-                 client_timeout: float = 5.0) -> None:
+                 client_timeout: float = 5.0, token: str | None = None,
+                 allow_remote: bool = False) -> None:
         if not 1 <= quality <= 100:
             raise ValueError(f"quality: expected 1..100, got {quality}")
+        check_bind(host, allow_remote)
         self._latest = _LatestJpeg(quality)
         try:
             self._server = _Server((host, int(port)), _Handler)
@@ -425,6 +472,9 @@ class MjpegHttpSink(Sink):
                              expected="a free port on a local address",
                              got=exc.strerror or str(exc)) from None
         self._server.latest = self._latest
+        self.remote = not is_loopback_host(host)
+        self._server.web = WebFront(Gate(token or new_token(), self.address[1],
+                                         remote=self.remote))
         self._server.client_timeout = float(client_timeout)
         self._server.clients = 0
         self._server.clients_lock = threading.Lock()
@@ -433,7 +483,15 @@ class MjpegHttpSink(Sink):
                                         kwargs={"poll_interval": 0.2}, name="mjpeg-http",
                                         daemon=True)
         self._thread.start()
-        log.info("MJPEG stream on %s (page at %s)", self.stream_url, self.url)
+        if self.remote:
+            log.warning("the page and stream are served to the network (--allow-remote) over "
+                        "plain HTTP: unencrypted, so anyone on this network can watch the video "
+                        "and the token go by; use it only on a network you trust")
+        log.info("MJPEG stream on %s", self.stream_url)
+        log.info("control page: %s", self.url)
+        lan = self.lan_url
+        if lan is not None:
+            log.info("on another device of this network: %s", lan)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -441,13 +499,46 @@ class MjpegHttpSink(Sink):
         return str(host), int(port)
 
     @property
+    def token(self) -> str:
+        """The per-run secret every request must carry."""
+        return self._server.web.gate.token
+
+    @property
     def url(self) -> str:
+        """The control page, with the token."""
         host, port = self.address
-        return f"http://{host}:{port}/"
+        if host in ("0.0.0.0", "::"):  # every interface: this machine's own loopback
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/?token={self.token}"
+
+    @property
+    def lan_url(self) -> str | None:
+        """The page's address for another device, when served to the network (a guess:
+        this machine's address on its default route)."""
+        if not self.remote:
+            return None
+        host, port = self.address
+        if host in ("0.0.0.0", "::"):
+            host = lan_address() or host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/?token={self.token}"
 
     @property
     def stream_url(self) -> str:
-        return self.url + "stream.mjpg"
+        """The MJPEG stream, with the token (for OBS's media or browser source)."""
+        return self.url.replace("/?token=", "/stream.mjpg?token=")
+
+    def set_control(self, control: ControlApi | None) -> None:
+        """Give the page something to drive (:class:`live.jobs.control.LiveControl`)."""
+        self._server.web.control = control
+
+    @property
+    def refused(self) -> int:
+        """Requests refused so far (no token, another site, unexpected Host)."""
+        return self._server.web.refused
 
     @property
     def clients(self) -> int:

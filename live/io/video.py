@@ -20,6 +20,11 @@ Everything streams, so memory does not grow with the length of a video:
   :class:`~calibrate.errors.MimicamError`.
 - :func:`check_output` refuses an output path before any work: an unsupported extension, a
   path that is one of the job's inputs, an existing file without ``overwrite``.
+- ``VideoWriter(..., alpha=True)`` takes RGBA frames and keeps their alpha channel
+  (:data:`ALPHA_OUTPUTS`: VP9 with alpha, yuva420p, in ``.webm``; ProRes 4444 with alpha in
+  ``.mov``), for video editors; :func:`read_rgba` decodes such a file back. FFmpeg's own VP9
+  decoder ignores the alpha plane (stored beside the picture, as WebM's BlockAdditional), so
+  VP9 is decoded with ``libvpx-vp9`` there.
 
 PyAV is imported lazily inside the functions that need it.
 """
@@ -459,16 +464,42 @@ class OutputFormat:
     faststart: bool = False
     """Move the index to the front (mp4, mov), so browsers can play while downloading."""
     description: str = ""
+    alpha: Literal["vp9", "prores"] | None = None
+    """The video codec with an alpha channel (``VideoWriter(alpha=True)``); None: the
+    container gets none here."""
 
 
 OUTPUT_FORMATS: dict[str, OutputFormat] = {f.suffix: f for f in (
     OutputFormat(".mp4", "mp4", "h264", "aac", ("aac",), True, "H.264 + AAC"),
-    OutputFormat(".mov", "mov", "h264", "aac", ("aac",), True, "H.264 + AAC"),
+    OutputFormat(".mov", "mov", "h264", "aac", ("aac",), True, "H.264 + AAC", "prores"),
     OutputFormat(".mkv", "matroska", "h264", "aac", ("aac",), False, "H.264 + AAC"),
-    OutputFormat(".webm", "webm", "vp9", "opus", ("opus", "vorbis"), False, "VP9 + Opus"),
+    OutputFormat(".webm", "webm", "vp9", "opus", ("opus", "vorbis"), False, "VP9 + Opus",
+                 "vp9"),
     OutputFormat(".gif", "gif", "gif", None, (), False, "animated GIF, no sound"),
 )}
 """The files :class:`VideoWriter` writes, by extension (lower case)."""
+
+ALPHA_OUTPUTS: dict[str, str] = {
+    ".webm": "VP9 with alpha (yuva420p) + Opus",
+    ".mov": "ProRes 4444 with alpha (yuva444p10le) + AAC",
+}
+"""The files written with an alpha channel (``VideoWriter(alpha=True)``), by extension."""
+_ALPHA_CODECS = {"vp9": ("libvpx-vp9", "yuva420p", {}),
+                 "prores": ("prores_ks", "yuva444p10le", {"profile": "4444",
+                                                          "vendor": "apl0"})}
+
+
+def check_alpha_output(path: PathLike) -> OutputFormat:
+    """The :class:`OutputFormat` of ``path`` when it can hold an alpha channel; any other
+    extension raises :class:`InputError` naming the ones that can."""
+    p = Path(path)
+    fmt = output_format(p)
+    if fmt.alpha is None:
+        raise InputError("this output format has no alpha channel (background transparent)",
+                         path=p, expected="a file name ending in " + " or ".join(
+                             f"{k} ({v})" for k, v in ALPHA_OUTPUTS.items()),
+                         got=f"'{p.suffix}'")
+    return fmt
 
 GIF_MAX_FPS = 50.0
 """Browsers slow down GIF frames shorter than 2/100 s; faster videos keep every 2nd frame."""
@@ -582,7 +613,10 @@ def _encoder(names: Sequence[str], what: str) -> str:
     raise BackendError(f"no {what} encoder in PyAV's FFmpeg build; tried {', '.join(names)}")
 
 
-def _video_encoder(fmt: OutputFormat) -> str:
+def _video_encoder(fmt: OutputFormat, alpha: bool = False) -> str:
+    if alpha and fmt.alpha is not None:
+        name = _ALPHA_CODECS[fmt.alpha][0]
+        return _encoder((name,), f"{fmt.alpha} with alpha")
     if fmt.video == "h264":
         return h264_encoder()
     if fmt.video == "vp9":
@@ -855,7 +889,9 @@ class _AudioMuxer:
                         self._done = True
                         return
                     if n < chunk.samples:
-                        data = chunk.to_ndarray()[:, :n]
+                        # packed samples (Opus's s16) are one row of interleaved channels
+                        width = n if chunk.format.is_planar else n * len(chunk.layout.channels)
+                        data = chunk.to_ndarray()[:, :width]
                         chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(data),
                                                            format=chunk.format.name,
                                                            layout=chunk.layout.name)
@@ -1006,7 +1042,9 @@ class VideoWriter:
     by one pixel (edge copy) for H.264 and VP9, whose yuv420p needs even dimensions. ``crf``
     is the quality (lower is better; None: 18 for H.264, 31 for VP9); ``preset`` is x264's.
     ``audio_from`` is a file whose first audio stream is muxed in (copied when it already has
-    the format's codec, else transcoded) and trimmed to the video's duration.
+    the format's codec, else transcoded) and trimmed to the video's duration. ``alpha=True``
+    takes RGBA frames and writes their alpha channel (:data:`ALPHA_OUTPUTS`: ``.webm`` VP9
+    yuva420p, ``.mov`` ProRes 4444; any other extension raises :class:`InputError`).
 
     The file is written to a hidden temporary name in the target folder
     (``.NAME.partial-PID-XXXXXXXX``; such files of killed runs are removed first) and renamed to
@@ -1023,10 +1061,12 @@ class VideoWriter:
 
     def __init__(self, path: PathLike, *, fps: float | Fraction, size: tuple[int, int],
                  audio_from: PathLike | None = None, crf: int | None = None,
-                 preset: str = "medium", overwrite: bool = True) -> None:
+                 preset: str = "medium", overwrite: bool = True, alpha: bool = False) -> None:
         self.path = Path(path)
         parent = _check_output_path(self.path)
-        self.format = output_format(self.path)
+        self.format = check_alpha_output(self.path) if alpha else output_format(self.path)
+        self.alpha = alpha
+        """Frames are RGBA and the file keeps their alpha channel."""
         rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
         if rate <= 0:
             raise ValueError(f"fps: expected > 0, got {fps!r}")
@@ -1064,7 +1104,7 @@ class VideoWriter:
                      "every %d. frame (%g fps)", self.path, GIF_MAX_FPS, self._gif_step,
                      float(rate) / self._gif_step)
         self._check_size()
-        encoder = _video_encoder(self.format)
+        encoder = _video_encoder(self.format, alpha)
         remove_stale_partials(parent)
         self._temp = _reserve_temp(self.path, parent)
         try:
@@ -1090,6 +1130,10 @@ class VideoWriter:
         rate = self.fps
         options = {"movflags": "+faststart"} if fmt.faststart else {}
         stream_options: dict[str, str] = {}
+        self._pix_fmt = "yuv420p"
+        if self.alpha and fmt.alpha is not None:
+            _, self._pix_fmt, extra = _ALPHA_CODECS[fmt.alpha]
+            stream_options = dict(extra)
         if encoder == "libx264":
             level = h264_level(*self.encoded_size, float(rate))
             stream_options = {"crf": str(18 if crf is None else crf), "preset": preset}
@@ -1105,9 +1149,9 @@ class VideoWriter:
             self._stream: Any = self._out.add_stream(encoder, rate=rate, options=stream_options)
             ctx: Any = self._stream.codec_context
             ctx.width, ctx.height = self.encoded_size
-            ctx.pix_fmt = "yuv420p"
+            ctx.pix_fmt = self._pix_fmt
             ctx.time_base = Fraction(1, 1) / rate
-            if encoder not in ("libx264", "libvpx-vp9"):
+            if encoder not in ("libx264", "libvpx-vp9", "prores_ks"):
                 w, h = self.encoded_size
                 ctx.bit_rate = max(1_000_000, int(w * h * float(rate) * 0.15))
             # Tag the colours the frames are converted with (BT.709, limited range).
@@ -1139,12 +1183,17 @@ class VideoWriter:
         return float(self.frames_written / self.fps)
 
     def write(self, image: np.ndarray) -> None:
-        """Encode one RGB uint8 frame of the writer's ``size``."""
+        """Encode one RGB uint8 frame of the writer's ``size`` (RGBA with ``alpha``)."""
         import av
 
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
-        check_rgb(image, "frame")
+        if self.alpha:
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 4:
+                raise ValueError(f"frame: expected an RGBA uint8 array of shape (H, W, 4), "
+                                 f"got dtype {image.dtype} shape {image.shape}")
+        else:
+            check_rgb(image, "frame")
         if (image.shape[1], image.shape[0]) != self.size:
             raise ValueError(f"frame: expected size {self.size[0]}x{self.size[1]}, "
                              f"got {image.shape[1]}x{image.shape[0]}")
@@ -1160,8 +1209,9 @@ class VideoWriter:
             pad_y = self.encoded_size[1] - self.size[1]
             pad_x = self.encoded_size[0] - self.size[0]
             image = np.pad(image, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709",
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
+                                           format="rgba" if self.alpha else "rgb24")
+        frame = frame.reformat(format=self._pix_fmt, dst_colorspace="ITU709",
                                dst_color_range="MPEG")
         frame.pts = self.frames_written
         try:
@@ -1244,6 +1294,38 @@ class VideoWriter:
             self.abort()
         else:
             self.close()
+
+
+def read_rgba(path: PathLike, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video as RGBA uint8 arrays, alpha included (opaque when the file has
+    none): what :class:`VideoWriter` wrote with ``alpha=True``, e.g. for a check. VP9 is
+    decoded with ``libvpx-vp9``, which reads WebM's alpha plane (FFmpeg's own VP9 decoder
+    drops it); everything else with FFmpeg's default decoder."""
+    import itertools
+
+    import av
+
+    p = Path(path)
+    container = _open_input(p)
+    try:
+        stream = container.streams.video[0]
+        decoder: Any = None
+        if stream.codec_context.name == "vp9" and "libvpx-vp9" in av.codecs_available:
+            decoder = av.CodecContext.create("libvpx-vp9", "r")
+
+        def frames() -> Iterator[Any]:
+            if decoder is None:
+                yield from container.decode(stream)
+                return
+            for packet in container.demux(stream):
+                yield from decoder.decode(packet)  # the flush packet (None data) included
+
+        for vframe in itertools.islice(frames(), max_frames):
+            yield np.ascontiguousarray(vframe.to_ndarray(format="rgba"))
+    except av.FFmpegError as exc:
+        raise InputError("cannot decode the video", path=p, got=_describe(exc)) from None
+    finally:
+        container.close()
 
 
 # ----------------------------------------------------------------------------------------------

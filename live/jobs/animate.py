@@ -22,7 +22,10 @@ Decoding, tracking and encoding each run on their own thread, joined by bounded 
   portrait's pose, found in a first pass over the driving landmarks only).
 - :class:`FacePaster` pastes each animated crop into the full-resolution source image through
   a feathered mask (the whole crop for one face; a disc of ``ratio`` crop sides around each
-  face with ``multi_face``), matching colours for fomm, so no seam or box edge shows.
+  face with ``multi_face``), matching colours for fomm, so no seam or box edge shows. With a
+  ``background`` (:mod:`live.background`) the source image's people are segmented once (one
+  matte for all of them), each face's matte follows its animated head, and the background
+  is blurred, replaced, or (``transparent``) written as the video's alpha channel.
 
 Frames stream through bounded queues: memory does not depend on the video's length. A
 driving frame without a face holds the previous pose (counted in the report); a video with no
@@ -40,16 +43,20 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError, WeightsError
+from live.background import Background, BackgroundLayer, build_layer, rgba
 from live.config import FRAMINGS, FramingMode
-from live.engines.base import EngineOptions, check_engine_options
+from live.engines.base import EngineOptions, check_engine_options, crop_matte
 from live.geometry import Framing
 from live.packets import FaceCrop, Tracked, check_rgb
+
+if TYPE_CHECKING:
+    from live.face.segmentation import PortraitLayers
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,10 @@ class AnimateConfig:
     """The video whose face drives the portrait; its frame rate and audio are kept."""
     output: Path
     """The video to write (.mp4, .mov, .mkv, .webm or .gif; temporary name until complete)."""
+    background: Background = field(default_factory=Background)
+    """What goes behind the portrait's people (:mod:`live.background`): ``keep``, ``blur``,
+    a colour, an image file, or ``transparent`` (an alpha channel: the output must end in
+    ``.webm``, VP9 with alpha, or ``.mov``, ProRes 4444)."""
     overwrite: bool = False
     """Replace an existing ``output`` (else it is kept and the job refused before any work)."""
     max_size: int = 1920
@@ -179,6 +190,11 @@ class AnimateConfig:
         if self.audio is not None and not self.keep_audio:
             raise InputError("conflicting audio options", expected="--audio FILE or --no-audio",
                              got="both")
+        object.__setattr__(self, "background", Background.parse(self.background))
+        if self.background.transparent:
+            from live.io.video import check_alpha_output
+
+            check_alpha_output(self.output)
 
 
 @dataclass(frozen=True)
@@ -439,11 +455,16 @@ class FaceAnimator:
 
     Each face is prepared once (:meth:`Engine.prepare`); per frame the engine switches to each
     prepared face and animates it. Faces the engine cannot use (no face mesh in the crop) are
-    dropped with a warning, unless none is left (:class:`NoFaceError`).
+    dropped with a warning, unless none is left (:class:`NoFaceError`). With ``mattes`` the
+    person matte of each animated crop is kept in :attr:`last_mattes` (the engine's, see
+    :func:`live.engines.base.crop_matte`; None where it has none).
     """
 
-    def __init__(self, engine: Any, faces: Sequence[PortraitFace]) -> None:
+    def __init__(self, engine: Any, faces: Sequence[PortraitFace], *,
+                 mattes: bool = False) -> None:
         self.engine = engine
+        self.mattes = mattes
+        self.last_mattes: list[np.ndarray | None] = []
         self.faces: list[PortraitFace] = []
         self._handles: list[Any] = []
         for i, face in enumerate(faces):
@@ -475,9 +496,13 @@ class FaceAnimator:
     def process(self, driving: FaceCrop | None, t: float) -> list[np.ndarray]:
         """The animated crop of every face for this driving face (None: hold the pose)."""
         out = []
+        mattes: list[np.ndarray | None] = []
         for i in range(len(self._handles)):
             self._select(i)
             out.append(self.engine.process(driving, t))
+            if self.mattes:
+                mattes.append(crop_matte(self.engine))
+        self.last_mattes = mattes
         return out
 
 
@@ -488,12 +513,21 @@ class FacePaster:
     the picture once, off the per-frame path); further faces through
     :func:`~live.compose.paste_back` onto the same canvas. With ``framing`` (a
     :class:`~live.geometry.Framing` of the source image) the output is the framed picture.
+
+    With a ``background`` other than ``keep`` and the source image's ``layers`` (its person
+    matte and plate, :func:`live.face.segmentation.prepare_layers`; one matte for all its
+    people), every face's animated matte (:meth:`process`'s ``mattes``) is pasted into that
+    matte where its crop goes, and the background is put behind it (only in the regions the
+    crops changed; the rest is built once); ``transparent`` returns RGBA frames with the
+    matte as alpha (fully opaque when ``layers`` is None: nobody was found).
     """
 
     def __init__(self, source: np.ndarray, faces: Sequence[PortraitFace], *,
-                 color_transfer: bool = True, framing: Framing | None = None) -> None:
+                 color_transfer: bool = True, framing: Framing | None = None,
+                 background: Background | None = None, layers: PortraitLayers | None = None,
+                 background_image: np.ndarray | None = None) -> None:
         from live.compose import Compositor
-        from live.geometry import compose_affine
+        from live.geometry import compose_affine, covered_region
 
         self.source = check_rgb(source, "source image")
         self.faces = list(faces)
@@ -503,19 +537,35 @@ class FacePaster:
         first = self.faces[0]
         h, w = source.shape[:2]
         size = framing.output_size if framing is not None else (w, h)
+        self.background = background if background is not None else Background()
+        matte = layers.matte if layers is not None and self.background.needs_matte else None
         self._first = Compositor(source, first.crop.crop_to_frame, first.crop.size, size,
                                  mask=first.mask, color_transfer=color_transfer,
-                                 framing=framing)
+                                 framing=framing, matte=matte)
         # the further faces' crops -> output pixels
         self._placed = [f.crop.crop_to_frame if framing is None
                         else compose_affine(framing.affine, f.crop.crop_to_frame)
                         for f in self.faces]
         self._out = np.empty((size[1], size[0], 3), np.uint8)
+        self.alpha = self.background.transparent
+        """:meth:`process` returns RGBA frames (``transparent``)."""
+        self.layer: BackgroundLayer | None = None
+        if matte is not None and layers is not None:
+            self.layer = build_layer(self.background, self._first, plate=layers.plate,
+                                     image=background_image)
+        self._matte = np.empty((size[1], size[0]), np.uint8)
+        self._opaque = np.full((size[1], size[0]), 255, np.uint8) if self.alpha else None
+        # the output regions the further faces change (the first one's: the compositor's)
+        self._regions = [covered_region(p, f.crop.size, f.crop.size, *size)
+                         for f, p in zip(self.faces[1:], self._placed[1:], strict=True)]
 
-    def process(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """The source image with every face replaced by its animated crop. The returned
-        array is reused by the next call (copy it to keep it)."""
-        from live.compose import paste_back
+    def process(self, crops: Sequence[np.ndarray],
+                mattes: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        """The source image with every face replaced by its animated crop (and the
+        background, given the crops' person ``mattes``: uint8, None where an engine has
+        none, which keeps the still matte there). RGB, or RGBA with :attr:`alpha`. The
+        returned array may be reused by the next call (copy it to keep it)."""
+        from live.compose import paste_back, paste_matte
 
         if len(crops) != len(self.faces):
             raise ValueError(f"expected {len(self.faces)} crops, got {len(crops)}")
@@ -523,7 +573,21 @@ class FacePaster:
         for face, placed, crop in zip(self.faces[1:], self._placed[1:], crops[1:], strict=True):
             paste_back(out, crop, placed, feather=0.0, mask=face.mask,
                        color_transfer=self.color_transfer, out=out)
-        return out
+        if self._first.still_matte is None:  # keep, or nobody found: the picture as it is
+            return rgba(out, self._opaque) if self._opaque is not None else out
+        mattes = list(mattes) if mattes is not None else [None] * len(crops)
+        if len(mattes) != len(crops):
+            raise ValueError(f"expected {len(crops)} mattes, got {len(mattes)}")
+        matte = self._first.compose_matte(mattes[0], out=self._matte)
+        for face, placed, face_matte in zip(self.faces[1:], self._placed[1:], mattes[1:],
+                                            strict=True):
+            if face_matte is not None:
+                paste_matte(matte, face_matte, placed, mask=face.mask)
+        if self.alpha:
+            return rgba(out, matte)
+        if self.layer is None:
+            return out
+        return self.layer.apply(out, matte, [self._first.region, *self._regions])
 
 
 def output_framing(source: np.ndarray, landmarks: Sequence[np.ndarray], mode: FramingMode, *,
@@ -710,6 +774,8 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
         raise InputError("the driving video has no frames", path=config.driving_video,
                          expected="at least one frame", got="0 frames")
     source = load_image(config.source_image, max_size=config.max_size or None)
+    background = config.background
+    background_image = load_image(background.image) if background.image is not None else None
     spec = resolve_engine(config)
     fps = info.fps_fraction
     audio = _audio_source(config, info.has_audio)
@@ -748,14 +814,23 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
         crop_size = int(engine.size)
         # fomm reads the driving crop's pixels; mesh only its landmarks (frame coordinates)
         driving_size = crop_size if spec.name == "fomm" else min(crop_size, 256)
+        layers = None
+        if background.needs_matte:  # one matte for all the picture's people, once
+            from live.face.segmentation import prepare_layers
+
+            layers = prepare_layers(source)
+            if layers is None:
+                log.warning("%s: the segmentation found no person in it; it keeps its own "
+                            "background%s", config.source_image,
+                            " (the alpha channel is opaque)" if background.transparent else "")
         animator = FaceAnimator(engine, [portrait_face(source, lm, crop_size, layout)
-                                         for lm in landmarks])
+                                         for lm in landmarks], mattes=layers is not None)
         log.info("animating %d face(s) of %s", len(animator.faces), config.source_image)
         # The writer checks the output path and the audio file before any long work, and
         # deletes its temporary file if anything below fails.
         writer = stack.enter_context(VideoWriter(config.output, fps=fps, size=size,
                                                  audio_from=audio, overwrite=config.overwrite,
-                                                 **writer_opts))
+                                                 alpha=background.transparent, **writer_opts))
         audio = writer.audio_from  # None for a GIF (no sound)
         best_index: int | None = None
         if config.best_frame:
@@ -769,7 +844,9 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                          "the portrait as it is", first)
         color = config.color_transfer if config.color_transfer is not None \
             else spec.name == "fomm"
-        paster = FacePaster(source, animator.faces, color_transfer=color, framing=framing)
+        paster = FacePaster(source, animator.faces, color_transfer=color, framing=framing,
+                            background=background, layers=layers,
+                            background_image=background_image)
         reader = stack.enter_context(VideoReader(config.driving_video))
         tracker = stack.enter_context(_driving_tracker(config, driving_size))
         timer = _Timer("track", "animate", "paste", "encode")
@@ -794,7 +871,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             t1 = time.perf_counter()
             crops = animator.process(face, tracked.frame.time(info.fps))
             t2 = timer.add("animate", t1)
-            picture = paster.process(crops)
+            picture = paster.process(crops, animator.last_mattes)
             timer.add("paste", t2)
             encoder.write(picture)  # waits while the encoder is behind
             frames += 1

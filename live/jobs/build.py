@@ -67,6 +67,15 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
                if cfg.portrait.is_dir() else {})
     # unreadable and faceless files are skipped (one warning each); none left is an error
     paths = usable_portraits(paths, folder=cfg.portrait if cfg.portrait.is_dir() else None)
+    if cfg.driver is None:  # a camera that is not there: name the ones that are
+        from live.io.cameras import require_camera
+
+        require_camera(cfg.camera)
+    if cfg.http is not None:  # the network only with --allow-remote, before any work
+        from live.config import parse_host_port
+        from live.io.web import check_bind
+
+        check_bind(parse_host_port(cfg.http)[0], cfg.allow_remote)
     with ExitStack() as stack:
         # weights: a checkpoint file, or a model directory written by 'mimicam export'
         engine = create_engine(cfg.engine, cfg.engine_options, weights=cfg.weights)
@@ -74,7 +83,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
         library = PortraitLibrary(paths, engine, output_size=cfg.output_size,
                                   crop_scale=cfg.crop_scale, feather=cfg.feather,
                                   color_transfer=cfg.color_transfer, framing=cfg.framing,
-                                  face=cfg.face, options=options)
+                                  face=cfg.face, options=options,
+                                  backgrounds=cfg.backgrounds)
         stack.callback(library.close)
         start = _first_portrait_with_face(library)
         source: Any
@@ -100,7 +110,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
             from live.config import parse_host_port
 
             host, port = parse_host_port(cfg.http)
-            sinks.append(MjpegHttpSink(host, port, quality=cfg.jpeg_quality))
+            sinks.append(MjpegHttpSink(host, port, quality=cfg.jpeg_quality,
+                                       allow_remote=cfg.allow_remote))
             stack.callback(sinks[-1].close)
         if cfg.record is not None:
             sinks.append(RecorderSink(cfg.record, fps=cfg.fps, size=cfg.output_size,
@@ -118,5 +129,10 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
         pipeline = LivePipeline(cfg, source=source, tracker=tracker, engine=engine,
                                 library=library, sinks=sinks, preview=preview,
                                 start_index=start)
+        for sink in sinks:  # the page drives this pipeline (live/jobs/control.py)
+            if isinstance(sink, MjpegHttpSink):
+                from live.jobs.control import LiveControl
+
+                sink.set_control(LiveControl.for_portrait(pipeline, cfg.portrait))
         stack.pop_all()
     return pipeline

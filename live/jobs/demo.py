@@ -9,7 +9,9 @@ with its audio track.
 
 The pipeline is the product's own: portrait face crop -> engine (``mesh`` by default) ->
 :class:`~live.io.video.VideoWriter` (H.264 yuv420p, written to a temporary name and renamed when
-complete), with a progress bar and, when a display is available, a preview window.
+complete), with a progress bar and, when a display is available, a preview window. A
+``background`` (:mod:`live.background`; not ``transparent``) is put behind the crop's person,
+whose matte follows the head (the engine's ``last_matte``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from calibrate.errors import InputError, NoFaceError
-from live.engines.base import EngineOptions
+from live.background import Background, blend, make_backdrop, require_opaque
+from live.engines.base import EngineOptions, crop_matte
 from live.packets import FaceCrop
 
 if TYPE_CHECKING:
@@ -173,6 +176,7 @@ def run_demo(
     engine: str = "mesh",
     options: EngineOptions | None = None,
     overwrite: bool = False,
+    background: Background | None = None,
 ) -> DemoResult:
     """Animate ``portrait`` (default: the built-in photo) and write ``output``.
 
@@ -189,6 +193,7 @@ def run_demo(
     ``output``'s extension picks the format (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.gif``);
     an existing ``output`` is kept (:class:`InputError`, before any work) unless
     ``overwrite``, and an output that is the portrait or the driving video is refused.
+    ``background`` (default ``keep``) goes behind the portrait's person.
     """
     from live.engines import create_engine
     from live.io.video import VideoWriter, check_output, probe_video
@@ -200,6 +205,8 @@ def run_demo(
     if seconds is not None and not seconds > 0:
         raise InputError("--seconds must be positive", expected="a duration > 0",
                          got=f"{seconds}")
+    background = background if background is not None else Background()
+    require_opaque([background], "mimicam demo")
     out_path = Path(output)
     driving_path = Path(driving) if driving is not None else None
     check_output(out_path, overwrite=overwrite,
@@ -234,6 +241,7 @@ def run_demo(
         engine_options = options or EngineOptions()
         if engine_options.of(engine).size is None:  # the engine's crop: the output size
             engine_options = engine_options.apply(crop_size=size)
+        painter = _painter(background, crop.image, writer.size)
         animator = create_engine(engine, engine_options)
         try:
             animator.set_portrait(animator.prepare(crop.image))
@@ -241,11 +249,11 @@ def run_demo(
                 motion = ScriptedMotion(crop.image, crop.landmarks, fps=SCRIPTED_FPS,
                                         seconds=seconds)
                 frames, lost = _render(_scripted(motion, animator), len(motion), animator,
-                                       writer, show, _disable(show_progress))
+                                       writer, show, _disable(show_progress), painter)
             else:
                 assert info is not None
                 frames, lost = _drive_from_video(driving_path, info, animator, writer, show,
-                                                 limit, _disable(show_progress))
+                                                 limit, _disable(show_progress), painter)
                 if frames and lost == frames:
                     raise NoFaceError("no face found in any frame of the driving video",
                                       path=driving_path,
@@ -271,10 +279,42 @@ def _disable(show_progress: bool | None) -> bool | None:
     return None if show_progress is None else not show_progress
 
 
+Painter = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+"""(output frame, the engine's matte of its crop or None) -> the frame with the background."""
+
+
+def _painter(background: Background, crop: np.ndarray, size: tuple[int, int]
+             ) -> Painter | None:
+    """What puts ``background`` behind the person of the portrait ``crop`` in the ``size``
+    output (the crop resized): the crop is segmented once; None for ``keep`` and when nobody
+    is found (one warning)."""
+    if not background.needs_matte:
+        return None
+    from live.face.portraits import load_image
+    from live.face.segmentation import prepare_layers
+
+    image = load_image(background.image) if background.image is not None else None
+    layers = prepare_layers(crop)
+    if layers is None:
+        log.warning("the segmentation found no person in the portrait; it keeps its own "
+                    "background")
+        return None
+    still = _resized_matte(layers.matte_u8, size)
+    backdrop = make_backdrop(background, size, plate=_resized(layers.plate, size),
+                             image=image)
+
+    def paint(frame: np.ndarray, matte: np.ndarray | None) -> np.ndarray:
+        return blend(frame, backdrop, still if matte is None else _resized_matte(matte, size))
+
+    return paint
+
+
 def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, animator: Any,
-            writer: Any, show: PreviewSink | None, disable: bool | None) -> tuple[int, int]:
+            writer: Any, show: PreviewSink | None, disable: bool | None,
+            painter: Painter | None = None) -> tuple[int, int]:
     """Animate, write and show a frame for every ``(driving face or None, time)``, with a
-    progress bar; returns (frames, frames without a face)."""
+    progress bar (and the background of ``painter``); returns (frames, frames without a
+    face)."""
     from live.io.video import progress
 
     frames = lost = 0
@@ -284,6 +324,8 @@ def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, a
             if face is None:
                 lost += 1
             out = _resized(animator.process(face, t), writer.size)
+            if painter is not None:
+                out = painter(out, crop_matte(animator))
             writer.write(out)
             show = _show(show, out)
             frames += 1
@@ -291,6 +333,16 @@ def _render(faces: Iterable[tuple[FaceCrop | None, float]], total: int | None, a
     finally:
         bar.close()
     return frames, lost
+
+
+def _resized_matte(matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 matte at ``size`` (w, h), like :func:`_resized` does the picture."""
+    if (matte.shape[1], matte.shape[0]) == tuple(size):
+        return matte
+    import cv2
+
+    interp = cv2.INTER_AREA if matte.shape[1] > size[0] else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(matte, tuple(size), interpolation=interp))
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -312,8 +364,8 @@ def _scripted(motion: Iterable[FaceCrop], animator: Any) -> Iterator[tuple[FaceC
 
 
 def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any,
-                      show: PreviewSink | None, limit: int | None, disable: bool | None
-                      ) -> tuple[int, int]:
+                      show: PreviewSink | None, limit: int | None, disable: bool | None,
+                      painter: Painter | None = None) -> tuple[int, int]:
     """Track the face in the frames of ``path`` (the first ``limit`` of them, or all) and
     animate with it; returns (frames, frames without a face)."""
     from live.face.tracking import FaceTracker
@@ -323,4 +375,4 @@ def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any,
     with VideoReader(path) as reader, FaceTracker(crop_size=DRIVING_CROP_SIZE) as tracker:
         faces = ((tracker.process(frame).face, frame.time(info.fps))
                  for frame in itertools.islice(reader, limit))
-        return _render(faces, total, animator, writer, show, disable)
+        return _render(faces, total, animator, writer, show, disable, painter)

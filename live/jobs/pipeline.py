@@ -13,6 +13,11 @@ Robustness: no face -> the engine holds, then eases back to the neutral portrait
 lost -> the last output is re-sent at the output rate with a "camera lost" badge while the
 source retries; an engine or sink error on one frame is logged and that frame skipped.
 
+Backgrounds (``--background``, :mod:`live.background`): the current one's layer is applied
+after compositing, with the engine's matte of the animated crop pasted into the portrait's
+(the matte follows the head); the B key switches to the next one once its layer is built on
+the portrait library's thread, so the loop never waits for it. Every sink gets the same frame.
+
 Calibration: the neutral driving pose is the first moment the face holds still
 (:class:`calibrate.neutral.NeutralPoseDetector`), again after the recalibrate key; with
 ``auto_match`` the frame that best matches the portrait's pose within ``match_window``
@@ -34,8 +39,9 @@ import numpy as np
 
 from calibrate.errors import MimicamError
 from calibrate.neutral import NeutralPoseDetector, pose_distance
+from live.background import Background, BackgroundLayer, background_cycle
 from live.config import LiveConfig
-from live.engines.base import Engine
+from live.engines.base import Engine, crop_matte
 from live.face.portraits import PortraitLibrary, PreparedPortrait
 from live.geometry import letterbox, transform_points
 from live.io.capture import FrameSlot, FrameSource
@@ -205,7 +211,13 @@ class LivePipeline:
         self._neutral: FaceCrop | None = None
         self._detector = NeutralPoseDetector()
         self._calib = _Calibration()
+        self._backgrounds = background_cycle(library.backgrounds)  # build_pipeline: config's
+        self._background_index = 0
+        self._background_pending: tuple[int, PreparedPortrait,
+                                        Future[BackgroundLayer | None]] | None = None
+        library.background = self.background
         self.current: PreparedPortrait = library.prepare(start_index)
+        self._layer: BackgroundLayer | None = self.current.backgrounds.get(self.background)
         engine.set_portrait(self.current.handle)
 
     # -- control (any thread) --------------------------------------------------------------------
@@ -224,6 +236,21 @@ class LivePipeline:
     @property
     def portrait_index(self) -> int:
         return self.current.index
+
+    @property
+    def background(self) -> Background:
+        """The background shown now."""
+        return self._backgrounds[self._background_index]
+
+    @property
+    def backgrounds(self) -> tuple[Background, ...]:
+        """What the B key cycles through: the configured backgrounds, then ``keep``."""
+        return self._backgrounds
+
+    @property
+    def dropped_input(self) -> int:
+        """Frames dropped at the input so far (capture and tracking hand-overs)."""
+        return int(self.source.dropped) + self._tracking.dropped
 
     # -- commands ----------------------------------------------------------------------------------
     def _apply_commands(self) -> None:
@@ -251,6 +278,8 @@ class LivePipeline:
             log.info("freeze %s", "on" if self.frozen else "off")
         elif a is Action.RECALIBRATE:
             self.recalibrate()
+        elif a is Action.BACKGROUND:
+            self.next_background()
         elif a is Action.PORTRAIT and cmd.index is not None:
             if cmd.index < n:
                 self.request_portrait(cmd.index)
@@ -268,6 +297,7 @@ class LivePipeline:
         self._detector.reset()
         self._calib = _Calibration()
         self.engine.recalibrate()
+        self.stats.count("recalibrations")
         log.info("recalibrating: hold still with a neutral face")
 
     def request_portrait(self, index: int) -> None:
@@ -292,11 +322,63 @@ class LivePipeline:
             return
         self._switch_to(prepared)
 
+    # -- backgrounds --------------------------------------------------------------------------
+    def next_background(self) -> None:
+        """Switch to the next background of :attr:`backgrounds` as soon as its layer is built
+        (off the loop thread; the current one stays until then)."""
+        n = len(self._backgrounds)
+        if n < 2:
+            log.info("no background to switch to (give one with --background)")
+            return
+        pending = self._background_pending
+        base = pending[0] if pending is not None else self._background_index
+        self._request_background((base + 1) % n)
+
+    def _request_background(self, index: int) -> None:
+        background = self._backgrounds[index]
+        self.library.background = background  # portraits prepared from now on build it
+        prepared = self.current
+        if background in prepared.backgrounds:
+            self._background_pending = None
+            self._set_background(index, prepared.backgrounds[background])
+            return
+        self._background_pending = (index, prepared,
+                                    self.library.layer_async(prepared, background))
+
+    def _maybe_switch_background(self) -> None:
+        pending = self._background_pending
+        if pending is None or not pending[2].done():
+            return
+        index, prepared, fut = pending
+        self._background_pending = None
+        try:
+            layer = fut.result()
+        except Exception as exc:
+            log.warning("cannot switch to background %s: %s", self._backgrounds[index], exc)
+            return
+        if prepared is not self.current:  # the portrait changed meanwhile
+            self._request_background(index)
+            return
+        self._set_background(index, layer)
+
+    def _set_background(self, index: int, layer: BackgroundLayer | None) -> None:
+        changed = index != self._background_index
+        self._background_index = index
+        self._layer = layer
+        if changed:
+            self.stats.count("background_switches")
+            log.info("background: %s", self.background)
+
     def _switch_to(self, prepared: PreparedPortrait) -> None:
         old = self.current.index
         self.engine.set_portrait(prepared.handle)
         self.current = prepared
         self._frozen_frame = None
+        pending = self._background_pending
+        target = pending[0] if pending is not None else self._background_index
+        self._background_pending = None
+        self._layer = prepared.backgrounds.get(self.background)  # None: plain until built
+        self._request_background(target)
         remembered = self._neutral_by_portrait.get(prepared.index)
         if remembered is not None:
             self.engine.calibrate(remembered)
@@ -372,8 +454,14 @@ class LivePipeline:
                 log.error("engine failed on frame %d (skipped): %s", frame.index, exc,
                           exc_info=log.isEnabledFor(logging.DEBUG))
                 return
+            compositor = self.current.compositor
             with stats.stage("compose"):
-                out = self.current.compositor.compose(crop)
+                out = compositor.compose(crop)
+            layer = self._layer
+            if layer is not None:
+                with stats.stage("background"):
+                    matte = compositor.compose_matte(crop_matte(self.engine))
+                    out = layer.apply(out, matte, (compositor.region,))
         if self.frozen and self._frozen_frame is None:
             self._frozen_frame = out
         self._send(out, frame.t_capture)
@@ -428,6 +516,7 @@ class LivePipeline:
                              f"{self.current.portrait.name}",
                     passthrough=self.passthrough, frozen=self.frozen,
                     camera_lost=self.source.lost,
+                    background=str(self.background) if len(self._backgrounds) > 1 else "",
                     pose_match=self._pose_distance(lm) if lm is not None else None)
                 shown = draw_overlay(out, info)
                 if frame is not None and not self.passthrough:
@@ -456,7 +545,8 @@ class LivePipeline:
             return
         last = self._last_output
         if last is None:
-            last = self.current.compositor.background
+            last = self._layer.still if self._layer is not None \
+                else self.current.compositor.background
         badged = draw_badge(last, CAMERA_LOST_BADGE)
         self._send(badged, None)
         self._last_output = last  # keep the clean frame for the next badge
@@ -483,6 +573,7 @@ class LivePipeline:
                 break
             self._apply_commands()
             self._maybe_switch()
+            self._maybe_switch_background()
             if self._stop.is_set():
                 break
             wait = period if t_end is None else max(0.0, min(period, t_end - now))
@@ -523,6 +614,7 @@ class LivePipeline:
                     "fps": self.config.fps},
             source_fps=round(float(self.source.fps), 3),
             portraits=len(self.library),
+            backgrounds=[str(b) for b in self._backgrounds],
             sinks=[s.name for s in self.sinks],
         )
 

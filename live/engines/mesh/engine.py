@@ -108,7 +108,9 @@ class MeshEngine:
     ``MeshEngine(options=None, **overrides)``: ``options`` is a :class:`MeshOptions` (the
     ``[engine.mesh]`` table), keyword overrides are its fields, e.g.
     ``MeshEngine(size=256, smoothing=False)``. ``options`` (also ``config``) holds the options
-    in use; ``last_timings`` the stage times (ms) of the last :meth:`process` call.
+    in use; ``last_timings`` the stage times (ms) of the last :meth:`process` call;
+    ``last_matte`` the person matte of its output crop (uint8, 255 = person: the portrait's
+    matte warped with the head, at no extra cost; None without a head layer).
     """
 
     name = "mesh"
@@ -123,6 +125,7 @@ class MeshEngine:
         self._closed = False
         self._driver: tuple[np.ndarray, np.ndarray] | None = None  # crop image, crop landmarks
         self.last_timings: dict[str, float] = {}
+        self.last_matte: np.ndarray | None = None
         self._hold: PoseHold[np.ndarray] = PoseHold.from_options(
             self.options, converged=_CONVERGED_IOD, approach=exp_approach,
             distance=max_abs_distance)
@@ -297,6 +300,7 @@ class MeshEngine:
             else self._on_lost(t)
         if shown is None or self._neutral is None:
             self.last_timings = timings
+            self.last_matte = portrait.layers.matte_u8 if portrait.layers is not None else None
             return portrait.image.copy()
         out = self.render(portrait, self._neutral, shown, timings,
                           driver=self._driver if pts is not None else None)
@@ -335,9 +339,11 @@ class MeshEngine:
         source = self._warp.source_map(index, triangle_affines(dst, layout.src, tris))
         t3 = clock()
         out = self._warp.remap(portrait.image, source)
+        self.last_matte = None
         if portrait.layers is not None:
             layers = portrait.layers
-            composite_head(out, self._warp.remap(portrait.matte, source), layers.plate,
+            self.last_matte = self._warp.remap(portrait.matte, source)
+            composite_head(out, self.last_matte, layers.plate,
                            self._warp.remap(layers.plate, source))
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))

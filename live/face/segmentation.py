@@ -174,13 +174,3 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True) -> PortraitLayers 
     if refine:
         matte = refine_matte(image, matte)
     return PortraitLayers(matte=matte, plate=background_plate(image, matte))
-
-
-def close_models() -> None:
-    """Release the cached segmentation graphs (harmless when none was made)."""
-    with _lock:
-        for model in _models.values():
-            close = getattr(model, "close", None)
-            if close is not None:
-                close()
-        _models.clear()

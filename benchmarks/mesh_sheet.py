@@ -102,6 +102,8 @@ def render(out: Path) -> None:
 
 
 def compose(before: Path, after: Path, png: Path) -> None:
+    from live.bench.common import write_png
+
     b, a = np.load(before), np.load(after)
     rows = []
     for name in PORTRAITS:
@@ -111,13 +113,12 @@ def compose(before: Path, after: Path, png: Path) -> None:
             row += [b[f"driver|{clip}"], _cell(b[f"{name}|{clip}"], box),
                     _cell(a[f"{name}|{clip}"], box)]
         rows.append(np.hstack(row))
-    sheet = (np.vstack(rows) & 0xFC).astype(np.uint8)  # 6 bits a channel: a small PNG
+    sheet = np.vstack(rows)
     for j, label in enumerate(["driver", "before", "after"] * len(PAIRS)):
         cv2.putText(sheet, label, (j * CELL + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(png), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    print(f"{png}: {png.stat().st_size // 1024} kB", file=sys.stderr)
+    size = write_png(png, sheet)  # < 300 kB: drops low bits if needed
+    print(f"{png}: {size // 1024} kB", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,3 +90,31 @@ def job_main(argv: Sequence[str] | None, *, prog: str, doc: str | None,
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run(args)
+
+
+SHEET_MAX_BYTES = 300_000
+"""Committed pictures stay under this size."""
+
+
+def write_png(path: Path, rgb: np.ndarray, *, max_bytes: int | None = SHEET_MAX_BYTES) -> int:
+    """Write an RGB image (a contact sheet) as a PNG (maximum compression); returns its size
+    in bytes.
+
+    When the file would exceed ``max_bytes``, the lowest bits of each channel are dropped (1,
+    then 2, then 3: 128, 64, 32 levels, hardly visible) until it fits, or 3 bits are dropped.
+    """
+    import cv2
+
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    data = b""
+    for drop in range(4):
+        ok, buf = cv2.imencode(".png", bgr & np.uint8((0xFF << drop) & 0xFF),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if not ok:
+            raise InputError("cannot encode the picture as PNG", path=path)
+        data = buf.tobytes()
+        if max_bytes is None or len(data) <= max_bytes:
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return len(data)

@@ -60,7 +60,7 @@ import numpy as np
 
 from calibrate.errors import InputError, MimicamError, WeightsError
 from live.bench import common as bench_common
-from live.bench.common import FIXTURES
+from live.bench.common import FIXTURES, SHEET_MAX_BYTES, write_png
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ IDENTITY_EVERY = 10
 IDENTITY_MAX_FRAMES = 60
 SHEET_FRAMES = 6
 SHEET_CELL = 128
-SHEET_MAX_BYTES = 300_000
 HEAT_FULL_SCALE = 0.25
 """Absolute difference (mean over RGB, in [0, 1]) shown at the top of the heat map's colours."""
 REGION_SCALE = 2.0
@@ -291,29 +290,6 @@ def contact_sheet(samples: Sequence[tuple[int, np.ndarray, np.ndarray]], *,
             cells.append(small)
         columns.append(np.vstack(cells))
     return np.ascontiguousarray(np.hstack(columns))
-
-
-def write_png(path: Path, rgb: np.ndarray, *, max_bytes: int | None = SHEET_MAX_BYTES) -> int:
-    """Write an RGB image as a PNG (maximum compression); returns its size in bytes.
-
-    When the file would exceed ``max_bytes``, the lowest bits of each channel are dropped (1,
-    then 2, then 3: 128, 64, 32 levels, hardly visible) until it fits, or 3 bits are dropped.
-    """
-    import cv2
-
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    data = b""
-    for drop in range(4):
-        ok, buf = cv2.imencode(".png", bgr & np.uint8((0xFF << drop) & 0xFF),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if not ok:
-            raise InputError("cannot encode the contact sheet as PNG", path=path)
-        data = buf.tobytes()
-        if max_bytes is None or len(data) <= max_bytes:
-            break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return len(data)
 
 
 def sheet_indices(frames: int, count: int = SHEET_FRAMES) -> list[int]:

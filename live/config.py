@@ -308,6 +308,14 @@ class LiveConfig:
     global_hotkeys: bool = False
     """Also listen to hotkeys system-wide (needs pynput; off by default because digits typed
     in other applications would switch portraits)."""
+    remote: str | None = None
+    """Animate on a ``mimicam serve`` server (``grpc://HOST:8001`` or ``http://HOST:8000``)
+    instead of in this process; capture, tracking and compositing stay here."""
+    remote_token: str | None = None
+    """The server's ``--token`` (also ``MIMICAM_TOKEN``)."""
+    fallback: str | None = None
+    """With ``remote``: the engine that animates locally while the server is unreachable
+    (``mesh``; None: hold the last pose)."""
 
     def __post_init__(self) -> None:
         checks = [

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from live.background import BACKGROUND_HELP
-from live.cli.engine_flags import add_engine_flags, engine_options_from_args
+from live.cli.engine_flags import (
+    add_engine_flags,
+    add_remote_flags,
+    engine_options_from_args,
+    remote_flag_values,
+)
 from live.config import FRAMINGS
 
 log = logging.getLogger(__name__)
@@ -111,6 +116,7 @@ def register(subparsers: Any) -> None:
                      "crop_scale, crf, ...) and the engines' options in [engine.mesh] / "
                      "[engine.fomm]; flags override it")
     add_engine_flags(parser)
+    add_remote_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -173,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         framing=args.framing,
         ratio=args.ratio,
         background=args.background,
+        **remote_flag_values(args),
     )
     return override(config, engine_options=engine_options_from_args(args,
                                                                      config.engine_options))

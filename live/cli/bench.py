@@ -11,6 +11,8 @@ Jobs (``--job``) and engines (``--engine``) map to runner functions in :data:`JO
   (``live.bench.live``, ``live.bench.animate``); ``--engine`` picks one engine for them.
   Those modules share the option, fixture-check and table helpers of
   :mod:`live.bench.common`.
+- ``--job serve``: the mesh engine behind ``mimicam serve`` for ``--clients`` concurrent
+  remote clients vs in-process (``live.bench.serve``; needs the ``serve`` extra).
 - ``--job reconstruct`` / ``--job identity``: the FOMM paper's self-reconstruction benchmark
   and the cross-identity guard on the offline job (``live.bench.reconstruct``; dlib from the
   ``bench`` extra).
@@ -99,6 +101,7 @@ JOBS: dict[tuple[str, str], Runner] = {
     ("reconstruct", "fomm"): _run_live_job("live.bench.reconstruct"),
     ("identity", "mesh"): _run_live_job("live.bench.reconstruct"),
     ("identity", "fomm"): _run_live_job("live.bench.reconstruct"),
+    ("serve", "mesh"): _delegate("live.bench.serve", "run"),
 }
 """(job, engine) -> runner(args) -> exit code. Add jobs and engines here."""
 
@@ -109,6 +112,7 @@ _JOB_OPTIONS: tuple[tuple[str, str], ...] = (
     ("live.bench.live", "add_arguments"),
     ("live.bench.animate", "add_arguments"),
     ("live.bench.reconstruct", "add_arguments"),
+    ("live.bench.serve", "add_arguments"),
 )
 
 
@@ -140,12 +144,14 @@ def register(subparsers: Any) -> None:
         description="Measure per-stage times (median, p95) and end-to-end fps of a job.")
     p.add_argument("--engine", choices=("mesh", "fomm"), default=None,
                    help="engine to time (default: mesh)")
-    p.add_argument("--job", choices=("engine", "live", "animate", "reconstruct", "identity"),
+    p.add_argument("--job", choices=("engine", "live", "animate", "reconstruct", "identity",
+                                           "serve"),
                    default="engine",
                    help="engine: decode+track+engine+composite on a video (default); "
                    "live: the live pipeline; animate: the offline job; reconstruct: "
                    "self-reconstruction quality (L1, PSNR, AKD, AED); identity: the portrait's "
-                   "identity kept across drivers (these two need the bench extra)")
+                   "identity kept across drivers (these two need the bench extra); serve: the "
+                   "mesh engine behind 'mimicam serve' for --clients 1,2,4,8 vs in-process")
     p.add_argument("--driving", type=Path, default=None,
                    help="driving video (default: the first in ../shared/fixtures/driving)")
     p.add_argument("--portrait", type=Path, default=None,

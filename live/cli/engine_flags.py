@@ -82,3 +82,31 @@ def engine_options_from_args(args: argparse.Namespace,
                              base: EngineOptions | None = None) -> EngineOptions:
     """``base`` (the settings file's options, or the defaults) with the flags that were given."""
     return (base or EngineOptions()).apply(**engine_flag_values(args))
+
+
+def add_remote_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--remote URL``, ``--token`` and ``--fallback``: animate on a ``mimicam serve``
+    server (``mimicam live`` and ``mimicam animate``)."""
+    group = parser.add_argument_group(
+        "remote engine", "animate on a 'mimicam serve' server; capture, tracking, calibration "
+        "and compositing stay here, only the face crop travels")
+    group.add_argument("--remote", default=None, metavar="URL",
+                       help="grpc://HOST:8001 (grpcs:// with TLS, CA in $MIMICAM_TLS_CA; or "
+                       "http://HOST:8000) of a 'mimicam serve' server")
+    group.add_argument("--token", dest="remote_token", default=None, metavar="SECRET",
+                       help="the server's --token (default: $MIMICAM_TOKEN)")
+    group.add_argument("--fallback", choices=("mesh",), default=None,
+                       help="with --remote: animate locally with this engine while the "
+                       "server is unreachable (default: hold the last pose)")
+    return group
+
+
+def remote_flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The remote flags as config fields (None: not given)."""
+    if args.fallback is not None and args.remote is None:
+        from calibrate.errors import InputError
+
+        raise InputError("--fallback needs --remote", expected="--remote URL --fallback mesh",
+                         got="--fallback without --remote")
+    return {"remote": args.remote, "remote_token": args.remote_token,
+            "fallback": args.fallback}

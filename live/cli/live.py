@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from live.background import BACKGROUND_HELP, Background
-from live.cli.engine_flags import add_engine_flags, engine_options_from_args
+from live.cli.engine_flags import (
+    add_engine_flags,
+    add_remote_flags,
+    engine_options_from_args,
+    remote_flag_values,
+)
 from live.config import FRAMINGS, LiveConfig, load_toml, override
 from live.io.hotkeys import HOTKEY_HELP
 
@@ -163,6 +168,7 @@ def register(subparsers: Any) -> None:
                      help="settings file (keys of LiveConfig, the engines' options in "
                           "[engine.mesh] / [engine.fomm]); flags override it")
     add_engine_flags(p)
+    add_remote_flags(p)
     p.set_defaults(handler=_handle)
 
 
@@ -183,6 +189,7 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
         record=args.record, overwrite=args.overwrite,
         duration=args.duration,
         stats=args.stats, auto_match=args.auto_match, global_hotkeys=args.global_hotkeys,
+        **remote_flag_values(args),
         # --crop-size is LiveConfig.crop_size too, so the flag beats the file's crop_size
         crop_size=args.crop_size,
         engine_options=engine_options_from_args(args, cfg.engine_options))

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "live.cli.demo",
     "live.cli.live",
     "live.cli.animate",
+    "live.cli.serve",
     "live.cli.bench",
     "live.cli.weights",
     "live.cli.export",

@@ -181,7 +181,8 @@ def check_engine_options(name: str, options: EngineOptions) -> None:
 
 def create_engine(name: str, options: EngineOptions | None = None, *,
                   weights: str | Path | None = None, model_dir: str | Path | None = None,
-                  **overrides: Any) -> Engine:
+                  remote: str | None = None, token: str | None = None,
+                  fallback: str | None = None, **overrides: Any) -> Engine:
     """Build the engine called ``name``: from ``options`` (its table, ``options.mesh`` or
     ``options.fomm``), then keyword ``overrides`` of that engine
     (``create_engine("mesh", size=256)``).
@@ -189,7 +190,25 @@ def create_engine(name: str, options: EngineOptions | None = None, *,
     ``weights`` is a FOMM checkpoint, or a model directory written by ``mimicam export``
     (``model_dir`` names one explicitly); the mesh engine needs none and ignores them with a
     warning. The one place where every command builds its engine.
+
+    ``remote`` (``grpc://HOST:PORT`` or ``http://HOST:PORT``): the engine runs on a ``mimicam
+    serve`` server (:class:`live.engines.remote.RemoteEngine`, with the server's ``token``);
+    ``fallback`` names a local engine that animates while the server is unreachable.
     """
+    if remote is not None:
+        from live.engines.remote import RemoteEngine
+
+        if weights is not None or model_dir is not None:
+            log.warning("--remote: the server's engine animates; ignoring %s",
+                        weights or model_dir)
+        engine = RemoteEngine(remote, token=token)
+        if fallback is not None:
+            try:
+                engine.set_fallback(create_engine(fallback, options, size=engine.size))
+            except BaseException:
+                engine.close()
+                raise
+        return engine
     try:
         target = _FACTORIES[name]
     except KeyError:

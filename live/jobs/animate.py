@@ -139,6 +139,14 @@ class AnimateConfig:
     preset: str | None = "veryfast"
     """x264 preset: veryfast costs ~40 % of the CPU of medium per 512 px frame here at a
     similar size for the same quality (crf); None: the writer's default."""
+    remote: str | None = None
+    """Animate on a ``mimicam serve`` server (``grpc://HOST:8001`` or ``http://HOST:8000``)
+    instead of in this process; capture, tracking and compositing stay here."""
+    remote_token: str | None = None
+    """The server's ``--token`` (also ``MIMICAM_TOKEN``)."""
+    fallback: str | None = None
+    """With ``remote``: the engine that animates locally while the server is unreachable
+    (``mesh``; None: hold the last pose)."""
 
     def __post_init__(self) -> None:
         for name in ("source_image", "driving_video", "output"):
@@ -251,6 +259,9 @@ class EngineSpec:
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     weights: Path | None = None
     model_dir: Path | None = None
+    remote: str | None = None
+    remote_token: str | None = field(default=None, repr=False)
+    fallback: str | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -267,6 +278,10 @@ def resolve_engine(config: AnimateConfig) -> EngineSpec:
     """Pick the engine and its options; raises before any heavy work when that cannot work
     (fomm without weights, absolute motion with mesh)."""
     name = config.engine
+    if config.remote is not None:  # the server has the engine (and its weights)
+        return EngineSpec("mesh" if name == "auto" else name, config.engine_options,
+                          remote=config.remote, remote_token=config.remote_token,
+                          fallback=config.fallback)
     weights = config.weights
     if weights is not None and not weights.is_file():
         raise WeightsError(f"{weights}: FOMM weights not found; expected a checkpoint file "
@@ -790,7 +805,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     layout = CropLayout.of(config)
     landmarks = find_portrait_faces(source, multi_face=config.multi_face,
                                     max_faces=config.max_faces, path=config.source_image)
-    if spec.name == "mesh" and spec.engine_options.mesh.size is None:
+    if spec.name == "mesh" and spec.engine_options.mesh.size is None and spec.remote is None:
         layout = whole_picture_layout(layout, landmarks, size)
         crop_size = max(size) if layout.picture is not None \
             else auto_mesh_size(landmarks, layout)
@@ -803,14 +818,20 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
         check_video_size(output_format, size, float(fps), path=config.output)
 
     with contextlib.ExitStack() as stack:
-        log.info("engine %s %s", spec.name,
-                 ", ".join(f"{k}={v}" for k, v in spec.options.items()))
+        if spec.remote is None:
+            log.info("engine %s %s", spec.name,
+                     ", ".join(f"{k}={v}" for k, v in spec.options.items()))
         try:
             engine = create_engine(spec.name, spec.engine_options, weights=spec.weights,
-                                   model_dir=spec.model_dir)
+                                   model_dir=spec.model_dir, remote=spec.remote,
+                                   token=spec.remote_token, fallback=spec.fallback)
         except TypeError as exc:  # an option this engine version does not know
             raise MimicamError(f"cannot create the {spec.name} engine: {exc}") from exc
         stack.callback(engine.close)
+        if spec.remote is not None:  # the server's engine and crop size
+            spec = dataclasses.replace(spec, name=getattr(engine, "server_engine", spec.name))
+            log.info("animating on %s (%s engine, %d px)", spec.remote, spec.name,
+                     engine.size)
         crop_size = int(engine.size)
         # fomm reads the driving crop's pixels; mesh only its landmarks (frame coordinates)
         driving_size = crop_size if spec.name == "fomm" else min(crop_size, 256)

@@ -78,7 +78,9 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
         check_bind(parse_host_port(cfg.http)[0], cfg.allow_remote)
     with ExitStack() as stack:
         # weights: a checkpoint file, or a model directory written by 'mimicam export'
-        engine = create_engine(cfg.engine, cfg.engine_options, weights=cfg.weights)
+        engine = create_engine(cfg.engine, cfg.engine_options, weights=cfg.weights,
+                               remote=cfg.remote, token=cfg.remote_token,
+                               fallback=cfg.fallback)
         stack.callback(engine.close)
         library = PortraitLibrary(paths, engine, output_size=cfg.output_size,
                                   crop_scale=cfg.crop_scale, feather=cfg.feather,

@@ -1,0 +1,187 @@
+"""``mimicam bench --job serve``: the engine behind ``mimicam serve`` for 1, 2, 4, 8 clients.
+
+A fixture clip is tracked once; then the same driving crops are animated in this process (the
+baseline), and by N concurrent :class:`~live.engines.remote.RemoteEngine` clients (threads;
+they only wait on the network) against a ``mimicam serve`` started as a subprocess on free
+loopback ports (gRPC). Reports frames/s (all clients together), per-client frames/s and the
+round-trip latency p50/p95 per frame, and Triton's mean batch size (from its metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibrate.errors import MimicamError
+from live.bench import common as bench_common
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VIDEO = bench_common.FIXTURES / "driving" / "lp_d3.mp4"
+DEFAULT_PORTRAIT = bench_common.FIXTURES / "portraits" / "lp_s42.jpg"
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--clients", default="1,2,4,8", metavar="N,N,...",
+                        help="serve job: concurrent client counts (default 1,2,4,8)")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="serve job: the server's largest dynamic batch (default 8)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _faces(video: Path, portrait: Path, size: int, frames: int) -> tuple[np.ndarray, list[Any]]:
+    from live.face.portraits import find_portrait, load_image
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
+
+    crop = find_portrait(load_image(portrait), size).crop.image
+    faces: list[Any] = []
+    with FaceTracker(crop_size=256) as tracker, VideoReader(video) as reader:
+        for frame in reader:
+            if len(faces) >= frames:
+                break
+            faces.append(tracker.process(frame).face)
+    return crop, faces
+
+
+def _metric(text: str, name: str, model: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{model="{model}"'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def bench_serve(*, video: Path, portrait: Path, clients: list[int], frames: int = 60,
+                size: int = 512, max_batch: int = 8) -> dict[str, Any]:
+    from live.engines.base import create_engine
+    from live.engines.remote import RemoteEngine
+
+    crop, faces = _faces(video, portrait, size, frames)
+    engine = create_engine("mesh", size=size)
+    engine.set_portrait(engine.prepare(crop))
+    lat = []
+    t0 = time.perf_counter()
+    for i, f in enumerate(faces):
+        t = time.perf_counter()
+        engine.process(f, i / 25)
+        lat.append((time.perf_counter() - t) * 1e3)
+    wall = time.perf_counter() - t0
+    engine.close()
+    rows: list[dict[str, Any]] = [{"clients": 0, "fps": len(faces) / wall,
+                                   "fps_per_client": len(faces) / wall,
+                                   **_percentiles(lat), "mean_batch": 1.0}]
+    ports = [_free_port() for _ in range(3)]
+    cmd = [sys.executable, "-m", "live.cli", "-q", "serve", "--engine", "mesh",
+           "--crop-size", str(size), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+           "--metrics-port", str(ports[2]), "--max-batch", str(max_batch),
+           "--max-sessions", str(max(clients) * 2 + 2)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"grpc://127.0.0.1:{ports[1]}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                RemoteEngine(url, timeout_s=2).close()
+                break
+            except MimicamError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise MimicamError(f"the bench server did not start: {' '.join(cmd)}") \
+                        from None
+                time.sleep(0.5)
+        metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
+        for n in clients:
+            before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+            rows.append(_run_clients(url, crop, faces, n))
+            after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+            reqs = (_metric(after, "nv_inference_request_success", "animate")
+                    - _metric(before, "nv_inference_request_success", "animate"))
+            execs = (_metric(after, "nv_inference_exec_count", "animate")
+                     - _metric(before, "nv_inference_exec_count", "animate"))
+            rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"frames": len(faces), "size": size, "max_batch": max_batch, "rows": rows}
+
+
+def _percentiles(lat: list[float]) -> dict[str, float]:
+    arr = np.asarray(lat, dtype=np.float64)
+    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}
+
+
+def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int) -> dict[str, Any]:
+    from live.engines.remote import RemoteEngine
+
+    engines = []
+    for _ in range(n):
+        e = RemoteEngine(url)
+        e.set_portrait(e.prepare(crop))
+        e.process(faces[0], 0.0)  # warm: session open, neutral pose
+        engines.append(e)
+    lat: list[list[float]] = [[] for _ in range(n)]
+    barrier = threading.Barrier(n)
+
+    def run(k: int) -> None:
+        barrier.wait()
+        for i, f in enumerate(faces[1:], start=1):
+            t = time.perf_counter()
+            engines[k].process(f, i / 25)
+            lat[k].append((time.perf_counter() - t) * 1e3)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    for e in engines:
+        e.close()
+    total = sum(len(x) for x in lat)
+    return {"clients": n, "fps": total / wall, "fps_per_client": total / wall / n,
+            **_percentiles([v for x in lat for v in x])}
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [f"mesh engine, {r['size']} px, {r['frames']} frames per client, max batch "
+             f"{r['max_batch']}",
+             "| clients | frames/s (all) | frames/s per client | p50 ms | p95 ms | mean batch |",
+             "|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        who = "in-process" if row["clients"] == 0 else str(row["clients"])
+        lines.append(f"| {who} | {row['fps']:.1f} | {row['fps_per_client']:.1f} | "
+                     f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['mean_batch']:.2f} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    video = args.driving or DEFAULT_VIDEO
+    portrait = args.portrait or DEFAULT_PORTRAIT
+    if bench_common.missing_inputs("serve", (video, portrait), "--driving/--portrait"):
+        return 1
+    clients = [int(c) for c in bench_common.split_list(args.clients)]
+    r = bench_serve(video=Path(video), portrait=Path(portrait), clients=clients,
+                    frames=args.frames if args.frames is not None else 60, size=args.size,
+                    max_batch=args.max_batch)
+    print(json.dumps(r, indent=1) if args.json else format_report(r))
+    return 0

@@ -1,0 +1,366 @@
+"""An engine that animates on a ``mimicam serve`` server (Triton Inference Server).
+
+``RemoteEngine("grpc://HOST:8001", size=512)`` implements the :class:`~live.engines.base.Engine`
+protocol: capture, tracking, calibration choice and compositing stay local; each frame sends
+only the driving crop (and its landmarks) and gets the animated crop back. The server keeps
+this client's engine state (neutral pose, smoothing, hold) in a session of its own.
+
+* The portrait goes up once (``prepare``); when the server has forgotten it (its LRU, or a
+  restarted server) the client sends it again by itself, and re-sends its neutral pose when the
+  server does not know the session any more.
+* Server absent at start: one :class:`~calibrate.errors.MimicamError` naming the URL.
+* Server lost mid-run: :meth:`process` holds the last animated crop (or animates with the local
+  ``fallback`` engine) and tries the server again with a growing back-off.
+
+Needs ``tritonclient`` (``pip install 'mimicam[serve]'``), imported when the engine is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from calibrate.errors import InputError, MimicamError
+from live.packets import FaceCrop, check_rgb
+
+log = logging.getLogger(__name__)
+
+# -- the wire protocol (shared with live/jobs/serve.py) ---------------------------------------
+TOKEN_PARAMETER = "mimicam_token"
+MAX_SIDE = 2048
+MAX_LANDMARKS = 1024
+OP_PROCESS, OP_CALIBRATE = 0, 1
+FLAG_FACE, FLAG_RECALIBRATE, FLAG_NEW_SESSION = 1, 2, 4
+STATUS_OK, STATUS_BAD_REQUEST, STATUS_UNKNOWN_PORTRAIT, STATUS_UNKNOWN_SESSION, \
+    STATUS_UNAUTHORIZED = 0, 1, 2, 3, 4
+
+
+class RemoteError(MimicamError):
+    """The server refused a request (an error for this request, not a lost connection)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RemotePortrait:
+    """A portrait known to the server (returned by :meth:`RemoteEngine.prepare`)."""
+
+    image: np.ndarray
+    portrait_id: str
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``grpc://HOST:PORT``, ``grpcs://HOST:PORT`` (gRPC over TLS) or ``http://HOST:PORT``
+    -> (protocol, "HOST:PORT")."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("grpc", "grpcs", "http") or not rest:
+        raise InputError("bad server URL",
+                         expected="grpc://HOST:PORT, grpcs://HOST:PORT (TLS) or http://HOST:PORT",
+                         got=repr(url))
+    return scheme, rest.rstrip("/")
+
+
+class RemoteEngine:
+    """Animates on a ``mimicam serve`` server; see the module docstring."""
+
+    name = "remote"
+
+    def __init__(self, url: str, *, size: int | None = None, token: str | None = None,
+                 timeout_s: float = 10.0, fallback: Any = None,
+                 backoff_s: tuple[float, float] = (0.5, 8.0),
+                 tls_ca: str | os.PathLike[str] | None = None) -> None:
+        self.url = url
+        self._tls_ca = tls_ca if tls_ca is not None else os.environ.get("MIMICAM_TLS_CA")
+        self._protocol, self._address = parse_url(url)
+        self._token = token if token is not None else os.environ.get("MIMICAM_TOKEN") or None
+        self._timeout_s = timeout_s
+        self._fallback = fallback
+        self._backoff = backoff_s
+        self._session = uuid.uuid4().hex
+        self._session_open = False
+        self._portrait: RemotePortrait | None = None
+        self._fallback_portrait: RemotePortrait | None = None
+        self._neutral: FaceCrop | None = None
+        self._calibrated = False
+        self._pending_calibrate = False
+        self._pending_flags = 0
+        self._last: np.ndarray | None = None
+        self._down = False
+        self._delay = backoff_s[0]
+        self._retry_at = 0.0
+        self._closed = False
+        self._client: Any = None
+        # prepare() may run on another thread than process(); the HTTP client is not
+        # thread-safe (gRPC's is)
+        self._http_lock = threading.Lock()
+        self.last_timings: dict[str, float] = {}
+        self._client = self._connect()
+        self.server_engine, server_size = self._info()
+        if size is not None and int(size) != server_size:
+            self.close()
+            raise InputError("the server animates another crop size",
+                             expected=f"--crop-size {server_size} (or none)", got=str(size))
+        self.size = server_size
+
+    def _info(self) -> tuple[str, int]:
+        try:
+            out = self._infer("info", {"probe": np.zeros((1, 1), np.int32)},
+                              ("engine", "size", "status", "error"))
+        except Exception as exc:
+            self.close()
+            raise MimicamError(f"the server at {self.url} did not answer: {_short(exc)}") \
+                from None
+        if int(out["status"].reshape(-1)[0]) != STATUS_OK:
+            self.close()
+            raise RemoteError(f"{self.url} refused this client: {_text(out['error'])}")
+        return _text(out["engine"]), int(out["size"].reshape(-1)[0])
+
+    def set_fallback(self, engine: Any) -> None:
+        """A local engine that animates while the server is unreachable (same crop size)."""
+        if int(engine.size) != self.size:
+            raise InputError("the fallback engine animates another crop size",
+                             expected=str(self.size), got=str(engine.size))
+        self._fallback = engine
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            if self._protocol in ("grpc", "grpcs"):
+                import tritonclient.grpc as tc
+                if self._protocol == "grpcs":
+                    client = tc.InferenceServerClient(
+                        url=self._address, ssl=True,
+                        root_certificates=str(self._tls_ca) if self._tls_ca else None)
+                else:
+                    client = tc.InferenceServerClient(url=self._address)
+            else:
+                import tritonclient.http as tc
+                client = tc.InferenceServerClient(url=self._address,
+                                                  connection_timeout=self._timeout_s,
+                                                  network_timeout=self._timeout_s)
+        except ImportError as exc:
+            raise MimicamError("--remote needs tritonclient: pip install 'mimicam[serve]' "
+                               f"({exc})") from None
+        self._tc = tc
+        try:
+            ready = client.is_server_ready() and client.is_model_ready("animate")
+        except Exception as exc:  # connection refused, DNS, timeouts: all mean "not there"
+            raise MimicamError(f"no mimicam server at {self.url}: {_short(exc)}; start one "
+                               "with 'mimicam serve'") from None
+        if not ready:
+            raise MimicamError(f"the server at {self.url} is not ready (no 'animate' model): "
+                               "is it a 'mimicam serve' server?")
+        return client
+
+    def _infer(self, model: str, arrays: dict[str, np.ndarray],
+               outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        tc = self._tc
+        inputs = []
+        for name, value in arrays.items():
+            dtype = "BYTES" if value.dtype == object else _TRITON_DTYPES[value.dtype.type]
+            tensor = tc.InferInput(name, list(value.shape), dtype)
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+        requested = [tc.InferRequestedOutput(name) for name in outputs]
+        params = {TOKEN_PARAMETER: self._token} if self._token else None
+        if self._protocol != "http":
+            result = self._client.infer(model, inputs, outputs=requested, parameters=params,
+                                        client_timeout=self._timeout_s)
+        else:
+            with self._http_lock:
+                result = self._client.infer(model, inputs, outputs=requested,
+                                            parameters=params)
+        return {name: result.as_numpy(name) for name in outputs}
+
+    # -- portrait ---------------------------------------------------------------------------
+
+    def prepare(self, portrait: np.ndarray) -> RemotePortrait:
+        image = np.ascontiguousarray(check_rgb(portrait, "portrait"))
+        return RemotePortrait(image=image, portrait_id=self._upload(image))
+
+    def _upload(self, image: np.ndarray) -> str:
+        out = self._infer("portrait", {"image": image[None]},
+                          ("portrait_id", "status", "error"))
+        status = int(out["status"].reshape(-1)[0])
+        if status != STATUS_OK:
+            raise RemoteError(f"{self.url} refused the portrait: {_text(out['error'])}")
+        return _text(out["portrait_id"])
+
+    def set_portrait(self, prepared: Any) -> None:
+        if not isinstance(prepared, RemotePortrait):
+            raise TypeError(f"expected a RemotePortrait from RemoteEngine.prepare, "
+                            f"got {type(prepared).__name__}")
+        self._portrait = prepared
+
+    # -- calibration ------------------------------------------------------------------------
+
+    @property
+    def calibrated(self) -> bool:
+        return self._calibrated
+
+    def calibrate(self, neutral: FaceCrop) -> None:
+        self._neutral = neutral
+        self._calibrated = True
+        self._pending_calibrate = True
+        self._pending_flags &= ~FLAG_RECALIBRATE
+        if self._fallback is not None and self._fallback_portrait is not None:
+            self._fallback.calibrate(neutral)
+        if not self._down and self._portrait is not None:
+            try:
+                self._send_calibrate()
+            except RemoteError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+
+    def recalibrate(self) -> None:
+        self._neutral = None
+        self._calibrated = False
+        self._pending_calibrate = False
+        self._pending_flags |= FLAG_RECALIBRATE
+        if self._fallback is not None:
+            self._fallback.recalibrate()
+
+    def _send_calibrate(self) -> None:
+        assert self._neutral is not None
+        self._request(self._neutral, 0.0, OP_CALIBRATE)
+        self._pending_calibrate = False
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _arrays(self, face: FaceCrop | None, t: float, op: int, flags: int) -> dict[str, Any]:
+        assert self._portrait is not None
+        if face is not None:
+            flags |= FLAG_FACE
+            image = np.ascontiguousarray(face.image)
+            lms = (np.zeros((1, 3), np.float32) if face.landmarks is None
+                   else np.ascontiguousarray(face.landmarks, dtype=np.float32))
+            affine = np.asarray(face.crop_to_frame, dtype=np.float64)
+        else:
+            image = np.zeros((16, 16, 3), np.uint8)
+            lms = np.zeros((1, 3), np.float32)  # one row: no landmarks
+            affine = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        if not self._session_open:
+            flags |= FLAG_NEW_SESSION
+        return {
+            "session": np.array([[self._session.encode()]], dtype=object),
+            "portrait_id": np.array([[self._portrait.portrait_id.encode()]], dtype=object),
+            "image": image[None], "landmarks": lms[None], "crop_to_frame": affine[None],
+            "t": np.array([[t]], np.float64), "op": np.array([[op]], np.int32),
+            "flags": np.array([[flags]], np.int32),
+        }
+
+    def _request(self, face: FaceCrop | None, t: float, op: int) -> np.ndarray:
+        """One animate request, re-sending the portrait / neutral pose when the server lost
+        them (at most twice). Transport failures propagate."""
+        for _ in range(3):
+            flags = self._pending_flags
+            out = self._infer("animate", self._arrays(face, t, op, flags),
+                              ("image", "status", "error"))
+            status = int(out["status"].reshape(-1)[0])
+            if status == STATUS_OK:
+                self._session_open = True
+                self._pending_flags &= ~flags
+                return np.asarray(out["image"][0])
+            if status == STATUS_UNKNOWN_PORTRAIT:
+                assert self._portrait is not None
+                log.info("the server forgot the portrait; sending it again")
+                self._portrait = RemotePortrait(self._portrait.image,
+                                                self._upload(self._portrait.image))
+            elif status == STATUS_UNKNOWN_SESSION:
+                log.info("the server forgot this session; opening it again")
+                self._session_open = False
+                if self._neutral is not None and op != OP_CALIBRATE:
+                    self._request(self._neutral, 0.0, OP_CALIBRATE)
+            else:
+                raise RemoteError(f"{self.url}: {_text(out['error'])}")
+        raise RemoteError(f"{self.url}: the server keeps forgetting this client's state")
+
+    def process(self, driving: FaceCrop | None, t: float) -> np.ndarray:
+        if self._closed:
+            raise RuntimeError("RemoteEngine.process: the engine is closed")
+        if self._portrait is None:
+            raise MimicamError("the remote engine has no portrait: call "
+                               "set_portrait(prepare(image)) before process()")
+        t0 = time.perf_counter()
+        if driving is not None and not self._calibrated:
+            self._neutral, self._calibrated = driving, True  # the server does the same
+        if not self._down or time.perf_counter() >= self._retry_at:
+            try:
+                if self._pending_calibrate and self._neutral is not None:
+                    self._send_calibrate()
+                out = self._request(driving, t, OP_PROCESS)
+                if self._down:
+                    log.warning("reconnected to %s", self.url)
+                self._down, self._delay = False, self._backoff[0]
+                self._last = out
+                self.last_timings = {"remote": (time.perf_counter() - t0) * 1e3}
+                return out
+            except RemoteError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+        return self._offline(driving, t)
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self._down:
+            log.warning("lost the server %s (%s); %s, retrying", self.url, _short(exc),
+                        "animating locally" if self._fallback is not None
+                        else "holding the last pose")
+            self._pending_calibrate = self._neutral is not None
+        self._down = True
+        self._retry_at = time.perf_counter() + self._delay
+        self._delay = min(self._delay * 2, self._backoff[1])
+
+    def _offline(self, driving: FaceCrop | None, t: float) -> np.ndarray:
+        assert self._portrait is not None
+        if self._fallback is not None:
+            if self._fallback_portrait is not self._portrait:
+                self._fallback.set_portrait(self._fallback.prepare(self._portrait.image))
+                self._fallback_portrait = self._portrait
+                if self._neutral is not None:
+                    self._fallback.calibrate(self._neutral)
+            out: np.ndarray = self._fallback.process(driving, t)
+            return out
+        if self._last is not None:
+            return self._last.copy()
+        return np.array(self._portrait.image, copy=True)
+
+    @property
+    def connected(self) -> bool:
+        return not self._down
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._fallback is not None:
+            self._fallback.close()
+        try:
+            if self._client is not None:
+                self._client.close()
+        except Exception:  # closing a dead channel: nothing to release
+            pass
+
+
+_TRITON_DTYPES = {np.uint8: "UINT8", np.float32: "FP32", np.float64: "FP64", np.int32: "INT32"}
+
+
+def _text(value: Any) -> str:
+    v = np.asarray(value).reshape(-1)[0]
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

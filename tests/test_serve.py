@@ -1,0 +1,276 @@
+"""``mimicam serve`` on loopback: the remote engine against a real Triton server (CPU).
+
+One server per module (random free ports, stopped at the end); the mesh engine on a real
+portrait driven by a real clip, so the module needs ../shared. The slow test starts two more
+servers (``mimicam serve`` stopped with SIGTERM, then one in-process) to lose and regain one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton")
+pytest.importorskip("tritonclient.grpc")
+
+from _serve import free_port
+
+from calibrate.errors import MimicamError
+from live.engines.remote import STATUS_BAD_REQUEST, RemoteEngine, RemoteError
+from live.jobs.serve import (
+    AnimationService,
+    ServeOptions,
+    make_service,
+    triton_server,
+)
+from live.packets import FaceCrop
+
+pytestmark = pytest.mark.fixtures
+
+SIZE = 256
+FRAMES = 12
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def clip(portraits_dir: Path, driving_dir: Path) -> tuple[np.ndarray, list[FaceCrop | None]]:
+    from live.face.portraits import find_portrait, load_image
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE).crop.image
+    faces: list[FaceCrop | None] = []
+    with FaceTracker(crop_size=SIZE) as tracker, VideoReader(driving_dir / "lp_d0.mp4") as r:
+        for frame in r:
+            if frame.index >= FRAMES:
+                break
+            faces.append(tracker.process(frame).face)
+    faces[5] = None  # one lost face: the hold runs on the server too
+    return crop, faces
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, Any]]:
+    from live.engines.base import EngineOptions
+
+    options = ServeOptions(http_port=free_port(), grpc_port=free_port(),
+                           metrics_port=free_port(), max_batch=8, queue_delay_us=20000,
+                           token=TOKEN, portrait_cache=2)
+    eo = EngineOptions().apply(crop_size=SIZE)
+    service = make_service("mesh", eo, options=options)
+    with triton_server(service, options):
+        yield {"options": options, "service": service, "engine_options": eo,
+               "grpc": f"grpc://127.0.0.1:{options.grpc_port}",
+               "http": f"http://127.0.0.1:{options.http_port}"}
+    service.close()
+
+
+def local_frames(eo: Any, crop: np.ndarray, faces: list[FaceCrop | None]) -> list[np.ndarray]:
+    from live.engines.base import create_engine
+
+    engine = create_engine("mesh", eo)
+    engine.set_portrait(engine.prepare(crop))
+    out = [engine.process(f, i / 25) for i, f in enumerate(faces)]
+    engine.close()
+    return out
+
+
+def remote_frames(url: str, crop: np.ndarray, faces: list[FaceCrop | None]) -> list[np.ndarray]:
+    engine = RemoteEngine(url, size=SIZE, token=TOKEN)
+    engine.set_portrait(engine.prepare(crop))
+    out = [engine.process(f, i / 25) for i, f in enumerate(faces)]
+    engine.close()
+    return out
+
+
+def test_concurrent_clients_match_the_in_process_engine_and_get_batched(
+        server: dict[str, Any], clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    crop, faces = clip
+    expected = local_frames(server["engine_options"], crop, faces)
+    results: dict[int, list[np.ndarray]] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            url = server["grpc"] if i % 2 == 0 else server["http"]
+            results[i] = remote_frames(url, crop, faces)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for frames in results.values():
+        assert len(frames) == len(expected)
+        for got, want in zip(frames, expected, strict=True):
+            assert got.shape == want.shape and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, want)
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{server['options'].metrics_port}/metrics", timeout=5).read().decode()
+    requests = executions = 0.0
+    for line in metrics.splitlines():
+        if line.startswith('nv_inference_request_success{model="animate"'):
+            requests += float(line.rsplit(" ", 1)[1])
+        if line.startswith('nv_inference_exec_count{model="animate"'):
+            executions += float(line.rsplit(" ", 1)[1])
+    assert executions > 0 and requests / executions > 1.0, (requests, executions)
+
+
+def test_unknown_portrait_is_sent_again(server: dict[str, Any],
+                                        clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    crop, faces = clip
+    engine = RemoteEngine(server["grpc"], size=SIZE, token=TOKEN)
+    engine.set_portrait(engine.prepare(crop))
+    engine.process(faces[0], 0.0)
+    service: AnimationService = server["service"]
+    service._portraits.clear()  # the server forgets (LRU eviction, restart)
+    service._sessions.clear()
+    out = engine.process(faces[1], 0.04)
+    assert out.shape == (SIZE, SIZE, 3) and engine.connected and engine.calibrated
+    engine.close()
+
+
+def test_bad_requests_get_errors_and_a_good_client_goes_on(
+        server: dict[str, Any], clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    import tritonclient.grpc as tc
+
+    crop, faces = clip
+    good = RemoteEngine(server["grpc"], size=SIZE, token=TOKEN)
+    good.set_portrait(good.prepare(crop))
+    good.process(faces[0], 0.0)
+    # no token: refused
+    with pytest.raises(RemoteError, match="token"):
+        RemoteEngine(server["grpc"], size=SIZE).prepare(crop)
+    # an oversized portrait, and one without a face
+    with pytest.raises(RemoteError, match="side out of range"):
+        good.prepare(np.zeros((4000, 16, 3), np.uint8))
+    with pytest.raises(RemoteError, match="no face"):
+        good.prepare(np.zeros((64, 64, 3), np.uint8))
+    # a wrong dtype never reaches the model: Triton refuses that request
+    client = tc.InferenceServerClient(url=f"127.0.0.1:{server['options'].grpc_port}")
+    bad = tc.InferInput("image", [1, 8, 8, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(tc.InferenceServerException):
+        client.infer("portrait", [bad], parameters={"mimicam_token": TOKEN})
+    # unknown portrait id straight through the protocol: an error for that request
+    arrays = good._arrays(faces[1], 0.04, 0, 0)
+    arrays["portrait_id"] = np.array([[b"nope"]], dtype=object)
+    inputs = []
+    for name, value in arrays.items():
+        dtype = {"O": "BYTES", "u": "UINT8", "f": "FP32" if value.dtype == np.float32
+                 else "FP64", "i": "INT32"}[value.dtype.kind]
+        t = tc.InferInput(name, list(value.shape), dtype)
+        t.set_data_from_numpy(value)
+        inputs.append(t)
+    result = client.infer("animate", inputs, parameters={"mimicam_token": TOKEN})
+    assert int(result.as_numpy("status")[0, 0]) != 0
+    assert b"unknown portrait" in result.as_numpy("error")[0, 0]
+    client.close()
+    # malformed landmarks: an error for that request only
+    broken = FaceCrop(image=faces[2].image, crop_to_frame=faces[2].crop_to_frame,  # type: ignore[union-attr]
+                      frame_index=2, t_capture=0.0, landmarks=np.zeros((5, 3), np.float32))
+    with pytest.raises(RemoteError):
+        good.process(broken, 0.08)
+    assert good.process(faces[3], 0.12).shape == (SIZE, SIZE, 3)
+    good.close()
+    assert STATUS_BAD_REQUEST == 1
+
+
+@pytest.mark.slow  # two servers started and stopped: ~25 s
+def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
+        clip: tuple[np.ndarray, list[FaceCrop | None]], tmp_path: Path) -> None:
+    from live.engines.base import EngineOptions, create_engine
+
+    crop, faces = clip
+    port = free_port()
+    with pytest.raises(MimicamError, match=f"no mimicam server at grpc://127.0.0.1:{port}"):
+        RemoteEngine(f"grpc://127.0.0.1:{port}", size=SIZE, timeout_s=2)
+    eo = EngineOptions().apply(crop_size=SIZE)
+    url = f"grpc://127.0.0.1:{port}"
+    http_port, metrics_port = free_port(), free_port()
+    # the first server: the command line, stopped with SIGTERM
+    cmd = [sys.executable, "-m", "live.cli", "serve", "--crop-size", str(SIZE),
+           "--grpc-port", str(port), "--http-port", str(http_port),
+           "--metrics-port", str(metrics_port)]
+    log_file = tmp_path / "serve.log"
+    with log_file.open("w") as log:  # Triton logs a lot: a file, not a pipe that could fill
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                held = RemoteEngine(url, timeout_s=2, backoff_s=(0.2, 0.4))
+                break
+            except MimicamError:
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    log_file.read_text()[-2000:]
+                time.sleep(0.3)
+        local = RemoteEngine(url, timeout_s=2, backoff_s=(0.2, 0.4))
+        local.set_fallback(create_engine("mesh", eo))
+        assert held.size == SIZE and held.server_engine == "mesh"
+        for engine in (held, local):
+            engine.set_portrait(engine.prepare(crop))
+        last = held.process(faces[0], 0.0)
+        local.process(faces[0], 0.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    log_text = log_file.read_text()
+    assert proc.returncode == 0, log_text[-2000:]
+    assert "server stopped" in log_text
+    # the server is gone: no crash; the last pose is held, or the fallback animates
+    np.testing.assert_array_equal(held.process(faces[1], 0.04), last)
+    assert not held.connected
+    out = local.process(faces[2], 0.08)
+    assert out.shape == (SIZE, SIZE, 3) and not local.connected
+    # a new server (no portraits, no sessions): both reconnect by themselves
+    options = ServeOptions(http_port=http_port, grpc_port=port, metrics_port=metrics_port)
+    service = make_service("mesh", eo, options=options)
+    with triton_server(service, options):
+        time.sleep(0.5)
+        for engine in (held, local):
+            out = engine.process(faces[3], 0.12)
+            assert engine.connected and out.shape == (SIZE, SIZE, 3)
+            engine.close()
+    service.close()
+
+
+@pytest.mark.slow  # one more server: ~8 s
+def test_grpc_over_tls(clip: tuple[np.ndarray, list[FaceCrop | None]], tmp_path: Path) -> None:
+    import shutil
+
+    from live.engines.base import EngineOptions
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    crop, faces = clip
+    options = ServeOptions(http_port=free_port(), grpc_port=free_port(),
+                           metrics_port=free_port(), tls_cert=cert, tls_key=key)
+    service = make_service("mesh", EngineOptions().apply(crop_size=SIZE), options=options)
+    with triton_server(service, options):
+        engine = RemoteEngine(f"grpcs://localhost:{options.grpc_port}", tls_ca=cert)
+        engine.set_portrait(engine.prepare(crop))
+        assert engine.process(faces[0], 0.0).shape == (SIZE, SIZE, 3)
+        engine.close()
+        # a plain-text client cannot talk to it
+        with pytest.raises(MimicamError, match="no mimicam server"):
+            RemoteEngine(f"grpc://127.0.0.1:{options.grpc_port}", timeout_s=2)
+    service.close()

@@ -1,0 +1,138 @@
+"""The ``mimicam serve`` models' logic without Triton: portrait LRU, sessions, tokens,
+per-request errors; and the command line's checks (no ../shared, no PyTriton needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from calibrate.errors import MimicamError, NoFaceError
+from live.engines.remote import (
+    FLAG_FACE,
+    FLAG_NEW_SESSION,
+    STATUS_BAD_REQUEST,
+    STATUS_OK,
+    STATUS_UNAUTHORIZED,
+    STATUS_UNKNOWN_PORTRAIT,
+    STATUS_UNKNOWN_SESSION,
+    TOKEN_PARAMETER,
+    parse_url,
+)
+from live.jobs.serve import AnimationService, ServeOptions, check_bind
+
+
+class FakeEngine:
+    """Returns the portrait shifted by the number of frames seen (state per engine)."""
+
+    name = "fake"
+    size = 32
+    closed = 0
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.portrait: Any = None
+        self.calibrated = False
+
+    def prepare(self, portrait: np.ndarray) -> np.ndarray:
+        if not portrait.any():
+            raise NoFaceError("no face found in the portrait")
+        return portrait.copy()
+
+    def set_portrait(self, prepared: Any) -> None:
+        self.portrait = prepared
+
+    def calibrate(self, neutral: Any) -> None:
+        self.calibrated = True
+
+    def recalibrate(self) -> None:
+        self.calibrated = False
+
+    def process(self, driving: Any, t: float) -> np.ndarray:
+        self.frames += 1
+        return (self.portrait + self.frames).astype(np.uint8)
+
+    def close(self) -> None:
+        FakeEngine.closed += 1
+
+
+class Req(dict):  # type: ignore[type-arg]
+    def __init__(self, data: dict[str, np.ndarray], token: str | None = None) -> None:
+        super().__init__(data)
+        self.parameters = {TOKEN_PARAMETER: token} if token else {}
+
+
+def animate_request(session: str, pid: str, flags: int, token: str | None = None,
+                    landmarks: np.ndarray | None = None) -> Req:
+    lms = np.zeros((1, 3), np.float32) if landmarks is None else landmarks
+    return Req({"session": np.array([[session.encode()]], dtype=object),
+                "portrait_id": np.array([[pid.encode()]], dtype=object),
+                "image": np.full((1, 32, 32, 3), 7, np.uint8), "landmarks": lms[None],
+                "crop_to_frame": np.array([[[1.0, 0, 0], [0, 1.0, 0]]]),
+                "t": np.zeros((1, 1)), "op": np.zeros((1, 1), np.int32),
+                "flags": np.array([[flags]], np.int32)}, token)
+
+
+def test_portraits_are_cached_by_content_and_bounded() -> None:
+    service = AnimationService(FakeEngine, "fake|x", portrait_cache=2, max_sessions=2)
+    images = [np.full((32, 32, 3), i + 1, np.uint8) for i in range(3)]
+    ids = [service.add_portrait(im) for im in images]
+    assert service.add_portrait(images[2].copy()) == ids[2] and len(set(ids)) == 3
+    assert ids[0] not in service._portraits and len(service._portraits) == 2
+    other = AnimationService(FakeEngine, "fake|y")
+    assert other.portrait_key(images[0]) != service.portrait_key(images[0])
+
+
+def test_sessions_keep_their_own_state_and_errors_stay_per_request() -> None:
+    service = AnimationService(FakeEngine, "fake|x", max_sessions=2)
+    [r] = service.infer_portrait([Req({"image": np.full((1, 32, 32, 3), 5, np.uint8)})])
+    assert int(r["status"][0, 0]) == STATUS_OK
+    pid = r["portrait_id"][0, 0].decode()
+    new = FLAG_FACE | FLAG_NEW_SESSION
+    out = service.infer_animate([
+        animate_request("a", pid, new), animate_request("b", pid, new),
+        animate_request("c", "nope", new), animate_request("d", pid, FLAG_FACE),
+        animate_request("e", pid, new, landmarks=np.zeros((5000, 3), np.float32))])
+    assert [int(o["status"][0, 0]) for o in out] == [
+        STATUS_OK, STATUS_OK, STATUS_UNKNOWN_PORTRAIT, STATUS_UNKNOWN_SESSION,
+        STATUS_BAD_REQUEST]
+    assert out[0]["image"][0, 0, 0, 0] == 6 and out[1]["image"][0, 0, 0, 0] == 6
+    [again] = service.infer_animate([animate_request("a", pid, FLAG_FACE)])
+    assert again["image"][0, 0, 0, 0] == 7  # session a's own frame count
+    # a third session evicts the oldest one (its engine closed)
+    closed = FakeEngine.closed
+    service.infer_animate([animate_request("f", pid, new)])
+    assert FakeEngine.closed == closed + 1 and len(service._sessions) == 2
+    # no face in the portrait, an oversized one: errors for those requests
+    bad = service.infer_portrait([Req({"image": np.zeros((1, 32, 32, 3), np.uint8)}),
+                                  Req({"image": np.ones((1, 16, 4096, 3), np.uint8)})])
+    assert [int(b["status"][0, 0]) for b in bad] == [STATUS_BAD_REQUEST] * 2
+    assert b"no face" in bad[0]["error"][0, 0] and b"side out of range" in bad[1]["error"][0, 0]
+
+
+def test_token_is_required_when_set() -> None:
+    service = AnimationService(FakeEngine, "fake|x", token="s3cret")
+    image = {"image": np.full((1, 32, 32, 3), 5, np.uint8)}
+    out = service.infer_portrait([Req(image), Req(image, "wrong"), Req(image, "s3cret")])
+    assert [int(o["status"][0, 0]) for o in out] == [STATUS_UNAUTHORIZED] * 2 + [STATUS_OK]
+    [info] = service.infer_info([Req({"probe": np.zeros((1, 1), np.int32)})])
+    assert int(info["status"][0, 0]) == STATUS_UNAUTHORIZED
+
+
+def test_bind_url_and_flag_checks() -> None:
+    from live.cli.main import main
+
+    with pytest.raises(MimicamError, match="token"):
+        check_bind(ServeOptions(host="0.0.0.0"))
+    check_bind(ServeOptions(host="192.168.1.5", token="x"))
+    check_bind(ServeOptions())
+    assert parse_url("grpc://h:8001") == ("grpc", "h:8001")
+    assert parse_url("grpcs://h:8001/") == ("grpcs", "h:8001")
+    with pytest.raises(MimicamError, match="certificate and its key"):
+        check_bind(ServeOptions(tls_cert=Path("c.pem")))
+    with pytest.raises(MimicamError, match="URL"):
+        parse_url("h:8001")
+    assert main(["animate", "--source-image", "a.jpg", "--driving-video", "b.mp4", "-o",
+                 "c.mp4", "--fallback", "mesh"]) == 2

@@ -112,6 +112,42 @@ def test_sessions_keep_their_own_state_and_errors_stay_per_request() -> None:
     assert b"no face" in bad[0]["error"][0, 0] and b"side out of range" in bad[1]["error"][0, 0]
 
 
+def test_two_instances_take_one_sessions_frames_in_turn() -> None:
+    """Two model instances (threads) with frames of the same session: never overlapping."""
+    import threading
+    import time
+
+    running = [0]
+    overlaps = [0]
+
+    class SlowEngine(FakeEngine):
+        def process(self, driving: Any, t: float) -> np.ndarray:
+            running[0] += 1
+            overlaps[0] += running[0] > 1
+            time.sleep(0.002)
+            running[0] -= 1
+            return super().process(driving, t)
+
+    service = AnimationService(SlowEngine, "fake|x", max_sessions=4)
+    pid = service.add_portrait(np.full((32, 32, 3), 5, np.uint8))
+    service.infer_animate([animate_request("s", pid, FLAG_FACE | FLAG_NEW_SESSION)])
+
+    def run() -> None:
+        for _ in range(20):
+            [o] = service.infer_animate([animate_request("s", pid, FLAG_FACE)])
+            assert int(o["status"][0, 0]) == STATUS_OK
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert overlaps[0] == 0
+    [last] = service.infer_animate([animate_request("s", pid, FLAG_FACE)])
+    assert last["image"][0, 0, 0, 0] == 5 + 42  # one engine saw all 42 frames
+    service.close()
+
+
 def test_token_is_required_when_set() -> None:
     service = AnimationService(FakeEngine, "fake|x", token="s3cret")
     image = {"image": np.full((1, 32, 32, 3), 5, np.uint8)}

@@ -31,6 +31,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="serve the engine to remote clients (Triton)",
                               description=_DESCRIPTION,
@@ -58,6 +65,9 @@ def register(subparsers: Any) -> None:
                    help="prepared portraits kept (LRU, default 64)")
     p.add_argument("--max-sessions", type=int, default=64, metavar="N",
                    help="client sessions kept (LRU, default 64)")
+    p.add_argument("--instances", type=_positive, default=None, metavar="N",
+                   help="'animate' model instances running batches side by side (threads; "
+                   "default: one per CPU core)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
                    help="server certificate: gRPC over TLS (clients use grpcs://); HTTP and "
                    "metrics stay unencrypted")
@@ -69,7 +79,7 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from calibrate.errors import WeightsError
-    from live.jobs.serve import ServeOptions, make_service, serve_forever
+    from live.jobs.serve import ServeOptions, default_instances, make_service, serve_forever
 
     if args.engine == "fomm" and args.weights is None and args.model_dir is None:
         from model_export.weights import find_weights
@@ -83,7 +93,8 @@ def _handle(args: argparse.Namespace) -> int:
                            queue_delay_us=args.queue_delay_us,
                            token=args.token or os.environ.get("MIMICAM_TOKEN") or None,
                            portrait_cache=args.portrait_cache, max_sessions=args.max_sessions,
-                           tls_cert=args.tls_cert, tls_key=args.tls_key)
+                           tls_cert=args.tls_cert, tls_key=args.tls_key,
+                           instances=args.instances or default_instances())
     service = make_service(args.engine, engine_options_from_args(args), weights=args.weights,
                            model_dir=args.model_dir, options=options)
     serve_forever(service, options)

@@ -13,6 +13,11 @@ Two models:
   animated crop ``image``. Each session has its own engine state (neutral pose, smoothing,
   hold), kept in a bounded LRU.
 
+``animate`` runs as ``instances`` model instances (threads; default one per CPU core): Triton
+hands each batch to a free instance, so batches run side by side (numpy/OpenCV release the
+GIL). A session's frames are taken in turn (a per-session lock); the engines are per session,
+never shared between two running frames; a shared model runtime (fomm) is used under a lock.
+
 Every response carries ``status`` (INT32, one of the ``STATUS_*`` codes) and ``error``
 (BYTES, a message): a bad request (unknown portrait, malformed or oversized arrays, a wrong
 token) is answered with an error for that request only; the rest of its batch goes on.
@@ -76,6 +81,16 @@ class ServeOptions:
     tls_cert: Path | None = None
     """PEM server certificate: gRPC over TLS (with ``tls_key``); HTTP and metrics stay plain."""
     tls_key: Path | None = None
+    instances: int = 1
+    """``animate`` model instances (threads running batches side by side)."""
+
+
+def default_instances() -> int:
+    """The CPU cores this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class RequestError(Exception):
@@ -87,9 +102,21 @@ class RequestError(Exception):
 
 
 class _Session:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """One client's engine state. ``lock`` is held while one of its frames runs (two model
+    instances may hold frames of the same session); ``engine`` is made on its first frame."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
         self.portrait_id: str | None = None
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close()
 
 
 class AnimationService:
@@ -112,6 +139,7 @@ class AnimationService:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._preparer = make_engine()  # prepares portraits; never animates
         self._lock = threading.Lock()
+        self._prepare_lock = threading.Lock()  # the preparer, one portrait at a time
         # the portrait and animate models run on threads of their own; engines that share one
         # model runtime (fomm) take turns on it
         self._compute: Any = threading.Lock() if serialize else nullcontext()
@@ -133,7 +161,7 @@ class AnimationService:
                 self._portraits.move_to_end(key)
                 return key
         try:
-            with self._compute:
+            with self._prepare_lock, self._compute:
                 prepared = self._preparer.prepare(np.ascontiguousarray(image))
         except MimicamError as exc:
             raise RequestError(STATUS_BAD_REQUEST, str(exc)) from None
@@ -152,17 +180,32 @@ class AnimationService:
                 raise RequestError(STATUS_UNKNOWN_PORTRAIT, f"unknown portrait {portrait_id!r}")
             self._portraits.move_to_end(portrait_id)
             session = self._sessions.get(session_id)
-            if session is None and not flags & FLAG_NEW_SESSION:
+            closing: list[_Session] = []
+            if session is None:
+                if not flags & FLAG_NEW_SESSION:
+                    raise RequestError(STATUS_UNKNOWN_SESSION,
+                                       f"unknown session {session_id!r}")
+                session = _Session()
+                self._sessions[session_id] = session
+                while len(self._sessions) > self._max_sessions:
+                    closing.append(self._sessions.popitem(last=False)[1])
+                log.info("session %s opened (%d open)", session_id[:8], len(self._sessions))
+            else:
+                self._sessions.move_to_end(session_id)
+        for old in closing:  # no session lock is held here: no lock-order cycle
+            old.close()
+        with session.lock:
+            if session.closed:  # evicted while this frame waited
                 raise RequestError(STATUS_UNKNOWN_SESSION, f"unknown session {session_id!r}")
-        with self._compute:
-            return self._animate(session, session_id, portrait_id, prepared, face, t, op, flags)
+            if session.engine is None:
+                with self._compute:
+                    session.engine = self._make_engine()
+            with self._compute:
+                return self._animate(session, session.engine, portrait_id, prepared, face, t,
+                                     op, flags)
 
-    def _animate(self, session: _Session | None, session_id: str, portrait_id: str,
-                 prepared: Any, face: FaceCrop | None, t: float, op: int,
-                 flags: int) -> np.ndarray:
-        if session is None:
-            session = self._new_session(session_id)
-        engine = session.engine
+    def _animate(self, session: _Session, engine: Engine, portrait_id: str, prepared: Any,
+                 face: FaceCrop | None, t: float, op: int, flags: int) -> np.ndarray:
         if session.portrait_id != portrait_id:
             engine.set_portrait(prepared)
             session.portrait_id = portrait_id
@@ -178,24 +221,12 @@ class AnimationService:
             return np.zeros((1, 1, 3), np.uint8)
         return engine.process(face, t)
 
-    def _new_session(self, session_id: str) -> _Session:
-        session = _Session(self._make_engine())
-        closing: list[_Session] = []
-        with self._lock:
-            self._sessions[session_id] = session
-            while len(self._sessions) > self._max_sessions:
-                closing.append(self._sessions.popitem(last=False)[1])
-        for old in closing:
-            old.engine.close()
-        log.info("session %s opened (%d open)", session_id[:8], len(self._sessions))
-        return session
-
     def close(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for s in sessions:
-            s.engine.close()
+            s.close()
         self._preparer.close()
 
     # -- Triton infer functions (a list of requests, one response each) ------------------------
@@ -391,7 +422,10 @@ def triton_server(service: AnimationService, options: ServeOptions) -> Iterator[
                     inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3))],
                     outputs=[Tensor(name="portrait_id", dtype=bytes, shape=(1,)), status, error],
                     config=batching, strict=False)
-        triton.bind(model_name="animate", infer_func=service.infer_animate,
+        # one callable per instance: PyTriton runs each on a thread of its own
+        # (instance_group count = len(infer_func))
+        animate = [service.infer_animate for _ in range(max(1, options.instances))]
+        triton.bind(model_name="animate", infer_func=animate,
                     inputs=[Tensor(name="session", dtype=bytes, shape=(1,)),
                             Tensor(name="portrait_id", dtype=bytes, shape=(1,)),
                             Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
@@ -404,8 +438,9 @@ def triton_server(service: AnimationService, options: ServeOptions) -> Iterator[
                              status, error],
                     config=batching, strict=False)
         triton.run()
-        log.info("serving on %s: http %d, grpc %d, metrics %d", options.host,
-                 options.http_port, options.grpc_port, options.metrics_port)
+        log.info("serving on %s: http %d, grpc %d, metrics %d; %d animate instance(s)",
+                 options.host, options.http_port, options.grpc_port, options.metrics_port,
+                 len(animate))
         yield triton
     finally:
         triton.stop()

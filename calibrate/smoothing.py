@@ -109,3 +109,78 @@ def exp_approach(
     cur = np.asarray(current, dtype=np.float64)
     tgt = np.asarray(target, dtype=np.float64)
     return cur + approach_factor(dt, half_life) * (tgt - cur)
+
+
+def local_fit_weights(offsets: tuple[int, ...], degree: int = 2) -> np.ndarray:
+    """Weights ``w`` such that ``sum(w[k] * x[offsets[k]])`` is the value at offset 0 of the
+    least-squares polynomial of ``degree`` through the samples at ``offsets`` (a
+    Savitzky-Golay filter when the offsets are symmetric). The degree drops when there are
+    too few samples; one sample gives weight 1. Unlike an average, a quadratic fit keeps the
+    height of short peaks (a blink, a mouth opening) while it removes jitter."""
+    t = np.asarray(offsets, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"expected a non-empty tuple of offsets, got {offsets!r}")
+    deg = max(0, min(int(degree), t.size - 1))
+    basis = np.vander(t, deg + 1, increasing=True)  # columns 1, t, t^2 ...
+    # value at 0 = first coefficient = first row of the pseudo-inverse
+    return np.asarray(np.linalg.pinv(basis)[0])
+
+
+class CentredSmoother:
+    """Zero-lag smoothing of a stream for offline use: the value at step ``i`` is a local
+    polynomial fit (:func:`local_fit_weights`) over steps ``i - radius .. i + radius``, so
+    the output lags the input by ``radius`` steps but not in its values.
+
+    ``push(x)`` adds a sample (an array of fixed shape, or None for a gap, which no window
+    crosses) and returns the samples that became final, in order, as ``(x_smoothed or
+    None)``; ``flush()`` returns the rest at the end of the stream.
+    """
+
+    def __init__(self, radius: int = 3, degree: int = 2) -> None:
+        if radius < 0 or degree < 0:
+            raise ValueError(f"expected radius >= 0 and degree >= 0, got {radius}, {degree}")
+        self.radius = int(radius)
+        self.degree = int(degree)
+        self._buf: list[np.ndarray | None] = []
+        self._next = 0  # index in _buf of the next sample to emit
+        self._weights: dict[tuple[int, ...], np.ndarray] = {}
+
+    def _value(self, i: int) -> np.ndarray | None:
+        x = self._buf[i]
+        if x is None:
+            return None
+        lo = i
+        while lo > 0 and i - lo < self.radius and self._buf[lo - 1] is not None:
+            lo -= 1
+        hi = i
+        while hi + 1 < len(self._buf) and hi - i < self.radius and self._buf[hi + 1] is not None:
+            hi += 1
+        offsets = tuple(range(lo - i, hi - i + 1))
+        w = self._weights.get(offsets)
+        if w is None:
+            w = self._weights[offsets] = local_fit_weights(offsets, self.degree)
+        out = np.zeros_like(x, dtype=np.float64)
+        for k, j in enumerate(range(lo, hi + 1)):
+            out += w[k] * np.asarray(self._buf[j], dtype=np.float64)
+        return out
+
+    def _emit(self, upto: int) -> list[np.ndarray | None]:
+        out = []
+        while self._next < upto:
+            out.append(self._value(self._next))
+            self._next += 1
+        drop = max(0, self._next - self.radius)  # keep the past a window needs
+        if drop:
+            del self._buf[:drop]
+            self._next -= drop
+        return out
+
+    def push(self, x: np.ndarray | None) -> list[np.ndarray | None]:
+        self._buf.append(None if x is None else np.asarray(x, dtype=np.float64))
+        return self._emit(len(self._buf) - self.radius)
+
+    def flush(self) -> list[np.ndarray | None]:
+        out = self._emit(len(self._buf))
+        self._buf.clear()
+        self._next = 0
+        return out

@@ -348,7 +348,10 @@ def test_the_mesh_engines_matte_follows_the_head(astronaut: np.ndarray) -> None:
         def face(shift: float) -> FaceCrop:
             moved = lm.copy()
             moved[:, 0] += shift
-            return FaceCrop(found.crop.image, found.crop.crop_to_frame, 0, 0.0,
+            # the driver's picture moves with its landmarks (the engine's body flow reads it)
+            image = cv2.warpAffine(found.crop.image, np.float32([[1, 0, shift], [0, 1, 0]]),
+                                   (256, 256), borderMode=cv2.BORDER_REPLICATE)
+            return FaceCrop(image, found.crop.crop_to_frame, 0, 0.0,
                             landmarks=moved.astype(np.float32))
 
         engine.calibrate(face(0.0))

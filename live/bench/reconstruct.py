@@ -42,6 +42,7 @@ Library functions log; only :func:`run` (the command's handler) prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -453,6 +454,27 @@ class EngineChoice:
     weights: Path | None = None
     model_dir: Path | None = None
     image_size: int | None = None
+    options: Any = None
+    """The engines' options (an :class:`~live.engines.base.EngineOptions`, from ``--config``);
+    None: the defaults."""
+
+
+def load_engine_options(path: Path) -> Any:
+    """The ``[engine.mesh]`` / ``[engine.fomm]`` tables of settings file ``path`` as an
+    :class:`~live.engines.base.EngineOptions` (strict: an unknown key is an error)."""
+    from live.config import from_mapping, read_toml
+    from live.engines.base import EngineOptions
+
+    table = read_toml(path).get("engine", {})
+    if not isinstance(table, dict):
+        raise InputError("the [engine] table is not a table", path=path,
+                         expected="[engine.mesh] / [engine.fomm] tables",
+                         got=type(table).__name__)
+    table = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return from_mapping(EngineOptions, table, prefix="engine.")
+    except InputError as exc:
+        raise InputError(str(exc), path=path) from None
 
 
 def _animate(portrait: Path, video: Path, output: Path, engine: EngineChoice,
@@ -463,7 +485,9 @@ def _animate(portrait: Path, video: Path, output: Path, engine: EngineChoice,
                            engine="fomm" if engine.name == "fomm" else "mesh",
                            weights=engine.weights, model_dir=engine.model_dir,
                            image_size=engine.image_size, keep_audio=False,
-                           max_frames=max_frames)
+                           max_frames=max_frames,
+                           **({} if engine.options is None
+                              else {"engine_options": engine.options}))
     return run_animate(config, progress=False)
 
 
@@ -906,6 +930,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="FOMM model directory from 'mimicam export'")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--engine-config", type=Path, default=None, metavar="TOML",
+                        help="a settings file whose [engine.mesh] / [engine.fomm] tables "
+                             "set the engine's options (ablations)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -921,6 +948,9 @@ def run(args: argparse.Namespace) -> int:
     engine = EngineChoice(args.engine or "mesh", getattr(args, "weights", None),
                           getattr(args, "model_dir", None) or getattr(args, "model", None),
                           getattr(args, "image_size", None))
+    config_path = getattr(args, "engine_config", None)
+    if config_path is not None:
+        engine = dataclasses.replace(engine, options=load_engine_options(config_path))
     faces = DlibFaces()  # fails first, with the install hint, when dlib is missing
     clips = _pick(DRIVING_DIR, getattr(args, "clips", None), "driving", "--clips")
 

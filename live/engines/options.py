@@ -24,6 +24,9 @@ OptionsT = TypeVar("OptionsT", "MeshOptions", "FommOptions")
 MOUTH_MODES = ("driver", "synthetic", "off")
 """Values of the mesh engine's ``mouth`` option."""
 
+BODY_MODES = ("flow", "head")
+"""Values of the mesh engine's ``body`` option."""
+
 MESH_DEFAULT_SIZE = 512
 """The mesh engine's crop size when neither its options nor the command choose one."""
 
@@ -93,6 +96,11 @@ class MeshOptions:
     """Redraw the irises where the driving gaze puts them (else the warp drags them)."""
     head_layer: bool = True
     """Segment the portrait once and warp only the person over a still background plate."""
+    body: str = "flow"
+    """How hair, ears, neck and shoulders move: ``"flow"``, as the driving video's own do
+    where it shows them (optical flow from the neutral frame, weighted by the driver's person
+    matte); ``"head"``, a share of the head's motion that fades with the distance from the
+    face."""
     grid: int = 256
     """Side of the triangle-index grid of the warp (smaller is faster and coarser; at most the
     crop size: a larger grid is reduced to it)."""
@@ -117,6 +125,7 @@ class MeshOptions:
             (0 <= self.outline_follow <= 1, "outline_follow", "in [0, 1]", self.outline_follow),
             (self.mouth in MOUTH_MODES, "mouth", " | ".join(map(repr, MOUTH_MODES)),
              self.mouth),
+            (self.body in BODY_MODES, "body", " | ".join(map(repr, BODY_MODES)), self.body),
             *hold_option_checks(self),
         ])
 

@@ -132,6 +132,11 @@ class AnimateConfig:
     color_transfer: bool | None = None
     """Match the animated crops' colours to the picture around them before blending (None:
     for fomm, whose generator shifts colours; mesh warps the portrait's own pixels)."""
+    lookahead: int = 3
+    """Mesh engine: smooth the driving landmarks over this many frames before and after each
+    one (a local quadratic fit: no lag, peaks kept; :mod:`live.jobs.lookahead`) instead of the
+    engine's own One Euro filter, which live video needs; 0: that filter, as live. Nothing is
+    smoothed when the engine's ``smoothing`` option is off."""
     max_frames: int | None = None
     """Only the first this many driving frames (a quick preview; None: all of them)."""
     crf: int | None = None
@@ -779,6 +784,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     from live.io.threads import Prefetch
     from live.io.video import VideoReader, VideoWriter, check_output, check_video_size, probe_video
     from live.io.video import progress as progress_bar
+    from live.jobs.lookahead import smooth_landmarks
 
     t_start = time.perf_counter()
     output_format = check_output(config.output, overwrite=config.overwrite, inputs={
@@ -811,6 +817,12 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             else auto_mesh_size(landmarks, layout)
         spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(
             crop_size=crop_size))
+    lookahead = 0
+    if spec.name == "mesh" and spec.remote is None and spec.engine_options.mesh.smoothing:
+        lookahead = config.lookahead  # the job smooths, with the future; the engine not
+        if lookahead > 0:
+            spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(
+                smoothing=False))
     framing = None
     if config.framing != "full":  # the output: the picture framed around its largest face
         framing = output_framing(source, landmarks, config.framing, max_size=config.max_size)
@@ -882,7 +894,8 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                 timer.add("track", t0)
                 yield tracked
 
-        tracked_frames = stack.enter_context(Prefetch(track(), name="animate-track"))
+        tracked_frames = smooth_landmarks(
+            stack.enter_context(Prefetch(track(), name="animate-track")), radius=lookahead)
         t_loop = time.perf_counter()
         frames = lost = 0
         for tracked in tracked_frames:

@@ -31,16 +31,20 @@ from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
+from live.engines.mesh.body import BodyFlow, BodyMotion, body_displacements, flow_trust
 from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes
 from live.engines.mesh.motion import (
     MotionOptions,
     affine_scale,
+    apply_affine,
+    fit_similarity,
     portrait_motion,
     ring_motion,
 )
 from live.engines.mesh.mouth import MouthStyle, mouth_style, render_mouth
 from live.engines.mesh.topology import (
     N_MESH,
+    STABLE_POINTS,
     MeshLayout,
     build_layout,
     lower_face_chains,
@@ -54,6 +58,9 @@ from live.packets import FaceCrop, check_rgb
 log = logging.getLogger(__name__)
 
 _CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
+BODY_CELLS = 16
+"""The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
+"""The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
 
 
 MeshEngineConfig = MeshOptions
@@ -140,6 +147,10 @@ class MeshEngine:
 
     def _reset_driving(self) -> None:
         self._neutral: np.ndarray | None = None
+        """The driving points at the neutral pose: the landmarks, then (body = "flow") the
+        body lattice's points, z 0; smoothed and held together."""
+        self._n_landmarks = 0
+        self._body: BodyFlow | None = None
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
@@ -179,7 +190,8 @@ class MeshEngine:
             raise NoFaceError("the portrait's face mesh is incomplete",
                               expected=f"{N_MESH} landmarks with irises", got=str(pts.shape))
         pts64 = pts.astype(np.float64)
-        layout = build_layout(pts64, self.size)
+        layout = build_layout(pts64, self.size, grid_step=self.size / BODY_CELLS
+                              if self.config.body == "flow" else None)
         layers = None
         if self.config.head_layer:
             layers = prepare_layers(image)
@@ -245,25 +257,43 @@ class MeshEngine:
 
     def _set_neutral(self, pts: np.ndarray, face: FaceCrop) -> None:
         self._reset_driving()
-        self._neutral = pts.copy()
+        self._n_landmarks = int(pts.shape[0])
         self._unit = max(float(lm.inter_ocular_distance(pts)), 1e-6)
         self._hold.converged = _CONVERGED_IOD * self._unit
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
+        if self.config.body == "flow":
+            self._body = BodyFlow(face.image, face.crop_to_frame, cells=BODY_CELLS,
+                                  landmarks=pts)
+            pts = self._with_body(pts, self._body.neutral_points)
+        self._neutral = pts.copy()
         self._neutral_side = face.size * float(
             np.sqrt(abs(np.linalg.det(np.asarray(face.crop_to_frame)[:, :2]))))
+
+    @staticmethod
+    def _with_body(landmarks: np.ndarray, body: np.ndarray) -> np.ndarray:
+        return np.concatenate([landmarks, np.column_stack([body, np.zeros(len(body))])])
+
+    def _drop_landmarks(self, points: np.ndarray, n: int) -> np.ndarray:
+        return np.concatenate([points[:n], points[self._n_landmarks:]])
 
     def _on_face(self, pts: np.ndarray, face: FaceCrop, t: float) -> np.ndarray:
         if self._neutral is None:
             self._set_neutral(pts, face)
         assert self._neutral is not None
-        if pts.shape != self._neutral.shape:  # irises in one and not the other: drop them
-            n = min(pts.shape[0], self._neutral.shape[0])
+        if pts.shape[0] != self._n_landmarks:  # irises in one and not the other: drop them
+            n = min(pts.shape[0], self._n_landmarks)
             pts = pts[:n]
-            if self._neutral.shape[0] != n:
-                self._neutral = self._neutral[:n]
+            if self._n_landmarks != n:
+                self._neutral = self._drop_landmarks(self._neutral, n)
                 self._filter = None
                 if self._hold.shown is not None:
-                    self._hold.shown = self._hold.shown[:n]
+                    self._hold.shown = self._drop_landmarks(self._hold.shown, n)
+                self._n_landmarks = n
+        if self._body is not None:
+            stable = list(STABLE_POINTS)
+            head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
+            pts = self._with_body(pts, self._body.track(face.image, face.crop_to_frame,
+                                                        head=head))
         target = pts
         if self.config.smoothing:
             if self._filter is None:
@@ -302,18 +332,24 @@ class MeshEngine:
             self.last_timings = timings
             self.last_matte = portrait.layers.matte_u8 if portrait.layers is not None else None
             return portrait.image.copy()
-        out = self.render(portrait, self._neutral, shown, timings,
-                          driver=self._driver if pts is not None else None)
+        n = self._n_landmarks
+        body = None
+        if self._body is not None:
+            body = BodyMotion(self._body.lattice, self._neutral[n:, :2], shown[n:, :2])
+        out = self.render(portrait, self._neutral[:n], shown[:n], timings,
+                          driver=self._driver if pts is not None else None, body=body)
         self.last_timings = timings
         return out
 
     def render(self, portrait: MeshPortrait, neutral: np.ndarray, current: np.ndarray,
                timings: dict[str, float] | None = None, *,
-               driver: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               driver: tuple[np.ndarray, np.ndarray] | None = None,
+               body: BodyMotion | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
-        in crop pixels (the mouth interior of ``mouth = "driver"``). Stage times (ms) go into
-        ``timings``."""
+        in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
+        motion (``body = "flow"``; None: hair, neck and shoulders follow the head). Stage
+        times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
@@ -326,6 +362,19 @@ class MeshEngine:
         dst[layout.ring_ids] = ring_motion(
             layout.src[layout.ring_ids], layout.src[anchors], dst[anchors],
             layout.ring_weight, motion.head, self.config.outline_follow)
+        grid = layout.grid_ids
+        if len(grid):
+            src_g = layout.src[grid]
+            dst[grid] = src_g + layout.grid_weight[:, None] * (
+                apply_affine(motion.head, src_g) - src_g)
+        if body is not None:
+            outside = layout.outside_ids
+            disp, weight = body_displacements(layout.src[outside], motion.to_portrait, body)
+            # A flow that disagrees with the face's landmarks is not used (the hair never
+            # tears away from the face).
+            weight *= flow_trust(body, neutral, current)
+            flowed = layout.src[outside] + disp
+            dst[outside] += weight[:, None] * (flowed - dst[outside])
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris

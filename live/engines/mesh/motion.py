@@ -106,6 +106,8 @@ class MappedMotion:
     """(478, 3) float64: x, y in portrait pixels, z for depth order."""
     head: np.ndarray
     """2x3 similarity: the driving head's rigid motion carried into portrait pixels."""
+    to_portrait: np.ndarray
+    """2x3 similarity: driving-frame pixels -> portrait pixels at the neutral pose."""
 
 
 def fit_rotation_3d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
@@ -291,7 +293,7 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
         out[:, :2] = apply_affine(head_p, q)
     out[:, 2] = P[:, 2]
     out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
-    return MappedMotion(points=out, head=head_p)
+    return MappedMotion(points=out, head=head_p, to_portrait=to_portrait)
 
 
 def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,

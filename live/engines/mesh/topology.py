@@ -16,6 +16,7 @@ once per portrait by :func:`build_layout`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -112,9 +113,10 @@ class MeshLayout:
     """The vertices and triangles of one portrait's warp.
 
     Vertices ``0 .. N_MESH-1`` are the face landmarks; then the ring points (``ring_ids``),
-    then the fixed border points. ``ring_anchor`` is the oval landmark each ring point was
-    pushed out from, ``ring_weight`` how much of the head's motion it follows (0 at the image
-    border). ``face_tris`` are drawn by depth, ``outer_tris`` behind them.
+    then the lattice points (``grid_ids``, when asked for), then the fixed border points.
+    ``ring_anchor`` is the oval landmark each ring point was pushed out from, ``ring_weight``
+    how much of the head's motion it follows (0 at the image border). ``face_tris`` are
+    drawn by depth, ``outer_tris`` behind them.
     """
 
     src: np.ndarray
@@ -124,6 +126,17 @@ class MeshLayout:
     face_tris: np.ndarray
     outer_tris: np.ndarray
     face_sign: np.ndarray
+    grid_ids: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int32))
+    """Lattice points over the rest of the picture (hair, neck, shoulders), when asked for."""
+    grid_weight: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.float64))
+    """How much of the head's rigid motion each lattice point follows by default."""
+
+    @property
+    def outside_ids(self) -> np.ndarray:
+        """The vertices outside the face that may move: rings, then lattice points."""
+        return np.concatenate([self.ring_ids, self.grid_ids])
 
     @property
     def n_vertices(self) -> int:
@@ -141,9 +154,22 @@ def _border_points(size: int, step: float) -> np.ndarray:
     ])
 
 
+def _follow_weight(p: np.ndarray, centre: np.ndarray, radius: float, size: int,
+                   rings: tuple[tuple[float, float, int], ...], fade: float) -> np.ndarray:
+    """Default head-following weight of points at ``p``: the rings' weights interpolated by
+    the distance from the face centre (in oval radii), zero beyond the outer ring's reach
+    and fading out towards the border like the rings."""
+    r = np.linalg.norm(p - centre, axis=1) / max(radius, 1e-9)
+    xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.35]
+    ys = [1.0] + [w for _, w, _ in rings] + [0.0]
+    d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1)
+    return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (fade * size), 0.0, 1.0))
+
+
 def build_layout(landmarks: np.ndarray, size: int, *,
                  rings: tuple[tuple[float, float, int], ...] = DEFAULT_RINGS,
-                 border_step: float = 64.0, fade: float = 0.12) -> MeshLayout:
+                 border_step: float = 64.0, fade: float = 0.12,
+                 grid_step: float | None = None) -> MeshLayout:
     """Vertices and triangles for a portrait crop of ``size`` px with these landmarks.
 
     ``landmarks`` is (478, 2|3) in crop pixels. Ring points that fall outside the crop are left
@@ -177,9 +203,24 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     ring, anchor, weight_arr = ring[keep], anchor[keep], weight_arr[keep]
     border = _border_points(size, border_step)
     border = border[~points_in_polygon(border, oval)]
-
-    src = np.concatenate([pts, ring, border]).astype(np.float64)
+    grid = np.zeros((0, 2))
+    grid_w = np.zeros(0)
+    if grid_step is not None:
+        # A lattice over the rest of the picture, away from the border, the face and the
+        # rings (no slivers), for motion measured outside the face.
+        c = np.arange(grid_step / 2.0, size - 1.0 - grid_step / 4.0, grid_step)
+        gx, gy = np.meshgrid(c, c)
+        grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        near_face = points_in_polygon(grid, centre + 1.12 * (oval - centre))
+        taken = np.concatenate([ring, border])
+        gap = np.min(np.linalg.norm(grid[:, None, :] - taken[None, :, :], axis=2), axis=1) \
+            if len(taken) else np.full(len(grid), np.inf)
+        grid = grid[~near_face & (gap > 0.45 * grid_step)]
+        grid_w = _follow_weight(grid, centre, float(np.mean(np.linalg.norm(oval - centre, axis=1))),
+                                size, rings, fade)
+    src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
+    grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)
     outer_ids = np.concatenate([oval_ids, ring_ids,
                                 np.arange(N_MESH + len(ring), len(src))]).astype(np.int32)
     tri = Delaunay(src[outer_ids])
@@ -192,7 +233,8 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     sign = np.sign(triangle_areas(src, face))
     sign[sign == 0] = 1.0
     return MeshLayout(src=src, ring_ids=ring_ids, ring_anchor=anchor, ring_weight=weight_arr,
-                      face_tris=face, outer_tris=outer, face_sign=sign)
+                      face_tris=face, outer_tris=outer, face_sign=sign, grid_ids=grid_ids,
+                      grid_weight=grid_w)
 
 
 

@@ -1,0 +1,205 @@
+"""Motion outside the face (hair, ears, neck, shoulders) from the driving video's optical flow.
+
+The face mesh says where the face goes; it says nothing about the hair around it, the neck or
+the shoulders, which a real head carries along (hair swings, the neck turns, shoulders shift).
+This module measures that motion on the driving video itself: at calibration the neutral
+driving crop is kept with its person matte (segmented once) and a lattice of sample points
+laid over it; every frame the current crop is resampled into the neutral crop's coordinates
+and dense optical flow (OpenCV's DIS) from the neutral crop to it gives, averaged over each
+lattice cell, where each sample point went. The engine carries those points through its
+smoothing and face-lost hold together with the landmarks, and :func:`body_displacements`
+maps the motion onto the portrait's vertices outside the face: each vertex takes the motion of
+the driving point at the same place relative to the face (through the driver-to-portrait
+similarity), weighted by how much that point is on the driving person (its matte). Where the
+driver shows background, or outside its crop, the vertex keeps the head-following default.
+
+Coordinates are frame pixels of the driving video (x right, y down); affines are 2x3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from calibrate import landmarks as lm
+from live.engines.mesh.motion import apply_affine, invert_affine
+from live.engines.mesh.topology import points_in_polygon
+
+
+@dataclass(frozen=True, eq=False)
+class DriverLattice:
+    """The sample lattice over the neutral driving crop.
+
+    ``cells`` x ``cells`` points at the cell centres of the crop (``step`` crop pixels apart),
+    ``frame_to_crop`` maps driving-frame pixels into the neutral crop, ``weight`` (cells,
+    cells) is the neutral driving person matte at each cell (1 on the person, 0 on the
+    background): how far the flow there speaks for a body part. ``on_face`` (cells * cells,)
+    marks the points inside the neutral face outline, where the flow is checked against the
+    landmarks (:func:`flow_trust`).
+    """
+
+    cells: int
+    step: float
+    frame_to_crop: np.ndarray
+    crop_to_frame: np.ndarray
+    weight: np.ndarray
+    on_face: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    near: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    """For each face point, its nearest landmarks (indices, (on_face.sum(), k))."""
+
+    @property
+    def count(self) -> int:
+        return self.cells * self.cells
+
+    def neutral_points(self) -> np.ndarray:
+        """The lattice points in driving-frame pixels, (cells*cells, 2) float64, row-major."""
+        c = (np.arange(self.cells, dtype=np.float64) + 0.5) * self.step - 0.5
+        gx, gy = np.meshgrid(c, c)
+        return apply_affine(self.crop_to_frame, np.stack([gx.ravel(), gy.ravel()], axis=1))
+
+
+class BodyFlow:
+    """Optical flow of the driving crop from its neutral pose (see the module docstring).
+
+    ``BodyFlow(neutral_image, crop_to_frame, cells=16)``; :attr:`lattice` describes the
+    sample points, :meth:`track` gives their positions in a later crop. The person matte of
+    the neutral crop is segmented once here (MediaPipe selfie segmentation); without a person
+    found every weight is 0 (the engine then keeps its head-following default everywhere).
+    """
+
+    def __init__(self, neutral_image: np.ndarray, crop_to_frame: np.ndarray, *,
+                 cells: int = 16, landmarks: np.ndarray | None = None) -> None:
+        if cells < 2:
+            raise ValueError(f"expected cells >= 2, got {cells}")
+        img = np.ascontiguousarray(neutral_image)
+        h, w = img.shape[:2]
+        if h != w:
+            raise ValueError(f"expected a square neutral crop, got {w}x{h}")
+        self.size = int(w)
+        self._gray0 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        self._crop_to_frame = np.array(crop_to_frame, dtype=np.float64)  # a copy: kept
+        cv: Any = cv2  # the stubs lack the DIS optical flow
+        self._dis = cv.DISOpticalFlow_create(cv.DISOPTICAL_FLOW_PRESET_FAST)
+        from live.face.segmentation import segment_person
+
+        matte = segment_person(img)
+        weight = np.zeros((cells, cells), np.float32) if matte is None else \
+            cv2.resize(matte, (cells, cells), interpolation=cv2.INTER_AREA)
+        # One cell more around the person: the flow there is the person's edge moving over
+        # the background (hair swinging out), smeared across the cell by the averaging.
+        weight = cv2.dilate(weight, np.ones((3, 3), np.uint8))
+        self.lattice = DriverLattice(
+            cells=cells, step=self.size / cells,
+            frame_to_crop=invert_affine(self._crop_to_frame),
+            crop_to_frame=self._crop_to_frame, weight=np.clip(weight, 0.0, 1.0))
+        self._neutral_points = self.lattice.neutral_points()
+        if landmarks is not None:  # neutral face-mesh points, frame pixels
+            oval = np.asarray(landmarks, dtype=np.float64)[list(lm.FACE_OVAL), :2]
+            pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
+            on_face = points_in_polygon(self._neutral_points, oval)
+            d = np.linalg.norm(self._neutral_points[on_face, None, :] - pts[None, :, :], axis=2)
+            near = np.argsort(d, axis=1)[:, :4]
+            self.lattice = dataclasses.replace(self.lattice, on_face=on_face, near=near)
+
+    @property
+    def neutral_points(self) -> np.ndarray:
+        """The lattice points at the neutral pose, frame pixels (count, 2)."""
+        return self._neutral_points.copy()
+
+    def track(self, image: np.ndarray, crop_to_frame: np.ndarray, *,
+              head: np.ndarray | None = None) -> np.ndarray:
+        """Where the lattice points are in this driving crop (RGB uint8, its crop-to-frame
+        similarity): frame pixels, (count, 2) float64. ``head`` (2x3, frame pixels, neutral
+        -> now; from the landmarks) is undone before the flow is measured, so the flow only
+        has to find what moved differently from the head: a large head motion stays within
+        its reach."""
+        cur = np.asarray(crop_to_frame, dtype=np.float64)
+        head_m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if head is None \
+            else np.asarray(head, dtype=np.float64)
+        # neutral crop pixels -> (through the head's motion) this crop's pixels
+        to_cur = _compose(invert_affine(cur), _compose(head_m, self._crop_to_frame))
+        gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        aligned = cv2.warpAffine(gray, to_cur, (self.size, self.size),
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_REPLICATE)
+        flow = self._dis.calc(self._gray0, aligned, None)
+        cells = self.lattice.cells
+        mean = cv2.resize(flow, (cells, cells), interpolation=cv2.INTER_AREA)
+        lin = self._crop_to_frame[:, :2]
+        moved = self._neutral_points + mean.reshape(-1, 2).astype(np.float64) @ lin.T
+        return apply_affine(head_m, moved)
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    lin = outer[:, :2] @ inner[:, :2]
+    return np.concatenate([lin, (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class BodyMotion:
+    """The lattice's motion for one frame: ``neutral`` and ``current`` points (count, 2) in
+    driving-frame pixels, and the lattice they belong to."""
+
+    lattice: DriverLattice
+    neutral: np.ndarray
+    current: np.ndarray
+
+
+TRUST_FULL_BELOW = 0.15
+"""Flow error on the face (inter-ocular distances, median) below which the flow is trusted."""
+TRUST_NONE_ABOVE = 0.35
+"""... and above which it is not used at all (the head-following default everywhere)."""
+
+
+def flow_trust(motion: BodyMotion, neutral: np.ndarray, current: np.ndarray) -> float:
+    """How far to trust this frame's flow, in [0, 1]: on the face, the lattice points the flow
+    tracked must move as their nearest landmarks do (``neutral`` -> ``current``, frame
+    pixels), within a share of the inter-ocular distance (median over the face points). A
+    flow that lost a fast motion, or a picture that does not match its landmarks, falls back
+    to the head-following default; 1 when the lattice has no face points to check."""
+    lat = motion.lattice
+    if not lat.on_face.any():
+        return 1.0
+    moved = np.asarray(current[:, :2] - neutral[:, :2], dtype=np.float64)
+    expected = motion.neutral[lat.on_face] + moved[lat.near].mean(axis=1)
+    err = float(np.median(np.linalg.norm(motion.current[lat.on_face] - expected, axis=1)))
+    iod = max(float(lm.inter_ocular_distance(neutral)), 1e-6)
+    return float(np.clip((TRUST_NONE_ABOVE - err / iod) / (TRUST_NONE_ABOVE - TRUST_FULL_BELOW),
+                         0.0, 1.0))
+
+
+def body_displacements(points: np.ndarray, to_portrait: np.ndarray,
+                       motion: BodyMotion) -> tuple[np.ndarray, np.ndarray]:
+    """The driving motion at portrait ``points`` (N, 2) outside the face: ``(displacement
+    (N, 2) in portrait pixels, weight (N,) in [0, 1])``. ``to_portrait`` is the similarity
+    from driving-frame to portrait pixels at the neutral pose; a point takes the bilinearly
+    interpolated motion of the lattice cells around the driving point it corresponds to,
+    with their matte weight (0 outside the lattice)."""
+    lat = motion.lattice
+    cells = lat.cells
+    disp = (motion.current - motion.neutral).reshape(cells, cells, 2)
+    drv = apply_affine(invert_affine(to_portrait), points)
+    crop = apply_affine(lat.frame_to_crop, drv)
+    u = (crop + 0.5) / lat.step - 0.5  # lattice coordinates (cell centres at integers)
+    inside = np.all((u >= -0.5) & (u <= cells - 0.5), axis=1)
+    u = np.clip(u, 0.0, cells - 1.0)
+    i0 = np.minimum(np.floor(u).astype(np.int64), cells - 2)
+    f = u - i0
+    x0, y0 = i0[:, 0], i0[:, 1]
+    fx, fy = f[:, 0:1], f[:, 1:2]
+
+    def sample(field: np.ndarray) -> np.ndarray:
+        a = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
+        b = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
+        return np.asarray(a * (1 - fy) + b * fy)
+
+    d = sample(disp)
+    w = sample(lat.weight.astype(np.float64)[..., None])[:, 0] * inside
+    return d @ to_portrait[:, :2].T, np.clip(w, 0.0, 1.0)
+
+
+__all__ = ["BodyFlow", "BodyMotion", "DriverLattice", "body_displacements", "flow_trust"]

@@ -1,0 +1,130 @@
+"""Mesh engine: hair, neck and shoulders follow the driving video's optical flow
+(live/engines/mesh/body.py, option body = "flow")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibrate import landmarks as lm
+from live.engines.mesh.body import BodyFlow, BodyMotion, DriverLattice, body_displacements
+from live.engines.mesh.topology import build_layout
+
+
+def _texture(side: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (side // 8, side // 8, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC),
+                            (0, 0), 1.5)
+
+
+def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    return cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+
+
+def test_body_flow_tracks_motion_in_frame_pixels_whatever_the_crops() -> None:
+    frame = _texture(480)
+    moved = _shift(frame, 5.0, -3.0)  # the scene moved 5 px right, 3 px up
+    neutral_to_frame = np.array([[1.0, 0.0, 100.0], [0.0, 1.0, 110.0]])
+    current_to_frame = np.array([[1.0, 0.0, 112.0], [0.0, 1.0, 96.0]])  # another crop
+    flow = BodyFlow(frame[110:366, 100:356], neutral_to_frame, cells=8)
+    start = flow.neutral_points
+    now = flow.track(moved[96:352, 112:368], current_to_frame)
+    inner = np.abs(start - start.mean(axis=0)).max(axis=1) < 90  # away from the crop edge
+    d = now[inner] - start[inner]
+    np.testing.assert_allclose(np.median(d, axis=0), [5.0, -3.0], atol=0.5)
+    still = flow.track(frame[96:352, 112:368], current_to_frame)  # crop moved, scene did not
+    assert np.abs(np.median(still[inner] - start[inner], axis=0)).max() < 0.5
+    assert flow.lattice.weight.shape == (8, 8)
+    assert 0.0 <= flow.lattice.weight.min() <= flow.lattice.weight.max() <= 1.0
+
+
+def test_body_displacements_map_the_driving_motion_into_portrait_pixels() -> None:
+    lattice = DriverLattice(cells=4, step=25.0, frame_to_crop=np.array([[1.0, 0, 0], [0, 1, 0]]),
+                            crop_to_frame=np.array([[1.0, 0, 0], [0, 1, 0]]),
+                            weight=np.ones((4, 4)))
+    neutral = lattice.neutral_points()
+    motion = BodyMotion(lattice, neutral, neutral + np.array([3.0, 1.0]))
+    to_portrait = np.array([[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]])  # twice as large
+    points = np.array([[10.0 + 2 * 50.0, 20.0 + 2 * 40.0],  # driving (50, 40): inside
+                       [10.0 + 2 * 500.0, 20.0]])            # driving (500, 0): outside
+    disp, weight = body_displacements(points, to_portrait, motion)
+    np.testing.assert_allclose(disp[0], [6.0, 2.0])
+    assert weight[0] == pytest.approx(1.0)
+    assert weight[1] == 0.0
+
+
+def test_lattice_points_stay_off_the_face_and_the_border() -> None:
+    rng = np.random.default_rng(1)
+    pts = np.zeros((478, 3))
+    pts[:, :2] = np.array([256.0, 240.0]) + rng.uniform(-40, 40, (478, 2))  # inside the face
+    oval = list(lm.FACE_OVAL)
+    ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
+    pts[oval, 0], pts[oval, 1] = 256 + 80 * np.sin(ang), 240 - 100 * np.cos(ang)
+    plain = build_layout(pts, 512)
+    lattice = build_layout(pts, 512, grid_step=32.0)
+    assert len(plain.grid_ids) == 0 and len(lattice.grid_ids) > 100
+    g = lattice.src[lattice.grid_ids]
+    assert g.min() > 8 and g.max() < 503
+    r = np.hypot((g[:, 0] - 256) / 80, (g[:, 1] - 240) / 100)
+    assert r.min() > 1.0
+    w = lattice.grid_weight
+    assert w.min() >= 0.0 and w.max() <= 0.9 + 1e-9
+    assert w[np.argmin(r)] > w[np.argmax(r)]  # farther from the face: less of the head
+
+
+@pytest.mark.fixtures
+def test_flow_moves_the_hair_with_the_driver_where_head_mode_leaves_it(
+        portraits_dir: Path) -> None:
+    from live.engines.mesh.engine import MeshEngine
+    from live.face.portraits import find_portrait, load_image
+    from live.packets import FaceCrop
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), 512).crop.image
+    moved = _shift(crop, 8.0, 0.0)  # the driver, hair and shoulders included, moved right
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    shifts = {}
+    for body in ("flow", "head"):
+        engine = MeshEngine(size=512, smoothing=False, body=body, gaze=False)
+        engine.set_portrait(engine.prepare(crop))
+        engine.calibrate(FaceCrop(image=crop, crop_to_frame=eye, frame_index=0, t_capture=0.0))
+        out = engine.process(FaceCrop(image=moved, crop_to_frame=eye, frame_index=1,
+                                      t_capture=0.04), 0.04)
+        engine.close()
+        patch = (slice(320, 400), slice(60, 130))  # long hair, left, well below the face
+        a = cv2.cvtColor(crop[patch], cv2.COLOR_RGB2GRAY).astype(np.float64)
+        b = cv2.cvtColor(out[patch], cv2.COLOR_RGB2GRAY).astype(np.float64)
+        (dx, _), _ = cv2.phaseCorrelate(a, b)
+        shifts[body] = dx
+    assert shifts["flow"] == pytest.approx(8.0, abs=1.5)
+    assert shifts["head"] < shifts["flow"] - 2.0
+
+
+@pytest.mark.fixtures
+def test_hair_stays_with_the_head_when_the_flow_contradicts_it(portraits_dir: Path) -> None:
+    """The landmarks say the head moved 80 px, the picture did not move (a flow that lost a
+    fast motion): the flow is not trusted and the lattice follows the head, no tearing."""
+    from live.engines.mesh.engine import MeshEngine
+    from live.face.portraits import find_portrait, load_image
+    from live.packets import FaceCrop
+
+    found = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), 512)
+    crop, lms = found.crop.image, found.crop.landmarks
+    assert lms is not None
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    moved = lms.copy()
+    moved[:, 0] += 80.0
+    engine = MeshEngine(size=512, smoothing=False, gaze=False, mouth="off")
+    portrait = engine.prepare(crop)
+    engine.set_portrait(portrait)
+    engine.calibrate(FaceCrop(crop, eye, 0, 0.0, landmarks=lms))
+    out = engine.process(FaceCrop(crop, eye, 1, 0.04, landmarks=moved), 0.04)
+    # the same frame with the head-following default (no body motion given)
+    default = engine.render(portrait, lms.astype(np.float64), moved.astype(np.float64))
+    engine.close()
+    assert np.abs(out.astype(int) - default.astype(int)).mean() < 0.5
+    assert len(portrait.layout.grid_ids) > 0  # the lattice is there, and moved with the head

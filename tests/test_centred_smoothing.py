@@ -95,3 +95,22 @@ def test_smooth_landmarks_reduces_jitter_in_frame_pixels_and_keeps_every_frame()
     assert np.mean(smooth) < 0.75 * np.mean(raw)
     assert out[5].face is not None and out[5].face.crop_to_frame is items[5].face.crop_to_frame
     assert list(smooth_landmarks(iter(items), radius=0)) == items  # 0: passed through
+
+
+def test_animate_lookahead_flag_setting_and_range(tmp_path) -> None:
+    from calibrate.errors import InputError
+    from live.cli.animate import config_from_args
+    from live.cli.main import build_parser
+    from live.jobs.animate import AnimateConfig
+
+    base = ["animate", "--source-image", "p.jpg", "--driving-video", "d.mp4", "-o",
+            str(tmp_path / "o.mp4")]
+    assert config_from_args(build_parser().parse_args(base)).lookahead == 3
+    assert config_from_args(build_parser().parse_args([*base, "--lookahead", "0"])).lookahead == 0
+    toml = tmp_path / "a.toml"
+    toml.write_text("lookahead = 5\n")
+    cfg = config_from_args(build_parser().parse_args([*base, "--config", str(toml)]))
+    assert cfg.lookahead == 5
+    with pytest.raises(InputError, match="lookahead"):
+        AnimateConfig(source_image=tmp_path / "p.jpg", driving_video=tmp_path / "d.mp4",
+                      output=tmp_path / "o.mp4", lookahead=-1)

@@ -118,7 +118,7 @@ def test_hair_stays_with_the_head_when_the_flow_contradicts_it(portraits_dir: Pa
     eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     moved = lms.copy()
     moved[:, 0] += 80.0
-    engine = MeshEngine(size=512, smoothing=False, gaze=False, mouth="off")
+    engine = MeshEngine(size=512, smoothing=False, gaze=False, mouth="off", shading=0.0)
     portrait = engine.prepare(crop)
     engine.set_portrait(portrait)
     engine.calibrate(FaceCrop(crop, eye, 0, 0.0, landmarks=lms))

@@ -11,9 +11,12 @@ import pytest
 
 from calibrate import landmarks as lm
 from live.engines.mesh.mouth import (
+    MAX_GUM_SHOW,
     MouthStyle,
     fill_mouth,
     is_portrait,
+    jaw_anchors,
+    limit_lip_retraction,
     match_colours,
     mouth_style,
     polygon_area,
@@ -277,7 +280,13 @@ def test_the_portrait_itself_is_not_taken_for_a_driving_face() -> None:
     assert not is_portrait(style, portrait[:, : SIZE // 2])
     out_pts = landmarks_for(OPENINGS["talk"])
     out = smile_image(OPENINGS["talk"])
+    # A portrait that shows teeth of its own keeps them in driver mode too...
+    assert style.own_teeth
     assert render_mouth(out.copy(), out_pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "synthetic"
+    # ... a closed one takes the driver's interior.
+    _, _, closed = closed_portrait()
+    assert render_mouth(out.copy(), out_pts, closed, mode="driver", driver_image=drv_img,
                         driver_points=drv_pts) == "driver"
 
 
@@ -505,3 +514,38 @@ def test_real_teeth_stay_rigid_when_the_jaw_drops(portraits_dir: Path) -> None:
     y0 = int(up[3:8, 1].max()) + 2
     rows = slice(y0, y0 + int(0.4 * style.own_height))
     assert np.abs(out[rows, x0:x1].astype(int) - img[rows, x0:x1].astype(int)).mean() < 6.0
+
+
+@pytest.mark.fixtures
+def test_real_teeth_stay_with_the_jaws_when_a_smile_draws_the_lips_back(
+        portraits_dir: Path) -> None:
+    """Lips drawn back (upper up, lower down) with the nose and chin still: the teeth stay
+    where they are (hung from the jaws, not the lips), no dark gap opens between the rows,
+    and the upper lip shows only a little gum."""
+    img, pts = _portrait(portraits_dir, "deepface_img1_smile_teeth.jpg")
+    style = prepare_mouth(img, pts)
+    moved = pts.copy()
+    lift = 0.5 * style.own_height
+    for ids, dy in ((lm.LIPS_INNER_UPPER, -lift), (lm.LIPS_OUTER_UPPER, -lift),
+                    (lm.LIPS_INNER_LOWER, lift), (lm.LIPS_OUTER_LOWER, lift)):
+        moved[list(ids[1:-1]), 1] += dy
+    jaws = jaw_anchors(pts, moved)
+    np.testing.assert_allclose(jaws[0], pts[list(lm.LIPS_INNER_UPPER), :2], atol=1e-6)
+    out = img.copy()
+    assert render_mouth(out, moved, style, mode="driver", anchors=jaws) == "synthetic"
+    up = pts[list(lm.LIPS_INNER_UPPER), :2]
+    lo = pts[list(lm.LIPS_INNER_LOWER), :2]
+    x0, x1 = int(up[3, 0]), int(up[7, 0])
+    y0, y1 = int(up[3:8, 1].max()) + 2, int(lo[3:8, 1].min()) - 2
+    teeth = (slice(y0, y1), slice(x0, x1))
+    assert np.abs(out[teeth].astype(int) - img[teeth].astype(int)).mean() < 8.0
+    luma = out[teeth].astype(float) @ [0.299, 0.587, 0.114]
+    assert luma.mean() > 0.85 * (img[teeth].astype(float) @ [0.299, 0.587, 0.114]).mean()
+    # the limit: the upper lip comes back to a little gum above the teeth
+    limited = moved.copy()
+    limit_lip_retraction(limited, jaws)
+    width = float(np.linalg.norm(up[-1] - up[0]))
+    rise = (up[1:-1, 1] - limited[list(lm.LIPS_INNER_UPPER[1:-1]), 1])
+    assert rise.max() <= MAX_GUM_SHOW * width + 0.5
+    lower = list(lm.LIPS_INNER_LOWER)
+    np.testing.assert_allclose(limited[lower], moved[lower])

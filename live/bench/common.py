@@ -118,3 +118,21 @@ def write_png(path: Path, rgb: np.ndarray, *, max_bytes: int | None = SHEET_MAX_
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return len(data)
+
+
+def load_engine_options(path: Path) -> Any:
+    """The ``[engine.mesh]`` / ``[engine.fomm]`` tables of settings file ``path`` as an
+    :class:`~live.engines.base.EngineOptions` (strict: an unknown key is an error)."""
+    from live.config import from_mapping, read_toml
+    from live.engines.base import EngineOptions
+
+    table = read_toml(path).get("engine", {})
+    if not isinstance(table, dict):
+        raise InputError("the [engine] table is not a table", path=path,
+                         expected="[engine.mesh] / [engine.fomm] tables",
+                         got=type(table).__name__)
+    table = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return from_mapping(EngineOptions, table, prefix="engine.")
+    except InputError as exc:
+        raise InputError(str(exc), path=path) from None

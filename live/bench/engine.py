@@ -4,6 +4,7 @@ per stage and end to end; with ``--background`` the composite is the live output
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -19,14 +20,16 @@ OUTPUT_SIZE = (1280, 720)
 
 
 def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmup: int = 10,
-                      size: int = 512, background: str | None = None) -> dict[str, Any]:
+                      size: int = 512, background: str | None = None,
+                      options: Any = None) -> dict[str, Any]:
     """Time decode -> 640x480 -> track -> mesh engine -> composite over ``frames`` frames
     (after ``warmup``); the video loops when it is shorter. Returns a JSON-able dict.
 
     ``background`` (``--background``: blur, a colour, an image file): the composite is
     ``mimicam live``'s (the crop pasted into the portrait framed ``shoulders`` at 1280x720)
     and the background, put behind the person with the engine's warped matte, is timed as a
-    stage of its own (``background``)."""
+    stage of its own (``background``). ``options``: the engine's
+    :class:`~live.engines.options.MeshOptions` (None: the defaults; ``size`` is set)."""
     from live.compose import letterbox
     from live.engines.mesh.engine import MeshEngine
     from live.face.portraits import find_portrait, load_image
@@ -43,7 +46,8 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     stages: dict[str, list[float]] = {}
     live_output = _LiveOutput(found, size, background) if background else None
     faces = 0
-    with MeshEngine(size=size) as engine, FaceTracker(crop_size=256) as tracker:
+    engine_options = dataclasses.replace(options, size=size) if options is not None else None
+    with MeshEngine(engine_options, size=size) as engine, FaceTracker(crop_size=256) as tracker:
         t0 = time.perf_counter()
         engine.set_portrait(engine.prepare(crop))
         prepare_ms = (time.perf_counter() - t0) * 1e3

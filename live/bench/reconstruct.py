@@ -61,7 +61,7 @@ import numpy as np
 
 from calibrate.errors import InputError, MimicamError, WeightsError
 from live.bench import common as bench_common
-from live.bench.common import FIXTURES, SHEET_MAX_BYTES, write_png
+from live.bench.common import FIXTURES, SHEET_MAX_BYTES, load_engine_options, write_png
 
 log = logging.getLogger(__name__)
 
@@ -457,24 +457,6 @@ class EngineChoice:
     options: Any = None
     """The engines' options (an :class:`~live.engines.base.EngineOptions`, from ``--config``);
     None: the defaults."""
-
-
-def load_engine_options(path: Path) -> Any:
-    """The ``[engine.mesh]`` / ``[engine.fomm]`` tables of settings file ``path`` as an
-    :class:`~live.engines.base.EngineOptions` (strict: an unknown key is an error)."""
-    from live.config import from_mapping, read_toml
-    from live.engines.base import EngineOptions
-
-    table = read_toml(path).get("engine", {})
-    if not isinstance(table, dict):
-        raise InputError("the [engine] table is not a table", path=path,
-                         expected="[engine.mesh] / [engine.fomm] tables",
-                         got=type(table).__name__)
-    table = {k: v for k, v in table.items() if k != "name"}
-    try:
-        return from_mapping(EngineOptions, table, prefix="engine.")
-    except InputError as exc:
-        raise InputError(str(exc), path=path) from None
 
 
 def _animate(portrait: Path, video: Path, output: Path, engine: EngineChoice,

@@ -91,6 +91,10 @@ def register(subparsers: Any) -> None:
                         action="store_true",
                         help="start the motion from the driving frame whose pose best matches "
                         "the portrait (a first pass over the video's landmarks)")
+    motion.add_argument("--lookahead", type=int, default=None, metavar="N",
+                        help="mesh engine: smooth the driving landmarks over N frames before "
+                        "and after each one, without lag (default 3; 0: the causal filter "
+                        "live uses)")
 
     faces = parser.add_argument_group("faces")
     faces.add_argument("--multi-face", "--multi_person", dest="multi_face", action="store_true",
@@ -175,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         audio=Path(args.audio) if args.audio else None,
         keep_audio=False if args.no_audio else None,
         max_frames=args.max_frames,
+        lookahead=args.lookahead,
         max_size=args.max_size,
         framing=args.framing,
         ratio=args.ratio,

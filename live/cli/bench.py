@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from calibrate.errors import InputError, MimicamError
-from live.bench.common import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Runner, first_fixture
+from live.bench.common import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Runner,
+    first_fixture,
+    load_engine_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,9 @@ def _run_engine_mesh(args: argparse.Namespace) -> int:
         driving=Path(driving), portrait=Path(portrait),
         frames=args.frames if args.frames is not None else 300,
         warmup=args.warmup if args.warmup is not None else 10, size=args.size,
-        background=args.background)
+        background=args.background,
+        options=None if getattr(args, "engine_config", None) is None
+        else load_engine_options(args.engine_config).mesh)
     print(json.dumps(result, indent=1) if args.json else format_engine_report(result))
     return 0
 

@@ -96,6 +96,10 @@ class MeshOptions:
     """Redraw the irises where the driving gaze puts them (else the warp drags them)."""
     head_layer: bool = True
     """Segment the portrait once and warp only the person over a still background plate."""
+    shading: float = 1.0
+    """Expression shading: the driving face's creases and folds (its luminance over its
+    neutral face's, mapped through the face mesh) multiplied into the portrait's skin, with
+    this strength (0: off)."""
     body: str = "flow"
     """How hair, ears, neck and shoulders move: ``"flow"``, as the driving video's own do
     where it shows them (optical flow from the neutral frame, weighted by the driver's person
@@ -126,6 +130,7 @@ class MeshOptions:
             (self.mouth in MOUTH_MODES, "mouth", " | ".join(map(repr, MOUTH_MODES)),
              self.mouth),
             (self.body in BODY_MODES, "body", " | ".join(map(repr, BODY_MODES)), self.body),
+            (0.0 <= self.shading <= 2.0, "shading", "in [0, 2]", self.shading),
             *hold_option_checks(self),
         ])
 

@@ -175,6 +175,9 @@ class AnimateConfig:
             raise InputError("unsupported --image-size",
                              expected=" or ".join(map(str, IMAGE_SIZES)),
                              got=repr(self.image_size))
+        if not 0 <= self.lookahead <= 30:
+            raise InputError("lookahead out of range", expected="0 to 30 frames",
+                             got=repr(self.lookahead))
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError("max_frames out of range", expected=">= 1 frame",
                              got=repr(self.max_frames))

@@ -41,7 +41,20 @@ from live.engines.mesh.motion import (
     portrait_motion,
     ring_motion,
 )
-from live.engines.mesh.mouth import MouthStyle, mouth_style, render_mouth
+from live.engines.mesh.mouth import (
+    MouthStyle,
+    jaw_anchors,
+    limit_lip_retraction,
+    mouth_style,
+    render_mouth,
+)
+from live.engines.mesh.shading import (
+    ShadingReference,
+    apply_ratio,
+    luminance,
+    shading_ratio,
+    shading_triangles,
+)
 from live.engines.mesh.topology import (
     N_MESH,
     STABLE_POINTS,
@@ -151,6 +164,8 @@ class MeshEngine:
         body lattice's points, z 0; smoothed and held together."""
         self._n_landmarks = 0
         self._body: BodyFlow | None = None
+        self._body_ms: float | None = None  # the body flow's time in this frame
+        self._shading: ShadingReference | None = None
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
@@ -261,6 +276,8 @@ class MeshEngine:
         self._unit = max(float(lm.inter_ocular_distance(pts)), 1e-6)
         self._hold.converged = _CONVERGED_IOD * self._unit
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
+        if self.config.shading > 0 and self._driver is not None:
+            self._shading = ShadingReference.of(*self._driver)
         if self.config.body == "flow":
             self._body = BodyFlow(face.image, face.crop_to_frame, cells=BODY_CELLS,
                                   landmarks=pts)
@@ -290,10 +307,12 @@ class MeshEngine:
                     self._hold.shown = self._drop_landmarks(self._hold.shown, n)
                 self._n_landmarks = n
         if self._body is not None:
+            t_body = time.perf_counter()
             stable = list(STABLE_POINTS)
             head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
             pts = self._with_body(pts, self._body.track(face.image, face.crop_to_frame,
                                                         head=head))
+            self._body_ms = (time.perf_counter() - t_body) * 1e3
         target = pts
         if self.config.smoothing:
             if self._filter is None:
@@ -326,8 +345,11 @@ class MeshEngine:
         pts = self._points(driving) if driving is not None else None
         if driving is not None and driving.landmarks is None:
             timings["landmarks"] = (time.perf_counter() - t0) * 1e3
+        self._body_ms = None
         shown = self._on_face(pts, driving, t) if pts is not None and driving is not None \
             else self._on_lost(t)
+        if self._body_ms is not None:
+            timings["body"] = self._body_ms
         if shown is None or self._neutral is None:
             self.last_timings = timings
             self.last_matte = portrait.layers.matte_u8 if portrait.layers is not None else None
@@ -337,24 +359,30 @@ class MeshEngine:
         if self._body is not None:
             body = BodyMotion(self._body.lattice, self._neutral[n:, :2], shown[n:, :2])
         out = self.render(portrait, self._neutral[:n], shown[:n], timings,
-                          driver=self._driver if pts is not None else None, body=body)
+                          driver=self._driver if pts is not None else None, body=body,
+                          shading=self._shading)
         self.last_timings = timings
         return out
 
     def render(self, portrait: MeshPortrait, neutral: np.ndarray, current: np.ndarray,
                timings: dict[str, float] | None = None, *,
                driver: tuple[np.ndarray, np.ndarray] | None = None,
-               body: BodyMotion | None = None) -> np.ndarray:
+               body: BodyMotion | None = None,
+               shading: ShadingReference | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
-        motion (``body = "flow"``; None: hair, neck and shoulders follow the head). Stage
-        times (ms) go into ``timings``."""
+        motion (``body = "flow"``; None: hair, neck and shoulders follow the head);
+        ``shading`` the neutral driving face for the expression shading (with ``driver``).
+        Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
         motion = portrait_motion(portrait.landmarks, neutral, current, scale=scale,
                                  options=self._motion, chains=portrait.chains)
+        jaws = jaw_anchors(portrait.landmarks, motion.points)
+        if portrait.mouth.own_teeth:
+            limit_lip_retraction(motion.points, jaws)
         layout = portrait.layout
         dst = layout.src.copy()
         dst[:N_MESH] = motion.points[:, :2]
@@ -394,20 +422,30 @@ class MeshEngine:
             self.last_matte = self._warp.remap(portrait.matte, source)
             composite_head(out, self.last_matte, layers.plate,
                            self._warp.remap(layers.plate, source))
+        t4 = clock()
+        if shading is not None and driver is not None and self.config.shading > 0:
+            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
+                                   shading_triangles()[order]])
+            found = shading_ratio(self._warp, index, tris, skin, dst, shading,
+                                  luminance(driver[0]), driver[1],
+                                  strength=self.config.shading)
+            if found is not None:
+                apply_ratio(out, *found)
+        t5 = clock()
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
-        t4 = clock()
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)
             render_mouth(out, motion.points, portrait.mouth, mode=mode,
                          driver_image=drv_image, driver_points=drv_points,
-                         area_scale=affine_scale(motion.head) ** 2)
-        t5 = clock()
+                         area_scale=affine_scale(motion.head) ** 2,
+                         anchors=jaws)
+        t6 = clock()
         if timings is not None:
             timings.update(motion=(t1 - t0) * 1e3, raster=(t2 - t1) * 1e3,
                            affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
-                           mouth=(t5 - t4) * 1e3)
+                           shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
 
     # -- life cycle ----------------------------------------------------------------------------

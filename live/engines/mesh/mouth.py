@@ -58,6 +58,11 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _MIN_OPEN_PX = 2.0  # a driving mouth opening less than this (output pixels) counts as closed
 _OWN_OPEN_PX = 2.5  # a portrait opening at least this high (mean, px) has an interior
 _NO_LAYER = (0.0, 0.0, 0.0, 0.0)
+_ROW_INSET_PX = 1.5  # teeth continued past the portrait's lips: its row this far inside
+UPPER_JAW: tuple[int, ...] = (1, 4, 19, 94, 2, 98, 327, 164)
+"""Landmarks that move with the upper jaw (the skull): the nose's tip, ridge and base."""
+LOWER_JAW: tuple[int, ...] = (152, 148, 176, 377, 400, 175, 199, 200)
+"""Landmarks that move with the lower jaw: the chin."""
 _REACH_PX = 1.5  # how far over the lips' inner edge the portrait's own interior reaches
 
 
@@ -366,15 +371,33 @@ def _gap_tone(style: MouthStyle, interior: Interior) -> np.ndarray:
     return np.asarray(shade * np.float32(target / luma), np.float32)
 
 
+def _anchor_line(dst: _LipFrame, line: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The ``t`` (output lip frame) of a polyline (11, 2) of output pixels at each ``s``."""
+    rel = np.asarray(line, np.float64)[:, :2] - dst.c0
+    ls = np.maximum.accumulate(rel @ dst.e)
+    return np.interp(s, ls, rel @ dst.n).astype(np.float32)
+
+
 def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
-              grid: tuple[np.ndarray, ...], head: float) -> np.ndarray:
+              grid: tuple[np.ndarray, ...], head: float,
+              anchors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The portrait's own interior in the output's opening: its upper part hanging from the
     upper lip, its lower part riding on the lower lip, both at the head scale ``head``
     (teeth keep their size: column by column, the middle of the mouth about rigid, see
     :func:`_own_columns`). Where the two parts come apart: the upper teeth a little longer
     (their tips, hidden by the lower lip in the portrait, fading into shadow), a throat
-    below them (as dark as the gap is wide)."""
-    s, t, tu, tl = grid
+    below them (as dark as the gap is wide).
+
+    ``anchors`` (the portrait's upper and lower inner lip lines, (11, 2) each, carried into
+    the output by the upper jaw's and the lower jaw's motion: see :func:`jaw_anchors`) hang
+    the parts from the jaws instead of the lips, as teeth are: a smile that pulls the lips
+    back shows more of the same teeth (the rows continued past what the portrait shows)
+    rather than pulling the rows apart; only a dropping jaw opens a gap between them."""
+    s, t, tu_lip, tl_lip = grid
+    if anchors is None:
+        tu, tl = tu_lip, tl_lip
+    else:
+        tu, tl = _anchor_line(dst, anchors[0], s), _anchor_line(dst, anchors[1], s)
     src = _LipFrame(interior.inner)
     ss = _own_columns(s, src.width, dst.width, head)
     su_t = np.interp(ss, src.su, src.tu).astype(np.float32)
@@ -392,7 +415,19 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     # Below it (teeth with no lower row in the portrait): its last row, continued.
     t_up = su_t + ((np.minimum(t, end) if longer else t) - tu) * inv
     t_lo = sl_t - (tl - t) * inv
+    if anchors is not None:  # lips drawn back past the teeth the portrait shows: continue
+        t_up = np.maximum(t_up, su_t + np.float32(_ROW_INSET_PX))
+        t_lo = np.minimum(t_lo, sl_t - np.float32(_ROW_INSET_PX))
     up, lo = _layers(interior, src, ss, t_up, t_lo)
+    if anchors is not None:
+        # Above the upper row and below the lower one (lips drawn back further than in the
+        # portrait): gums, in the lips' tone, a little darker towards the lip.
+        gum = np.asarray(style.lip, np.float32) * np.float32(0.92)
+        for layer, beyond, lip_gap in ((up, tu - t, t - tu_lip), (lo, t - tl, tl_lip - t)):
+            a = _smoothstep(0.0, 1.5, beyond)[..., None]
+            shade = (0.8 + 0.2 * _smoothstep(0.0, 3.0, lip_gap))[..., None]
+            layer[..., :3] = layer[..., :3] * (1.0 - a) + gum * shade * a
+            layer[..., 3:4] = layer[..., 3:4] * (1.0 - a) + a
     if longer:
         # The upper teeth continued (over 6 % of the mouth's width), darkening as they go.
         over = t - end
@@ -714,8 +749,53 @@ def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...
     return np.asarray(base + (teeth - base) * a, np.float32)
 
 
+def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the portrait's teeth rows go: its upper inner lip line moved as the upper jaw
+    moved (a similarity fitted on :data:`UPPER_JAW`, portrait -> output landmarks) and its
+    lower inner lip line moved as the lower jaw did (:data:`LOWER_JAW`); (11, 2) each, in
+    output pixels."""
+    from live.engines.mesh.motion import apply_affine, fit_similarity
+
+    p = np.asarray(portrait, np.float64)[:, :2]
+    q = np.asarray(output, np.float64)[:, :2]
+    up, lo = list(UPPER_JAW), list(LOWER_JAW)
+    upper = apply_affine(fit_similarity(p[up], q[up]), p[list(lm.LIPS_INNER_UPPER)])
+    lower = apply_affine(fit_similarity(p[lo], q[lo]), p[list(lm.LIPS_INNER_LOWER)])
+    return upper, lower
+
+
+MAX_GUM_SHOW = 0.06
+"""How far (share of the mouth's width) the upper lip may draw back above the portrait's
+own upper teeth (a smile shows a little gum, not a band of it)."""
+
+
+def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarray], *,
+                         max_share: float = MAX_GUM_SHOW) -> None:
+    """In place: an upper lip (inner and outer line together, corners aside) drawn back
+    further than ``max_share`` of the mouth's width above where the upper teeth are
+    (``anchors[0]``, :func:`jaw_anchors`) is put back down to that limit: for a portrait
+    that shows its teeth, relative motion from a closed driving mouth would otherwise lift
+    an already smiling lip far above its teeth."""
+    inner_up = list(lm.LIPS_INNER_UPPER)
+    outer_up = list(lm.LIPS_OUTER_UPPER)
+    pts = points[:, :2]
+    across = pts[inner_up[-1]] - pts[inner_up[0]]
+    width = float(np.hypot(across[0], across[1]))
+    if width < 1e-6:
+        return
+    down = np.array([-across[1], across[0]]) / width  # image y is down
+    rise = (np.asarray(anchors[0], np.float64)[1:-1] - pts[inner_up[1:-1]]) @ down
+    excess = np.maximum(rise - max_share * width, 0.0)
+    if not excess.any():
+        return
+    shift = excess[:, None] * down
+    pts[inner_up[1:-1]] += shift
+    pts[outer_up[1:-1]] += shift
+
+
 def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale: float,
-               feather_px: float) -> float:
+               feather_px: float,
+               anchors: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     if frame.area < 1.0 or frame.width < 3.0:
         return 0.0
     opacity = float(np.clip((frame.height - 0.5) / 2.5, 0.0, 1.0))
@@ -735,7 +815,7 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     grid = frame.grid(box)
     if rigid:
         assert style.interior is not None
-        colour = _own_over(style, style.interior, frame, grid, head)
+        colour = _own_over(style, style.interior, frame, grid, head, anchors)
     else:
         colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
@@ -866,7 +946,8 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
 def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
                  mode: str, driver_image: np.ndarray | None = None,
                  driver_points: np.ndarray | None = None, area_scale: float = 1.0,
-                 feather_px: float = 1.0) -> str:
+                 feather_px: float = 1.0,
+                 anchors: tuple[np.ndarray, np.ndarray] | None = None) -> str:
     """Paint the mouth interior of one output frame in place; says what was painted:
     ``"driver"``, ``"synthetic"`` or ``"none"``.
 
@@ -878,7 +959,10 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     more open than the portrait's own mouth; while the transplant
     fades in the synthetic interior shows under it), ``"synthetic"``
     (:func:`synthetic_mouth`) or ``"off"``; ``area_scale``: portrait ->
-    output area ratio (head scale squared); ``feather_px``: the soft edge."""
+    output area ratio (head scale squared); ``feather_px``: the soft edge; ``anchors``: the
+    jaws' lines (:func:`jaw_anchors`) a portrait's own teeth hang from. A portrait that
+    shows teeth of its own keeps them in both modes (the driver's would replace its
+    identity's teeth): they move with the jaws, not the lips."""
     if mode not in MOUTH_MODES:
         raise ValueError(f"mouth mode must be one of {', '.join(MOUTH_MODES)}, got {mode!r}")
     if mode == "off":
@@ -886,13 +970,13 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     frame = _LipFrame(np.asarray(out_points, np.float64)[list(lm.LIPS_INNER), :2])
     painted = -1.0  # synthetic mode not run yet
     if (mode == "driver" and driver_image is not None and driver_points is not None
-            and not is_portrait(style, driver_image)):
+            and not style.own_teeth and not is_portrait(style, driver_image)):
         drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
         if _transplant_opacity(frame, drv, style, area_scale) < 1.0:  # shows what is under
-            painted = _synthetic(out, frame, style, area_scale, feather_px)
+            painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
         if _transplant(out, frame, driver_image, drv, style, area_scale, feather_px,
                        None) > 0.0:
             return "driver"
     if painted < 0.0:
-        painted = _synthetic(out, frame, style, area_scale, feather_px)
+        painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
     return "synthetic" if painted > 0.0 else "none"

@@ -102,6 +102,27 @@ class PiecewiseAffineWarp:
         disp += self._identity
         return disp
 
+    def grid_source(self, index: np.ndarray, coeffs: np.ndarray, *,
+                    origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Source positions at coarse-grid cells only, float32 (h, w, 2): the cheap version
+        of :meth:`source_map` for a second source (another image's triangles, in its own
+        pixels). ``index`` is the index map or a window of it whose first cell is at grid
+        ``origin`` (row, column)."""
+        table = np.concatenate([np.zeros((1, 6), np.float32), coeffs])
+        c = np.take(table, index, axis=0)
+        h, w = index.shape
+        y0, x0 = origin
+        gx = self._gx[0, x0:x0 + w][None, :]
+        gy = self._gy[y0:y0 + h, 0][:, None]
+        sx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2] + gx
+        sy = c[..., 3] * gx + c[..., 4] * gy + c[..., 5] + gy
+        return np.stack([sx, sy], axis=-1)
+
+    @property
+    def cell(self) -> float:
+        """Output pixels per grid cell."""
+        return self.size / self.grid
+
     def remap(self, image: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Sample ``image`` at the source positions (bilinear, edges replicated)."""
         remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)

@@ -1,0 +1,149 @@
+"""Expression shading for the mesh engine: the driving face's own creases, folds and
+dimples, carried onto the portrait as a luminance ratio.
+
+A warp moves the portrait's pixels but cannot darken a crease that a smile makes, or the fold
+between nose and mouth, or lighten a raised cheek; without them a warped smile reads as a
+different face. The driving video has them: its current face, warped back onto its neutral
+face's geometry, divided by that neutral face (both lightly blurred luminance), is an
+*expression ratio image* (Liu, Shan and Zhang, SIGGRAPH 2001): about 1 where nothing changed,
+below 1 in a new crease. Mapped onto the animated portrait through the face mesh (same
+triangle, same place in the face) and multiplied in, it adds the shading changes, not the
+driver's skin or colour: a black-and-white photo stays grey, a painting keeps its palette.
+
+Only skin triangles of the face mesh carry it: not the eye or mouth openings, and not the
+brows, eyelids or lips, whose look belongs to the driver's identity rather than to an
+expression's shading (:func:`shading_triangles`); the ratio is clamped and faded out over the
+region's edge. It is computed on the warp's coarse grid, in
+the bounding box of the face, and resized to the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from calibrate import landmarks as lm
+from live.engines.mesh.topology import face_triangles, mesh_edges, tesselation_triangles
+from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines
+
+RATIO_RANGE = (0.55, 1.6)
+"""The ratio is clamped to this range (a shadow may darken to about half, not to black)."""
+_EPS = 6.0  # luminance (0..255) added before dividing: dark pixels give no wild ratios
+_BLUR = 1.0  # sigma (driving crop pixels) of the luminance blur
+
+
+@lru_cache(maxsize=1)
+def lip_points() -> tuple[int, ...]:
+    """Every face-mesh point of the lips (80): the inner and outer contours and the rows
+    between them, found by walking the mesh's edges out from the inner contour and stopping
+    at the outer one (the inner corners, which also touch the cheeks, are not walked from)."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in mesh_edges().tolist():
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    outer = set(lm.LIPS_OUTER)
+    corners = {lm.LIPS_INNER_UPPER[0], lm.LIPS_INNER_UPPER[-1]}
+    seen = set(lm.LIPS_INNER)
+    todo = [v for v in lm.LIPS_INNER if v not in corners]
+    while todo:
+        v = todo.pop()
+        if v in outer:
+            continue
+        for n in neighbours.get(v, ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return tuple(sorted(seen))
+
+
+FEATURES: tuple[int, ...] = tuple(sorted(set(lm.RIGHT_BROW + lm.LEFT_BROW + lm.RIGHT_EYE
+                                             + lm.LEFT_EYE) | set(lip_points())))
+@lru_cache(maxsize=1)
+def shading_triangles() -> np.ndarray:
+    """Which of :func:`~live.engines.mesh.topology.face_triangles` carry the shading: skin
+    triangles of the mesh away from the brows, eyes and lips, (T,) bool."""
+    faces = face_triangles()
+    skin = np.zeros(len(faces), bool)
+    skin[:len(tesselation_triangles())] = True
+    return np.asarray(skin & ~np.isin(faces, FEATURES).any(axis=1))
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Lightly blurred luminance of an RGB uint8 image, float32."""
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.asarray(cv2.GaussianBlur(gray, (0, 0), _BLUR))
+
+
+@dataclass(frozen=True, eq=False)
+class ShadingReference:
+    """The neutral driving face: its crop's blurred luminance and landmarks (crop pixels)."""
+
+    gray: np.ndarray
+    landmarks: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, landmarks: np.ndarray) -> ShadingReference:
+        return cls(luminance(image), np.array(landmarks, dtype=np.float64)[:, :2])
+
+
+def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray,
+                  skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
+                  current_gray: np.ndarray, current_landmarks: np.ndarray, *,
+                  strength: float = 1.0) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The expression ratio on the output, as ``(region, ratio)``: ``ratio`` (float32) is to
+    multiply the output's pixels in ``region`` (a (rows, cols) slice pair). ``index`` and
+    ``tris`` are the warp's triangle-index map and its triangle list (``dst`` its output
+    vertices), ``skin`` marks the skin rows of ``tris``. None when no skin is visible."""
+    n = min(len(reference.landmarks), len(current_landmarks))
+    rows = np.flatnonzero(skin)
+    if rows.size == 0 or n < 468:
+        return None
+    on_skin = np.concatenate([[False], skin])[index]  # index 0: no triangle
+    ys, xs = np.nonzero(on_skin)
+    if ys.size == 0:
+        return None
+    pad = 3
+    g = warp.grid
+    y0, y1 = max(0, ys.min() - pad), min(g, ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(g, xs.max() + pad + 1)
+    sub = index[y0:y1, x0:x1]
+    face = tris[rows]
+
+    def sample(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
+        src = np.zeros_like(dst)
+        src[:n] = points[:n, :2]
+        coeffs = np.zeros((len(tris), 6), np.float32)
+        coeffs[rows] = triangle_affines(dst, src, face)
+        pos = warp.grid_source(sub, coeffs, origin=(y0, x0))
+        return np.asarray(cv2.remap(gray, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE))
+
+    cur = sample(current_gray, np.asarray(current_landmarks, dtype=np.float64))
+    ref = sample(reference.gray, reference.landmarks)
+    ratio = (cur + _EPS) / (ref + _EPS)
+    np.clip(ratio, *RATIO_RANGE, out=ratio)
+    mask = on_skin[y0:y1, x0:x1].astype(np.float32)
+    soft = cv2.GaussianBlur(mask, (0, 0), 1.5) * mask  # fades in from the mesh's edge
+    if strength != 1.0:
+        np.power(ratio, np.float32(strength), out=ratio)
+    ratio = 1.0 + soft * (ratio - 1.0)
+    cell = warp.cell
+    top, left = round(y0 * cell), round(x0 * cell)
+    bottom, right = min(warp.size, round(y1 * cell)), min(warp.size, round(x1 * cell))
+    full = cv2.resize(ratio.astype(np.float32), (right - left, bottom - top),
+                      interpolation=cv2.INTER_LINEAR)
+    return (slice(top, bottom), slice(left, right)), full
+
+
+def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray) -> None:
+    """In place: multiply ``out[region]`` (RGB uint8) by ``ratio`` (rounded, clipped)."""
+    patch = out[region]
+    scaled = patch.astype(np.float32) * ratio[..., None]
+    np.copyto(patch, np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
+
+
+__all__ = ["FEATURES", "RATIO_RANGE", "ShadingReference", "apply_ratio", "lip_points",
+           "luminance", "shading_ratio", "shading_triangles"]

@@ -1,0 +1,95 @@
+"""Mesh engine: expression shading (live/engines/mesh/shading.py): the driving face's
+creases carried onto the portrait as a luminance ratio, on skin only."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from calibrate import landmarks as lm
+from live.engines.mesh.shading import FEATURES, lip_points, shading_triangles
+from live.engines.mesh.topology import face_triangles, tesselation_triangles
+from live.packets import FaceCrop
+
+SIZE = 256
+EYE = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def face() -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data
+
+    from live.face.portraits import find_portrait
+
+    found = find_portrait(np.ascontiguousarray(data.astronaut()), SIZE)
+    assert found.crop.landmarks is not None
+    return found.crop.image, found.crop.landmarks.astype(np.float32)
+
+
+def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: float,
+         grey: bool = False) -> np.ndarray:
+    from live.engines.mesh.engine import MeshEngine
+
+    portrait = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) \
+        if grey else image
+    engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off",
+                        shading=shading)
+    try:
+        engine.set_portrait(engine.prepare(portrait))
+        engine.calibrate(FaceCrop(image, EYE, 0, 0.0, landmarks=pts))
+        return engine.process(FaceCrop(driver, EYE, 1, 0.04, landmarks=pts), 0.04)
+    finally:
+        engine.close()
+
+
+def _disc(pts: np.ndarray, centre_ids: tuple[int, ...], radius: float) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    c = pts[list(centre_ids), :2].mean(axis=0)
+    cv2.circle(mask, (round(float(c[0])), round(float(c[1]))), round(radius), (1,), -1)
+    return mask.astype(bool)
+
+
+def test_shading_triangles_are_skin_away_from_brows_eyes_and_lips() -> None:
+    ok = shading_triangles()
+    faces = face_triangles()
+    assert ok.shape == (len(faces),) and 300 < ok.sum() < len(tesselation_triangles())
+    assert len(lip_points()) == 80 and set(lm.LIPS) <= set(lip_points())
+    assert not ok[len(tesselation_triangles()):].any()  # eye and mouth openings
+    assert not np.isin(faces[ok], FEATURES).any()
+
+
+def test_a_driving_crease_darkens_the_portraits_cheek_in_its_own_colours(face) -> None:
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    cheek = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.12 * iod)
+    creased = image.copy()
+    creased[cheek] = (creased[cheek] * 0.6).astype(np.uint8)  # the driver's fold
+    plain = _run(image, pts, image, shading=1.0)
+    assert np.array_equal(plain, _run(image, pts, image, shading=0.0))  # nothing changed
+    out = _run(image, pts, creased, shading=1.0)
+    core = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
+    ratio = out[core].astype(float).sum(axis=0) / plain[core].astype(float).sum(axis=0)
+    assert 0.55 < ratio.mean() < 0.75  # darker by about the driver's ratio
+    assert np.ptp(ratio) < 0.05  # each channel alike: the portrait's own colours
+    far = ~_disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.5 * iod)
+    assert np.abs(out[far].astype(int) - plain[far].astype(int)).max() <= 1
+    grey = _run(image, pts, creased, shading=1.0, grey=True)
+    assert np.abs(grey[core].astype(int) - grey[core][:, :1].astype(int)).max() <= 1  # grey
+
+
+def test_the_drivers_lips_and_brows_are_not_carried(face) -> None:
+    image, pts = face
+    dark = image.copy()
+    lips = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(lips, [np.round(pts[list(lm.LIPS_OUTER), :2]).astype(np.int32)], (1,))
+    brows = np.zeros((SIZE, SIZE), np.uint8)
+    for ids in (lm.RIGHT_BROW, lm.LEFT_BROW):
+        cv2.fillPoly(brows, [cv2.convexHull(np.round(pts[list(ids), :2]).astype(np.int32))],
+                     (1,))
+    region = (lips | brows).astype(bool)
+    dark[region] = (dark[region] * 0.5).astype(np.uint8)
+    plain = _run(image, pts, image, shading=1.0)
+    out = _run(image, pts, dark, shading=1.0)
+    inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert np.abs(out[inner].astype(int) - plain[inner].astype(int)).mean() < 2.0

@@ -5,6 +5,11 @@ baseline), and by N concurrent :class:`~live.engines.remote.RemoteEngine` client
 they only wait on the network) against a ``mimicam serve`` started as a subprocess on free
 loopback ports (gRPC). Reports frames/s (all clients together), per-client frames/s and the
 round-trip latency p50/p95 per frame, and Triton's mean batch size (from its metrics).
+
+Engines (``--engine``): ``mesh`` (the default, 512 px) or ``fomm``: the FOMM graphs of a
+``mimicam export`` directory (``--model-dir``), by default the vox-256 architecture with
+seeded random weights exported into a temporary folder (the same computation as vox-cpk: the
+speed is real, the picture is not), at the model's size (256 px).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -23,13 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from calibrate.errors import MimicamError
+from calibrate.errors import InputError, MimicamError
 from live.bench import common as bench_common
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VIDEO = bench_common.FIXTURES / "driving" / "lp_d3.mp4"
 DEFAULT_PORTRAIT = bench_common.FIXTURES / "portraits" / "lp_s42.jpg"
+ENGINES = ("mesh", "fomm")
+RANDOM_SEED = 0
+"""Seed of the random vox-256 weights exported when no model directory is given."""
 
 
 def add_arguments(parser: Any) -> None:
@@ -68,60 +77,120 @@ def _metric(text: str, name: str, model: str) -> float:
     return total
 
 
+def check_engine(engine: str) -> None:
+    """Raise :class:`InputError` unless ``engine`` is one this job measures."""
+    if engine not in ENGINES:
+        raise InputError("mimicam bench --job serve: unknown engine",
+                         expected=" or ".join(ENGINES), got=repr(engine))
+
+
 def bench_serve(*, video: Path, portrait: Path, clients: list[int], frames: int = 60,
-                size: int = 512, max_batch: int = 8) -> dict[str, Any]:
+                size: int | None = None, max_batch: int = 8, engine: str = "mesh",
+                model_dir: Path | None = None, backend: str | None = None) -> dict[str, Any]:
+    """Time ``engine`` in process, then behind ``mimicam serve`` for each of ``clients``.
+
+    ``size``: the crop side (mesh: default 512; fomm: default the model's size, else the
+    engine's output size). ``model_dir`` (fomm): a ``mimicam export`` directory; without it
+    the vox-256 architecture with seeded random weights is exported into a temporary folder.
+    ``backend`` (fomm): the model runtime of both the baseline and the server.
+    """
+    check_engine(engine)
+    if engine == "mesh":
+        if model_dir is not None:
+            log.warning("the mesh engine uses no model directory; ignoring %s", model_dir)
+        return _bench(video=video, portrait=portrait, clients=clients, frames=frames,
+                      size=512 if size is None else size, max_batch=max_batch)
+    if model_dir is not None:
+        return _bench(video=video, portrait=portrait, clients=clients, frames=frames,
+                      size=size, max_batch=max_batch, engine="fomm", model_dir=Path(model_dir),
+                      backend=backend, weights=f"model directory {model_dir}")
+    from model_export.export import export_fomm
+
+    with tempfile.TemporaryDirectory(prefix="mimicam-bench-serve-") as tmp:
+        folder = Path(tmp) / "fomm-random"
+        log.warning("exporting random-weight vox-256 FOMM graphs for the serve bench (~1 min)")
+        export_fomm(None, folder, seed=RANDOM_SEED)
+        return _bench(video=video, portrait=portrait, clients=clients, frames=frames,
+                      size=size, max_batch=max_batch, engine="fomm", model_dir=folder,
+                      backend=backend, weights=f"random vox-256 (seed {RANDOM_SEED})")
+
+
+def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size: int | None,
+           max_batch: int, engine: str = "mesh", model_dir: Path | None = None,
+           backend: str | None = None, weights: str | None = None) -> dict[str, Any]:
     from live.engines.base import create_engine
     from live.engines.remote import RemoteEngine
 
-    crop, faces = _faces(video, portrait, size, frames)
-    engine = create_engine("mesh", size=size)
-    engine.set_portrait(engine.prepare(crop))
+    if engine == "mesh":
+        assert size is not None
+        crop, faces = _faces(video, portrait, size, frames)
+        local = create_engine("mesh", size=size)
+    else:
+        overrides: dict[str, Any] = {} if size is None else {"size": size}
+        if backend is not None:
+            overrides["backend"] = backend
+        local = create_engine("fomm", model_dir=model_dir, **overrides)
+        size = int(local.size)  # the model's size unless ``size`` was given
+        crop, faces = _faces(video, portrait, size, frames)
+    local.set_portrait(local.prepare(crop))
     lat = []
     t0 = time.perf_counter()
     for i, f in enumerate(faces):
         t = time.perf_counter()
-        engine.process(f, i / 25)
+        local.process(f, i / 25)
         lat.append((time.perf_counter() - t) * 1e3)
     wall = time.perf_counter() - t0
-    engine.close()
+    local.close()
     rows: list[dict[str, Any]] = [{"clients": 0, "fps": len(faces) / wall,
                                    "fps_per_client": len(faces) / wall,
                                    **_percentiles(lat), "mean_batch": 1.0}]
     ports = [_free_port() for _ in range(3)]
-    cmd = [sys.executable, "-m", "live.cli", "-q", "serve", "--engine", "mesh",
+    cmd = [sys.executable, "-m", "live.cli", "-q", "serve", "--engine", engine,
            "--crop-size", str(size), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
            "--metrics-port", str(ports[2]), "--max-batch", str(max_batch),
            "--max-sessions", str(max(clients) * 2 + 2)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"grpc://127.0.0.1:{ports[1]}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                RemoteEngine(url, timeout_s=2).close()
-                break
-            except MimicamError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise MimicamError(f"the bench server did not start: {' '.join(cmd)}") \
-                        from None
-                time.sleep(0.5)
-        metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
-        for n in clients:
-            before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-            rows.append(_run_clients(url, crop, faces, n))
-            after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-            reqs = (_metric(after, "nv_inference_request_success", "animate")
-                    - _metric(before, "nv_inference_request_success", "animate"))
-            execs = (_metric(after, "nv_inference_exec_count", "animate")
-                     - _metric(before, "nv_inference_exec_count", "animate"))
-            rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
-    finally:
-        server.terminate()
+    if engine == "fomm":
+        cmd += ["--model-dir", str(model_dir)]
+        if backend is not None:
+            cmd += ["--backend", backend]
+    with tempfile.TemporaryFile() as server_log:
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=server_log)
+        url = f"grpc://127.0.0.1:{ports[1]}"
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    return {"frames": len(faces), "size": size, "max_batch": max_batch, "rows": rows}
+            deadline = time.monotonic() + (120 if engine == "mesh" else 300)
+            while True:
+                try:
+                    RemoteEngine(url, timeout_s=2).close()
+                    break
+                except MimicamError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        server_log.seek(0)
+                        tail = server_log.read().decode(errors="replace").strip()
+                        last = tail.splitlines()[-1] if tail else "no output"
+                        raise MimicamError(f"the bench server did not start: {' '.join(cmd)} "
+                                           f"({last})") from None
+                    time.sleep(0.5)
+            metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
+            for n in clients:
+                before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+                rows.append(_run_clients(url, crop, faces, n))
+                after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+                reqs = (_metric(after, "nv_inference_request_success", "animate")
+                        - _metric(before, "nv_inference_request_success", "animate"))
+                execs = (_metric(after, "nv_inference_exec_count", "animate")
+                         - _metric(before, "nv_inference_exec_count", "animate"))
+                rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    result: dict[str, Any] = {"engine": engine, "frames": len(faces), "size": size,
+                              "max_batch": max_batch, "rows": rows}
+    if weights is not None:
+        result["weights"] = weights
+    return result
 
 
 def _percentiles(lat: list[float]) -> dict[str, float]:
@@ -163,8 +232,9 @@ def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int) -> dict[s
 
 
 def format_report(r: dict[str, Any]) -> str:
-    lines = [f"mesh engine, {r['size']} px, {r['frames']} frames per client, max batch "
-             f"{r['max_batch']}",
+    weights = f", weights: {r['weights']}" if r.get("weights") else ""
+    lines = [f"{r.get('engine', 'mesh')} engine, {r['size']} px, {r['frames']} frames per "
+             f"client, max batch {r['max_batch']}{weights}",
              "| clients | frames/s (all) | frames/s per client | p50 ms | p95 ms | mean batch |",
              "|---|---|---|---|---|---|"]
     for row in r["rows"]:
@@ -175,13 +245,20 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    engine = getattr(args, "engine", None) or "mesh"
+    check_engine(engine)
     video = args.driving or DEFAULT_VIDEO
     portrait = args.portrait or DEFAULT_PORTRAIT
     if bench_common.missing_inputs("serve", (video, portrait), "--driving/--portrait"):
         return 1
     clients = [int(c) for c in bench_common.split_list(args.clients)]
+    fomm = engine == "fomm"
+    model_dir = (getattr(args, "model_dir", None) or getattr(args, "model", None)) if fomm \
+        else None
     r = bench_serve(video=Path(video), portrait=Path(portrait), clients=clients,
-                    frames=args.frames if args.frames is not None else 60, size=args.size,
-                    max_batch=args.max_batch)
+                    frames=args.frames if args.frames is not None else 60,
+                    size=None if fomm else args.size, max_batch=args.max_batch, engine=engine,
+                    model_dir=model_dir,
+                    backend=getattr(args, "backend", None) if fomm else None)
     print(json.dumps(r, indent=1) if args.json else format_report(r))
     return 0

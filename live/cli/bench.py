@@ -11,8 +11,9 @@ Jobs (``--job``) and engines (``--engine``) map to runner functions in :data:`JO
   (``live.bench.live``, ``live.bench.animate``); ``--engine`` picks one engine for them.
   Those modules share the option, fixture-check and table helpers of
   :mod:`live.bench.common`.
-- ``--job serve``: the mesh engine behind ``mimicam serve`` for ``--clients`` concurrent
-  remote clients vs in-process (``live.bench.serve``; needs the ``serve`` extra).
+- ``--job serve``: the engine (mesh, or fomm: ``--model-dir`` or seeded random vox-256
+  weights) behind ``mimicam serve`` for ``--clients`` concurrent remote clients vs
+  in-process (``live.bench.serve``; needs the ``serve`` extra).
 - ``--job reconstruct`` / ``--job identity``: the FOMM paper's self-reconstruction benchmark
   and the cross-identity guard on the offline job (``live.bench.reconstruct``; dlib from the
   ``bench`` extra).
@@ -110,6 +111,7 @@ JOBS: dict[tuple[str, str], Runner] = {
     ("identity", "mesh"): _run_live_job("live.bench.reconstruct"),
     ("identity", "fomm"): _run_live_job("live.bench.reconstruct"),
     ("serve", "mesh"): _delegate("live.bench.serve", "run"),
+    ("serve", "fomm"): _delegate("live.bench.serve", "run"),
 }
 """(job, engine) -> runner(args) -> exit code. Add jobs and engines here."""
 
@@ -137,8 +139,14 @@ class _SkipExisting:
         return self._parser.add_argument(*flags, **kwargs)
 
 
+ENGINES = ("mesh", "fomm")
+
+
 def run(args: argparse.Namespace) -> int:
     engine = args.engine or "mesh"
+    if engine not in ENGINES:  # one error line, not argparse's usage
+        raise InputError("unknown engine for mimicam bench --engine",
+                         expected=" or ".join(ENGINES), got=repr(engine))
     runner = JOBS.get((args.job, engine))
     if runner is None:
         raise MimicamError(f"not implemented yet: mimicam bench --job {args.job} "
@@ -150,7 +158,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench", help="measure per-stage and end-to-end speed",
         description="Measure per-stage times (median, p95) and end-to-end fps of a job.")
-    p.add_argument("--engine", choices=("mesh", "fomm"), default=None,
+    p.add_argument("--engine", default=None, metavar="{mesh,fomm}",
                    help="engine to time (default: mesh)")
     p.add_argument("--job", choices=("engine", "live", "animate", "reconstruct", "identity",
                                            "serve"),
@@ -159,7 +167,8 @@ def register(subparsers: Any) -> None:
                    "live: the live pipeline; animate: the offline job; reconstruct: "
                    "self-reconstruction quality (L1, PSNR, AKD, AED); identity: the portrait's "
                    "identity kept across drivers (these two need the bench extra); serve: the "
-                   "mesh engine behind 'mimicam serve' for --clients 1,2,4,8 vs in-process")
+                   "engine behind 'mimicam serve' for --clients 1,2,4,8 vs in-process (fomm: "
+                   "--model-dir, else seeded random vox-256 weights, at the model's size)")
     p.add_argument("--driving", type=Path, default=None,
                    help="driving video (default: the first in ../shared/fixtures/driving)")
     p.add_argument("--portrait", type=Path, default=None,

@@ -1,0 +1,52 @@
+"""``mimicam bench --job serve --engine fomm``: the FOMM engine in process and behind a ``mimicam
+serve`` subprocess, with the tiny parity weights' export (128 px) standing in for the vox-256
+random-weights export (about a minute) that the command makes without ``--model-dir``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytriton")
+pytest.importorskip("tritonclient.grpc")
+
+from calibrate.errors import InputError
+from live.bench.serve import bench_serve, format_report
+
+pytestmark = pytest.mark.fixtures  # the tiny weights and the clip live in ../shared
+
+
+@pytest.mark.slow
+def test_fomm_serve_bench_reports_each_client_count(tiny_model: Path, portraits_dir: Path,
+                                                     driving_dir: Path) -> None:
+    r = bench_serve(video=driving_dir / "lp_d3.mp4", portrait=portraits_dir / "lp_s42.jpg",
+                    clients=[1, 2], frames=3, max_batch=4, engine="fomm",
+                    model_dir=tiny_model)
+    assert r["engine"] == "fomm"
+    assert r["size"] == 128  # the model's size
+    assert r["frames"] == 3
+    assert [row["clients"] for row in r["rows"]] == [0, 1, 2]
+    for row in r["rows"]:
+        assert row["fps"] > 0 and row["fps_per_client"] > 0, row
+        assert math.isfinite(row["mean_batch"]) and row["mean_batch"] >= 1.0, row
+        assert 0 < row["p50_ms"] <= row["p95_ms"], row
+    report = format_report(r)
+    assert report.startswith("fomm engine, 128 px, 3 frames per client")
+    assert report.count("\n| ") == 4  # the heading and three rows
+
+
+def test_unknown_engine_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"expected mesh or fomm; got 'dagan'"):
+        bench_serve(video=tmp_path / "v.mp4", portrait=tmp_path / "p.jpg", clients=[1],
+                    engine="dagan")
+
+
+def test_bench_command_names_an_unknown_engine_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from live.cli.main import main
+
+    assert main(["bench", "--job", "serve", "--engine", "dagan"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected mesh or fomm; got 'dagan'" in err[0], err

@@ -73,6 +73,14 @@ log = logging.getLogger(__name__)
 _CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
 BODY_CELLS = 16
 """The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
+_FLOW_REACH = 0.35
+"""Body flow moves a point at most this share of the face's radius away from where the head
+alone would take it."""
+SHADING_FULL_TURN = 15.0
+"""Expression shading at full strength up to this head turn from neutral (degrees) ..."""
+SHADING_NO_TURN = 35.0
+"""... and none from this one: the light on a turned face changes with the turn (a nose's
+shadow, a shine), which is not an expression."""
 """The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
 
 
@@ -401,8 +409,14 @@ class MeshEngine:
             # A flow that disagrees with the face's landmarks is not used (the hair never
             # tears away from the face).
             weight *= flow_trust(body, neutral, current)
-            flowed = layout.src[outside] + disp
-            dst[outside] += weight[:, None] * (flowed - dst[outside])
+            # The flow adds to the head's motion at most about a third of the face's radius: a
+            # driver's long hair swinging does not drag a portrait's collar across.
+            dev = layout.src[outside] + disp - dst[outside]
+            oval = motion.points[list(lm.FACE_OVAL), :2]
+            reach = _FLOW_REACH * float(np.mean(np.linalg.norm(oval - oval.mean(axis=0), axis=1)))
+            norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
+            dev *= np.minimum(1.0, reach / norm)[:, None]
+            dst[outside] += weight[:, None] * dev
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris
@@ -423,12 +437,15 @@ class MeshEngine:
             composite_head(out, self.last_matte, layers.plate,
                            self._warp.remap(layers.plate, source))
         t4 = clock()
-        if shading is not None and driver is not None and self.config.shading > 0:
+        strength = self.config.shading * float(np.clip(
+            (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
+            0.0, 1.0))
+        if shading is not None and driver is not None and strength > 0.01:
+            # skin facing the camera (a triangle turned away shows nothing of its own)
             skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
-                                   shading_triangles()[order]])
+                                   (shading_triangles() & ~flipped)[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
-                                  luminance(driver[0]), driver[1],
-                                  strength=self.config.shading)
+                                  luminance(driver[0]), driver[1], strength=strength)
             if found is not None:
                 apply_ratio(out, *found)
         t5 = clock()

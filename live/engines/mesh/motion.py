@@ -108,6 +108,8 @@ class MappedMotion:
     """2x3 similarity: the driving head's rigid motion carried into portrait pixels."""
     to_portrait: np.ndarray
     """2x3 similarity: driving-frame pixels -> portrait pixels at the neutral pose."""
+    turn_deg: float = 0.0
+    """How far the driving head has turned from its neutral pose (3-D angle, degrees)."""
 
 
 def fit_rotation_3d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
@@ -223,8 +225,9 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     head_p = compose(to_portrait, compose(head_d, invert_affine(to_portrait)))
 
     # Expression: the current face with the head motion undone, minus the neutral face.
+    rot, s3 = fit_rotation_3d(D0[stable], D[stable])
+    turn = float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
     if opts.rotation_3d:
-        rot, s3 = fit_rotation_3d(D0[stable], D[stable])
         c0, c1 = D0[stable].mean(axis=0), D[stable].mean(axis=0)
         aligned = ((D - c1) @ rot / s3 + c0)[:, :2]
     else:
@@ -293,7 +296,7 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
         out[:, :2] = apply_affine(head_p, q)
     out[:, 2] = P[:, 2]
     out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
-    return MappedMotion(points=out, head=head_p, to_portrait=to_portrait)
+    return MappedMotion(points=out, head=head_p, to_portrait=to_portrait, turn_deg=turn)
 
 
 def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,

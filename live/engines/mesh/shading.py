@@ -8,7 +8,9 @@ face's geometry, divided by that neutral face (both lightly blurred luminance), 
 *expression ratio image* (Liu, Shan and Zhang, SIGGRAPH 2001): about 1 where nothing changed,
 below 1 in a new crease. Mapped onto the animated portrait through the face mesh (same
 triangle, same place in the face) and multiplied in, it adds the shading changes, not the
-driver's skin or colour: a black-and-white photo stays grey, a painting keeps its palette.
+driver's skin or colour: a black-and-white photo stays grey, a painting keeps its palette. Only
+the ratio's local detail is kept (it is divided by its own blur over the face): light that
+changes across the face as the driving head turns is not an expression.
 
 Only skin triangles of the face mesh carry it: not the eye or mouth openings, and not the
 brows, eyelids or lips, whose look belongs to the driver's identity rather than to an
@@ -33,6 +35,7 @@ RATIO_RANGE = (0.55, 1.6)
 """The ratio is clamped to this range (a shadow may darken to about half, not to black)."""
 _EPS = 6.0  # luminance (0..255) added before dividing: dark pixels give no wild ratios
 _BLUR = 1.0  # sigma (driving crop pixels) of the luminance blur
+_DETAIL_SCALE = 0.06  # light vs creases: the ratio's blur, as a share of the face's width
 
 
 @lru_cache(maxsize=1)
@@ -126,6 +129,15 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     ratio = (cur + _EPS) / (ref + _EPS)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
     mask = on_skin[y0:y1, x0:x1].astype(np.float32)
+    # Creases are local; what changes smoothly across the face is light (the head turned
+    # towards or away from it), which the portrait's own light must keep: divide the ratio
+    # by its own blur over the skin (a normalised convolution: the skin's edge does not
+    # pull it towards 1).
+    sigma = _DETAIL_SCALE * float(xs.max() - xs.min() + 1)
+    den = cv2.GaussianBlur(mask, (0, 0), sigma)
+    low = cv2.GaussianBlur(ratio * mask, (0, 0), sigma) / np.maximum(den, 1e-3)
+    ratio = ratio / np.maximum(low, 1e-3)
+    np.clip(ratio, *RATIO_RANGE, out=ratio)
     soft = cv2.GaussianBlur(mask, (0, 0), 1.5) * mask  # fades in from the mesh's edge
     if strength != 1.0:
         np.power(ratio, np.float32(strength), out=ratio)

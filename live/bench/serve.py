@@ -15,6 +15,7 @@ speed is real, the picture is not), at the model's size (256 px).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import socket
@@ -119,7 +120,6 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
            max_batch: int, engine: str = "mesh", model_dir: Path | None = None,
            backend: str | None = None, weights: str | None = None) -> dict[str, Any]:
     from live.engines.base import create_engine
-    from live.engines.remote import RemoteEngine
 
     if engine == "mesh":
         assert size is not None
@@ -144,53 +144,73 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
     rows: list[dict[str, Any]] = [{"clients": 0, "fps": len(faces) / wall,
                                    "fps_per_client": len(faces) / wall,
                                    **_percentiles(lat), "mean_batch": 1.0}]
-    ports = [_free_port() for _ in range(3)]
-    cmd = [sys.executable, "-m", "live.cli", "-q", "serve", "--engine", engine,
-           "--crop-size", str(size), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-           "--metrics-port", str(ports[2]), "--max-batch", str(max_batch),
-           "--max-sessions", str(max(clients) * 2 + 2)]
-    if engine == "fomm":
-        cmd += ["--model-dir", str(model_dir)]
-        if backend is not None:
-            cmd += ["--backend", backend]
-    with tempfile.TemporaryFile() as server_log:
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=server_log)
-        url = f"grpc://127.0.0.1:{ports[1]}"
-        try:
-            deadline = time.monotonic() + (120 if engine == "mesh" else 300)
-            while True:
-                try:
-                    RemoteEngine(url, timeout_s=2).close()
-                    break
-                except MimicamError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        server_log.seek(0)
-                        tail = server_log.read().decode(errors="replace").strip()
-                        last = tail.splitlines()[-1] if tail else "no output"
-                        raise MimicamError(f"the bench server did not start: {' '.join(cmd)} "
-                                           f"({last})") from None
-                    time.sleep(0.5)
-            metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
-            for n in clients:
-                before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-                rows.append(_run_clients(url, crop, faces, n))
-                after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-                reqs = (_metric(after, "nv_inference_request_success", "animate")
-                        - _metric(before, "nv_inference_request_success", "animate"))
-                execs = (_metric(after, "nv_inference_exec_count", "animate")
-                         - _metric(before, "nv_inference_exec_count", "animate"))
-                rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with contextlib.ExitStack() as stack:
+        # a server that exits at once (a port taken between choosing and binding it) is
+        # started again on other ports, once
+        for attempt in (1, 2):
+            ports = [_free_port() for _ in range(3)]
+            cmd = [sys.executable, "-m", "live.cli", "-q", "serve", "--engine", engine,
+                   "--crop-size", str(size), "--http-port", str(ports[0]),
+                   "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+                   "--max-batch", str(max_batch), "--max-sessions", str(max(clients) * 2 + 2)]
+            if engine == "fomm":
+                cmd += ["--model-dir", str(model_dir)]
+                if backend is not None:
+                    cmd += ["--backend", backend]
+            server_log = stack.enter_context(tempfile.TemporaryFile())
+            server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=server_log)
+            stack.callback(_stop, server)
+            url = f"grpc://127.0.0.1:{ports[1]}"
+            if _wait_ready(server, server_log, url, cmd, engine, last_try=attempt == 2):
+                break
+        metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
+        for n in clients:
+            before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+            rows.append(_run_clients(url, crop, faces, n))
+            after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+            reqs = (_metric(after, "nv_inference_request_success", "animate")
+                    - _metric(before, "nv_inference_request_success", "animate"))
+            execs = (_metric(after, "nv_inference_exec_count", "animate")
+                     - _metric(before, "nv_inference_exec_count", "animate"))
+            rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
     result: dict[str, Any] = {"engine": engine, "frames": len(faces), "size": size,
                               "max_batch": max_batch, "rows": rows}
     if weights is not None:
         result["weights"] = weights
     return result
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _wait_ready(server: subprocess.Popen[bytes], server_log: Any, url: str, cmd: list[str],
+                engine: str, *, last_try: bool) -> bool:
+    """Whether the server answers at ``url``; False when it exited early and this is not the
+    last try; MimicamError (with the end of its log) when it never came up."""
+    from live.engines.remote import RemoteEngine
+
+    deadline = time.monotonic() + (120 if engine == "mesh" else 300)
+    while True:
+        try:
+            RemoteEngine(url, timeout_s=2).close()
+            return True
+        except MimicamError:
+            exited = server.poll() is not None
+            if exited and not last_try:
+                log.warning("the bench server exited at once; starting it again")
+                return False
+            if exited or time.monotonic() > deadline:
+                server_log.seek(0)
+                tail = server_log.read().decode(errors="replace").strip()
+                last = " | ".join(tail.splitlines()[-3:]) if tail else "no output"
+                raise MimicamError(f"the bench server did not start: {' '.join(cmd)} "
+                                   f"({last})") from None
+            time.sleep(0.5)
 
 
 def _percentiles(lat: list[float]) -> dict[str, float]:

@@ -146,3 +146,26 @@ def test_no_shading_is_carried_past_the_largest_turn(face) -> None:
         outs.append(engine.process(FaceCrop(creased, EYE, 1, 0.04, landmarks=turned), 0.04))
         engine.close()
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_a_scripted_performance_over_the_still_portrait_gets_no_shading_or_body_flow(
+        face) -> None:
+    """`mimicam demo` moves landmarks over the portrait's own unchanging picture: the picture
+    says nothing about creases or hair, so the output is what the warp alone gives."""
+    from live.engines.mesh.engine import MeshEngine
+
+    image, pts = face
+    moved = pts.copy()
+    moved[list(lm.LIPS_INNER_LOWER[1:-1]), 1] += 6.0  # the mouth opens, the picture does not
+    moved[:, 0] += 3.0
+    outs = []
+    for options in ({"shading": 1.0, "body": "flow"}, {"shading": 0.0, "body": "head"}):
+        engine = MeshEngine(size=SIZE, smoothing=False, gaze=False, mouth="off", **options)
+        engine.set_portrait(engine.prepare(image))
+        engine.calibrate(FaceCrop(image, EYE, 0, 0.0, landmarks=pts))
+        outs.append(engine.process(FaceCrop(image, EYE, 1, 0.04, landmarks=moved), 0.04))
+        engine.close()
+    face_box = (slice(int(pts[:, 1].min()), int(pts[:, 1].max())),
+                slice(int(pts[:, 0].min()), int(pts[:, 0].max())))
+    diff = np.abs(outs[0][face_box].astype(int) - outs[1][face_box].astype(int))
+    assert diff.mean() < 0.5  # the face: the warp alone in both

@@ -174,6 +174,8 @@ class MeshEngine:
         self._body: BodyFlow | None = None
         self._body_ms: float | None = None  # the body flow's time in this frame
         self._shading: ShadingReference | None = None
+        self._neutral_image: np.ndarray | None = None  # a copy: the caller may reuse its buffer
+        self._still = False  # this frame's driving picture is the neutral one (scripted motion)
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
@@ -284,6 +286,7 @@ class MeshEngine:
         self._unit = max(float(lm.inter_ocular_distance(pts)), 1e-6)
         self._hold.converged = _CONVERGED_IOD * self._unit
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
+        self._neutral_image = np.array(face.image, copy=True)
         if self.config.shading > 0 and self._driver is not None:
             self._shading = ShadingReference.of(*self._driver)
         if self.config.body == "flow":
@@ -314,7 +317,16 @@ class MeshEngine:
                 if self._hold.shown is not None:
                     self._hold.shown = self._drop_landmarks(self._hold.shown, n)
                 self._n_landmarks = n
-        if self._body is not None:
+        # A driving picture that is the neutral one while its landmarks move (a scripted
+        # performance over a still portrait, as `mimicam demo` plays) says nothing about
+        # hair or creases: neither the body flow nor the shading is used.
+        ref = self._neutral_image
+        self._still = ref is not None and face.image.shape == ref.shape \
+            and np.array_equal(face.image, ref)
+        if self._body is not None and self._still:
+            n_body = len(self._body.neutral_points)
+            pts = self._with_body(pts, self._neutral[-n_body:, :2])
+        elif self._body is not None:
             t_body = time.perf_counter()
             stable = list(STABLE_POINTS)
             head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
@@ -354,6 +366,7 @@ class MeshEngine:
         if driving is not None and driving.landmarks is None:
             timings["landmarks"] = (time.perf_counter() - t0) * 1e3
         self._body_ms = None
+        self._still = False
         shown = self._on_face(pts, driving, t) if pts is not None and driving is not None \
             else self._on_lost(t)
         if self._body_ms is not None:
@@ -364,11 +377,11 @@ class MeshEngine:
             return portrait.image.copy()
         n = self._n_landmarks
         body = None
-        if self._body is not None:
+        if self._body is not None and not self._still:
             body = BodyMotion(self._body.lattice, self._neutral[n:, :2], shown[n:, :2])
         out = self.render(portrait, self._neutral[:n], shown[:n], timings,
                           driver=self._driver if pts is not None else None, body=body,
-                          shading=self._shading)
+                          shading=None if self._still else self._shading)
         self.last_timings = timings
         return out
 

@@ -176,6 +176,8 @@ class MeshEngine:
         self._shading: ShadingReference | None = None
         self._neutral_image: np.ndarray | None = None  # a copy: the caller may reuse its buffer
         self._still = False  # this frame's driving picture is the neutral one (scripted motion)
+        self._shade_driver: tuple[np.ndarray, np.ndarray] | None = None  # the last shading's
+        self._shade_extent: float | None = None  # the held pose's extent when the face went
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
@@ -379,9 +381,23 @@ class MeshEngine:
         body = None
         if self._body is not None and not self._still:
             body = BodyMotion(self._body.lattice, self._neutral[n:, :2], shown[n:, :2])
+        # While the face is lost the last driving face's shading stays, fading as the pose
+        # eases back to neutral (no jump on the held frame).
+        fade = 1.0
+        if pts is not None:
+            # copies: a caller (the serve model) may reuse its buffers for the next frame
+            self._shade_driver = None if self._still or self._driver is None else (
+                np.array(self._driver[0]), np.array(self._driver[1]))
+            self._shade_extent = None
+        elif self._shade_driver is not None:
+            extent = float(np.max(np.abs(shown[:n, :2] - self._neutral[:n, :2])))
+            if self._shade_extent is None:
+                self._shade_extent = extent
+            fade = extent / self._shade_extent if self._shade_extent > 1e-6 else 0.0
         out = self.render(portrait, self._neutral[:n], shown[:n], timings,
                           driver=self._driver if pts is not None else None, body=body,
-                          shading=None if self._still else self._shading)
+                          shading=None if self._shade_driver is None else self._shading,
+                          shading_driver=self._shade_driver, shading_fade=fade)
         self.last_timings = timings
         return out
 
@@ -389,12 +405,15 @@ class MeshEngine:
                timings: dict[str, float] | None = None, *,
                driver: tuple[np.ndarray, np.ndarray] | None = None,
                body: BodyMotion | None = None,
-               shading: ShadingReference | None = None) -> np.ndarray:
+               shading: ShadingReference | None = None,
+               shading_driver: tuple[np.ndarray, np.ndarray] | None = None,
+               shading_fade: float = 1.0) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
         motion (``body = "flow"``; None: hair, neck and shoulders follow the head);
-        ``shading`` the neutral driving face for the expression shading (with ``driver``).
+        ``shading`` the neutral driving face for the expression shading, of the driving face
+        ``shading_driver`` (default: ``driver``) at ``shading_fade`` of its strength.
         Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
@@ -450,15 +469,17 @@ class MeshEngine:
             composite_head(out, self.last_matte, layers.plate,
                            self._warp.remap(layers.plate, source))
         t4 = clock()
-        strength = self.config.shading * float(np.clip(
+        strength = self.config.shading * shading_fade * float(np.clip(
             (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
             0.0, 1.0))
-        if shading is not None and driver is not None and strength > 0.01:
+        shade_from = shading_driver if shading_driver is not None else driver
+        if shading is not None and shade_from is not None and strength > 0.01:
             # skin facing the camera (a triangle turned away shows nothing of its own)
             skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
                                    (shading_triangles() & ~flipped)[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
-                                  luminance(driver[0]), driver[1], strength=strength)
+                                  luminance(shade_from[0]), shade_from[1],
+                                  strength=strength)
             if found is not None:
                 apply_ratio(out, *found)
         t5 = clock()

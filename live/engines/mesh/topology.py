@@ -157,13 +157,14 @@ def _border_points(size: int, step: float) -> np.ndarray:
 def _follow_weight(p: np.ndarray, centre: np.ndarray, radius: float, size: int,
                    rings: tuple[tuple[float, float, int], ...], fade: float) -> np.ndarray:
     """Default head-following weight of points at ``p``: the rings' weights interpolated by
-    the distance from the face centre (in oval radii), zero beyond the outer ring's reach
-    and fading out towards the border like the rings."""
+    the distance from the face centre (in oval radii), zero a little beyond the outer ring
+    and fading out towards the border over twice the rings' distance (the picture's edge
+    stays put as it did without the lattice)."""
     r = np.linalg.norm(p - centre, axis=1) / max(radius, 1e-9)
-    xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.35]
+    xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.15]
     ys = [1.0] + [w for _, w, _ in rings] + [0.0]
     d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1)
-    return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (fade * size), 0.0, 1.0))
+    return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (2.0 * fade * size), 0.0, 1.0))
 
 
 def build_layout(landmarks: np.ndarray, size: int, *,

@@ -155,16 +155,17 @@ def _border_points(size: int, step: float) -> np.ndarray:
 
 
 def _follow_weight(p: np.ndarray, centre: np.ndarray, radius: float, size: int,
-                   rings: tuple[tuple[float, float, int], ...], fade: float) -> np.ndarray:
+                   rings: tuple[tuple[float, float, int], ...], fade: float,
+                   still: float) -> np.ndarray:
     """Default head-following weight of points at ``p``: the rings' weights interpolated by
-    the distance from the face centre (in oval radii), zero a little beyond the outer ring
-    and fading out towards the border over twice the rings' distance (the picture's edge
-    stays put as it did without the lattice)."""
+    the distance from the face centre (in oval radii), zero beyond the outer ring's reach;
+    points within ``still`` pixels of the picture's edge do not move and the weight fades in
+    over ``fade * size`` pixels beyond them (the edge stays put as it did without them)."""
     r = np.linalg.norm(p - centre, axis=1) / max(radius, 1e-9)
-    xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.15]
+    xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.35]
     ys = [1.0] + [w for _, w, _ in rings] + [0.0]
-    d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1)
-    return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (2.0 * fade * size), 0.0, 1.0))
+    d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1) - still
+    return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (fade * size), 0.0, 1.0))
 
 
 def build_layout(landmarks: np.ndarray, size: int, *,
@@ -217,8 +218,9 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         gap = np.min(np.linalg.norm(grid[:, None, :] - taken[None, :, :], axis=2), axis=1) \
             if len(taken) else np.full(len(grid), np.inf)
         grid = grid[~near_face & (gap > 0.45 * grid_step)]
-        grid_w = _follow_weight(grid, centre, float(np.mean(np.linalg.norm(oval - centre, axis=1))),
-                                size, rings, fade)
+        grid_w = _follow_weight(grid, centre,
+                                float(np.mean(np.linalg.norm(oval - centre, axis=1))),
+                                size, rings, fade, still=grid_step / 2.0)
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
     grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)

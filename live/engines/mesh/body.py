@@ -5,9 +5,10 @@ the shoulders, which a real head carries along (hair swings, the neck turns, sho
 This module measures that motion on the driving video itself: at calibration the neutral
 driving crop is kept with its person matte (segmented once) and a lattice of sample points
 laid over it; every frame the current crop is resampled into the neutral crop's coordinates
-and dense optical flow (OpenCV's DIS) from the neutral crop to it gives, averaged over each
-lattice cell, where each sample point went. The engine carries those points through its
-smoothing and face-lost hold together with the landmarks, and :func:`body_displacements`
+(its head motion undone) and dense optical flow (OpenCV's Farneback, at 128 px) from the
+neutral crop to it gives, averaged over each lattice cell, where each sample point went. The
+engine carries those points through its smoothing and face-lost hold together with the
+landmarks, and :func:`body_displacements`
 maps the motion onto the portrait's vertices outside the face: each vertex takes the motion of
 the driving point at the same place relative to the face (through the driver-to-portrait
 similarity), weighted by how much that point is on the driving person (its matte). Where the
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -28,6 +28,9 @@ import numpy as np
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import apply_affine, invert_affine
 from live.engines.mesh.topology import points_in_polygon
+
+FLOW_SIDE = 128
+"""Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,10 +83,13 @@ class BodyFlow:
         if h != w:
             raise ValueError(f"expected a square neutral crop, got {w}x{h}")
         self.size = int(w)
-        self._gray0 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        # The flow is measured at FLOW_SIDE pixels at most: a 16-cell lattice needs no more.
+        self._work = min(self.size, FLOW_SIDE)
+        k = self._work / self.size
+        self._from_work = np.array([[1.0 / k, 0.0, 0.5 / k - 0.5], [0.0, 1.0 / k, 0.5 / k - 0.5]])
+        self._gray0 = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (self._work, self._work),
+                                 interpolation=cv2.INTER_AREA)
         self._crop_to_frame = np.array(crop_to_frame, dtype=np.float64)  # a copy: kept
-        cv: Any = cv2  # the stubs lack the DIS optical flow
-        self._dis = cv.DISOpticalFlow_create(cv.DISOPTICAL_FLOW_PRESET_FAST)
         from live.face.segmentation import segment_person
 
         matte = segment_person(img)
@@ -120,13 +126,19 @@ class BodyFlow:
         cur = np.asarray(crop_to_frame, dtype=np.float64)
         head_m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if head is None \
             else np.asarray(head, dtype=np.float64)
-        # neutral crop pixels -> (through the head's motion) this crop's pixels
-        to_cur = _compose(invert_affine(cur), _compose(head_m, self._crop_to_frame))
+        # flow pixels -> neutral crop pixels -> (through the head's motion) this crop's pixels
+        to_cur = _compose(invert_affine(cur),
+                          _compose(head_m, _compose(self._crop_to_frame, self._from_work)))
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        aligned = cv2.warpAffine(gray, to_cur, (self.size, self.size),
+        aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                  borderMode=cv2.BORDER_REPLICATE)
-        flow = self._dis.calc(self._gray0, aligned, None)
+        # Farneback's dense flow (pyramid of 4 levels, 9 px windows): smooth over little
+        # texture (hair) and the same run to run (OpenCV's DIS with spatial propagation was
+        # not: its threads' stripes race where they meet, and without propagation it lost
+        # the hair)
+        flow = cv2.calcOpticalFlowFarneback(self._gray0, aligned, None, 0.5, 4, 9, 3, 5, 1.1, 0)
+        flow = flow * np.float32(self.size / self._work)
         cells = self.lattice.cells
         mean = cv2.resize(flow, (cells, cells), interpolation=cv2.INTER_AREA)
         lin = self._crop_to_frame[:, :2]

@@ -8,10 +8,10 @@ laid over it; every frame the current crop is resampled into the neutral crop's 
 (its head motion undone) and dense optical flow (OpenCV's Farneback, at 128 px) from the
 neutral crop to it gives, averaged over each lattice cell, where each sample point went. The
 engine carries those points through its smoothing and face-lost hold together with the
-landmarks, and :func:`body_displacements`
-maps the motion onto the portrait's vertices outside the face: each vertex takes the motion of
-the driving point at the same place relative to the face (through the driver-to-portrait
-similarity), weighted by how much that point is on the driving person (its matte). Where the
+landmarks, and :func:`body_displacements` maps the motion onto the portrait's vertices outside
+the face: each vertex takes the motion of the driving point at the same place relative to the
+face (through the driver-to-portrait similarity), weighted by how much that point is on the
+driving person (its matte). Where the
 driver shows background, or outside its crop, the vertex keeps the head-following default.
 
 Coordinates are frame pixels of the driving video (x right, y down); affines are 2x3.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -137,7 +138,8 @@ class BodyFlow:
         # texture (hair) and the same run to run (OpenCV's DIS with spatial propagation was
         # not: its threads' stripes race where they meet, and without propagation it lost
         # the hair)
-        flow = cv2.calcOpticalFlowFarneback(self._gray0, aligned, None, 0.5, 4, 9, 3, 5, 1.1, 0)
+        farneback: Any = cv2.calcOpticalFlowFarneback  # the stubs do not allow flow=None
+        flow = farneback(self._gray0, aligned, None, 0.5, 4, 9, 3, 5, 1.1, 0)
         flow = flow * np.float32(self.size / self._work)
         cells = self.lattice.cells
         mean = cv2.resize(flow, (cells, cells), interpolation=cv2.INTER_AREA)

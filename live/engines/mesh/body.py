@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import apply_affine, invert_affine
+from live.engines.mesh.motion import apply_affine, compose, invert_affine
 from live.engines.mesh.topology import points_in_polygon
 
 FLOW_SIDE = 128
@@ -128,8 +128,8 @@ class BodyFlow:
         head_m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if head is None \
             else np.asarray(head, dtype=np.float64)
         # flow pixels -> neutral crop pixels -> (through the head's motion) this crop's pixels
-        to_cur = _compose(invert_affine(cur),
-                          _compose(head_m, _compose(self._crop_to_frame, self._from_work)))
+        to_cur = compose(invert_affine(cur),
+                         compose(head_m, compose(self._crop_to_frame, self._from_work)))
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -146,11 +146,6 @@ class BodyFlow:
         lin = self._crop_to_frame[:, :2]
         moved = self._neutral_points + mean.reshape(-1, 2).astype(np.float64) @ lin.T
         return apply_affine(head_m, moved)
-
-
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    lin = outer[:, :2] @ inner[:, :2]
-    return np.concatenate([lin, (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,7 +51,6 @@ from live.engines.mesh.mouth import (
 from live.engines.mesh.shading import (
     ShadingReference,
     apply_ratio,
-    luminance,
     shading_ratio,
     shading_triangles,
 )
@@ -81,7 +80,6 @@ SHADING_FULL_TURN = 15.0
 SHADING_NO_TURN = 35.0
 """... and none from this one: the light on a turned face changes with the turn (a nose's
 shadow, a shine), which is not an expression."""
-"""The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
 
 
 MeshEngineConfig = MeshOptions
@@ -176,7 +174,7 @@ class MeshEngine:
         self._shading: ShadingReference | None = None
         self._neutral_image: np.ndarray | None = None  # a copy: the caller may reuse its buffer
         self._still = False  # this frame's driving picture is the neutral one (scripted motion)
-        self._shade_driver: tuple[np.ndarray, np.ndarray] | None = None  # the last shading's
+        self._shade_face: ShadingReference | None = None  # the last driving face's shading
         self._shade_extent: float | None = None  # the held pose's extent when the face went
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
@@ -385,19 +383,19 @@ class MeshEngine:
         # eases back to neutral (no jump on the held frame).
         fade = 1.0
         if pts is not None:
-            # copies: a caller (the serve model) may reuse its buffers for the next frame
-            self._shade_driver = None if self._still or self._driver is None else (
-                np.array(self._driver[0]), np.array(self._driver[1]))
+            # its own arrays: a caller (the serve model) may reuse its buffers
+            self._shade_face = None if self._still or self._driver is None \
+                or self._shading is None else ShadingReference.of(*self._driver)
             self._shade_extent = None
-        elif self._shade_driver is not None:
+        elif self._shade_face is not None:
             extent = float(np.max(np.abs(shown[:n, :2] - self._neutral[:n, :2])))
             if self._shade_extent is None:
                 self._shade_extent = extent
             fade = extent / self._shade_extent if self._shade_extent > 1e-6 else 0.0
         out = self.render(portrait, self._neutral[:n], shown[:n], timings,
                           driver=self._driver if pts is not None else None, body=body,
-                          shading=None if self._shade_driver is None else self._shading,
-                          shading_driver=self._shade_driver, shading_fade=fade)
+                          shading=None if self._shade_face is None else self._shading,
+                          shading_face=self._shade_face, shading_fade=fade)
         self.last_timings = timings
         return out
 
@@ -406,22 +404,23 @@ class MeshEngine:
                driver: tuple[np.ndarray, np.ndarray] | None = None,
                body: BodyMotion | None = None,
                shading: ShadingReference | None = None,
-               shading_driver: tuple[np.ndarray, np.ndarray] | None = None,
+               shading_face: ShadingReference | None = None,
                shading_fade: float = 1.0) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
         motion (``body = "flow"``; None: hair, neck and shoulders follow the head);
         ``shading`` the neutral driving face for the expression shading, of the driving face
-        ``shading_driver`` (default: ``driver``) at ``shading_fade`` of its strength.
+        ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength.
         Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
         motion = portrait_motion(portrait.landmarks, neutral, current, scale=scale,
                                  options=self._motion, chains=portrait.chains)
-        jaws = jaw_anchors(portrait.landmarks, motion.points)
+        jaws = None  # where a portrait's own teeth hang (the mouth of no other portrait)
         if portrait.mouth.own_teeth:
+            jaws = jaw_anchors(portrait.landmarks, motion.points)
             limit_lip_retraction(motion.points, jaws)
         layout = portrait.layout
         dst = layout.src.copy()
@@ -472,14 +471,14 @@ class MeshEngine:
         strength = self.config.shading * shading_fade * float(np.clip(
             (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
             0.0, 1.0))
-        shade_from = shading_driver if shading_driver is not None else driver
-        if shading is not None and shade_from is not None and strength > 0.01:
+        if shading_face is None and shading is not None and driver is not None:
+            shading_face = ShadingReference.of(*driver)
+        if shading is not None and shading_face is not None and strength > 0.01:
             # skin facing the camera (a triangle turned away shows nothing of its own)
             skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
                                    (shading_triangles() & ~flipped)[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
-                                  luminance(shade_from[0]), shade_from[1],
-                                  strength=strength)
+                                  shading_face.gray, shading_face.landmarks, strength=strength)
             if found is not None:
                 apply_ratio(out, *found)
         t5 = clock()

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
+from live.engines.mesh.motion import apply_affine, fit_similarity
 
 MouthMode = Literal["driver", "synthetic", "off"]
 MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
@@ -754,8 +755,6 @@ def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, n
     moved (a similarity fitted on :data:`UPPER_JAW`, portrait -> output landmarks) and its
     lower inner lip line moved as the lower jaw did (:data:`LOWER_JAW`); (11, 2) each, in
     output pixels."""
-    from live.engines.mesh.motion import apply_affine, fit_similarity
-
     p = np.asarray(portrait, np.float64)[:, :2]
     q = np.asarray(output, np.float64)[:, :2]
     up, lo = list(UPPER_JAW), list(LOWER_JAW)

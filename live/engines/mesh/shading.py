@@ -82,7 +82,8 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ShadingReference:
-    """The neutral driving face: its crop's blurred luminance and landmarks (crop pixels)."""
+    """A driving face (the neutral one, or a frame's): its crop's blurred luminance and
+    landmarks (crop pixels)."""
 
     gray: np.ndarray
     landmarks: np.ndarray

@@ -58,6 +58,58 @@ def test_body_displacements_map_the_driving_motion_into_portrait_pixels() -> Non
     assert weight[1] == 0.0
 
 
+def test_body_displacements_carry_the_lattice_edge_beyond_it() -> None:
+    """A portrait framed wider than the driving crop: past the lattice's edge a point takes
+    the edge cells' motion, its weight fading over ``beyond`` cells."""
+    eye = np.array([[1.0, 0, 0], [0, 1, 0]])
+    lattice = DriverLattice(cells=4, step=25.0, frame_to_crop=eye, crop_to_frame=eye,
+                            weight=np.ones((4, 4)))
+    neutral = lattice.neutral_points()
+    current = neutral.copy()
+    current[12:] += np.array([0.0, 6.0])  # the bottom row (shoulders) moved down
+    motion = BodyMotion(lattice, neutral, current)
+    points = np.array([[50.0, 87.5],    # on the bottom row
+                       [50.0, 124.5],   # a cell below the crop's edge (at 99.5)
+                       [50.0, 300.0]])  # 8 cells below
+    disp, weight = body_displacements(points, eye, motion, beyond=4.0)
+    np.testing.assert_allclose(disp, [[0.0, 6.0]] * 3)
+    np.testing.assert_allclose(weight, [1.0, 1.0 - 1.0 / 4.0, 0.0])
+    _, none = body_displacements(points, eye, motion)
+    np.testing.assert_allclose(none, [1.0, 0.0, 0.0])
+
+
+def test_shoulders_keep_their_own_motion_when_the_head_rolls() -> None:
+    """The head rolls 15 degrees while the whole person moves 6 px down: far from the face
+    the flow starts from no motion (not from the head's, which would throw the shoulders
+    out of its reach) and finds the 6 px."""
+    frame = _texture(480, seed=3)
+    moved = _shift(frame, 0.0, 6.0)
+    crop_to_frame = np.array([[2.0, 0.0, -16.0], [0.0, 2.0, -16.0]])  # 256 px over 512
+    crop = cv2.warpAffine(frame, crop_to_frame, (256, 256),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+    now = cv2.warpAffine(moved, crop_to_frame, (256, 256),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REFLECT)
+    centre, radius = np.array([240.0, 150.0]), 45.0
+    face = np.zeros((lm.NUM_LANDMARKS_WITH_IRISES, 3))
+    angles = np.linspace(0.0, 2 * np.pi, len(lm.FACE_OVAL), endpoint=False)
+    face[list(lm.FACE_OVAL), 0] = centre[0] + radius * np.cos(angles)
+    face[list(lm.FACE_OVAL), 1] = centre[1] + radius * np.sin(angles)
+    a = np.radians(15.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    head = np.column_stack([rot, centre - rot @ centre + [0.0, 6.0]])
+    flow = BodyFlow(crop, crop_to_frame, cells=16, landmarks=face)
+    start = flow.neutral_points
+    found = flow.track(now, crop_to_frame, head=head)
+    r = np.linalg.norm(start - centre, axis=1) / radius
+    inside = np.all((start > 40) & (start < 440), axis=1)  # off the frame's mirrored edge
+    far = inside & (r > 3.0)
+    assert far.sum() > 20
+    np.testing.assert_allclose(np.median(found[far] - start[far], axis=0), [0.0, 6.0],
+                               atol=1.0)
+
+
 def test_lattice_points_stay_off_the_face_and_the_border() -> None:
     rng = np.random.default_rng(1)
     pts = np.zeros((478, 3))
@@ -128,3 +180,38 @@ def test_hair_stays_with_the_head_when_the_flow_contradicts_it(portraits_dir: Pa
     engine.close()
     assert np.abs(out.astype(int) - default.astype(int)).mean() < 0.5
     assert len(portrait.layout.grid_ids) > 0  # the lattice is there, and moved with the head
+
+
+def _row_shift(src: np.ndarray, out: np.ndarray, y: int) -> int:
+    """How far down (0-15 px) the output's row ``y`` shows the source's rows."""
+    errs = [np.abs(out[y].astype(int) - src[y - d].astype(int)).mean() for d in range(16)]
+    return int(np.argmin(errs))
+
+
+@pytest.mark.fixtures
+def test_a_body_moving_down_slides_out_through_the_bottom_edge(driving_dir: Path) -> None:
+    """The driver (head, shoulders, all) moves 10 px down: the portrait's shoulders at the
+    picture's bottom edge go down with it, all the way to the last row (the edge is not
+    pinned, which squeezed the chest against it), while its background stays still."""
+    from live.bench.reconstruct import first_frame
+    from live.engines.mesh.engine import MeshEngine
+    from live.packets import FaceCrop
+
+    frame = first_frame(driving_dir / "tps_driving.mp4")  # shoulders across the bottom edge
+    crop = cv2.resize(frame[:410, :410], (512, 512), interpolation=cv2.INTER_CUBIC)
+    moved = _shift(crop, 0.0, 10.0)
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    engine = MeshEngine(size=512, smoothing=False, gaze=False)
+    portrait = engine.prepare(crop)
+    assert portrait.layers is not None
+    engine.set_portrait(portrait)
+    engine.calibrate(FaceCrop(image=crop, crop_to_frame=eye, frame_index=0, t_capture=0.0))
+    out = engine.process(FaceCrop(image=moved, crop_to_frame=eye, frame_index=1,
+                                  t_capture=0.04), 0.04)
+    engine.close()
+    assert (portrait.matte[500:] > 128).mean() > 0.9  # the bottom rows are the person's
+    assert [_row_shift(crop, out, y) for y in (470, 500, 509, 511)] == [10, 10, 10, 10]
+    background = cv2.dilate((portrait.matte > 0).astype(np.uint8), np.ones((61, 61), np.uint8))
+    still = background == 0
+    assert still.sum() > 5000
+    assert np.array_equal(out[still], crop[still])

@@ -82,6 +82,9 @@ class MeshOptions:
     """Driving eye-opening ratio at which the portrait's eye is fully closed."""
     max_eye_open: float = 1.6
     """Largest eye-opening ratio passed on."""
+    jaw_follow: float = 0.9
+    """How far the chin drops with the lower lip as the mouth opens (0: only as far as the
+    driving face mesh says, about half of a wide-open jaw's drop; 1: as far as the lip)."""
     outline_follow: float = 0.6
     """How much of the face outline's own motion the rings around the face take."""
     mouth_fill: bool = True
@@ -126,6 +129,7 @@ class MeshOptions:
             (self.gaze_gain >= 0, "gaze_gain", ">= 0", self.gaze_gain),
             (0 <= self.blink_close_at < 1, "blink_close_at", "in [0, 1)", self.blink_close_at),
             (self.max_eye_open >= 1, "max_eye_open", ">= 1", self.max_eye_open),
+            (0 <= self.jaw_follow <= 1, "jaw_follow", "in [0, 1]", self.jaw_follow),
             (0 <= self.outline_follow <= 1, "outline_follow", "in [0, 1]", self.outline_follow),
             (self.mouth in MOUTH_MODES, "mouth", " | ".join(map(repr, MOUTH_MODES)),
              self.mouth),

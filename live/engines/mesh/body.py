@@ -32,6 +32,13 @@ from live.engines.mesh.topology import points_in_polygon
 
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
+_FARNEBACK = (0.5, 4, 15, 3, 5, 1.1, 0)
+HEAD_PRIOR_FULL = 1.6
+"""The head's motion is the flow's starting point up to this many face radii from the face's
+centre (the face, the hair around it) ..."""
+HEAD_PRIOR_NONE = 2.6
+"""... and not at all from this many on (neck, shoulders: they stay where they were unless
+the flow finds them moved)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +111,23 @@ class BodyFlow:
             frame_to_crop=invert_affine(self._crop_to_frame),
             crop_to_frame=self._crop_to_frame, weight=np.clip(weight, 0.0, 1.0))
         self._neutral_points = self.lattice.neutral_points()
+        # Where the head's motion is the prior for the flow (1) and where the body's own
+        # place is (0): by distance from the face's centre, in face radii, over the flow's
+        # pixels (see :meth:`track`). Without landmarks the head's motion is used everywhere.
+        self._head_share = np.ones((self._work, self._work), np.float32)
+        self._head_share_at = self._head_share_points(self._neutral_points, None)
         if landmarks is not None:  # neutral face-mesh points, frame pixels
             oval = np.asarray(landmarks, dtype=np.float64)[list(lm.FACE_OVAL), :2]
+            centre = oval.mean(axis=0)
+            radius = max(float(np.mean(np.linalg.norm(oval - centre, axis=1))), 1e-6)
+            self._face = (centre, radius)
+            c = np.arange(self._work, dtype=np.float64)
+            gx, gy = np.meshgrid(c, c)
+            work = np.stack([gx.ravel(), gy.ravel()], axis=1)
+            frame = apply_affine(compose(self._crop_to_frame, self._from_work), work)
+            self._head_share = self._head_share_points(frame, self._face).reshape(
+                self._work, self._work).astype(np.float32)
+            self._head_share_at = self._head_share_points(self._neutral_points, self._face)
             pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
             on_face = points_in_polygon(self._neutral_points, oval)
             d = np.linalg.norm(self._neutral_points[on_face, None, :] - pts[None, :, :], axis=2)
@@ -117,6 +139,20 @@ class BodyFlow:
         """The lattice points at the neutral pose, frame pixels (count, 2)."""
         return self._neutral_points.copy()
 
+    @staticmethod
+    def _head_share_points(points: np.ndarray,
+                           face: tuple[np.ndarray, float] | None) -> np.ndarray:
+        """How much of the head's motion is the flow's prior at frame ``points``: 1 on the
+        face and the hair around it, 0 from the neck and shoulders down (a head that rolls
+        15 degrees does not carry the shoulders along; undoing its motion there would move
+        them out of the flow's reach)."""
+        if face is None:
+            return np.ones(len(points))
+        centre, radius = face
+        r = np.linalg.norm(points - centre, axis=1) / radius
+        return np.asarray(np.clip((HEAD_PRIOR_NONE - r) / (HEAD_PRIOR_NONE - HEAD_PRIOR_FULL),
+                                  0.0, 1.0))
+
     def track(self, image: np.ndarray, crop_to_frame: np.ndarray, *,
               head: np.ndarray | None = None) -> np.ndarray:
         """Where the lattice points are in this driving crop (RGB uint8, its crop-to-frame
@@ -125,27 +161,40 @@ class BodyFlow:
         has to find what moved differently from the head: a large head motion stays within
         its reach."""
         cur = np.asarray(crop_to_frame, dtype=np.float64)
-        head_m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) if head is None \
-            else np.asarray(head, dtype=np.float64)
-        # flow pixels -> neutral crop pixels -> (through the head's motion) this crop's pixels
-        to_cur = compose(invert_affine(cur),
-                         compose(head_m, compose(self._crop_to_frame, self._from_work)))
+        ident = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        head_m = ident if head is None else np.asarray(head, dtype=np.float64)
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
-                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                 borderMode=cv2.BORDER_REPLICATE)
+        # flow pixels -> neutral crop pixels -> frame -> (the prior: the head's motion near
+        # the face, none on the body) -> this crop's pixels
+        to_frame = compose(self._crop_to_frame, self._from_work)
+        to_cur = compose(invert_affine(cur), compose(head_m, to_frame))
+        if np.all(self._head_share == 1.0):
+            aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        else:
+            still = compose(invert_affine(cur), to_frame)
+            c = np.arange(self._work, dtype=np.float32)
+            gx, gy = np.meshgrid(c, c)
+            a = self._head_share
+            maps = [(still[i, 0] + a * (to_cur[i, 0] - still[i, 0])) * gx
+                    + (still[i, 1] + a * (to_cur[i, 1] - still[i, 1])) * gy
+                    + (still[i, 2] + a * (to_cur[i, 2] - still[i, 2])) for i in (0, 1)]
+            aligned = cv2.remap(gray, maps[0].astype(np.float32), maps[1].astype(np.float32),
+                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         # Farneback's dense flow (pyramid of 4 levels, 9 px windows): smooth over little
         # texture (hair) and the same run to run (OpenCV's DIS with spatial propagation was
         # not: its threads' stripes race where they meet, and without propagation it lost
         # the hair)
         farneback: Any = cv2.calcOpticalFlowFarneback  # the stubs do not allow flow=None
-        flow = farneback(self._gray0, aligned, None, 0.5, 4, 9, 3, 5, 1.1, 0)
+        flow = farneback(self._gray0, aligned, None, *_FARNEBACK)
         flow = flow * np.float32(self.size / self._work)
         cells = self.lattice.cells
         mean = cv2.resize(flow, (cells, cells), interpolation=cv2.INTER_AREA)
         lin = self._crop_to_frame[:, :2]
         moved = self._neutral_points + mean.reshape(-1, 2).astype(np.float64) @ lin.T
-        return apply_affine(head_m, moved)
+        share = self._head_share_at[:, None]
+        return moved + share * (apply_affine(head_m, moved) - moved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,19 +231,22 @@ def flow_trust(motion: BodyMotion, neutral: np.ndarray, current: np.ndarray) -> 
 
 
 def body_displacements(points: np.ndarray, to_portrait: np.ndarray,
-                       motion: BodyMotion) -> tuple[np.ndarray, np.ndarray]:
+                       motion: BodyMotion, *, beyond: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The driving motion at portrait ``points`` (N, 2) outside the face: ``(displacement
     (N, 2) in portrait pixels, weight (N,) in [0, 1])``. ``to_portrait`` is the similarity
     from driving-frame to portrait pixels at the neutral pose; a point takes the bilinearly
     interpolated motion of the lattice cells around the driving point it corresponds to,
-    with their matte weight (0 outside the lattice)."""
+    with their matte weight. Beyond the lattice (the driving crop shows less of the body than
+    a portrait framed to the shoulders), a point takes the motion of the lattice's nearest
+    edge, its weight fading to 0 over ``beyond`` lattice cells (0: no weight outside)."""
     lat = motion.lattice
     cells = lat.cells
     disp = (motion.current - motion.neutral).reshape(cells, cells, 2)
     drv = apply_affine(invert_affine(to_portrait), points)
     crop = apply_affine(lat.frame_to_crop, drv)
     u = (crop + 0.5) / lat.step - 0.5  # lattice coordinates (cell centres at integers)
-    inside = np.all((u >= -0.5) & (u <= cells - 0.5), axis=1)
+    out = np.max(np.maximum(-0.5 - u, u - (cells - 0.5)), axis=1)  # cells beyond the edge
+    inside = out <= 0.0 if beyond <= 0.0 else np.clip(1.0 - out / beyond, 0.0, 1.0)
     u = np.clip(u, 0.0, cells - 1.0)
     i0 = np.minimum(np.floor(u).astype(np.int64), cells - 2)
     f = u - i0

@@ -65,6 +65,7 @@ from live.engines.mesh.topology import (
 from live.engines.mesh.warp import PiecewiseAffineWarp, composite_head, triangle_affines
 from live.engines.options import MeshOptions, with_overrides
 from live.face.segmentation import PortraitLayers, prepare_layers
+from live.geometry import transform_points
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ BODY_CELLS = 16
 _FLOW_REACH = 0.35
 """Body flow moves a point at most this share of the face's radius away from where the head
 alone would take it."""
+_FLOW_BEYOND = 4.0
+"""Past the driving crop's edge, a point takes the motion of the crop's nearest edge, fading
+out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
 SHADING_FULL_TURN = 15.0
 """Expression shading at full strength up to this head turn from neutral (degrees) ..."""
 SHADING_NO_TURN = 35.0
@@ -89,7 +93,7 @@ MeshEngineConfig = MeshOptions
 def motion_options(options: MeshOptions) -> MotionOptions:
     return MotionOptions(lip_gain=options.lip_gain, gaze_gain=options.gaze_gain,
                          blink_close_at=options.blink_close_at,
-                         max_eye_open=options.max_eye_open)
+                         max_eye_open=options.max_eye_open, jaw_follow=options.jaw_follow)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,12 +124,7 @@ class MeshPortrait:
 
 def driving_points(face: FaceCrop, landmarks: np.ndarray) -> np.ndarray:
     """Crop-pixel landmarks (N, 3) -> frame pixels (z scaled alike), float64."""
-    m = np.asarray(face.crop_to_frame, dtype=np.float64)
-    pts = np.asarray(landmarks, dtype=np.float64)
-    out = pts[:, :3].copy()
-    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
-    out[:, 2] *= np.sqrt(abs(np.linalg.det(m[:, :2])))
-    return out
+    return transform_points(np.asarray(landmarks)[:, :3], face.crop_to_frame, dtype=np.float64)
 
 
 class MeshEngine:
@@ -434,20 +433,32 @@ class MeshEngine:
             src_g = layout.src[grid]
             dst[grid] = src_g + layout.grid_weight[:, None] * (
                 apply_affine(motion.head, src_g) - src_g)
+        src = layout.src
         if body is not None:
-            outside = layout.outside_ids
-            disp, weight = body_displacements(layout.src[outside], motion.to_portrait, body)
+            # With a head layer, the picture's edge slides too: a body that moves down goes
+            # out through the bottom edge instead of being squeezed against it (the plate
+            # keeps the background still).
+            slide = layout.border_ids if portrait.layers is not None else layout.border_ids[:0]
+            outside = np.concatenate([layout.outside_ids, slide])
+            disp, weight = body_displacements(src[outside], motion.to_portrait, body,
+                                              beyond=_FLOW_BEYOND)
             # A flow that disagrees with the face's landmarks is not used (the hair never
             # tears away from the face).
             weight *= flow_trust(body, neutral, current)
             # The flow adds to the head's motion at most about a third of the face's radius: a
             # driver's long hair swinging does not drag a portrait's collar across.
-            dev = layout.src[outside] + disp - dst[outside]
+            dev = src[outside] + disp - dst[outside]
             oval = motion.points[list(lm.FACE_OVAL), :2]
             reach = _FLOW_REACH * float(np.mean(np.linalg.norm(oval - oval.mean(axis=0), axis=1)))
             norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
             dev *= np.minimum(1.0, reach / norm)[:, None]
-            dst[outside] += weight[:, None] * dev
+            dev *= weight[:, None]
+            n_moved = len(outside) - len(slide)
+            dst[outside[:n_moved]] += dev[:n_moved]
+            if len(slide):
+                # an edge point stays on the edge and shows what the motion brings to it
+                src = src.copy()
+                src[slide] -= dev[n_moved:]
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris
@@ -458,7 +469,7 @@ class MeshEngine:
         t1 = clock()
         index = self._warp.index_map(dst, tris)
         t2 = clock()
-        source = self._warp.source_map(index, triangle_affines(dst, layout.src, tris))
+        source = self._warp.source_map(index, triangle_affines(dst, src, tris))
         t3 = clock()
         out = self._warp.remap(portrait.image, source)
         self.last_matte = None

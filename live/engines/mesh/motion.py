@@ -93,6 +93,9 @@ class MotionOptions:
     min_gap_fraction: float = 0.2
     """Below the mouth, the smallest gap between successive points down the face, as a
     fraction of the portrait's (see :func:`keep_order`)."""
+    jaw_follow: float = 0.9
+    """How far the chin drops with the lower lip when the mouth opens (0: only as far as the
+    face mesh says, which reads about half of a wide-open jaw's drop; 1: as far as the lip)."""
     rotation_3d: bool = True
     """Turn the portrait's own 3-D face (MediaPipe's z) by the driving head's 3-D rotation,
     so yaw and pitch foreshorten its far side; False: a 2-D similarity only."""
@@ -238,6 +241,14 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     q = P[:, :2].copy()
     n = min(D.shape[0], P.shape[0])
     q[:n] += expr[:n] @ to_portrait[:, :2].T
+    if opts.jaw_follow > 0:
+        # Only a mouth opening wide: in speech the lower lip moves on its own and the face
+        # mesh's chin is right.
+        drop = float((aligned[lm.LOWER_LIP_BOTTOM] - D0[lm.LOWER_LIP_BOTTOM, :2])
+                     @ (to_portrait[:, :2].T @ _face_axes(P)[1]))
+        wide = drop / max(float(lm.inter_ocular_distance(P)), 1e-6)
+        share = float(np.clip((wide - JAW_WIDE_FROM) / (JAW_WIDE_FULL - JAW_WIDE_FROM), 0, 1))
+        drop_jaw(q, P, opts.jaw_follow * share * drop)
 
     _, p_down = _face_axes(P)
     _, d_down = _face_axes(D0)
@@ -297,6 +308,45 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     out[:, 2] = P[:, 2]
     out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
     return MappedMotion(points=out, head=head_p, to_portrait=to_portrait, turn_deg=turn)
+
+
+JAW_WIDE_FROM = 0.2
+"""The chin starts following the lower lip (:func:`drop_jaw`) once the lip has dropped this
+many inter-ocular distances ..."""
+JAW_WIDE_FULL = 0.4
+"""... and follows it fully (``jaw_follow``) from this drop on."""
+
+
+def jaw_weights(portrait: np.ndarray) -> np.ndarray:
+    """How much of the jaw's drop each portrait landmark takes, (N,) in [0, 1]: 1 at the
+    chin, fading to 0 up towards the lower lip and sideways towards the angles of the jaw
+    (the jaw turns about hinges by the ears)."""
+    P = np.asarray(portrait, dtype=np.float64)[:, :2]
+    across, down = _face_axes(P)
+    rel = P - P[lm.CHIN]
+    lip = float((P[lm.LOWER_LIP_BOTTOM] - P[lm.CHIN]) @ down)  # < 0: the lip is above
+    v = 1.0 - (rel @ down) / lip if lip < -1e-6 else np.zeros(len(P))  # 0 lip .. 1 chin
+    half = 0.5 * abs(float((P[lm.FACE_OVAL[8]] - P[lm.FACE_OVAL[28]]) @ across))
+    u = (rel @ across) / max(half, 1e-6)
+    w = np.clip(v / 0.5, 0.0, 1.0) * np.clip(1.0 - u * u, 0.0, 1.0)
+    w[list(lm.LIPS)] = 0.0
+    return np.asarray(w)
+
+
+def drop_jaw(points: np.ndarray, portrait: np.ndarray, drop: float) -> None:
+    """In place: the jaw drops by ``drop`` portrait pixels down the face (at the chin; see
+    :func:`jaw_weights`): points the face mesh moved less far down are moved on, none back.
+    A driving face mesh follows the lips of an opening mouth but keeps its chin too high (on
+    a wide-open mouth it reads about half of the chin's drop)."""
+    if drop <= 0:
+        return
+    P = np.asarray(portrait, dtype=np.float64)[:, :2]
+    _, down = _face_axes(P)
+    n = min(len(points), len(P))
+    moved = (points[:n, :2] - P[:n]) @ down
+    w = jaw_weights(P)[:n]
+    more = np.where(w > 0, np.maximum(drop * w - moved, 0.0), 0.0)
+    points[:n, :2] += more[:, None] * down
 
 
 def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,

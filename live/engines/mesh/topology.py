@@ -139,6 +139,12 @@ class MeshLayout:
         return np.concatenate([self.ring_ids, self.grid_ids])
 
     @property
+    def border_ids(self) -> np.ndarray:
+        """The points on the picture's edge (after the rings and the lattice)."""
+        start = int(max(self.ring_ids.max(initial=N_MESH - 1), self.grid_ids.max(initial=-1))) + 1
+        return np.arange(start, self.n_vertices, dtype=np.int32)
+
+    @property
     def n_vertices(self) -> int:
         return int(self.src.shape[0])
 

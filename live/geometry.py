@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -86,15 +86,18 @@ def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return pts[:, :2] @ affine[:, :2].T + affine[:, 2]
 
 
-def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def transform_points(points: np.ndarray, affine: np.ndarray, *,
+                     dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
     """Apply a 2x3 similarity ``affine`` to points ``(N, 2)`` or ``(N, 3)``; z (if any) is
-    multiplied by the affine's scale. Returns float32."""
+    multiplied by the affine's scale. Computed in float64, returned as ``dtype`` (float32 by
+    default: landmarks in packets; float64 for motion computed from them)."""
     pts = np.asarray(points, dtype=np.float64)
+    m = np.asarray(affine, dtype=np.float64)
     out = pts.copy()
-    out[:, :2] = apply_affine(pts, affine)
+    out[:, :2] = apply_affine(pts, m)
     if pts.shape[1] > 2:
-        out[:, 2:] *= math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
-    return out.astype(np.float32)
+        out[:, 2:] *= math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
+    return out.astype(dtype, copy=False)
 
 
 def normalized_to_pixels(points: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -17,31 +17,22 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from calibrate.smoothing import CentredSmoother
+from live.geometry import transform_points
 from live.packets import FaceCrop, Tracked
 
 
 def _frame_points(face: FaceCrop) -> np.ndarray | None:
     if face.landmarks is None:
         return None
-    m = np.asarray(face.crop_to_frame, dtype=np.float64)
-    pts = np.asarray(face.landmarks, dtype=np.float64)
-    out = pts[:, :3].copy()
-    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
-    out[:, 2] *= np.sqrt(abs(np.linalg.det(m[:, :2])))
-    return out
+    return transform_points(face.landmarks, face.crop_to_frame, dtype=np.float64)
 
 
 def _with_frame_points(item: Tracked, points: np.ndarray | None) -> Tracked:
     face = item.face
     if points is None or face is None:
         return item
-    inv = face.frame_to_crop()
-    crop = points.copy()
-    crop[:, :2] = points[:, :2] @ inv[:, :2].T + inv[:, 2]
-    crop[:, 2] /= max(float(np.sqrt(abs(np.linalg.det(np.asarray(face.crop_to_frame)[:, :2])))),
-                      1e-12)
     return dataclasses.replace(item, face=dataclasses.replace(
-        face, landmarks=crop.astype(np.float32)))
+        face, landmarks=transform_points(points, face.frame_to_crop())))
 
 
 def smooth_landmarks(tracked: Iterable[Tracked], *, radius: int = 3) -> Iterator[Tracked]:

@@ -12,6 +12,7 @@ import pytest
 from calibrate import landmarks as lm
 from live.engines.mesh.mouth import (
     MAX_GUM_SHOW,
+    PURSED_DARKEST,
     MouthStyle,
     fill_mouth,
     is_portrait,
@@ -21,6 +22,7 @@ from live.engines.mesh.mouth import (
     mouth_style,
     polygon_area,
     prepare_mouth,
+    pursed_shade,
     render_mouth,
     synthetic_mouth,
     transplant_mouth,
@@ -549,3 +551,26 @@ def test_real_teeth_stay_with_the_jaws_when_a_smile_draws_the_lips_back(
     assert rise.max() <= MAX_GUM_SHOW * width + 0.5
     lower = list(lm.LIPS_INNER_LOWER)
     np.testing.assert_allclose(limited[lower], moved[lower])
+
+
+def test_pursed_lips_shadow_the_teeth_behind_them() -> None:
+    """A smiling portrait's mouth pursed into a small "o" (a third of its own width): its own
+    teeth are redrawn (the warp would squeeze them sideways) and darkened, the lips pushed
+    forward shadowing them; at its own width they keep their light."""
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth
+    own = polygon_mask(inner_lips(UP, DOWN), erode=2)
+    light = img[own].mean()
+    pursed = inner_lips(UP * 0.9, DOWN * 0.9, half_width=HALF_WIDTH / 3)
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(pursed), style, mode="synthetic") == "synthetic"
+    inside = polygon_mask(pursed, erode=2)
+    assert inside.sum() > 100
+    assert out[inside].mean() < 0.45 * light
+    wide = inner_lips(UP * 0.9, DOWN * 0.9)  # as wide as its own, a little less high
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(wide), style, mode="synthetic") == "synthetic"
+    assert out[polygon_mask(wide, erode=2)].mean() > 0.7 * light
+    assert pursed_shade(10.0, 100.0) == pytest.approx(PURSED_DARKEST)
+    assert pursed_shade(90.0, 100.0) == 1.0

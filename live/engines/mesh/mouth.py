@@ -802,8 +802,12 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     # How much more (or less) open than the portrait's own mouth, in opening height.
     ratio = frame.height / max(style.own_height * head, 1e-6)
     rigid = style.own_teeth
+    own_width = 0.0
     if rigid:  # the warp stretches or squeezes the teeth: replace as soon as it shows
-        opacity *= float(np.clip(abs(ratio - 1.0) / 0.05, 0.0, 1.0))
+        assert style.interior is not None
+        own_width = _LipFrame(style.interior.inner).width * head
+        change = max(abs(ratio - 1.0), abs(frame.width / max(own_width, 1e-6) - 1.0))
+        opacity *= float(np.clip(change / 0.05, 0.0, 1.0))
     else:
         opacity *= float(np.clip((ratio - 1.05) / 0.6, 0.0, 1.0))
     if opacity <= 0.01:
@@ -815,11 +819,29 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     if rigid:
         assert style.interior is not None
         colour = _own_over(style, style.interior, frame, grid, head, anchors)
+        colour *= np.float32(pursed_shade(frame.width, own_width))
     else:
         colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
                * np.float32(opacity))
     return opacity
+
+
+PURSED_DARK_AT = 0.35
+"""An opening this narrow (of the portrait's own mouth width) or narrower shows its inside at
+:data:`PURSED_DARKEST` of its light ..."""
+PURSED_DARKEST = 0.25
+PURSED_LIGHT_AT = 0.85
+"""... and one this wide or wider at full light."""
+
+
+def pursed_shade(width: float, own_width: float) -> float:
+    """How much light reaches the inside of a mouth opening ``width`` px wide whose own (the
+    portrait's, at output scale) is ``own_width``: pursed lips, pushed forward around a small
+    opening, shadow the teeth behind them (a round "o" shows dark, not a row of teeth)."""
+    narrow = width / max(own_width, 1e-6)
+    k = (narrow - PURSED_DARK_AT) / (PURSED_LIGHT_AT - PURSED_DARK_AT)
+    return float(PURSED_DARKEST + (1.0 - PURSED_DARKEST) * np.clip(k, 0.0, 1.0))
 
 
 def synthetic_mouth(out: np.ndarray, out_inner: np.ndarray, style: MouthStyle, *,

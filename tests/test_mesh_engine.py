@@ -22,7 +22,7 @@ from live.engines.mesh.motion import (
     portrait_motion,
 )
 from live.engines.mesh.topology import face_triangles, hole_triangles, tesselation_triangles
-from live.engines.mesh.warp import PiecewiseAffineWarp
+from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines, triangle_bounds
 from live.packets import FaceCrop
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -97,6 +97,36 @@ def test_warp_identity_is_exact_and_shift_moves_the_picture() -> None:
     assert np.abs(out[mid].astype(int) - img[mid].astype(int)).mean() > 5.0
     # The border vertices stayed: so did the corner pixels.
     assert np.array_equal(out[0, 0], img[0, 0]) and np.array_equal(out[-1, -1], img[-1, -1])
+
+
+def test_a_sliver_triangle_does_not_pull_in_picture_from_elsewhere() -> None:
+    """A sliver (a mouth corner's triangle squeezed flat) drawn over a coarse grid cell whose
+    centre lies outside it: its affine, steep, would take that cell's source far away (seen
+    as a small box of another part of the picture by the demo's mouth corner); the cell's
+    displacement is held within the sliver corners' own."""
+    size, grid = 64, 16
+    src, tris = _grid_mesh(size, 3)
+    dst = src.copy()
+    n = len(src)
+    # the sliver: 0.3 px thick in the output, 20 px thick in the source
+    sliver_dst = np.array([[20.0, 30.0], [44.0, 30.0], [32.0, 30.3]])
+    sliver_src = np.array([[20.0, 30.0], [44.0, 30.0], [32.0, 50.0]])
+    dst = np.concatenate([dst, sliver_dst])
+    src = np.concatenate([src, sliver_src])
+    tris = np.concatenate([tris, [[n, n + 1, n + 2]]])
+    warp = PiecewiseAffineWarp(size, grid=grid)
+    index = warp.index_map(dst, tris)
+    assert (index == len(tris)).any()  # the sliver won some cells
+    coeffs = triangle_affines(dst, src, tris)
+    wild = warp.source_map(index, coeffs) - warp.source_map(index, coeffs * 0)
+    held = warp.source_map(index, coeffs, triangle_bounds(dst, src, tris)) \
+        - warp.source_map(index, coeffs * 0)
+    assert np.abs(wild).max() > 25.0  # the unbounded affine goes far off
+    assert np.abs(held).max() <= 20.0 + 1e-3  # within the sliver's corners' displacement
+    # without slivers, the bounds change nothing: the identity warp stays exact
+    identity = src[:n]
+    assert np.array_equal(warp.warp(textured(size), identity, identity.copy(), tris[:-1]),
+                          textured(size))
 
 
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:

@@ -62,7 +62,12 @@ from live.engines.mesh.topology import (
     lower_face_chains,
     triangle_areas,
 )
-from live.engines.mesh.warp import PiecewiseAffineWarp, composite_head, triangle_affines
+from live.engines.mesh.warp import (
+    PiecewiseAffineWarp,
+    composite_head,
+    triangle_affines,
+    triangle_bounds,
+)
 from live.engines.options import MeshOptions, with_overrides
 from live.face.segmentation import PortraitLayers, prepare_layers
 from live.geometry import transform_points
@@ -469,7 +474,8 @@ class MeshEngine:
         t1 = clock()
         index = self._warp.index_map(dst, tris)
         t2 = clock()
-        source = self._warp.source_map(index, triangle_affines(dst, src, tris))
+        source = self._warp.source_map(index, triangle_affines(dst, src, tris),
+                                       triangle_bounds(dst, src, tris))
         t3 = clock()
         out = self._warp.remap(portrait.image, source)
         self.last_matte = None

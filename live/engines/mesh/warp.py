@@ -42,6 +42,15 @@ def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.n
     return np.stack([l00 - 1.0, l01, tx, l10, l11 - 1.0, ty], axis=1).astype(np.float32)
 
 
+def triangle_bounds(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Each triangle's displacement range, (T, 4) float32 ``(dx min, dy min, dx max, dy
+    max)`` over its corners: inside a triangle the displacement never leaves it, so a grid
+    cell that a sliver triangle won (its centre outside the sliver) is held to it instead of
+    taking the sliver's affine far outside (a patch of picture from elsewhere)."""
+    disp = (src - dst)[tris]  # (T, 3, 2)
+    return np.concatenate([disp.min(axis=1), disp.max(axis=1)], axis=1).astype(np.float32)
+
+
 class PiecewiseAffineWarp:
     """Warps ``size`` x ``size`` images by triangle meshes (see the module docstring)."""
 
@@ -80,9 +89,11 @@ class PiecewiseAffineWarp:
             np.copyto(idx, grown, where=holes)
         return idx
 
-    def source_map(self, index: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    def source_map(self, index: np.ndarray, coeffs: np.ndarray,
+                   bounds: np.ndarray | None = None) -> np.ndarray:
         """Full-size map of source positions, (size, size, 2) float32 (x, y), from an index
-        map and (T, 6) displacement rows (:func:`triangle_affines`)."""
+        map and (T, 6) displacement rows (:func:`triangle_affines`), each cell's displacement
+        held within its triangle's ``bounds`` (:func:`triangle_bounds`) when given."""
         table = np.concatenate([np.zeros((1, 6), np.float32), coeffs])
         c = self._coeffs
         np.take(table, index, axis=0, out=c)
@@ -94,6 +105,10 @@ class PiecewiseAffineWarp:
         np.multiply(c[..., 3], gx, out=dy)
         dy += c[..., 4] * gy
         dy += c[..., 5]
+        if bounds is not None:
+            limits = np.take(np.concatenate([np.zeros((1, 4), np.float32), bounds]), index,
+                             axis=0)
+            np.clip(self._disp, limits[..., :2], limits[..., 2:], out=self._disp)
         disp: np.ndarray = self._disp
         if self.grid != self.size:
             disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
@@ -133,7 +148,8 @@ class PiecewiseAffineWarp:
              tris: np.ndarray) -> np.ndarray:
         """Warp ``image`` so that vertex ``src[i]`` moves to ``dst[i]``; ``tris`` in draw order."""
         index = self.index_map(dst, tris)
-        return self.remap(image, self.source_map(index, triangle_affines(dst, src, tris)))
+        return self.remap(image, self.source_map(index, triangle_affines(dst, src, tris),
+                                                 triangle_bounds(dst, src, tris)))
 
 
 

@@ -32,9 +32,16 @@ def test_fomm_serve_bench_reports_each_client_count(tiny_model: Path, portraits_
         assert row["fps"] > 0 and row["fps_per_client"] > 0, row
         assert math.isfinite(row["mean_batch"]) and row["mean_batch"] >= 1.0, row
         assert 0 < row["p50_ms"] <= row["p95_ms"], row
+        assert row["client_cpu_ms"] > 0, row  # CPU time per frame, this process
+    baseline, *served = r["rows"]
+    assert math.isnan(baseline["server_cpu_ms"])  # no server in process
+    if Path("/proc/self/stat").exists():  # the server's process tree, from /proc
+        assert all(row["server_cpu_ms"] > 0 for row in served), served
     report = format_report(r)
     assert report.startswith("fomm engine, 128 px, 3 frames per client")
     assert report.count("\n| ") == 4  # the heading and three rows
+    assert "| CPU ms/frame server | CPU ms/frame clients |" in report
+    assert report.splitlines()[3].split("|")[-3].strip() == "-"  # in-process: no server
 
 
 def test_unknown_engine_is_one_clear_error(tmp_path: Path) -> None:

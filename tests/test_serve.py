@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,15 @@ pytest.importorskip("tritonclient.grpc")
 from _serve import free_port
 
 from calibrate.errors import MimicamError
-from live.engines.remote import STATUS_BAD_REQUEST, RemoteEngine, RemoteError
+from live.engines.remote import (
+    STATUS_BAD_REQUEST,
+    STATUS_UNKNOWN_PORTRAIT,
+    RemoteEngine,
+    RemoteError,
+    pack_frame,
+    unpack_frame,
+    unpack_reply,
+)
 from live.jobs.serve import (
     AnimationService,
     ServeOptions,
@@ -85,9 +94,15 @@ def local_frames(eo: Any, crop: np.ndarray, faces: list[FaceCrop | None]) -> lis
     return out
 
 
-def remote_frames(url: str, crop: np.ndarray, faces: list[FaceCrop | None]) -> list[np.ndarray]:
+def remote_frames(url: str, crop: np.ndarray, faces: list[FaceCrop | None], *,
+                  packed: bool = True,
+                  ready: threading.Barrier | None = None) -> list[np.ndarray]:
     engine = RemoteEngine(url, size=SIZE, token=TOKEN)
+    assert engine.packed  # this server takes protocol 2
+    engine.packed = packed  # False: as a client of protocol 1 (the named tensors) would
     engine.set_portrait(engine.prepare(crop))
+    if ready is not None:  # the clients stream their frames at the same time
+        ready.wait(timeout=120)
     out = [engine.process(f, i / 25) for i, f in enumerate(faces)]
     engine.close()
     return out
@@ -100,10 +115,13 @@ def test_concurrent_clients_match_the_in_process_engine_and_get_batched(
     results: dict[int, list[np.ndarray]] = {}
     errors: list[BaseException] = []
 
+    ready = threading.Barrier(4)  # the portraits' uploads take turns; the frames must not
+
     def run(i: int) -> None:
-        try:
+        try:  # both transports (the named tensors of older clients: the next test; Triton
+            # does not batch requests of the two protocols together)
             url = server["grpc"] if i % 2 == 0 else server["http"]
-            results[i] = remote_frames(url, crop, faces)
+            results[i] = remote_frames(url, crop, faces, ready=ready)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -127,6 +145,16 @@ def test_concurrent_clients_match_the_in_process_engine_and_get_batched(
         if line.startswith('nv_inference_exec_count{model="animate"'):
             executions += float(line.rsplit(" ", 1)[1])
     assert executions > 0 and requests / executions > 1.0, (requests, executions)
+
+
+def test_a_client_of_the_named_tensors_gets_the_same_frames(
+        server: dict[str, Any], clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    """Protocol 1 (an older client: one tensor per field) is still served, frame for frame."""
+    crop, faces = clip
+    expected = local_frames(server["engine_options"], crop, faces)
+    for got, want in zip(remote_frames(server["grpc"], crop, faces, packed=False), expected,
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_unknown_portrait_is_sent_again(server: dict[str, Any],
@@ -178,6 +206,25 @@ def test_bad_requests_get_errors_and_a_good_client_goes_on(
     result = client.infer("animate", inputs, parameters={"mimicam_token": TOKEN})
     assert int(result.as_numpy("status")[0, 0]) != 0
     assert b"unknown portrait" in result.as_numpy("error")[0, 0]
+    # the same as protocol 2: the packed frame, and the reply (asked for alone)
+    arrays = good._packed_arrays(faces[1], 0.04, 0, 0)
+    frame = unpack_frame(arrays["frame"][0])
+    arrays["frame"] = pack_frame(replace(frame, portrait_id="nope"))[None]
+    inputs = []
+    for name, value in arrays.items():
+        t = tc.InferInput(name, list(value.shape), "UINT8")
+        t.set_data_from_numpy(value)
+        inputs.append(t)
+    result = client.infer("animate", inputs, outputs=[tc.InferRequestedOutput("reply")],
+                          parameters={"mimicam_token": TOKEN})
+    status, error = unpack_reply(result.as_numpy("reply")[0])
+    assert status == STATUS_UNKNOWN_PORTRAIT and "unknown portrait" in error
+    # a truncated frame: an error for that request only
+    inputs[1] = tc.InferInput("frame", [1, 20], "UINT8")
+    inputs[1].set_data_from_numpy(arrays["frame"][:, :20].copy())
+    result = client.infer("animate", inputs, outputs=[tc.InferRequestedOutput("reply")],
+                          parameters={"mimicam_token": TOKEN})
+    assert unpack_reply(result.as_numpy("reply")[0])[0] == STATUS_BAD_REQUEST
     client.close()
     # malformed landmarks: an error for that request only
     broken = FaceCrop(image=faces[2].image, crop_to_frame=faces[2].crop_to_frame,  # type: ignore[union-attr]
@@ -242,8 +289,10 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
     with triton_server(service, options):
         time.sleep(0.5)
         for engine in (held, local):
+            engine.packed = False  # as if the lost server had been an older one
             out = engine.process(faces[3], 0.12)
             assert engine.connected and out.shape == (SIZE, SIZE, 3)
+            assert engine.packed  # asked the new server again on reconnecting
             engine.close()
     service.close()
 

@@ -4,7 +4,10 @@ A fixture clip is tracked once; then the same driving crops are animated in this
 baseline), and by N concurrent :class:`~live.engines.remote.RemoteEngine` clients (threads;
 they only wait on the network) against a ``mimicam serve`` started as a subprocess on free
 loopback ports (gRPC). Reports frames/s (all clients together), per-client frames/s and the
-round-trip latency p50/p95 per frame, and Triton's mean batch size (from its metrics).
+round-trip latency p50/p95 per frame, Triton's mean batch size (from its metrics), and the CPU
+time per frame of the server (its whole process tree: Python, Triton, the Python-backend
+stubs; from ``/proc``, Linux) and of the clients (this process): wall-clock rates depend on
+whatever else runs on the machine, CPU time per frame much less so.
 
 Engines (``--engine``): ``mesh`` (the default, 512 px) or ``fomm``: the FOMM graphs of a
 ``mimicam export`` directory (``--model-dir``), by default the vox-256 architecture with
@@ -18,6 +21,8 @@ import argparse
 import contextlib
 import json
 import logging
+import math
+import os
 import socket
 import subprocess
 import sys
@@ -78,6 +83,34 @@ def _metric(text: str, name: str, model: str) -> float:
     return total
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants that are
+    alive now (Linux ``/proc``; NaN elsewhere)."""
+    proc = Path("/proc")
+    if not (proc / str(pid) / "stat").exists():
+        return float("nan")
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = {pid}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, pp in parents.items():
+            if pp == parent and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return sum(used.get(p, 0.0) for p in tree)
+
+
 def check_engine(engine: str) -> None:
     """Raise :class:`InputError` unless ``engine`` is one this job measures."""
     if engine not in ENGINES:
@@ -134,16 +167,18 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
         crop, faces = _faces(video, portrait, size, frames)
     local.set_portrait(local.prepare(crop))
     lat = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i, f in enumerate(faces):
         t = time.perf_counter()
         local.process(f, i / 25)
         lat.append((time.perf_counter() - t) * 1e3)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     local.close()
     rows: list[dict[str, Any]] = [{"clients": 0, "fps": len(faces) / wall,
                                    "fps_per_client": len(faces) / wall,
-                                   **_percentiles(lat), "mean_batch": 1.0}]
+                                   **_percentiles(lat), "mean_batch": 1.0,
+                                   "server_cpu_ms": float("nan"),
+                                   "client_cpu_ms": cpu / len(faces) * 1e3}]
     with contextlib.ExitStack() as stack:
         # a server that exits at once (a port taken between choosing and binding it) is
         # started again on other ports, once
@@ -166,7 +201,7 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
         metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
         for n in clients:
             before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-            rows.append(_run_clients(url, crop, faces, n))
+            rows.append(_run_clients(url, crop, faces, n, server=server.pid))
             after = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
             reqs = (_metric(after, "nv_inference_request_success", "animate")
                     - _metric(before, "nv_inference_request_success", "animate"))
@@ -218,7 +253,10 @@ def _percentiles(lat: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}
 
 
-def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int) -> dict[str, Any]:
+def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int,
+                 server: int | None = None) -> dict[str, Any]:
+    """``n`` clients (threads) animating ``faces`` at ``url``; ``server``: the server's pid
+    (for its CPU time per frame)."""
     from live.engines.remote import RemoteEngine
 
     engines = []
@@ -238,30 +276,40 @@ def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int) -> dict[s
             lat[k].append((time.perf_counter() - t) * 1e3)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
-    t0 = time.perf_counter()
+    server_cpu = process_tree_cpu(server) if server is not None else float("nan")
+    t0, c0 = time.perf_counter(), time.process_time()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if server is not None:
+        server_cpu = process_tree_cpu(server) - server_cpu
     for e in engines:
         e.close()
     total = sum(len(x) for x in lat)
     return {"clients": n, "fps": total / wall, "fps_per_client": total / wall / n,
-            **_percentiles([v for x in lat for v in x])}
+            **_percentiles([v for x in lat for v in x]),
+            "server_cpu_ms": server_cpu / total * 1e3, "client_cpu_ms": cpu / total * 1e3}
 
 
 def format_report(r: dict[str, Any]) -> str:
     weights = f", weights: {r['weights']}" if r.get("weights") else ""
     lines = [f"{r.get('engine', 'mesh')} engine, {r['size']} px, {r['frames']} frames per "
              f"client, max batch {r['max_batch']}{weights}",
-             "| clients | frames/s (all) | frames/s per client | p50 ms | p95 ms | mean batch |",
-             "|---|---|---|---|---|---|"]
+             "| clients | frames/s (all) | frames/s per client | p50 ms | p95 ms | mean batch "
+             "| CPU ms/frame server | CPU ms/frame clients |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         who = "in-process" if row["clients"] == 0 else str(row["clients"])
         lines.append(f"| {who} | {row['fps']:.1f} | {row['fps_per_client']:.1f} | "
-                     f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['mean_batch']:.2f} |")
+                     f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['mean_batch']:.2f} | "
+                     f"{_ms(row.get('server_cpu_ms'))} | {_ms(row.get('client_cpu_ms'))} |")
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -191,7 +191,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from live.cli.blas import limit_openblas_threads
+    from live.blas import limit_openblas_threads
     from live.jobs.animate import run_animate
 
     limit_openblas_threads(1)  # spinning BLAS threads cost ~15 ms of CPU a frame (blas.py)

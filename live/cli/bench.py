@@ -91,7 +91,7 @@ def _run_live_job(module: str) -> Runner:
             args.video = args.driving
         if getattr(args, "max_frames", "absent") is None:
             args.max_frames = args.frames
-        from live.cli.blas import limit_openblas_threads
+        from live.blas import limit_openblas_threads
 
         limit_openblas_threads(1)  # as `mimicam live` / `mimicam animate` do
         return inner(args)
@@ -110,8 +110,8 @@ JOBS: dict[tuple[str, str], Runner] = {
     ("reconstruct", "fomm"): _run_live_job("live.bench.reconstruct"),
     ("identity", "mesh"): _run_live_job("live.bench.reconstruct"),
     ("identity", "fomm"): _run_live_job("live.bench.reconstruct"),
-    ("serve", "mesh"): _delegate("live.bench.serve", "run"),
-    ("serve", "fomm"): _delegate("live.bench.serve", "run"),
+    ("serve", "mesh"): _run_live_job("live.bench.serve"),
+    ("serve", "fomm"): _run_live_job("live.bench.serve"),
 }
 """(job, engine) -> runner(args) -> exit code. Add jobs and engines here."""
 

@@ -105,7 +105,7 @@ def background(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from live.cli.blas import limit_openblas_threads
+    from live.blas import limit_openblas_threads
     from live.jobs.demo import run_demo
 
     limit_openblas_threads(1)  # spinning BLAS threads cost CPU time every frame (blas.py)

@@ -217,7 +217,7 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from live.cli.blas import limit_openblas_threads
+    from live.blas import limit_openblas_threads
     from live.jobs.build import build_pipeline
 
     if args.camera == "list":

@@ -11,16 +11,26 @@ Two models:
   ``t``, an ``op`` (0 process, 1 calibrate: this face is the neutral) and ``flags`` (1 face
   present, 2 recalibrate first, 4 new session) -> the
   animated crop ``image``. Each session has its own engine state (neutral pose, smoothing,
-  hold), kept in a bounded LRU.
+  hold), kept in a bounded LRU. Protocol 2 (this project's clients, when the server has it)
+  sends all of that but the image as one packed UINT8 ``frame`` tensor and asks for one
+  ``reply`` (status and error) instead of ``status`` and ``error``
+  (:func:`live.engines.remote.pack_frame`): fewer tensors, less work per frame in PyTriton;
+  the named tensors (protocol 1) are still taken. Only the outputs a request asks for are
+  made.
 
 ``animate`` runs as ``instances`` model instances (threads; default one per CPU core): Triton
 hands each batch to a free instance, so batches run side by side (numpy/OpenCV release the
 GIL). A session's frames are taken in turn (a per-session lock); the engines are per session,
 never shared between two running frames; a shared model runtime (fomm) is used under a lock.
 
+``mimicam serve`` (:func:`serve_forever`) runs OpenBLAS on one thread: its idle workers spin
+and cost the mesh engine about as much CPU again as its own work (:mod:`live.blas`;
+not for an engine whose shared runtime runs one frame at a time, fomm).
+
 Every response carries ``status`` (INT32, one of the ``STATUS_*`` codes) and ``error``
-(BYTES, a message): a bad request (unknown portrait, malformed or oversized arrays, a wrong
-token) is answered with an error for that request only; the rest of its batch goes on.
+(BYTES, a message), or both in ``reply``: a bad request (unknown portrait, malformed or
+oversized arrays, a wrong token) is answered with an error for that request only; the rest of
+its batch goes on.
 Wrong dtypes and ranks never reach the models: Triton refuses them per request.
 
 The protocol (names, codes) is shared with the client, :mod:`live.engines.remote`.
@@ -45,20 +55,25 @@ from typing import Any
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError
+from live.blas import limit_openblas_threads
 from live.engines.base import Engine
 from live.engines.remote import (
     FLAG_FACE,
     FLAG_NEW_SESSION,
     FLAG_RECALIBRATE,
+    FRAME_INPUT,
     MAX_LANDMARKS,
     MAX_SIDE,
     OP_CALIBRATE,
+    REPLY_OUTPUT,
     STATUS_BAD_REQUEST,
     STATUS_OK,
     STATUS_UNAUTHORIZED,
     STATUS_UNKNOWN_PORTRAIT,
     STATUS_UNKNOWN_SESSION,
     TOKEN_PARAMETER,
+    pack_replies,
+    unpack_frame,
 )
 from live.packets import FaceCrop
 
@@ -74,7 +89,11 @@ class ServeOptions:
     grpc_port: int = 8001
     metrics_port: int = 8002
     max_batch: int = 8
-    queue_delay_us: int = 2000
+    queue_delay_us: int = 500
+    """How long Triton holds a request for a fuller batch: short, since a lone client waits
+    it out on every frame (measured: 2000 us added ~2 ms a frame; the mesh engine animates
+    each request of a batch on its own anyway, and batches still form while every instance
+    is busy). On a GPU, where fomm's batches pay, a longer delay gives bigger ones."""
     token: str | None = None
     portrait_cache: int = 64
     max_sessions: int = 64
@@ -143,6 +162,9 @@ class AnimationService:
         # the portrait and animate models run on threads of their own; engines that share one
         # model runtime (fomm) take turns on it
         self._compute: Any = threading.Lock() if serialize else nullcontext()
+        self.serialized = serialize
+        """Whether the engines take turns on one model runtime (fomm): its own threads are then
+        the only compute running, so they keep every core."""
 
     # -- plain calls ---------------------------------------------------------------------------
 
@@ -298,35 +320,69 @@ class AnimationService:
                     statuses.append(STATUS_BAD_REQUEST)
                     errors.append(f"{type(exc).__name__}: {exc}")
             shape = next((im.shape for im in images if im is not None and im.size), (1, 1, 3))
-            stacked = np.zeros((n, *shape), np.uint8)
-            for i, im in enumerate(images):
-                if im is not None and im.shape == shape:
-                    stacked[i] = im
-            out.append({"image": stacked, "status": _status(statuses),
-                        "error": _bytes(errors)})
+            first = images[0]
+            if n == 1 and first is not None and first.shape == shape:
+                stacked = first[None]  # no copy: PyTriton copies it into shared memory
+            else:
+                stacked = np.zeros((n, *shape), np.uint8)
+                for i, im in enumerate(images):
+                    if im is not None and im.shape == shape:
+                        stacked[i] = im
+            # only what the client asked for: each output costs a shared-memory block
+            wanted = getattr(request, "requested_output_names", None) or ANIMATE_OUTPUTS
+            answer: dict[str, np.ndarray] = {}
+            if "image" in wanted:
+                answer["image"] = stacked
+            if "status" in wanted:
+                answer["status"] = _status(statuses)
+            if "error" in wanted:
+                answer["error"] = _bytes(errors)
+            if REPLY_OUTPUT in wanted:
+                answer[REPLY_OUTPUT] = pack_replies(statuses, errors)
+            out.append(answer)
         return out
 
     def _animate_one(self, request: Any, i: int) -> np.ndarray:
         image = np.asarray(request["image"][i])
         _check_image(image, "driving image")
-        landmarks = np.asarray(request["landmarks"][i])
-        if landmarks.shape[0] > MAX_LANDMARKS:
-            raise RequestError(STATUS_BAD_REQUEST, f"too many landmarks: {landmarks.shape[0]} "
-                               f"> {MAX_LANDMARKS}")
-        affine = np.asarray(request["crop_to_frame"][i], dtype=np.float64)
+        names = request.keys()  # a dict, or PyTriton's Request (no get())
+        if FRAME_INPUT in names:  # protocol 2: one packed tensor
+            try:
+                frame = unpack_frame(request[FRAME_INPUT][i])
+            except ValueError as exc:
+                raise RequestError(STATUS_BAD_REQUEST, str(exc)) from None
+            session, portrait_id = frame.session, frame.portrait_id
+            landmarks, affine = frame.landmarks, frame.crop_to_frame
+            flags, op, t = frame.flags, frame.op, frame.t
+        else:  # protocol 1: named tensors
+            missing = [k for k in _NAMED_INPUTS if k not in names]
+            if missing:
+                raise RequestError(STATUS_BAD_REQUEST, "animate: missing inputs "
+                                   f"{', '.join(missing)} (or '{FRAME_INPUT}')")
+            lms = np.asarray(request["landmarks"][i])
+            if lms.shape[0] > MAX_LANDMARKS:
+                raise RequestError(STATUS_BAD_REQUEST, f"too many landmarks: {lms.shape[0]} "
+                                   f"> {MAX_LANDMARKS}")
+            landmarks = np.ascontiguousarray(lms) if len(lms) > 1 else None
+            affine = np.asarray(request["crop_to_frame"][i], dtype=np.float64)
+            flags = int(request["flags"][i].reshape(-1)[0])
+            op = int(request["op"][i].reshape(-1)[0])
+            t = float(request["t"][i].reshape(-1)[0])
+            session = _text(request["session"][i])
+            portrait_id = _text(request["portrait_id"][i])
         if affine.shape != (2, 3) or not np.isfinite(affine).all():
             raise RequestError(STATUS_BAD_REQUEST, "crop_to_frame: expected a finite 2x3 affine")
-        flags = int(request["flags"][i].reshape(-1)[0])
-        op = int(request["op"][i].reshape(-1)[0])
-        t = float(request["t"][i].reshape(-1)[0])
+        if landmarks is not None and (landmarks.ndim != 2 or landmarks.shape[1] != 3):
+            raise RequestError(STATUS_BAD_REQUEST, "landmarks: expected Nx3")
         face = None
         if flags & 1 == FLAG_FACE:
             face = FaceCrop(image=np.ascontiguousarray(image), crop_to_frame=affine,
-                            frame_index=0, t_capture=t,
-                            landmarks=np.ascontiguousarray(landmarks) if len(landmarks) > 1
-                            else None)
-        return self.animate(_text(request["session"][i]), _text(request["portrait_id"][i]),
-                            face, t, op=op, flags=flags)
+                            frame_index=0, t_capture=t, landmarks=landmarks)
+        return self.animate(session, portrait_id, face, t, op=op, flags=flags)
+
+
+ANIMATE_OUTPUTS = ("image", "status", "error", REPLY_OUTPUT)
+_NAMED_INPUTS = ("session", "portrait_id", "landmarks", "crop_to_frame", "t", "op", "flags")
 
 
 def _check_image(image: np.ndarray, name: str) -> None:
@@ -425,17 +481,24 @@ def triton_server(service: AnimationService, options: ServeOptions) -> Iterator[
         # one callable per instance: PyTriton runs each on a thread of its own
         # (instance_group count = len(infer_func))
         animate = [service.infer_animate for _ in range(max(1, options.instances))]
+        # protocol 2 sends ``image`` and the packed ``frame`` and asks for ``image`` and
+        # ``reply``; protocol 1 (older clients) the named tensors, and ``status``/``error``
         triton.bind(model_name="animate", infer_func=animate,
-                    inputs=[Tensor(name="session", dtype=bytes, shape=(1,)),
-                            Tensor(name="portrait_id", dtype=bytes, shape=(1,)),
-                            Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
-                            Tensor(name="landmarks", dtype=np.float32, shape=(-1, 3)),
-                            Tensor(name="crop_to_frame", dtype=np.float64, shape=(2, 3)),
-                            Tensor(name="t", dtype=np.float64, shape=(1,)),
-                            Tensor(name="op", dtype=np.int32, shape=(1,)),
-                            Tensor(name="flags", dtype=np.int32, shape=(1,))],
+                    inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
+                            Tensor(name=FRAME_INPUT, dtype=np.uint8, shape=(-1,),
+                                   optional=True),
+                            Tensor(name="session", dtype=bytes, shape=(1,), optional=True),
+                            Tensor(name="portrait_id", dtype=bytes, shape=(1,), optional=True),
+                            Tensor(name="landmarks", dtype=np.float32, shape=(-1, 3),
+                                   optional=True),
+                            Tensor(name="crop_to_frame", dtype=np.float64, shape=(2, 3),
+                                   optional=True),
+                            Tensor(name="t", dtype=np.float64, shape=(1,), optional=True),
+                            Tensor(name="op", dtype=np.int32, shape=(1,), optional=True),
+                            Tensor(name="flags", dtype=np.int32, shape=(1,), optional=True)],
                     outputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
-                             status, error],
+                             status, error,
+                             Tensor(name=REPLY_OUTPUT, dtype=np.uint8, shape=(-1,))],
                     config=batching, strict=False)
         triton.run()
         log.info("serving on %s: http %d, grpc %d, metrics %d; %d animate instance(s)",
@@ -486,6 +549,17 @@ class _SharedRuntime:
         pass
 
 
+def cap_compute_threads(service: AnimationService) -> dict[str, int]:
+    """OpenBLAS at one thread (:func:`live.blas.limit_openblas_threads`) for this whole process, the
+    server's. Not for a shared runtime that runs one frame at a time (fomm): its threads are
+    all that computes. Returns what was set."""
+    if service.serialized:
+        return {}
+    limited = limit_openblas_threads(1)
+    log.info("OpenBLAS threads: %s", limited or "no OpenBLAS loaded")
+    return limited
+
+
 def serve_forever(service: AnimationService, options: ServeOptions) -> None:
     """Serve until Ctrl-C or SIGTERM; then stop Triton and close the engines."""
 
@@ -493,6 +567,7 @@ def serve_forever(service: AnimationService, options: ServeOptions) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    cap_compute_threads(service)  # a process of its own
     try:
         with triton_server(service, options) as triton, suppress(KeyboardInterrupt):
             triton.serve()

@@ -33,6 +33,9 @@ from live.engines.mesh.topology import points_in_polygon
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
 _FARNEBACK = (0.5, 4, 15, 3, 5, 1.1, 0)
+"""Farneback's pyramid scale, levels, window (px), iterations, polynomial size and sigma,
+flags: a 15 px window stays steady over plain clothes (9 px read a shirt moving 25 px down
+as 59 px up)."""
 HEAD_PRIOR_FULL = 1.6
 """The head's motion is the flow's starting point up to this many face radii from the face's
 centre (the face, the hair around it) ..."""

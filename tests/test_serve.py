@@ -278,6 +278,10 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
     log_text = log_file.read_text()
     assert proc.returncode == 0, log_text[-2000:]
     assert "server stopped" in log_text
+    # a clean stop: Triton unloads its models in time (with 2 s it gave up on every stop and
+    # its Python-backend stubs died "non-graceful", sometimes left behind)
+    assert "exited with failure" not in log_text and "Non-graceful" not in log_text, \
+        log_text[-2000:]
     # the server is gone: no crash; the last pose is held, or the fallback animates
     np.testing.assert_array_equal(held.process(faces[1], 0.04), last)
     assert not held.connected

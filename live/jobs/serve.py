@@ -457,7 +457,9 @@ def triton_server(service: AnimationService, options: ServeOptions) -> Iterator[
     config = TritonConfig(http_address=options.host, http_port=options.http_port,
                           grpc_address=options.host, grpc_port=options.grpc_port,
                           metrics_address=options.host, metrics_port=options.metrics_port,
-                          exit_timeout_secs=2)
+                          # unloading the three models takes ~4 s here: with less,
+                          # Triton gives up and its Python-backend stubs die uncleanly
+                          exit_timeout_secs=10)
     if options.tls_cert is not None and options.tls_key is not None:
         config.grpc_use_ssl = True
         config.grpc_server_cert = Path(options.tls_cert)

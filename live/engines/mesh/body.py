@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import apply_affine, compose, invert_affine
-from live.engines.mesh.topology import points_in_polygon
+from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert_affine
+from live.engines.mesh.topology import MeshLayout, points_in_polygon
 
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
@@ -266,4 +266,41 @@ def body_displacements(points: np.ndarray, to_portrait: np.ndarray,
     return d @ to_portrait[:, :2].T, np.clip(w, 0.0, 1.0)
 
 
-__all__ = ["BodyFlow", "BodyMotion", "DriverLattice", "body_displacements", "flow_trust"]
+FLOW_REACH = 0.35
+"""Body flow moves a point at most this share of the face's radius away from where the head
+alone would take it: a driver's long hair swinging does not drag a portrait's collar across."""
+FLOW_BEYOND = 4.0
+"""Past the driving crop's edge, a point takes the motion of the crop's nearest edge, fading
+out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
+
+
+def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body: BodyMotion,
+                 neutral: np.ndarray, current: np.ndarray, *, slide: bool) -> np.ndarray:
+    """Add the body flow's motion to the vertices outside the face, in place in ``dst`` (the
+    warp's output positions, the head-following default already there); returns the warp's
+    source positions. ``neutral`` / ``current``: the driving landmarks (for
+    :func:`flow_trust`). With ``slide`` (a head layer over a still plate) the picture's border
+    points take the motion too, staying on the edge while their source moves: a body that
+    moves down goes out through the bottom edge instead of being squeezed against it."""
+    src = layout.src
+    edge = layout.border_ids if slide else layout.border_ids[:0]
+    ids = np.concatenate([layout.outside_ids, edge])
+    disp, weight = body_displacements(src[ids], motion.to_portrait, body, beyond=FLOW_BEYOND)
+    # A flow that disagrees with the face's landmarks is not used (the hair never tears away
+    # from the face).
+    weight *= flow_trust(body, neutral, current)
+    dev = src[ids] + disp - dst[ids]
+    oval = motion.points[list(lm.FACE_OVAL), :2]
+    reach = FLOW_REACH * float(np.mean(np.linalg.norm(oval - oval.mean(axis=0), axis=1)))
+    norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
+    dev *= (np.minimum(1.0, reach / norm) * weight)[:, None]
+    moved = len(ids) - len(edge)
+    dst[ids[:moved]] += dev[:moved]
+    if len(edge):
+        src = src.copy()
+        src[edge] -= dev[moved:]  # an edge point shows what the motion brings to it
+    return src
+
+
+__all__ = ["FLOW_BEYOND", "FLOW_REACH", "BodyFlow", "BodyMotion", "DriverLattice",
+           "body_displacements", "flow_trust", "move_outside"]

@@ -31,7 +31,7 @@ from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
-from live.engines.mesh.body import BodyFlow, BodyMotion, body_displacements, flow_trust
+from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside
 from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes
 from live.engines.mesh.motion import (
     MotionOptions,
@@ -78,12 +78,6 @@ log = logging.getLogger(__name__)
 _CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
 BODY_CELLS = 16
 """The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
-_FLOW_REACH = 0.35
-"""Body flow moves a point at most this share of the face's radius away from where the head
-alone would take it."""
-_FLOW_BEYOND = 4.0
-"""Past the driving crop's edge, a point takes the motion of the crop's nearest edge, fading
-out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
 SHADING_FULL_TURN = 15.0
 """Expression shading at full strength up to this head turn from neutral (degrees) ..."""
 SHADING_NO_TURN = 35.0
@@ -440,30 +434,8 @@ class MeshEngine:
                 apply_affine(motion.head, src_g) - src_g)
         src = layout.src
         if body is not None:
-            # With a head layer, the picture's edge slides too: a body that moves down goes
-            # out through the bottom edge instead of being squeezed against it (the plate
-            # keeps the background still).
-            slide = layout.border_ids if portrait.layers is not None else layout.border_ids[:0]
-            outside = np.concatenate([layout.outside_ids, slide])
-            disp, weight = body_displacements(src[outside], motion.to_portrait, body,
-                                              beyond=_FLOW_BEYOND)
-            # A flow that disagrees with the face's landmarks is not used (the hair never
-            # tears away from the face).
-            weight *= flow_trust(body, neutral, current)
-            # The flow adds to the head's motion at most about a third of the face's radius: a
-            # driver's long hair swinging does not drag a portrait's collar across.
-            dev = src[outside] + disp - dst[outside]
-            oval = motion.points[list(lm.FACE_OVAL), :2]
-            reach = _FLOW_REACH * float(np.mean(np.linalg.norm(oval - oval.mean(axis=0), axis=1)))
-            norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
-            dev *= np.minimum(1.0, reach / norm)[:, None]
-            dev *= weight[:, None]
-            n_moved = len(outside) - len(slide)
-            dst[outside[:n_moved]] += dev[:n_moved]
-            if len(slide):
-                # an edge point stays on the edge and shows what the motion brings to it
-                src = src.copy()
-                src[slide] -= dev[n_moved:]
+            src = move_outside(layout, dst, motion, body, neutral, current,
+                               slide=portrait.layers is not None)
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris

@@ -170,6 +170,8 @@ def test_config_is_validated() -> None:
         MeshEngine(grid=8)
     with pytest.raises(InputError, match="unknown mesh engine option"):
         MeshEngine(bogus=1)
+    with pytest.raises(InputError, match=r"jaw_follow.*in \[0, 1\].*1\.5"):
+        MeshEngine(jaw_follow=1.5)
     engine = MeshEngine(size=256, smoothing=False)
     assert engine.size == 256 and engine.name == "mesh" and not engine.calibrated
     with pytest.raises(MimicamError, match="no portrait"):

@@ -28,7 +28,7 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert_affine
-from live.engines.mesh.topology import MeshLayout, points_in_polygon
+from live.engines.mesh.topology import MeshLayout, oval_circle, points_in_polygon
 
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
@@ -117,20 +117,19 @@ class BodyFlow:
         # Where the head's motion is the prior for the flow (1) and where the body's own
         # place is (0): by distance from the face's centre, in face radii, over the flow's
         # pixels (see :meth:`track`). Without landmarks the head's motion is used everywhere.
-        self._head_share = np.ones((self._work, self._work), np.float32)
-        self._head_share_at = self._head_share_points(self._neutral_points, None)
+        # None: the head's motion everywhere (no landmarks to say where the face is).
+        self._head_share: np.ndarray | None = None
+        self._head_share_at = np.ones(len(self._neutral_points))
+        c = np.arange(self._work, dtype=np.float32)
+        self._grid = np.meshgrid(c, c)  # the flow's pixels, x and y
         if landmarks is not None:  # neutral face-mesh points, frame pixels
-            oval = np.asarray(landmarks, dtype=np.float64)[list(lm.FACE_OVAL), :2]
-            centre = oval.mean(axis=0)
-            radius = max(float(np.mean(np.linalg.norm(oval - centre, axis=1))), 1e-6)
-            self._face = (centre, radius)
-            c = np.arange(self._work, dtype=np.float64)
-            gx, gy = np.meshgrid(c, c)
-            work = np.stack([gx.ravel(), gy.ravel()], axis=1)
+            face = oval_circle(landmarks)
+            work = np.stack([g.ravel() for g in self._grid], axis=1).astype(np.float64)
             frame = apply_affine(compose(self._crop_to_frame, self._from_work), work)
-            self._head_share = self._head_share_points(frame, self._face).reshape(
+            self._head_share = self._head_share_points(frame, face).reshape(
                 self._work, self._work).astype(np.float32)
-            self._head_share_at = self._head_share_points(self._neutral_points, self._face)
+            self._head_share_at = self._head_share_points(self._neutral_points, face)
+            oval = np.asarray(landmarks, dtype=np.float64)[list(lm.FACE_OVAL), :2]
             pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
             on_face = points_in_polygon(self._neutral_points, oval)
             d = np.linalg.norm(self._neutral_points[on_face, None, :] - pts[None, :, :], axis=2)
@@ -143,14 +142,11 @@ class BodyFlow:
         return self._neutral_points.copy()
 
     @staticmethod
-    def _head_share_points(points: np.ndarray,
-                           face: tuple[np.ndarray, float] | None) -> np.ndarray:
+    def _head_share_points(points: np.ndarray, face: tuple[np.ndarray, float]) -> np.ndarray:
         """How much of the head's motion is the flow's prior at frame ``points``: 1 on the
         face and the hair around it, 0 from the neck and shoulders down (a head that rolls
         15 degrees does not carry the shoulders along; undoing its motion there would move
-        them out of the flow's reach)."""
-        if face is None:
-            return np.ones(len(points))
+        them out of the flow's reach). ``face``: the outline's centre and radius."""
         centre, radius = face
         r = np.linalg.norm(points - centre, axis=1) / radius
         return np.asarray(np.clip((HEAD_PRIOR_NONE - r) / (HEAD_PRIOR_NONE - HEAD_PRIOR_FULL),
@@ -171,22 +167,21 @@ class BodyFlow:
         # the face, none on the body) -> this crop's pixels
         to_frame = compose(self._crop_to_frame, self._from_work)
         to_cur = compose(invert_affine(cur), compose(head_m, to_frame))
-        if np.all(self._head_share == 1.0):
+        if self._head_share is None:
             aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                      borderMode=cv2.BORDER_REPLICATE)
         else:
             still = compose(invert_affine(cur), to_frame)
-            c = np.arange(self._work, dtype=np.float32)
-            gx, gy = np.meshgrid(c, c)
+            gx, gy = self._grid
             a = self._head_share
             maps = [(still[i, 0] + a * (to_cur[i, 0] - still[i, 0])) * gx
                     + (still[i, 1] + a * (to_cur[i, 1] - still[i, 1])) * gy
                     + (still[i, 2] + a * (to_cur[i, 2] - still[i, 2])) for i in (0, 1)]
             aligned = cv2.remap(gray, maps[0].astype(np.float32), maps[1].astype(np.float32),
                                 cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Farneback's dense flow (pyramid of 4 levels, 9 px windows): smooth over little
-        # texture (hair) and the same run to run (OpenCV's DIS with spatial propagation was
+        # Farneback's dense flow (:data:`_FARNEBACK`): smooth over little texture (hair)
+        # and the same run to run (OpenCV's DIS with spatial propagation was
         # not: its threads' stripes race where they meet, and without propagation it lost
         # the hair)
         farneback: Any = cv2.calcOpticalFlowFarneback  # the stubs do not allow flow=None
@@ -290,8 +285,7 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     # from the face).
     weight *= flow_trust(body, neutral, current)
     dev = src[ids] + disp - dst[ids]
-    oval = motion.points[list(lm.FACE_OVAL), :2]
-    reach = FLOW_REACH * float(np.mean(np.linalg.norm(oval - oval.mean(axis=0), axis=1)))
+    reach = FLOW_REACH * oval_circle(motion.points)[1]
     norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
     dev *= (np.minimum(1.0, reach / norm) * weight)[:, None]
     moved = len(ids) - len(edge)

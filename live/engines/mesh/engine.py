@@ -322,8 +322,7 @@ class MeshEngine:
         self._still = ref is not None and face.image.shape == ref.shape \
             and np.array_equal(face.image, ref)
         if self._body is not None and self._still:
-            n_body = len(self._body.neutral_points)
-            pts = self._with_body(pts, self._neutral[-n_body:, :2])
+            pts = self._with_body(pts, self._neutral[self._n_landmarks:, :2])
         elif self._body is not None:
             t_body = time.perf_counter()
             stable = list(STABLE_POINTS)

@@ -241,16 +241,16 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     q = P[:, :2].copy()
     n = min(D.shape[0], P.shape[0])
     q[:n] += expr[:n] @ to_portrait[:, :2].T
+    _, p_down = _face_axes(P)
     if opts.jaw_follow > 0:
         # Only a mouth opening wide: in speech the lower lip moves on its own and the face
         # mesh's chin is right.
         drop = float((aligned[lm.LOWER_LIP_BOTTOM] - D0[lm.LOWER_LIP_BOTTOM, :2])
-                     @ (to_portrait[:, :2].T @ _face_axes(P)[1]))
+                     @ (to_portrait[:, :2].T @ p_down))
         wide = drop / max(float(lm.inter_ocular_distance(P)), 1e-6)
         share = float(np.clip((wide - JAW_WIDE_FROM) / (JAW_WIDE_FULL - JAW_WIDE_FROM), 0, 1))
         drop_jaw(q, P, opts.jaw_follow * share * drop)
 
-    _, p_down = _face_axes(P)
     _, d_down = _face_axes(D0)
     has_iris = D.shape[0] >= lm.NUM_LANDMARKS_WITH_IRISES
     for upper, lower, iris, ring in _EYES:

@@ -141,12 +141,20 @@ class MeshLayout:
     @property
     def border_ids(self) -> np.ndarray:
         """The points on the picture's edge (after the rings and the lattice)."""
-        start = int(max(self.ring_ids.max(initial=N_MESH - 1), self.grid_ids.max(initial=-1))) + 1
+        start = N_MESH + len(self.ring_ids) + len(self.grid_ids)
         return np.arange(start, self.n_vertices, dtype=np.int32)
 
     @property
     def n_vertices(self) -> int:
         return int(self.src.shape[0])
+
+
+def oval_circle(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """The face outline's centre (2,) and mean radius (pixels, at least 1e-6) of face-mesh
+    ``landmarks`` (N, 2|3)."""
+    oval = np.asarray(landmarks, dtype=np.float64)[list(lm.FACE_OVAL), :2]
+    centre = oval.mean(axis=0)
+    return centre, max(float(np.mean(np.linalg.norm(oval - centre, axis=1))), 1e-6)
 
 
 def _border_points(size: int, step: float) -> np.ndarray:
@@ -224,9 +232,8 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         gap = np.min(np.linalg.norm(grid[:, None, :] - taken[None, :, :], axis=2), axis=1) \
             if len(taken) else np.full(len(grid), np.inf)
         grid = grid[~near_face & (gap > 0.45 * grid_step)]
-        grid_w = _follow_weight(grid, centre,
-                                float(np.mean(np.linalg.norm(oval - centre, axis=1))),
-                                size, rings, fade, still=grid_step / 2.0)
+        grid_w = _follow_weight(grid, centre, oval_circle(pts)[1], size, rings, fade,
+                                still=grid_step / 2.0)
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
     grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)

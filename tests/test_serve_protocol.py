@@ -3,6 +3,7 @@ server's compute-thread caps, without Triton (no ../shared, no PyTriton needed).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,33 +166,18 @@ def test_a_named_request_without_its_inputs_is_an_error_for_it_only() -> None:
     assert int(out[1]["status"][0, 0]) == STATUS_OK
 
 
-def test_the_server_runs_openblas_on_one_thread_but_not_for_a_shared_runtime() -> None:
-    blas = _openblas_threads()
-    if not blas:
-        pytest.skip("no OpenBLAS loaded (numpy built on another BLAS)")
-    before = {path: get() for path, (get, _) in blas.items()}
-    try:
-        raised = _two_threads(blas)
-        shared = AnimationService(CountingEngine, "fake|x", serialize=True)
-        assert cap_compute_threads(shared) == {}
-        assert {path: get() for path, (get, _) in blas.items()} == raised  # left alone
-        own = AnimationService(CountingEngine, "fake|x")
-        assert len(cap_compute_threads(own)) == len(blas)
-        assert all(get() == 1 for get, _ in blas.values())
-    finally:
-        for path, (_, put) in blas.items():
-            put(before[path])
-
-
-def _openblas_threads() -> dict[str, tuple[Any, Any]]:
-    """(getter, setter) of each OpenBLAS loaded here, by library path."""
+@pytest.fixture
+def openblas() -> Iterator[dict[str, tuple[Any, Any]]]:
+    """(getter, setter) of each OpenBLAS loaded here, by library path, each first asked for 2
+    threads; their thread counts are put back afterwards. Skips without OpenBLAS, or when
+    none runs more than one thread (nothing to cap)."""
     import ctypes
 
     import cv2  # noqa: F401 - OpenCV's own OpenBLAS, which the cap sets too
 
     from live.blas import loaded_openblas
 
-    found = {}
+    blas = {}
     for path in loaded_openblas():
         lib = ctypes.CDLL(path)
         for suffix in ("64_", ""):
@@ -200,36 +186,38 @@ def _openblas_threads() -> dict[str, tuple[Any, Any]]:
             if get is not None and put is not None:
                 get.restype = ctypes.c_int
                 put.argtypes = [ctypes.c_int]
-                found[path] = (get, put)
+                blas[path] = (get, put)
                 break
-    return found
-
-
-def _two_threads(blas: dict[str, tuple[Any, Any]]) -> dict[str, int]:
-    """Ask every OpenBLAS for 2 threads; what each now runs (a build may allow only one).
-    Skips the test when none runs more than one (nothing to cap)."""
-    for _, put in blas.values():
-        put(2)
-    raised = {path: int(get()) for path, (get, _) in blas.items()}
-    if max(raised.values()) < 2:
-        pytest.skip("every OpenBLAS here runs one thread anyway")
-    return raised
-
-
-def test_openblas_threads_are_capped() -> None:
-    blas = _openblas_threads()
     if not blas:
         pytest.skip("no OpenBLAS loaded (numpy built on another BLAS)")
     before = {path: get() for path, (get, _) in blas.items()}
     try:
-        _two_threads(blas)
-        done = limit_openblas_threads(1)
-        assert sorted(done) == sorted(Path(p).name for p in blas)
-        assert all(get() == 1 for get, _ in blas.values())
-        assert set(limit_openblas_threads(0).values()) == {1}  # never below one
+        for _, put in blas.values():
+            put(2)
+        if max(int(get()) for get, _ in blas.values()) < 2:
+            pytest.skip("every OpenBLAS here runs one thread anyway")
+        yield blas
     finally:
         for path, (_, put) in blas.items():
             put(before[path])
+
+
+def test_the_server_runs_openblas_on_one_thread_but_not_for_a_shared_runtime(
+        openblas: dict[str, tuple[Any, Any]]) -> None:
+    raised = {path: int(get()) for path, (get, _) in openblas.items()}
+    shared = AnimationService(CountingEngine, "fake|x", serialize=True)
+    assert cap_compute_threads(shared) == {}
+    assert {path: get() for path, (get, _) in openblas.items()} == raised  # left alone
+    own = AnimationService(CountingEngine, "fake|x")
+    assert len(cap_compute_threads(own)) == len(openblas)
+    assert all(get() == 1 for get, _ in openblas.values())
+
+
+def test_openblas_threads_are_capped(openblas: dict[str, tuple[Any, Any]]) -> None:
+    done = limit_openblas_threads(1)
+    assert sorted(done) == sorted(Path(p).name for p in openblas)
+    assert all(get() == 1 for get, _ in openblas.values())
+    assert set(limit_openblas_threads(0).values()) == {1}  # never below one
 
 
 @pytest.mark.parametrize("protocol, metadata, expected", [

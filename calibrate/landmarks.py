@@ -75,6 +75,12 @@ LIPS_OUTER_UPPER: tuple[int, ...] = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409,
 LIPS_OUTER_LOWER: tuple[int, ...] = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 LIPS_INNER_UPPER: tuple[int, ...] = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LIPS_INNER_LOWER: tuple[int, ...] = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+LIPS_UPPER_MIDDLE: tuple[tuple[int, ...], ...] = (
+    (184, 74, 73, 72, 11, 302, 303, 304, 408),
+    (183, 42, 41, 38, 12, 268, 271, 272, 407),
+)
+"""The upper lip's two rows between its outer and inner line (outer first), corners aside,
+column by column under ``LIPS_OUTER_UPPER[1:-1]``."""
 # Closed contours (20 points each): upper line right -> left, then the lower line back.
 LIPS_OUTER: tuple[int, ...] = LIPS_OUTER_UPPER + LIPS_OUTER_LOWER[-2:0:-1]
 LIPS_INNER: tuple[int, ...] = LIPS_INNER_UPPER + LIPS_INNER_LOWER[-2:0:-1]

@@ -553,6 +553,47 @@ def test_real_teeth_stay_with_the_jaws_when_a_smile_draws_the_lips_back(
     np.testing.assert_allclose(limited[lower], moved[lower])
 
 
+@pytest.mark.fixtures
+def test_holding_a_raised_upper_lip_down_moves_the_whole_lip_without_folding_it(
+        portraits_dir: Path) -> None:
+    """A smiling driver lifts every row of the upper lip; held back to a little gum above
+    the portrait's own teeth, the lip comes down whole. Moving only its outer and inner line
+    (as before) folded the rows between them: the lip's edge turned into a row of red specks
+    over a band of skin (lp_s42 driven by lp_d0)."""
+    from live.engines.mesh.topology import face_triangles, triangle_areas
+
+    img, pts = _portrait(portraits_dir, "lp_s42.jpg")
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth
+    rows = (lm.LIPS_OUTER_UPPER[1:-1], *lm.LIPS_UPPER_MIDDLE, lm.LIPS_INNER_UPPER[1:-1])
+    lip = sorted({i for row in rows for i in row})
+    moved = pts.copy()
+    width = float(np.linalg.norm(pts[lm.LIPS_INNER_UPPER[-1], :2]
+                                 - pts[lm.LIPS_INNER_UPPER[0], :2]))
+    moved[lip, 1] -= 0.2 * width  # far past the limit
+    jaws = jaw_anchors(pts, moved)
+    limited = moved.copy()
+    limit_lip_retraction(limited, jaws)
+    # held back to the limit ...
+    rise = pts[list(lm.LIPS_INNER_UPPER[1:-1]), 1] - limited[list(lm.LIPS_INNER_UPPER[1:-1]), 1]
+    assert rise.max() <= MAX_GUM_SHOW * width + 0.5
+    assert rise.max() >= MAX_GUM_SHOW * width - 1.0
+    # ... every row by the same amount in each column: the lip keeps its shape
+    shift = limited[lip, :2] - moved[lip, :2]
+    for col in range(len(rows[0])):
+        column = [rows[r][col] for r in range(len(rows))]
+        np.testing.assert_allclose(limited[column, :2] - moved[column, :2],
+                                   np.repeat(limited[column[:1], :2] - moved[column[:1], :2],
+                                             len(column), axis=0), atol=1e-9)
+    assert np.abs(shift[:, 1]).max() > 0.05 * width
+    # ... and no triangle of the face turns over
+    tris = face_triangles()
+    touched = np.isin(tris, lip).any(axis=1)
+    before = np.sign(triangle_areas(pts[:, :2], tris[touched]))
+    after = np.sign(triangle_areas(limited[:, :2], tris[touched]))
+    assert (before == after).all(), tris[touched][before != after]
+
+
 def test_pursed_lips_shadow_the_teeth_behind_them() -> None:
     """A smiling portrait's mouth pursed into a small "o" (a third of its own width): its own
     teeth are redrawn (the warp would squeeze them sideways) and darkened, the lips pushed

@@ -770,7 +770,7 @@ own upper teeth (a smile shows a little gum, not a band of it)."""
 
 def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarray], *,
                          max_share: float = MAX_GUM_SHOW) -> None:
-    """In place: an upper lip (inner and outer line together, corners aside) drawn back
+    """In place: an upper lip (its four rows of points together, corners aside) drawn back
     further than ``max_share`` of the mouth's width above where the upper teeth are
     (``anchors[0]``, :func:`jaw_anchors`) is put back down to that limit: for a portrait
     that shows its teeth, relative motion from a closed driving mouth would otherwise lift
@@ -788,8 +788,9 @@ def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarr
     if not excess.any():
         return
     shift = excess[:, None] * down
-    pts[inner_up[1:-1]] += shift
-    pts[outer_up[1:-1]] += shift
+    # the whole lip, row by row: moving only its two lines folds the rows between them
+    for row in (outer_up[1:-1], *lm.LIPS_UPPER_MIDDLE, inner_up[1:-1]):
+        pts[list(row)] += shift
 
 
 def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale: float,

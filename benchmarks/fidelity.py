@@ -37,8 +37,10 @@ from live.packets import FaceCrop
 
 log = logging.getLogger("fidelity")
 
-Track = list[tuple[np.ndarray, np.ndarray, int, float] | None]
-"""Per driving frame: (crop_to_frame, crop landmarks, crop size, pts) or None (no face)."""
+Track = list[tuple[np.ndarray, np.ndarray, np.ndarray, float] | None]
+"""Per driving frame: (crop_to_frame, crop landmarks, the driving crop, pts) or None (no
+face). The crop's pixels matter: the mesh engine's body flow and its ``mouth = "driver"``
+interior read them."""
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -78,7 +80,7 @@ def track_driving(path: Path, max_frames: int | None) -> Track:
             if face is None or face.landmarks is None:
                 out.append(None)
             else:
-                out.append((face.crop_to_frame, face.landmarks, face.size, t))
+                out.append((face.crop_to_frame, face.landmarks, face.image, t))
     return out
 
 
@@ -87,7 +89,6 @@ def run_pair(portrait: np.ndarray, track: Track, engine_options: dict[str, Any],
     """Animate ``portrait`` with a tracked driving video and score every output frame."""
     from live.engines.mesh.engine import driving_points
 
-    blanks: dict[int, np.ndarray] = {}
     with MeshEngine(**engine_options) as engine, FidelityMeter(portrait=portrait) as meter:
         engine.set_portrait(engine.prepare(portrait))
         for i, item in enumerate(track):
@@ -95,11 +96,8 @@ def run_pair(portrait: np.ndarray, track: Track, engine_options: dict[str, Any],
             drv = None
             t = i / 25.0
             if item is not None:
-                m, pts, crop_size, t = item
-                # The engine reads landmarks, never pixels, when the crop has landmarks.
-                blank = blanks.setdefault(crop_size, np.zeros((crop_size, crop_size, 3),
-                                                              np.uint8))
-                face = FaceCrop(image=blank, crop_to_frame=m, frame_index=i, t_capture=t,
+                m, pts, crop, t = item
+                face = FaceCrop(image=crop, crop_to_frame=m, frame_index=i, t_capture=t,
                                 landmarks=pts)
                 drv = driving_points(face, pts)
             out = engine.process(face, t)

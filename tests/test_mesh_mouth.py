@@ -318,6 +318,22 @@ def test_a_closed_portrait_opens_onto_a_throat_with_a_hint_of_upper_teeth() -> N
     assert style.teeth.min() > 150  # from the eye whites
 
 
+def test_a_mouth_open_an_eighth_of_its_width_is_dark_inside() -> None:
+    """A real mouth open this far is dark behind the teeth (the demo's talk used to open onto
+    a flat grey band); only a narrower gap is a soft shadow (no black slit)."""
+    img, _, style = closed_portrait()
+    out_inner = inner_lips(4.0, 12.0)  # 16 px on a 120 px wide mouth
+    out = img.copy()
+    render_mouth(out, landmarks_for(out_inner), style, mode="synthetic")
+    xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
+    throat = out[int(CENTRE[1]) + 1: int(CENTRE[1]) + 7, xs].astype(float) @ LUMA
+    assert throat.mean() < 0.25 * float(style.lip @ LUMA)
+    narrow = img.copy()  # a slit: lighter than the wide opening's throat
+    render_mouth(narrow, landmarks_for(inner_lips(1.0, 3.0)), style, mode="synthetic")
+    slit = narrow[int(CENTRE[1]): int(CENTRE[1]) + 2, xs].astype(float) @ LUMA
+    assert slit.mean() > throat.mean() + 10.0
+
+
 def test_a_grey_portrait_gets_a_grey_interior() -> None:
     img, _, style = closed_portrait(grey=True)
     assert style.greyscale

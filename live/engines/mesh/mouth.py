@@ -359,6 +359,10 @@ def _own_columns(s: np.ndarray, src_width: float, dst_width: float, head: float
     return np.asarray(np.float32(half_src) + xs * np.float32(half_src), np.float32)
 
 
+GAP_TONE_MAX = 0.5
+"""The gap between a portrait's own teeth rows is no lighter than this share of its teeth."""
+
+
 def _gap_tone(style: MouthStyle, interior: Interior) -> np.ndarray:
     """The colour of a narrow gap between the two parts of the portrait's own interior: its
     own tone where they meet, no lighter than half its teeth and no darker than the
@@ -368,7 +372,7 @@ def _gap_tone(style: MouthStyle, interior: Interior) -> np.ndarray:
     shade = np.asarray(interior.shade, np.float32)
     luma = max(float(shade @ _LUMA), 1.0)
     light = float(interior.light @ _LUMA) if interior.light is not None else 255.0
-    target = float(np.clip(luma, 0.25 * float(style.edge @ _LUMA), 0.5 * light))
+    target = float(np.clip(luma, 0.25 * float(style.edge @ _LUMA), GAP_TONE_MAX * light))
     return np.asarray(shade * np.float32(target / luma), np.float32)
 
 
@@ -699,7 +703,7 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     u = np.clip(s * np.float32(1.0 / width), 0.0, 1.0)
     depth = np.minimum(v, 1.0 - v) * 2.0
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
-    depth *= _smoothstep(0.0, 0.3 * width, gap)
+    depth *= _smoothstep(0.0, THROAT_DARK_AT * width, gap)
     edge = style.edge if edge is None else edge
     colour = edge + (style.core - edge) * depth[..., None]
     height = frame.height if height is None else height
@@ -713,6 +717,11 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
         tongue_rgb = style.lip * lit[..., None]
         colour += (tongue_rgb - colour) * a[..., None]
     return np.asarray(colour, np.float32)
+
+
+THROAT_DARK_AT = 0.12
+"""A gap between the lips (or teeth rows) this wide, in mouth widths, is fully dark inside;
+a narrower one only partly (a soft shadow, not a black slit)."""
 
 
 _SEAMS = np.array([-1.1, -0.88, -0.62, -0.33, 0.0, 0.33, 0.62, 0.88, 1.1])

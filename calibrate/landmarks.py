@@ -81,6 +81,15 @@ LIPS_UPPER_MIDDLE: tuple[tuple[int, ...], ...] = (
 )
 """The upper lip's two rows between its outer and inner line (outer first), corners aside,
 column by column under ``LIPS_OUTER_UPPER[1:-1]``."""
+LIPS_LOWER_MIDDLE: tuple[tuple[int, ...], ...] = (
+    (77, 90, 180, 85, 16, 315, 404, 320, 307),
+    (96, 89, 179, 86, 15, 316, 403, 319, 325),
+)
+"""The lower lip's two rows between its outer and inner line (outer first), corners aside,
+column by column over ``LIPS_OUTER_LOWER[1:-1]``."""
+LIPS_CORNER_MIDDLE: tuple[tuple[int, ...], ...] = ((76, 62), (306, 292))
+"""Between each outer and inner mouth corner (outer first): the subject's right (61 -> 78),
+then left (291 -> 308)."""
 # Closed contours (20 points each): upper line right -> left, then the lower line back.
 LIPS_OUTER: tuple[int, ...] = LIPS_OUTER_UPPER + LIPS_OUTER_LOWER[-2:0:-1]
 LIPS_INNER: tuple[int, ...] = LIPS_INNER_UPPER + LIPS_INNER_LOWER[-2:0:-1]

@@ -95,6 +95,30 @@ def test_mouth_open_increases_lip_gap_and_drops_the_chin(neutral: np.ndarray) ->
     assert gaps[2] - gaps[0] > 0.25 * iod
 
 
+@pytest.mark.parametrize("expr", [Expression(mouth_open=1.0), Expression(mouth_open=0.5),
+                                  Expression(smile=1.0), Expression(smile=1.0, mouth_open=0.6)])
+def test_the_lips_move_whole_without_folding(neutral: np.ndarray, expr: Expression) -> None:
+    """Every row of each lip moves with it, and the points between the outer and inner mouth
+    corners with the corners: moving only the lips' lines left the rows between them where
+    they were, which folded the lower lip and drew a dark tick down from the mouth corner
+    (the black-and-white portrait in the demo)."""
+    from live.engines.mesh.topology import face_triangles, triangle_areas
+
+    lips = set(L.LIPS) | set(sum(L.LIPS_UPPER_MIDDLE + L.LIPS_LOWER_MIDDLE
+                                 + L.LIPS_CORNER_MIDDLE, ()))
+    tris = face_triangles()
+    # the lips' own triangles, the mouth opening aside
+    inner = set(L.LIPS_INNER)
+    near = np.array([set(t) <= lips and not set(t) <= inner for t in tris.tolist()])
+    out = apply_expression(neutral, expr)
+    before = np.sign(triangle_areas(neutral[:, :2], tris[near]))
+    after = np.sign(triangle_areas(out[:, :2], tris[near]))
+    assert (before == after).all(), tris[near][before != after]
+    lower = list(sum(L.LIPS_LOWER_MIDDLE, ()))
+    if expr.mouth_open:
+        assert moved(out, neutral) >= set(lower)
+
+
 def test_smile_pulls_the_mouth_corners_out_and_up(neutral: np.ndarray) -> None:
     out = apply_expression(neutral, Expression(smile=1))
     right, left = L.MOUTH_RIGHT, L.MOUTH_LEFT  # right corner is on the image left

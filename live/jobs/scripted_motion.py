@@ -39,13 +39,20 @@ EYELIDS: frozenset[int] = frozenset(
 """Lid points that close the eyes (both lids of both eyes, the eye corners excluded)."""
 _BROWS = np.array(L.RIGHT_BROW + L.LEFT_BROW)
 _OVAL = np.array(L.FACE_OVAL)
-_LIP_CORNERS = (L.MOUTH_RIGHT, L.MOUTH_LEFT, L.LIPS_INNER_UPPER[0], L.LIPS_INNER_UPPER[-1])
-_UPPER_LIP = np.array(sorted(set(L.LIPS_OUTER_UPPER[1:-1] + L.LIPS_INNER_UPPER[1:-1])))
+# Every point of the lips: their outer and inner lines, the rows between them and the points
+# between the outer and inner corners (moved together, or the lips fold).
+_LIP_CORNERS = (L.MOUTH_RIGHT, L.MOUTH_LEFT, L.LIPS_INNER_UPPER[0], L.LIPS_INNER_UPPER[-1],
+                *L.LIPS_CORNER_MIDDLE[0], *L.LIPS_CORNER_MIDDLE[1])
 _UPPER_LIP_INNER = np.array(L.LIPS_INNER_UPPER[1:-1])
-_LOWER_LIP = np.array(sorted(set(L.LIPS_OUTER_LOWER[1:-1] + L.LIPS_INNER_LOWER[1:-1])))
+_UPPER_LIP_OUTER = np.array(L.LIPS_OUTER_UPPER[1:-1])
+_UPPER_LIP_MIDDLE = tuple(np.array(row) for row in L.LIPS_UPPER_MIDDLE)  # outer row first
+_LOWER_LIP = np.array(sorted(set(L.LIPS_OUTER_LOWER[1:-1] + L.LIPS_INNER_LOWER[1:-1]
+                                 + sum(L.LIPS_LOWER_MIDDLE, ()))))
+_ALL_LIPS = frozenset(L.LIPS + sum(L.LIPS_UPPER_MIDDLE, ()) + sum(L.LIPS_LOWER_MIDDLE, ())
+                      + sum(L.LIPS_CORNER_MIDDLE, ()))
 # Points that the smile / jaw / brow fields must leave alone (they have their own rules).
 _EYE_POINTS = frozenset(L.RIGHT_EYE + L.LEFT_EYE + L.IRISES)
-_FIELD_EXCLUDED = _EYE_POINTS | frozenset(L.LIPS) | frozenset(L.RIGHT_BROW + L.LEFT_BROW)
+_FIELD_EXCLUDED = _EYE_POINTS | _ALL_LIPS | frozenset(L.RIGHT_BROW + L.LEFT_BROW)
 
 # Sizes of the expressions at full strength, in IOD units.
 _CLOSED_LID_LINE = 0.25     # closed lids meet this far up from the lower lid (of the gap)
@@ -54,6 +61,7 @@ _SMILE_REACH = 0.35         # gaussian radius of the smile around each corner
 _SMILE_LOWER_LID = 0.2      # share of the lid gap the lower lid rises in a full smile
 _JAW_DROP = 0.30            # lower lip / chin drop for a fully open mouth
 _UPPER_LIP_LIFT = 0.04
+_MAX_LIP_SQUEEZE = 0.7      # the upper lip's inner line rises at most this share of its height
 _BROW_RAISE = 0.12
 _BROW_REACH = 0.45          # lateral reach of the brow lift (gaussian radius)
 _LID_WITH_BROW = 0.15       # share of the brow lift the upper lids take
@@ -212,7 +220,7 @@ def _field_points(n: int) -> np.ndarray:
 def _smile(out: np.ndarray, neutral: np.ndarray, amount: float) -> None:
     corners = neutral[[L.MOUTH_RIGHT, L.MOUTH_LEFT]]
     frame = _face_frame(neutral, corners.mean(axis=0))
-    idx = np.concatenate([_field_points(len(neutral)), np.array(L.LIPS)])
+    idx = np.concatenate([_field_points(len(neutral)), np.array(sorted(_ALL_LIPS))])
     idx = np.unique(idx)
     local = frame.local(neutral[idx])
     c_local = frame.local(corners)
@@ -237,7 +245,16 @@ def _open_mouth(out: np.ndarray, neutral: np.ndarray, amount: float) -> None:
     u = lateral(neutral[_LOWER_LIP])
     out[_LOWER_LIP] += frame.to_image(np.stack([0 * u, drop * (1 - 0.5 * u * u)], axis=1))
     u = lateral(neutral[_UPPER_LIP_INNER])
-    lift = _UPPER_LIP_LIFT * amount * (1 - u * u)
+    # The inner line rises, the outer one stays: the lip between them is squeezed evenly
+    # (each row by its share of the way from the outer line), never by more than
+    # _MAX_LIP_SQUEEZE of its height (a thin lip would turn over).
+    outer_y = frame.local(neutral[_UPPER_LIP_OUTER])[:, 1]
+    height = np.maximum(frame.local(neutral[_UPPER_LIP_INNER])[:, 1] - outer_y, 0.0)
+    lift = np.minimum(_UPPER_LIP_LIFT * amount * (1 - u * u), _MAX_LIP_SQUEEZE * height)
+    for row in _UPPER_LIP_MIDDLE:
+        share = np.clip((frame.local(neutral[row])[:, 1] - outer_y) / np.maximum(height, 1e-9),
+                        0.0, 1.0)
+        out[row] += frame.to_image(np.stack([0 * u, -share * lift], axis=1))
     out[_UPPER_LIP_INNER] += frame.to_image(np.stack([0 * u, -lift], axis=1))
     corner_idx = np.array(_LIP_CORNERS)
     u = np.sign(frame.local(neutral[corner_idx])[:, 0])

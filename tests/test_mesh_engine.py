@@ -129,6 +129,46 @@ def test_a_sliver_triangle_does_not_pull_in_picture_from_elsewhere() -> None:
                           textured(size))
 
 
+def test_a_torn_silhouette_is_softened_and_a_whole_warp_is_left_exact() -> None:
+    """A face drawn over the outside with a displacement of its own (a turned cheek folding
+    over the background) tears along its outline: the coarse grid shows a staircase of whole
+    cells there, which is blurred a little; a warp whose face shares its outline with the
+    outside has no seam and stays exact."""
+    size, grid = 64, 32
+    img = textured(size)
+    outside, outer_tris = _grid_mesh(size, 3)
+    face_src = np.array([[20.0, 18.0], [46.0, 24.0], [28.0, 46.0]])
+    src = np.concatenate([outside, face_src])
+    n = len(outside)
+    tris = np.concatenate([outer_tris, [[n, n + 1, n + 2]]])
+    warp = PiecewiseAffineWarp(size, grid=grid)
+    first = len(outer_tris)
+    # the face moved with the outside (one whole warp): no seam, the picture is untouched
+    warp.warp(img, src, src.copy(), tris)
+    assert warp.silhouette_seams(warp.index_map(src, tris), first) is None
+    # the face shifted 5 px on its own: a seam along its outline, nowhere else
+    dst = src.copy()
+    dst[n:, 0] += 5.0
+    index = warp.index_map(dst, tris)
+    out = warp.remap(img, warp.source_map(index, triangle_affines(dst, src, tris),
+                                          triangle_bounds(dst, src, tris)))
+    seams = warp.silhouette_seams(index, first)
+    assert seams is not None
+    ys, xs = np.nonzero(seams)
+    from live.engines.mesh.topology import points_in_polygon
+
+    inside = points_in_polygon(np.stack([xs, ys], 1).astype(float), dst[n:])
+    assert inside.any() and (~inside).any()  # both sides of the outline ...
+    assert seams.sum() < 0.4 * size * size  # ... and not the whole picture
+    far = np.ones((size, size), bool)
+    far[14:52, 18:56] = False
+    assert not seams[far].any()
+    soft = out.copy()
+    warp.soften(soft, seams)
+    assert np.array_equal(soft[~seams], out[~seams])  # only the seam changes
+    assert np.abs(soft[seams].astype(int) - out[seams].astype(int)).mean() > 1.0
+
+
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:
     src = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [0.0, 30.0]])
     pts = np.array([[0.0, 26.0], [0.0, 24.0], [0.0, 22.0], [0.0, 30.0]])  # folded

@@ -455,6 +455,9 @@ class MeshEngine:
             self.last_matte = self._warp.remap(portrait.matte, source)
             composite_head(out, self.last_matte, layers.plate,
                            self._warp.remap(layers.plate, source))
+        seams = self._warp.silhouette_seams(index, len(layout.outer_tris))
+        if seams is not None:
+            self._warp.soften(out, seams)
         t4 = clock()
         strength = self.config.shading * shading_fade * float(np.clip(
             (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),

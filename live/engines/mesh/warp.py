@@ -51,6 +51,17 @@ def triangle_bounds(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.nd
     return np.concatenate([disp.min(axis=1), disp.max(axis=1)], axis=1).astype(np.float32)
 
 
+SEAM_JUMP_PX = 1.5
+"""Neighbouring grid cells whose displacements differ by more than this (px) tear apart (see
+:meth:`PiecewiseAffineWarp.silhouette_seams`)."""
+
+
+SEAM_BLUR_KSIZE = (3, 3)
+SEAM_BLUR_SIGMA = 0.8
+"""The blur over a seam (:meth:`PiecewiseAffineWarp.soften`): just enough to round a
+staircase of 2 px cells off."""
+
+
 class PiecewiseAffineWarp:
     """Warps ``size`` x ``size`` images by triangle meshes (see the module docstring)."""
 
@@ -69,6 +80,9 @@ class PiecewiseAffineWarp:
         self._index = np.zeros((self.grid, self.grid), np.uint16)
         self._coeffs = np.empty((self.grid, self.grid, 6), np.float32)
         self._disp = np.empty((self.grid, self.grid, 2), np.float32)
+        self._seam_cells = np.zeros((self.grid, self.grid), np.uint8)
+        self._kernel3 = np.ones((3, 3), np.uint8)
+        self._cross3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
     def index_map(self, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """Rasterise triangles (drawn in the given order) into the coarse grid: cell value is
@@ -132,6 +146,50 @@ class PiecewiseAffineWarp:
         sx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2] + gx
         sy = c[..., 3] * gx + c[..., 4] * gy + c[..., 5] + gy
         return np.stack([sx, sy], axis=-1)
+
+    def silhouette_seams(self, index: np.ndarray, first: int, *,
+                         jump: float = SEAM_JUMP_PX) -> np.ndarray | None:
+        """Where the last :meth:`source_map` tears along the edge between two groups of
+        triangles: full-size bool mask of the pixels within a grid cell of two neighbouring
+        cells, one won by a triangle from row ``first`` of the draw list on (the face), the
+        other by one before it (the outside), whose displacements differ by more than
+        ``jump`` px; None when there is none. A turned cheek's outline folds over the
+        outside there, and the coarse grid shows it as a staircase of whole cells."""
+        face = np.greater(index, first).view(np.uint8)  # index = 1 + row
+        # cells with a 4-neighbour of the other group (both sides of the edge)
+        edge = cv2.findNonZero(cv2.morphologyEx(face, cv2.MORPH_GRADIENT, self._cross3))
+        if edge is None:
+            return None
+        d = self._disp
+        cells = self._seam_cells
+        cells.fill(0)
+        found = False
+        last = self.grid - 1
+        for dy, dx in ((0, 1), (1, 0)):  # each edge cell and its right / lower neighbour
+            xs, ys = edge[:, 0, 0], edge[:, 0, 1]
+            keep = (xs + dx <= last) & (ys + dy <= last)
+            xs, ys = xs[keep], ys[keep]
+            other = face[ys + dy, xs + dx] != face[ys, xs]
+            xs, ys = xs[other], ys[other]
+            torn = np.abs(d[ys + dy, xs + dx] - d[ys, xs]).max(axis=1) > jump
+            if torn.any():
+                found = True
+                cells[ys[torn], xs[torn]] = 1
+                cells[ys[torn] + dy, xs[torn] + dx] = 1
+        if not found:
+            return None
+        grown = cv2.dilate(cells, self._kernel3)
+        if self.grid != self.size:
+            grown = cv2.resize(grown, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        return grown.view(bool)
+
+    def soften(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """In place: blur ``image`` a little where ``mask`` is set (a seam's staircase of
+        grid cells reads as a soft edge)."""
+        x0, y0, w, h = cv2.boundingRect(mask.view(np.uint8))
+        roi = image[y0:y0 + h, x0:x0 + w]
+        blurred = cv2.GaussianBlur(roi, SEAM_BLUR_KSIZE, SEAM_BLUR_SIGMA)
+        cv2.copyTo(blurred, mask[y0:y0 + h, x0:x0 + w].view(np.uint8), roi)
 
     @property
     def cell(self) -> float:

@@ -6,7 +6,10 @@ later triangles cover earlier ones); every triangle's output->source affine is s
 closed form for all triangles at once; the per-pixel *displacement* (source minus output
 position) is evaluated on the coarse grid, resized to full size (it is continuous across
 shared triangle edges, so bilinear resizing is nearly exact) and one ``cv2.remap`` samples
-the image. Pixels no triangle covered (fill rounding) take a neighbour's triangle.
+the image. Pixels no triangle covered (fill rounding) take a neighbour's triangle. Where the
+face folds over the outside (a turned cheek), the displacement jumps between two cells and the
+grid shows as a staircase: :meth:`PiecewiseAffineWarp.silhouette_seams` finds those cells and
+:meth:`PiecewiseAffineWarp.soften` blurs them a little.
 """
 
 from __future__ import annotations

@@ -164,6 +164,11 @@ class PortraitLayers:
         """The matte as uint8 (0 .. 255)."""
         return np.clip(self.matte * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
+    @functools.cached_property
+    def plate_rgba(self) -> np.ndarray:
+        """The plate with a fourth (zero) channel, (H, W, 4) uint8: warped faster than three."""
+        return np.asarray(cv2.cvtColor(self.plate, cv2.COLOR_RGB2RGBA))
+
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate; ``None`` when no person is

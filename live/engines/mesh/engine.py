@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -105,9 +106,18 @@ class MeshPortrait:
     mouth: MouthStyle
     chains: tuple[np.ndarray, ...]
     layers: PortraitLayers | None = None
+    """Person matte and background plate (None: segmentation found nobody, or off)."""
     eyes: tuple[EyePatch, ...] = ()
     """The eyes cut out for :func:`~live.engines.mesh.eyes.render_eyes` (gaze)."""
-    """Person matte and background plate (None: segmentation found nobody, or off)."""
+
+    @functools.cached_property
+    def image_matte(self) -> np.ndarray | None:
+        """The image with the person matte as its fourth channel, (H, W, 4) uint8: one
+        4-channel remap warps both (about as fast as the image's 3 channels alone); None
+        without layers."""
+        if self.layers is None:
+            return None
+        return np.ascontiguousarray(np.dstack([self.image, self.layers.matte_u8]))
 
     @property
     def matte(self) -> np.ndarray:
@@ -448,13 +458,19 @@ class MeshEngine:
         source = self._warp.source_map(index, triangle_affines(dst, src, tris),
                                        triangle_bounds(dst, src, tris))
         t3 = clock()
-        out = self._warp.remap(portrait.image, source)
         self.last_matte = None
-        if portrait.layers is not None:
+        if portrait.layers is not None and portrait.image_matte is not None:
+            # 4-channel remaps (image + matte, plate + padding): bit for bit what 3 + 1 + 3
+            # channels give, in about half the time
             layers = portrait.layers
-            self.last_matte = self._warp.remap(portrait.matte, source)
-            composite_head(out, self.last_matte, layers.plate,
-                           self._warp.remap(layers.plate, source))
+            both = self._warp.remap(portrait.image_matte, source)
+            out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
+            self.last_matte = cv2.extractChannel(both, 3)
+            moved_plate = cv2.cvtColor(self._warp.remap(layers.plate_rgba, source),
+                                       cv2.COLOR_RGBA2RGB)
+            composite_head(out, self.last_matte, layers.plate, moved_plate)
+        else:
+            out = self._warp.remap(portrait.image, source)
         seams = self._warp.silhouette_seams(index, len(layout.outer_tris))
         if seams is not None:
             self._warp.soften(out, seams)

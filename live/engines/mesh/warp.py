@@ -81,8 +81,9 @@ class PiecewiseAffineWarp:
         fx, fy = np.meshgrid(full, full)
         self._identity = np.stack([fx, fy], axis=-1)  # (size, size, 2) output positions
         self._index = np.zeros((self.grid, self.grid), np.uint16)
-        self._coeffs = np.empty((self.grid, self.grid, 6), np.float32)
         self._disp = np.empty((self.grid, self.grid, 2), np.float32)
+        # per-cell planes of source_map: 10 coefficients and bounds, dx, dy and a scratch one
+        self._planes = np.empty((13, self.grid, self.grid), np.float32)
         self._seam_cells = np.zeros((self.grid, self.grid), np.uint8)
         self._kernel3 = np.ones((3, 3), np.uint8)
         self._cross3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -111,26 +112,32 @@ class PiecewiseAffineWarp:
         """Full-size map of source positions, (size, size, 2) float32 (x, y), from an index
         map and (T, 6) displacement rows (:func:`triangle_affines`), each cell's displacement
         held within its triangle's ``bounds`` (:func:`triangle_bounds`) when given."""
-        table = np.concatenate([np.zeros((1, 6), np.float32), coeffs])
-        c = self._coeffs
-        np.take(table, index, axis=0, out=c)
-        gx, gy = self._gx, self._gy
-        dx, dy = self._disp[..., 0], self._disp[..., 1]
-        np.multiply(c[..., 0], gx, out=dx)
-        dx += c[..., 1] * gy
-        dx += c[..., 2]
-        np.multiply(c[..., 3], gx, out=dy)
-        dy += c[..., 4] * gy
-        dy += c[..., 5]
+        # One small table per coefficient (row 0: no triangle), gathered plane by plane: the
+        # per-cell work then runs on contiguous arrays.
+        k = 6 if bounds is None else 10
+        table = np.zeros((k, len(coeffs) + 1), np.float32)
+        table[:6, 1:] = coeffs.T
         if bounds is not None:
-            limits = np.take(np.concatenate([np.zeros((1, 4), np.float32), bounds]), index,
-                             axis=0)
-            np.clip(self._disp, limits[..., :2], limits[..., 2:], out=self._disp)
-        disp: np.ndarray = self._disp
-        if self.grid != self.size:
-            disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        else:
-            disp = disp.copy()
+            table[6:, 1:] = bounds.T
+        p = self._planes
+        for j in range(k):
+            np.take(table[j], index, out=p[j])
+        gx, gy = self._gx, self._gy
+        dx, dy, tmp = p[10], p[11], p[12]
+        np.multiply(p[0], gx, out=dx)
+        dx += np.multiply(p[1], gy, out=tmp)
+        dx += p[2]
+        np.multiply(p[3], gx, out=dy)
+        dy += np.multiply(p[4], gy, out=tmp)
+        dy += p[5]
+        if bounds is not None:
+            np.clip(dx, p[6], p[8], out=dx)
+            np.clip(dy, p[7], p[9], out=dy)
+        # the coarse displacement, kept: silhouette_seams reads it
+        cv2.merge([dx, dy], dst=self._disp)
+        disp: np.ndarray = self._disp.copy() if self.grid == self.size else np.asarray(
+            cv2.resize(self._disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR),
+            np.float32)
         disp += self._identity
         return disp
 

@@ -352,6 +352,44 @@ def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
     assert _diff(out[left], portrait.image[left]) < 0.5
 
 
+def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
+    """A lid brought down over the eye is the portrait's thin lid stretched: vertical streaks.
+    They are blurred along the eye (and drawn towards the skin above) once the eye is more
+    than a third closed; an open eye, and everything away from the lid, is left alone."""
+    from live.engines.mesh.eyes import CLOSING_LID_FROM, smooth_closing_lids
+
+    size = 120
+    pts = np.zeros((478, 2))
+    x = np.linspace(30.0, 90.0, 9)
+    bulge = np.sin(np.linspace(0.0, np.pi, 9))
+    for upper, lower, dy in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, 0.0),
+                             (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, 200.0)):  # off-picture
+        pts[list(upper)] = np.stack([x, 60.0 - 12.0 * bulge + dy], 1)
+        pts[list(lower)] = np.stack([x, 60.0 + 6.0 * bulge + dy], 1)
+    skin = np.full((size, size, 3), 200, np.uint8)
+    streaks = skin.copy()
+    streaks[47:70, 25:95] = np.where((np.arange(25, 95) // 2) % 2 == 0, 60, 140)[None, :, None]
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    closed = pts.copy()
+    up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
+    closed[up] = pts[lo] - [0.0, 0.5]
+    out = streaks.copy()
+    assert smooth_closing_lids(out, closed, pts, head) == 1
+    region = (slice(50, 62), slice(40, 80))  # swept by the lid
+    assert out[region].astype(float).std(axis=1).mean() < \
+        0.3 * streaks[region].astype(float).std(axis=1).mean()
+    assert out[region].mean() > streaks[region].mean() + 10.0  # towards the skin above
+    far = np.ones((size, size), bool)
+    far[25:80, 15:105] = False
+    assert np.array_equal(out[far], streaks[far])
+    # a third closed or less: nothing
+    half = pts.copy()
+    half[up] = pts[up] + (pts[lo] - pts[up]) * (0.9 * CLOSING_LID_FROM)
+    out = streaks.copy()
+    assert smooth_closing_lids(out, half, pts, head) == 0
+    assert np.array_equal(out, streaks)
+
+
 @pytest.mark.fixtures
 def test_gaze_moves_the_iris_within_the_eye(prepared) -> None:
     _, portrait = prepared

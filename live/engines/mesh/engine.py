@@ -33,7 +33,7 @@ from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside
-from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes
+from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes, smooth_closing_lids
 from live.engines.mesh.motion import (
     MotionOptions,
     affine_scale,
@@ -491,6 +491,7 @@ class MeshEngine:
         t5 = clock()
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
+        smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)

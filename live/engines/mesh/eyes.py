@@ -159,3 +159,78 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     blended = roi.astype(np.float32) * (1.0 - m) + eye_px * m
     roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return 1
+
+
+CLOSING_LID_FROM = 0.35
+"""Share of an eye's lid gap closed from which its lid is smoothed (:func:`smooth_closing_lids`)
+..."""
+CLOSING_LID_FULL = 0.75
+"""... fully from this share on."""
+CLOSING_LID_TONE = 0.5
+"""How far the smoothed lid is drawn towards the skin just above the open lid (a closed lid
+is skin, not the lashes and shadow stretched over the eye) ..."""
+CLOSING_LID_TONE_BAND = 0.12
+"""... measured in a band this high (eye widths) above the open upper lid."""
+
+
+def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarray,
+                        head: np.ndarray) -> int:
+    """In place: a closing eye's upper lid is the portrait's thin visible lid stretched over
+    the eye, which shows as dark vertical streaks (its lashes and crease drawn out); as the
+    lid comes down, the swept area is blurred along the eye and drawn half way to the tone of
+    the skin above the open lid, the lash line at the lid's edge kept dark.
+    ``points``: the output landmarks; ``portrait``: the portrait's; ``head``: the head's
+    portrait -> output affine (2x3). Returns the number of eyes smoothed."""
+    from live.engines.mesh.motion import apply_affine
+
+    done = 0
+    h, w = out.shape[:2]
+    for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
+                         (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+        up_open = apply_affine(head, np.asarray(portrait, np.float64)[list(upper), :2])
+        lo_open = apply_affine(head, np.asarray(portrait, np.float64)[list(lower), :2])
+        up_now = np.asarray(points, np.float64)[list(upper), :2]
+        lo_now = np.asarray(points, np.float64)[list(lower), :2]
+        gap_open = float(np.linalg.norm(up_open[1:-1] - lo_open[1:-1], axis=1).mean())
+        if gap_open < 1.0:
+            continue
+        gap_now = float(np.linalg.norm(up_now[1:-1] - lo_now[1:-1], axis=1).mean())
+        closed = 1.0 - gap_now / gap_open
+        a = float(np.clip((closed - CLOSING_LID_FROM) / (CLOSING_LID_FULL - CLOSING_LID_FROM),
+                          0.0, 1.0))
+        if a <= 0.0:
+            continue
+        width = float(np.linalg.norm(up_now[-1] - up_now[0]))
+        k = max(3, round(0.3 * width) | 1)
+        swept = np.concatenate([up_open, up_now[::-1]])
+        x0, y0 = np.floor(swept.min(axis=0)).astype(int) - k
+        x1, y1 = np.ceil(swept.max(axis=0)).astype(int) + k + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        roi = out[y0:y1, x0:x1]
+        mask = np.zeros(roi.shape[:2], np.float32)
+        cv2.fillPoly(mask, [np.round((swept - [x0, y0]) * 16).astype(np.int32)], (1.0,),
+                     cv2.LINE_AA, 4)
+        mask = cv2.GaussianBlur(mask, (0, 0), 1.0) * np.float32(a)
+        # the lid's own tone: the skin just above where the open lid was
+        band = np.zeros(roi.shape[:2], np.uint8)
+        above = up_open - [0.0, CLOSING_LID_TONE_BAND * width]
+        cv2.fillPoly(band, [np.round(np.concatenate([above, up_open[::-1]]) - [x0, y0])
+                            .astype(np.int32)], (1,))
+        skin = roi[band > 0]
+        lashes = np.zeros(roi.shape[:2], np.float32)  # the closed lid's lash line stays dark
+        cv2.polylines(lashes, [np.round((up_now - [x0, y0]) * 16).astype(np.int32)], False,
+                      (1.0,), max(1, round(0.05 * width)), cv2.LINE_AA, 4)
+        near_lashes = np.clip(cv2.GaussianBlur(lashes, (0, 0), 1.0), 0.0, 1.0)
+        colour = cv2.blur(roi, (k, 1)).astype(np.float32)
+        if len(skin) >= 5:
+            tone = np.median(skin.astype(np.float32), axis=0)
+            t = (CLOSING_LID_TONE * (1.0 - near_lashes))[..., None]
+            colour += (tone - colour) * t
+        base = roi.astype(np.float32)
+        roi[...] = np.clip(base + (colour - base) * mask[..., None] + 0.5, 0, 255).astype(
+            np.uint8)
+        done += 1
+    return done
+

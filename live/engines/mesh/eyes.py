@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
+from live.engines.mesh.motion import apply_affine
 from live.face.segmentation import fill_holes
 
 _EYES = (
@@ -181,25 +182,20 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
     the skin above the open lid, the lash line at the lid's edge kept dark.
     ``points``: the output landmarks; ``portrait``: the portrait's; ``head``: the head's
     portrait -> output affine (2x3). Returns the number of eyes smoothed."""
-    from live.engines.mesh.motion import apply_affine
-
     done = 0
     h, w = out.shape[:2]
-    for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
-                         (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
-        up_open = apply_affine(head, np.asarray(portrait, np.float64)[list(upper), :2])
-        lo_open = apply_affine(head, np.asarray(portrait, np.float64)[list(lower), :2])
-        up_now = np.asarray(points, np.float64)[list(upper), :2]
-        lo_now = np.asarray(points, np.float64)[list(lower), :2]
-        gap_open = float(np.linalg.norm(up_open[1:-1] - lo_open[1:-1], axis=1).mean())
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):  # 9 upper lid points, then the lower lid back
+        was = apply_affine(head, np.asarray(portrait, np.float64)[list(eye), :2])
+        now = np.asarray(points, np.float64)[list(eye), :2]
+        gap_open = _open_gap(was)
         if gap_open < 1.0:
             continue
-        gap_now = float(np.linalg.norm(up_now[1:-1] - lo_now[1:-1], axis=1).mean())
-        closed = 1.0 - gap_now / gap_open
+        closed = 1.0 - _open_gap(now) / gap_open
         a = float(np.clip((closed - CLOSING_LID_FROM) / (CLOSING_LID_FULL - CLOSING_LID_FROM),
                           0.0, 1.0))
         if a <= 0.0:
             continue
+        up_open, up_now = was[:9], now[:9]
         width = float(np.linalg.norm(up_now[-1] - up_now[0]))
         k = max(3, round(0.3 * width) | 1)
         swept = np.concatenate([up_open, up_now[::-1]])

@@ -177,6 +177,45 @@ def test_keep_order_pulls_crossed_points_back_in_order() -> None:
     assert pts[3, 1] == 30.0  # the chain's end (the face outline) stays
 
 
+def test_an_upper_lip_raised_past_the_skin_under_the_nose_does_not_fold_over_it() -> None:
+    """A yelling driver raises its upper lip further than a portrait with a short upper lip
+    has skin below its nose: the lip's outline went past the mesh row above it and those
+    triangles turned over (a torn, speckled lip edge on lp_d18 frame 126, painting). The lip
+    now bunches that skin up towards the nose, which stays where it was."""
+    from live.engines.mesh.topology import face_chains
+    from live.jobs.demo import builtin_portrait, portrait_face_crop
+
+    crop = portrait_face_crop(builtin_portrait(), size=SIZE, name="astronaut")
+    assert crop.landmarks is not None
+    p = crop.landmarks.astype(np.float64)
+    room = float(p[164, 1] - p[lm.UPPER_LIP_TOP, 1])  # < 0: the skin point is above the lip
+    assert room < 0
+    lip = sorted(set(lm.LIPS_OUTER_UPPER[1:-1] + lm.LIPS_INNER_UPPER[1:-1]
+                     + sum(lm.LIPS_UPPER_MIDDLE, ())))
+    # the upper lip up by 1.5x its room in the middle, less towards the corners (a snarl)
+    half = 0.5 * float(p[lm.MOUTH_LEFT, 0] - p[lm.MOUTH_RIGHT, 0])
+    across = (p[lip, 0] - 0.5 * (p[lm.MOUTH_LEFT, 0] + p[lm.MOUTH_RIGHT, 0])) / half
+    moved = p.copy()
+    moved[lip, 1] += 1.5 * room * np.clip(1.0 - across ** 2, 0.0, 1.0)
+    out = portrait_motion(p, p, moved).points
+
+    skin = {164, 167, 393, 165, 391}  # the row of skin above the lip's middle
+    tris = face_triangles()
+    near = np.array([bool(set(t) & skin) for t in tris.tolist()])
+    before = np.sign(np.cross(p[tris[near, 1], :2] - p[tris[near, 0], :2],
+                              p[tris[near, 2], :2] - p[tris[near, 0], :2]))
+    after = np.sign(np.cross(out[tris[near, 1], :2] - out[tris[near, 0], :2],
+                             out[tris[near, 2], :2] - out[tris[near, 0], :2]))
+    assert (before == after).all(), tris[near][before != after]
+    # the lip still rises most of the way, pushing the skin above it up ...
+    assert out[lm.UPPER_LIP_TOP, 1] - p[lm.UPPER_LIP_TOP, 1] < 0.7 * room
+    assert out[164, 1] < p[164, 1] - 1.0
+    # ... and each chain's nose end does not move
+    for chain in face_chains(p).up:
+        if chain[-1] in lm.NOSE:
+            np.testing.assert_allclose(out[chain[-1], :2], p[chain[-1], :2], atol=1e-9)
+
+
 def test_mouth_paint_keeps_an_already_open_mouth() -> None:
     from live.engines.mesh.mouth import MouthStyle, fill_mouth
 

@@ -58,9 +58,10 @@ from live.engines.mesh.shading import (
 from live.engines.mesh.topology import (
     N_MESH,
     STABLE_POINTS,
+    FaceChains,
     MeshLayout,
     build_layout,
-    lower_face_chains,
+    face_chains,
     triangle_areas,
 )
 from live.engines.mesh.warp import (
@@ -104,7 +105,7 @@ class MeshPortrait:
     landmarks: np.ndarray
     layout: MeshLayout
     mouth: MouthStyle
-    chains: tuple[np.ndarray, ...]
+    chains: FaceChains
     layers: PortraitLayers | None = None
     """Person matte and background plate (None: segmentation found nobody, or off)."""
     eyes: tuple[EyePatch, ...] = ()
@@ -232,7 +233,7 @@ class MeshEngine:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")
         return MeshPortrait(image=image, landmarks=pts64, layout=layout,
-                            mouth=mouth_style(image, pts64), chains=lower_face_chains(pts64),
+                            mouth=mouth_style(image, pts64), chains=face_chains(pts64),
                             layers=layers,
                             eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.topology import STABLE_POINTS, lower_face_chains
+from live.engines.mesh.topology import STABLE_POINTS, FaceChains, face_chains
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -200,13 +200,13 @@ class _EyeCoords:
 def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
                     scale: float | None = None,
                     options: MotionOptions | None = None,
-                    chains: tuple[np.ndarray, ...] | None = None) -> MappedMotion:
+                    chains: FaceChains | None = None) -> MappedMotion:
     """Carry the driving motion ``neutral -> current`` onto the ``portrait`` landmarks.
 
     ``portrait`` is (478, 3) in portrait pixels; ``neutral`` and ``current`` are (N, 3) with
     N = 468 or 478 in the driving frame's pixels (z in the same scale). ``scale`` None scales
     the motion by the faces' size ratio (adapt scale); a number uses that pixel ratio instead.
-    ``chains`` are the portrait's :func:`~live.engines.mesh.topology.lower_face_chains` (computed
+    ``chains`` are the portrait's :func:`~live.engines.mesh.topology.face_chains` (computed
     when None). With ``current == neutral`` the result is the portrait's landmarks.
     """
     opts = options or MotionOptions()
@@ -289,8 +289,11 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     q[up_m] += 0.5 * short[:, None] * p_down
     q[lo_m] -= 0.5 * short[:, None] * p_down
 
-    chain_list = lower_face_chains(P) if chains is None else chains
-    keep_order(q, P[:, :2], chain_list, p_down, min_fraction=opts.min_gap_fraction)
+    chain_sets = face_chains(P) if chains is None else chains
+    keep_order(q, P[:, :2], chain_sets.down, p_down, min_fraction=opts.min_gap_fraction)
+    # A driving upper lip raised further than the portrait's skin below its nose has room
+    # for pushes that skin up (short of the nose) instead of folding over it.
+    keep_order(q, P[:, :2], chain_sets.up, -p_down, min_fraction=opts.min_gap_fraction)
 
     out = np.empty_like(P)
     if opts.rotation_3d:
@@ -360,15 +363,17 @@ def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
 
 def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],
                down: np.ndarray, *, min_fraction: float = 0.2) -> None:
-    """Keep points in order down each chain, in place: along ``down``, every point stays
-    above the next by at least ``min_fraction`` of their gap in the portrait. First the lip
-    leads: working down from the chain's first point (the inner lower lip), the points below
-    it that it crossed are pushed down (a mouth opens by the jaw dropping), short of the
-    chain's last point on the face outline, which stays put; then, working up from that last
-    point, points still out of order are pulled back up.
+    """Keep points in order along ``down`` on each chain, in place: every point stays before
+    the next by at least ``min_fraction`` of their gap in the portrait. First the lip leads:
+    working along from the chain's first point (an inner lip point), the points it crossed
+    are pushed on (a mouth opens by the jaw dropping; a raised upper lip bunches the skin
+    under the nose), short of the chain's last point (on the face outline, or the nose),
+    which stays put; then, working back from that last point, points still out of order are
+    pulled back.
 
-    Against folds below the mouth: a driving mesh whose lower lip line rolls past the chin
-    row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip.
+    Against folds around the mouth: a driving mesh whose lower lip line rolls past the chin
+    row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip, and
+    an upper lip raised by more than the portrait's skin below the nose would fold over it.
     """
     for chain in chains:
         v = points[chain] @ down

@@ -262,10 +262,41 @@ def mesh_edges() -> np.ndarray:
     return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int32)
 
 
-def lower_face_chains(landmarks: np.ndarray, *, max_steps: int = 16) -> tuple[np.ndarray, ...]:
-    """Paths down the face from each inner lower-lip point to the face outline, (k,) int
-    arrays: each step takes the mesh edge that points most nearly down the face (in this
-    portrait's geometry)."""
+def _walk(pts: np.ndarray, neighbours: dict[int, list[int]], start: int,
+          direction: np.ndarray, stop: frozenset[int], max_steps: int) -> list[int]:
+    """From ``start``, the mesh edge that points most nearly along ``direction`` (within 60
+    degrees), step by step, until a point of ``stop`` or ``max_steps`` steps."""
+    chain = [start]
+    while chain[-1] not in stop and len(chain) <= max_steps:
+        cur = chain[-1]
+        best, best_cos = -1, 0.5
+        for n in neighbours[cur]:
+            step = pts[n] - pts[cur]
+            norm = float(np.linalg.norm(step))
+            if norm > 1e-9 and n not in chain and float(step @ direction) / norm > best_cos:
+                best, best_cos = n, float(step @ direction) / norm
+        if best < 0:
+            break
+        chain.append(best)
+    return chain
+
+
+@dataclass(frozen=True)
+class FaceChains:
+    """Paths of mesh points away from the mouth, each kept in order by
+    :func:`~live.engines.mesh.motion.keep_order` (against folds where a driving face's motion
+    is larger than the portrait's own room for it)."""
+
+    down: tuple[np.ndarray, ...]
+    """From each inner lower-lip point down to the face outline."""
+    up: tuple[np.ndarray, ...]
+    """From each inner upper-lip point up over the lip and the skin above it to the nose
+    (or six steps, beside the nose)."""
+
+
+def face_chains(landmarks: np.ndarray, *, max_down: int = 16, max_up: int = 6) -> FaceChains:
+    """The portrait's :class:`FaceChains`: each step takes the mesh edge that points most
+    nearly down (or up) the face, in this portrait's geometry."""
     pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
     across = pts[lm.LEFT_EYE_OUTER] - pts[lm.RIGHT_EYE_OUTER]
     across /= max(float(np.linalg.norm(across)), 1e-9)
@@ -274,21 +305,12 @@ def lower_face_chains(landmarks: np.ndarray, *, max_steps: int = 16) -> tuple[np
     for a, b in mesh_edges():
         neighbours[int(a)].append(int(b))
         neighbours[int(b)].append(int(a))
-    oval = set(lm.FACE_OVAL)
-    chains = []
-    for start in lm.LIPS_INNER_LOWER[1:-1]:
-        chain = [start]
-        while chain[-1] not in oval and len(chain) <= max_steps:
-            cur = chain[-1]
-            best, best_cos = -1, 0.5
-            for n in neighbours[cur]:
-                step = pts[n] - pts[cur]
-                norm = float(np.linalg.norm(step))
-                if norm > 1e-9 and n not in chain and float(step @ down) / norm > best_cos:
-                    best, best_cos = n, float(step @ down) / norm
-            if best < 0:
-                break
-            chain.append(best)
-        if len(chain) > 1:
-            chains.append(np.asarray(chain, dtype=np.int32))
-    return tuple(chains)
+
+    def walk(starts: tuple[int, ...], direction: np.ndarray, stop: frozenset[int],
+             max_steps: int) -> tuple[np.ndarray, ...]:
+        chains = (_walk(pts, neighbours, s, direction, stop, max_steps) for s in starts)
+        return tuple(np.asarray(c, dtype=np.int32) for c in chains if len(c) > 1)
+
+    return FaceChains(
+        down=walk(lm.LIPS_INNER_LOWER[1:-1], down, frozenset(lm.FACE_OVAL), max_down),
+        up=walk(lm.LIPS_INNER_UPPER[1:-1], -down, frozenset(lm.NOSE), max_up))

@@ -78,6 +78,43 @@ def test_a_driving_crease_darkens_the_portraits_cheek_in_its_own_colours(face) -
     assert np.abs(grey[core].astype(int) - grey[core][:, :1].astype(int)).max() <= 1  # grey
 
 
+def test_a_crease_that_goes_away_lifts_only_a_portrait_that_has_it(face) -> None:
+    """The driving neutral frame has a fold on the cheek that later goes away: the ratio is
+    above 1 there. On a portrait without that fold (another person's smooth cheek) it drew a
+    light line (white streaks across a child's forehead, tps_driving); it now lifts at most
+    by FREE_LIFT there. On a portrait that has the fold (the driver's own face, as in
+    self-reconstruction) the fold still goes."""
+    from live.engines.mesh.engine import MeshEngine
+    from live.engines.mesh.shading import FREE_LIFT
+
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    fold = np.zeros((SIZE, SIZE), np.uint8)
+    a, b = pts[lm.RIGHT_CHEEK, :2], pts[lm.MOUTH_RIGHT, :2]
+    cv2.line(fold, (round(float(a[0])), round(float(a[1]))),
+             (round(float(b[0])), round(float(b[1]))), (1,), max(2, round(0.04 * iod)))
+    line = fold.astype(bool)
+    creased = image.copy()
+    creased[line] = (creased[line] * 0.6).astype(np.uint8)
+
+    def run(portrait: np.ndarray) -> np.ndarray:
+        engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off")
+        try:
+            engine.set_portrait(engine.prepare(portrait))
+            engine.calibrate(FaceCrop(creased, EYE, 0, 0.0, landmarks=pts))  # neutral: fold
+            return engine.process(FaceCrop(image, EYE, 1, 0.04, landmarks=pts), 0.04)
+        finally:
+            engine.close()
+
+    core = cv2.erode(fold, np.ones((3, 3), np.uint8)).astype(bool)
+    smooth = run(image)  # another face: no fold of its own
+    gain = smooth[core].astype(float).mean() / image[core].astype(float).mean()
+    assert gain < 1.0 + FREE_LIFT + 0.01
+    own = run(creased)  # the driver's own face: its fold goes
+    lifted = own[core].astype(float).mean() / creased[core].astype(float).mean()
+    assert lifted > 1.25
+
+
 def test_the_drivers_lips_and_brows_are_not_carried(face) -> None:
     image, pts = face
     dark = image.copy()

@@ -486,7 +486,8 @@ class MeshEngine:
             skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
                                    (shading_triangles() & ~flipped)[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
-                                  shading_face.gray, shading_face.landmarks, strength=strength)
+                                  shading_face.gray, shading_face.landmarks, strength=strength,
+                                  base=out)
             if found is not None:
                 apply_ratio(out, *found)
         t5 = clock()

@@ -96,11 +96,15 @@ class ShadingReference:
 def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray,
                   skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
                   current_gray: np.ndarray, current_landmarks: np.ndarray, *,
-                  strength: float = 1.0) -> tuple[tuple[slice, slice], np.ndarray] | None:
+                  strength: float = 1.0,
+                  base: np.ndarray | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The expression ratio on the output, as ``(region, ratio)``: ``ratio`` (float32) is to
     multiply the output's pixels in ``region`` (a (rows, cols) slice pair). ``index`` and
     ``tris`` are the warp's triangle-index map and its triangle list (``dst`` its output
-    vertices), ``skin`` marks the skin rows of ``tris``. None when no skin is visible."""
+    vertices), ``skin`` marks the skin rows of ``tris``. ``base`` is the output picture the
+    ratio will multiply (the warped portrait, RGB uint8): with it, a crease of the driving
+    face's neutral frame that went away lifts the portrait only as far as the portrait has
+    that crease (:func:`lift_share`). None when no skin is visible."""
     n = min(len(reference.landmarks), len(current_landmarks))
     rows = np.flatnonzero(skin)
     if rows.size == 0 or n < 468:
@@ -139,16 +143,69 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     low = cv2.GaussianBlur(ratio * mask, (0, 0), sigma) / np.maximum(den, 1e-3)
     ratio = ratio / np.maximum(low, 1e-3)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
+    cell = warp.cell
+    top, left = round(y0 * cell), round(x0 * cell)
+    bottom, right = min(warp.size, round(y1 * cell)), min(warp.size, round(x1 * cell))
+    if base is not None:
+        gray = cv2.cvtColor(np.ascontiguousarray(base[top:bottom, left:right]),
+                            cv2.COLOR_RGB2GRAY)
+        own = cv2.resize(gray, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        share = lift_share(own.astype(np.float32), ref, mask)
+        ratio = np.where(ratio > 1.0, np.minimum(ratio, np.maximum(
+            1.0 + (ratio - 1.0) * share, 1.0 + FREE_LIFT)), ratio)
     soft = cv2.GaussianBlur(mask, (0, 0), 1.5) * mask  # fades in from the mesh's edge
     if strength != 1.0:
         np.power(ratio, np.float32(strength), out=ratio)
     ratio = 1.0 + soft * (ratio - 1.0)
-    cell = warp.cell
-    top, left = round(y0 * cell), round(x0 * cell)
-    bottom, right = min(warp.size, round(y1 * cell)), min(warp.size, round(x1 * cell))
     full = cv2.resize(ratio.astype(np.float32), (right - left, bottom - top),
                       interpolation=cv2.INTER_LINEAR)
     return (slice(top, bottom), slice(left, right)), full
+
+
+CREASE_SIGMA = 3.0
+"""Grid cells (sigma of a Gaussian): the skin around a pixel that its darkness is measured
+against (:func:`lift_share`) ..."""
+CREASE_SLACK = 1.5
+"""... and the grid cells (sigma) that darkness is averaged over, so that grain (dark and
+light specks) cancels out and a crease a cell away from the driver's still counts."""
+CREASE_FLOOR = 0.005
+"""A lift where the driving neutral face is darker than its surroundings by less than this
+share is weighed against this much darkness (no division by nothing)."""
+FREE_LIFT = 0.05
+"""A ratio up to 1 + this lifts any skin (light, mild changes): too little to draw a line."""
+SHARE_STEP = 2
+"""The share is measured on a grid this many times coarser than the warp's."""
+
+
+def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """How much of a ratio above 1 the portrait takes, (H, W) in [0, 1], from the portrait's
+    luminance ``own`` and the driving neutral face's ``neutral`` at the same places (float32,
+    one grid; ``mask`` 1 on skin, 0 elsewhere). Above 1 the ratio says a crease or shadow of
+    the driving neutral face went away (its forehead's lines at rest, its brows coming down);
+    the portrait has that crease only as far as it is as dark there as the driver was. On
+    another person's smooth skin the lift drew light lines (white streaks across a child's
+    forehead); on the driver's own face (self-reconstruction) it is the crease going.
+
+    Darkness: how much darker the skin is than the skin around it (normalised convolutions:
+    what is not skin does not count), averaged over :data:`CREASE_SLACK`."""
+    h, w = mask.shape
+    if SHARE_STEP > 1:  # creases are several cells wide: measured on a coarser grid
+        size = (max(1, w // SHARE_STEP), max(1, h // SHARE_STEP))
+        own, neutral, mask = (cv2.resize(np.ascontiguousarray(a, np.float32), size,
+                                         interpolation=cv2.INTER_AREA)
+                              for a in (own, neutral, mask))
+    sigma, slack_sigma = CREASE_SIGMA / SHARE_STEP, CREASE_SLACK / SHARE_STEP
+    m = mask[..., None]
+    both = np.dstack([own, neutral]).astype(np.float32)
+    weight = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)[..., None]
+    around = cv2.GaussianBlur(both * m, (0, 0), sigma) / weight
+    dark = ((around + _EPS) / (both + _EPS) - 1.0) * m
+    slack = np.maximum(cv2.GaussianBlur(mask, (0, 0), slack_sigma), 1e-3)[..., None]
+    dark = np.maximum(cv2.GaussianBlur(dark, (0, 0), slack_sigma) / slack, 0.0)
+    share = np.clip(dark[..., 0] / np.maximum(dark[..., 1], CREASE_FLOOR), 0.0, 1.0)
+    if share.shape != (h, w):
+        share = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(share, np.float32)
 
 
 def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray) -> None:
@@ -158,5 +215,7 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
     np.copyto(patch, np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
 
 
-__all__ = ["FEATURES", "RATIO_RANGE", "ShadingReference", "apply_ratio", "lip_points",
+__all__ = ["CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES", "FREE_LIFT", "RATIO_RANGE",
+           "SHARE_STEP",
+           "ShadingReference", "apply_ratio", "lift_share", "lip_points",
            "luminance", "shading_ratio", "shading_triangles"]

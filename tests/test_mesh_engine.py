@@ -99,6 +99,52 @@ def test_warp_identity_is_exact_and_shift_moves_the_picture() -> None:
     assert np.array_equal(out[0, 0], img[0, 0]) and np.array_equal(out[-1, -1], img[-1, -1])
 
 
+def test_picture_pulled_in_from_beyond_the_edge_is_mirrored_not_smeared() -> None:
+    """A sliding picture edge samples beyond the portrait (a head moving down in a tight
+    crop): repeating the edge's last row drew hair as long streaks; the warp mirrors the
+    picture at its edge instead."""
+    img = textured(128)
+    warp = PiecewiseAffineWarp(128, grid=64)
+    source = np.stack(np.meshgrid(np.arange(128, dtype=np.float32),
+                                  np.arange(128, dtype=np.float32)), axis=-1)
+    source[..., 1] -= 12.0  # every row shows the picture 12 px higher up
+    out = warp.remap(img, source)
+    band = out[:11].astype(int)
+    assert np.abs(np.diff(band, axis=0)).mean() > 2.0  # texture, not one row repeated
+    np.testing.assert_array_equal(out[:11], img[12:1:-1])  # the rows below the edge, mirrored
+    np.testing.assert_array_equal(out[12:], img[:-12])
+
+
+def test_unfold_puts_swapped_neighbours_outside_the_face_back_in_order() -> None:
+    from live.engines.mesh.topology import triangle_areas, unfold
+
+    src, tris = _grid_mesh(256, 9)
+    inner = np.flatnonzero(np.all((src > 1) & (src < 254), axis=1))
+    dst = src.copy()
+    dst[inner, 0] += 10.0  # a smooth motion ...
+    a = 4 * 9 + 4  # ... and one point carried past its right-hand neighbour
+    dst[a, 0] += 40.0
+    before = int((np.sign(triangle_areas(dst, tris))
+                  != np.sign(triangle_areas(src, tris))).sum())
+    assert before > 0
+    fixed = dst.copy()
+    assert unfold(fixed, src, tris, inner) == 0
+    assert (np.sign(triangle_areas(fixed, tris)) == np.sign(triangle_areas(src, tris))).all()
+    # only the folded triangles' corners moved; the rest keeps its motion exactly
+    moved = np.flatnonzero(np.abs(fixed - dst).max(axis=1) > 0)
+    assert a in moved and len(moved) <= 7
+    far = np.setdiff1d(np.arange(len(src)), moved)
+    np.testing.assert_array_equal(fixed[far], dst[far])
+    # a point that may not move (the face's, the picture's border) is not moved
+    held = dst.copy()
+    unfold(held, src, tris, np.setdiff1d(inner, [a]))
+    np.testing.assert_array_equal(held[a], dst[a])
+    untouched = dst.copy()
+    untouched[a] = src[a] + [10.0, 0.0]
+    assert unfold(untouched, src, tris, inner) == 0
+    np.testing.assert_array_equal(untouched[a], src[a] + [10.0, 0.0])
+
+
 def test_a_sliver_triangle_does_not_pull_in_picture_from_elsewhere() -> None:
     """A sliver (a mouth corner's triangle squeezed flat) drawn over a coarse grid cell whose
     centre lies outside it: its affine, steep, would take that cell's source far away (seen

@@ -63,6 +63,7 @@ from live.engines.mesh.topology import (
     build_layout,
     face_chains,
     triangle_areas,
+    unfold,
 )
 from live.engines.mesh.warp import (
     PiecewiseAffineWarp,
@@ -446,6 +447,7 @@ class MeshEngine:
         if body is not None:
             src = move_outside(layout, dst, motion, body, neutral, current,
                                slide=portrait.layers is not None)
+            unfold(dst, src, layout.outer_tris, layout.outside_ids)
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris

@@ -314,3 +314,38 @@ def face_chains(landmarks: np.ndarray, *, max_down: int = 16, max_up: int = 6) -
     return FaceChains(
         down=walk(lm.LIPS_INNER_LOWER[1:-1], down, frozenset(lm.FACE_OVAL), max_down),
         up=walk(lm.LIPS_INNER_UPPER[1:-1], -down, frozenset(lm.NOSE), max_up))
+
+
+def unfold(dst: np.ndarray, src: np.ndarray, tris: np.ndarray, movable: np.ndarray, *,
+           rounds: int = 8) -> int:
+    """In place: where triangles of ``tris`` turned over (orientation in ``dst`` against
+    ``src``), their ``movable`` corners take the mean displacement of their neighbours, half
+    way each round, for up to ``rounds`` rounds; returns the triangles still turned over.
+
+    The body flow moves the points outside the face one by one; near a tight crop's edge,
+    where the flow is least sure, two neighbours could swap places, and the thin triangle
+    between them, turned over, drew picture from elsewhere (a torn, speckled edge)."""
+    ref = np.sign(triangle_areas(src, tris))
+    live_tris = ref != 0
+    tris = tris[live_tris]
+    ref = ref[live_tris]
+    can = np.zeros(len(dst), bool)
+    can[movable] = True
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    count = np.bincount(edges[:, 0], minlength=len(dst)).astype(np.float64)
+    for _ in range(rounds):
+        bad = np.sign(triangle_areas(dst, tris)) != ref
+        if not bad.any():
+            return 0
+        fix = np.zeros(len(dst), bool)
+        fix[tris[bad].ravel()] = True
+        fix &= can
+        if not fix.any():
+            break
+        disp = dst - src
+        total = np.zeros_like(disp)
+        np.add.at(total, edges[:, 0], disp[edges[:, 1]])
+        mean = total[fix] / np.maximum(count[fix], 1.0)[:, None]
+        dst[fix] = src[fix] + 0.5 * (disp[fix] + mean)
+    return int((np.sign(triangle_areas(dst, tris)) != ref).sum())

@@ -207,10 +207,10 @@ class PiecewiseAffineWarp:
         return self.size / self.grid
 
     def remap(self, image: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """Sample ``image`` at the source positions (bilinear, edges replicated)."""
+        """Sample ``image`` at the source positions (bilinear, edges reflected)."""
         remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
         return np.asarray(remap(image, source, None, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE))
+                                borderMode=cv2.BORDER_REFLECT_101))
 
     def warp(self, image: np.ndarray, src: np.ndarray, dst: np.ndarray,
              tris: np.ndarray) -> np.ndarray:

@@ -181,6 +181,36 @@ def test_opening_a_smile_moves_the_teeth_rigidly_instead_of_stretching_them(shif
     assert out[gap_rows, xs].mean() < 90
 
 
+def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth_behind(
+) -> None:
+    """A portrait showing its upper teeth only (no gap, no lower row: its lower part is the
+    lower lip's inner edge). A yell drops the lower lip far below where the lower jaw
+    carries that edge: the space between was painted as gum, a flat band in the lips' tone
+    (lp_s42 on lp_d18); it is the dark mouth behind now, as with no own teeth."""
+    inner = inner_lips(10.0, 10.0)
+    pts = landmarks_for(inner)
+    img = face_image(pts, skin=(200, 160, 140), lips=(170, 80, 90))
+    mouth = polygon_mask(inner)
+    teeth = np.full((SIZE, SIZE, 3), (235, 230, 220), np.uint8)
+    teeth[:, ::8] = (90, 80, 75)  # upper teeth down to the lower lip, gaps between them
+    img[mouth] = teeth[mouth]
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth and style.interior is not None and style.interior.split >= 1.0
+    out_inner = inner_lips(10.0, 60.0)  # the lower lip 50 px further down ...
+    jaw = inner[[0, *range(19, 9, -1)]].copy()  # the portrait's lower inner lip line ...
+    jaw[1:-1, 1] += 8.0  # ... carried down 8 px by the jaw
+    anchors = (inner[:11].copy(), jaw)
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
+                        anchors=anchors) == "synthetic"
+    xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
+    ys = slice(int(CENTRE[1]) + 25, int(CENTRE[1]) + 45)  # below the jaw, above the lip
+    gum = np.asarray(style.lip) * 0.92
+    patch = out[ys, xs].reshape(-1, 3).astype(float)
+    assert np.abs(patch - gum).mean() > 10.0  # not a band of gum (before: 0.3 from it)
+    assert patch.mean() < 0.92 * gum.mean()  # the mouth behind (its tongue) is darker
+
+
 def test_an_unchanged_opening_leaves_the_portrait_exactly() -> None:
     img, pts = teeth_portrait()
     style = prepare_mouth(img, pts)

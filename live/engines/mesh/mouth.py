@@ -403,6 +403,11 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         tu, tl = tu_lip, tl_lip
     else:
         tu, tl = _anchor_line(dst, anchors[0], s), _anchor_line(dst, anchors[1], s)
+        if interior.split >= 1.0:
+            # No lower row in the portrait: its lower part is the lower lip's inner edge,
+            # which rides on the lip (hung from the jaw, a yell's lip dropped below it left
+            # a band of gum-coloured lip across the mouth).
+            tl = tl_lip
     src = _LipFrame(interior.inner)
     ss = _own_columns(s, src.width, dst.width, head)
     su_t = np.interp(ss, src.su, src.tu).astype(np.float32)

@@ -116,7 +116,7 @@ def test_picture_pulled_in_from_beyond_the_edge_is_mirrored_not_smeared() -> Non
 
 
 def test_unfold_puts_swapped_neighbours_outside_the_face_back_in_order() -> None:
-    from live.engines.mesh.topology import triangle_areas, unfold
+    from live.engines.mesh.topology import Unfolder, triangle_areas
 
     src, tris = _grid_mesh(256, 9)
     inner = np.flatnonzero(np.all((src > 1) & (src < 254), axis=1))
@@ -128,7 +128,7 @@ def test_unfold_puts_swapped_neighbours_outside_the_face_back_in_order() -> None
                   != np.sign(triangle_areas(src, tris))).sum())
     assert before > 0
     fixed = dst.copy()
-    assert unfold(fixed, src, tris, inner) == 0
+    assert Unfolder.build(src, tris, inner)(fixed) == 0
     assert (np.sign(triangle_areas(fixed, tris)) == np.sign(triangle_areas(src, tris))).all()
     # only the folded triangles' corners moved; the rest keeps its motion exactly
     moved = np.flatnonzero(np.abs(fixed - dst).max(axis=1) > 0)
@@ -137,11 +137,11 @@ def test_unfold_puts_swapped_neighbours_outside_the_face_back_in_order() -> None
     np.testing.assert_array_equal(fixed[far], dst[far])
     # a point that may not move (the face's, the picture's border) is not moved
     held = dst.copy()
-    unfold(held, src, tris, np.setdiff1d(inner, [a]))
+    Unfolder.build(src, tris, np.setdiff1d(inner, [a]))(held)
     np.testing.assert_array_equal(held[a], dst[a])
     untouched = dst.copy()
     untouched[a] = src[a] + [10.0, 0.0]
-    assert unfold(untouched, src, tris, inner) == 0
+    assert Unfolder.build(src, tris, inner)(untouched) == 0
     np.testing.assert_array_equal(untouched[a], src[a] + [10.0, 0.0])
 
 

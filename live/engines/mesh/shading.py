@@ -146,11 +146,16 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     cell = warp.cell
     top, left = round(y0 * cell), round(x0 * cell)
     bottom, right = min(warp.size, round(y1 * cell)), min(warp.size, round(x1 * cell))
-    if base is not None:
-        gray = cv2.cvtColor(np.ascontiguousarray(base[top:bottom, left:right]),
-                            cv2.COLOR_RGB2GRAY)
-        own = cv2.resize(gray, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-        share = lift_share(own.astype(np.float32), ref, mask)
+    if base is not None and bool((ratio > 1.0 + FREE_LIFT).any()):
+        # measured on a grid SHARE_STEP times coarser (creases are several cells wide)
+        small = (max(1, (x1 - x0) // SHARE_STEP), max(1, (y1 - y0) // SHARE_STEP))
+        own = cv2.cvtColor(cv2.resize(np.ascontiguousarray(base[top:bottom, left:right]),
+                                      small, interpolation=cv2.INTER_AREA),
+                           cv2.COLOR_RGB2GRAY).astype(np.float32)
+        share = lift_share(own, cv2.resize(ref, small, interpolation=cv2.INTER_AREA),
+                           cv2.resize(mask, small, interpolation=cv2.INTER_AREA),
+                           step=SHARE_STEP)
+        share = cv2.resize(share, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         ratio = np.where(ratio > 1.0, np.minimum(ratio, np.maximum(
             1.0 + (ratio - 1.0) * share, 1.0 + FREE_LIFT)), ratio)
     soft = cv2.GaussianBlur(mask, (0, 0), 1.5) * mask  # fades in from the mesh's edge
@@ -177,24 +182,20 @@ SHARE_STEP = 2
 """The share is measured on a grid this many times coarser than the warp's."""
 
 
-def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray, *,
+               step: int = 1) -> np.ndarray:
     """How much of a ratio above 1 the portrait takes, (H, W) in [0, 1], from the portrait's
     luminance ``own`` and the driving neutral face's ``neutral`` at the same places (float32,
-    one grid; ``mask`` 1 on skin, 0 elsewhere). Above 1 the ratio says a crease or shadow of
-    the driving neutral face went away (its forehead's lines at rest, its brows coming down);
-    the portrait has that crease only as far as it is as dark there as the driver was. On
-    another person's smooth skin the lift drew light lines (white streaks across a child's
-    forehead); on the driver's own face (self-reconstruction) it is the crease going.
+    one grid of ``step`` warp cells a pixel; ``mask`` 1 on skin, 0 elsewhere). Above 1 the
+    ratio says a crease or shadow of the driving neutral face went away (its forehead's lines
+    at rest, its brows coming down); the portrait has that crease only as far as it is as
+    dark there as the driver was. On another person's smooth skin the lift drew light lines
+    (white streaks across a child's forehead); on the driver's own face (self-reconstruction)
+    it is the crease going.
 
     Darkness: how much darker the skin is than the skin around it (normalised convolutions:
     what is not skin does not count), averaged over :data:`CREASE_SLACK`."""
-    h, w = mask.shape
-    if SHARE_STEP > 1:  # creases are several cells wide: measured on a coarser grid
-        size = (max(1, w // SHARE_STEP), max(1, h // SHARE_STEP))
-        own, neutral, mask = (cv2.resize(np.ascontiguousarray(a, np.float32), size,
-                                         interpolation=cv2.INTER_AREA)
-                              for a in (own, neutral, mask))
-    sigma, slack_sigma = CREASE_SIGMA / SHARE_STEP, CREASE_SLACK / SHARE_STEP
+    sigma, slack_sigma = CREASE_SIGMA / step, CREASE_SLACK / step
     m = mask[..., None]
     both = np.dstack([own, neutral]).astype(np.float32)
     weight = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)[..., None]
@@ -203,8 +204,6 @@ def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray) -> np.nda
     slack = np.maximum(cv2.GaussianBlur(mask, (0, 0), slack_sigma), 1e-3)[..., None]
     dark = np.maximum(cv2.GaussianBlur(dark, (0, 0), slack_sigma) / slack, 0.0)
     share = np.clip(dark[..., 0] / np.maximum(dark[..., 1], CREASE_FLOOR), 0.0, 1.0)
-    if share.shape != (h, w):
-        share = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(share, np.float32)
 
 

@@ -139,6 +139,13 @@ class MeshLayout:
         return np.concatenate([self.ring_ids, self.grid_ids])
 
     @property
+    def body_tris(self) -> np.ndarray:
+        """The outside triangles away from the face: none of their corners is a face
+        landmark (where the face's outline folds over the outside on a turn, that fold is
+        the face in front, not a tear)."""
+        return self.outer_tris[self.outer_tris.min(axis=1) >= N_MESH]
+
+    @property
     def border_ids(self) -> np.ndarray:
         """The points on the picture's edge (after the rings and the lattice)."""
         start = N_MESH + len(self.ring_ids) + len(self.grid_ids)
@@ -316,36 +323,61 @@ def face_chains(landmarks: np.ndarray, *, max_down: int = 16, max_up: int = 6) -
         up=walk(lm.LIPS_INNER_UPPER[1:-1], -down, frozenset(lm.NOSE), max_up))
 
 
-def unfold(dst: np.ndarray, src: np.ndarray, tris: np.ndarray, movable: np.ndarray, *,
-           rounds: int = 8) -> int:
-    """In place: where triangles of ``tris`` turned over (orientation in ``dst`` against
-    ``src``), their ``movable`` corners take the mean displacement of their neighbours, half
-    way each round, for up to ``rounds`` rounds; returns the triangles still turned over.
 
-    The body flow moves the points outside the face one by one; near a tight crop's edge,
-    where the flow is least sure, two neighbours could swap places, and the thin triangle
-    between them, turned over, drew picture from elsewhere (a torn, speckled edge)."""
-    ref = np.sign(triangle_areas(src, tris))
-    live_tris = ref != 0
-    tris = tris[live_tris]
-    ref = ref[live_tris]
-    can = np.zeros(len(dst), bool)
-    can[movable] = True
-    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    edges = np.concatenate([edges, edges[:, ::-1]])
-    count = np.bincount(edges[:, 0], minlength=len(dst)).astype(np.float64)
-    for _ in range(rounds):
-        bad = np.sign(triangle_areas(dst, tris)) != ref
-        if not bad.any():
-            return 0
-        fix = np.zeros(len(dst), bool)
-        fix[tris[bad].ravel()] = True
-        fix &= can
-        if not fix.any():
-            break
-        disp = dst - src
-        total = np.zeros_like(disp)
-        np.add.at(total, edges[:, 0], disp[edges[:, 1]])
-        mean = total[fix] / np.maximum(count[fix], 1.0)[:, None]
-        dst[fix] = src[fix] + 0.5 * (disp[fix] + mean)
-    return int((np.sign(triangle_areas(dst, tris)) != ref).sum())
+@dataclass(frozen=True, eq=False)
+class Unfolder:
+    """Puts outside points that turned triangles over back in order (:meth:`__call__`),
+    built once per portrait (:meth:`of`): the triangles, their orientation at rest, the
+    mesh's edges and which points may move.
+
+    The body flow moves the points outside the face one by one; near a tight crop's edge or
+    on hair the flow is least sure of, two neighbours could swap places, and the thin
+    triangle between them, turned over, drew picture from elsewhere (a torn, speckled edge).
+    Where the face's own outline folds over the outside on a turn, the face is in front: only
+    triangles without a face landmark count (:attr:`MeshLayout.body_tris`)."""
+
+    src: np.ndarray
+    tris: np.ndarray
+    ref: np.ndarray
+    edges: np.ndarray
+    count: np.ndarray
+    movable: np.ndarray
+
+    @classmethod
+    def of(cls, layout: MeshLayout) -> Unfolder:
+        """For a portrait's layout: its body triangles, its outside points movable."""
+        return cls.build(layout.src, layout.body_tris, layout.outside_ids)
+
+    @classmethod
+    def build(cls, src: np.ndarray, tris: np.ndarray, movable: np.ndarray) -> Unfolder:
+        """For triangles ``tris`` over the rest positions ``src``; ``movable``: vertex ids."""
+        ref = np.sign(triangle_areas(src, tris))
+        tris, ref = tris[ref != 0], ref[ref != 0]
+        edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+        edges = np.concatenate([edges, edges[:, ::-1]])
+        n = len(src)
+        can = np.zeros(n, bool)
+        can[movable] = True
+        return cls(src=np.asarray(src, np.float64), tris=tris, ref=ref, edges=edges,
+                   count=np.maximum(np.bincount(edges[:, 0], minlength=n), 1).astype(np.float64),
+                   movable=can)
+
+    def __call__(self, dst: np.ndarray, *, rounds: int = 8) -> int:
+        """In place: where triangles turned over (in ``dst`` against the rest), their movable
+        corners take the mean displacement of their neighbours, half way each round, for up
+        to ``rounds`` rounds; returns the triangles still turned over."""
+        tris, ref, src = self.tris, self.ref, self.src
+        for _ in range(rounds):
+            bad = np.sign(triangle_areas(dst, tris)) != ref
+            if not bad.any():
+                return 0
+            fix = np.zeros(len(dst), bool)
+            fix[tris[bad].ravel()] = True
+            fix &= self.movable
+            if not fix.any():
+                break
+            disp = dst - src
+            total = np.stack([np.bincount(self.edges[:, 0], disp[self.edges[:, 1], k], len(dst))
+                              for k in (0, 1)], axis=1)
+            dst[fix] = src[fix] + 0.5 * (disp[fix] + total[fix] / self.count[fix, None])
+        return int((np.sign(triangle_areas(dst, tris)) != ref).sum())

@@ -139,13 +139,6 @@ class MeshLayout:
         return np.concatenate([self.ring_ids, self.grid_ids])
 
     @property
-    def body_tris(self) -> np.ndarray:
-        """The outside triangles away from the face: none of their corners is a face
-        landmark (where the face's outline folds over the outside on a turn, that fold is
-        the face in front, not a tear)."""
-        return self.outer_tris[self.outer_tris.min(axis=1) >= N_MESH]
-
-    @property
     def border_ids(self) -> np.ndarray:
         """The points on the picture's edge (after the rings and the lattice)."""
         start = N_MESH + len(self.ring_ids) + len(self.grid_ids)
@@ -333,8 +326,8 @@ class Unfolder:
     The body flow moves the points outside the face one by one; near a tight crop's edge or
     on hair the flow is least sure of, two neighbours could swap places, and the thin
     triangle between them, turned over, drew picture from elsewhere (a torn, speckled edge).
-    Where the face's own outline folds over the outside on a turn, the face is in front: only
-    triangles without a face landmark count (:attr:`MeshLayout.body_tris`)."""
+    Face landmarks do not move (where the face's outline folds over the outside on a turn,
+    the rings beside it give way)."""
 
     src: np.ndarray
     tris: np.ndarray
@@ -345,8 +338,9 @@ class Unfolder:
 
     @classmethod
     def of(cls, layout: MeshLayout) -> Unfolder:
-        """For a portrait's layout: its body triangles, its outside points movable."""
-        return cls.build(layout.src, layout.body_tris, layout.outside_ids)
+        """For a portrait's layout: the triangles outside the face, their rings' and
+        lattice's points movable."""
+        return cls.build(layout.src, layout.outer_tris, layout.outside_ids)
 
     @classmethod
     def build(cls, src: np.ndarray, tris: np.ndarray, movable: np.ndarray) -> Unfolder:
@@ -362,7 +356,7 @@ class Unfolder:
                    count=np.maximum(np.bincount(edges[:, 0], minlength=n), 1).astype(np.float64),
                    movable=can)
 
-    def __call__(self, dst: np.ndarray, *, rounds: int = 8) -> int:
+    def __call__(self, dst: np.ndarray, *, rounds: int = 4) -> int:
         """In place: where triangles turned over (in ``dst`` against the rest), their movable
         corners take the mean displacement of their neighbours, half way each round, for up
         to ``rounds`` rounds; returns the triangles still turned over."""

@@ -111,9 +111,12 @@ class MeshPortrait:
     """Person matte and background plate (None: segmentation found nobody, or off)."""
     eyes: tuple[EyePatch, ...] = ()
     """The eyes cut out for :func:`~live.engines.mesh.eyes.render_eyes` (gaze)."""
-    unfolder: Unfolder | None = None
-    """Puts the body flow's points back in order where they turned triangles over (built
-    by :meth:`MeshEngine.prepare`)."""
+
+    @functools.cached_property
+    def unfolder(self) -> Unfolder:
+        """Puts the body flow's points back in order where they turned triangles over (built
+        once, on the first frame that moves them)."""
+        return Unfolder.of(self.layout)
 
     @functools.cached_property
     def image_matte(self) -> np.ndarray | None:
@@ -239,8 +242,7 @@ class MeshEngine:
         return MeshPortrait(image=image, landmarks=pts64, layout=layout,
                             mouth=mouth_style(image, pts64), chains=face_chains(pts64),
                             layers=layers,
-                            eyes=prepare_eyes(image, pts64) if self.config.gaze else (),
-                            unfolder=Unfolder.of(layout))
+                            eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
 
     def set_portrait(self, prepared: Any) -> None:
         if not isinstance(prepared, MeshPortrait):
@@ -451,8 +453,7 @@ class MeshEngine:
         if body is not None:
             src = move_outside(layout, dst, motion, body, neutral, current,
                                slide=portrait.layers is not None)
-            if portrait.unfolder is not None:
-                portrait.unfolder(dst)
+            portrait.unfolder(dst)
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris

@@ -214,7 +214,6 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
     np.copyto(patch, np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
 
 
-__all__ = ["CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES", "FREE_LIFT", "RATIO_RANGE",
-           "SHARE_STEP",
-           "ShadingReference", "apply_ratio", "lift_share", "lip_points",
-           "luminance", "shading_ratio", "shading_triangles"]
+__all__ = ["CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES", "FREE_LIFT",
+           "RATIO_RANGE", "SHARE_STEP", "ShadingReference", "apply_ratio", "lift_share",
+           "lip_points", "luminance", "shading_ratio", "shading_triangles"]

@@ -316,7 +316,6 @@ def face_chains(landmarks: np.ndarray, *, max_down: int = 16, max_up: int = 6) -
         up=walk(lm.LIPS_INNER_UPPER[1:-1], -down, frozenset(lm.NOSE), max_up))
 
 
-
 @dataclass(frozen=True, eq=False)
 class Unfolder:
     """Puts outside points that turned triangles over back in order (:meth:`__call__`),

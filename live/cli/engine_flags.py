@@ -36,7 +36,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup
                        metavar="PX",
                        help="side of the face crops the engine animates (mesh size; fomm "
                        "output size, resized from the model's). Default: fomm the model's "
-                       "size; mesh 512 in live, 256 or 512 by the faces' size in animate, "
+                       "size; mesh 512 in live, the face crop's own side in animate (256-1536), "
                        "--size in demo")
     group.add_argument("--image-size", "--image_size", dest="image_size", type=int,
                        choices=IMAGE_SIZES, default=None,

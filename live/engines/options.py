@@ -62,8 +62,8 @@ class MeshOptions:
 
     size: int | None = None
     """Side of the portrait crop the engine animates and returns, in pixels (None: the
-    command's crop size: ``mimicam demo`` its ``--size``, ``mimicam animate`` 256 or 512 by the
-    faces' size in the picture, otherwise 512)."""
+    command's crop size: ``mimicam demo`` its ``--size``, ``mimicam animate`` the largest face
+    crop's own side in the picture (256 to 1536 px), otherwise 512)."""
     adapt_scale: bool = True
     """Scale the motion by the faces' size ratio (else by the crops' pixel ratio)."""
     smoothing: bool = True

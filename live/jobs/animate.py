@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,8 @@ class AnimateConfig:
     """A FOMM model directory written by ``mimicam export`` (instead of ``weights``)."""
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     """The engines' options (``[engine.mesh]`` / ``[engine.fomm]`` of ``--config``, then the
-    engine flags). A mesh ``size`` left unset is 256 or 512 by the faces' size in the picture.
+    engine flags). A mesh ``size`` left unset is the largest face crop's own side in the
+    picture (:func:`auto_mesh_size`).
     The four shorthands below, when given, are set in it (:meth:`EngineOptions.apply`)."""
     backend: str | None = None
     """Shorthand: FOMM runtime backend (``[engine.fomm] backend``; see ``mimicam export``)."""
@@ -396,6 +398,10 @@ class CropLayout:
     picture: tuple[int, int] | None = None
     """(width, height): cut the whole picture (a square around it) instead of a face crop;
     see :func:`whole_picture_layout`."""
+    whole_pixels: bool = False
+    """Snap each face's square to whole pixels (an integer side and corner): a crop cut at its
+    own side is then an exact copy of the picture's pixels and pastes back onto the same
+    pixels (see :func:`auto_mesh_size`)."""
 
     @classmethod
     def of(cls, config: AnimateConfig) -> CropLayout:
@@ -403,8 +409,17 @@ class CropLayout:
                    config.feather)
 
 
+MESH_MAX_SIZE = 1536
+"""Largest face crop the mesh engine animates at the picture's own resolution
+(:func:`auto_mesh_size`); a larger one is reduced to it. The engine's time grows with the
+pixels: on the project's 2-core CPU ~14 ms a frame at 512 px, ~28 at 1024, ~49 at 1536."""
+
 WHOLE_PICTURE_MAX = 1024
 """Largest picture side the mesh engine animates whole (see :func:`whole_picture_layout`)."""
+
+MESH_MIN_SIZE = 256
+"""Smallest crop the mesh engine animates when the size is chosen for it: a smaller face is
+enlarged to this (the face mesh finds less in fewer pixels)."""
 
 
 def whole_picture_layout(layout: CropLayout, landmarks: Sequence[np.ndarray],
@@ -425,7 +440,8 @@ def whole_picture_layout(layout: CropLayout, landmarks: Sequence[np.ndarray],
 def face_crop_square(landmarks: np.ndarray, layout: CropLayout) -> tuple[np.ndarray, float]:
     """The square ``(center_xy, side)`` in image pixels cut around one portrait face: side
     ``crop_scale`` face sizes; with ``multi_face`` it grows when the pasted disc (radius
-    ``ratio`` x that side, around the face centre) would not fit inside."""
+    ``ratio`` x that side, around the face centre) would not fit inside; with ``whole_pixels``
+    the side and the square's corner are whole pixels."""
     from live.face.tracking import square_box
 
     if layout.picture is not None:
@@ -436,6 +452,9 @@ def face_crop_square(landmarks: np.ndarray, layout: CropLayout) -> tuple[np.ndar
         face_center, _ = square_box(landmarks, scale=1.0)
         offset = float(np.max(np.abs(face_center - center)))
         side = max(side, 2.0 * (layout.ratio * side + offset))
+    if layout.whole_pixels:
+        side = float(max(1, round(side)))
+        center = np.floor(np.asarray(center, np.float64) - side / 2.0 + 0.5) + side / 2.0
     return center, side
 
 
@@ -464,10 +483,12 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
 
 
 def auto_mesh_size(faces: Sequence[np.ndarray], layout: CropLayout) -> int:
-    """The mesh engine's crop size when none was asked for: 256 when every face crop is at
-    most ~300 source pixels (more would only upsample the picture, and cost 4x), else 512."""
-    sides = [face_crop_square(lm, layout)[1] for lm in faces]
-    return 256 if max(sides) <= 300 else 512
+    """The mesh engine's crop size when none was asked for: the largest face crop's side in
+    the picture's own pixels, so that face is animated pixel for pixel and keeps the photo's
+    sharpness (with ``layout.whole_pixels`` its crop is an exact copy of the picture, pasted
+    back onto the same pixels), between :data:`MESH_MIN_SIZE` and :data:`MESH_MAX_SIZE`."""
+    side = max(face_crop_square(lm, layout)[1] for lm in faces)
+    return int(min(MESH_MAX_SIZE, max(MESH_MIN_SIZE, math.ceil(side - 1e-6))))
 
 
 # ------------------------------------------------------------------------------- the stages
@@ -815,7 +836,8 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     landmarks = find_portrait_faces(source, multi_face=config.multi_face,
                                     max_faces=config.max_faces, path=config.source_image)
     if spec.name == "mesh" and spec.engine_options.mesh.size is None and spec.remote is None:
-        layout = whole_picture_layout(layout, landmarks, size)
+        layout = whole_picture_layout(dataclasses.replace(layout, whole_pixels=True),
+                                      landmarks, size)
         crop_size = max(size) if layout.picture is not None \
             else auto_mesh_size(landmarks, layout)
         spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(

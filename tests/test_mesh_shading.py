@@ -206,3 +206,85 @@ def test_a_scripted_performance_over_the_still_portrait_gets_no_shading_or_body_
                 slice(int(pts[:, 0].min()), int(pts[:, 0].max())))
     diff = np.abs(outs[0][face_box].astype(int) - outs[1][face_box].astype(int))
     assert diff.mean() < 0.5  # the face: the warp alone in both
+
+
+def _with_glasses(image: np.ndarray, pts: np.ndarray, dy: float = 0.0) -> np.ndarray:
+    """``image`` with dark glasses' rims around both eyes and a bridge across the nose,
+    ``dy`` px lower than where they sit at rest."""
+    iod = float(lm.inter_ocular_distance(pts))
+    out = image.copy()
+    thick = max(2, round(0.03 * iod))
+    shift = np.array([0.0, dy])
+    centres = [pts[list(ids), :2].mean(axis=0) + shift for ids in (lm.RIGHT_EYE, lm.LEFT_EYE)]
+    axes = (round(0.24 * iod), round(0.16 * iod))
+    for c in centres:
+        cv2.ellipse(out, (round(float(c[0])), round(float(c[1]))), axes, 0, 0, 360,
+                    (30, 30, 30), thick, cv2.LINE_AA)
+    (x0, y0), (x1, y1) = sorted((float(c[0]), float(c[1])) for c in centres)
+    cv2.line(out, (round(x0 + axes[0]), round(y0 - 0.3 * axes[1])),
+             (round(x1 - axes[0]), round(y1 - 0.3 * axes[1])), (30, 30, 30), thick,
+             cv2.LINE_AA)
+    return out
+
+
+def test_glasses_are_found_by_their_bridge(face) -> None:
+    from live.engines.mesh.shading import ShadingReference, luminance, wears_glasses
+
+    image, pts = face
+    assert not wears_glasses(luminance(image), pts)
+    assert wears_glasses(luminance(_with_glasses(image, pts)), pts)
+    assert ShadingReference.of(_with_glasses(image, pts), pts, detect_glasses=True).glasses
+    assert not ShadingReference.of(_with_glasses(image, pts), pts).glasses  # not asked
+    assert not wears_glasses(luminance(image), pts[:100])  # no face mesh: no glasses
+
+
+def test_glasses_triangles_cover_the_eyes_surroundings_only(face) -> None:
+    from live.engines.mesh.shading import glasses_triangles
+
+    _, pts = face
+    zone = glasses_triangles(pts)
+    faces = face_triangles()
+    assert zone.shape == (len(faces),) and 20 < zone.sum() < 0.5 * len(faces)
+    touches = np.isin(faces, [lm.RIGHT_EYE_OUTER, lm.LEFT_EYE_OUTER, lm.NOSE_BRIDGE])
+    assert zone[touches.any(axis=1)].mean() > 0.5
+    for far in (lm.CHIN, lm.MOUTH_LEFT, lm.MOUTH_RIGHT, lm.NOSE_TIP, lm.FOREHEAD_TOP):
+        assert not zone[np.isin(faces, [far]).any(axis=1)].any()
+
+
+def test_a_drivers_glasses_are_not_drawn_onto_the_portrait(face, monkeypatch) -> None:
+    """The driving face wears glasses, and the face mesh slides under them between its
+    neutral and current frame (here: they sit 3 px lower): their rims and bridge made a
+    ratio of dark and light lines around the portrait's eyes (ghost glasses on a
+    black-and-white photo driven by lp_d13). Where glasses sit there is no shading while
+    the driver wears them; the rest of the face keeps it."""
+    import live.engines.mesh.shading as shading
+    from live.engines.mesh.engine import MeshEngine
+
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    cheek = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.12 * iod)
+    neutral = _with_glasses(image, pts)
+    current = _with_glasses(image, pts, dy=3.0)
+    current[cheek] = (current[cheek] * 0.6).astype(np.uint8)  # and a crease on the cheek
+
+    def run() -> np.ndarray:
+        engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False,
+                            mouth="off")
+        try:
+            engine.set_portrait(engine.prepare(image))
+            engine.calibrate(FaceCrop(neutral, EYE, 0, 0.0, landmarks=pts))
+            return engine.process(FaceCrop(current, EYE, 1, 0.04, landmarks=pts), 0.04)
+        finally:
+            engine.close()
+
+    plain = _run(image, pts, image, shading=1.0)
+    eyes = np.zeros((SIZE, SIZE), bool)
+    for ids in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        eyes |= _disc(pts, ids, 0.3 * iod)
+    core = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
+    out = run()
+    assert np.abs(out[eyes].astype(int) - plain[eyes].astype(int)).max() <= 1
+    assert out[core].astype(float).mean() < 0.85 * plain[core].astype(float).mean()
+    monkeypatch.setattr(shading, "BRIDGE_LINE", 10.0)  # glasses not seen: the old ghost
+    ghost = run()
+    assert np.abs(ghost[eyes].astype(int) - plain[eyes].astype(int)).max() > 20

@@ -52,6 +52,7 @@ from live.engines.mesh.mouth import (
 from live.engines.mesh.shading import (
     ShadingReference,
     apply_ratio,
+    glasses_triangles,
     shading_ratio,
     shading_triangles,
 )
@@ -117,6 +118,12 @@ class MeshPortrait:
         """Puts the body flow's points back in order where they turned triangles over (built
         once, on the first frame that moves them)."""
         return Unfolder.of(self.layout)
+
+    @functools.cached_property
+    def glasses_zone(self) -> np.ndarray:
+        """The face triangles a driver's glasses would cover on this portrait (no expression
+        shading there while the driving face wears glasses; :func:`glasses_triangles`)."""
+        return glasses_triangles(self.landmarks)
 
     @functools.cached_property
     def image_matte(self) -> np.ndarray | None:
@@ -304,7 +311,10 @@ class MeshEngine:
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
         self._neutral_image = np.array(face.image, copy=True)
         if self.config.shading > 0 and self._driver is not None:
-            self._shading = ShadingReference.of(*self._driver)
+            self._shading = ShadingReference.of(*self._driver, detect_glasses=True)
+            if self._shading.glasses:
+                log.info("the driving face wears glasses: no expression shading around "
+                         "the portrait's eyes")
         if self.config.body == "flow":
             self._body = BodyFlow(face.image, face.crop_to_frame, cells=BODY_CELLS,
                                   landmarks=pts)
@@ -491,8 +501,10 @@ class MeshEngine:
             shading_face = ShadingReference.of(*driver)
         if shading is not None and shading_face is not None and strength > 0.01:
             # skin facing the camera (a triangle turned away shows nothing of its own)
-            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
-                                   (shading_triangles() & ~flipped)[order]])
+            shaded = shading_triangles() & ~flipped
+            if shading.glasses:  # not where the driver's glasses slide over the face
+                shaded &= ~portrait.glasses_zone
+            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool), shaded[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
                                   shading_face.gray, shading_face.landmarks, strength=strength,
                                   base=out)

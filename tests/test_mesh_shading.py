@@ -112,7 +112,7 @@ def test_a_crease_that_goes_away_lifts_only_a_portrait_that_has_it(face) -> None
     assert gain < 1.0 + FREE_LIFT + 0.01
     own = run(creased)  # the driver's own face: its fold goes
     lifted = own[core].astype(float).mean() / creased[core].astype(float).mean()
-    assert lifted > 1.25
+    assert lifted > 1.2  # (its end by the face's edge lies next to dark hair: not carried)
 
 
 def test_the_drivers_lips_and_brows_are_not_carried(face) -> None:
@@ -209,8 +209,8 @@ def test_a_scripted_performance_over_the_still_portrait_gets_no_shading_or_body_
 
 
 def _with_glasses(image: np.ndarray, pts: np.ndarray, dy: float = 0.0) -> np.ndarray:
-    """``image`` with dark glasses' rims around both eyes and a bridge across the nose,
-    ``dy`` px lower than where they sit at rest."""
+    """``image`` with glasses' rims around both eyes and a bridge across the nose, ``dy`` px
+    lower than where they sit at rest (grey: thin rims are not as dark as hair)."""
     iod = float(lm.inter_ocular_distance(pts))
     out = image.copy()
     thick = max(2, round(0.03 * iod))
@@ -219,10 +219,10 @@ def _with_glasses(image: np.ndarray, pts: np.ndarray, dy: float = 0.0) -> np.nda
     axes = (round(0.24 * iod), round(0.16 * iod))
     for c in centres:
         cv2.ellipse(out, (round(float(c[0])), round(float(c[1]))), axes, 0, 0, 360,
-                    (30, 30, 30), thick, cv2.LINE_AA)
+                    (100, 90, 85), thick, cv2.LINE_AA)
     (x0, y0), (x1, y1) = sorted((float(c[0]), float(c[1])) for c in centres)
     cv2.line(out, (round(x0 + axes[0]), round(y0 - 0.3 * axes[1])),
-             (round(x1 - axes[0]), round(y1 - 0.3 * axes[1])), (30, 30, 30), thick,
+             (round(x1 - axes[0]), round(y1 - 0.3 * axes[1])), (100, 90, 85), thick,
              cv2.LINE_AA)
     return out
 
@@ -288,3 +288,63 @@ def test_a_drivers_glasses_are_not_drawn_onto_the_portrait(face, monkeypatch) ->
     monkeypatch.setattr(shading, "BRIDGE_LINE", 10.0)  # glasses not seen: the old ghost
     ghost = run()
     assert np.abs(ghost[eyes].astype(int) - plain[eyes].astype(int)).max() > 20
+
+
+def test_hidden_skin_is_what_is_far_darker_than_the_face_and_around_it() -> None:
+    from live.engines.mesh.shading import HIDDEN_GROW, hidden_skin
+
+    rng = np.random.default_rng(1)
+    skin = (150.0 + rng.normal(0.0, 8.0, (40, 40))).astype(np.float32)
+    mask = np.ones((40, 40), np.float32)
+    assert hidden_skin(skin, skin * 0.8, mask) is None  # a crease is not hair
+    fringe = skin.copy()
+    fringe[:6] = 40.0  # hair over the top rows in the neutral frame
+    hidden = hidden_skin(fringe, skin, mask)
+    assert hidden is not None
+    assert hidden[:6 + HIDDEN_GROW].all() and not hidden[6 + HIDDEN_GROW + 1:].any()
+    hand = skin.copy()
+    hand[30:, 30:] = 30.0  # something dark in front of the face in the current frame only
+    hidden = hidden_skin(skin, hand, mask)
+    assert hidden is not None and hidden[35, 35] and not hidden[10, 10]
+    outside = np.zeros((40, 40), np.float32)
+    assert hidden_skin(fringe, skin, outside) is None  # no skin: nothing to say
+
+
+def test_a_fringe_of_hair_moving_over_the_drivers_forehead_is_not_carried(face) -> None:
+    """A dark fringe covers the top of the driving forehead and moves (tps_driving): the
+    ratio made light and dark blotches that were carried onto a smooth forehead (a light
+    band across Angelina Jolie's forehead with a dark mark in its middle, in mimicam live).
+    Cells the driving face shows as far darker than its skin, and those around them, carry
+    no shading; a crease on its cheek still does."""
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    top = pts[lm.FOREHEAD_TOP, :2]
+    brow = pts[list(lm.RIGHT_BROW + lm.LEFT_BROW), 1].min()
+
+    def fringe(lower: float) -> np.ndarray:
+        out = image.copy()
+        edge = round(float(top[1] + lower * (brow - top[1])))
+        x0, x1 = round(float(top[0] - 0.8 * iod)), round(float(top[0] + 0.8 * iod))
+        out[:edge, x0:x1] = (25, 20, 18)
+        return out
+
+    neutral, current = fringe(0.35), fringe(0.6)
+    cheek = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.12 * iod)
+    current[cheek] = (current[cheek] * 0.6).astype(np.uint8)
+    from live.engines.mesh.engine import MeshEngine
+
+    engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off")
+    try:
+        engine.set_portrait(engine.prepare(image))
+        engine.calibrate(FaceCrop(neutral, EYE, 0, 0.0, landmarks=pts))
+        out = engine.process(FaceCrop(current, EYE, 1, 0.04, landmarks=pts), 0.04)
+    finally:
+        engine.close()
+    plain = _run(image, pts, image, shading=1.0)
+    forehead = np.zeros((SIZE, SIZE), bool)
+    y0, y1 = round(float(top[1])), round(float(brow))
+    forehead[y0:y1, round(float(top[0] - 0.4 * iod)):round(float(top[0] + 0.4 * iod))] = True
+    diff = np.abs(out[forehead].astype(int) - plain[forehead].astype(int))
+    assert diff.max() <= 4 and diff.mean() < 0.5  # carried, it was 49 and 10.5
+    core = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
+    assert out[core].astype(float).mean() < 0.85 * plain[core].astype(float).mean()

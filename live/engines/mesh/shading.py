@@ -195,6 +195,9 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     ratio = (cur + _EPS) / (ref + _EPS)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
     mask = on_skin[y0:y1, x0:x1].astype(np.float32)
+    hidden = hidden_skin(ref, cur, mask)
+    if hidden is not None:
+        mask[hidden] = 0.0
     # Creases are local; what changes smoothly across the face is light (the head turned
     # towards or away from it), which the portrait's own light must keep: divide the ratio
     # by its own blur over the skin (a normalised convolution: the skin's edge does not
@@ -226,6 +229,48 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     full = cv2.resize(ratio.astype(np.float32), (right - left, bottom - top),
                       interpolation=cv2.INTER_LINEAR)
     return (slice(top, bottom), slice(left, right)), full
+
+
+HIDDEN_DARK = 0.5
+"""A grid cell of the driving face's skin this much darker than its skin's median, in the
+neutral or the current frame, is not skin there (hair over the forehead) ..."""
+HIDDEN_GROW = 2
+"""... and neither are the cells this near it (the hair's edge moves) (:func:`hidden_skin`)."""
+
+
+def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """Cells of the face mesh's skin (``mask`` > 0) that something in front of the driving
+    face hides in its neutral (``ref``) or its current frame (``cur``): far darker than its
+    skin's median and reaching in from the face's outline (a fringe of hair over the
+    forehead, a hand; not a nostril or the lashes, which lie inside), and the cells around
+    them, (H, W) bool; None when there are none. A fringe moving over the forehead made a
+    ratio of light and dark blotches that was carried onto the portrait's smooth forehead."""
+    on = mask > 0.5
+    if not on.any():
+        return None
+    dark = np.zeros(mask.shape, np.uint8)
+    for gray in (ref, cur):
+        level = float(np.median(gray[on]))
+        dark |= (on & (gray < HIDDEN_DARK * level)).view(np.uint8)
+    if not dark.any():
+        return None
+    # the face's outline: the skin with its holes (eyes, brows, mouth) filled
+    outside = np.pad((~on).view(np.uint8), 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), (2,))
+    face = (outside[1:-1, 1:-1] != 2).view(np.uint8)
+    rim = face & ~cv2.erode(face, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                           borderValue=(0,))
+    count, labels = cv2.connectedComponents(dark, connectivity=8)
+    if count <= 1:
+        return None
+    reach = np.zeros(count, bool)
+    reach[np.unique(labels[(rim > 0) & (dark > 0)])] = True
+    reach[0] = False
+    if not reach.any():
+        return None
+    kernel = np.ones((2 * HIDDEN_GROW + 1,) * 2, np.uint8)
+    grown = cv2.dilate(reach[labels].view(np.uint8), kernel)
+    return np.asarray(grown.view(bool))
 
 
 CREASE_SIGMA = 3.0
@@ -276,6 +321,7 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
 
 
 __all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES",
-           "FREE_LIFT", "GLASSES_ZONE", "RATIO_RANGE", "SHARE_STEP", "ShadingReference",
-           "apply_ratio", "glasses_triangles", "lift_share", "lip_points", "luminance",
-           "shading_ratio", "shading_triangles", "wears_glasses"]
+           "FREE_LIFT", "GLASSES_ZONE", "HIDDEN_DARK", "HIDDEN_GROW", "RATIO_RANGE",
+           "SHARE_STEP", "ShadingReference", "apply_ratio", "glasses_triangles", "hidden_skin",
+           "lift_share", "lip_points", "luminance", "shading_ratio", "shading_triangles",
+           "wears_glasses"]

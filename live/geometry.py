@@ -159,7 +159,9 @@ def _warp(
     """Resample the crop described by ``crop_to_frame`` (a scale + translation).
 
     Strong reductions are first shrunk by an integer factor with area averaging, so a big
-    face in a big photo does not alias; the result still follows ``crop_to_frame`` exactly.
+    face in a big photo does not alias; enlargements are bicubic (bilinear left a small
+    portrait's face blocky and soft: the demo's crop is its photo enlarged 2.7x); the result
+    still follows ``crop_to_frame`` exactly.
     """
     mode, value = border_args(border)
     s = float(crop_to_frame[0, 0])
@@ -178,8 +180,9 @@ def _warp(
             m[:, :2] /= k
             m[0, 2] = (tx - bx0 - (k - 1) / 2.0) / k
             m[1, 2] = (ty - by0 - (k - 1) / 2.0) / k
+    interpolation = cv2.INTER_CUBIC if s < 1.0 else cv2.INTER_LINEAR
     return cv2.warpAffine(source, m, (out_size, out_size),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=mode, borderValue=value)
 
 

@@ -27,8 +27,10 @@ def face() -> tuple[np.ndarray, np.ndarray]:
     return found.crop.image, found.crop.landmarks.astype(np.float32)
 
 
-def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: float,
-         grey: bool = False) -> np.ndarray:
+def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: float = 1.0,
+         grey: bool = False, neutral: np.ndarray | None = None) -> np.ndarray:
+    """The portrait ``image`` (made grey with ``grey``) driven from ``neutral`` (default:
+    ``image`` itself) to ``driver``, both with the landmarks ``pts``."""
     from live.engines.mesh.engine import MeshEngine
 
     portrait = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) \
@@ -37,7 +39,8 @@ def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: flo
                         shading=shading)
     try:
         engine.set_portrait(engine.prepare(portrait))
-        engine.calibrate(FaceCrop(image, EYE, 0, 0.0, landmarks=pts))
+        engine.calibrate(FaceCrop(image if neutral is None else neutral, EYE, 0, 0.0,
+                                  landmarks=pts))
         return engine.process(FaceCrop(driver, EYE, 1, 0.04, landmarks=pts), 0.04)
     finally:
         engine.close()
@@ -84,7 +87,6 @@ def test_a_crease_that_goes_away_lifts_only_a_portrait_that_has_it(face) -> None
     light line (white streaks across a child's forehead, tps_driving); it now lifts at most
     by FREE_LIFT there. On a portrait that has the fold (the driver's own face, as in
     self-reconstruction) the fold still goes."""
-    from live.engines.mesh.engine import MeshEngine
     from live.engines.mesh.shading import FREE_LIFT
 
     image, pts = face
@@ -98,13 +100,7 @@ def test_a_crease_that_goes_away_lifts_only_a_portrait_that_has_it(face) -> None
     creased[line] = (creased[line] * 0.6).astype(np.uint8)
 
     def run(portrait: np.ndarray) -> np.ndarray:
-        engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off")
-        try:
-            engine.set_portrait(engine.prepare(portrait))
-            engine.calibrate(FaceCrop(creased, EYE, 0, 0.0, landmarks=pts))  # neutral: fold
-            return engine.process(FaceCrop(image, EYE, 1, 0.04, landmarks=pts), 0.04)
-        finally:
-            engine.close()
+        return _run(portrait, pts, image, neutral=creased)  # neutral: the fold
 
     core = cv2.erode(fold, np.ones((3, 3), np.uint8)).astype(bool)
     smooth = run(image)  # another face: no fold of its own
@@ -258,7 +254,6 @@ def test_a_drivers_glasses_are_not_drawn_onto_the_portrait(face, monkeypatch) ->
     black-and-white photo driven by lp_d13). Where glasses sit there is no shading while
     the driver wears them; the rest of the face keeps it."""
     import live.engines.mesh.shading as shading
-    from live.engines.mesh.engine import MeshEngine
 
     image, pts = face
     iod = float(lm.inter_ocular_distance(pts))
@@ -268,14 +263,7 @@ def test_a_drivers_glasses_are_not_drawn_onto_the_portrait(face, monkeypatch) ->
     current[cheek] = (current[cheek] * 0.6).astype(np.uint8)  # and a crease on the cheek
 
     def run() -> np.ndarray:
-        engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False,
-                            mouth="off")
-        try:
-            engine.set_portrait(engine.prepare(image))
-            engine.calibrate(FaceCrop(neutral, EYE, 0, 0.0, landmarks=pts))
-            return engine.process(FaceCrop(current, EYE, 1, 0.04, landmarks=pts), 0.04)
-        finally:
-            engine.close()
+        return _run(image, pts, current, neutral=neutral)
 
     plain = _run(image, pts, image, shading=1.0)
     eyes = np.zeros((SIZE, SIZE), bool)
@@ -331,15 +319,7 @@ def test_a_fringe_of_hair_moving_over_the_drivers_forehead_is_not_carried(face) 
     neutral, current = fringe(0.35), fringe(0.6)
     cheek = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.12 * iod)
     current[cheek] = (current[cheek] * 0.6).astype(np.uint8)
-    from live.engines.mesh.engine import MeshEngine
-
-    engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off")
-    try:
-        engine.set_portrait(engine.prepare(image))
-        engine.calibrate(FaceCrop(neutral, EYE, 0, 0.0, landmarks=pts))
-        out = engine.process(FaceCrop(current, EYE, 1, 0.04, landmarks=pts), 0.04)
-    finally:
-        engine.close()
+    out = _run(image, pts, current, neutral=neutral)
     plain = _run(image, pts, image, shading=1.0)
     forehead = np.zeros((SIZE, SIZE), bool)
     y0, y1 = round(float(top[1])), round(float(brow))

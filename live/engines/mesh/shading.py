@@ -93,7 +93,7 @@ def wears_glasses(gray: np.ndarray, landmarks: np.ndarray) -> bool:
     pts = np.asarray(landmarks, np.float64)
     if len(pts) < lm.NUM_LANDMARKS:
         return False
-    iod = float(np.hypot(*(pts[lm.RIGHT_EYE_OUTER, :2] - pts[lm.LEFT_EYE_OUTER, :2])))
+    iod = float(lm.inter_ocular_distance(pts))
     if iod < 16.0:
         return False
     # down the nose from a little above its bridge point to the middle of its ridge
@@ -123,7 +123,7 @@ def glasses_triangles(landmarks: np.ndarray) -> np.ndarray:
     onto the portrait as light and dark lines; there the shading is left out."""
     pts = np.asarray(landmarks, np.float64)[:, :2]
     centres = [pts[list(lm.RIGHT_EYE)].mean(axis=0), pts[list(lm.LEFT_EYE)].mean(axis=0)]
-    iod = max(float(np.hypot(*(pts[lm.RIGHT_EYE_OUTER] - pts[lm.LEFT_EYE_OUTER]))), 1e-6)
+    iod = max(float(lm.inter_ocular_distance(pts)), 1e-6)
     ax, ay = GLASSES_ZONE[0] * iod, GLASSES_ZONE[1] * iod
     x, y = pts[:, 0], pts[:, 1]
     inside = np.zeros(len(pts), bool)  # per point, then: triangles with a corner inside
@@ -261,8 +261,6 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
     rim = face & ~cv2.erode(face, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
                            borderValue=(0,))
     count, labels = cv2.connectedComponents(dark, connectivity=8)
-    if count <= 1:
-        return None
     reach = np.zeros(count, bool)
     reach[np.unique(labels[(rim > 0) & (dark > 0)])] = True
     reach[0] = False

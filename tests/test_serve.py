@@ -1,8 +1,9 @@
 """``mimicam serve`` on loopback: the remote engine against a real Triton server (CPU).
 
-One server per module (random free ports, stopped at the end); the mesh engine on a real
-portrait driven by a real clip, so the module needs ../shared. The slow test starts two more
-servers (``mimicam serve`` stopped with SIGTERM, then one in-process) to lose and regain one.
+One server per module (random free ports, stopped at the end; two ``animate`` instances, each
+a process of Triton's Python backend); the mesh engine on a real portrait driven by a real
+clip, so the module needs ../shared. The slow test starts two more servers (``mimicam serve``
+stopped with SIGTERM, then one from this process) to lose and regain one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from _serve import free_port
 
 from calibrate.errors import MimicamError
 from live.engines.remote import (
+    _SEQUENCE_GONE,
     STATUS_BAD_REQUEST,
     STATUS_UNKNOWN_PORTRAIT,
     RemoteEngine,
@@ -36,12 +38,7 @@ from live.engines.remote import (
     unpack_frame,
     unpack_reply,
 )
-from live.jobs.serve import (
-    AnimationService,
-    ServeOptions,
-    make_service,
-    triton_server,
-)
+from live.jobs.serve import ServeOptions, make_spec, triton_server
 from live.packets import FaceCrop
 
 pytestmark = pytest.mark.fixtures
@@ -49,6 +46,7 @@ pytestmark = pytest.mark.fixtures
 SIZE = 256
 FRAMES = 12
 TOKEN = "s3cret"
+IDLE_S = 3.0  # the server lets a session go after this long without frames
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +72,13 @@ def server() -> Iterator[dict[str, Any]]:
 
     options = ServeOptions(http_port=free_port(), grpc_port=free_port(),
                            metrics_port=free_port(), max_batch=8, queue_delay_us=20000,
-                           token=TOKEN, portrait_cache=2)
+                           token=TOKEN, portrait_cache=2, instances=2,
+                           session_idle_s=IDLE_S)
     eo = EngineOptions().apply(crop_size=SIZE)
-    service = make_service("mesh", eo, options=options)
-    with triton_server(service, options):
-        yield {"options": options, "service": service, "engine_options": eo,
+    with triton_server(make_spec("mesh", eo, options=options)) as running:
+        yield {"options": options, "server": running, "engine_options": eo,
                "grpc": f"grpc://127.0.0.1:{options.grpc_port}",
                "http": f"http://127.0.0.1:{options.http_port}"}
-    service.close()
 
 
 def local_frames(eo: Any, crop: np.ndarray, faces: list[FaceCrop | None]) -> list[np.ndarray]:
@@ -163,11 +160,31 @@ def test_unknown_portrait_is_sent_again(server: dict[str, Any],
     engine = RemoteEngine(server["grpc"], size=SIZE, token=TOKEN)
     engine.set_portrait(engine.prepare(crop))
     engine.process(faces[0], 0.0)
-    service: AnimationService = server["service"]
-    service._portraits.clear()  # the server forgets (LRU eviction, restart)
-    service._sessions.clear()
+    server["server"].forget_portraits()  # the server forgets (LRU eviction, restart)
     out = engine.process(faces[1], 0.04)
     assert out.shape == (SIZE, SIZE, 3) and engine.connected and engine.calibrated
+    engine.close()
+
+
+def test_a_session_let_go_while_idle_is_opened_again(
+        server: dict[str, Any], clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    """Triton keeps a session's frames on the instance holding its engine (a sequence) and
+    lets it go after ``session_idle_s`` without frames; the client then opens it again (its
+    neutral pose sent again) and gets the frames an uninterrupted client gets."""
+    crop, faces = clip
+    expected = local_frames(server["engine_options"], crop, faces[:4])
+    engine = RemoteEngine(server["grpc"], size=SIZE, token=TOKEN)
+    engine.set_portrait(engine.prepare(crop))
+    got = [engine.process(f, i / 25) for i, f in enumerate(faces[:2])]
+    time.sleep(IDLE_S + 1.5)
+    sequence = engine._sequence
+    got += [engine.process(f, (i + 2) / 25) for i, f in enumerate(faces[2:4])]
+    assert engine._sequence != sequence and engine.connected
+    assert got[2].shape == (SIZE, SIZE, 3)
+    # after the idle spell the engine starts from the neutral again: the first frames match;
+    # the later ones are animated, though not bit for bit (the smoothing restarted)
+    for a, b in zip(got[:2], expected[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
     engine.close()
 
 
@@ -203,7 +220,16 @@ def test_bad_requests_get_errors_and_a_good_client_goes_on(
         t = tc.InferInput(name, list(value.shape), dtype)
         t.set_data_from_numpy(value)
         inputs.append(t)
-    result = client.infer("animate", inputs, parameters={"mimicam_token": TOKEN})
+    # animate is stateful: a request outside a sequence (a session) is refused by Triton, and
+    # so is one of a sequence it does not hold (another server's, or let go while idle): the
+    # client knows that answer and opens its session again
+    with pytest.raises(tc.InferenceServerException, match="correlation ID"):
+        client.infer("animate", inputs, parameters={"mimicam_token": TOKEN})
+    with pytest.raises(tc.InferenceServerException, match=_SEQUENCE_GONE):
+        client.infer("animate", inputs, parameters={"mimicam_token": TOKEN},
+                     sequence_id=777)
+    result = client.infer("animate", inputs, parameters={"mimicam_token": TOKEN},
+                          sequence_id=12345, sequence_start=True)
     assert int(result.as_numpy("status")[0, 0]) != 0
     assert b"unknown portrait" in result.as_numpy("error")[0, 0]
     # the same as protocol 2: the packed frame, and the reply (asked for alone)
@@ -216,14 +242,15 @@ def test_bad_requests_get_errors_and_a_good_client_goes_on(
         t.set_data_from_numpy(value)
         inputs.append(t)
     result = client.infer("animate", inputs, outputs=[tc.InferRequestedOutput("reply")],
-                          parameters={"mimicam_token": TOKEN})
+                          parameters={"mimicam_token": TOKEN}, sequence_id=12345)
     status, error = unpack_reply(result.as_numpy("reply")[0])
     assert status == STATUS_UNKNOWN_PORTRAIT and "unknown portrait" in error
     # a truncated frame: an error for that request only
     inputs[1] = tc.InferInput("frame", [1, 20], "UINT8")
     inputs[1].set_data_from_numpy(arrays["frame"][:, :20].copy())
     result = client.infer("animate", inputs, outputs=[tc.InferRequestedOutput("reply")],
-                          parameters={"mimicam_token": TOKEN})
+                          parameters={"mimicam_token": TOKEN}, sequence_id=12345,
+                          sequence_end=True)
     assert unpack_reply(result.as_numpy("reply")[0])[0] == STATUS_BAD_REQUEST
     client.close()
     # malformed landmarks: an error for that request only
@@ -289,8 +316,7 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
     assert out.shape == (SIZE, SIZE, 3) and not local.connected
     # a new server (no portraits, no sessions): both reconnect by themselves
     options = ServeOptions(http_port=http_port, grpc_port=port, metrics_port=metrics_port)
-    service = make_service("mesh", eo, options=options)
-    with triton_server(service, options):
+    with triton_server(make_spec("mesh", eo, options=options)):
         time.sleep(0.5)
         for engine in (held, local):
             engine.packed = False  # as if the lost server had been an older one
@@ -298,7 +324,6 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
             assert engine.connected and out.shape == (SIZE, SIZE, 3)
             assert engine.packed  # asked the new server again on reconnecting
             engine.close()
-    service.close()
 
 
 @pytest.mark.slow  # one more server: ~8 s
@@ -317,8 +342,8 @@ def test_grpc_over_tls(clip: tuple[np.ndarray, list[FaceCrop | None]], tmp_path:
     crop, faces = clip
     options = ServeOptions(http_port=free_port(), grpc_port=free_port(),
                            metrics_port=free_port(), tls_cert=cert, tls_key=key)
-    service = make_service("mesh", EngineOptions().apply(crop_size=SIZE), options=options)
-    with triton_server(service, options):
+    with triton_server(make_spec("mesh", EngineOptions().apply(crop_size=SIZE),
+                                 options=options)):
         engine = RemoteEngine(f"grpcs://localhost:{options.grpc_port}", tls_ca=cert)
         engine.set_portrait(engine.prepare(crop))
         assert engine.process(faces[0], 0.0).shape == (SIZE, SIZE, 3)
@@ -326,4 +351,22 @@ def test_grpc_over_tls(clip: tuple[np.ndarray, list[FaceCrop | None]], tmp_path:
         # a plain-text client cannot talk to it
         with pytest.raises(MimicamError, match="no mimicam server"):
             RemoteEngine(f"grpc://127.0.0.1:{options.grpc_port}", timeout_s=2)
-    service.close()
+
+
+def test_a_server_that_cannot_start_is_one_clear_error() -> None:
+    """A port already taken: Triton exits while starting; the error says so, in Triton's own
+    words, at once instead of after the start-up timeout."""
+    import socket
+
+    from live.engines.base import EngineOptions
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        options = ServeOptions(http_port=free_port(), grpc_port=port,
+                               metrics_port=free_port(), instances=1)
+        spec = make_spec("mesh", EngineOptions().apply(crop_size=SIZE), options=options)
+        with pytest.raises(MimicamError, match="Triton exited while starting.*"
+                           f"(address|Address|bind|{port})"), triton_server(spec):
+            pass

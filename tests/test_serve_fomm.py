@@ -19,7 +19,7 @@ from _serve import free_port
 
 from live.engines.base import EngineOptions, create_engine
 from live.engines.remote import RemoteEngine
-from live.jobs.serve import ServeOptions, make_service, triton_server
+from live.jobs.serve import ServeOptions, make_spec, triton_server
 from live.packets import FaceCrop
 
 pytestmark = pytest.mark.fixtures  # the tiny weights live in ../shared
@@ -46,10 +46,8 @@ def clip(tiny: dict[str, Any]) -> tuple[np.ndarray, list[FaceCrop | None]]:
 def server(tiny_model: Path) -> Iterator[str]:
     options = ServeOptions(http_port=free_port(), grpc_port=free_port(),
                            metrics_port=free_port(), queue_delay_us=20000)
-    service = make_service("fomm", OPTIONS, model_dir=tiny_model, options=options)
-    with triton_server(service, options):
+    with triton_server(make_spec("fomm", OPTIONS, model_dir=tiny_model, options=options)):
         yield f"grpc://127.0.0.1:{options.grpc_port}"
-    service.close()
 
 
 def test_concurrent_fomm_clients_match_the_in_process_engine(

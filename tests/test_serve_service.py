@@ -1,5 +1,6 @@
-"""The ``mimicam serve`` models' logic without Triton: portrait LRU, sessions, tokens,
-per-request errors; and the command line's checks (no ../shared, no PyTriton needed)."""
+"""The ``mimicam serve`` models' logic without Triton: portrait LRU and spool, sessions,
+tokens, per-request errors, the model repository; and the command line's checks (no
+../shared, no Triton needed)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from live.engines.remote import (
     TOKEN_PARAMETER,
     parse_url,
 )
-from live.jobs.serve import AnimationService, ServeOptions, check_bind
+from live.jobs.serve import (
+    AnimationService,
+    ServeOptions,
+    SpoolStore,
+    check_bind,
+    serve_models,
+)
 
 
 class FakeEngine:
@@ -172,3 +179,58 @@ def test_bind_url_and_flag_checks() -> None:
         parse_url("h:8001")
     assert main(["animate", "--source-image", "a.jpg", "--driving-video", "b.mp4", "-o",
                  "c.mp4", "--fallback", "mesh"]) == 2
+
+
+def test_the_portrait_spool_is_shared_between_processes_and_bounded(tmp_path: Path) -> None:
+    """The portrait model and the animate instances are processes of their own: what one
+    stores the others find, what is evicted is gone for all, the newest-used are kept."""
+    writer, reader = SpoolStore(tmp_path, 2), SpoolStore(tmp_path, 2)
+    writer.TOUCH_EVERY_S = reader.TOUCH_EVERY_S = 0.0
+    keys = [f"{i:032x}" for i in range(1, 4)]
+    writer.put(keys[0], {"n": 0})
+    writer.put(keys[1], {"n": 1})
+    assert reader.get(keys[0]) == {"n": 0}  # loaded from the file, and used: now the newest
+    writer.put(keys[2], {"n": 2})
+    assert sorted(p.stem for p in tmp_path.glob("*.pkl")) == [keys[0], keys[2]]
+    assert reader.get(keys[1]) is None and writer.get(keys[1]) is None
+    assert reader.get(keys[2]) == {"n": 2} and len(reader) == 2
+    writer.clear()  # every portrait forgotten (a restart): also for the other process
+    assert reader.get(keys[0]) is None and reader.get(keys[2]) is None and len(reader) == 0
+    # a key from a client never names another file
+    assert reader.get("../../etc/passwd") is None and "../x" not in reader
+    with pytest.raises(ValueError, match="hex key"):
+        writer.put("../x", {})
+    # a service over the spool: a portrait sent again costs a hash
+    service = AnimationService(FakeEngine, "fake|x", store=SpoolStore(tmp_path, 2))
+    pid = service.add_portrait(np.full((32, 32, 3), 9, np.uint8))
+    other = AnimationService(FakeEngine, "fake|x", store=SpoolStore(tmp_path, 2))
+    out = other.animate("s", pid, None, 0.0, flags=FLAG_NEW_SESSION)
+    assert out[0, 0, 0] == 10  # the portrait prepared by the first service, one frame on
+
+
+def test_the_animate_model_keeps_a_session_on_one_instance_and_batches_sessions() -> None:
+    """The repository's animate model is stateful (a sequence batcher: a session's frames
+    stay on the instance holding its engine), with the options' instances and delay."""
+    options = ServeOptions(instances=3, max_batch=4, queue_delay_us=700, max_sessions=9,
+                           session_idle_s=2.5)
+    models = {m.name: m for m in serve_models(options)}
+    assert set(models) == {"info", "portrait", "animate"}
+    animate = models["animate"].config(Path("spec.pkl"))
+    assert "sequence_batching" in animate and "dynamic_batching" not in animate
+    assert "max_sequence_idle_microseconds: 2500000" in animate
+    assert "max_candidate_sequences: 9" in animate
+    assert "max_queue_delay_microseconds: 700" in animate
+    assert "count: 3" in animate and "max_batch_size: 4" in animate
+    assert '"spec.pkl"' in animate and 'backend: "python"' in animate
+    portrait = models["portrait"].config(Path("spec.pkl"))
+    assert "dynamic_batching { max_queue_delay_microseconds: 700 }" in portrait
+    assert "count: 1" in portrait and "sequence_batching" not in portrait
+
+
+def test_the_repository_holds_each_model(tmp_path: Path) -> None:
+    from live.jobs.triton import write_repository
+
+    root = write_repository(tmp_path / "models", serve_models(ServeOptions()), tmp_path / "s")
+    for name in ("info", "portrait", "animate"):
+        assert (root / name / "config.pbtxt").read_text().startswith(f'name: "{name}"')
+        assert "live.jobs.triton_models" in (root / name / "1" / "model.py").read_text()

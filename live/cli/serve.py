@@ -1,7 +1,9 @@
-"""``mimicam serve``: the animation engine on Triton Inference Server (PyTriton), for thin
-clients (``mimicam live --remote grpc://HOST:8001``) and many users.
+"""``mimicam serve``: the animation engine on Triton Inference Server (from the
+nvidia-pytriton wheel), for thin clients (``mimicam live --remote grpc://HOST:8001``) and many
+users.
 
-PyTriton and tritonclient are imported inside the handler (``pip install 'mimicam[serve]'``).
+Triton's files and tritonclient are looked up inside the handler (``pip install
+'mimicam[serve]'``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 from live.cli.engine_flags import add_engine_flags, engine_options_from_args
 
 _DESCRIPTION = """\
-Serve the animation engine over gRPC and HTTP (Triton Inference Server through PyTriton).
-Models: 'portrait' (a portrait crop -> its id; prepared once, cached) and 'animate' (a
-driving face crop -> the animated crop; one engine state per client session), with dynamic
-batching. Triton's Prometheus metrics are on --metrics-port. Binds 127.0.0.1 unless --host is
-given; beyond loopback a --token is required, and traffic is unencrypted unless --tls-cert
-and --tls-key are given (gRPC over TLS; clients use grpcs://HOST:PORT). Ctrl-C or SIGTERM
-stops it.
+Serve the animation engine over gRPC and HTTP (Triton Inference Server, from the
+nvidia-pytriton wheel, with the engine in its Python backend). Models: 'portrait' (a
+portrait crop -> its id; prepared once, cached) and 'animate' (a driving face crop -> the
+animated crop; one engine state per client session, kept on one instance), batching frames
+of different sessions. Triton's Prometheus metrics are on --metrics-port. Binds 127.0.0.1
+unless --host is given; beyond loopback a --token is required, and traffic is unencrypted
+unless --tls-cert and --tls-key are given (gRPC over TLS; clients use grpcs://HOST:PORT).
+Ctrl-C or SIGTERM stops it.
 """
 
 
@@ -69,8 +72,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-sessions", type=int, default=64, metavar="N",
                    help="client sessions kept (LRU, default 64)")
     p.add_argument("--instances", type=_positive, default=None, metavar="N",
-                   help="'animate' model instances running batches side by side (threads; "
-                   "default: one per CPU core)")
+                   help="'animate' model instances running batches side by side (one "
+                   "process each; default: one per CPU core, 1 for fomm)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
                    help="server certificate: gRPC over TLS (clients use grpcs://); HTTP and "
                    "metrics stay unencrypted")
@@ -82,7 +85,7 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from calibrate.errors import WeightsError
-    from live.jobs.serve import ServeOptions, default_instances, make_service, serve_forever
+    from live.jobs.serve import ServeOptions, default_instances, make_spec, serve_forever
 
     if args.engine == "fomm" and args.weights is None and args.model_dir is None:
         from model_export.weights import find_weights
@@ -97,8 +100,10 @@ def _handle(args: argparse.Namespace) -> int:
                            token=args.token or os.environ.get("MIMICAM_TOKEN") or None,
                            portrait_cache=args.portrait_cache, max_sessions=args.max_sessions,
                            tls_cert=args.tls_cert, tls_key=args.tls_key,
-                           instances=args.instances or default_instances())
-    service = make_service(args.engine, engine_options_from_args(args), weights=args.weights,
-                           model_dir=args.model_dir, options=options)
-    serve_forever(service, options)
+                           # fomm: one model runtime computes on every core already
+                           instances=args.instances or (1 if args.engine == "fomm"
+                                                        else default_instances()))
+    spec = make_spec(args.engine, engine_options_from_args(args), weights=args.weights,
+                     model_dir=args.model_dir, options=options)
+    serve_forever(spec, options)
     return 0

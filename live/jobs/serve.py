@@ -1,37 +1,46 @@
-"""``mimicam serve``: the animation engine on Triton Inference Server (through PyTriton).
+"""``mimicam serve``: the animation engine on Triton Inference Server.
 
-Two models:
+Triton (the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel) runs as a child process
+on a model repository this module writes (:mod:`live.jobs.triton`); the models are Python-
+backend models (:mod:`live.jobs.triton_models`) that build their part of this module's
+:class:`AnimationService` from a pickled :class:`ServeSpec`. Every model instance is a
+process of its own: the engine runs where Triton hands it the request (no proxy hop), and
+instances compute on separate cores without sharing an interpreter lock.
 
+Three models:
+
+* ``info``: the engine's name and crop size (and whether the token is right).
 * ``portrait``: a portrait face crop (``image`` UINT8 HxWx3) -> its ``portrait_id`` (BYTES).
-  The portrait is prepared (encoded) once and kept in a bounded LRU keyed by a hash of the
-  image, the engine and its weights/options; sending it again costs a hash.
+  The portrait is prepared (encoded) once and kept, pickled, in the server's portrait spool
+  (:class:`SpoolStore`: bounded, keyed by a hash of the image, the engine and its
+  weights/options) where every ``animate`` instance finds it; sending it again costs a hash.
 * ``animate``: one driving frame of one client ``session``: the ``portrait_id``, the driving
   crop ``image``, its ``landmarks`` (FP32 Nx3; a single row means none: the engine finds
-  them; PyTriton cannot carry empty tensors), the ``crop_to_frame`` affine, the frame time
-  ``t``, an ``op`` (0 process, 1 calibrate: this face is the neutral) and ``flags`` (1 face
-  present, 2 recalibrate first, 4 new session) -> the
-  animated crop ``image``. Each session has its own engine state (neutral pose, smoothing,
-  hold), kept in a bounded LRU. Protocol 2 (this project's clients, when the server has it)
-  sends all of that but the image as one packed UINT8 ``frame`` tensor and asks for one
-  ``reply`` (status and error) instead of ``status`` and ``error``
-  (:func:`live.engines.remote.pack_frame`): fewer tensors, less work per frame in PyTriton;
+  them), the ``crop_to_frame`` affine, the frame time ``t``, an ``op`` (0 process, 1
+  calibrate: this face is the neutral) and ``flags`` (1 face present, 2 recalibrate first, 4
+  new session) -> the animated crop ``image``. Protocol 2 (this project's clients) sends all
+  of that but the image as one packed UINT8 ``frame`` tensor and asks for one ``reply``
+  (status and error) instead of ``status`` and ``error`` (:func:`live.engines.remote.pack_frame`);
   the named tensors (protocol 1) are still taken. Only the outputs a request asks for are
   made.
 
-``animate`` runs as ``instances`` model instances (threads; default one per CPU core): Triton
-hands each batch to a free instance, so batches run side by side (numpy/OpenCV release the
-GIL). A session's frames are taken in turn (a per-session lock); the engines are per session,
-never shared between two running frames; a shared model runtime (fomm) is used under a lock.
+A session is one of Triton's sequences (the client sends a sequence id, and the start flag
+when it opens one): Triton keeps all of a session's frames on the instance that holds its
+engine state (neutral pose, smoothing, hold), batches frames of different sessions (the
+sequence batcher's "oldest" strategy) and lets a session go after
+``ServeOptions.session_idle_s`` without frames (the client then opens it again). Each
+instance keeps its sessions in a bounded LRU. fomm's engines share one model runtime per
+instance, used under a lock.
 
-``mimicam serve`` (:func:`serve_forever`) runs OpenBLAS on one thread: its idle workers spin
-and cost the mesh engine about as much CPU again as its own work (:mod:`live.blas`;
-not for an engine whose shared runtime runs one frame at a time, fomm).
+The ``animate`` instances run OpenBLAS on one thread: its idle workers spin and cost the mesh
+engine about as much CPU again as its own work (:mod:`live.blas`; not for an engine whose
+shared runtime runs one frame at a time, fomm).
 
 Every response carries ``status`` (INT32, one of the ``STATUS_*`` codes) and ``error``
 (BYTES, a message), or both in ``reply``: a bad request (unknown portrait, malformed or
 oversized arrays, a wrong token) is answered with an error for that request only; the rest of
-its batch goes on.
-Wrong dtypes and ranks never reach the models: Triton refuses them per request.
+its batch goes on. Wrong dtypes and ranks never reach the models: Triton refuses them per
+request, as it refuses an ``animate`` request without a sequence id.
 
 The protocol (names, codes) is shared with the client, :mod:`live.engines.remote`.
 """
@@ -41,14 +50,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
+import pickle
+import re
+import shutil
 import signal
-import sysconfig
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +115,12 @@ class ServeOptions:
     """PEM server certificate: gRPC over TLS (with ``tls_key``); HTTP and metrics stay plain."""
     tls_key: Path | None = None
     instances: int = 1
-    """``animate`` model instances (threads running batches side by side)."""
+    """``animate`` model instances: processes of Triton's Python backend, each with the
+    engines of the sessions it was given."""
+    session_idle_s: float = 5.0
+    """A session without frames for this long is let go by Triton (its client opens it
+    again when it comes back). Triton counts open sessions as work in flight: stopping the
+    server waits up to this long for them."""
 
 
 def default_instances() -> int:
@@ -138,6 +157,127 @@ class _Session:
             engine.close()
 
 
+_KEY = re.compile(r"[0-9a-f]{32}")
+
+
+class PortraitStore:
+    """Prepared portraits by key, the ``capacity`` most recently used kept (in memory)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def touch(self, key: str) -> bool:
+        """Whether ``key`` is kept (and now the most recently used)."""
+        if key not in self._items:
+            return False
+        self._items.move_to_end(key)
+        return True
+
+    def get(self, key: str) -> Any | None:
+        return self._items[key] if self.touch(key) else None
+
+    def put(self, key: str, prepared: Any) -> None:
+        self._items[key] = prepared
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
+class SpoolStore(PortraitStore):
+    """Prepared portraits shared by processes (Triton's model instances) through a directory:
+    one pickle per key, the ``capacity`` most recently used kept (file modification times);
+    each process keeps the ones it uses in memory too. A key whose file is gone is gone for
+    every process (the client is told "unknown portrait" and sends it again)."""
+
+    TOUCH_EVERY_S = 1.0
+
+    def __init__(self, directory: Path, capacity: int) -> None:
+        super().__init__(capacity)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._touched: dict[str, float] = {}
+
+    def _path(self, key: str) -> Path | None:
+        return self.directory / f"{key}.pkl" if _KEY.fullmatch(key) else None
+
+    def __contains__(self, key: object) -> bool:
+        path = self._path(key) if isinstance(key, str) else None
+        return path is not None and path.exists()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.directory.glob("*.pkl"))
+
+    def clear(self) -> None:
+        for path in self.directory.glob("*.pkl"):
+            path.unlink(missing_ok=True)
+        super().clear()
+
+    def touch(self, key: str) -> bool:
+        path = self._path(key)
+        now = time.monotonic()
+        try:
+            if path is None:
+                return False
+            if now - self._touched.get(key, -1e9) >= self.TOUCH_EVERY_S:
+                os.utime(path)  # the most recently used file: the last to be evicted
+                self._touched[key] = now
+            elif not path.exists():
+                raise FileNotFoundError(path)
+        except FileNotFoundError:
+            self._items.pop(key, None)
+            self._touched.pop(key, None)
+            return False
+        super().touch(key)
+        return True
+
+    def get(self, key: str) -> Any | None:
+        if not self.touch(key):
+            return None
+        if key in self._items:
+            return self._items[key]
+        path = self._path(key)
+        assert path is not None
+        try:
+            with path.open("rb") as f:
+                prepared = pickle.load(f)  # written by this server's portrait model only
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            return None
+        super().put(key, prepared)
+        return prepared
+
+    def put(self, key: str, prepared: Any) -> None:
+        path = self._path(key)
+        if path is None:
+            raise ValueError(f"expected a 32-digit hex key, got {key!r}")
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(prepared, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)  # readers see the whole file or none
+        self._touched[key] = time.monotonic()
+        super().put(key, prepared)
+        files = sorted(self.directory.glob("*.pkl"), key=_mtime)
+        for old in files[:max(0, len(files) - self.capacity)]:
+            old.unlink(missing_ok=True)
+            self._items.pop(old.stem, None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 class AnimationService:
     """The models' logic, without Triton: portraits cache, sessions, per-request errors.
 
@@ -147,20 +287,20 @@ class AnimationService:
 
     def __init__(self, make_engine: Callable[[], Engine], identity: str, *,
                  portrait_cache: int = 64, max_sessions: int = 64,
-                 token: str | None = None, serialize: bool = False) -> None:
+                 token: str | None = None, serialize: bool = False,
+                 store: PortraitStore | None = None) -> None:
         self._make_engine = make_engine
         self._identity = identity
         self.engine_name = identity.split("|", 1)[0]
         self._token = token
-        self._portrait_cache = max(1, portrait_cache)
         self._max_sessions = max(1, max_sessions)
-        self._portraits: OrderedDict[str, Any] = OrderedDict()
+        self._portraits = store if store is not None else PortraitStore(portrait_cache)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._preparer = make_engine()  # prepares portraits; never animates
         self._lock = threading.Lock()
         self._prepare_lock = threading.Lock()  # the preparer, one portrait at a time
-        # the portrait and animate models run on threads of their own; engines that share one
-        # model runtime (fomm) take turns on it
+        # its calls may come from several threads; engines that share one model runtime
+        # (fomm) take turns on it
         self._compute: Any = threading.Lock() if serialize else nullcontext()
         self.serialized = serialize
         """Whether the engines take turns on one model runtime (fomm): its own threads are then
@@ -179,8 +319,7 @@ class AnimationService:
         _check_image(image, "portrait image")
         key = self.portrait_key(image)
         with self._lock:
-            if key in self._portraits:
-                self._portraits.move_to_end(key)
+            if self._portraits.touch(key):
                 return key
         try:
             with self._prepare_lock, self._compute:
@@ -188,9 +327,7 @@ class AnimationService:
         except MimicamError as exc:
             raise RequestError(STATUS_BAD_REQUEST, str(exc)) from None
         with self._lock:
-            self._portraits[key] = prepared
-            while len(self._portraits) > self._portrait_cache:
-                self._portraits.popitem(last=False)
+            self._portraits.put(key, prepared)
         log.info("portrait %s prepared (%d cached)", key[:8], len(self._portraits))
         return key
 
@@ -200,7 +337,6 @@ class AnimationService:
             prepared = self._portraits.get(portrait_id)
             if prepared is None:
                 raise RequestError(STATUS_UNKNOWN_PORTRAIT, f"unknown portrait {portrait_id!r}")
-            self._portraits.move_to_end(portrait_id)
             session = self._sessions.get(session_id)
             closing: list[_Session] = []
             if session is None:
@@ -254,25 +390,11 @@ class AnimationService:
     # -- Triton infer functions (a list of requests, one response each) ------------------------
 
     def _authorize(self, request: Any) -> None:
-        if self._token is None:
-            return
-        given = (getattr(request, "parameters", None) or {}).get(TOKEN_PARAMETER)
-        if not isinstance(given, str) or not hmac.compare_digest(given, self._token):
-            raise RequestError(STATUS_UNAUTHORIZED, "missing or wrong token")
+        authorize(request, self._token)
 
     def infer_info(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
-        out = []
-        for request in requests:
-            n = len(request["probe"])
-            try:
-                self._authorize(request)
-                status, error = STATUS_OK, ""
-            except RequestError as exc:
-                status, error = exc.status, str(exc)
-            out.append({"engine": _bytes([self.engine_name] * n),
-                        "size": _status([int(self._preparer.size)] * n),
-                        "status": _status([status] * n), "error": _bytes([error] * n)})
-        return out
+        return answer_info(requests, engine=self.engine_name, size=int(self._preparer.size),
+                           token=self._token)
 
     def infer_portrait(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
         out = []
@@ -322,7 +444,7 @@ class AnimationService:
             shape = next((im.shape for im in images if im is not None and im.size), (1, 1, 3))
             first = images[0]
             if n == 1 and first is not None and first.shape == shape:
-                stacked = first[None]  # no copy: PyTriton copies it into shared memory
+                stacked = first[None]  # no copy: the backend copies it into shared memory
             else:
                 stacked = np.zeros((n, *shape), np.uint8)
                 for i, im in enumerate(images):
@@ -345,7 +467,7 @@ class AnimationService:
     def _animate_one(self, request: Any, i: int) -> np.ndarray:
         image = np.asarray(request["image"][i])
         _check_image(image, "driving image")
-        names = request.keys()  # a dict, or PyTriton's Request (no get())
+        names = request.keys()  # a dict, or a TritonRequest (no get())
         if FRAME_INPUT in names:  # protocol 2: one packed tensor
             try:
                 frame = unpack_frame(request[FRAME_INPUT][i])
@@ -381,6 +503,31 @@ class AnimationService:
         return self.animate(session, portrait_id, face, t, op=op, flags=flags)
 
 
+def authorize(request: Any, token: str | None) -> None:
+    """RequestError unless ``request`` carries ``token`` (when there is one)."""
+    if token is None:
+        return
+    given = (getattr(request, "parameters", None) or {}).get(TOKEN_PARAMETER)
+    if not isinstance(given, str) or not hmac.compare_digest(given, token):
+        raise RequestError(STATUS_UNAUTHORIZED, "missing or wrong token")
+
+
+def answer_info(requests: list[Any], *, engine: str, size: int,
+                token: str | None) -> list[dict[str, np.ndarray]]:
+    """The ``info`` model: the engine's name and crop size (and whether the token is right)."""
+    out = []
+    for request in requests:
+        n = len(request["probe"])
+        try:
+            authorize(request, token)
+            status, error = STATUS_OK, ""
+        except RequestError as exc:
+            status, error = exc.status, str(exc)
+        out.append({"engine": _bytes([engine] * n), "size": _status([size] * n),
+                    "status": _status([status] * n), "error": _bytes([error] * n)})
+    return out
+
+
 ANIMATE_OUTPUTS = ("image", "status", "error", REPLY_OUTPUT)
 _NAMED_INPUTS = ("session", "portrait_id", "landmarks", "crop_to_frame", "t", "op", "flags")
 
@@ -410,16 +557,6 @@ def _status(values: list[int]) -> np.ndarray:
 # -- the server ------------------------------------------------------------------------------------
 
 
-def _python_lib_path() -> None:
-    """Triton's Python backend stub loads ``libpython3.X.so``; make it find this interpreter's
-    own (a pyenv build), not an older system one of the same minor version."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if libdir and Path(libdir).is_dir():
-        paths = os.environ.get("LD_LIBRARY_PATH", "")
-        if libdir not in paths.split(":"):
-            os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{paths}" if paths else libdir
-
-
 def check_bind(options: ServeOptions) -> None:
     if options.host not in LOOPBACK and not options.token:
         raise InputError("serving beyond loopback needs a token",
@@ -442,77 +579,202 @@ def check_bind(options: ServeOptions) -> None:
                         options.host, options.http_port)
 
 
-@contextmanager
-def triton_server(service: AnimationService, options: ServeOptions) -> Iterator[Any]:
-    """Triton with the ``portrait`` and ``animate`` models bound to ``service``, started."""
-    check_bind(options)
-    _python_lib_path()
-    try:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
-    except ImportError as exc:
-        raise MimicamError("mimicam serve needs PyTriton: pip install 'mimicam[serve]' "
-                           f"({exc})") from None
+@dataclass(frozen=True)
+class ServeSpec:
+    """What every model instance builds its part of the service from (pickled into the
+    server's work directory; see :mod:`live.jobs.triton_models`)."""
 
-    config = TritonConfig(http_address=options.host, http_port=options.http_port,
-                          grpc_address=options.host, grpc_port=options.grpc_port,
-                          metrics_address=options.host, metrics_port=options.metrics_port,
-                          # unloading the three models takes ~4 s here: with less,
-                          # Triton gives up and its Python-backend stubs die uncleanly
-                          exit_timeout_secs=10)
-    if options.tls_cert is not None and options.tls_key is not None:
-        config.grpc_use_ssl = True
-        config.grpc_server_cert = Path(options.tls_cert)
-        config.grpc_server_key = Path(options.tls_key)
-    batching = ModelConfig(max_batch_size=max(1, options.max_batch),
-                           batcher=DynamicBatcher(
-                               max_queue_delay_microseconds=options.queue_delay_us))
-    status = Tensor(name="status", dtype=np.int32, shape=(1,))
-    error = Tensor(name="error", dtype=bytes, shape=(1,))
-    triton = Triton(config=config)
+    engine: str
+    engine_options: Any
+    weights: Path | None
+    model_dir: Path | None
+    options: ServeOptions
+    size: int
+    """The engine's crop size (the ``info`` model's answer)."""
+    spool: Path
+    """The portrait store's directory (:class:`SpoolStore`)."""
+    log_level: int = logging.WARNING
+
+
+def make_spec(engine_name: str, engine_options: Any, *, weights: str | Path | None = None,
+              model_dir: str | Path | None = None, options: ServeOptions,
+              spool: Path | None = None) -> ServeSpec:
+    """The spec for engine ``engine_name``: the engine is built once here, so that bad weights
+    or options are one clear error before Triton starts, and its crop size is known."""
+    from live.engines.base import EngineOptions, create_engine
+
+    eo: EngineOptions = engine_options or EngineOptions()
+    engine = create_engine(engine_name, eo, weights=weights, model_dir=model_dir)
     try:
-        triton.bind(model_name="info", infer_func=service.infer_info,
-                    inputs=[Tensor(name="probe", dtype=np.int32, shape=(1,))],
-                    outputs=[Tensor(name="engine", dtype=bytes, shape=(1,)),
-                             Tensor(name="size", dtype=np.int32, shape=(1,)), status, error],
-                    config=ModelConfig(max_batch_size=max(1, options.max_batch)), strict=False)
-        triton.bind(model_name="portrait", infer_func=service.infer_portrait,
-                    inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3))],
-                    outputs=[Tensor(name="portrait_id", dtype=bytes, shape=(1,)), status, error],
-                    config=batching, strict=False)
-        # one callable per instance: PyTriton runs each on a thread of its own
-        # (instance_group count = len(infer_func))
-        animate = [service.infer_animate for _ in range(max(1, options.instances))]
-        # protocol 2 sends ``image`` and the packed ``frame`` and asks for ``image`` and
-        # ``reply``; protocol 1 (older clients) the named tensors, and ``status``/``error``
-        triton.bind(model_name="animate", infer_func=animate,
-                    inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
-                            Tensor(name=FRAME_INPUT, dtype=np.uint8, shape=(-1,),
-                                   optional=True),
-                            Tensor(name="session", dtype=bytes, shape=(1,), optional=True),
-                            Tensor(name="portrait_id", dtype=bytes, shape=(1,), optional=True),
-                            Tensor(name="landmarks", dtype=np.float32, shape=(-1, 3),
-                                   optional=True),
-                            Tensor(name="crop_to_frame", dtype=np.float64, shape=(2, 3),
-                                   optional=True),
-                            Tensor(name="t", dtype=np.float64, shape=(1,), optional=True),
-                            Tensor(name="op", dtype=np.int32, shape=(1,), optional=True),
-                            Tensor(name="flags", dtype=np.int32, shape=(1,), optional=True)],
-                    outputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3)),
-                             status, error,
-                             Tensor(name=REPLY_OUTPUT, dtype=np.uint8, shape=(-1,))],
-                    config=batching, strict=False)
-        triton.run()
-        log.info("serving on %s: http %d, grpc %d, metrics %d; %d animate instance(s)",
-                 options.host, options.http_port, options.grpc_port, options.metrics_port,
-                 len(animate))
-        yield triton
+        size = int(engine.size)
     finally:
-        triton.stop()
+        engine.close()
+    return ServeSpec(engine=engine_name, engine_options=eo,
+                     weights=None if weights is None else Path(weights),
+                     model_dir=None if model_dir is None else Path(model_dir),
+                     options=options, size=size, spool=spool or Path("portraits"),
+                     log_level=logging.getLogger("live").getEffectiveLevel())
+
+
+def save_spec(spec: ServeSpec, path: Path) -> None:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        pickle.dump(spec, f)  # the token is in it: readable by this user only
+
+
+def load_spec(path: str | Path) -> ServeSpec:
+    with open(path, "rb") as f:
+        spec = pickle.load(f)
+    if not isinstance(spec, ServeSpec):
+        raise TypeError(f"{path}: expected a ServeSpec, got {type(spec).__name__}")
+    return spec
+
+
+class ModelHandler:
+    """One model instance's request handler (``infer``) and its ``close``."""
+
+    def __init__(self, infer: Callable[[list[Any]], list[dict[str, np.ndarray]]],
+                 close: Callable[[], None] | None = None) -> None:
+        self.infer = infer
+        self._close = close
+
+    def __call__(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
+        return self.infer(requests)
+
+    def close(self) -> None:
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+
+
+def model_handler(name: str, spec: ServeSpec) -> ModelHandler:
+    """The handler of model ``name`` (``info``, ``portrait`` or ``animate``) for ``spec``."""
+    opts = spec.options
+    if name == "info":
+        def info(requests: list[Any]) -> list[dict[str, np.ndarray]]:
+            return answer_info(requests, engine=spec.engine, size=spec.size, token=opts.token)
+        return ModelHandler(info)
+    if name not in ("portrait", "animate"):
+        raise ValueError(f"expected a model named info, portrait or animate, got {name!r}")
+    service = make_service(spec.engine, spec.engine_options, weights=spec.weights,
+                           model_dir=spec.model_dir, options=opts,
+                           store=SpoolStore(spec.spool, opts.portrait_cache))
+    if name == "portrait":
+        return ModelHandler(service.infer_portrait, service.close)
+    cap_compute_threads(service)  # this instance is a process of its own
+    return ModelHandler(service.infer_animate, service.close)
+
+
+MODELS = ("info", "portrait", "animate")
+
+
+def serve_models(options: ServeOptions) -> list[Any]:
+    """The three models' repository entries (:class:`live.jobs.triton.ModelSpec`)."""
+    from live.jobs.triton import ModelSpec, TensorSpec
+
+    status = TensorSpec("status", "INT32", (1,))
+    error = TensorSpec("error", "STRING", (1,))
+    batch = max(1, options.max_batch)
+    image = TensorSpec("image", "UINT8", (-1, -1, 3))
+    return [
+        ModelSpec("info", inputs=(TensorSpec("probe", "INT32", (1,)),),
+                  outputs=(TensorSpec("engine", "STRING", (1,)),
+                           TensorSpec("size", "INT32", (1,)), status, error),
+                  max_batch=batch),
+        ModelSpec("portrait", inputs=(image,),
+                  outputs=(TensorSpec("portrait_id", "STRING", (1,)), status, error),
+                  max_batch=batch, queue_delay_us=options.queue_delay_us),
+        # protocol 2 sends ``image`` and the packed ``frame`` and asks for ``image`` and
+        # ``reply``; protocol 1 the named tensors, and ``status``/``error``. A session is a
+        # sequence: Triton keeps it on one instance (its engine state lives there) and
+        # batches frames of different sessions
+        ModelSpec("animate",
+                  inputs=(image, TensorSpec(FRAME_INPUT, "UINT8", (-1,), True),
+                          TensorSpec("session", "STRING", (1,), True),
+                          TensorSpec("portrait_id", "STRING", (1,), True),
+                          TensorSpec("landmarks", "FP32", (-1, 3), True),
+                          TensorSpec("crop_to_frame", "FP64", (2, 3), True),
+                          TensorSpec("t", "FP64", (1,), True),
+                          TensorSpec("op", "INT32", (1,), True),
+                          TensorSpec("flags", "INT32", (1,), True)),
+                  outputs=(image, status, error, TensorSpec(REPLY_OUTPUT, "UINT8", (-1,))),
+                  max_batch=batch, instances=options.instances,
+                  queue_delay_us=options.queue_delay_us, sequence=True,
+                  sequence_idle_us=int(options.session_idle_s * 1e6),
+                  max_sequences=max(1, options.max_sessions)),
+    ]
+
+
+class Server:
+    """A running ``mimicam serve`` (see :func:`triton_server`)."""
+
+    def __init__(self, process: Any, work: Path, spec: ServeSpec) -> None:
+        self.process = process
+        self.work = work
+        self.spec = spec
+
+    @property
+    def pid(self) -> int | None:
+        pid: int | None = self.process.pid
+        return pid
+
+    def forget_portraits(self) -> None:
+        """Every prepared portrait forgotten, as after a restart (for tests)."""
+        SpoolStore(self.spec.spool, 1).clear()
+
+    def serve(self) -> None:
+        """Until Triton exits: MimicamError, since only :meth:`stop` should end it."""
+        code = self.process.wait()
+        raise MimicamError(f"Triton exited by itself (code {code}): "
+                           + " | ".join(list(self.process.tail)[-4:]))
+
+    def stop(self) -> None:
+        code = self.process.stop()
+        tail = "\n".join(self.process.tail)
+        if code not in (None, 0) or "Non-graceful" in tail:
+            log.warning("Triton stopped uncleanly (code %s)", code)
+
+
+@contextmanager
+def triton_server(spec: ServeSpec, options: ServeOptions | None = None) -> Iterator[Server]:
+    """Triton serving ``spec`` (its models run in Triton's Python-backend processes), started
+    and ready; stopped on leaving (its work directory, with the portraits, removed)."""
+    from live.jobs.triton import Endpoints, TritonProcess, write_repository
+
+    options = options or spec.options
+    check_bind(options)
+    work = Path(tempfile.mkdtemp(prefix="mimicam-serve-"))  # mode 0700
+    try:
+        spec = replace(spec, options=options, spool=work / "portraits")
+        spec_path = work / "spec.pkl"
+        save_spec(spec, spec_path)
+        repository = write_repository(work / "models", serve_models(options), spec_path)
+        process = TritonProcess(
+            repository, work,
+            Endpoints(options.host, options.http_port, options.grpc_port,
+                      options.metrics_port, tls_cert=options.tls_cert,
+                      tls_key=options.tls_key,
+                      # open sessions, then unloading the models (a few seconds here): with
+                      # less, Triton gives up and its Python-backend stubs die uncleanly
+                      exit_timeout_s=10 + math.ceil(options.session_idle_s)),
+            # room for a batch of answers in the stubs' shared memory from the start
+            backend_config={"shm-default-byte-size": str(16 << 20)})
+        server = Server(process, work, spec)
+        process.start()
+        try:
+            process.wait_ready(MODELS)
+            log.info("serving on %s: http %d, grpc %d, metrics %d; %d animate instance(s)",
+                     options.host, options.http_port, options.grpc_port,
+                     options.metrics_port, options.instances)
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def make_service(engine_name: str, engine_options: Any, *, weights: str | Path | None = None,
-                 model_dir: str | Path | None = None, options: ServeOptions) -> AnimationService:
+                 model_dir: str | Path | None = None, options: ServeOptions,
+                 store: PortraitStore | None = None) -> AnimationService:
     """The service for engine ``engine_name`` (one shared model runtime for fomm)."""
     from live.engines.base import EngineOptions, create_engine
 
@@ -534,7 +796,7 @@ def make_service(engine_name: str, engine_options: Any, *, weights: str | Path |
 
     return AnimationService(make, ident, portrait_cache=options.portrait_cache,
                             max_sessions=options.max_sessions, token=options.token,
-                            serialize=engine_name == "fomm")
+                            serialize=engine_name == "fomm", store=store)
 
 
 class _SharedRuntime:
@@ -552,9 +814,9 @@ class _SharedRuntime:
 
 
 def cap_compute_threads(service: AnimationService) -> dict[str, int]:
-    """OpenBLAS at one thread (:func:`live.blas.limit_openblas_threads`) for this whole process, the
-    server's. Not for a shared runtime that runs one frame at a time (fomm): its threads are
-    all that computes. Returns what was set."""
+    """OpenBLAS at one thread (:func:`live.blas.limit_openblas_threads`) for this whole
+    process (a model instance's). Not for a shared runtime that runs one frame at a time
+    (fomm): its threads are all that computes. Returns what was set."""
     if service.serialized:
         return {}
     limited = limit_openblas_threads(1)
@@ -562,18 +824,16 @@ def cap_compute_threads(service: AnimationService) -> dict[str, int]:
     return limited
 
 
-def serve_forever(service: AnimationService, options: ServeOptions) -> None:
-    """Serve until Ctrl-C or SIGTERM; then stop Triton and close the engines."""
+def serve_forever(spec: ServeSpec, options: ServeOptions | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; then stop Triton (its models close their engines)."""
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    cap_compute_threads(service)  # a process of its own
     try:
-        with triton_server(service, options) as triton, suppress(KeyboardInterrupt):
-            triton.serve()
+        with triton_server(spec, options) as server, suppress(KeyboardInterrupt):
+            server.serve()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        service.close()
         log.info("server stopped")

@@ -37,8 +37,11 @@ def test_fomm_serve_bench_reports_each_client_count(tiny_model: Path, portraits_
     assert math.isnan(baseline["server_cpu_ms"])  # no server in process
     if Path("/proc/self/stat").exists():  # the server's process tree, from /proc
         assert all(row["server_cpu_ms"] > 0 for row in served), served
+    # the overhead of serving one client, from frames animated here and remote in turn
+    assert math.isfinite(r["overhead_p50_ms"]) and r["overhead_p50_ms"] <= r["overhead_p95_ms"]
     report = format_report(r)
     assert report.startswith("fomm engine, 128 px, 3 frames per client")
+    assert "serving overhead at one client" in report
     assert report.count("\n| ") == 4  # the heading and three rows
     assert "| CPU ms/frame server | CPU ms/frame clients |" in report
     assert report.splitlines()[3].split("|")[-3].strip() == "-"  # in-process: no server

@@ -4,7 +4,8 @@ A fixture clip is tracked once; then the same driving crops are animated in this
 baseline), and by N concurrent :class:`~live.engines.remote.RemoteEngine` clients (threads;
 they only wait on the network) against a ``mimicam serve`` started as a subprocess on free
 loopback ports (gRPC). Reports frames/s (all clients together), per-client frames/s and the
-round-trip latency p50/p95 per frame, Triton's mean batch size (from its metrics), and the CPU
+round-trip latency p50/p95 per frame, Triton's mean batch size (from its metrics), the serving
+overhead at one client (in pairs: each frame in this process, then remote), and the CPU
 time per frame of the server (its whole process tree: Python, Triton, the Python-backend
 stubs; from ``/proc``, Linux) and of the clients (this process): wall-clock rates depend on
 whatever else runs on the machine, CPU time per frame much less so.
@@ -154,17 +155,18 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
            backend: str | None = None, weights: str | None = None) -> dict[str, Any]:
     from live.engines.base import create_engine
 
-    if engine == "mesh":
-        assert size is not None
-        crop, faces = _faces(video, portrait, size, frames)
-        local = create_engine("mesh", size=size)
-    else:
-        overrides: dict[str, Any] = {} if size is None else {"size": size}
-        if backend is not None:
-            overrides["backend"] = backend
-        local = create_engine("fomm", model_dir=model_dir, **overrides)
-        size = int(local.size)  # the model's size unless ``size`` was given
-        crop, faces = _faces(video, portrait, size, frames)
+    overrides: dict[str, Any] = {} if size is None else {"size": size}
+    if backend is not None:
+        overrides["backend"] = backend
+
+    def make_local() -> Any:
+        if engine == "mesh":
+            return create_engine("mesh", **overrides)
+        return create_engine("fomm", model_dir=model_dir, **overrides)
+
+    local = make_local()
+    size = int(local.size)  # fomm: the model's size unless ``size`` was given
+    crop, faces = _faces(video, portrait, size, frames)
     local.set_portrait(local.prepare(crop))
     lat = []
     t0, c0 = time.perf_counter(), time.process_time()
@@ -199,6 +201,7 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
             if _wait_ready(server, server_log, url, cmd, engine, last_try=attempt == 2):
                 break
         metrics_url = f"http://127.0.0.1:{ports[2]}/metrics"
+        overhead = _paired_overhead(url, make_local, crop, faces)
         for n in clients:
             before = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
             rows.append(_run_clients(url, crop, faces, n, server=server.pid))
@@ -209,7 +212,7 @@ def _bench(*, video: Path, portrait: Path, clients: list[int], frames: int, size
                      - _metric(before, "nv_inference_exec_count", "animate"))
             rows[-1]["mean_batch"] = reqs / execs if execs else float("nan")
     result: dict[str, Any] = {"engine": engine, "frames": len(faces), "size": size,
-                              "max_batch": max_batch, "rows": rows}
+                              "max_batch": max_batch, "rows": rows, **overhead}
     if weights is not None:
         result["weights"] = weights
     return result
@@ -251,6 +254,34 @@ def _wait_ready(server: subprocess.Popen[bytes], server_log: Any, url: str, cmd:
 def _percentiles(lat: list[float]) -> dict[str, float]:
     arr = np.asarray(lat, dtype=np.float64)
     return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95))}
+
+
+def _paired_overhead(url: str, make_local: Any, crop: np.ndarray,
+                     faces: list[Any]) -> dict[str, float]:
+    """The serving overhead at one client, measured in pairs: each frame animated in this
+    process, then by one client of the server, in turn; the median and p95 of the per-frame
+    differences. A machine whose speed drifts (other jobs) moves both alike, where the rows'
+    separate medians, minutes apart, can differ by more than the overhead itself."""
+    from live.engines.remote import RemoteEngine
+
+    local, remote = make_local(), RemoteEngine(url)
+    try:
+        for e in (local, remote):
+            e.set_portrait(e.prepare(crop))
+            e.process(faces[0], 0.0)
+        diff = []
+        for i, f in enumerate(faces[1:], start=1):
+            t0 = time.perf_counter()
+            local.process(f, i / 25)
+            t1 = time.perf_counter()
+            remote.process(f, i / 25)
+            diff.append((time.perf_counter() - t1 - (t1 - t0)) * 1e3)
+    finally:
+        local.close()
+        remote.close()
+    arr = np.asarray(diff)
+    return {"overhead_p50_ms": float(np.median(arr)),
+            "overhead_p95_ms": float(np.percentile(arr, 95))}
 
 
 def _run_clients(url: str, crop: np.ndarray, faces: list[Any], n: int,
@@ -305,6 +336,10 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"| {who} | {row['fps']:.1f} | {row['fps_per_client']:.1f} | "
                      f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['mean_batch']:.2f} | "
                      f"{_ms(row.get('server_cpu_ms'))} | {_ms(row.get('client_cpu_ms'))} |")
+    if "overhead_p50_ms" in r:
+        lines.append(f"serving overhead at one client (each frame in process, then remote, "
+                     f"in turn): p50 {r['overhead_p50_ms']:.1f} ms, p95 "
+                     f"{r['overhead_p95_ms']:.1f} ms a frame")
     return "\n".join(lines)
 
 

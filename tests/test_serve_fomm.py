@@ -69,13 +69,13 @@ def test_concurrent_fomm_clients_match_the_in_process_engine(
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     assert not errors, errors
-    assert len(results) == 3
+    assert len(results) == 4
     for frames in results.values():
         for got, want in zip(frames, expected, strict=True):
             np.testing.assert_array_equal(got, want)

@@ -140,8 +140,9 @@ class RequestError(Exception):
 
 
 class _Session:
-    """One client's engine state. ``lock`` is held while one of its frames runs (two model
-    instances may hold frames of the same session); ``engine`` is made on its first frame."""
+    """One client's engine state. ``lock`` is held while one of its frames runs (a service
+    called from several threads takes a session's frames one at a time; Triton gives each
+    instance, a process, one batch at a time); ``engine`` is made on its first frame."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None

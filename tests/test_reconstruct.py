@@ -100,6 +100,29 @@ def test_a_frozen_output_scores_like_the_frozen_baseline() -> None:
     assert m.psnr_gain_db == pytest.approx(0.0)
 
 
+class _FacesOnlyInReal:
+    """A stand-in for DlibFaces: finds a face in the real frames (all pixels even) and
+    none in outputs (all pixels odd)."""
+
+    def find(self, image: np.ndarray) -> rc.FaceFeatures | None:
+        if int(image[0, 0, 0]) % 2:
+            return None
+        return rc.FaceFeatures((0, 0, 10, 10), np.zeros((68, 2)), np.zeros(128))
+
+
+def test_a_lost_output_face_is_counted_and_logged_with_its_frame(
+        caplog: pytest.LogCaptureFixture) -> None:
+    real = [np.full((40, 60, 3), 2 * k, np.uint8) for k in range(4)]
+    output = [r.copy() for r in real]
+    output[2] = output[2] + 1  # odd: the stand-in finds no face in frame 2's output
+    with caplog.at_level("INFO", logger=rc.__name__):
+        m, _ = rc.evaluate_frames(real, output, clip="c", faces=_FacesOnlyInReal(),  # type: ignore[arg-type]
+                                  every=1)
+    assert (m.evaluated, m.real_faces, m.lost, m.scored) == (4, 4, 1, 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "c: frame 2: dlib finds no face in the output"]
+
+
 def test_sheet_indices_spread_over_the_clip() -> None:
     assert rc.sheet_indices(78) == [0, 15, 31, 46, 62, 77]
     assert rc.sheet_indices(3) == [0, 1, 2]

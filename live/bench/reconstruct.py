@@ -412,6 +412,7 @@ def evaluate_frames(real: Iterable[np.ndarray], output: Iterable[np.ndarray], *,
         m.real_faces += 1
         out_face = faces.find(o)
         if out_face is None:
+            log.info("%s: frame %d: dlib finds no face in the output", clip, i)
             m.lost += 1
             continue
         m.scored += 1

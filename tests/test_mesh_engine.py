@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -461,8 +462,11 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     out = streaks.copy()
     assert smooth_closing_lids(out, closed, pts, head) == 1
     region = (slice(50, 62), slice(40, 80))  # swept by the lid
-    assert out[region].astype(float).std(axis=1).mean() < \
-        0.3 * streaks[region].astype(float).std(axis=1).mean()
+
+    def streak(image: np.ndarray) -> float:  # pixel to pixel change along the eye
+        return float(np.abs(np.diff(image[region].astype(float), axis=1)).mean())
+
+    assert streak(out) < 0.3 * streak(streaks)
     assert out[region].mean() > streaks[region].mean() + 10.0  # towards the skin above
     far = np.ones((size, size), bool)
     far[25:80, 15:105] = False
@@ -473,6 +477,110 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     out = streaks.copy()
     assert smooth_closing_lids(out, half, pts, head) == 0
     assert np.array_equal(out, streaks)
+
+
+def _synthetic_eyes(dy_left: float = 200.0) -> np.ndarray:
+    """478 landmarks with a 60 px wide right eye (upper lid 12 px above the corners' line,
+    lower lid 6 px below) and the left eye ``dy_left`` lower (off a 120 px picture)."""
+    pts = np.zeros((478, 2))
+    x = np.linspace(30.0, 90.0, 9)
+    bulge = np.sin(np.linspace(0.0, np.pi, 9))
+    for upper, lower, dy in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, 0.0),
+                             (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, dy_left)):
+        pts[list(upper)] = np.stack([x, 60.0 - 12.0 * bulge + dy], 1)
+        pts[list(lower)] = np.stack([x, 60.0 + 6.0 * bulge + dy], 1)
+    return pts
+
+
+def _upper_lid_y(pts: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    up = pts[list(lm.RIGHT_EYE_UPPER)]
+    return np.interp(xs, up[:, 0], up[:, 1])
+
+
+@pytest.mark.parametrize("thick", [3, 5, 7])
+def test_lash_lines_measure_the_dark_band_above_the_upper_lid(thick: int) -> None:
+    from live.engines.mesh.eyes import NO_LASHES, lash_lines
+
+    pts = _synthetic_eyes()
+    image = np.full((120, 120, 3), (210, 170, 150), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:120]
+    lid = _upper_lid_y(pts, xx[0].astype(float))[None, :]
+    band = (yy <= lid) & (yy > lid - thick) & (xx >= 30) & (xx <= 90)
+    image[band] = (40, 30, 30)
+    right, left = lash_lines(image, pts)
+    assert abs(right.reach - thick) <= 1.0
+    np.testing.assert_allclose(right.colour, (40, 30, 30), atol=12)
+    assert left == NO_LASHES  # off the picture: no contrast
+    plain = np.full((120, 120, 3), (210, 170, 150), np.uint8)
+    assert lash_lines(plain, pts) == (NO_LASHES, NO_LASHES)
+
+
+def test_a_closing_lid_takes_its_source_from_above_the_lash_line() -> None:
+    from live.engines.mesh.eyes import (
+        CLOSING_LID_FROM,
+        CLOSING_LID_FULL,
+        NO_LASHES,
+        LashLine,
+        lift_lash_source,
+    )
+
+    pts = _synthetic_eyes()
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    lashes = (LashLine(4.0, (30.0, 30.0, 30.0)), NO_LASHES)
+    src = pts.copy()
+    up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
+    squint = pts.copy()
+    squint[up] = pts[up] + (pts[lo] - pts[up]) * CLOSING_LID_FROM
+    assert lift_lash_source(src, pts, pts, head, lashes) is src  # open
+    assert lift_lash_source(src, pts, squint, head, lashes) is src  # a squint keeps its lid
+    closed = pts.copy()
+    closed[up] = pts[lo]
+    lifted = lift_lash_source(src, pts, closed, head, lashes)
+    assert lifted is not src and np.array_equal(src, pts)  # a copy; the input is kept
+    moved = lifted - src
+    mid = lm.RIGHT_EYE_UPPER[4]
+    np.testing.assert_allclose(moved[mid], [0.0, -4.0], atol=1e-9)  # up by the reach
+    assert np.all(moved[:, 1] <= 0.0)
+    changed = np.nonzero(np.abs(moved).sum(1) > 0)[0]
+    assert set(changed) <= set(up[1:-1])  # the upper lid only, not its corners
+    partly = pts.copy()
+    share = (CLOSING_LID_FROM + CLOSING_LID_FULL) / 2
+    partly[up] = pts[up] + (pts[lo] - pts[up]) * share
+    half = lift_lash_source(src, pts, partly, head, lashes) - src
+    assert 0.0 < -half[mid, 1] < 4.0
+    assert lift_lash_source(src, pts, closed, head, (NO_LASHES, NO_LASHES)) is src
+
+
+@pytest.mark.fixtures
+def test_a_closed_eye_is_skin_with_a_thin_dark_lash_line(prepared) -> None:
+    """Both eyes fully closed on lp_s42: the lid over the eye is near the tone of the skin
+    above the lashes (not the lash line and eye stretched grey), and the lid's edge is a
+    line darker than that skin."""
+    engine, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    gray = cv2.cvtColor(portrait.image, cv2.COLOR_RGB2GRAY).astype(float)
+    for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
+                         (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+        moved[list(upper[1:-1]), :2] = p[list(lower[1:-1]), :2]
+    out = cv2.cvtColor(engine.render(portrait, p, moved), cv2.COLOR_RGB2GRAY).astype(float)
+    for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
+                         (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+        up, lo = p[list(upper), :2], p[list(lower), :2]
+        width = float(np.linalg.norm(up[-1] - up[0]))
+        a, b = sorted((int(up[2, 0]), int(up[6, 0])))
+        xs = np.arange(a, b + 1)  # the middle of the eye
+        y_up = np.interp(xs, *up[np.argsort(up[:, 0])].T)
+        y_lo = np.interp(xs, *lo[np.argsort(lo[:, 0])].T)
+        # the portrait's skin between lashes and brow; the closed lid (upper part of the
+        # eye opening); the closed lid's edge (on the lower lid)
+        skin = np.median([gray[np.round(y_up - f * width).astype(int), xs]
+                          for f in (0.2, 0.25, 0.3)])
+        lid = np.median([out[np.round(y_up + f * (y_lo - y_up)).astype(int), xs]
+                         for f in (0.2, 0.33, 0.47, 0.6)])
+        edge = np.median([out[np.round(y_lo).astype(int) + d, xs] for d in (-1, 0)])
+        assert abs(lid - skin) < 15.0, (lid, skin)
+        assert edge < skin - 40.0, (edge, skin)
 
 
 @pytest.mark.fixtures

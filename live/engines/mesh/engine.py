@@ -33,7 +33,15 @@ from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside
-from live.engines.mesh.eyes import EyePatch, prepare_eyes, render_eyes, smooth_closing_lids
+from live.engines.mesh.eyes import (
+    EyePatch,
+    LashLine,
+    lash_lines,
+    lift_lash_source,
+    prepare_eyes,
+    render_eyes,
+    smooth_closing_lids,
+)
 from live.engines.mesh.motion import (
     MotionOptions,
     affine_scale,
@@ -118,6 +126,11 @@ class MeshPortrait:
         """Puts the body flow's points back in order where they turned triangles over (built
         once, on the first frame that moves them)."""
         return Unfolder.of(self.layout)
+
+    @functools.cached_property
+    def lashes(self) -> tuple[LashLine, LashLine]:
+        """Each eye's upper lash line (:func:`~live.engines.mesh.eyes.lash_lines`)."""
+        return lash_lines(self.image, self.landmarks)
 
     @functools.cached_property
     def glasses_zone(self) -> np.ndarray:
@@ -464,6 +477,8 @@ class MeshEngine:
             src = move_outside(layout, dst, motion, body, neutral, current,
                                slide=portrait.layers is not None)
             portrait.unfolder(dst)
+        src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
+                               portrait.lashes)
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near.
         face = layout.face_tris
@@ -513,7 +528,7 @@ class MeshEngine:
         t5 = clock()
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
-        smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head)
+        smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)

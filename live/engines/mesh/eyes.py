@@ -8,6 +8,11 @@ around it; per frame (:func:`render_eyes`) the white follows the eye opening (a 
 affine from the portrait's eye contour to the output's), the iris is placed at the output's iris
 centre at head scale, and both are drawn inside the output's eye opening only, so the lids
 cover the iris as they do in life. A closed or nearly closed eye is left to the warp.
+
+A closing eye's upper lid is redrawn: the portrait's dark lash line is measured once
+(:func:`lash_lines`), the warp takes the closing lid from the skin above it
+(:func:`lift_lash_source`), and the area the lid swept becomes skin with a thin lash line
+at its edge (:func:`smooth_closing_lids`).
 """
 
 from __future__ import annotations
@@ -162,71 +167,220 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     return 1
 
 
+@dataclass(frozen=True)
+class LashLine:
+    """An eye's upper lash line in the portrait, measured once (:func:`lash_lines`)."""
+
+    reach: float
+    """How far (pixels, along the eye's up direction) the dark line reaches above the upper
+    lid landmarks; 0 when no dark line stands out from the skin above it."""
+    colour: tuple[float, float, float]
+    """Its RGB colour (the darkest tone along it)."""
+
+
+NO_LASHES = LashLine(0.0, (0.0, 0.0, 0.0))
+
+LASH_BAND_MAX = 0.15
+"""Thickest upper lash line (eye widths above the upper lid landmarks) :func:`lash_lines`
+looks for."""
+
+
+def _lid_normal(contour: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unit vector from an eye's lower lid towards its upper lid, across the eye's axis, and
+    the eye's width (corner to corner) of a 16-point eye contour."""
+    axis = contour[8] - contour[0]
+    width = float(np.linalg.norm(axis))
+    n = np.array([axis[1], -axis[0]]) / max(width, 1e-9)
+    if float(np.dot(n, contour[1:8].mean(0) - contour[9:16].mean(0))) < 0.0:
+        n = -n
+    return n, width
+
+
+def lash_lines(image: np.ndarray, landmarks: np.ndarray) -> tuple[LashLine, LashLine]:
+    """Each eye's upper lash line (right eye, left eye): the median profile of the picture
+    along the eye's up direction from the middle of the upper lid, its darkest point near the
+    lid and how far above it the profile is back most of the way to the skin above."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lines = []
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        contour = np.asarray(landmarks, np.float64)[list(eye), :2]
+        n, width = _lid_normal(contour)
+        if width < 8.0:
+            lines.append(NO_LASHES)
+            continue
+        ds = np.arange(-0.05 * width, 0.35 * width, 0.5)
+        pts = (contour[2:7, None, :] + ds[None, :, None] * n).astype(np.float32)
+        prof = np.median(cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE), axis=0)
+        i_dark = int(np.argmin(np.where(ds <= 0.12 * width, prof, np.inf)))
+        dark = float(prof[i_dark])
+        skin = float(np.percentile(prof[(ds >= 0.1 * width) & (ds <= 0.3 * width)], 75))
+        if skin - dark < 12.0:
+            lines.append(NO_LASHES)
+            continue
+        past = np.nonzero((np.arange(len(ds)) > i_dark)
+                          & (prof >= dark + 0.6 * (skin - dark)))[0]
+        reach = float(ds[past[0]]) if len(past) else LASH_BAND_MAX * width
+        at = contour[2:7] + ds[i_dark] * n
+        colour = cv2.remap(image, at[None, :, 0].astype(np.float32),
+                           at[None, :, 1].astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)[0].astype(np.float64)
+        r, g, b = np.median(colour, axis=0)
+        lines.append(LashLine(float(np.clip(reach, 0.0, LASH_BAND_MAX * width)),
+                              (float(r), float(g), float(b))))
+    return lines[0], lines[1]
+
+
+def _closed_share(was: np.ndarray, now: np.ndarray) -> float:
+    """How much of an eye's open gap (``was``, 16-point contour) is closed in ``now``."""
+    gap_open = _open_gap(was)
+    if gap_open < 1.0:
+        return 0.0
+    return float(np.clip(1.0 - _open_gap(now) / gap_open, 0.0, 1.0))
+
+
+def _closing(was: np.ndarray, now: np.ndarray) -> float:
+    """How far a closing eye's lid is redrawn, 0 to 1: from :data:`CLOSING_LID_FROM` of its
+    gap closed to :data:`CLOSING_LID_FULL` (a squint keeps its own lid)."""
+    return float(np.clip((_closed_share(was, now) - CLOSING_LID_FROM)
+                         / (CLOSING_LID_FULL - CLOSING_LID_FROM), 0.0, 1.0))
+
+
+def lift_lash_source(src: np.ndarray, portrait: np.ndarray, points: np.ndarray,
+                     head: np.ndarray, lashes: tuple[LashLine, LashLine]) -> np.ndarray:
+    """The warp's source points with each closing eye's upper lid taken from above its lash
+    line (by the lash line's reach, as the eye goes from :data:`CLOSING_LID_FROM` to
+    :data:`CLOSING_LID_FULL` closed): the lid that comes down is the skin above the lashes,
+    not the lash line drawn out over the eye. ``src``: the warp's source points (portrait
+    pixels); ``portrait``: the portrait's landmarks; ``points``: the output's; ``head``: the
+    head's portrait -> output affine. Returns ``src`` itself when no eye closes that far,
+    else a changed copy."""
+    out = src
+    for eye, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, strict=True):
+        if lash.reach <= 0.0:
+            continue
+        own = np.asarray(portrait, np.float64)[list(eye), :2]
+        closed = _closing(apply_affine(head, own), np.asarray(points, np.float64)[list(eye), :2])
+        if closed <= 0.0:
+            continue
+        n, _ = _lid_normal(own)
+        rise = (own[1:8] - own[0]) @ n  # the lid's height above its corner: 0 at the ends
+        weight = np.clip(rise / max(float(rise.max()), 1e-9), 0.0, 1.0)
+        if out is src:
+            out = src.copy()
+        out[list(eye[1:8])] += (closed * lash.reach) * weight[:, None] * n
+    return out
+
+
 CLOSING_LID_FROM = 0.35
 """Share of an eye's lid gap closed from which its lid is smoothed (:func:`smooth_closing_lids`)
 ..."""
 CLOSING_LID_FULL = 0.75
 """... fully from this share on."""
+CLOSING_LID_BLUR = 0.12
+"""Width (eye widths) of the blur along the eye that takes out the lid's vertical streaks."""
+CLOSING_LID_FEATHER = 0.05
+"""Softness (eye widths, Gaussian sigma) of the smoothed area's edge."""
 CLOSING_LID_TONE = 0.5
-"""How far the smoothed lid is drawn towards the skin just above the open lid (a closed lid
-is skin, not the lashes and shadow stretched over the eye) ..."""
+"""How far the smoothed lid is drawn towards the skin just above the open lid, column by
+column (a closed lid is skin, not the lashes and shadow stretched over the eye) ..."""
 CLOSING_LID_TONE_BAND = 0.12
 """... measured in a band this high (eye widths) above the open upper lid."""
+CLOSED_LASH_LINE = 0.22
+"""Thickness of the closed lid's lash line, a share of the open lash line's reach."""
+CLOSING_LID_MIRROR = 0.08
+"""Height (eye widths) of the skin above the open lid that is mirrored onto the closed lid."""
+
+
+def _mirror_above(image: np.ndarray, open_lid: np.ndarray, lid: np.ndarray,
+                  reach: float) -> np.ndarray:
+    """``image`` with the area a lid swept on its way down (between the ``open_lid`` and the
+    ``lid`` curves, 9 points each, image coordinates) replaced by the skin above the open lid
+    mirrored down column by column, squeezed into at most ``reach`` pixels above it: skin with
+    its own grain instead of a few pixels of lid drawn out."""
+    h, w = image.shape[:2]
+    if reach <= 0.0:
+        return image
+    xs = np.arange(w, dtype=np.float64)
+    o = np.argsort(open_lid[:, 0])
+    n = np.argsort(lid[:, 0])
+    y_open = np.interp(xs, open_lid[o, 0], open_lid[o, 1])
+    y_lid = np.interp(xs, lid[n, 0], lid[n, 1])
+    depth = np.maximum(y_lid - y_open, 1.0)
+    squeeze = np.minimum(1.0, reach / depth)
+    yy = np.arange(h, dtype=np.float64)[:, None]
+    below = yy - y_open[None, :]
+    map_y = np.where(below > 0.0, y_open[None, :] - below * squeeze[None, :], yy)
+    map_x = np.broadcast_to(xs[None, :], (h, w))
+    return np.asarray(cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32),
+                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101))
 
 
 def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarray,
-                        head: np.ndarray) -> int:
+                        head: np.ndarray,
+                        lashes: tuple[LashLine, LashLine] = (NO_LASHES, NO_LASHES)) -> int:
     """In place: a closing eye's upper lid is the portrait's thin visible lid stretched over
-    the eye, which shows as dark vertical streaks (its lashes and crease drawn out); as the
-    lid comes down, the swept area is blurred along the eye and drawn half way to the tone of
-    the skin above the open lid, the lash line at the lid's edge kept dark.
+    the eye, which shows as vertical streaks; as the lid comes down, the swept area is
+    filled with the skin just above the open lid mirrored down (:func:`_mirror_above`),
+    blurred along the eye and drawn half way to the skin above the lash line (column by
+    column, so the lid keeps the shading along the eye), with a soft edge, and the lid's edge
+    gets the portrait's lash line (``lashes``, :func:`lash_lines`) as a thin dark line.
     ``points``: the output landmarks; ``portrait``: the portrait's; ``head``: the head's
     portrait -> output affine (2x3). Returns the number of eyes smoothed."""
     done = 0
     h, w = out.shape[:2]
-    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):  # 9 upper lid points, then the lower lid back
+    for eye, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, strict=True):
+        # 9 upper lid points, then the lower lid back
         was = apply_affine(head, np.asarray(portrait, np.float64)[list(eye), :2])
         now = np.asarray(points, np.float64)[list(eye), :2]
-        gap_open = _open_gap(was)
-        if gap_open < 1.0:
-            continue
-        closed = 1.0 - _open_gap(now) / gap_open
-        a = float(np.clip((closed - CLOSING_LID_FROM) / (CLOSING_LID_FULL - CLOSING_LID_FROM),
-                          0.0, 1.0))
+        a = _closing(was, now)
         if a <= 0.0:
             continue
         up_open, up_now = was[:9], now[:9]
         width = float(np.linalg.norm(up_now[-1] - up_now[0]))
-        k = max(3, round(0.3 * width) | 1)
+        k = max(3, round(CLOSING_LID_BLUR * width) | 1)
+        feather = max(1.0, CLOSING_LID_FEATHER * width)
+        pad = k + int(np.ceil(3.0 * feather)) + int(np.ceil(CLOSING_LID_TONE_BAND * width))
         swept = np.concatenate([up_open, up_now[::-1]])
-        x0, y0 = np.floor(swept.min(axis=0)).astype(int) - k
-        x1, y1 = np.ceil(swept.max(axis=0)).astype(int) + k + 1
+        x0, y0 = np.floor(swept.min(axis=0)).astype(int) - pad
+        x1, y1 = np.ceil(swept.max(axis=0)).astype(int) + pad + 1
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
         roi = out[y0:y1, x0:x1]
+        base = roi.astype(np.float32)
         mask = np.zeros(roi.shape[:2], np.float32)
         cv2.fillPoly(mask, [np.round((swept - [x0, y0]) * 16).astype(np.int32)], (1.0,),
                      cv2.LINE_AA, 4)
-        mask = cv2.GaussianBlur(mask, (0, 0), 1.0) * np.float32(a)
-        # the lid's own tone: the skin just above where the open lid was
+        mask = cv2.GaussianBlur(mask, (0, 0), feather) * np.float32(a)
+        colour = np.asarray(cv2.blur(_mirror_above(base, up_open - [x0, y0],
+                                                   up_now - [x0, y0],
+                                                   CLOSING_LID_MIRROR * width), (k, 1)),
+                            np.float32)
+        # the lid's own tone: the skin above the open lid's lash line, column by column
+        own = np.asarray(portrait, np.float64)[list(eye), :2]
+        lift = lash.reach * width / max(float(np.linalg.norm(own[8] - own[0])), 1e-9)
+        low = up_open - [0.0, lift]
+        high = low - [0.0, CLOSING_LID_TONE_BAND * width]
         band = np.zeros(roi.shape[:2], np.uint8)
-        above = up_open - [0.0, CLOSING_LID_TONE_BAND * width]
-        cv2.fillPoly(band, [np.round(np.concatenate([above, up_open[::-1]]) - [x0, y0])
+        cv2.fillPoly(band, [np.round(np.concatenate([high, low[::-1]]) - [x0, y0])
                             .astype(np.int32)], (1,))
-        skin = roi[band > 0]
-        lashes = np.zeros(roi.shape[:2], np.float32)  # the closed lid's lash line stays dark
-        cv2.polylines(lashes, [np.round((up_now - [x0, y0]) * 16).astype(np.int32)], False,
-                      (1.0,), max(1, round(0.05 * width)), cv2.LINE_AA, 4)
-        near_lashes = np.clip(cv2.GaussianBlur(lashes, (0, 0), 1.0), 0.0, 1.0)
-        colour = cv2.blur(roi, (k, 1)).astype(np.float32)
-        if len(skin) >= 5:
-            tone = np.median(skin.astype(np.float32), axis=0)
-            t = (CLOSING_LID_TONE * (1.0 - near_lashes))[..., None]
-            colour += (tone - colour) * t
-        base = roi.astype(np.float32)
-        roi[...] = np.clip(base + (colour - base) * mask[..., None] + 0.5, 0, 255).astype(
-            np.uint8)
+        kt = 2 * k + 1
+        count = cv2.blur(band.sum(axis=0, dtype=np.float32)[None, :], (kt, 1))[0]
+        if count.max() > 0.0:
+            sums = cv2.blur((base * band[..., None]).sum(axis=0)[None], (kt, 1))[0]
+            have = count > 0.25 * count.max()
+            tone = np.where(have[:, None], sums / np.maximum(count, 1e-6)[:, None],
+                            np.median(base[band > 0], axis=0))
+            colour += (tone[None, :, :] - colour) * np.float32(CLOSING_LID_TONE)
+        blended = base + (colour - base) * mask[..., None]
+        if lash.reach > 0.0:  # the closed lid's edge: the portrait's lash line
+            line = np.zeros(roi.shape[:2], np.float32)
+            thick = max(2, round(CLOSED_LASH_LINE * lash.reach))
+            cv2.polylines(line, [np.round((up_now - [x0, y0]) * 16).astype(np.int32)], False,
+                          (1.0,), thick, cv2.LINE_AA, 4)
+            line = cv2.GaussianBlur(line, (0, 0), 0.6) * np.float32(a)
+            blended += (np.asarray(lash.colour, np.float32) - blended) * line[..., None]
+        roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         done += 1
     return done
-

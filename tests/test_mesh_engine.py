@@ -440,8 +440,8 @@ def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
 
 def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     """A lid brought down over the eye is the portrait's thin lid stretched: vertical streaks.
-    They are blurred along the eye (and drawn towards the skin above) once the eye is more
-    than a third closed; an open eye, and everything away from the lid, is left alone."""
+    Once the eye is more than a third closed the lid is the portrait's skin above the lid,
+    blurred along the eye; an open eye, and everything away from the lid, is left alone."""
     from live.engines.mesh.eyes import CLOSING_LID_FROM, smooth_closing_lids
 
     size = 120
@@ -460,7 +460,7 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
     closed[up] = pts[lo] - [0.0, 0.5]
     out = streaks.copy()
-    assert smooth_closing_lids(out, closed, pts, head) == 1
+    assert smooth_closing_lids(out, closed, pts, head, streaks) == 1
     region = (slice(50, 62), slice(40, 80))  # swept by the lid
 
     def streak(image: np.ndarray) -> float:  # pixel to pixel change along the eye
@@ -475,7 +475,7 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     half = pts.copy()
     half[up] = pts[up] + (pts[lo] - pts[up]) * (0.9 * CLOSING_LID_FROM)
     out = streaks.copy()
-    assert smooth_closing_lids(out, half, pts, head) == 0
+    assert smooth_closing_lids(out, half, pts, head, streaks) == 0
     assert np.array_equal(out, streaks)
 
 
@@ -549,6 +549,31 @@ def test_a_closing_lid_takes_its_source_from_above_the_lash_line() -> None:
     half = lift_lash_source(src, pts, partly, head, lashes) - src
     assert 0.0 < -half[mid, 1] < 4.0
     assert lift_lash_source(src, pts, closed, head, (NO_LASHES, NO_LASHES)) is src
+
+
+def test_a_closed_lid_is_the_portraits_skin_above_its_lashes_not_the_warped_crease() -> None:
+    """The warp stretches whatever lies above the lid (lashes, crease) over a closing eye;
+    the closed lid is taken from the portrait's own skin above its lash line instead, and
+    its edge is drawn in the lash colour."""
+    from live.engines.mesh.eyes import LashLine, smooth_closing_lids
+
+    pts = _synthetic_eyes()
+    portrait = np.full((120, 120, 3), (210, 170, 150), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:120]
+    lid = _upper_lid_y(pts, xx[0].astype(float))[None, :]
+    portrait[(yy <= lid) & (yy > lid - 3) & (xx >= 30) & (xx <= 90)] = (40, 30, 30)
+    out = portrait.copy()  # the warp's output: a dark crease stretched down over the eye
+    out[(yy <= lid + 18) & (yy > lid - 12) & (xx >= 30) & (xx <= 90)] = (70, 50, 45)
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    closed = pts.copy()
+    up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
+    closed[up] = pts[lo] - [0.0, 0.5]
+    lashes = (LashLine(3.0, (40.0, 30.0, 30.0)), LashLine(0.0, (0.0, 0.0, 0.0)))
+    assert smooth_closing_lids(out, closed, pts, head, portrait, lashes) == 1
+    lid_area = out[54:61, 50:71].reshape(-1, 3).astype(float)
+    np.testing.assert_allclose(lid_area.mean(0), (210, 170, 150), atol=12)
+    edge = out[64:66, 55:66].reshape(-1, 3).astype(float).mean(0)  # on the lower lid
+    assert edge.sum() < 0.6 * (210 + 170 + 150)
 
 
 @pytest.mark.fixtures

@@ -528,7 +528,8 @@ class MeshEngine:
         t5 = clock()
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
-        smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head, portrait.lashes)
+        smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head, portrait.image,
+                            portrait.lashes)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)

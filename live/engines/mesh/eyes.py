@@ -281,57 +281,60 @@ CLOSING_LID_BLUR = 0.12
 """Width (eye widths) of the blur along the eye that takes out the lid's vertical streaks."""
 CLOSING_LID_FEATHER = 0.05
 """Softness (eye widths, Gaussian sigma) of the smoothed area's edge."""
-CLOSING_LID_TONE = 0.5
-"""How far the smoothed lid is drawn towards the skin just above the open lid, column by
-column (a closed lid is skin, not the lashes and shadow stretched over the eye) ..."""
-CLOSING_LID_TONE_BAND = 0.12
-"""... measured in a band this high (eye widths) above the open upper lid."""
+CLOSED_LID_SKIN = 0.1
+"""Height (eye widths) of the portrait's skin above the lash line that covers a closed eye
+(:func:`_lid_skin`)."""
 CLOSED_LASH_LINE = 0.22
 """Thickness of the closed lid's lash line, a share of the open lash line's reach."""
-CLOSING_LID_MIRROR = 0.08
-"""Height (eye widths) of the skin above the open lid that is mirrored onto the closed lid."""
 
 
-def _mirror_above(image: np.ndarray, open_lid: np.ndarray, lid: np.ndarray,
-                  reach: float) -> np.ndarray:
-    """``image`` with the area a lid swept on its way down (between the ``open_lid`` and the
-    ``lid`` curves, 9 points each, image coordinates) replaced by the skin above the open lid
-    mirrored down column by column, squeezed into at most ``reach`` pixels above it: skin with
-    its own grain instead of a few pixels of lid drawn out."""
-    h, w = image.shape[:2]
-    if reach <= 0.0:
-        return image
-    xs = np.arange(w, dtype=np.float64)
+def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLine,
+              open_lid: np.ndarray, lid: np.ndarray, origin: tuple[int, int],
+              shape: tuple[int, int]) -> np.ndarray:
+    """The skin a closing lid brings over the eye, for an output area of ``shape`` at
+    ``origin`` (x, y): between the open lid and the lid now (``open_lid``, ``lid``: 9 upper
+    lid points each, output pixels), the portrait's (``image``, eye contour ``own``) band of
+    skin just above its lash line, unrolled: the lid's edge shows the skin next to the lashes,
+    the open lid's line the skin :data:`CLOSED_LID_SKIN` eye widths above it. Taken from the
+    portrait through the inverse of the ``head`` affine, so it is the portrait's own lid skin,
+    not the warp's stretched crease. float32 RGB."""
+    h, w = shape
+    x0, y0 = origin
+    xs = np.arange(x0, x0 + w, dtype=np.float64)
     o = np.argsort(open_lid[:, 0])
     n = np.argsort(lid[:, 0])
     y_open = np.interp(xs, open_lid[o, 0], open_lid[o, 1])
     y_lid = np.interp(xs, lid[n, 0], lid[n, 1])
-    depth = np.maximum(y_lid - y_open, 1.0)
-    squeeze = np.minimum(1.0, reach / depth)
-    yy = np.arange(h, dtype=np.float64)[:, None]
-    below = yy - y_open[None, :]
-    map_y = np.where(below > 0.0, y_open[None, :] - below * squeeze[None, :], yy)
-    map_x = np.broadcast_to(xs[None, :], (h, w))
+    yy = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
+    share = np.clip((y_lid - yy) / np.maximum(y_lid - y_open, 1.0), 0.0, 1.0)
+    up, width = _lid_normal(own)
+    a = np.vstack([head, [0.0, 0.0, 1.0]])
+    back = np.linalg.inv(a)[:2]  # output -> portrait
+    on_lid = np.stack([xs, y_open, np.ones_like(xs)], axis=1) @ back.T  # (w, 2) portrait
+    rise = lash.reach + 0.02 * width + share * (CLOSED_LID_SKIN * width)  # (h, w)
+    map_x = on_lid[None, :, 0] + rise * up[0]
+    map_y = on_lid[None, :, 1] + rise * up[1]
     return np.asarray(cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32),
-                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101))
+                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
+                      np.float32)
 
 
 def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarray,
-                        head: np.ndarray,
+                        head: np.ndarray, image: np.ndarray,
                         lashes: tuple[LashLine, LashLine] = (NO_LASHES, NO_LASHES)) -> int:
     """In place: a closing eye's upper lid is the portrait's thin visible lid stretched over
-    the eye, which shows as vertical streaks; as the lid comes down, the swept area is
-    filled with the skin just above the open lid mirrored down (:func:`_mirror_above`),
-    blurred along the eye and drawn half way to the skin above the lash line (column by
-    column, so the lid keeps the shading along the eye), with a soft edge, and the lid's edge
-    gets the portrait's lash line (``lashes``, :func:`lash_lines`) as a thin dark line.
-    ``points``: the output landmarks; ``portrait``: the portrait's; ``head``: the head's
-    portrait -> output affine (2x3). Returns the number of eyes smoothed."""
+    the eye, which shows as vertical streaks; as the lid comes down, the swept area becomes
+    the portrait's skin above its lash line (:func:`_lid_skin`), blurred along the eye, with
+    a soft edge, and the lid's edge gets the portrait's lash line (``lashes``,
+    :func:`lash_lines`) as a thin dark line. ``points``: the output landmarks; ``portrait``:
+    the portrait's; ``head``: the head's portrait -> output affine (2x3); ``image``: the
+    portrait (RGB uint8). Returns the number of eyes smoothed."""
     done = 0
     h, w = out.shape[:2]
     for eye, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, strict=True):
         # 9 upper lid points, then the lower lid back
-        was = apply_affine(head, np.asarray(portrait, np.float64)[list(eye), :2])
+        own = np.asarray(portrait, np.float64)[list(eye), :2]
+        was = apply_affine(head, own)
         now = np.asarray(points, np.float64)[list(eye), :2]
         a = _closing(was, now)
         if a <= 0.0:
@@ -340,7 +343,7 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         width = float(np.linalg.norm(up_now[-1] - up_now[0]))
         k = max(3, round(CLOSING_LID_BLUR * width) | 1)
         feather = max(1.0, CLOSING_LID_FEATHER * width)
-        pad = k + int(np.ceil(3.0 * feather)) + int(np.ceil(CLOSING_LID_TONE_BAND * width))
+        pad = k + int(np.ceil(3.0 * feather))
         swept = np.concatenate([up_open, up_now[::-1]])
         x0, y0 = np.floor(swept.min(axis=0)).astype(int) - pad
         x1, y1 = np.ceil(swept.max(axis=0)).astype(int) + pad + 1
@@ -353,26 +356,9 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         cv2.fillPoly(mask, [np.round((swept - [x0, y0]) * 16).astype(np.int32)], (1.0,),
                      cv2.LINE_AA, 4)
         mask = cv2.GaussianBlur(mask, (0, 0), feather) * np.float32(a)
-        colour = np.asarray(cv2.blur(_mirror_above(base, up_open - [x0, y0],
-                                                   up_now - [x0, y0],
-                                                   CLOSING_LID_MIRROR * width), (k, 1)),
-                            np.float32)
-        # the lid's own tone: the skin above the open lid's lash line, column by column
-        own = np.asarray(portrait, np.float64)[list(eye), :2]
-        lift = lash.reach * width / max(float(np.linalg.norm(own[8] - own[0])), 1e-9)
-        low = up_open - [0.0, lift]
-        high = low - [0.0, CLOSING_LID_TONE_BAND * width]
-        band = np.zeros(roi.shape[:2], np.uint8)
-        cv2.fillPoly(band, [np.round(np.concatenate([high, low[::-1]]) - [x0, y0])
-                            .astype(np.int32)], (1,))
-        kt = 2 * k + 1
-        count = cv2.blur(band.sum(axis=0, dtype=np.float32)[None, :], (kt, 1))[0]
-        if count.max() > 0.0:
-            sums = cv2.blur((base * band[..., None]).sum(axis=0)[None], (kt, 1))[0]
-            have = count > 0.25 * count.max()
-            tone = np.where(have[:, None], sums / np.maximum(count, 1e-6)[:, None],
-                            np.median(base[band > 0], axis=0))
-            colour += (tone[None, :, :] - colour) * np.float32(CLOSING_LID_TONE)
+        skin = _lid_skin(image, own, head, lash, up_open, up_now, (int(x0), int(y0)),
+                         (y1 - y0, x1 - x0))
+        colour = np.asarray(cv2.blur(skin, (k, 1)), np.float32)
         blended = base + (colour - base) * mask[..., None]
         if lash.reach > 0.0:  # the closed lid's edge: the portrait's lash line
             line = np.zeros(roi.shape[:2], np.float32)

@@ -308,8 +308,7 @@ def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLi
     yy = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
     share = np.clip((y_lid - yy) / np.maximum(y_lid - y_open, 1.0), 0.0, 1.0)
     up, width = _lid_normal(own)
-    a = np.vstack([head, [0.0, 0.0, 1.0]])
-    back = np.linalg.inv(a)[:2]  # output -> portrait
+    back = cv2.invertAffineTransform(np.asarray(head, np.float64))  # output -> portrait
     on_lid = np.stack([xs, y_open, np.ones_like(xs)], axis=1) @ back.T  # (w, 2) portrait
     rise = lash.reach + 0.02 * width + share * (CLOSED_LID_SKIN * width)  # (h, w)
     map_x = on_lid[None, :, 0] + rise * up[0]

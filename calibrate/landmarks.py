@@ -68,6 +68,12 @@ LEFT_BROW_UPPER: tuple[int, ...] = (300, 293, 334, 296, 336)
 LEFT_BROW_LOWER: tuple[int, ...] = (276, 283, 282, 295, 285)
 RIGHT_BROW: tuple[int, ...] = RIGHT_BROW_UPPER + RIGHT_BROW_LOWER
 LEFT_BROW: tuple[int, ...] = LEFT_BROW_UPPER + LEFT_BROW_LOWER
+# The two rows of points between each upper lid and its brow, each row from the outer end to
+# the inner end, point for point above the upper lid's seven middle points.
+RIGHT_LID_RING_NEAR: tuple[int, ...] = (247, 30, 29, 27, 28, 56, 190)
+RIGHT_LID_RING_FAR: tuple[int, ...] = (113, 225, 224, 223, 222, 221, 189)
+LEFT_LID_RING_NEAR: tuple[int, ...] = (467, 260, 259, 257, 258, 286, 414)
+LEFT_LID_RING_FAR: tuple[int, ...] = (342, 445, 444, 443, 442, 441, 413)
 
 # --- lips ----------------------------------------------------------------------------------
 # Lines run from the subject's right mouth corner (61 outer / 78 inner) to the left one.

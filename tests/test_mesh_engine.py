@@ -576,6 +576,171 @@ def test_a_closed_lid_is_the_portraits_skin_above_its_lashes_not_the_warped_crea
     assert edge.sum() < 0.6 * (210 + 170 + 150)
 
 
+def _lid_rows(gap: float, *, dy_left: float = 200.0) -> np.ndarray:
+    """:func:`_synthetic_eyes` with the rows above each upper lid: the near ring ``gap`` px
+    above the lid's middle points, the far ring ``2 * gap``, the brow's lower and upper
+    lines ``3 * gap`` and ``4 * gap`` above the lid's middle."""
+    pts = _synthetic_eyes(dy_left)
+    for upper, near, far, brow_lo, brow_up in (
+            (lm.RIGHT_EYE_UPPER, lm.RIGHT_LID_RING_NEAR, lm.RIGHT_LID_RING_FAR,
+             lm.RIGHT_BROW_LOWER, lm.RIGHT_BROW_UPPER),
+            (lm.LEFT_EYE_UPPER, lm.LEFT_LID_RING_NEAR, lm.LEFT_LID_RING_FAR,
+             lm.LEFT_BROW_LOWER, lm.LEFT_BROW_UPPER)):
+        lid = pts[list(upper[1:-1])]
+        pts[list(near)] = lid - [0.0, gap]
+        pts[list(far)] = lid - [0.0, 2.0 * gap]
+        mid = pts[upper[len(upper) // 2]]
+        xs = np.linspace(35.0, 85.0, 5)
+        pts[list(brow_lo)] = np.stack([xs, np.full(5, mid[1] - 3.0 * gap)], 1)
+        pts[list(brow_up)] = np.stack([xs, np.full(5, mid[1] - 4.0 * gap)], 1)
+    return pts
+
+
+_BROW_ZONE = (lm.RIGHT_LID_RING_NEAR + lm.RIGHT_LID_RING_FAR + lm.RIGHT_BROW
+              + lm.LEFT_LID_RING_NEAR + lm.LEFT_LID_RING_FAR + lm.LEFT_BROW)
+
+
+def _band(pts: np.ndarray, upper: tuple[int, ...], zone: tuple[int, ...]) -> float:
+    """Mean height of ``zone`` above the upper lid's middle point (y down)."""
+    return float(np.mean(pts[upper[len(upper) // 2], 1] - pts[list(zone), 1]))
+
+
+def test_a_narrow_brow_band_stretches_in_proportion_not_by_the_drivers_pixels() -> None:
+    """A driver raising its brows by 6 px over a band twice as wide as the portrait's raises
+    the portrait's in proportion to its own band (the band grows by about the driver's
+    factor), not by 6 px; a portrait with the driver's band, a wider one or one within
+    BROW_BAND_SAME of it moves by the driver's pixels."""
+    from live.engines.mesh.motion import BROW_BAND_SAME, hold_brow_bands
+
+    down = np.array([0.0, 1.0])
+    zone = lm.RIGHT_LID_RING_NEAR + lm.RIGHT_LID_RING_FAR + lm.RIGHT_BROW
+    narrow, wide = _lid_rows(4.0, dy_left=0.0), _lid_rows(8.0, dy_left=0.0)
+
+    def raised(pts: np.ndarray) -> np.ndarray:
+        q = pts.copy()
+        q[list(_BROW_ZONE), 1] -= 6.0
+        return q
+
+    q = raised(narrow)
+    hold_brow_bands(q, narrow, wide, 1.0, down, down)
+    growth_driver = _band(raised(wide), lm.RIGHT_EYE_UPPER, zone) / _band(
+        wide, lm.RIGHT_EYE_UPPER, zone)
+    growth = _band(q, lm.RIGHT_EYE_UPPER, zone) / _band(narrow, lm.RIGHT_EYE_UPPER, zone)
+    # the driver's stretch (over BROW_BAND_SAME, the margin for the face mesh's readings)
+    assert growth - 1.0 == pytest.approx((growth_driver - 1.0) / BROW_BAND_SAME, rel=1e-9)
+    assert growth < _band(raised(narrow), lm.RIGHT_EYE_UPPER, zone) / _band(
+        narrow, lm.RIGHT_EYE_UPPER, zone)  # the driver's pixels would have stretched more
+    np.testing.assert_array_equal(np.delete(q, list(_BROW_ZONE), axis=0),
+                                  np.delete(narrow, list(_BROW_ZONE), axis=0))
+    for portrait in (wide, _lid_rows(12.0, dy_left=0.0), _lid_rows(7.2, dy_left=0.0)):
+        q = raised(portrait)
+        hold_brow_bands(q, portrait, wide, 1.0, down, down)
+        np.testing.assert_array_equal(q, raised(portrait))
+    # the driver twice the portrait's size: the same band at the portrait's scale
+    q = raised(narrow)
+    hold_brow_bands(q, narrow, _lid_rows(2.0, dy_left=0.0), 2.0, down, down)
+    np.testing.assert_array_equal(q, raised(narrow))
+
+
+def _band_warp(out_gap: float, own_gap: float) -> np.ndarray:
+    """A warp's full-size source map (120 px) that draws the band above the right upper lid
+    out from ``own_gap`` to ``out_gap`` px (uniformly, as one row of triangles does) and
+    moves what lies above it up by the difference."""
+    yy, xx = np.mgrid[0:120, 0:120].astype(np.float32)
+    lid = _upper_lid_y(_synthetic_eyes(), xx[0].astype(float)).astype(np.float32)[None, :]
+    d = lid - yy  # height above the lid
+    k = np.float32(own_gap / out_gap)
+    src_y = np.where((d > 0) & (d < out_gap), lid - d * k,
+                     np.where(d >= out_gap, yy + np.float32(out_gap - own_gap), yy))
+    return np.dstack([xx, src_y]).astype(np.float32)
+
+
+def _dark_rows(image: np.ndarray, x: int, lid_y: float) -> int:
+    """Rows above the lid (at column ``x``) darker than halfway between lash and skin."""
+    col = image[: int(np.floor(lid_y)) + 1, x].astype(float).mean(axis=1)
+    return int(np.sum(col[-30:] < (210 + 170 + 150 + 40 + 30 + 30) / 6.0))
+
+
+def test_a_drawn_out_lid_band_keeps_its_lash_line_thin() -> None:
+    """The band between the upper lid and the row above it drawn out to twice its height:
+    the warp doubles the lash line (6 px instead of 3); resampled, it keeps its 3 px and
+    the skin above takes the stretch. The band's edges and everything outside it keep the
+    warp's source."""
+    from live.engines.mesh.eyes import NO_LASHES, LashLine, keep_lash_bands
+
+    own, out = _lid_rows(10.0), _lid_rows(20.0)
+    portrait = np.full((120, 120, 3), (210, 170, 150), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:120]
+    lid = _upper_lid_y(own, xx[0].astype(float))[None, :]
+    portrait[(yy <= lid) & (yy > lid - 3) & (xx >= 20) & (xx <= 100)] = (40, 30, 30)
+    head = IDENTITY
+    lashes = (LashLine(3.0, (40.0, 30.0, 30.0)), NO_LASHES)
+    warp = PiecewiseAffineWarp(120, grid=120)
+    lid_y = float(_upper_lid_y(own, np.array([60.0]))[0])
+
+    source = _band_warp(20.0, 10.0)
+    before = warp.remap(portrait, source)
+    assert _dark_rows(before, 60, lid_y) >= 5  # the warp's doubled lash line
+    kept = source.copy()
+    assert keep_lash_bands(kept, out, own, head, lashes) == 1
+    after = warp.remap(portrait, kept)
+    assert 2 <= _dark_rows(after, 60, lid_y) <= 4
+    changed = np.any(kept != source, axis=2)
+    rows = np.nonzero(changed[:, 60])[0]
+    assert rows.min() > lid_y - 20.0 and rows.max() <= lid_y  # inside the band only
+    assert not changed[:, :25].any() and not changed[:, 96:].any()
+    # not stretched, no lash line, a closing eye: left alone
+    same = _band_warp(10.0, 10.0)
+    assert keep_lash_bands(same, own, own, head, lashes) == 0
+    assert keep_lash_bands(source.copy(), out, own, head, (NO_LASHES, NO_LASHES)) == 0
+    closing = out.copy()
+    up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
+    closing[up] = out[lo]
+    assert keep_lash_bands(source.copy(), closing, own, head, lashes) == 0
+
+
+@pytest.mark.fixtures
+def test_raised_brows_keep_the_portraits_lash_line_thin(prepared) -> None:
+    """lp_s42 driven by its own face with the rows above both lids and the brows raised
+    (the band over each lid drawn out ~1.6x): the dark line from the lid up stays as thick as
+    the portrait's own (within a row); without :func:`keep_lash_bands` the warp draws it
+    out."""
+    import live.engines.mesh.engine as mesh_engine
+
+    engine, portrait = prepared
+    p = portrait.landmarks
+    iod = float(np.linalg.norm(p[lm.RIGHT_EYE_OUTER, :2] - p[lm.LEFT_EYE_OUTER, :2]))
+    moved = p.copy()
+    moved[list(_BROW_ZONE), 1] -= 0.05 * iod
+    gray = cv2.cvtColor(portrait.image, cv2.COLOR_RGB2GRAY).astype(float)
+
+    def lash_rows(image: np.ndarray) -> list[int]:
+        counts = []
+        for upper in (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER):
+            mid = p[upper[len(upper) // 2], :2]
+            x, y = round(float(mid[0])), round(float(mid[1]))
+            col = image[y - 25:y + 1, x - 2:x + 3].mean(axis=1)[::-1]  # upwards
+            skin = float(np.percentile(gray[y - 12:y - 5, x - 2:x + 3], 75))
+            dark = float(gray[y - 6:y + 1, x - 2:x + 3].mean(axis=1).min())
+            light = np.nonzero(col >= (skin + dark) / 2.0)[0]  # the first row past the lashes
+            counts.append(int(light[0]) if len(light) else len(col))
+        return counts
+
+    own = lash_rows(gray)
+    out = lash_rows(cv2.cvtColor(engine.render(portrait, p, moved),
+                                 cv2.COLOR_RGB2GRAY).astype(float))
+    original = mesh_engine.keep_lash_bands
+    try:
+        mesh_engine.keep_lash_bands = lambda *args, **kwargs: 0  # type: ignore[assignment]
+        drawn = lash_rows(cv2.cvtColor(engine.render(portrait, p, moved),
+                                       cv2.COLOR_RGB2GRAY).astype(float))
+    finally:
+        mesh_engine.keep_lash_bands = original
+    for o, a, b in zip(own, out, drawn, strict=True):
+        assert abs(a - o) <= 1, (own, out, drawn)
+        assert b >= a + 2, (own, out, drawn)
+
+
 @pytest.mark.fixtures
 def test_a_closed_eye_is_skin_with_a_thin_dark_lash_line(prepared) -> None:
     """Both eyes fully closed on lp_s42: the lid over the eye is near the tone of the skin

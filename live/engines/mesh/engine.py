@@ -36,6 +36,7 @@ from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside
 from live.engines.mesh.eyes import (
     EyePatch,
     LashLine,
+    keep_lash_bands,
     lash_lines,
     lift_lash_source,
     prepare_eyes,
@@ -491,6 +492,7 @@ class MeshEngine:
         t2 = clock()
         source = self._warp.source_map(index, triangle_affines(dst, src, tris),
                                        triangle_bounds(dst, src, tris))
+        keep_lash_bands(source, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         t3 = clock()
         self.last_matte = None
         if portrait.layers is not None and portrait.image_matte is not None:

@@ -272,6 +272,106 @@ def lift_lash_source(src: np.ndarray, portrait: np.ndarray, points: np.ndarray,
     return out
 
 
+LASH_SHARE_MAX = 0.7
+"""The lash line fills at most this share of the band between an upper lid and the row of
+points above it (:func:`keep_lash_bands`): the rest is skin that takes the stretch."""
+
+_LID_BANDS = (
+    (lm.RIGHT_EYE, lm.RIGHT_LID_RING_NEAR),
+    (lm.LEFT_EYE, lm.LEFT_LID_RING_NEAR),
+)
+
+
+def _lash_band_rows(t: np.ndarray, u: np.ndarray, u_lid: np.ndarray, share: np.ndarray,
+                    stretch: np.ndarray) -> np.ndarray:
+    """For output points at height ``t`` (0 at the lid, 1 at the row above) and position
+    ``u`` along the eye: the height whose warped pixel each should show. The lash line's
+    ``share`` of the band (at the lid points ``u_lid``, sorted) is drawn out by ``stretch``
+    in the warp; shown at ``share / stretch`` instead, the skin above takes the rest. Faded
+    in over the band's outer fifths (its ends near the corners keep the warp)."""
+    ends = float(u_lid[-1] - u_lid[0])
+    fade = np.clip(np.minimum(u - u_lid[0], u_lid[-1] - u) / max(0.2 * ends, 1e-6), 0.0, 1.0)
+    rho = np.interp(u, u_lid, share)  # the lash line's share in the warp
+    tau = rho / np.maximum(np.interp(u, u_lid, stretch), 1.0)  # ... and the share it should have
+    f = np.where(t < tau, t * rho / np.maximum(tau, 1e-6),
+                 rho + (t - tau) * (1.0 - rho) / np.maximum(1.0 - tau, 1e-6))
+    return np.asarray(t + fade * (f - t))
+
+
+def keep_lash_bands(source: np.ndarray, points: np.ndarray, portrait: np.ndarray,
+                    head: np.ndarray, lashes: tuple[LashLine, LashLine]) -> int:
+    """In place in the warp's full-size ``source`` map ((H, W, 2) float32, output pixel ->
+    portrait position): where the skin between an upper lid and the row of points above it
+    is drawn out (a driver raising its brows or lowering its lids over a portrait with a
+    narrower band), the lash line keeps its own thickness at the lid's edge and only the skin
+    above it stretches. Within each column of the band (across the eye, in the eye's own
+    axes), the output is resampled so that the lash line's share of the portrait's band
+    (``lashes``, :func:`lash_lines`) covers its share of the portrait's band at the head's
+    scale, not the stretched share; the band's edges map where they did, so the result joins
+    the warp around it. ``points``: the output landmarks; ``portrait``: the portrait's;
+    ``head``: the head's portrait -> output affine. Left alone: an eye whose lid is closing
+    (its lid is redrawn, :func:`smooth_closing_lids`), a band that is not stretched, an eye
+    without a lash line. Returns the number of bands resampled."""
+    h, w = source.shape[:2]
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(head, np.float64)[:, :2]))))
+    done = 0
+    for (eye, ring), lash in zip(_LID_BANDS, lashes, strict=True):
+        if lash.reach <= 0.0:
+            continue
+        own = np.asarray(portrait, np.float64)[list(eye), :2]
+        now = np.asarray(points, np.float64)[list(eye), :2]
+        if _closing(apply_affine(head, own), now) > 0.0:
+            continue
+        n, width = _lid_normal(now)
+        if width < 8.0:
+            continue
+        axis = np.array([-n[1], n[0]])  # along the eye; ``n`` points up, out of the eye
+        origin = now[0]
+        lid = now[:9]
+        top = np.asarray(points, np.float64)[list(ring), :2]
+        own_n, _ = _lid_normal(own)
+        # the band's height over each of the lid's seven middle points, in the output and
+        # in the portrait (at the head's scale)
+        u_lid, v_lid = (lid - origin) @ axis, (lid - origin) @ n
+        u_top, v_top = (top - origin) @ axis, (top - origin) @ n
+        o_lid, o_top = np.argsort(u_lid), np.argsort(u_top)
+        own_h = (np.asarray(portrait, np.float64)[list(ring), :2] - own[1:8]) @ own_n
+        band_h = v_top - v_lid[1:8]
+        stretch = band_h / np.maximum(own_h * scale, 1e-6)
+        if float(np.median(stretch)) <= 1.05:
+            continue
+        share = np.clip(lash.reach / np.maximum(own_h, 1e-6), 0.0, LASH_SHARE_MAX)
+        u_in = u_lid[1:8]
+        # the band's area in the output, padded a pixel
+        corners = np.concatenate([lid[1:8], top])
+        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64),
+                             np.arange(y0, y1, dtype=np.float64))
+        rel = np.stack([gx - origin[0], gy - origin[1]], axis=-1)
+        u, v = rel @ axis, rel @ n
+        o_in = np.argsort(u_in)
+        base = np.interp(u, u_lid[o_lid], v_lid[o_lid])
+        height = np.interp(u, u_top[o_top], v_top[o_top]) - base
+        t = np.where(height > 1.0, (v - base) / np.maximum(height, 1.0), -1.0)
+        inside = (t > 0.0) & (t < 1.0) & (u > u_in.min()) & (u < u_in.max())
+        if not inside.any():
+            continue
+        f = _lash_band_rows(t, u, u_in[o_in], share[o_in], stretch[o_in])
+        # the warp's source at the output point that shows what this one should
+        pick = origin + u[..., None] * axis + (base + f * height)[..., None] * n
+        moved = cv2.remap(source, pick[..., 0].astype(np.float32),
+                          pick[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        roi = source[y0:y1, x0:x1]
+        np.copyto(roi, moved, where=inside[..., None])
+        done += 1
+    return done
+
+
 CLOSING_LID_FROM = 0.35
 """Share of an eye's lid gap closed from which its lid is smoothed (:func:`smooth_closing_lids`)
 ..."""

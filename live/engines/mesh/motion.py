@@ -197,6 +197,58 @@ class _EyeCoords:
         return np.asarray(self.origin + self.width * (u * self.axis + v * self.down))
 
 
+_BROW_ZONES = (
+    (lm.RIGHT_EYE_UPPER, lm.RIGHT_LID_RING_NEAR + lm.RIGHT_LID_RING_FAR + lm.RIGHT_BROW),
+    (lm.LEFT_EYE_UPPER, lm.LEFT_LID_RING_NEAR + lm.LEFT_LID_RING_FAR + lm.LEFT_BROW),
+)
+_LID_CHAINS = tuple(np.array(chain) for chain in (
+    *zip(lm.RIGHT_EYE_UPPER[1:-1], lm.RIGHT_LID_RING_NEAR, lm.RIGHT_LID_RING_FAR, strict=True),
+    *zip(lm.LEFT_EYE_UPPER[1:-1], lm.LEFT_LID_RING_NEAR, lm.LEFT_LID_RING_FAR, strict=True)))
+"""Upwards from each upper lid point through the two rows above it (:func:`keep_order`): a
+lid that opens wide pushes the skin above it up instead of folding over it."""
+
+
+def brow_band(points: np.ndarray, upper: tuple[int, ...], zone: tuple[int, ...],
+              down: np.ndarray, *, above: str = "corners") -> np.ndarray:
+    """Heights (pixels, along ``-down``) of the ``zone`` points above the line through the
+    eye's corners (``upper[0]``, ``upper[-1]``), or with ``above="lid"`` above the upper
+    lid's middle point."""
+    pts = np.asarray(points, dtype=np.float64)
+    ref = pts[[upper[0], upper[-1]], :2].mean(axis=0) if above == "corners" \
+        else pts[upper[len(upper) // 2], :2]
+    return np.asarray((ref - pts[list(zone), :2]) @ down)
+
+
+BROW_BAND_SAME = 0.85
+"""A portrait's brow band at least this share of the driver's (at the portrait's scale)
+takes the driver's displacements as they are (:func:`hold_brow_bands`): the face mesh's
+reading of one face in a photo and in a video differs by a few percent."""
+
+
+def hold_brow_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray, scale: float,
+                    p_down: np.ndarray, d_down: np.ndarray) -> None:
+    """In place: the skin between each upper lid and its brow stretches (or shrinks) in
+    proportion, as the driver's does, not by the driver's pixels. ``q`` holds the portrait's
+    points moved by the driver's displacements (scaled by ``scale``, driver -> portrait
+    pixels); where the portrait's band (the mean height of the rows above the lid and of the
+    brow over the lid's middle) is clearly narrower than the driver's (below
+    :data:`BROW_BAND_SAME` of it), the change of those rows' heights over the eye's corners is
+    scaled down by the ratio of the two bands (over :data:`BROW_BAND_SAME`). A driver raising
+    its brows by a third of a wide band then raises a band half as wide by about a third of
+    its own, not by two thirds: its lash line and lid crease are not drawn out into a grey
+    band up to the brow. A blink (the lid alone moving) changes nothing here."""
+    for upper, zone in _BROW_ZONES:
+        band_p = float(brow_band(portrait, upper, zone, p_down, above="lid").mean())
+        band_d = scale * float(brow_band(neutral, upper, zone, d_down, above="lid").mean())
+        if band_p <= 0.0 or band_p >= BROW_BAND_SAME * band_d:
+            continue
+        # the change is measured from the eye's corners: a blink (the lid alone moving) is
+        # no change of the band
+        change = brow_band(q, upper, zone, p_down) - brow_band(portrait, upper, zone, p_down)
+        keep = band_p / (BROW_BAND_SAME * band_d)  # 1 where the bands count as the same
+        q[list(zone)] += ((1.0 - keep) * change)[:, None] * p_down
+
+
 def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
                     scale: float | None = None,
                     options: MotionOptions | None = None,
@@ -280,6 +332,9 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
         centre = dst_eye.to_image(u, r)
         q[list(ring)] += centre - q[iris]
         q[iris] = centre
+
+    hold_brow_bands(q, P, D0, affine_scale(to_portrait), p_down, d_down)
+    keep_order(q, P[:, :2], _LID_CHAINS, -p_down, min_fraction=opts.min_gap_fraction)
 
     # The mouth does not close past the portrait's own inner lip line.
     up_m, lo_m = list(lm.LIPS_INNER_UPPER[1:-1]), list(lm.LIPS_INNER_LOWER[1:-1])

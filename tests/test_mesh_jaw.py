@@ -83,3 +83,53 @@ def test_a_wide_open_mouth_takes_the_chin_down_with_the_lip(mesh_lp_s42) -> None
     np.testing.assert_allclose(b[upper], a[upper])
     assert chin_drop(0.15, 0.9)[0] == pytest.approx(0.1, rel=0.05)  # speech
     assert 0.1 < chin_drop(0.3, 0.9)[0] < wide  # on the way
+
+
+_CHIN_CHAIN = np.array([14, 15, 16, 17, 18, 200, 199, 175, 152])  # inner lower lip -> chin
+
+
+def _chin_points(gaps_below_lip: list[float]) -> np.ndarray:
+    """478 points, zeros but for the chain: the lower lip 10 px down its chain, then the
+    bands below its outer line (point 17) with these heights."""
+    pts = np.zeros((478, 2))
+    ys = np.concatenate([[0.0, 3.0, 6.0, 10.0], 10.0 + np.cumsum(gaps_below_lip)])
+    pts[_CHIN_CHAIN] = np.stack([np.full(len(ys), 50.0), ys], 1)
+    return pts
+
+
+def test_the_skin_under_the_lip_stretches_as_the_drivers_does() -> None:
+    """A driver pressing its lips up stretches its first band under the lower lip 2x; a
+    portrait whose band there is a quarter of the driver's gets the driver's stretch (with
+    the chin's remaining length shared in proportion), not the driver's 8 extra pixels
+    (which would draw it out 5x); the lip and the chin's ends stay where the displacements
+    put them; with the portrait's own face driving, or one spaced about as the driver's,
+    nothing changes."""
+    from live.engines.mesh.motion import share_chin_bands
+
+    down = np.array([0.0, 1.0])
+    chains = (_CHIN_CHAIN,)
+    portrait = _chin_points([2.0, 8.0, 8.0, 6.0, 6.0])
+    neutral = _chin_points([8.0, 8.0, 8.0, 6.0, 6.0])
+    current = _chin_points([16.0, 8.0, 8.0, 6.0, 6.0])
+    q = portrait + (current - neutral)  # the driver's displacements
+    additive = q.copy()
+    share_chin_bands(q, portrait, neutral, current, chains, down, down)
+    seg = _CHIN_CHAIN[3:]
+    gaps = np.diff(q[seg, 1])
+    np.testing.assert_allclose(q[seg[[0, -1]]], additive[seg[[0, -1]]])  # the ends stay
+    np.testing.assert_allclose(q[_CHIN_CHAIN[:4]], additive[_CHIN_CHAIN[:4]])  # the lip too
+    assert gaps.sum() == pytest.approx(np.diff(additive[seg, 1]).sum())
+    want = np.array([2.0 * 2.0, 8.0, 8.0, 6.0, 6.0])
+    np.testing.assert_allclose(gaps / gaps.sum(), want / want.sum())
+    assert gaps[0] / 2.0 < 0.6 * (np.diff(additive[seg, 1])[0] / 2.0)
+    np.testing.assert_array_equal(q[:, 0], additive[:, 0])  # only along the face
+    own = neutral + (current - neutral)
+    kept = own.copy()
+    share_chin_bands(kept, neutral, neutral, current, chains, down, down)
+    np.testing.assert_allclose(kept, own, atol=1e-12)
+    # a spacing within the face mesh's reading noise of the driver's keeps the displacements
+    close = _chin_points([7.0, 8.0, 8.0, 6.0, 6.0])
+    q = close + (current - neutral)
+    kept = q.copy()
+    share_chin_bands(kept, close, neutral, current, chains, down, down)
+    np.testing.assert_array_equal(kept, q)

@@ -249,6 +249,73 @@ def hold_brow_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray, sc
         q[list(zone)] += ((1.0 - keep) * change)[:, None] * p_down
 
 
+CHIN_RATIO_RANGE = (0.25, 4.0)
+"""How far one band of skin below the lower lip may stretch or shrink relative to its
+neutral height when the bands are shared out (:func:`share_chin_bands`)."""
+
+
+CHIN_SPACING_SAME = 0.45
+"""Chains whose spacing below the lower lip differs from the driver's by up to this (the
+largest absolute log ratio of one band's share of the chain) keep the driver's
+displacements (:func:`share_chin_bands`): one face's readings in a photo and in a video
+differ by up to ~0.4 (tps_driving's frame 0); lp_s2's full lower lip over a thin band
+differs from the fixture drivers' by 1.1-1.2 ..."""
+CHIN_SPACING_FADE = 0.25
+"""... and the sharing fades in over this much more."""
+
+
+def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
+                     current: np.ndarray, chains: tuple[np.ndarray, ...], p_down: np.ndarray,
+                     d_down: np.ndarray) -> None:
+    """In place: the skin from the lower lip's outer line down to the face outline is shared
+    out between its bands as the driver's is, not by the driver's pixels. Along each of the
+    ``chains`` (:class:`~live.engines.mesh.topology.FaceChains` ``down``), from its point on
+    the outer lower lip to its end, the points keep their ends and are spaced so that each
+    band has the portrait's own height times the driver's stretch of the same band
+    (``neutral`` -> ``current``, head motion undone), scaled to the length the driver's
+    displacements gave (``q``). A portrait with a thin band under a full lower lip (its
+    shadow) then does not draw that band out to the driver's pixels when the driver presses
+    its lips up: it stretches as the driver's does, and the rest of the chin takes the
+    remainder. Only where the portrait's spacing clearly differs from the driver's
+    (:data:`CHIN_SPACING_SAME`, :data:`CHIN_SPACING_FADE`). A point on several chains takes
+    the mean of their spacings. With the portrait's own face driving (self-reconstruction)
+    the spacing is the displacements'."""
+    outer = frozenset(lm.LIPS_OUTER_LOWER)
+    total = np.zeros(len(q))
+    count = np.zeros(len(q))
+    lo, hi = CHIN_RATIO_RANGE
+    for chain in chains:
+        on_lip = [k for k, v in enumerate(chain.tolist()) if v in outer]
+        if not on_lip:
+            continue
+        seg = chain[on_lip[-1]:]
+        if len(seg) < 3 or int(seg.max()) >= min(len(neutral), len(current)):
+            continue
+        g_p = np.diff(np.asarray(portrait, np.float64)[seg, :2] @ p_down)
+        g_0 = np.diff(np.asarray(neutral, np.float64)[seg, :2] @ d_down)
+        g_1 = np.diff(np.asarray(current, np.float64)[seg, :2] @ d_down)
+        if np.any(g_p <= 1e-6) or np.any(g_0 <= 1e-6):
+            continue
+        # how far the portrait's spacing differs from the driver's (worst band, log of the
+        # ratio of their shares of the chain); the face mesh's own readings of one face
+        # differ by up to ~0.4
+        differ = float(np.max(np.abs(np.log((g_p / g_p.sum()) / (g_0 / g_0.sum())))))
+        weight = float(np.clip((differ - CHIN_SPACING_SAME) / CHIN_SPACING_FADE, 0.0, 1.0))
+        if weight <= 0.0:
+            continue
+        want = g_p * np.clip(g_1 / g_0, lo, hi)
+        v = q[seg] @ p_down
+        length = float(v[-1] - v[0])
+        if length <= 0.0:
+            continue
+        spaced = v[0] + np.concatenate([[0.0], np.cumsum(want)]) * (length / float(want.sum()))
+        np.add.at(total, seg[1:-1], weight * (spaced[1:-1] - v[1:-1]))
+        np.add.at(count, seg[1:-1], 1.0)
+    moved = count > 0
+    if moved.any():
+        q[moved] += (total[moved] / count[moved])[:, None] * p_down
+
+
 def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
                     scale: float | None = None,
                     options: MotionOptions | None = None,
@@ -345,6 +412,7 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     q[lo_m] -= 0.5 * short[:, None] * p_down
 
     chain_sets = face_chains(P) if chains is None else chains
+    share_chin_bands(q, P, D0, aligned, chain_sets.down, p_down, d_down)
     keep_order(q, P[:, :2], chain_sets.down, p_down, min_fraction=opts.min_gap_fraction)
     # A driving upper lip raised further than the portrait's skin below its nose has room
     # for pushes that skin up (short of the nose) instead of folding over it.

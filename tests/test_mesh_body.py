@@ -215,3 +215,27 @@ def test_a_body_moving_down_slides_out_through_the_bottom_edge(driving_dir: Path
     still = background == 0
     assert still.sum() > 5000
     assert np.array_equal(out[still], crop[still])
+
+
+def test_hair_by_the_face_does_not_tear_away_from_its_outline() -> None:
+    """The face moved 10 px down; hair 10 px outside its outline would move 20 px more with
+    the flow: held to FLOW_SHEAR of its distance relative to the outline; hair 100 px out
+    keeps the whole flow; a flow that brings a point back towards the outline's motion is
+    kept; the default's own offset (12 px, over the limit) is not undone."""
+    from live.engines.mesh.body import FLOW_SHEAR, hold_to_outline
+
+    angles = np.linspace(0.0, 2.0 * np.pi, 36, endpoint=False)
+    ring = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    outline_src = 100.0 + 50.0 * ring
+    outline_dst = outline_src + np.array([0.0, 10.0])
+    src = np.array([[100.0, 160.0], [100.0, 250.0], [160.0, 100.0], [40.0, 100.0]])
+    dst = src + np.array([[0.0, 9.0], [0.0, 9.0], [0.0, 22.0], [0.0, 22.0]])  # no flow
+    flow = np.array([[0.0, 20.0], [0.0, 20.0], [0.0, -5.0], [0.0, 3.0]])
+    held = hold_to_outline(flow, src, dst, outline_src, outline_dst)
+    rel = (dst + held - src) - np.array([0.0, 10.0])  # relative to the outline's motion
+    assert np.linalg.norm(rel[0]) == pytest.approx(FLOW_SHEAR * 10.0, rel=1e-6)
+    np.testing.assert_allclose(held[0], [0.0, FLOW_SHEAR * 10.0 + 1.0], atol=1e-6)
+    np.testing.assert_array_equal(held[1], flow[1])  # far out: the hair's own swing
+    np.testing.assert_array_equal(held[2], flow[2])  # towards the outline's motion
+    np.testing.assert_allclose(held[3], [0.0, 0.0], atol=1e-9)  # further over: no flow
+    np.testing.assert_array_equal(flow[0], [0.0, 20.0])  # the input is kept

@@ -264,9 +264,40 @@ def body_displacements(points: np.ndarray, to_portrait: np.ndarray,
 FLOW_REACH = 0.35
 """Body flow moves a point at most this share of the face's radius away from where the head
 alone would take it: a driver's long hair swinging does not drag a portrait's collar across."""
+FLOW_SHEAR = 0.5
+"""Body flow moves a point outside the face at most this share of its distance to the
+nearest point of the face's outline away from that point's own motion (or as far as the
+head-following default already does, if more): hair by a cheek or an ear by the temple
+does not tear away from the face where the portrait's outline does not sit where the
+driver's hair begins (:func:`hold_to_outline`)."""
 FLOW_BEYOND = 4.0
 """Past the driving crop's edge, a point takes the motion of the crop's nearest edge, fading
 out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
+
+
+def hold_to_outline(flow: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                    outline_src: np.ndarray, outline_dst: np.ndarray, *,
+                    shear: float = FLOW_SHEAR) -> np.ndarray:
+    """The flow's part ``flow`` (N, 2) of the motion of outside points (``src`` -> ``dst``,
+    (N, 2), ``dst`` without the flow) scaled down, point by point, so that each point moves
+    relative to its nearest outline point (``outline_src`` -> ``outline_dst``) by at most
+    ``shear`` times their distance, or by what it moves relative to it without the flow if
+    that is more. Returns a new array."""
+    d = np.linalg.norm(src[:, None, :2] - outline_src[None, :, :2], axis=2)
+    near = np.argmin(d, axis=1)
+    dist = d[np.arange(len(src)), near]
+    base = (dst - src) - (outline_dst[near] - outline_src[near, :2])  # without the flow
+    limit = np.maximum(np.linalg.norm(base, axis=1), shear * dist)
+    over = np.linalg.norm(base + flow, axis=1) > limit
+    out = np.array(flow, dtype=np.float64, copy=True)
+    if over.any():
+        # the largest share f in [0, 1] with |base + f * flow| = limit (base is within it)
+        a = np.sum(flow[over] ** 2, axis=1)
+        b = 2.0 * np.sum(base[over] * flow[over], axis=1)
+        c = np.sum(base[over] ** 2, axis=1) - limit[over] ** 2
+        f = (-b + np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))) / np.maximum(2.0 * a, 1e-12)
+        out[over] *= np.clip(f, 0.0, 1.0)[:, None]
+    return out
 
 
 def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body: BodyMotion,
@@ -289,6 +320,9 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
     dev *= (np.minimum(1.0, reach / norm) * weight)[:, None]
     moved = len(ids) - len(edge)
+    oval = list(lm.FACE_OVAL)
+    dev[:moved] = hold_to_outline(dev[:moved], src[ids[:moved]], dst[ids[:moved], :2],
+                                  src[oval], dst[oval, :2])
     dst[ids[:moved]] += dev[:moved]
     if len(edge):
         src = src.copy()
@@ -296,5 +330,5 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     return src
 
 
-__all__ = ["FLOW_BEYOND", "FLOW_REACH", "BodyFlow", "BodyMotion", "DriverLattice",
-           "body_displacements", "flow_trust", "move_outside"]
+__all__ = ["FLOW_BEYOND", "FLOW_REACH", "FLOW_SHEAR", "BodyFlow", "BodyMotion", "DriverLattice",
+           "body_displacements", "flow_trust", "hold_to_outline", "move_outside"]

@@ -314,60 +314,59 @@ def keep_lash_bands(source: np.ndarray, points: np.ndarray, portrait: np.ndarray
     without a lash line. Returns the number of bands resampled."""
     h, w = source.shape[:2]
     scale = float(np.sqrt(abs(np.linalg.det(np.asarray(head, np.float64)[:, :2]))))
+    pts = np.asarray(points, np.float64)
+    own_pts = np.asarray(portrait, np.float64)
     done = 0
     for (eye, ring), lash in zip(_LID_BANDS, lashes, strict=True):
         if lash.reach <= 0.0:
             continue
-        own = np.asarray(portrait, np.float64)[list(eye), :2]
-        now = np.asarray(points, np.float64)[list(eye), :2]
-        if _closing(apply_affine(head, own), now) > 0.0:
-            continue
+        own, now = own_pts[list(eye), :2], pts[list(eye), :2]
         n, width = _lid_normal(now)
         if width < 8.0:
             continue
-        axis = np.array([-n[1], n[0]])  # along the eye; ``n`` points up, out of the eye
-        origin = now[0]
-        lid = now[:9]
-        top = np.asarray(points, np.float64)[list(ring), :2]
         own_n, _ = _lid_normal(own)
+        lid, top = now[:9], pts[list(ring), :2]
         # the band's height over each of the lid's seven middle points, in the output and
         # in the portrait (at the head's scale)
+        own_h = (own_pts[list(ring), :2] - own[1:8]) @ own_n
+        stretch = ((top - lid[1:8]) @ n) / np.maximum(own_h * scale, 1e-6)
+        if float(np.median(stretch)) <= 1.05 or _closing(apply_affine(head, own), now) > 0.0:
+            continue
+        axis = np.array([-n[1], n[0]])  # along the eye; ``n`` points up, out of the eye
+        origin = now[0]
         u_lid, v_lid = (lid - origin) @ axis, (lid - origin) @ n
         u_top, v_top = (top - origin) @ axis, (top - origin) @ n
         o_lid, o_top = np.argsort(u_lid), np.argsort(u_top)
-        own_h = (np.asarray(portrait, np.float64)[list(ring), :2] - own[1:8]) @ own_n
-        band_h = v_top - v_lid[1:8]
-        stretch = band_h / np.maximum(own_h * scale, 1e-6)
-        if float(np.median(stretch)) <= 1.05:
-            continue
         share = np.clip(lash.reach / np.maximum(own_h, 1e-6), 0.0, LASH_SHARE_MAX)
         u_in = u_lid[1:8]
-        # the band's area in the output, padded a pixel
-        corners = np.concatenate([lid[1:8], top])
-        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
-        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+        o_in = np.argsort(u_in)
+        # the band's pixels in the output (its polygon, grown a pixel)
+        band = np.concatenate([lid[1:8], top[::-1]])
+        x0, y0 = np.floor(band.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(band.max(axis=0)).astype(int) + 2
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
-        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64),
-                             np.arange(y0, y1, dtype=np.float64))
-        rel = np.stack([gx - origin[0], gy - origin[1]], axis=-1)
-        u, v = rel @ axis, rel @ n
-        o_in = np.argsort(u_in)
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [np.round(band - [x0, y0]).astype(np.int32)], (1,))
+        ys, xs = np.nonzero(cv2.dilate(mask, np.ones((3, 3), np.uint8)))
+        ys, xs = ys + y0, xs + x0
+        u = (xs - origin[0]) * axis[0] + (ys - origin[1]) * axis[1]
+        v = (xs - origin[0]) * n[0] + (ys - origin[1]) * n[1]
         base = np.interp(u, u_lid[o_lid], v_lid[o_lid])
         height = np.interp(u, u_top[o_top], v_top[o_top]) - base
-        t = np.where(height > 1.0, (v - base) / np.maximum(height, 1.0), -1.0)
-        inside = (t > 0.0) & (t < 1.0) & (u > u_in.min()) & (u < u_in.max())
+        t = (v - base) / np.maximum(height, 1.0)
+        inside = (height > 1.0) & (t > 0.0) & (t < 1.0) & (u > u_in.min()) & (u < u_in.max())
         if not inside.any():
             continue
+        u, t, base, height = u[inside], t[inside], base[inside], height[inside]
         f = _lash_band_rows(t, u, u_in[o_in], share[o_in], stretch[o_in])
         # the warp's source at the output point that shows what this one should
-        pick = origin + u[..., None] * axis + (base + f * height)[..., None] * n
-        moved = cv2.remap(source, pick[..., 0].astype(np.float32),
-                          pick[..., 1].astype(np.float32), cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-        roi = source[y0:y1, x0:x1]
-        np.copyto(roi, moved, where=inside[..., None])
+        along = base + f * height
+        px = (origin[0] + u * axis[0] + along * n[0]).astype(np.float32)[None, :]
+        py = (origin[1] + u * axis[1] + along * n[1]).astype(np.float32)[None, :]
+        moved = cv2.remap(source, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        source[ys[inside], xs[inside]] = moved[0]
         done += 1
     return done
 

@@ -280,40 +280,75 @@ def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
     (:data:`CHIN_SPACING_SAME`, :data:`CHIN_SPACING_FADE`). A point on several chains takes
     the mean of their spacings. With the portrait's own face driving (self-reconstruction)
     the spacing is the displacements'."""
-    outer = frozenset(lm.LIPS_OUTER_LOWER)
+    segs = _chin_segments(chains)
+    if not segs or max(int(seg.max()) for seg in segs) >= min(len(neutral), len(current)):
+        return
+    a, b, starts = _segment_links(segs)
+    g_p = (np.asarray(portrait, np.float64)[b, :2] - np.asarray(portrait, np.float64)[a, :2]) \
+        @ p_down
+    g_0 = (np.asarray(neutral, np.float64)[b, :2] - np.asarray(neutral, np.float64)[a, :2]) \
+        @ d_down
+    if np.any(g_p <= 1e-6) or np.any(g_0 <= 1e-6):  # a chain that turns back: not shared
+        ok = np.minimum.reduceat(np.minimum(g_p, g_0), starts) > 1e-6
+    else:
+        ok = np.ones(len(segs), bool)
+    g_p, g_0 = np.maximum(g_p, 1e-6), np.maximum(g_0, 1e-6)
+    # how far the portrait's spacing differs from the driver's (worst band, log of the ratio
+    # of their shares of the chain); the face mesh's own readings of one face differ by up
+    # to ~0.4
+    share_p = g_p / np.repeat(np.add.reduceat(g_p, starts), np.diff([*starts, len(a)]))
+    share_0 = g_0 / np.repeat(np.add.reduceat(g_0, starts), np.diff([*starts, len(a)]))
+    differ = np.maximum.reduceat(np.abs(np.log(share_p / share_0)), starts)
+    weight = np.clip((differ - CHIN_SPACING_SAME) / CHIN_SPACING_FADE, 0.0, 1.0) * ok
+    if not np.any(weight > 0.0):
+        return
+    lo, hi = CHIN_RATIO_RANGE
+    cur = np.asarray(current, np.float64)
     total = np.zeros(len(q))
     count = np.zeros(len(q))
-    lo, hi = CHIN_RATIO_RANGE
-    for chain in chains:
-        on_lip = [k for k, v in enumerate(chain.tolist()) if v in outer]
-        if not on_lip:
-            continue
-        seg = chain[on_lip[-1]:]
-        if len(seg) < 3 or int(seg.max()) >= min(len(neutral), len(current)):
-            continue
-        g_p = np.diff(np.asarray(portrait, np.float64)[seg, :2] @ p_down)
-        g_0 = np.diff(np.asarray(neutral, np.float64)[seg, :2] @ d_down)
-        g_1 = np.diff(np.asarray(current, np.float64)[seg, :2] @ d_down)
-        if np.any(g_p <= 1e-6) or np.any(g_0 <= 1e-6):
-            continue
-        # how far the portrait's spacing differs from the driver's (worst band, log of the
-        # ratio of their shares of the chain); the face mesh's own readings of one face
-        # differ by up to ~0.4
-        differ = float(np.max(np.abs(np.log((g_p / g_p.sum()) / (g_0 / g_0.sum())))))
-        weight = float(np.clip((differ - CHIN_SPACING_SAME) / CHIN_SPACING_FADE, 0.0, 1.0))
-        if weight <= 0.0:
-            continue
-        want = g_p * np.clip(g_1 / g_0, lo, hi)
+    for i in np.nonzero(weight > 0.0)[0]:
+        seg = segs[i]
+        at = slice(starts[i], starts[i] + len(seg) - 1)
+        want = g_p[at] * np.clip(np.diff(cur[seg, :2] @ d_down) / g_0[at], lo, hi)
         v = q[seg] @ p_down
         length = float(v[-1] - v[0])
         if length <= 0.0:
             continue
         spaced = v[0] + np.concatenate([[0.0], np.cumsum(want)]) * (length / float(want.sum()))
-        np.add.at(total, seg[1:-1], weight * (spaced[1:-1] - v[1:-1]))
+        np.add.at(total, seg[1:-1], weight[i] * (spaced[1:-1] - v[1:-1]))
         np.add.at(count, seg[1:-1], 1.0)
     moved = count > 0
     if moved.any():
         q[moved] += (total[moved] / count[moved])[:, None] * p_down
+
+
+_SEGMENTS: dict[int, tuple[tuple[np.ndarray, ...], list[np.ndarray]]] = {}
+
+
+def _chin_segments(chains: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """The part of each chain from its last point on the outer lower lip on (chains without
+    one, or with under three points from there, left out); kept for the chains' life."""
+    hit = _SEGMENTS.get(id(chains))
+    if hit is not None and hit[0] is chains:
+        return hit[1]
+    outer = frozenset(lm.LIPS_OUTER_LOWER)
+    segs = []
+    for chain in chains:
+        on_lip = [k for k, v in enumerate(chain.tolist()) if v in outer]
+        if on_lip and len(chain) - on_lip[-1] >= 3:
+            segs.append(np.asarray(chain[on_lip[-1]:]))
+    if len(_SEGMENTS) > 64:
+        _SEGMENTS.clear()
+    _SEGMENTS[id(chains)] = (chains, segs)
+    return segs
+
+
+def _segment_links(segs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The successive point pairs of ``segs`` (from, to) and where each segment's start."""
+    a = np.concatenate([seg[:-1] for seg in segs])
+    b = np.concatenate([seg[1:] for seg in segs])
+    starts = np.cumsum([0] + [len(seg) - 1 for seg in segs[:-1]])
+    return a, b, starts
 
 
 def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
@@ -484,6 +519,23 @@ def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
     return np.asarray(src + weight[:, None] * (rigid + follow * own))
 
 
+_LINKS: dict[int, tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]] = {}
+
+
+def _chain_links(chains: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of successive points of ``chains`` as two index arrays (from, to), kept
+    for the chains' life (a portrait's chains are used on every frame)."""
+    hit = _LINKS.get(id(chains))
+    if hit is not None and hit[0] is chains:
+        return hit[1], hit[2]
+    a = np.concatenate([c[:-1] for c in chains]) if chains else np.zeros(0, np.int64)
+    b = np.concatenate([c[1:] for c in chains]) if chains else np.zeros(0, np.int64)
+    if len(_LINKS) > 64:
+        _LINKS.clear()
+    _LINKS[id(chains)] = (chains, a, b)
+    return a, b
+
+
 def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],
                down: np.ndarray, *, min_fraction: float = 0.2) -> None:
     """Keep points in order along ``down`` on each chain, in place: every point stays before
@@ -498,6 +550,10 @@ def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ..
     row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip, and
     an upper lip raised by more than the portrait's skin below the nose would fold over it.
     """
+    a, b = _chain_links(chains)
+    if np.all((points[b, :2] - points[a, :2]) @ down
+              >= np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction):
+        return  # every chain already in order: nothing to push or pull
     for chain in chains:
         v = points[chain] @ down
         gap = np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction

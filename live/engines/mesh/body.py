@@ -275,17 +275,26 @@ FLOW_BEYOND = 4.0
 out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
 
 
+def nearest_outline(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``points`` (N, 2): the index of its nearest ``outline`` point and the
+    distance to it."""
+    d = np.linalg.norm(np.asarray(points)[:, None, :2] - np.asarray(outline)[None, :, :2],
+                       axis=2)
+    near = np.argmin(d, axis=1)
+    return near, d[np.arange(len(d)), near]
+
+
 def hold_to_outline(flow: np.ndarray, src: np.ndarray, dst: np.ndarray,
                     outline_src: np.ndarray, outline_dst: np.ndarray, *,
-                    shear: float = FLOW_SHEAR) -> np.ndarray:
+                    shear: float = FLOW_SHEAR,
+                    nearest: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The flow's part ``flow`` (N, 2) of the motion of outside points (``src`` -> ``dst``,
     (N, 2), ``dst`` without the flow) scaled down, point by point, so that each point moves
     relative to its nearest outline point (``outline_src`` -> ``outline_dst``) by at most
     ``shear`` times their distance, or by what it moves relative to it without the flow if
-    that is more. Returns a new array."""
-    d = np.linalg.norm(src[:, None, :2] - outline_src[None, :, :2], axis=2)
-    near = np.argmin(d, axis=1)
-    dist = d[np.arange(len(src)), near]
+    that is more. ``nearest``: :func:`nearest_outline` of ``src``, when known. Returns a new
+    array."""
+    near, dist = nearest_outline(src, outline_src) if nearest is None else nearest
     base = (dst - src) - (outline_dst[near] - outline_src[near, :2])  # without the flow
     limit = np.maximum(np.linalg.norm(base, axis=1), shear * dist)
     over = np.linalg.norm(base + flow, axis=1) > limit
@@ -301,13 +310,16 @@ def hold_to_outline(flow: np.ndarray, src: np.ndarray, dst: np.ndarray,
 
 
 def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body: BodyMotion,
-                 neutral: np.ndarray, current: np.ndarray, *, slide: bool) -> np.ndarray:
+                 neutral: np.ndarray, current: np.ndarray, *, slide: bool,
+                 nearest: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Add the body flow's motion to the vertices outside the face, in place in ``dst`` (the
     warp's output positions, the head-following default already there); returns the warp's
     source positions. ``neutral`` / ``current``: the driving landmarks (for
     :func:`flow_trust`). With ``slide`` (a head layer over a still plate) the picture's border
     points take the motion too, staying on the edge while their source moves: a body that
-    moves down goes out through the bottom edge instead of being squeezed against it."""
+    moves down goes out through the bottom edge instead of being squeezed against it.
+    ``nearest``: :func:`nearest_outline` of the layout's outside points (rings, lattice), when
+    known (:func:`hold_to_outline`)."""
     src = layout.src
     edge = layout.border_ids if slide else layout.border_ids[:0]
     ids = np.concatenate([layout.outside_ids, edge])
@@ -322,7 +334,7 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     moved = len(ids) - len(edge)
     oval = list(lm.FACE_OVAL)
     dev[:moved] = hold_to_outline(dev[:moved], src[ids[:moved]], dst[ids[:moved], :2],
-                                  src[oval], dst[oval, :2])
+                                  src[oval], dst[oval, :2], nearest=nearest)
     dst[ids[:moved]] += dev[:moved]
     if len(edge):
         src = src.copy()
@@ -331,4 +343,5 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
 
 
 __all__ = ["FLOW_BEYOND", "FLOW_REACH", "FLOW_SHEAR", "BodyFlow", "BodyMotion", "DriverLattice",
-           "body_displacements", "flow_trust", "hold_to_outline", "move_outside"]
+           "body_displacements", "flow_trust", "hold_to_outline", "move_outside",
+           "nearest_outline"]

@@ -32,7 +32,7 @@ from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
-from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside
+from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside, nearest_outline
 from live.engines.mesh.eyes import (
     EyePatch,
     LashLine,
@@ -132,6 +132,13 @@ class MeshPortrait:
     def lashes(self) -> tuple[LashLine, LashLine]:
         """Each eye's upper lash line (:func:`~live.engines.mesh.eyes.lash_lines`)."""
         return lash_lines(self.image, self.landmarks)
+
+    @functools.cached_property
+    def outline_nearest(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each vertex outside the face (rings, then lattice): its nearest point of the
+        face's outline and the distance to it (for the body flow's hold to the outline)."""
+        src = self.layout.src
+        return nearest_outline(src[self.layout.outside_ids], src[list(lm.FACE_OVAL)])
 
     @functools.cached_property
     def glasses_zone(self) -> np.ndarray:
@@ -476,7 +483,8 @@ class MeshEngine:
         src = layout.src
         if body is not None:
             src = move_outside(layout, dst, motion, body, neutral, current,
-                               slide=portrait.layers is not None)
+                               slide=portrait.layers is not None,
+                               nearest=portrait.outline_nearest)
             portrait.unfolder(dst)
         src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
                                portrait.lashes)

@@ -344,7 +344,7 @@ def _chin_segments(chains: tuple[np.ndarray, ...]) -> list[np.ndarray]:
 
 
 def _segment_links(segs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The successive point pairs of ``segs`` (from, to) and where each segment's start."""
+    """The successive point pairs of ``segs`` (from, to) and where each segment starts."""
     a = np.concatenate([seg[:-1] for seg in segs])
     b = np.concatenate([seg[1:] for seg in segs])
     starts = np.cumsum([0] + [len(seg) - 1 for seg in segs[:-1]])

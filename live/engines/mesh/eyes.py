@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import apply_affine
+from live.engines.mesh.motion import affine_scale, apply_affine
 from live.face.segmentation import fill_holes
 
 _EYES = (
@@ -313,7 +313,7 @@ def keep_lash_bands(source: np.ndarray, points: np.ndarray, portrait: np.ndarray
     (its lid is redrawn, :func:`smooth_closing_lids`), a band that is not stretched, an eye
     without a lash line. Returns the number of bands resampled."""
     h, w = source.shape[:2]
-    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(head, np.float64)[:, :2]))))
+    scale = affine_scale(np.asarray(head, np.float64))
     pts = np.asarray(points, np.float64)
     own_pts = np.asarray(portrait, np.float64)
     done = 0

@@ -18,7 +18,9 @@ Coordinates are image pixels (x right, y down); affines are 2x3 float64 arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -280,10 +282,10 @@ def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
     (:data:`CHIN_SPACING_SAME`, :data:`CHIN_SPACING_FADE`). A point on several chains takes
     the mean of their spacings. With the portrait's own face driving (self-reconstruction)
     the spacing is the displacements'."""
-    segs = _chin_segments(chains)
+    segs = _derived(chains, "chin segments", _chin_segments)
     if not segs or max(int(seg.max()) for seg in segs) >= min(len(neutral), len(current)):
         return
-    a, b, starts = _segment_links(segs)
+    a, b, starts = _derived(segs, "links", _links)
     g_p = (np.asarray(portrait, np.float64)[b, :2] - np.asarray(portrait, np.float64)[a, :2]) \
         @ p_down
     g_0 = (np.asarray(neutral, np.float64)[b, :2] - np.asarray(neutral, np.float64)[a, :2]) \
@@ -322,33 +324,45 @@ def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
         q[moved] += (total[moved] / count[moved])[:, None] * p_down
 
 
-_SEGMENTS: dict[int, tuple[tuple[np.ndarray, ...], list[np.ndarray]]] = {}
+_DERIVED: dict[tuple[int, str], tuple[tuple[np.ndarray, ...], Any]] = {}
 
 
-def _chin_segments(chains: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """The part of each chain from its last point on the outer lower lip on (chains without
-    one, or with under three points from there, left out); kept for the chains' life."""
-    hit = _SEGMENTS.get(id(chains))
+def _derived(chains: tuple[np.ndarray, ...], what: str,
+             build: Callable[[tuple[np.ndarray, ...]], Any]) -> Any:
+    """``build(chains)``, kept for the chains' life (a portrait's chains, and the lid
+    chains, are used on every frame); ``what`` names the derived value."""
+    key = (id(chains), what)
+    hit = _DERIVED.get(key)
     if hit is not None and hit[0] is chains:
         return hit[1]
+    value = build(chains)
+    if len(_DERIVED) > 128:
+        _DERIVED.clear()
+    _DERIVED[key] = (chains, value)
+    return value
+
+
+def _links(chains: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of successive points of ``chains`` as two index arrays (from, to), and
+    where each chain's pairs start."""
+    if not chains:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a = np.concatenate([c[:-1] for c in chains])
+    b = np.concatenate([c[1:] for c in chains])
+    starts = np.cumsum([0] + [len(c) - 1 for c in chains[:-1]])
+    return a, b, starts
+
+
+def _chin_segments(chains: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The part of each chain from its last point on the outer lower lip on (chains without
+    one, or with under three points from there, left out)."""
     outer = frozenset(lm.LIPS_OUTER_LOWER)
     segs = []
     for chain in chains:
         on_lip = [k for k, v in enumerate(chain.tolist()) if v in outer]
         if on_lip and len(chain) - on_lip[-1] >= 3:
             segs.append(np.asarray(chain[on_lip[-1]:]))
-    if len(_SEGMENTS) > 64:
-        _SEGMENTS.clear()
-    _SEGMENTS[id(chains)] = (chains, segs)
-    return segs
-
-
-def _segment_links(segs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The successive point pairs of ``segs`` (from, to) and where each segment starts."""
-    a = np.concatenate([seg[:-1] for seg in segs])
-    b = np.concatenate([seg[1:] for seg in segs])
-    starts = np.cumsum([0] + [len(seg) - 1 for seg in segs[:-1]])
-    return a, b, starts
+    return tuple(segs)
 
 
 def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarray, *,
@@ -519,23 +533,6 @@ def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
     return np.asarray(src + weight[:, None] * (rigid + follow * own))
 
 
-_LINKS: dict[int, tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]] = {}
-
-
-def _chain_links(chains: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of successive points of ``chains`` as two index arrays (from, to), kept
-    for the chains' life (a portrait's chains are used on every frame)."""
-    hit = _LINKS.get(id(chains))
-    if hit is not None and hit[0] is chains:
-        return hit[1], hit[2]
-    a = np.concatenate([c[:-1] for c in chains]) if chains else np.zeros(0, np.int64)
-    b = np.concatenate([c[1:] for c in chains]) if chains else np.zeros(0, np.int64)
-    if len(_LINKS) > 64:
-        _LINKS.clear()
-    _LINKS[id(chains)] = (chains, a, b)
-    return a, b
-
-
 def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],
                down: np.ndarray, *, min_fraction: float = 0.2) -> None:
     """Keep points in order along ``down`` on each chain, in place: every point stays before
@@ -550,7 +547,7 @@ def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ..
     row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip, and
     an upper lip raised by more than the portrait's skin below the nose would fold over it.
     """
-    a, b = _chain_links(chains)
+    a, b, _ = _derived(chains, "links", _links)
     if np.all((points[b, :2] - points[a, :2]) @ down
               >= np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction):
         return  # every chain already in order: nothing to push or pull

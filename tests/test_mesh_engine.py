@@ -742,6 +742,63 @@ def test_raised_brows_keep_the_portraits_lash_line_thin(prepared) -> None:
 
 
 @pytest.mark.fixtures
+def test_a_closed_mouth_opened_into_an_o_has_lip_coloured_rims_and_no_dark_wedges(
+        portraits_dir: Path) -> None:
+    """Mona Lisa's closed mouth (a dark line between the lips, shadowed corners) opened and
+    narrowed: the lips around the opening keep about their own lightness and nothing dark
+    is drawn out beside the corners; with the seam warped as it was (no
+    :attr:`MeshPortrait.seam`) the rims darken and the corners show dark wedges."""
+    import dataclasses
+
+    from live.face.portraits import find_portrait, load_image
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), SIZE).crop.image
+    engine = MeshEngine(size=SIZE, smoothing=False)
+    portrait = engine.prepare(crop)
+    assert portrait.seam is not None
+    p = portrait.landmarks
+    iod = lm.inter_ocular_distance(p)
+    moved = p.copy()
+    lower = sorted(set(lm.LIPS_OUTER_LOWER[1:-1] + lm.LIPS_INNER_LOWER[1:-1]
+                       + sum(lm.LIPS_LOWER_MIDDLE, ())))
+    moved[lower, 1] += 0.22 * iod
+    moved[[i for i in range(468) if p[i, 1] > p[lm.LOWER_LIP_BOTTOM, 1] + 2], 1] += 0.18 * iod
+    corners = [61, 291, 78, 308, 76, 62, 306, 292, 146, 375, 185, 409, 95, 324, 191, 415]
+    cx = p[[61, 291], 0].mean()
+    moved[corners, 0] = cx + (moved[corners, 0] - cx) * 0.8
+    out = engine.render(portrait, p, moved)
+    unfilled = dataclasses.replace(portrait)
+    unfilled.__dict__["seam"] = None  # the cached property, as if no seam had been found
+    old = engine.render(unfilled, p, moved)
+
+    q = portrait_motion(p, p, moved, chains=portrait.chains).points
+
+    def polygon(points: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.fillPoly(mask, [np.round(points[list(ids), :2]).astype(np.int32)], (1,))
+        return mask
+
+    def grey(image: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(float)
+
+    inner, outer = polygon(q, lm.LIPS_INNER), polygon(q, lm.LIPS_OUTER)
+    rim = ((cv2.dilate(inner, np.ones((9, 9), np.uint8)) > 0)
+           & (cv2.dilate(inner, np.ones((3, 3), np.uint8)) == 0) & (outer > 0))
+    lips = float(np.median(grey(crop)[polygon(p, lm.LIPS_OUTER) > 0]))
+    assert grey(out)[rim].mean() > 0.95 * lips > grey(old)[rim].mean()
+    width = float(np.linalg.norm(q[291, :2] - q[61, :2]))
+    darkest = []
+    for corner in (61, 291):
+        zone = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.circle(zone, tuple(int(v) for v in np.round(q[corner, :2])), round(0.15 * width),
+                   (1,), -1)
+        beside = (zone > 0) & (cv2.dilate(outer, np.ones((5, 5), np.uint8)) == 0)
+        darkest.append((np.percentile(grey(out)[beside], 5),
+                        np.percentile(grey(old)[beside], 5)))
+    assert min(d[0] for d in darkest) > min(d[1] for d in darkest) + 10.0, darkest
+
+
+@pytest.mark.fixtures
 def test_a_closed_eye_is_skin_with_a_thin_dark_lash_line(prepared) -> None:
     """Both eyes fully closed on lp_s42: the lid over the eye is near the tone of the skin
     above the lashes (not the lash line and eye stretched grey), and the lid's edge is a

@@ -18,12 +18,15 @@ from live.engines.mesh.mouth import (
     is_portrait,
     jaw_anchors,
     limit_lip_retraction,
+    lip_seam,
     match_colours,
     mouth_style,
+    open_lip_seam,
     polygon_area,
     prepare_mouth,
     pursed_shade,
     render_mouth,
+    seam_shares,
     synthetic_mouth,
     transplant_mouth,
 )
@@ -661,3 +664,104 @@ def test_pursed_lips_shadow_the_teeth_behind_them() -> None:
     assert out[polygon_mask(wide, erode=2)].mean() > 0.7 * light
     assert pursed_shade(10.0, 100.0) == pytest.approx(PURSED_DARKEST)
     assert pursed_shade(90.0, 100.0) == 1.0
+
+
+# -- a closed mouth's seam ---------------------------------------------------------------------
+
+SEAM = (70, 35, 40)
+
+
+def seamed_portrait() -> tuple[np.ndarray, np.ndarray, MouthStyle]:
+    """A closed mouth with a dark 3 px line where the lips meet, running 6 px on past each
+    corner into the skin (the creases there)."""
+    img, pts, _ = closed_portrait()
+    cx, cy = CENTRE
+    cv2.line(img, (round(cx - HALF_WIDTH - 12), round(cy)), (round(cx + HALF_WIDTH + 12),
+                                                             round(cy)), SEAM, 3)
+    return img, pts, prepare_mouth(img, pts)
+
+
+def identity_source() -> np.ndarray:
+    """The warp's source map of a warp that moves nothing."""
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    return np.dstack([xs, ys])
+
+
+def test_a_closed_mouths_seam_is_found_and_filled_from_the_lips_around_it() -> None:
+    img, pts, style = seamed_portrait()
+    seam = lip_seam(img, pts, style)
+    assert seam is not None
+    x0, y0, w, h = seam.box
+    cx, cy = round(CENTRE[0]) - x0, round(CENTRE[1]) - y0
+    middle = (slice(cy - 1, cy + 2), slice(cx - 30, cx + 30))
+    assert (seam.mask[middle] == 255).all()
+    filled = seam.patch[..., :3].astype(float)
+    assert np.abs(filled[middle] - (175, 85, 95)).mean() < 12.0  # the lips' colour
+    crease = (slice(cy - 1, cy + 2), slice(cx + round(HALF_WIDTH) + 8, cx + round(HALF_WIDTH) + 11))
+    assert np.abs(filled[crease] - (205, 165, 140)).mean() < 25.0  # the skin's
+    assert (seam.patch[middle][..., 3] == 0).all()  # the middle is not the corners' part
+    assert (seam.patch[crease][..., 3] == 255).all()
+    # Away from the seam the patch is the portrait.
+    far = seam.mask == 0
+    far[:, :] &= cv2.dilate(seam.mask, np.ones((9, 9), np.uint8)) == 0
+    assert np.array_equal(seam.patch[..., :3][far], img[y0:y0 + h, x0:x0 + w][far])
+
+
+def test_no_seam_on_lips_without_a_line_or_on_an_open_mouth() -> None:
+    img, pts, style = closed_portrait()
+    assert lip_seam(img, pts, style) is None  # nothing darker where the lips meet
+    teeth_img, teeth_pts = teeth_portrait()
+    assert lip_seam(teeth_img, teeth_pts, prepare_mouth(teeth_img, teeth_pts)) is None
+
+
+def test_parted_lips_show_their_colour_where_the_seam_was_and_keep_a_smiles_corners() -> None:
+    img, pts, style = seamed_portrait()
+    seam = lip_seam(img, pts, style)
+    assert seam is not None
+    source = identity_source()  # the pixels where they were: only the fill changes them
+    cy = round(CENTRE[1])
+    middle = (slice(cy - 1, cy + 2), slice(round(CENTRE[0]) - 30, round(CENTRE[0]) + 30))
+    right = round(CENTRE[0] + HALF_WIDTH)
+    crease = (slice(cy - 1, cy + 2), slice(right + 8, right + 11))
+
+    out = img.copy()  # closed as it was: nothing changes
+    open_lip_seam(out, source, seam, pts, own_height=style.own_height, head=1.0)
+    assert np.array_equal(out, img)
+
+    opened = landmarks_for(inner_lips(6.0, 20.0))  # as wide as the portrait's mouth
+    assert seam_shares(opened, seam, own_height=style.own_height, head=1.0) == (1.0, 0.0)
+    out = img.copy()
+    open_lip_seam(out, source, seam, opened, own_height=style.own_height, head=1.0)
+    assert out[middle].astype(float).mean() > img[middle].astype(float).mean() + 30.0
+    assert np.array_equal(out[crease], img[crease])  # a smile's corners stay dark
+    changed = np.any(out != img, axis=2)
+    x0, y0, w, h = seam.box
+    assert not changed[:y0].any() and not changed[y0 + h:].any()
+    assert not changed[:, :x0].any() and not changed[:, x0 + w:].any()
+
+    pursed = landmarks_for(inner_lips(6.0, 20.0, half_width=0.7 * HALF_WIDTH))  # an "o"
+    parted, corners = seam_shares(pursed, seam, own_height=style.own_height, head=1.0)
+    assert parted == corners == 1.0
+    out = img.copy()
+    open_lip_seam(out, source, seam, pursed, own_height=style.own_height, head=1.0)
+    assert out[crease].astype(float).mean() > img[crease].astype(float).mean() + 40.0
+
+
+def test_a_lopsided_grin_keeps_the_seam_where_its_lips_still_meet() -> None:
+    img, pts, style = seamed_portrait()
+    seam = lip_seam(img, pts, style)
+    assert seam is not None
+    # the lips meet from corner 0 to the middle and are 20 px apart towards corner 10
+    inner = inner_lips(0.0, 0.0)
+    u = np.linspace(0.0, 1.0, 11)[1:-1][::-1]  # the lower inner lip, corner 10 -> corner 0
+    inner[11:, 1] += 20.0 * np.clip((u - 0.5) / 0.15, 0.0, 1.0) * np.sin(np.pi * u) ** 0.3
+    out = img.copy()
+    open_lip_seam(out, identity_source(), seam, landmarks_for(inner),
+                  own_height=style.own_height, head=1.0)
+    cy = round(CENTRE[1])
+    closed = (slice(cy - 1, cy + 2), slice(round(CENTRE[0] - 0.6 * HALF_WIDTH),
+                                           round(CENTRE[0] - 0.3 * HALF_WIDTH)))
+    parted = (slice(cy - 1, cy + 2), slice(round(CENTRE[0] + 0.4 * HALF_WIDTH),
+                                           round(CENTRE[0] + 0.6 * HALF_WIDTH)))
+    assert np.abs(out[closed].astype(float) - img[closed]).mean() < 5.0
+    assert out[parted].astype(float).mean() > img[parted].astype(float).mean() + 30.0

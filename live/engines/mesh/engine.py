@@ -52,10 +52,13 @@ from live.engines.mesh.motion import (
     ring_motion,
 )
 from live.engines.mesh.mouth import (
+    LipSeam,
     MouthStyle,
     jaw_anchors,
     limit_lip_retraction,
+    lip_seam,
     mouth_style,
+    open_lip_seam,
     render_mouth,
 )
 from live.engines.mesh.shading import (
@@ -139,6 +142,12 @@ class MeshPortrait:
         face's outline and the distance to it (for the body flow's hold to the outline)."""
         src = self.layout.src
         return nearest_outline(src[self.layout.outside_ids], src[list(lm.FACE_OVAL)])
+
+    @functools.cached_property
+    def seam(self) -> LipSeam | None:
+        """The closed mouth with the dark line between its lips filled in
+        (:func:`~live.engines.mesh.mouth.lip_seam`; None: open, or no line)."""
+        return lip_seam(self.image, self.landmarks, self.mouth)
 
     @functools.cached_property
     def glasses_zone(self) -> np.ndarray:
@@ -267,10 +276,13 @@ class MeshEngine:
             if layers is None:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")
-        return MeshPortrait(image=image, landmarks=pts64, layout=layout,
-                            mouth=mouth_style(image, pts64), chains=face_chains(pts64),
-                            layers=layers,
-                            eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
+        prepared = MeshPortrait(image=image, landmarks=pts64, layout=layout,
+                                mouth=mouth_style(image, pts64), chains=face_chains(pts64),
+                                layers=layers,
+                                eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
+        if self.config.mouth_fill:
+            _ = prepared.seam  # measured with the rest, not on the first frame that opens
+        return prepared
 
     def set_portrait(self, prepared: Any) -> None:
         if not isinstance(prepared, MeshPortrait):
@@ -515,6 +527,11 @@ class MeshEngine:
             composite_head(out, self.last_matte, layers.plate, moved_plate)
         else:
             out = self._warp.remap(portrait.image, source)
+        mode = self.config.mouth if self.config.mouth_fill else "off"
+        if mode != "off" and portrait.seam is not None:
+            # parted lips show their own colour where the closed mouth's seam was
+            open_lip_seam(out, source, portrait.seam, motion.points,
+                          own_height=portrait.mouth.own_height, head=affine_scale(motion.head))
         seams = self._warp.silhouette_seams(index, len(layout.outer_tris))
         if seams is not None:
             self._warp.soften(out, seams)
@@ -540,7 +557,6 @@ class MeshEngine:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
         smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head, portrait.image,
                             portrait.lashes)
-        mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)
             render_mouth(out, motion.points, portrait.mouth, mode=mode,

@@ -29,6 +29,10 @@ two modes (:func:`render_mouth`):
     throat. A portrait without visible teeth gets a hint of upper teeth under the upper lip:
     a light band in its own eye-white tone, desaturated, shaded along the dental arch.
 
+A closed mouth's seam (the dark line where its lips meet) is filled once per portrait
+(:func:`lip_seam`); the engine samples the lips around an opening from that copy
+(:func:`open_lip_seam`), so the rim of the opening is lip, not the line drawn out around it.
+
 What the modes need of a portrait is measured once (:func:`prepare_mouth`, kept in a
 :class:`MouthStyle`); per frame the work stays inside the mouth's bounding box. Both modes
 follow the actual polygon (a lopsided grin gets a shaped interior) and feather its edge.
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -640,6 +644,153 @@ def mouth_style(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 
                 core_gain: float = 0.16) -> MouthStyle:
     """The portrait's :class:`MouthStyle` (the same as :func:`prepare_mouth`)."""
     return prepare_mouth(image, landmarks, edge_gain=edge_gain, core_gain=core_gain)
+
+
+# -- the closed mouth's seam -------------------------------------------------------------------
+
+SEAM_BAND = 0.05
+"""Half-width (mouth widths, at least 1.5 px) of the band along a closed mouth's lip line in
+which :func:`lip_seam` looks for the dark seam ..."""
+SEAM_REACH = 0.1
+"""... and how far (mouth widths) past the mouth corners it goes (the creases there)."""
+SEAM_DARK = 6.0
+"""A seam pixel is this many levels darker than its surroundings (a black-hat of about
+three band half-widths) and than the lips' median, or more (not the tapering ends of lips
+darker than the skin)."""
+SEAM_CORNERS = (0.05, 0.2)
+"""The corners' part of the seam: fully up to the first distance (mouth widths) in from a
+corner, none from the second on. Parted lips keep it while the mouth is as wide as the
+portrait's: a smile's corners are dark ..."""
+SEAM_NARROW = 0.15
+"""... and lose it as the mouth narrows to this share less than the portrait's width (an
+"o": the creases would be drawn out into dark wedges beside it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class LipSeam:
+    """A closed mouth's pixels with the dark line where its lips meet (and the creases it
+    runs into at the corners) filled from the lips and the skin around it
+    (:func:`lip_seam`)."""
+
+    box: Box
+    """Where the pixels are in the portrait."""
+    patch: np.ndarray
+    """(h, w, 4) uint8: the box's pixels with the seam filled (RGB) and how much of the
+    corners' part of the seam each is (255: all)."""
+    mask: np.ndarray
+    """(h, w) uint8: 255 where the seam was."""
+    width: float
+    """The mouth's width (inner corner to inner corner, portrait pixels)."""
+
+
+def lip_seam(image: np.ndarray, landmarks: np.ndarray, style: MouthStyle) -> LipSeam | None:
+    """The seam of the portrait's closed mouth filled in (``image`` RGB uint8, its face mesh
+    ``landmarks`` (N, 2+) in its pixels); None when the mouth is open (its own interior is
+    painted instead) or shows no dark line.
+
+    Warped, the seam goes wherever the lips go: open the mouth and the line is drawn out
+    around the opening as a dark rim, and its ends at the corners into dark wedges. Where
+    the lips have parted they show their own colour instead (:func:`open_lip_seam`). The
+    seam: pixels within :data:`SEAM_BAND` of the line between the inner lips (carried on
+    :data:`SEAM_REACH` past the corners) that are :data:`SEAM_DARK` darker than around them
+    and than the lips; filled by OpenCV's Telea inpainting."""
+    if style.interior is not None:
+        return None
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    frame = _LipFrame(pts[list(lm.LIPS_INNER)])
+    if frame.width < 4.0:
+        return None
+    mid = 0.5 * (pts[list(lm.LIPS_INNER_UPPER)] + pts[list(lm.LIPS_INNER_LOWER)])
+    c0, c1 = pts[lm.LIPS_OUTER_UPPER[0]], pts[lm.LIPS_OUTER_UPPER[-1]]
+    reach = SEAM_REACH * frame.width * frame.e
+    line = np.vstack([c0 - reach, c0, mid, c1, c1 + reach])
+    half = max(1.5, SEAM_BAND * frame.width)
+    box = _box(line, 3.0 * half + 2.0, image.shape)
+    if box is None:
+        return None
+    x0, y0, w, h = box
+    roi = np.ascontiguousarray(image[y0:y0 + h, x0:x0 + w])
+    band = np.zeros((h, w), np.uint8)
+    cv2.polylines(band, [np.round((line - [x0, y0]) * 16.0).astype(np.int32)], False, (255,),
+                  max(1, round(2.0 * half)), cv2.LINE_8, 4)
+    k = 2 * round(1.5 * half) + 1
+    grey = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    dark = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    below_lips = grey.astype(np.float32) <= float(style.lip @ _LUMA) - SEAM_DARK
+    found = ((band > 0) & (dark >= SEAM_DARK) & below_lips).astype(np.uint8) * 255
+    if int(np.count_nonzero(found)) < 4:
+        return None
+    mask = np.asarray(cv2.dilate(found, np.ones((3, 3), np.uint8)), np.uint8)
+    s = frame.grid(box)[0]
+    near, far = SEAM_CORNERS
+    inward = np.minimum(s, frame.width - s) / frame.width
+    corners = 1.0 - _smoothstep(near, far, inward)
+    patch = np.dstack([cv2.inpaint(roi, mask, 3.0, cv2.INPAINT_TELEA),
+                       np.rint(corners * 255.0).astype(np.uint8)])
+    return LipSeam(box=box, patch=patch, mask=mask, width=frame.width)
+
+
+def _parted(gap: np.ndarray | float, own_height: float, head: float) -> np.ndarray:
+    """How far lips ``gap`` px apart have parted, 0 .. 1: from 0.5 to 3 px beyond the
+    portrait's own opening ``own_height`` at the head scale ``head`` (as the synthetic
+    interior fades in)."""
+    return np.asarray(np.clip((np.asarray(gap, np.float32) - np.float32(own_height * head + 0.5))
+                              * np.float32(1.0 / 2.5), 0.0, 1.0), np.float32)
+
+
+def seam_shares(points: np.ndarray, seam: LipSeam, *, own_height: float, head: float
+                ) -> tuple[float, float]:
+    """How much of the seam the output's lips (``points`` (N, 2+)) lose, 0 .. 1, in the
+    middle where they have parted most and at the corners: the middle as the lips part
+    (:func:`_parted`; the portrait's own opening ``own_height``, the head scale ``head``),
+    the corners as the mouth, parted on the whole, also narrows (:data:`SEAM_NARROW`)."""
+    frame = _LipFrame(np.asarray(points, np.float64)[list(lm.LIPS_INNER), :2])
+    gaps = np.interp(frame.su, frame.sl, frame.tl) - frame.tu
+    most = float(_parted(float(gaps.max()), own_height, head))
+    narrow = 1.0 - frame.width / max(seam.width * head, 1e-6)
+    corners = float(_parted(frame.height, own_height, head)) * float(
+        np.clip(narrow / SEAM_NARROW, 0.0, 1.0))
+    return most, corners
+
+
+def open_lip_seam(out: np.ndarray, source: np.ndarray, seam: LipSeam, points: np.ndarray,
+                  *, own_height: float, head: float) -> None:
+    """In place: around the output's lips (``points`` (N, 2+) in ``out`` pixels) the warp's
+    pixels are sampled again from the seam-free mouth (``source``: the warp's source map,
+    (H, W, 2) float32 portrait positions per output pixel) and blended in as far as the
+    lips have parted there (along the mouth: a lopsided grin keeps the line where its lips
+    still meet; :func:`seam_shares`). Pixels whose source is outside the seam's box, or
+    unchanged by the fill, stay bit for bit as they were."""
+    most, corners = seam_shares(points, seam, own_height=own_height, head=head)
+    if most <= 0.0 and corners <= 0.0:
+        return
+    outer = np.asarray(points, np.float64)[list(lm.LIPS_OUTER), :2]
+    width = float(np.linalg.norm(outer[10] - outer[0]))
+    box = _box(outer, (SEAM_REACH + 0.1) * width + 2.0, out.shape)
+    if box is None:
+        return
+    x0, y0, w, h = box
+    sx, sy = seam.box[:2]
+    maps = np.asarray(source[y0:y0 + h, x0:x0 + w] - np.array([sx, sy], np.float32),
+                      np.float32)
+    roi = out[y0:y0 + h, x0:x0 + w]
+    # outside the patch the remap leaves the portrait's own pixels: they blend to themselves
+    filled = cv2.cvtColor(roi, cv2.COLOR_RGB2RGBA)
+    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
+    remap(seam.patch, maps, None, cv2.INTER_LINEAR, dst=filled,
+          borderMode=cv2.BORDER_TRANSPARENT)
+    # each column's own opening, along the mouth
+    frame = _LipFrame(np.asarray(points, np.float64)[list(lm.LIPS_INNER), :2])
+    at = _parted(np.interp(frame.su, frame.sl, frame.tl) - frame.tu, own_height, head)
+    xs = np.arange(x0, x0 + w, dtype=np.float32) - np.float32(frame.c0[0])
+    ys = np.arange(y0, y0 + h, dtype=np.float32) - np.float32(frame.c0[1])
+    along = xs[None, :] * np.float32(frame.e[0]) + ys[:, None] * np.float32(frame.e[1])
+    parted = np.interp(along, frame.su, at).astype(np.float32)
+    c = cv2.extractChannel(filled, 3).astype(np.float32) * np.float32(1.0 / 255.0)
+    share = np.asarray(parted + c * (np.float32(corners) - parted), np.float32)
+    roi[...] = cv2.blendLinear(roi, cv2.cvtColor(filled, cv2.COLOR_RGBA2RGB), 1.0 - share,
+                               share)
 
 
 # -- painting: the flat fill of old ------------------------------------------------------------

@@ -118,13 +118,27 @@ class _LipFrame:
         self.area = polygon_area(inner)
         self.height = self.area / max(self.width, 1.0)  # mean opening height
 
-    def grid(self, box: Box) -> tuple[np.ndarray, ...]:
-        """Per pixel of ``box``: s, t and the upper and lower lip's t at s, float32 (h, w)."""
+    def _offsets(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
         x0, y0, w, h = box
         xs = np.arange(x0, x0 + w, dtype=np.float32) - np.float32(self.c0[0])
         ys = np.arange(y0, y0 + h, dtype=np.float32) - np.float32(self.c0[1])
+        return xs, ys
+
+    def along(self, box: Box) -> np.ndarray:
+        """Per pixel of ``box``: s, float32 (h, w)."""
+        xs, ys = self._offsets(box)
+        return np.asarray(xs[None, :] * np.float32(self.e[0])
+                          + ys[:, None] * np.float32(self.e[1]), np.float32)
+
+    def gaps(self) -> np.ndarray:
+        """The opening's height (px, along ``t``) at each point of the upper inner lip."""
+        return np.asarray(np.interp(self.su, self.sl, self.tl) - self.tu)
+
+    def grid(self, box: Box) -> tuple[np.ndarray, ...]:
+        """Per pixel of ``box``: s, t and the upper and lower lip's t at s, float32 (h, w)."""
+        xs, ys = self._offsets(box)
         ex, ey = np.float32(self.e[0]), np.float32(self.e[1])
-        s = xs[None, :] * ex + ys[:, None] * ey
+        s = self.along(box)
         t = ys[:, None] * ex - xs[None, :] * ey
         tu = np.interp(s, self.su, self.tu).astype(np.float32)
         tl = np.interp(s, self.sl, self.tl).astype(np.float32)
@@ -722,7 +736,7 @@ def lip_seam(image: np.ndarray, landmarks: np.ndarray, style: MouthStyle) -> Lip
     if int(np.count_nonzero(found)) < 4:
         return None
     mask = np.asarray(cv2.dilate(found, np.ones((3, 3), np.uint8)), np.uint8)
-    s = frame.grid(box)[0]
+    s = frame.along(box)
     near, far = SEAM_CORNERS
     inward = np.minimum(s, frame.width - s) / frame.width
     corners = 1.0 - _smoothstep(near, far, inward)
@@ -739,19 +753,26 @@ def _parted(gap: np.ndarray | float, own_height: float, head: float) -> np.ndarr
                               * np.float32(1.0 / 2.5), 0.0, 1.0), np.float32)
 
 
+def _seam_state(points: np.ndarray, seam: LipSeam, own_height: float, head: float
+                ) -> tuple[_LipFrame, np.ndarray, float]:
+    """The output's lip frame, how far its lips have parted at each upper inner lip point
+    (:func:`_parted`) and the corners' share (:func:`seam_shares`)."""
+    frame = _LipFrame(np.asarray(points, np.float64)[list(lm.LIPS_INNER), :2])
+    at = _parted(frame.gaps(), own_height, head)
+    narrow = 1.0 - frame.width / max(seam.width * head, 1e-6)
+    corners = float(_parted(frame.height, own_height, head)) * float(
+        np.clip(narrow / SEAM_NARROW, 0.0, 1.0))
+    return frame, at, corners
+
+
 def seam_shares(points: np.ndarray, seam: LipSeam, *, own_height: float, head: float
                 ) -> tuple[float, float]:
     """How much of the seam the output's lips (``points`` (N, 2+)) lose, 0 .. 1, in the
     middle where they have parted most and at the corners: the middle as the lips part
     (:func:`_parted`; the portrait's own opening ``own_height``, the head scale ``head``),
     the corners as the mouth, parted on the whole, also narrows (:data:`SEAM_NARROW`)."""
-    frame = _LipFrame(np.asarray(points, np.float64)[list(lm.LIPS_INNER), :2])
-    gaps = np.interp(frame.su, frame.sl, frame.tl) - frame.tu
-    most = float(_parted(float(gaps.max()), own_height, head))
-    narrow = 1.0 - frame.width / max(seam.width * head, 1e-6)
-    corners = float(_parted(frame.height, own_height, head)) * float(
-        np.clip(narrow / SEAM_NARROW, 0.0, 1.0))
-    return most, corners
+    _, at, corners = _seam_state(points, seam, own_height, head)
+    return float(at.max()), corners
 
 
 def open_lip_seam(out: np.ndarray, source: np.ndarray, seam: LipSeam, points: np.ndarray,
@@ -762,8 +783,8 @@ def open_lip_seam(out: np.ndarray, source: np.ndarray, seam: LipSeam, points: np
     lips have parted there (along the mouth: a lopsided grin keeps the line where its lips
     still meet; :func:`seam_shares`). Pixels whose source is outside the seam's box, or
     unchanged by the fill, stay bit for bit as they were."""
-    most, corners = seam_shares(points, seam, own_height=own_height, head=head)
-    if most <= 0.0 and corners <= 0.0:
+    frame, at, corners = _seam_state(points, seam, own_height, head)
+    if float(at.max()) <= 0.0 and corners <= 0.0:
         return
     outer = np.asarray(points, np.float64)[list(lm.LIPS_OUTER), :2]
     width = float(np.linalg.norm(outer[10] - outer[0]))
@@ -780,13 +801,7 @@ def open_lip_seam(out: np.ndarray, source: np.ndarray, seam: LipSeam, points: np
     remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
     remap(seam.patch, maps, None, cv2.INTER_LINEAR, dst=filled,
           borderMode=cv2.BORDER_TRANSPARENT)
-    # each column's own opening, along the mouth
-    frame = _LipFrame(np.asarray(points, np.float64)[list(lm.LIPS_INNER), :2])
-    at = _parted(np.interp(frame.su, frame.sl, frame.tl) - frame.tu, own_height, head)
-    xs = np.arange(x0, x0 + w, dtype=np.float32) - np.float32(frame.c0[0])
-    ys = np.arange(y0, y0 + h, dtype=np.float32) - np.float32(frame.c0[1])
-    along = xs[None, :] * np.float32(frame.e[0]) + ys[:, None] * np.float32(frame.e[1])
-    parted = np.interp(along, frame.su, at).astype(np.float32)
+    parted = np.interp(frame.along(box), frame.su, at).astype(np.float32)  # each column's own
     c = cv2.extractChannel(filled, 3).astype(np.float32) * np.float32(1.0 / 255.0)
     share = np.asarray(parted + c * (np.float32(corners) - parted), np.float32)
     roi[...] = cv2.blendLinear(roi, cv2.cvtColor(filled, cv2.COLOR_RGBA2RGB), 1.0 - share,

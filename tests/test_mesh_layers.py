@@ -13,7 +13,7 @@ from live.engines.mesh.engine import MeshEngine
 from live.engines.mesh.motion import MotionOptions, fit_rotation_3d, portrait_motion
 from live.engines.mesh.warp import composite_head
 from live.face import segmentation
-from live.face.segmentation import background_plate, prepare_layers
+from live.face.segmentation import background_plate, prepare_layers, reflect_into_holes
 
 SIZE = 512
 
@@ -49,6 +49,37 @@ def test_plate_keeps_pixels_away_from_the_person_and_fills_the_person() -> None:
     assert np.array_equal(plate[far > 0], image[far > 0])  # bit-identical away from it
     centre = plate[118:138, 118:138].astype(int)
     assert np.abs(centre - [250, 0, 0]).sum(axis=-1).mean() > 100  # the red is gone
+
+
+def test_plate_continues_the_background_texture_into_the_hole() -> None:
+    """Horizontal stripes meeting the person's straight side carry on into the filled hole a
+    little way (a smooth fill alone leaves their mean grey there: std 0-3 levels)."""
+    rows = np.where((np.arange(256) // 6) % 2 == 0, 40, 210).astype(np.uint8)
+    image = np.repeat(np.repeat(rows[:, None, None], 256, 1), 3, 2)
+    matte = np.zeros((256, 256), np.float32)
+    matte[60:, 100:156] = 1.0  # a person standing on the bottom edge
+    image[matte > 0] = (250, 0, 0)
+    plate = background_plate(image, matte)
+    assert np.array_equal(plate[:, :88], image[:, :88])  # the background itself untouched
+    for x in (96, 100, 104):  # 4-12 px into the filled hole, beside the person's side
+        column = plate[100:160, x, 1].astype(np.float64)
+        assert column.std() > 40.0, (x, column.std())
+        assert np.corrcoef(column, rows[100:160])[0, 1] > 0.95, x
+    assert np.all(plate[100:160, 120:136, 0] < 200)  # still no red
+
+
+def test_reflect_into_holes_leaves_valid_pixels_and_empty_cases_alone() -> None:
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    smooth = np.full_like(image, 128)
+    valid = np.ones((40, 50), bool)
+    valid[10:30, 20:35] = False
+    out = reflect_into_holes(image, valid, np.where(valid[..., None], image, smooth))
+    assert np.array_equal(out[valid], image[valid])
+    assert not np.array_equal(out[~valid], smooth[~valid])  # the hole got texture
+    everywhere = np.zeros((40, 50), bool)
+    assert np.array_equal(reflect_into_holes(image, everywhere, smooth), smooth)
+    assert np.array_equal(reflect_into_holes(image, ~everywhere, image), image)
 
 
 def test_composite_head_is_exact_where_nothing_moved_and_the_plate_where_the_head_left() -> None:

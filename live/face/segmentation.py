@@ -8,8 +8,9 @@ background options of the compositor. Three steps:
    fails on), so callers can fall back with a warning instead of cutting half an image.
 2. :func:`refine_matte`: an edge-aware guided filter (OpenCV contrib's ``ximgproc``) that snaps
    the coarse mask to the photo's own edges (hair, ears, collar).
-3. :func:`background_plate`: the background with the person removed, filled by inpainting at a
-   reduced size; pixels outside the (dilated) person are the photo's own, bit for bit.
+3. :func:`background_plate`: the background with the person removed, filled at a reduced size
+   (a smooth pull-push fill, with the background's texture reflected a little way into the
+   hole); pixels outside the (dilated) person are the photo's own, bit for bit.
 
 :func:`prepare_layers` runs all three and returns a :class:`PortraitLayers`;
 :func:`quick_matte` is steps 1 and 2 at a small size, fast enough for every frame (the FOMM
@@ -88,9 +89,12 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     returned unchanged."""
     img = check_rgb(image, "image")
     h, w = img.shape[:2]
-    k = max(3, 2 * round(grow * max(h, w)) + 1)
-    hole = np.asarray(cv2.dilate((matte > 0.1).astype(np.uint8),
-                                 cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
+    # grown by a disk: the exact distance to the person, thresholded (a dilation with a
+    # 123 px disk took ~1 s on a 2048 px photo, the distance ~30 ms)
+    reach = max(1.5, round(grow * max(h, w)) + 0.5)
+    away = cv2.distanceTransform((matte <= 0.1).astype(np.uint8), cv2.DIST_L2,
+                                 cv2.DIST_MASK_PRECISE)
+    hole = (away <= reach).astype(np.uint8)
     if not hole.any():
         return img.copy()
     scale = min(1.0, work_side / max(h, w))
@@ -98,12 +102,52 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole, (sw, sh), interpolation=cv2.INTER_NEAREST)
     small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
-    filled_small = fill_holes(small, small_hole == 0)
+    filled_small = reflect_into_holes(small, small_hole == 0, fill_holes(small, small_hole == 0))
     filled = cv2.resize(filled_small, (w, h), interpolation=cv2.INTER_CUBIC)
     # No seam at the hole's edge: the fill fades in over a few pixels inside the hole.
     ramp = max(2.0, 0.01 * max(h, w))
     weight = np.clip(cv2.distanceTransform(hole, cv2.DIST_L2, 3) / ramp, 0.0, 1.0)
     out = cv2.blendLinear(filled, img, weight.astype(np.float32),
+                          (1.0 - weight).astype(np.float32))
+    return np.asarray(out)
+
+
+REFLECT_DEPTH = 0.12
+"""How far into a hole (share of the picture's long side) the reflected background reaches
+before the smooth fill takes over."""
+REFLECT_SMOOTH = 0.02
+"""Blur (share of the long side) of the offsets to the nearest valid pixel: the reflection
+turns gradually where the hole's edge bends instead of tearing along its medial axis."""
+
+
+def reflect_into_holes(image: np.ndarray, valid: np.ndarray, smooth: np.ndarray, *,
+                       depth: float = REFLECT_DEPTH,
+                       bend: float = REFLECT_SMOOTH) -> np.ndarray:
+    """``smooth`` (a smooth fill of ``image``'s holes, RGB uint8) with the texture around each
+    hole carried into it: a hole pixel at distance d from the nearest valid pixel b takes the
+    pixel mirrored through b (d beyond it, outside the hole), fading to ``smooth`` at ``depth``
+    of the long side and wherever the mirrored point is itself in a hole. Straight edges that
+    meet the hole (a sofa's back, a horizon) continue into it; valid pixels are unchanged."""
+    h, w = valid.shape[:2]
+    hole = np.asarray(~valid, np.uint8)
+    if not hole.any() or not valid.any():
+        return smooth.copy()
+    side = float(max(h, w))
+    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5,
+                                                   labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(valid)  # labels number the valid pixels in raster order from 1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    sigma = max(1.0, bend * side)
+    off_y = cv2.GaussianBlur(ys[labels - 1].astype(np.float32) - yy, (0, 0), sigma)
+    off_x = cv2.GaussianBlur(xs[labels - 1].astype(np.float32) - xx, (0, 0), sigma)
+    map_x, map_y = xx + 2.0 * off_x, yy + 2.0 * off_y
+    mirrored = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)
+    lands = cv2.remap(valid.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REFLECT_101)
+    weight = (np.clip(1.0 - dist / (depth * side), 0.0, 1.0)
+              * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole)
+    out = cv2.blendLinear(mirrored, smooth, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)
 

@@ -68,18 +68,37 @@ def test_plate_continues_the_background_texture_into_the_hole() -> None:
     assert np.all(plate[100:160, 120:136, 0] < 200)  # still no red
 
 
+def test_plate_does_not_mirror_the_pictures_frame_line_into_the_hole() -> None:
+    """A painting's thin frame line along its edge, a head close to that edge: points
+    mirrored past the narrow strip of background beside the head reached the line, and a
+    first version drew it into the plate as a light arc along the head's outline."""
+    rng = np.random.default_rng(5)
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[..., 0] = rng.integers(150, 200, (256, 256))
+    image[..., 1:] = 40
+    image[:, :2] = (230, 230, 200)  # the frame line
+    matte = np.zeros((256, 256), np.float32)
+    cv2.circle(matte, (90, 120), 70, (1.0,), -1)  # 20 px from the edge, ~11 once grown
+    image[matte > 0] = (12, 10, 10)
+    plate = background_plate(image, matte)
+    inside = matte > 0
+    assert plate[inside][:, 1].max() < 100, plate[inside][:, 1].max()  # no light line
+    assert plate[inside][:, 0].min() > 100  # nor the head's dark
+
+
 def test_reflect_into_holes_leaves_valid_pixels_and_empty_cases_alone() -> None:
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    smooth = np.full_like(image, 128)
     valid = np.ones((40, 50), bool)
     valid[10:30, 20:35] = False
-    out = reflect_into_holes(image, valid, np.where(valid[..., None], image, smooth))
+    valid[10:30, :4] = False  # a second hole near the edge: mirrored points land in it
+    filled = np.where(valid[..., None], image, np.uint8(128))
+    out = reflect_into_holes(filled, valid)
     assert np.array_equal(out[valid], image[valid])
-    assert not np.array_equal(out[~valid], smooth[~valid])  # the hole got texture
+    assert not np.array_equal(out[~valid], filled[~valid])  # the hole got texture
     everywhere = np.zeros((40, 50), bool)
-    assert np.array_equal(reflect_into_holes(image, everywhere, smooth), smooth)
-    assert np.array_equal(reflect_into_holes(image, ~everywhere, image), image)
+    assert np.array_equal(reflect_into_holes(filled, everywhere), filled)
+    assert np.array_equal(reflect_into_holes(image, ~everywhere), image)
 
 
 def test_composite_head_is_exact_where_nothing_moved_and_the_plate_where_the_head_left() -> None:

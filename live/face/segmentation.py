@@ -102,7 +102,7 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole, (sw, sh), interpolation=cv2.INTER_NEAREST)
     small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
-    filled_small = reflect_into_holes(small, small_hole == 0, fill_holes(small, small_hole == 0))
+    filled_small = reflect_into_holes(fill_holes(small, small_hole == 0), small_hole == 0)
     filled = cv2.resize(filled_small, (w, h), interpolation=cv2.INTER_CUBIC)
     # No seam at the hole's edge: the fill fades in over a few pixels inside the hole.
     ramp = max(2.0, 0.01 * max(h, w))
@@ -119,19 +119,24 @@ REFLECT_SMOOTH = 0.02
 """Blur (share of the long side) of the offsets to the nearest valid pixel: the reflection
 turns gradually where the hole's edge bends instead of tearing along its medial axis."""
 
+REFLECT_RIM = 0.012
+"""The picture's outer rim (share of the long side) never mirrored into a hole."""
 
-def reflect_into_holes(image: np.ndarray, valid: np.ndarray, smooth: np.ndarray, *,
+
+def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
                        depth: float = REFLECT_DEPTH,
                        bend: float = REFLECT_SMOOTH) -> np.ndarray:
-    """``smooth`` (a smooth fill of ``image``'s holes, RGB uint8) with the texture around each
-    hole carried into it: a hole pixel at distance d from the nearest valid pixel b takes the
-    pixel mirrored through b (d beyond it, outside the hole), fading to ``smooth`` at ``depth``
-    of the long side and wherever the mirrored point is itself in a hole. Straight edges that
-    meet the hole (a sofa's back, a horizon) continue into it; valid pixels are unchanged."""
+    """``filled`` (RGB uint8: a picture whose pixels outside ``valid`` were filled smoothly,
+    e.g. by :func:`fill_holes`) with the texture around each hole carried into it: a hole
+    pixel at distance d from the nearest valid pixel b takes the pixel mirrored through b (d
+    beyond it), fading to the smooth fill at ``depth`` of the long side and wherever the
+    mirrored point is itself in a hole (sampled from ``filled``, so what was removed never
+    comes back). Straight edges that meet the hole (a sofa's back, a horizon) continue into
+    it; valid pixels are unchanged."""
     h, w = valid.shape[:2]
     hole = np.asarray(~valid, np.uint8)
     if not hole.any() or not valid.any():
-        return smooth.copy()
+        return filled.copy()
     side = float(max(h, w))
     dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
@@ -141,13 +146,18 @@ def reflect_into_holes(image: np.ndarray, valid: np.ndarray, smooth: np.ndarray,
     off_y = cv2.GaussianBlur(ys[labels - 1].astype(np.float32) - yy, (0, 0), sigma)
     off_x = cv2.GaussianBlur(xs[labels - 1].astype(np.float32) - xx, (0, 0), sigma)
     map_x, map_y = xx + 2.0 * off_x, yy + 2.0 * off_y
-    mirrored = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT_101)
-    lands = cv2.remap(valid.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REFLECT_101)
+    mirrored = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    # a frame line or a scan's border along the picture's edge is not background to mirror:
+    # points mirrored onto the outer rim (or past it) take the smooth fill
+    source = valid.astype(np.float32)
+    rim = max(2, round(REFLECT_RIM * side))
+    source[:rim], source[-rim:], source[:, :rim], source[:, -rim:] = 0.0, 0.0, 0.0, 0.0
+    lands = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_CONSTANT)  # 0 past the edge
     weight = (np.clip(1.0 - dist / (depth * side), 0.0, 1.0)
               * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole)
-    out = cv2.blendLinear(mirrored, smooth, weight.astype(np.float32),
+    out = cv2.blendLinear(mirrored, filled, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)
 

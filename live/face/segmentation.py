@@ -125,14 +125,14 @@ REFLECT_RIM = 0.012
 
 def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
                        depth: float = REFLECT_DEPTH,
-                       bend: float = REFLECT_SMOOTH) -> np.ndarray:
+                       bend: float = REFLECT_SMOOTH, rim: float = REFLECT_RIM) -> np.ndarray:
     """``filled`` (RGB uint8: a picture whose pixels outside ``valid`` were filled smoothly,
     e.g. by :func:`fill_holes`) with the texture around each hole carried into it: a hole
     pixel at distance d from the nearest valid pixel b takes the pixel mirrored through b (d
     beyond it), fading to the smooth fill at ``depth`` of the long side and wherever the
     mirrored point is itself in a hole (sampled from ``filled``, so what was removed never
-    comes back). Straight edges that meet the hole (a sofa's back, a horizon) continue into
-    it; valid pixels are unchanged."""
+    comes back) or within ``rim`` of the picture's edge (a frame line). Straight edges that
+    meet the hole (a sofa's back, a horizon) continue into it; valid pixels are unchanged."""
     h, w = valid.shape[:2]
     hole = np.asarray(~valid, np.uint8)
     if not hole.any() or not valid.any():
@@ -151,8 +151,8 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     # a frame line or a scan's border along the picture's edge is not background to mirror:
     # points mirrored onto the outer rim (or past it) take the smooth fill
     source = valid.astype(np.float32)
-    rim = max(2, round(REFLECT_RIM * side))
-    source[:rim], source[-rim:], source[:, :rim], source[:, -rim:] = 0.0, 0.0, 0.0, 0.0
+    edge = max(2, round(rim * side))
+    source[:edge], source[-edge:], source[:, :edge], source[:, -edge:] = 0.0, 0.0, 0.0, 0.0
     lands = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT)  # 0 past the edge
     weight = (np.clip(1.0 - dist / (depth * side), 0.0, 1.0)

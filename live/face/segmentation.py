@@ -101,8 +101,8 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
     sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
-    filled_small = reflect_into_holes(fill_holes(small, small_hole == 0), small_hole == 0)
+    small_valid = cv2.dilate(small_hole, np.ones((3, 3), np.uint8)) == 0
+    filled_small = reflect_into_holes(fill_holes(small, small_valid), small_valid)
     filled = cv2.resize(filled_small, (w, h), interpolation=cv2.INTER_CUBIC)
     # No seam at the hole's edge: the fill fades in over a few pixels inside the hole.
     ramp = max(2.0, 0.01 * max(h, w))
@@ -115,17 +115,16 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 2
 REFLECT_DEPTH = 0.12
 """How far into a hole (share of the picture's long side) the reflected background reaches
 before the smooth fill takes over."""
-REFLECT_SMOOTH = 0.02
+REFLECT_BEND = 0.02
 """Blur (share of the long side) of the offsets to the nearest valid pixel: the reflection
 turns gradually where the hole's edge bends instead of tearing along its medial axis."""
-
 REFLECT_RIM = 0.012
 """The picture's outer rim (share of the long side) never mirrored into a hole."""
 
 
 def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
-                       depth: float = REFLECT_DEPTH,
-                       bend: float = REFLECT_SMOOTH, rim: float = REFLECT_RIM) -> np.ndarray:
+                       depth: float = REFLECT_DEPTH, bend: float = REFLECT_BEND,
+                       rim: float = REFLECT_RIM) -> np.ndarray:
     """``filled`` (RGB uint8: a picture whose pixels outside ``valid`` were filled smoothly,
     e.g. by :func:`fill_holes`) with the texture around each hole carried into it: a hole
     pixel at distance d from the nearest valid pixel b takes the pixel mirrored through b (d

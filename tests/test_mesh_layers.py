@@ -86,6 +86,52 @@ def test_plate_does_not_mirror_the_pictures_frame_line_into_the_hole() -> None:
     assert plate[inside][:, 0].min() > 100  # nor the head's dark
 
 
+def _hair_by_a_board(size: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """A dark-haired person (right of x = 380) before a light wall (top) over a dark board
+    (from y = 250), with a little grain; and a coarse mask whose ramp (x 366-378) sits left
+    of the hair's real edge, as MediaPipe's does beside deepface_img1's hair."""
+    rng = np.random.default_rng(7)
+    image = np.empty((size, size, 3), np.uint8)
+    image[:250] = (182, 184, 183)  # wall
+    image[250:] = (36, 40, 44)  # board
+    image[:, 380:] = (10, 11, 14)  # hair
+    image[:] = np.clip(image.astype(int) + rng.integers(-4, 5, image.shape), 0, 255)
+    coarse = np.clip((np.arange(size, dtype=np.float32) - 366.0) / 12.0, 0.0, 1.0)
+    return image, np.repeat(coarse[None, :], size, 0)
+
+
+def test_separate_colours_stops_the_matte_at_a_dark_edge_on_dark() -> None:
+    """The guided filter cannot see dark hair against a dark board and spreads the coarse
+    ramp over the board; the two colours meeting there put the edge where the hair is."""
+    image, coarse = _hair_by_a_board()
+    guided = segmentation.refine_matte(image, coarse)
+    matte = segmentation.separate_colours(image, coarse, guided)
+    board = (slice(300, 600), slice(360, 374))  # board pixels, 6-20 px from the hair
+    assert guided[board].mean() > 0.2  # what the guided filter leaves there ...
+    assert matte[board].max() < 0.1, matte[board].max()  # ... and the colours' estimate
+    assert matte[300:600, 384:].min() > 0.9  # the hair stays whole
+    assert np.array_equal(matte[:, :300], guided[:, :300])  # far from the edge: unchanged
+
+
+def test_separate_colours_leaves_an_uncertain_plateau_and_opens_no_hole() -> None:
+    """Light hair against a light wall (the mask a flat 0.5 over it: no edge to snap to)
+    keeps the guided matte; a white clip in dark hair near the edge, coloured like the wall,
+    is not cut out of the person."""
+    image = np.full((200, 200, 3), 190, np.uint8)
+    image[:, 100:] = 20  # dark hair
+    image[:, 60:100] = 175  # light hair, as light as the wall
+    coarse = np.zeros((200, 200), np.float32)
+    coarse[:, 60:100] = 0.5
+    coarse[:, 100:] = 1.0
+    coarse = cv2.GaussianBlur(coarse, (0, 0), 2.0)
+    image[90:100, 106:114] = 240  # the clip, 6 px inside the hair
+    guided = segmentation.refine_matte(image, coarse)
+    matte = segmentation.separate_colours(image, coarse, guided)
+    plateau = (slice(0, 200), slice(66, 94))
+    assert np.abs(matte[plateau] - guided[plateau]).max() < 0.05
+    assert matte[90:100, 106:114].min() > 0.5, matte[90:100, 106:114].min()
+
+
 def test_reflect_into_holes_leaves_valid_pixels_and_empty_cases_alone() -> None:
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)

@@ -82,6 +82,146 @@ def refine_matte(image: np.ndarray, matte: np.ndarray, *, radius: int | None = N
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+SEPARATE_WORK_SIDE = 512
+"""Side at which :func:`separate_colours` finds each outline pixel's two colours."""
+SEPARATE_SURE = 0.006
+"""How far (share of the long side) inside the coarse mask's sure regions their colours are
+taken: its ramp is often that much off the real edge."""
+SEPARATE_CONTRAST = (10.0, 30.0)
+"""Distance of the two colours (RGB levels, less their texture's spread) from which the
+colour estimate starts to count, and from which it counts fully."""
+SEPARATE_RESIDUAL = 12.0
+"""A pixel further than this (RGB levels) from the line between its two colours counts less,
+and not at all from twice as far (a third colour: an ear between hair and wall)."""
+SEPARATE_GRAIN = 0.0012
+"""Blur (share of the long side) of the colours whose alpha is estimated, against grain."""
+SEPARATE_RAMP = 0.02
+"""Colours decide only where the coarse mask goes from nobody (below 0.05) to the person
+(above 0.95) within this share of the long side: not on a wide uncertain plateau (light
+hair against a light wall, where the mask stays near 0.5)."""
+
+
+def _nearest_samples(values: np.ndarray, sure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel, ``values`` at the nearest pixel of ``sure`` (True somewhere), and the
+    distance to it in pixels."""
+    dist, labels = cv2.distanceTransformWithLabels((~sure).astype(np.uint8), cv2.DIST_L2, 5,
+                                                   labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(sure)  # labels number the sure pixels in raster order from 1
+    return values[ys[labels - 1], xs[labels - 1]], dist
+
+
+def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, C) float32 read bilinearly at the points ``(x, y)``: (N, C)."""
+    n = x.size
+    cols = 4096  # remap's maps must stay below 32767 on a side
+    rows = -(-n // cols)
+    map_x = np.zeros(rows * cols, np.float32)
+    map_y = np.zeros(rows * cols, np.float32)
+    map_x[:n], map_y[:n] = x, y
+    out = cv2.remap(np.ascontiguousarray(image), map_x.reshape(rows, cols),
+                    map_y.reshape(rows, cols), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out.reshape(rows * cols, -1)[:n])
+
+
+def _region_spread(image: np.ndarray, region: np.ndarray, sigma: float) -> np.ndarray:
+    """Texture of ``image`` within ``region``: the local spread (RGB levels, root of the
+    summed channel variances over a Gaussian window), its least value within ``3 sigma``
+    (an edge inside the region, a wall meeting a board, is not texture)."""
+    m = region.astype(np.float32)
+    den = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
+    mean = cv2.GaussianBlur(image * m[..., None], (0, 0), sigma) / den[..., None]
+    sq = cv2.GaussianBlur((image * image).sum(-1) * m, (0, 0), sigma) / den
+    spread = np.where(region, np.sqrt(np.maximum(sq - (mean * mean).sum(-1), 0.0)), 1e4)
+    r = max(1, round(3 * sigma))
+    least = cv2.erode(spread.astype(np.float32),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return np.asarray(least, np.float32)
+
+
+def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *,
+                     work_side: int = SEPARATE_WORK_SIDE) -> np.ndarray:
+    """``matte`` re-estimated along the person's outline from the two colours meeting there.
+
+    The guided filter cannot see an edge between two dark colours (dark hair against a dark
+    board): there it spreads ``coarse`` (the segmentation's mask) into a wide ramp, and that
+    share of the background moves with the head. Here each pixel near the coarse mask's edge
+    takes the colour of the nearest sure person pixel and of the nearest sure background pixel
+    (:data:`SEPARATE_SURE` inside the mask's sure regions, the picture smoothed edge-aware at
+    ``work_side``), and its alpha is where its own colour lies between the two. That estimate
+    replaces ``matte`` as far as it can be trusted: the two colours differ by more than their
+    texture (:data:`SEPARATE_CONTRAST`), the pixel lies near the line between them
+    (:data:`SEPARATE_RESIDUAL`), and the coarse mask has an edge there
+    (:data:`SEPARATE_RAMP`); elsewhere ``matte`` is returned unchanged, bit for bit.
+    """
+    img = check_rgb(image, "image")
+    h, w = coarse.shape[:2]
+    side = float(max(h, w))
+    scale = min(1.0, work_side / side)
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    small_u8 = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    raw = small_u8.astype(np.float32)
+    smooth = cv2.bilateralFilter(small_u8, 5, 20, 3).astype(np.float32)
+    cs = cv2.resize(coarse.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+
+    def disk(r: int) -> np.ndarray:
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+    e = max(1, round(SEPARATE_SURE * side * scale))
+    person = cv2.erode((cs >= 0.98).astype(np.uint8), disk(e)) > 0
+    background = cv2.erode((cs <= 0.02).astype(np.uint8), disk(e)) > 0
+    band = cv2.dilate(((cs > 0.02) & (cs < 0.98)).astype(np.uint8), disk(2 * e)) > 0
+    if not (person.any() and background.any() and band.any()):
+        return matte
+    fg, _ = _nearest_samples(np.dstack([smooth, _region_spread(raw, person, 1.5)]), person)
+    bg, _ = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5)]),
+                             background)
+    d = fg[..., :3] - bg[..., :3]
+    dd = np.maximum((d * d).sum(-1), 1e-6)
+    alpha = np.clip(((smooth - bg[..., :3]) * d).sum(-1) / dd, 0.0, 1.0)
+    residual = np.sqrt((((bg[..., :3] + alpha[..., None] * d) - smooth) ** 2).sum(-1))
+    lo, hi = SEPARATE_CONTRAST
+    spread = np.sqrt(fg[..., 3] ** 2 + bg[..., 3] ** 2)
+    trust = (np.clip((np.sqrt(dd) - spread - lo) / (hi - lo), 0.0, 1.0)
+             * np.clip(2.0 - residual / SEPARATE_RESIDUAL, 0.0, 1.0) * band)
+    # an edge is where the mask goes from nobody to the person within SEPARATE_RAMP
+    reach = disk(max(1, round(SEPARATE_RAMP * side * scale)))
+    span = cv2.dilate(cs, reach) - cv2.erode(cs, reach)
+    trust = cv2.GaussianBlur((trust * np.clip((span - 0.6) / 0.3, 0.0, 1.0)).astype(np.float32),
+                             (0, 0), 1.0)
+    # full size, only where the estimate counts
+    big = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(big > 1e-3)
+    if ys.size == 0:
+        return matte
+    t = big[ys, xs]
+    at_x, at_y = (xs + 0.5) * (sw / w) - 0.5, (ys + 0.5) * (sh / h) - 0.5
+    f, b = _sample(fg[..., :3], at_x, at_y), _sample(bg[..., :3], at_x, at_y)
+    d_full = f - b
+    # the picture's grain would speckle the estimate: its colours a little smoothed
+    soft = cv2.GaussianBlur(img, (0, 0), max(0.7, SEPARATE_GRAIN * side))
+    own = np.clip(((soft[ys, xs].astype(np.float32) - b) * d_full).sum(-1)
+                  / np.maximum((d_full * d_full).sum(-1), 1e-6), 0.0, 1.0)
+    out = matte.astype(np.float32, copy=True)
+    out[ys, xs] = t * own + (1.0 - t) * out[ys, xs]
+    # Colours alone can open a hole in the person (a white hair clip against a light wall)
+    # or leave a speck of background on it: what they made background must join the
+    # background, and what they made person must join the person.
+    stray = np.zeros((h, w), np.uint8)
+    for made, anchor in ((out < 0.5, matte < 0.1), (out >= 0.5, matte > 0.9)):
+        count, labels = cv2.connectedComponents(made.astype(np.uint8), connectivity=8)
+        joined = np.zeros(count, bool)
+        joined[labels[made & anchor]] = True
+        joined[0] = True  # the label of everything outside ``made``
+        stray |= ~joined[labels]
+    if stray.any():  # ``matte`` again there, with the rim around it
+        r = max(1, round(SEPARATE_SURE * side / 2))
+        back = cv2.GaussianBlur(cv2.dilate(stray, cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(np.float32), (0, 0), r / 2)
+        out = np.where(out != matte, back * matte + (1.0 - back) * out, matte)
+    return np.asarray(out, np.float32)
+
+
 def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 256,
                      grow: float = 0.03) -> np.ndarray:
     """``image`` with the person (``matte`` > 0.1, grown by ``grow`` of the image side)
@@ -230,5 +370,5 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True) -> PortraitLayers 
     if matte is None:
         return None
     if refine:
-        matte = refine_matte(image, matte)
+        matte = separate_colours(image, matte, refine_matte(image, matte))
     return PortraitLayers(matte=matte, plate=background_plate(image, matte))

@@ -132,6 +132,50 @@ def test_separate_colours_leaves_an_uncertain_plateau_and_opens_no_hole() -> Non
     assert matte[90:100, 106:114].min() > 0.5, matte[90:100, 106:114].min()
 
 
+def test_still_background_is_the_photo_off_the_matte_and_the_board_beside_the_hair() -> None:
+    """The background a moved pixel carries: the photo itself where the matte is 0, and on
+    the hair's soft edge just below the wall the board (the grown plate's fill mixes the
+    wall's grey in there, and the hair's edge moved with the head as a dark tab)."""
+    image, coarse = _hair_by_a_board()
+    matte = segmentation.refine_matte(image, coarse)  # soft: where the tab was worst
+    layers = segmentation.PortraitLayers(matte=matte, plate=background_plate(image, matte))
+    behind = segmentation.still_background(image, matte, segmentation.still_plate(image, matte))
+    zero = matte <= 0.0
+    assert zero.mean() > 0.3 and np.array_equal(behind[zero], image[zero])
+    edge = (matte > 0.05) & (matte < 0.9)
+    edge[:252], edge[290:] = False, False  # at board height, just below the wall
+    assert edge.sum() > 300
+    board = image[300:600, 100:300].reshape(-1, 3).mean(0)
+    assert np.abs(behind[edge] - board).max() < 8
+    assert np.abs(layers.plate[edge] - board).max() > 25  # the grown plate's fill does not
+
+
+def test_a_moved_head_carries_no_tab_of_the_background_beside_it() -> None:
+    """The head (everything, here) moves 15 px left: the board beside the hair's edge comes
+    out no darker than the board, where with the grown plate as the carried background the
+    hair's edge came along darkened (a tab)."""
+    image, coarse = _hair_by_a_board()
+    matte = segmentation.refine_matte(image, coarse)
+    plate = background_plate(image, matte)  # what the engine carried and showed before
+    still = segmentation.still_plate(image, matte)
+    behind = segmentation.still_background(image, matte, still)
+
+    def moved(picture: np.ndarray) -> np.ndarray:  # source = output + 15 px
+        out = np.empty_like(picture)
+        out[:, :-15], out[:, -15:] = picture[:, 15:], picture[:, -1:]
+        return out
+
+    m8 = np.clip(matte * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    board = int(image[300:600, 100:300].astype(int).sum(-1).min())
+    darkest = {}
+    for shown, carried, what in ((still, behind, "still_background"), (plate, plate, "plate")):
+        out = moved(image)
+        composite_head(out, moved(m8), shown, moved(carried))
+        darkest[what] = int(out[252:290, 300:358].astype(int).sum(-1).min())
+    assert darkest["plate"] < board - 25, darkest  # the old way drew the tab
+    assert darkest["still_background"] >= board - 6, darkest
+
+
 def test_reflect_into_holes_leaves_valid_pixels_and_empty_cases_alone() -> None:
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
@@ -175,9 +219,9 @@ def test_four_channel_warps_give_each_layer_bit_for_bit() -> None:
     both = warp.remap(np.ascontiguousarray(np.dstack([image, matte])), source)
     assert np.array_equal(cv2.cvtColor(both, cv2.COLOR_RGBA2RGB), warp.remap(image, source))
     assert np.array_equal(cv2.extractChannel(both, 3), warp.remap(matte, source))
-    layers = segmentation.PortraitLayers(matte=matte / 255.0, plate=image)
-    assert layers.plate_rgba.shape == (size, size, 4)
-    assert np.array_equal(layers.plate_rgba[..., :3], image)
+    padded = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)  # as MeshPortrait.backdrop_rgba
+    assert np.array_equal(cv2.cvtColor(warp.remap(padded, source), cv2.COLOR_RGBA2RGB),
+                          warp.remap(image, source))
 
 
 def test_no_person_found_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,6 +258,30 @@ def test_background_far_from_the_head_is_bit_identical(mesh_lp_s42) -> None:
     x0, y0 = oval.min(0).astype(int) + 30
     x1, y1 = oval.max(0).astype(int) - 30
     assert np.abs(out[y0:y1, x0:x1].astype(int) - portrait.image[y0:y1, x0:x1]).mean() > 4
+
+
+@pytest.mark.fixtures
+def test_where_the_head_left_the_plate_shows_and_at_rest_the_portrait(mesh_lp_s42) -> None:
+    """The background carried with the head is the photo's own (no tab), but where the
+    head has left, the still plate shows (no strand at the matte's edge stays behind); with
+    no motion, everything off the person is the portrait bit for bit."""
+    engine, portrait = mesh_lp_s42
+    assert portrait.layers is not None and portrait.backdrop is not None
+    assert portrait.still_plate is not None
+    p = portrait.landmarks
+    for dx in (30.0, -30.0):
+        moved = p.copy()
+        moved[:, 0] += dx
+        out = engine.render(portrait, p, moved)
+        left = (portrait.layers.matte >= 0.99) & (engine.last_matte == 0)
+        assert left.sum() > 200, dx
+        off_plate = np.abs(out[left].astype(int) - portrait.still_plate[left]).max(-1)
+        assert (off_plate <= 2).mean() > 0.98, dx
+        off_backdrop = np.abs(out[left].astype(int) - portrait.backdrop[left]).max(-1)
+        assert (off_backdrop > 2).mean() > 0.5, dx  # the two differ there: a real check
+    out = engine.render(portrait, p, p)
+    off = portrait.layers.matte < 0.9
+    assert np.array_equal(out[off], portrait.image[off])
 
 
 @pytest.mark.fixtures

@@ -357,10 +357,66 @@ class PortraitLayers:
         """The matte as uint8 (0 .. 255)."""
         return np.clip(self.matte * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
-    @functools.cached_property
-    def plate_rgba(self) -> np.ndarray:
-        """The plate with a fourth (zero) channel, (H, W, 4) uint8: warped faster than three."""
-        return np.asarray(cv2.cvtColor(self.plate, cv2.COLOR_RGB2RGBA))
+
+STILL_GROW = 0.008
+"""How far (share of the long side) the person is grown for :func:`still_plate`."""
+STILL_BLEND = 0.03
+"""Depth (share of the long side) into the person over which the background carried in from
+its edge fades into the still plate's fill (:func:`still_background`)."""
+STILL_TAKE = 0.3
+"""Matte value at which :func:`still_background` has turned from the pixel itself to the
+nearest background pixel's colour."""
+
+
+def still_plate(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """The plate the mesh engine shows where the head has left: :func:`background_plate`
+    with the person grown only :data:`STILL_GROW` of the side (``layers.plate``, the
+    background options' plate, grows it 0.03 and fills at 256 px: a ring of the real
+    background around the head turned into fill wherever the head moved)."""
+    return background_plate(image, matte, grow=STILL_GROW)
+
+
+def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """What lies behind each pixel of ``image`` (RGB uint8) for the mesh engine's head layer:
+    the background each pixel carries when the warp moves it, which ``composite_head`` swaps
+    for the still one.
+
+    Where ``matte`` is 0, the photo, bit for bit. On the matte's soft edge, the pixel itself
+    turning into the colour of the nearest pixel the matte calls background as the matte
+    rises to :data:`STILL_TAKE` (a pixel with a little of the person in it is mostly its
+    background). Under the person (matte from 0.9), that nearest background colour carried
+    in and fading, over :data:`STILL_BLEND` of the side, into ``plate``'s fill
+    (:func:`still_plate`).
+
+    The plate's fill itself was what a moved pixel carried before, and beside the person it
+    was wrong: where dark hair met a dark board just below a light wall it held the wall's
+    grey, and the hair's soft edge, darkened by the difference, moved with the head as a
+    dark tab.
+    """
+    img = check_rgb(image, "image")
+    h, w = img.shape[:2]
+    side = float(max(h, w))
+    matte = matte.astype(np.float32)
+    person, clear = matte >= 0.9, matte <= 0.02
+    if not person.any() or not clear.any():
+        return plate
+    soft = cv2.GaussianBlur(img, (0, 0), max(0.7, SEPARATE_GRAIN * side))
+    _, labels = cv2.distanceTransformWithLabels((~clear).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    # labels number the clear pixels in raster order from 1: their flat indices, shifted
+    where = np.concatenate([[0], np.flatnonzero(clear)]).astype(np.int64)
+    back = np.take(soft.reshape(-1, 3), where[labels.ravel()], axis=0).reshape(h, w, 3)
+    # under the person: the nearest background carried in, fading into the fill; on the
+    # edge: the pixel itself, turning into that colour as the matte rises
+    inward = cv2.distanceTransform(person.astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.where(person, np.minimum(inward * (1.0 / max(1.0, STILL_BLEND * side)), 1.0),
+                 1.0 - np.minimum(matte * (1.0 / STILL_TAKE), 1.0)).astype(np.float32)
+    ends = img.copy()
+    cv2.copyTo(plate, person.view(np.uint8), ends)
+    out = np.asarray(cv2.blendLinear(ends, back, t, 1.0 - t))
+    untouched = matte <= 0.0
+    out[untouched] = img[untouched]
+    return out
 
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True) -> PortraitLayers | None:

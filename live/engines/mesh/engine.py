@@ -85,7 +85,12 @@ from live.engines.mesh.warp import (
     triangle_bounds,
 )
 from live.engines.options import MeshOptions, with_overrides
-from live.face.segmentation import PortraitLayers, prepare_layers
+from live.face.segmentation import (
+    PortraitLayers,
+    prepare_layers,
+    still_background,
+    still_plate,
+)
 from live.geometry import transform_points
 from live.packets import FaceCrop, check_rgb
 
@@ -103,6 +108,12 @@ shadow, a shine), which is not an expression."""
 
 MeshEngineConfig = MeshOptions
 """Older name of :class:`~live.engines.options.MeshOptions` (the ``[engine.mesh]`` table)."""
+
+
+STILL_MOVED = 0.02
+"""How far the warp moves the picture (share of the crop's side) before the still background
+behind it is wholly the still plate instead of the backdrop
+(``MeshEngine._still_background``)."""
 
 
 def motion_options(options: MeshOptions) -> MotionOptions:
@@ -163,6 +174,42 @@ class MeshPortrait:
         if self.layers is None:
             return None
         return np.ascontiguousarray(np.dstack([self.image, self.layers.matte_u8]))
+
+    @functools.cached_property
+    def still_plate(self) -> np.ndarray | None:
+        """What the head layer shows where the head has left
+        (:func:`~live.face.segmentation.still_plate`); None without layers."""
+        if self.layers is None:
+            return None
+        return still_plate(self.image, self.layers.matte)
+
+    @functools.cached_property
+    def backdrop(self) -> np.ndarray | None:
+        """The background each pixel carries as the warp moves it
+        (:func:`~live.face.segmentation.still_background`); None without layers."""
+        if self.layers is None or self.still_plate is None:
+            return None
+        return still_background(self.image, self.layers.matte, self.still_plate)
+
+    @functools.cached_property
+    def backdrop_box(self) -> tuple[int, int, int, int] | None:
+        """``(x, y, w, h)`` around the pixels where :attr:`backdrop` and :attr:`still_plate`
+        differ (None: nowhere, or no layers)."""
+        if self.still_plate is None or self.backdrop is None:
+            return None
+        differ = np.any(self.still_plate != self.backdrop, axis=-1)
+        if not differ.any():
+            return None
+        x, y, w, h = cv2.boundingRect(differ.astype(np.uint8))
+        return int(x), int(y), int(w), int(h)
+
+    @functools.cached_property
+    def backdrop_rgba(self) -> np.ndarray | None:
+        """:attr:`backdrop` with a padding fourth channel: one 4-channel remap is faster than
+        three channels."""
+        if self.backdrop is None:
+            return None
+        return np.asarray(cv2.cvtColor(self.backdrop, cv2.COLOR_RGB2RGBA))
 
     @property
     def matte(self) -> np.ndarray:
@@ -515,16 +562,17 @@ class MeshEngine:
         keep_lash_bands(source, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         t3 = clock()
         self.last_matte = None
-        if portrait.layers is not None and portrait.image_matte is not None:
-            # 4-channel remaps (image + matte, plate + padding): bit for bit what 3 + 1 + 3
+        backdrop = portrait.backdrop
+        if portrait.image_matte is not None and backdrop is not None \
+                and portrait.backdrop_rgba is not None:
+            # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
             # channels give, in about half the time
-            layers = portrait.layers
             both = self._warp.remap(portrait.image_matte, source)
             out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
             self.last_matte = cv2.extractChannel(both, 3)
-            moved_plate = cv2.cvtColor(self._warp.remap(layers.plate_rgba, source),
-                                       cv2.COLOR_RGBA2RGB)
-            composite_head(out, self.last_matte, layers.plate, moved_plate)
+            moved = cv2.cvtColor(self._warp.remap(portrait.backdrop_rgba, source),
+                                 cv2.COLOR_RGBA2RGB)
+            composite_head(out, self.last_matte, self._still_background(portrait, backdrop), moved)
         else:
             out = self._warp.remap(portrait.image, source)
         mode = self.config.mouth if self.config.mouth_fill else "off"
@@ -569,6 +617,25 @@ class MeshEngine:
                            affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
+
+    def _still_background(self, portrait: MeshPortrait, backdrop: np.ndarray) -> np.ndarray:
+        """The still background behind the warped head: the backdrop where the picture has
+        not moved, turning into the still plate (nothing of the person in it) as the warp
+        moves the picture by up to :data:`STILL_MOVED` of the side: at rest the portrait
+        comes back exactly; where the head has left, no strand of hair at the matte's edge
+        stays behind."""
+        box, plate = portrait.backdrop_box, portrait.still_plate
+        if box is None or plate is None:
+            return backdrop
+        x, y, w, h = box
+        share = self._warp.moved_share(STILL_MOVED * self.size)[y:y + h, x:x + w]
+        if not share.any():
+            return backdrop
+        still = backdrop.copy()
+        still[y:y + h, x:x + w] = cv2.blendLinear(plate[y:y + h, x:x + w],
+                                                  backdrop[y:y + h, x:x + w], share,
+                                                  1.0 - share)
+        return still
 
     # -- life cycle ----------------------------------------------------------------------------
 

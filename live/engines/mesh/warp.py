@@ -201,6 +201,16 @@ class PiecewiseAffineWarp:
         blurred = cv2.GaussianBlur(roi, SEAM_BLUR_KSIZE, SEAM_BLUR_SIGMA)
         cv2.copyTo(blurred, mask[y0:y0 + h, x0:x0 + w].view(np.uint8), roi)
 
+    def moved_share(self, full: float) -> np.ndarray:
+        """How far each output pixel's source moved in the last :meth:`source_map`, as a
+        share of ``full`` pixels (clipped to 1): (size, size) float32."""
+        share = cv2.magnitude(self._disp[..., 0], self._disp[..., 1]) * (1.0 / max(full, 1e-6))
+        np.minimum(share, 1.0, out=share)
+        if self.grid == self.size:
+            return np.asarray(share)
+        return np.asarray(cv2.resize(share, (self.size, self.size),
+                                     interpolation=cv2.INTER_LINEAR))
+
     @property
     def cell(self) -> float:
         """Output pixels per grid cell."""

@@ -150,6 +150,18 @@ def test_still_background_is_the_photo_off_the_matte_and_the_board_beside_the_ha
     assert np.abs(layers.plate[edge] - board).max() > 25  # the grown plate's fill does not
 
 
+def test_still_background_without_a_person_or_without_background_is_the_plate() -> None:
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    nobody = np.zeros((64, 80), np.float32)
+    plate = segmentation.still_plate(image, nobody)
+    assert np.array_equal(plate, image)  # nothing to fill
+    assert np.array_equal(segmentation.still_background(image, nobody, plate), image)
+    everyone = np.ones((64, 80), np.float32)  # no background pixel to carry in
+    full = segmentation.still_plate(image, everyone)
+    assert np.array_equal(segmentation.still_background(image, everyone, full), full)
+
+
 def test_a_moved_head_carries_no_tab_of_the_background_beside_it() -> None:
     """The head (everything, here) moves 15 px left: the board beside the hair's edge comes
     out no darker than the board, where with the grown plate as the carried background the

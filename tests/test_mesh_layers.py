@@ -139,7 +139,8 @@ def test_still_background_is_the_photo_off_the_matte_and_the_board_beside_the_ha
     image, coarse = _hair_by_a_board()
     matte = segmentation.refine_matte(image, coarse)  # soft: where the tab was worst
     layers = segmentation.PortraitLayers(matte=matte, plate=background_plate(image, matte))
-    behind = segmentation.still_background(image, matte, segmentation.still_plate(image, matte))
+    still = background_plate(image, matte, grow=segmentation.STILL_GROW)
+    behind = segmentation.still_background(image, matte, still)
     zero = matte <= 0.0
     assert zero.mean() > 0.3 and np.array_equal(behind[zero], image[zero])
     edge = (matte > 0.05) & (matte < 0.9)
@@ -154,11 +155,11 @@ def test_still_background_without_a_person_or_without_background_is_the_plate() 
     rng = np.random.default_rng(8)
     image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
     nobody = np.zeros((64, 80), np.float32)
-    plate = segmentation.still_plate(image, nobody)
+    plate = background_plate(image, nobody, grow=segmentation.STILL_GROW)
     assert np.array_equal(plate, image)  # nothing to fill
     assert np.array_equal(segmentation.still_background(image, nobody, plate), image)
     everyone = np.ones((64, 80), np.float32)  # no background pixel to carry in
-    full = segmentation.still_plate(image, everyone)
+    full = background_plate(image, everyone, grow=segmentation.STILL_GROW)
     assert np.array_equal(segmentation.still_background(image, everyone, full), full)
 
 
@@ -169,7 +170,7 @@ def test_a_moved_head_carries_no_tab_of_the_background_beside_it() -> None:
     image, coarse = _hair_by_a_board()
     matte = segmentation.refine_matte(image, coarse)
     plate = background_plate(image, matte)  # what the engine carried and showed before
-    still = segmentation.still_plate(image, matte)
+    still = background_plate(image, matte, grow=segmentation.STILL_GROW)
     behind = segmentation.still_background(image, matte, still)
 
     def moved(picture: np.ndarray) -> np.ndarray:  # source = output + 15 px
@@ -302,7 +303,7 @@ def test_no_person_falls_back_to_the_plain_warp_with_a_warning(
     _, portrait = mesh_lp_s42
     from live.engines.mesh import engine as engine_module
 
-    monkeypatch.setattr(engine_module, "prepare_layers", lambda image: None)
+    monkeypatch.setattr(engine_module, "prepare_layers", lambda image, **kw: None)
     fresh = MeshEngine(size=SIZE, smoothing=False)
     with caplog.at_level(logging.WARNING, logger="live.engines.mesh.engine"):
         fallback = fresh.prepare(portrait.image)

@@ -101,13 +101,26 @@ SEPARATE_RAMP = 0.02
 hair against a light wall, where the mask stays near 0.5)."""
 
 
-def _nearest_samples(values: np.ndarray, sure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each pixel, ``values`` at the nearest pixel of ``sure`` (True somewhere), and the
-    distance to it in pixels."""
-    dist, labels = cv2.distanceTransformWithLabels((~sure).astype(np.uint8), cv2.DIST_L2, 5,
-                                                   labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(sure)  # labels number the sure pixels in raster order from 1
-    return values[ys[labels - 1], xs[labels - 1]], dist
+def _nearest_samples(values: np.ndarray, sure: np.ndarray) -> np.ndarray:
+    """For each pixel, ``values`` (H, W, C) at the nearest pixel of ``sure`` (True
+    somewhere)."""
+    _, labels = cv2.distanceTransformWithLabels((~sure).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    # labels number the sure pixels in raster order from 1: their flat indices, shifted
+    where = np.concatenate([[0], np.flatnonzero(sure)]).astype(np.int64)
+    h, w, c = values.shape
+    return np.take(values.reshape(-1, c), where[labels.ravel()], axis=0).reshape(h, w, c)
+
+
+def _disk(r: int) -> np.ndarray:
+    """An elliptic structuring element of radius ``r``."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _without_grain(image: np.ndarray) -> np.ndarray:
+    """``image`` blurred by :data:`SEPARATE_GRAIN` of its long side (at least 0.7 px)."""
+    return np.asarray(cv2.GaussianBlur(image, (0, 0),
+                                       max(0.7, SEPARATE_GRAIN * max(image.shape[:2]))))
 
 
 def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -133,9 +146,7 @@ def _region_spread(image: np.ndarray, region: np.ndarray, sigma: float) -> np.nd
     mean = cv2.GaussianBlur(image * m[..., None], (0, 0), sigma) / den[..., None]
     sq = cv2.GaussianBlur((image * image).sum(-1) * m, (0, 0), sigma) / den
     spread = np.where(region, np.sqrt(np.maximum(sq - (mean * mean).sum(-1), 0.0)), 1e4)
-    r = max(1, round(3 * sigma))
-    least = cv2.erode(spread.astype(np.float32),
-                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    least = cv2.erode(spread.astype(np.float32), _disk(max(1, round(3 * sigma))))
     return np.asarray(least, np.float32)
 
 
@@ -163,19 +174,15 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     raw = small_u8.astype(np.float32)
     smooth = cv2.bilateralFilter(small_u8, 5, 20, 3).astype(np.float32)
     cs = cv2.resize(coarse.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
-
-    def disk(r: int) -> np.ndarray:
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
     e = max(1, round(SEPARATE_SURE * side * scale))
-    person = cv2.erode((cs >= 0.98).astype(np.uint8), disk(e)) > 0
-    background = cv2.erode((cs <= 0.02).astype(np.uint8), disk(e)) > 0
-    band = cv2.dilate(((cs > 0.02) & (cs < 0.98)).astype(np.uint8), disk(2 * e)) > 0
+    person = cv2.erode((cs >= 0.98).astype(np.uint8), _disk(e)) > 0
+    background = cv2.erode((cs <= 0.02).astype(np.uint8), _disk(e)) > 0
+    band = cv2.dilate(((cs > 0.02) & (cs < 0.98)).astype(np.uint8), _disk(2 * e)) > 0
     if not (person.any() and background.any() and band.any()):
         return matte
-    fg, _ = _nearest_samples(np.dstack([smooth, _region_spread(raw, person, 1.5)]), person)
-    bg, _ = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5)]),
-                             background)
+    fg = _nearest_samples(np.dstack([smooth, _region_spread(raw, person, 1.5)]), person)
+    bg = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5)]),
+                          background)
     d = fg[..., :3] - bg[..., :3]
     dd = np.maximum((d * d).sum(-1), 1e-6)
     alpha = np.clip(((smooth - bg[..., :3]) * d).sum(-1) / dd, 0.0, 1.0)
@@ -185,7 +192,7 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     trust = (np.clip((np.sqrt(dd) - spread - lo) / (hi - lo), 0.0, 1.0)
              * np.clip(2.0 - residual / SEPARATE_RESIDUAL, 0.0, 1.0) * band)
     # an edge is where the mask goes from nobody to the person within SEPARATE_RAMP
-    reach = disk(max(1, round(SEPARATE_RAMP * side * scale)))
+    reach = _disk(max(1, round(SEPARATE_RAMP * side * scale)))
     span = cv2.dilate(cs, reach) - cv2.erode(cs, reach)
     trust = cv2.GaussianBlur((trust * np.clip((span - 0.6) / 0.3, 0.0, 1.0)).astype(np.float32),
                              (0, 0), 1.0)
@@ -199,7 +206,7 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     f, b = _sample(fg[..., :3], at_x, at_y), _sample(bg[..., :3], at_x, at_y)
     d_full = f - b
     # the picture's grain would speckle the estimate: its colours a little smoothed
-    soft = cv2.GaussianBlur(img, (0, 0), max(0.7, SEPARATE_GRAIN * side))
+    soft = _without_grain(img)
     own = np.clip(((soft[ys, xs].astype(np.float32) - b) * d_full).sum(-1)
                   / np.maximum((d_full * d_full).sum(-1), 1e-6), 0.0, 1.0)
     out = matte.astype(np.float32, copy=True)
@@ -216,14 +223,17 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
         stray |= ~joined[labels]
     if stray.any():  # ``matte`` again there, with the rim around it
         r = max(1, round(SEPARATE_SURE * side / 2))
-        back = cv2.GaussianBlur(cv2.dilate(stray, cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(np.float32), (0, 0), r / 2)
+        back = cv2.GaussianBlur(cv2.dilate(stray, _disk(r)).astype(np.float32), (0, 0), r / 2)
         out = np.where(out != matte, back * matte + (1.0 - back) * out, matte)
     return np.asarray(out, np.float32)
 
 
+PLATE_GROW = 0.03
+"""How far (share of the long side) :func:`background_plate` grows the person by default."""
+
+
 def background_plate(image: np.ndarray, matte: np.ndarray, *, work_side: int = 256,
-                     grow: float = 0.03) -> np.ndarray:
+                     grow: float = PLATE_GROW) -> np.ndarray:
     """``image`` with the person (``matte`` > 0.1, grown by ``grow`` of the image side)
     filled in from the surrounding background. Pixels outside the grown person region are
     returned unchanged."""
@@ -359,21 +369,16 @@ class PortraitLayers:
 
 
 STILL_GROW = 0.008
-"""How far (share of the long side) the person is grown for :func:`still_plate`."""
+"""How far (share of the long side) the person is grown for the mesh engine's plate
+(``prepare_layers(image, grow=STILL_GROW)``): what shows where the head has left. The
+background options' plate grows it 0.03 (:data:`PLATE_GROW`) and would turn a ring of the
+real background around the head into fill wherever the head moved."""
 STILL_BLEND = 0.03
 """Depth (share of the long side) into the person over which the background carried in from
 its edge fades into the still plate's fill (:func:`still_background`)."""
 STILL_TAKE = 0.3
 """Matte value at which :func:`still_background` has turned from the pixel itself to the
 nearest background pixel's colour."""
-
-
-def still_plate(image: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """The plate the mesh engine shows where the head has left: :func:`background_plate`
-    with the person grown only :data:`STILL_GROW` of the side (``layers.plate``, the
-    background options' plate, grows it 0.03 and fills at 256 px: a ring of the real
-    background around the head turned into fill wherever the head moved)."""
-    return background_plate(image, matte, grow=STILL_GROW)
 
 
 def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) -> np.ndarray:
@@ -385,8 +390,8 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
     turning into the colour of the nearest pixel the matte calls background as the matte
     rises to :data:`STILL_TAKE` (a pixel with a little of the person in it is mostly its
     background). Under the person (matte from 0.9), that nearest background colour carried
-    in and fading, over :data:`STILL_BLEND` of the side, into ``plate``'s fill
-    (:func:`still_plate`).
+    in and fading, over :data:`STILL_BLEND` of the side, into ``plate``'s fill (the mesh
+    engine's, grown :data:`STILL_GROW`).
 
     The plate's fill itself was what a moved pixel carried before, and beside the person it
     was wrong: where dark hair met a dark board just below a light wall it held the wall's
@@ -400,12 +405,7 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
     person, clear = matte >= 0.9, matte <= 0.02
     if not person.any() or not clear.any():
         return plate
-    soft = cv2.GaussianBlur(img, (0, 0), max(0.7, SEPARATE_GRAIN * side))
-    _, labels = cv2.distanceTransformWithLabels((~clear).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    # labels number the clear pixels in raster order from 1: their flat indices, shifted
-    where = np.concatenate([[0], np.flatnonzero(clear)]).astype(np.int64)
-    back = np.take(soft.reshape(-1, 3), where[labels.ravel()], axis=0).reshape(h, w, 3)
+    back = _nearest_samples(_without_grain(img), clear)
     # under the person: the nearest background carried in, fading into the fill; on the
     # edge: the pixel itself, turning into that colour as the matte rises
     inward = cv2.distanceTransform(person.astype(np.uint8), cv2.DIST_L2, 3)
@@ -419,12 +419,14 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
     return out
 
 
-def prepare_layers(image: np.ndarray, *, refine: bool = True) -> PortraitLayers | None:
-    """Segment ``image`` once and build its background plate; ``None`` when no person is
-    found (the caller keeps today's behaviour and says so in one warning)."""
+def prepare_layers(image: np.ndarray, *, refine: bool = True,
+                   grow: float = PLATE_GROW) -> PortraitLayers | None:
+    """Segment ``image`` once and build its background plate (the person grown ``grow`` of
+    the long side, :func:`background_plate`); ``None`` when no person is found (the caller
+    keeps today's behaviour and says so in one warning)."""
     matte = segment_person(image)
     if matte is None:
         return None
     if refine:
         matte = separate_colours(image, matte, refine_matte(image, matte))
-    return PortraitLayers(matte=matte, plate=background_plate(image, matte))
+    return PortraitLayers(matte=matte, plate=background_plate(image, matte, grow=grow))

@@ -86,10 +86,10 @@ from live.engines.mesh.warp import (
 )
 from live.engines.options import MeshOptions, with_overrides
 from live.face.segmentation import (
+    STILL_GROW,
     PortraitLayers,
     prepare_layers,
     still_background,
-    still_plate,
 )
 from live.geometry import transform_points
 from live.packets import FaceCrop, check_rgb
@@ -175,13 +175,11 @@ class MeshPortrait:
             return None
         return np.ascontiguousarray(np.dstack([self.image, self.layers.matte_u8]))
 
-    @functools.cached_property
+    @property
     def still_plate(self) -> np.ndarray | None:
-        """What the head layer shows where the head has left
-        (:func:`~live.face.segmentation.still_plate`); None without layers."""
-        if self.layers is None:
-            return None
-        return still_plate(self.image, self.layers.matte)
+        """What the head layer shows where the head has left: the layers' plate, grown only
+        :data:`~live.face.segmentation.STILL_GROW`; None without layers."""
+        return None if self.layers is None else self.layers.plate
 
     @functools.cached_property
     def backdrop(self) -> np.ndarray | None:
@@ -319,7 +317,7 @@ class MeshEngine:
                               if self.config.body == "flow" else None)
         layers = None
         if self.config.head_layer:
-            layers = prepare_layers(image)
+            layers = prepare_layers(image, grow=STILL_GROW)
             if layers is None:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")

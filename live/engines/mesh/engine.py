@@ -553,10 +553,13 @@ class MeshEngine:
         order = np.lexsort((-depth, ~flipped))
         tris = np.concatenate([layout.outer_tris, face[order]])
         t1 = clock()
-        index = self._warp.index_map(dst, tris)
+        warp = self._warp
+        index = warp.index_map(dst, tris)
         t2 = clock()
-        source = self._warp.source_map(index, triangle_affines(dst, src, tris),
-                                       triangle_bounds(dst, src, tris))
+        buffers = warp.buffers
+        source = warp.source_map(index, triangle_affines(dst, src, tris),
+                                 triangle_bounds(dst, src, tris),
+                                 out=buffers.get("source", (self.size, self.size, 2), np.float32))
         keep_lash_bands(source, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         t3 = clock()
         self.last_matte = None
@@ -564,23 +567,26 @@ class MeshEngine:
         if portrait.image_matte is not None and backdrop is not None \
                 and portrait.backdrop_rgba is not None:
             # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
-            # channels give, in about half the time
-            both = self._warp.remap(portrait.image_matte, source)
+            # channels give, in about half the time; the temporaries in reused buffers
+            side = (self.size, self.size)
+            both = warp.remap(portrait.image_matte, source, dst=buffers.get("both", (*side, 4)))
             out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
             self.last_matte = cv2.extractChannel(both, 3)
-            moved = cv2.cvtColor(self._warp.remap(portrait.backdrop_rgba, source),
-                                 cv2.COLOR_RGBA2RGB)
-            composite_head(out, self.last_matte, self._still_background(portrait, backdrop), moved)
+            moved = cv2.cvtColor(
+                warp.remap(portrait.backdrop_rgba, source, dst=buffers.get("moved", (*side, 4))),
+                cv2.COLOR_RGBA2RGB, dst=buffers.get("moved rgb", (*side, 3)))
+            composite_head(out, self.last_matte, self._still_background(portrait, backdrop),
+                           moved, buffers=buffers)
         else:
-            out = self._warp.remap(portrait.image, source)
+            out = warp.remap(portrait.image, source)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off" and portrait.seam is not None:
             # parted lips show their own colour where the closed mouth's seam was
             open_lip_seam(out, source, portrait.seam, motion.points,
                           own_height=portrait.mouth.own_height, head=affine_scale(motion.head))
-        seams = self._warp.silhouette_seams(index, len(layout.outer_tris))
+        seams = warp.silhouette_seams(index, len(layout.outer_tris))
         if seams is not None:
-            self._warp.soften(out, seams)
+            warp.soften(out, seams)
         t4 = clock()
         strength = self.config.shading * shading_fade * float(np.clip(
             (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
@@ -621,18 +627,27 @@ class MeshEngine:
         not moved, turning into the still plate (nothing of the person in it) as the warp
         moves the picture by up to :data:`STILL_MOVED` of the side: at rest the portrait
         comes back exactly; where the head has left, no strand of hair at the matte's edge
-        stays behind."""
+        stays behind. The result may be a buffer the next frame overwrites."""
         box, plate = portrait.backdrop_box, portrait.still_plate
         if box is None or plate is None:
             return backdrop
+        share = self._warp.moved_share(STILL_MOVED * self.size)
+        moved = self._warp.moved_box()
+        # where nothing moved (share 0) the blend is the backdrop exactly: blend only the
+        # part of the box where something did
         x, y, w, h = box
-        share = self._warp.moved_share(STILL_MOVED * self.size)[y:y + h, x:x + w]
-        if not share.any():
+        if moved is not None:
+            mx, my, mw, mh = moved
+            x0, y0 = max(x, mx), max(y, my)
+            x1, y1 = min(x + w, mx + mw), min(y + h, my + mh)
+        if moved is None or x1 <= x0 or y1 <= y0:
             return backdrop
-        still = backdrop.copy()
-        still[y:y + h, x:x + w] = cv2.blendLinear(plate[y:y + h, x:x + w],
-                                                  backdrop[y:y + h, x:x + w], share,
-                                                  1.0 - share)
+        still = self._warp.buffers.get("still", backdrop.shape)
+        np.copyto(still, backdrop)
+        rows, cols = slice(y0, y1), slice(x0, x1)
+        part = share[rows, cols]
+        still[rows, cols] = cv2.blendLinear(plate[rows, cols], backdrop[rows, cols], part,
+                                            1.0 - part)
         return still
 
     # -- life cycle ----------------------------------------------------------------------------

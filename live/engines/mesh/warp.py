@@ -14,6 +14,7 @@ grid shows as a staircase: :meth:`PiecewiseAffineWarp.silhouette_seams` finds th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -50,8 +51,12 @@ def triangle_bounds(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.nd
     max)`` over its corners: inside a triangle the displacement never leaves it, so a grid
     cell that a sliver triangle won (its centre outside the sliver) is held to it instead of
     taking the sliver's affine far outside (a patch of picture from elsewhere)."""
-    disp = (src - dst)[tris]  # (T, 3, 2)
-    return np.concatenate([disp.min(axis=1), disp.max(axis=1)], axis=1).astype(np.float32)
+    disp = src - dst
+    a, b, c = disp[tris[:, 0]], disp[tris[:, 1]], disp[tris[:, 2]]
+    out = np.empty((len(tris), 4), np.float32)
+    np.minimum(np.minimum(a, b, out=a), c, out=out[:, :2])
+    np.maximum(np.maximum(b, c, out=b), disp[tris[:, 0]], out=out[:, 2:])
+    return out
 
 
 SEAM_JUMP_PX = 1.5
@@ -63,6 +68,22 @@ SEAM_BLUR_KSIZE = (3, 3)
 SEAM_BLUR_SIGMA = 0.8
 """The blur over a seam (:meth:`PiecewiseAffineWarp.soften`): just enough to round a
 staircase of 2 px cells off."""
+
+
+class Buffers:
+    """Reusable arrays by name, for a frame's large temporaries: a fresh 1 MB array costs
+    its page faults every frame, often more than the work done on it."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """The array kept as ``name`` (contents left from its last use), made anew when
+        its shape or type differs."""
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype)
+        return a
 
 
 class PiecewiseAffineWarp:
@@ -81,9 +102,14 @@ class PiecewiseAffineWarp:
         fx, fy = np.meshgrid(full, full)
         self._identity = np.stack([fx, fy], axis=-1)  # (size, size, 2) output positions
         self._index = np.zeros((self.grid, self.grid), np.uint16)
+        self._fill_values: list[tuple[int]] = []
+        self.buffers = Buffers()
+        """A frame's large temporaries, reused (see :class:`Buffers`)."""
         self._disp = np.empty((self.grid, self.grid, 2), np.float32)
-        # per-cell planes of source_map: 10 coefficients and bounds, dx, dy and a scratch one
-        self._planes = np.empty((13, self.grid, self.grid), np.float32)
+        # per-cell (x, y) pairs of source_map: 3 of coefficients, 2 of bounds, a scratch one
+        self._planes = np.empty((6, self.grid, self.grid, 2), np.float32)
+        self._gx2 = np.ascontiguousarray(np.stack([self._gx, self._gx], axis=-1))
+        self._gy2 = np.ascontiguousarray(np.stack([self._gy, self._gy], axis=-1))
         self._seam_cells = np.zeros((self.grid, self.grid), np.uint8)
         self._kernel3 = np.ones((3, 3), np.uint8)
         self._cross3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -97,49 +123,57 @@ class PiecewiseAffineWarp:
         idx.fill(0)
         # Grid coordinates with 4 fractional bits, for cv2's sub-pixel fill.
         pts = np.round(((dst + 0.5) * self._g - 0.5) * 16.0).astype(np.int32)
-        polys = pts[tris]
-        fill = cv2.fillConvexPoly
-        for k in range(len(polys)):
-            fill(idx, polys[k], (k + 1,), cv2.LINE_8, 4)
+        fill, line = cv2.fillConvexPoly, cv2.LINE_8
+        for poly, colour in zip(pts[tris], self._colours(len(tris)), strict=False):
+            fill(idx, poly, colour, line, 4)
         holes = idx == 0
         if holes.any():
             grown = cv2.dilate(idx, np.ones((3, 3), np.uint8))
             np.copyto(idx, grown, where=holes)
         return idx
 
+    def _colours(self, n: int) -> list[tuple[int]]:
+        """The fill values ``(1,), (2,), ...`` of ``n`` triangles (kept: a frame's 1400
+        little tuples cost more than the list they come from)."""
+        if len(self._fill_values) < n:
+            self._fill_values = [(k + 1,) for k in range(n)]
+        return self._fill_values
+
     def source_map(self, index: np.ndarray, coeffs: np.ndarray,
-                   bounds: np.ndarray | None = None) -> np.ndarray:
+                   bounds: np.ndarray | None = None, *,
+                   out: np.ndarray | None = None) -> np.ndarray:
         """Full-size map of source positions, (size, size, 2) float32 (x, y), from an index
         map and (T, 6) displacement rows (:func:`triangle_affines`), each cell's displacement
-        held within its triangle's ``bounds`` (:func:`triangle_bounds`) when given."""
-        # One small table per coefficient (row 0: no triangle), gathered plane by plane: the
-        # per-cell work then runs on contiguous arrays.
-        k = 6 if bounds is None else 10
-        table = np.zeros((k, len(coeffs) + 1), np.float32)
-        table[:6, 1:] = coeffs.T
+        held within its triangle's ``bounds`` (:func:`triangle_bounds`) when given; written
+        into ``out`` when given (a reused buffer: no fresh 2 MB array a frame)."""
+        # Each (x, y) coefficient pair is one 8-byte item of a small table (row 0: no
+        # triangle), so one gather per pair gives the cells' pairs interleaved as the
+        # displacement is, and the per-cell work runs on whole (grid, grid, 2) arrays.
+        pairs = np.zeros((5 if bounds is not None else 3, len(coeffs) + 1, 2), np.float32)
+        pairs[:3, 1:] = coeffs.reshape(-1, 2, 3).transpose(2, 0, 1)  # (a, d) (b, e) (c, f)
         if bounds is not None:
-            table[6:, 1:] = bounds.T
+            pairs[3:, 1:] = bounds.reshape(-1, 2, 2).transpose(1, 0, 2)  # lows, highs
+        table = pairs.view(np.float64)[..., 0]
+        cells = index.astype(np.intp)
         p = self._planes
-        for j in range(k):
-            np.take(table[j], index, out=p[j])
-        gx, gy = self._gx, self._gy
-        dx, dy, tmp = p[10], p[11], p[12]
-        np.multiply(p[0], gx, out=dx)
-        dx += np.multiply(p[1], gy, out=tmp)
-        dx += p[2]
-        np.multiply(p[3], gx, out=dy)
-        dy += np.multiply(p[4], gy, out=tmp)
-        dy += p[5]
-        if bounds is not None:
-            np.clip(dx, p[6], p[8], out=dx)
-            np.clip(dy, p[7], p[9], out=dy)
-        # the coarse displacement, kept: silhouette_seams reads it
-        cv2.merge([dx, dy], dst=self._disp)
-        disp: np.ndarray = self._disp.copy() if self.grid == self.size else np.asarray(
-            cv2.resize(self._disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR),
-            np.float32)
-        disp += self._identity
-        return disp
+        for j in range(len(pairs)):  # (mode "clip": every index is in range, unchecked)
+            np.take(table[j], cells, out=p[j].view(np.float64)[..., 0], mode="clip")
+        disp, tmp = self._disp, p[5]
+        np.multiply(p[0], self._gx2, out=disp)
+        disp += np.multiply(p[1], self._gy2, out=tmp)
+        disp += p[2]
+        if bounds is not None:  # what np.clip does, without its overhead
+            np.maximum(disp, p[3], out=disp)
+            np.minimum(disp, p[4], out=disp)
+        # self._disp, the coarse displacement, is kept: silhouette_seams reads it
+        if out is None:
+            out = np.empty((self.size, self.size, 2), np.float32)
+        if self.grid == self.size:
+            np.copyto(out, disp)
+        else:
+            cv2.resize(disp, (self.size, self.size), dst=out, interpolation=cv2.INTER_LINEAR)
+        out += self._identity
+        return out
 
     def grid_source(self, index: np.ndarray, coeffs: np.ndarray, *,
                     origin: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -163,8 +197,9 @@ class PiecewiseAffineWarp:
         triangles: full-size bool mask of the pixels within a grid cell of two neighbouring
         cells, one won by a triangle from row ``first`` of the draw list on (the face), the
         other by one before it (the outside), whose displacements differ by more than
-        ``jump`` px; None when there is none. A turned cheek's outline folds over the
-        outside there, and the coarse grid shows it as a staircase of whole cells."""
+        ``jump`` px (a buffer the next call overwrites); None when there is none. A turned
+        cheek's outline folds over the outside there, and the coarse grid shows it as a
+        staircase of whole cells."""
         face = np.greater(index, first).view(np.uint8)  # index = 1 + row
         # cells with a 4-neighbour of the other group (both sides of the edge)
         edge = cv2.findNonZero(cv2.morphologyEx(face, cv2.MORPH_GRADIENT, self._cross3))
@@ -190,7 +225,8 @@ class PiecewiseAffineWarp:
             return None
         grown = cv2.dilate(cells, self._kernel3)
         if self.grid != self.size:
-            grown = cv2.resize(grown, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            grown = cv2.resize(grown, (self.size, self.size), interpolation=cv2.INTER_NEAREST,
+                               dst=self.buffers.get("seams", (self.size, self.size)))
         return grown.view(bool)
 
     def soften(self, image: np.ndarray, mask: np.ndarray) -> None:
@@ -203,23 +239,51 @@ class PiecewiseAffineWarp:
 
     def moved_share(self, full: float) -> np.ndarray:
         """How far each output pixel's source moved in the last :meth:`source_map`, as a
-        share of ``full`` pixels (clipped to 1): (size, size) float32."""
-        share = cv2.magnitude(self._disp[..., 0], self._disp[..., 1]) * (1.0 / max(full, 1e-6))
+        share of ``full`` pixels (clipped to 1): (size, size) float32, a buffer the next
+        call overwrites."""
+        buf = self.buffers
+        share = buf.get("share", (self.grid, self.grid), np.float32)
+        cv2.magnitude(self._disp[..., 0], self._disp[..., 1], share)
+        np.multiply(share, 1.0 / max(full, 1e-6), out=share)
         np.minimum(share, 1.0, out=share)
         if self.grid == self.size:
-            return np.asarray(share)
+            return share
         return np.asarray(cv2.resize(share, (self.size, self.size),
+                                     dst=buf.get("full share", (self.size, self.size),
+                                                 np.float32),
                                      interpolation=cv2.INTER_LINEAR))
+
+    def moved_box(self) -> tuple[int, int, int, int] | None:
+        """``(x, y, w, h)`` in output pixels around where :meth:`moved_share` is not zero
+        (None: nowhere), from the coarse share of its last call."""
+        moved = self.buffers.get("moved cells", (self.grid, self.grid), np.uint8)
+        np.greater(self.buffers.get("share", (self.grid, self.grid), np.float32), 0.0,
+                   out=moved.view(bool))
+        x, y, w, h = cv2.boundingRect(moved)
+        if w == 0:
+            return None
+        if self.grid == self.size:
+            return x, y, w, h
+        # a full-size pixel reads the two nearest cells a side: a cell reaches less than a
+        # cell and a half beyond its own pixels
+        k = self.size / self.grid
+        m = int(k) + 1
+        x0, y0 = max(0, math.floor(x * k) - m), max(0, math.floor(y * k) - m)
+        x1 = min(self.size, math.ceil((x + w) * k) + m)
+        y1 = min(self.size, math.ceil((y + h) * k) + m)
+        return x0, y0, x1 - x0, y1 - y0
 
     @property
     def cell(self) -> float:
         """Output pixels per grid cell."""
         return self.size / self.grid
 
-    def remap(self, image: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """Sample ``image`` at the source positions (bilinear, edges reflected)."""
+    def remap(self, image: np.ndarray, source: np.ndarray, *,
+              dst: np.ndarray | None = None) -> np.ndarray:
+        """Sample ``image`` at the source positions (bilinear, edges reflected); into
+        ``dst`` when given."""
         remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-        return np.asarray(remap(image, source, None, cv2.INTER_LINEAR,
+        return np.asarray(remap(image, source, None, cv2.INTER_LINEAR, dst=dst,
                                 borderMode=cv2.BORDER_REFLECT_101))
 
     def warp(self, image: np.ndarray, src: np.ndarray, dst: np.ndarray,
@@ -232,7 +296,7 @@ class PiecewiseAffineWarp:
 
 
 def composite_head(out: np.ndarray, matte: np.ndarray, plate: np.ndarray,
-                   moved_plate: np.ndarray) -> None:
+                   moved_plate: np.ndarray, *, buffers: Buffers | None = None) -> None:
     """In place: put the still background ``plate`` back behind the warped head.
 
     ``out`` is the warped portrait, ``matte`` the warped person matte (uint8, 255 = person)
@@ -240,8 +304,17 @@ def composite_head(out: np.ndarray, matte: np.ndarray, plate: np.ndarray,
     share ``(1 - matte)``; that share is swapped from the moved plate to the still one:
     ``out += (1 - matte) * (plate - moved_plate)``. Where nothing moved the result is the
     portrait exactly; where the head left, the plate; on the head, the warped portrait.
+    ``buffers`` keeps the temporaries from frame to frame.
     """
-    inv = cv2.merge([255 - matte] * 3)
-    diff = cv2.subtract(plate, moved_plate, dtype=cv2.CV_16S)
-    corr = cv2.multiply(diff, inv, scale=1.0 / 255.0, dtype=cv2.CV_16S)
-    np.copyto(out, cv2.add(out, corr, dtype=cv2.CV_8U))
+    buf = buffers or Buffers()
+    inv = cv2.cvtColor(matte, cv2.COLOR_GRAY2RGB, dst=buf.get("inverse matte", out.shape))
+    cv2.bitwise_not(inv, dst=inv)
+    # The difference's two signs apart, each in uint8 (one of them is 0 at every pixel):
+    # round(diff * inv / 255) is exact in either part and the saturating add then subtract
+    # is the clipped sum, as with a signed 16-bit difference, at a fraction of the cost.
+    gain = cv2.subtract(plate, moved_plate, dst=buf.get("gain", out.shape))
+    loss = cv2.subtract(moved_plate, plate, dst=buf.get("loss", out.shape))
+    cv2.multiply(gain, inv, dst=gain, scale=1.0 / 255.0)
+    cv2.multiply(loss, inv, dst=loss, scale=1.0 / 255.0)
+    cv2.add(out, gain, dst=out)
+    cv2.subtract(out, loss, dst=out)

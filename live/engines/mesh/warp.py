@@ -110,6 +110,7 @@ class PiecewiseAffineWarp:
         self._planes = np.empty((6, self.grid, self.grid, 2), np.float32)
         self._gx2 = np.ascontiguousarray(np.stack([self._gx, self._gx], axis=-1))
         self._gy2 = np.ascontiguousarray(np.stack([self._gy, self._gy], axis=-1))
+        self._grid_xy = np.ascontiguousarray(np.stack([self._gx, self._gy], axis=-1))
         self._seam_cells = np.zeros((self.grid, self.grid), np.uint8)
         self._kernel3 = np.ones((3, 3), np.uint8)
         self._cross3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -139,6 +140,28 @@ class PiecewiseAffineWarp:
             self._fill_values = [(k + 1,) for k in range(n)]
         return self._fill_values
 
+    @staticmethod
+    def _coefficient_pairs(index: np.ndarray, coeffs: np.ndarray, bounds: np.ndarray | None,
+                           out: np.ndarray | None = None) -> np.ndarray:
+        """Per cell of ``index``, its triangle's coefficient pairs ``(a, d), (b, e), (c, f)``
+        and, with ``bounds``, its displacement's lows and highs: (3|5, h, w, 2) float32 (in
+        ``out`` when given, which may have more pairs)."""
+        # Each pair is one 8-byte item of a small table (row 0: no triangle), so one gather
+        # per pair gives the cells' pairs interleaved as the displacement is, and the
+        # per-cell work runs on whole (h, w, 2) arrays.
+        k = 3 if bounds is None else 5
+        table = np.zeros((k, len(coeffs) + 1, 2), np.float32)
+        table[:3, 1:] = coeffs.reshape(-1, 2, 3).transpose(2, 0, 1)
+        if bounds is not None:
+            table[3:, 1:] = bounds.reshape(-1, 2, 2).transpose(1, 0, 2)
+        items = table.view(np.float64)[..., 0]
+        cells = index.astype(np.intp)
+        if out is None:
+            out = np.empty((k, *index.shape, 2), np.float32)
+        for j in range(k):  # (mode "clip": every index is in range, unchecked)
+            np.take(items[j], cells, out=out[j].view(np.float64)[..., 0], mode="clip")
+        return out
+
     def source_map(self, index: np.ndarray, coeffs: np.ndarray,
                    bounds: np.ndarray | None = None, *,
                    out: np.ndarray | None = None) -> np.ndarray:
@@ -146,18 +169,7 @@ class PiecewiseAffineWarp:
         map and (T, 6) displacement rows (:func:`triangle_affines`), each cell's displacement
         held within its triangle's ``bounds`` (:func:`triangle_bounds`) when given; written
         into ``out`` when given (a reused buffer: no fresh 2 MB array a frame)."""
-        # Each (x, y) coefficient pair is one 8-byte item of a small table (row 0: no
-        # triangle), so one gather per pair gives the cells' pairs interleaved as the
-        # displacement is, and the per-cell work runs on whole (grid, grid, 2) arrays.
-        pairs = np.zeros((5 if bounds is not None else 3, len(coeffs) + 1, 2), np.float32)
-        pairs[:3, 1:] = coeffs.reshape(-1, 2, 3).transpose(2, 0, 1)  # (a, d) (b, e) (c, f)
-        if bounds is not None:
-            pairs[3:, 1:] = bounds.reshape(-1, 2, 2).transpose(1, 0, 2)  # lows, highs
-        table = pairs.view(np.float64)[..., 0]
-        cells = index.astype(np.intp)
-        p = self._planes
-        for j in range(len(pairs)):  # (mode "clip": every index is in range, unchecked)
-            np.take(table[j], cells, out=p[j].view(np.float64)[..., 0], mode="clip")
+        p = self._coefficient_pairs(index, coeffs, bounds, out=self._planes)
         disp, tmp = self._disp, p[5]
         np.multiply(p[0], self._gx2, out=disp)
         disp += np.multiply(p[1], self._gy2, out=tmp)
@@ -181,15 +193,15 @@ class PiecewiseAffineWarp:
         of :meth:`source_map` for a second source (another image's triangles, in its own
         pixels). ``index`` is the index map or a window of it whose first cell is at grid
         ``origin`` (row, column)."""
-        table = np.concatenate([np.zeros((1, 6), np.float32), coeffs])
-        c = np.take(table, index, axis=0)
+        pairs = self._coefficient_pairs(index, coeffs, None)
         h, w = index.shape
         y0, x0 = origin
-        gx = self._gx[0, x0:x0 + w][None, :]
-        gy = self._gy[y0:y0 + h, 0][:, None]
-        sx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2] + gx
-        sy = c[..., 3] * gx + c[..., 4] * gy + c[..., 5] + gy
-        return np.stack([sx, sy], axis=-1)
+        window = slice(y0, y0 + h), slice(x0, x0 + w)
+        pos = np.multiply(pairs[0], self._gx2[window])
+        pos += np.multiply(pairs[1], self._gy2[window], out=pairs[1])
+        pos += pairs[2]
+        pos += self._grid_xy[window]
+        return pos
 
     def silhouette_seams(self, index: np.ndarray, first: int, *,
                          jump: float = SEAM_JUMP_PX) -> np.ndarray | None:

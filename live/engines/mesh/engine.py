@@ -646,8 +646,8 @@ class MeshEngine:
         np.copyto(still, backdrop)
         rows, cols = slice(y0, y1), slice(x0, x1)
         part = share[rows, cols]
-        still[rows, cols] = cv2.blendLinear(plate[rows, cols], backdrop[rows, cols], part,
-                                            1.0 - part)
+        blended = still[rows, cols]  # a view: the blend is written in place
+        cv2.blendLinear(plate[rows, cols], backdrop[rows, cols], part, 1.0 - part, dst=blended)
         return still
 
     # -- life cycle ----------------------------------------------------------------------------

@@ -632,15 +632,15 @@ class MeshEngine:
         if box is None or plate is None:
             return backdrop
         share = self._warp.moved_share(STILL_MOVED * self.size)
-        moved = self._warp.moved_box()
+        moved = self._warp.moved_box()  # (of the share just made)
+        if moved is None:
+            return backdrop
         # where nothing moved (share 0) the blend is the backdrop exactly: blend only the
         # part of the box where something did
-        x, y, w, h = box
-        if moved is not None:
-            mx, my, mw, mh = moved
-            x0, y0 = max(x, mx), max(y, my)
-            x1, y1 = min(x + w, mx + mw), min(y + h, my + mh)
-        if moved is None or x1 <= x0 or y1 <= y0:
+        x0, y0 = max(box[0], moved[0]), max(box[1], moved[1])
+        x1 = min(box[0] + box[2], moved[0] + moved[2])
+        y1 = min(box[1] + box[3], moved[1] + moved[3])
+        if x1 <= x0 or y1 <= y0:
             return backdrop
         still = self._warp.buffers.get("still", backdrop.shape)
         np.copyto(still, backdrop)

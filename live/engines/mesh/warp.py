@@ -53,9 +53,9 @@ def triangle_bounds(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.nd
     taking the sliver's affine far outside (a patch of picture from elsewhere)."""
     disp = src - dst
     a, b, c = disp[tris[:, 0]], disp[tris[:, 1]], disp[tris[:, 2]]
-    out = np.empty((len(tris), 4), np.float32)
-    np.minimum(np.minimum(a, b, out=a), c, out=out[:, :2])
-    np.maximum(np.maximum(b, c, out=b), disp[tris[:, 0]], out=out[:, 2:])
+    out = np.empty((len(tris), 4), np.float32)  # (min and max are exact in float32 too)
+    out[:, :2] = np.minimum(np.minimum(a, b), c)
+    out[:, 2:] = np.maximum(np.maximum(a, b), c)
     return out
 
 

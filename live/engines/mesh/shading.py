@@ -170,31 +170,22 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     rows = np.flatnonzero(skin)
     if rows.size == 0 or n < 468:
         return None
-    on_skin = np.concatenate([[False], skin])[index]  # index 0: no triangle
-    ys, xs = np.nonzero(on_skin)
-    if ys.size == 0:
+    lut = np.zeros(len(skin) + 1, np.uint8)  # index 0: no triangle
+    lut[1:] = skin
+    bx, by, width, height = cv2.boundingRect(np.take(lut, index))
+    if width == 0:
         return None
     pad = 3
     g = warp.grid
-    y0, y1 = max(0, ys.min() - pad), min(g, ys.max() + pad + 1)
-    x0, x1 = max(0, xs.min() - pad), min(g, xs.max() + pad + 1)
+    y0, y1 = max(0, by - pad), min(g, by + height + pad)
+    x0, x1 = max(0, bx - pad), min(g, bx + width + pad)
     sub = index[y0:y1, x0:x1]
-    face = tris[rows]
-
-    def sample(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
-        src = np.zeros_like(dst)
-        src[:n] = points[:n, :2]
-        coeffs = np.zeros((len(tris), 6), np.float32)
-        coeffs[rows] = triangle_affines(dst, src, face)
-        pos = warp.grid_source(sub, coeffs, origin=(y0, x0))
-        return np.asarray(cv2.remap(gray, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE))
-
-    cur = sample(current_gray, np.asarray(current_landmarks, dtype=np.float64))
-    ref = sample(reference.gray, reference.landmarks)
+    cur, ref = _sample_pair(warp, sub, (y0, x0), tris, rows, dst,
+                            (current_gray, np.asarray(current_landmarks, dtype=np.float64)),
+                            (reference.gray, reference.landmarks), n=n)
     ratio = (cur + _EPS) / (ref + _EPS)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
-    mask = on_skin[y0:y1, x0:x1].astype(np.float32)
+    mask = np.take(lut, sub).astype(np.float32)
     hidden = hidden_skin(ref, cur, mask)
     if hidden is not None:
         mask[hidden] = 0.0
@@ -202,7 +193,7 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     # towards or away from it), which the portrait's own light must keep: divide the ratio
     # by its own blur over the skin (a normalised convolution: the skin's edge does not
     # pull it towards 1).
-    sigma = _DETAIL_SCALE * float(xs.max() - xs.min() + 1)
+    sigma = _DETAIL_SCALE * float(width)
     den = cv2.GaussianBlur(mask, (0, 0), sigma)
     low = cv2.GaussianBlur(ratio * mask, (0, 0), sigma) / np.maximum(den, 1e-3)
     ratio = ratio / np.maximum(low, 1e-3)
@@ -231,6 +222,45 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     return (slice(top, bottom), slice(left, right)), full
 
 
+@lru_cache(maxsize=4)
+def _grid_centres(grid: int, size: int) -> np.ndarray:
+    """Output-pixel coordinates of a warp's coarse grid cells along one axis, float32 (the
+    same as the warp's own)."""
+    return np.asarray((np.arange(grid, dtype=np.float32) + 0.5) / (grid / size) - 0.5)
+
+
+def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, int],
+                 tris: np.ndarray, rows: np.ndarray, dst: np.ndarray,
+                 *faces: tuple[np.ndarray, np.ndarray], n: int) -> list[np.ndarray]:
+    """Each of ``faces`` (a luminance and its landmarks) sampled at the coarse-grid cells of
+    ``sub`` (a window of the index map at grid ``origin``) through the skin triangles
+    ``tris[rows]`` (output vertices ``dst``, the face's first ``n`` landmarks as their
+    source): what :meth:`PiecewiseAffineWarp.grid_source` and a remap give, with the
+    triangles' affines solved, and gathered onto the cells, in one call for all faces."""
+    m, k = len(dst), len(faces)
+    face = tris[rows]
+    src = np.zeros((k * m, dst.shape[1]), dst.dtype)
+    for i, (_, points) in enumerate(faces):
+        src[i * m:i * m + n] = points[:n, :2]
+    coeffs = triangle_affines(np.concatenate([dst] * k), src,
+                              np.concatenate([face + i * m for i in range(k)]))
+    table = np.zeros((len(tris) + 1, 6 * k), np.float32)  # row 0: no triangle
+    table[rows + 1] = np.concatenate(np.split(coeffs, k), axis=1)
+    c = np.take(table, sub, axis=0)
+    centres = _grid_centres(warp.grid, warp.size)
+    y0, x0 = origin
+    h, w = sub.shape
+    gx, gy = centres[x0:x0 + w][None, :], centres[y0:y0 + h][:, None]
+    out = []
+    for i, (gray, _) in enumerate(faces):
+        j = 6 * i
+        sx = c[..., j] * gx + c[..., j + 1] * gy + c[..., j + 2] + gx
+        sy = c[..., j + 3] * gx + c[..., j + 4] * gy + c[..., j + 5] + gy
+        out.append(np.asarray(cv2.remap(gray, sx, sy, cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REPLICATE)))
+    return out
+
+
 HIDDEN_DARK = 0.5
 """A grid cell of the driving face's skin this much darker than its skin's median, in the
 neutral or the current frame, is not skin there (hair over the forehead) ..."""
@@ -250,12 +280,13 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
         return None
     dark = np.zeros(mask.shape, np.uint8)
     for gray in (ref, cur):
-        level = float(np.median(gray[on]))
+        level = _median(gray[on])
         dark |= (on & (gray < HIDDEN_DARK * level)).view(np.uint8)
     if not dark.any():
         return None
     # the face's outline: the skin with its holes (eyes, brows, mouth) filled
-    outside = np.pad((~on).view(np.uint8), 1, constant_values=1)
+    outside = cv2.copyMakeBorder((~on).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT,
+                                 value=(1,))
     cv2.floodFill(outside, None, (0, 0), (2,))
     face = (outside[1:-1, 1:-1] != 2).view(np.uint8)
     rim = face & ~cv2.erode(face, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
@@ -267,8 +298,17 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
     if not reach.any():
         return None
     kernel = np.ones((2 * HIDDEN_GROW + 1,) * 2, np.uint8)
-    grown = cv2.dilate(reach[labels].view(np.uint8), kernel)
+    grown = cv2.dilate(np.take(reach.view(np.uint8), labels), kernel)
     return np.asarray(grown.view(bool))
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D array without NaNs (the same value), without its overhead."""
+    k = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, k)[k])
+    part = np.partition(values, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)
 
 
 CREASE_SIGMA = 3.0
@@ -300,22 +340,33 @@ def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray, *,
     Darkness: how much darker the skin is than the skin around it (normalised convolutions:
     what is not skin does not count), averaged over :data:`CREASE_SLACK`."""
     sigma, slack_sigma = CREASE_SIGMA / step, CREASE_SLACK / step
-    m = mask[..., None]
-    both = np.dstack([own, neutral]).astype(np.float32)
-    weight = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)[..., None]
-    around = cv2.GaussianBlur(both * m, (0, 0), sigma) / weight
+    # both pictures as the 2 channels of one, every factor spread to both channels (numpy
+    # broadcasts a trailing axis slowly)
+    both = cv2.merge([np.asarray(own, np.float32), np.asarray(neutral, np.float32)])
+    m = cv2.merge([mask, mask])
+    weight = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
+    around = cv2.GaussianBlur(both * m, (0, 0), sigma) / cv2.merge([weight, weight])
     dark = ((around + _EPS) / (both + _EPS) - 1.0) * m
-    slack = np.maximum(cv2.GaussianBlur(mask, (0, 0), slack_sigma), 1e-3)[..., None]
-    dark = np.maximum(cv2.GaussianBlur(dark, (0, 0), slack_sigma) / slack, 0.0)
+    slack = np.maximum(cv2.GaussianBlur(mask, (0, 0), slack_sigma), 1e-3)
+    dark = np.maximum(cv2.GaussianBlur(dark, (0, 0), slack_sigma) / cv2.merge([slack, slack]),
+                      0.0)
     share = np.clip(dark[..., 0] / np.maximum(dark[..., 1], CREASE_FLOOR), 0.0, 1.0)
     return np.asarray(share, np.float32)
 
 
 def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray) -> None:
-    """In place: multiply ``out[region]`` (RGB uint8) by ``ratio`` (rounded, clipped)."""
+    """In place: multiply ``out[region]`` (RGB uint8) by ``ratio`` (rounded half up,
+    clipped)."""
     patch = out[region]
-    scaled = patch.astype(np.float32) * ratio[..., None]
-    np.copyto(patch, np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
+    scaled = patch.astype(np.float32)
+    # in place and with the ratio spread to the 3 channels: several times quicker than
+    # broadcasting it (same products)
+    scaled *= cv2.merge([ratio, ratio, ratio])
+    scaled += np.float32(0.5)
+    flat = scaled.reshape(len(scaled), -1)  # one channel: cv2 takes the bounds for every value
+    cv2.max(flat, 0.0, dst=flat)
+    cv2.min(flat, 255.0, dst=flat)
+    np.copyto(patch, scaled, casting="unsafe")  # truncates: with the 0.5, rounds half up
 
 
 __all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES",

@@ -298,7 +298,7 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
     if not reach.any():
         return None
     kernel = np.ones((2 * HIDDEN_GROW + 1,) * 2, np.uint8)
-    grown = cv2.dilate(np.take(reach.view(np.uint8), labels), kernel)
+    grown = cv2.dilate(np.take(reach.view(np.uint8), np.asarray(labels)), kernel)
     return np.asarray(grown.view(bool))
 
 
@@ -363,9 +363,10 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
     # broadcasting it (same products)
     scaled *= cv2.merge([ratio, ratio, ratio])
     scaled += np.float32(0.5)
-    flat = scaled.reshape(len(scaled), -1)  # one channel: cv2 takes the bounds for every value
-    cv2.max(flat, 0.0, dst=flat)
-    cv2.min(flat, 255.0, dst=flat)
+    # clipped to [0, 255] in place by cv2, on one channel (its bound then holds for all values)
+    flat = scaled.reshape(len(scaled), -1)
+    cv2.threshold(flat, 0.0, 0.0, cv2.THRESH_TOZERO, dst=flat)
+    cv2.threshold(flat, 255.0, 255.0, cv2.THRESH_TRUNC, dst=flat)
     np.copyto(patch, scaled, casting="unsafe")  # truncates: with the 0.5, rounds half up
 
 

@@ -30,6 +30,7 @@ from calibrate import landmarks as lm
 from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert_affine
 from live.engines.mesh.topology import MeshLayout, oval_circle, points_in_polygon
 
+_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
 _FARNEBACK = (0.5, 4, 15, 3, 5, 1.1, 0)
@@ -101,6 +102,7 @@ class BodyFlow:
         self._gray0 = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (self._work, self._work),
                                  interpolation=cv2.INTER_AREA)
         self._crop_to_frame = np.array(crop_to_frame, dtype=np.float64)  # a copy: kept
+        self._work_to_frame = compose(self._crop_to_frame, self._from_work)  # flow px -> frame
         from live.face.segmentation import segment_person
 
         matte = segment_person(img)
@@ -125,7 +127,7 @@ class BodyFlow:
         if landmarks is not None:  # neutral face-mesh points, frame pixels
             face = oval_circle(landmarks)
             work = np.stack([g.ravel() for g in self._grid], axis=1).astype(np.float64)
-            frame = apply_affine(compose(self._crop_to_frame, self._from_work), work)
+            frame = apply_affine(self._work_to_frame, work)
             self._head_share = self._head_share_points(frame, face).reshape(
                 self._work, self._work).astype(np.float32)
             self._head_share_at = self._head_share_points(self._neutral_points, face)
@@ -160,25 +162,26 @@ class BodyFlow:
         has to find what moved differently from the head: a large head motion stays within
         its reach."""
         cur = np.asarray(crop_to_frame, dtype=np.float64)
-        ident = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        head_m = ident if head is None else np.asarray(head, dtype=np.float64)
+        head_m = _IDENTITY if head is None else np.asarray(head, dtype=np.float64)
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         # flow pixels -> neutral crop pixels -> frame -> (the prior: the head's motion near
         # the face, none on the body) -> this crop's pixels
-        to_frame = compose(self._crop_to_frame, self._from_work)
-        to_cur = compose(invert_affine(cur), compose(head_m, to_frame))
+        to_frame = self._work_to_frame
+        frame_to_cur = invert_affine(cur)
+        to_cur = compose(frame_to_cur, compose(head_m, to_frame))
         if self._head_share is None:
             aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                      borderMode=cv2.BORDER_REPLICATE)
         else:
-            still = compose(invert_affine(cur), to_frame)
+            still = compose(frame_to_cur, to_frame)
             gx, gy = self._grid
             a = self._head_share
             maps = [(still[i, 0] + a * (to_cur[i, 0] - still[i, 0])) * gx
                     + (still[i, 1] + a * (to_cur[i, 1] - still[i, 1])) * gy
                     + (still[i, 2] + a * (to_cur[i, 2] - still[i, 2])) for i in (0, 1)]
-            aligned = cv2.remap(gray, maps[0].astype(np.float32), maps[1].astype(np.float32),
+            aligned = cv2.remap(gray, maps[0].astype(np.float32, copy=False),
+                                maps[1].astype(np.float32, copy=False),
                                 cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         # Farneback's dense flow (:data:`_FARNEBACK`): smooth over little texture (hair)
         # and the same run to run (OpenCV's DIS with spatial propagation was

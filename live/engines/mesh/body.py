@@ -254,13 +254,14 @@ def body_displacements(points: np.ndarray, to_portrait: np.ndarray,
     x0, y0 = i0[:, 0], i0[:, 1]
     fx, fy = f[:, 0:1], f[:, 1:2]
 
-    def sample(field: np.ndarray) -> np.ndarray:
-        a = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
-        b = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
-        return np.asarray(a * (1 - fy) + b * fy)
-
-    d = sample(disp)
-    w = sample(lat.weight.astype(np.float64)[..., None])[:, 0] * inside
+    # the motion and the matte weight side by side: sampled together
+    field = np.concatenate([disp, lat.weight.astype(np.float64)[..., None]], axis=2)
+    a = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
+    b = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
+    both = a * (1 - fy) + b * fy
+    w = both[:, 2] * inside
+    # a contiguous copy: the same matrix product (numpy's BLAS path) as before
+    d = np.ascontiguousarray(both[:, :2])
     return d @ to_portrait[:, :2].T, np.clip(w, 0.0, 1.0)
 
 

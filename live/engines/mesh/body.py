@@ -31,6 +31,7 @@ from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert
 from live.engines.mesh.topology import MeshLayout, oval_circle, points_in_polygon
 
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+_IDENTITY.setflags(write=False)  # the head's motion when none is given (shared)
 FLOW_SIDE = 128
 """Side (pixels) of the images the flow is measured on (the driving crop, resized)."""
 _FARNEBACK = (0.5, 4, 15, 3, 5, 1.1, 0)

@@ -224,9 +224,12 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
 
 @lru_cache(maxsize=4)
 def _grid_centres(grid: int, size: int) -> np.ndarray:
-    """Output-pixel coordinates of a warp's coarse grid cells along one axis, float32 (the
-    same as the warp's own)."""
-    return np.asarray((np.arange(grid, dtype=np.float32) + 0.5) / (grid / size) - 0.5)
+    """Output-pixel coordinates of a warp's coarse grid cells along one axis, float32: the
+    same numbers as the grid :class:`PiecewiseAffineWarp` makes for itself (a change to one
+    is a change to both)."""
+    centres = (np.arange(grid, dtype=np.float32) + 0.5) / (grid / size) - 0.5
+    centres.setflags(write=False)  # shared by every call (cached)
+    return centres
 
 
 def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, int],

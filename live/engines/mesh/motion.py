@@ -36,9 +36,16 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if p.shape != q.shape or p.shape[0] < 2:
         raise ValueError(
             f"expected two (N>=2, 2) point sets of one shape, got {p.shape}, {q.shape}")
-    pc, qc = p.mean(axis=0), q.mean(axis=0)
-    p0, q0 = p - pc, q - qc
-    norm = float(np.sum(p0 * p0))
+    pc = p.mean(axis=0)
+    p0 = p - pc
+    return _fit_similarity(pc, p0, float(np.sum(p0 * p0)), q)
+
+
+def _fit_similarity(pc: np.ndarray, p0: np.ndarray, norm: float, q: np.ndarray) -> np.ndarray:
+    """:func:`fit_similarity` to ``q`` ((N, 2) float64) from a source given as its centre
+    ``pc``, its centred points ``p0`` and their squared norm (fixed sources: computed once)."""
+    qc = q.mean(axis=0)
+    q0 = q - qc
     if norm <= 1e-12:
         return np.array([[1.0, 0.0, qc[0] - pc[0]], [0.0, 1.0, qc[1] - pc[1]]])
     a = float(np.sum(p0 * q0)) / norm
@@ -121,10 +128,15 @@ def fit_rotation_3d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float
     """Least-squares rotation and uniform scale (Umeyama) with ``dst - mean(dst) ~ s R (src -
     mean(src))`` for two (N, 3) point sets; returns (R (3, 3), s)."""
     x = np.asarray(src, dtype=np.float64)[:, :3]
-    y = np.asarray(dst, dtype=np.float64)[:, :3]
     x = x - x.mean(axis=0)
+    return _fit_rotation_3d(x, float(np.sum(x * x)), dst)
+
+
+def _fit_rotation_3d(x: np.ndarray, norm: float, dst: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`fit_rotation_3d` from a source given as its centred points ``x`` and their
+    squared norm (fixed sources: computed once)."""
+    y = np.asarray(dst, dtype=np.float64)[:, :3]
     y = y - y.mean(axis=0)
-    norm = float(np.sum(x * x))
     if norm <= 1e-12:
         return np.eye(3), 1.0
     u, sv, vt = np.linalg.svd(x.T @ y)
@@ -142,7 +154,9 @@ def _face_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return across, np.array([-across[1], across[0]])
 
 
-_EYES = (
+_Eye = tuple[tuple[int, ...], tuple[int, ...], int, tuple[int, ...]]
+"""An eye's upper and lower lid, iris centre and iris ring (landmark ids)."""
+_EYES: tuple[_Eye, ...] = (
     (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_IRIS_CENTER, lm.RIGHT_IRIS),
     (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_IRIS_CENTER, lm.LEFT_IRIS),
 )
@@ -239,15 +253,33 @@ def hold_brow_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray, sc
     its brows by a third of a wide band then raises a band half as wide by about a third of
     its own, not by two thirds: its lash line and lid crease are not drawn out into a grey
     band up to the brow. A blink (the lid alone moving) changes nothing here."""
+    _hold_brow(q, _brow_rest(portrait, neutral, scale, p_down, d_down), p_down)
+
+
+_BrowRest = tuple[tuple[tuple[int, ...], tuple[int, ...], float, np.ndarray], ...]
+
+
+def _brow_rest(portrait: np.ndarray, neutral: np.ndarray, scale: float, p_down: np.ndarray,
+               d_down: np.ndarray) -> _BrowRest:
+    """The part of :func:`hold_brow_bands` that depends on the portrait and the neutral pose
+    alone: per eye whose band is narrower, its lid, zone, share kept and the portrait's band
+    heights over the eye's corners."""
+    rest = []
     for upper, zone in _BROW_ZONES:
         band_p = float(brow_band(portrait, upper, zone, p_down, above="lid").mean())
         band_d = scale * float(brow_band(neutral, upper, zone, d_down, above="lid").mean())
         if band_p <= 0.0 or band_p >= BROW_BAND_SAME * band_d:
             continue
+        keep = band_p / (BROW_BAND_SAME * band_d)  # 1 where the bands count as the same
+        rest.append((upper, zone, keep, brow_band(portrait, upper, zone, p_down)))
+    return tuple(rest)
+
+
+def _hold_brow(q: np.ndarray, rest: _BrowRest, p_down: np.ndarray) -> None:
+    for upper, zone, keep, own in rest:
         # the change is measured from the eye's corners: a blink (the lid alone moving) is
         # no change of the band
-        change = brow_band(q, upper, zone, p_down) - brow_band(portrait, upper, zone, p_down)
-        keep = band_p / (BROW_BAND_SAME * band_d)  # 1 where the bands count as the same
+        change = brow_band(q, upper, zone, p_down) - own
         q[list(zone)] += ((1.0 - keep) * change)[:, None] * p_down
 
 
@@ -282,9 +314,23 @@ def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
     (:data:`CHIN_SPACING_SAME`, :data:`CHIN_SPACING_FADE`). A point on several chains takes
     the mean of their spacings. With the portrait's own face driving (self-reconstruction)
     the spacing is the displacements'."""
+    rest = _chin_rest(portrait, neutral, len(current), chains, p_down, d_down)
+    if rest is not None:
+        _share_chin(q, current, rest, p_down, d_down)
+
+
+_ChinRest = tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _chin_rest(portrait: np.ndarray, neutral: np.ndarray, n_current: int,
+               chains: tuple[np.ndarray, ...], p_down: np.ndarray, d_down: np.ndarray
+               ) -> _ChinRest | None:
+    """The part of :func:`share_chin_bands` that depends on the portrait and the neutral pose
+    alone: the chains' segments, where their links start, the portrait's and the neutral
+    band heights and each segment's weight; None where nothing is shared."""
     segs = _derived(chains, "chin segments", _chin_segments)
-    if not segs or max(int(seg.max()) for seg in segs) >= min(len(neutral), len(current)):
-        return
+    if not segs or max(int(seg.max()) for seg in segs) >= min(len(neutral), n_current):
+        return None
     a, b, starts = _derived(segs, "links", _links)
     g_p = (np.asarray(portrait, np.float64)[b, :2] - np.asarray(portrait, np.float64)[a, :2]) \
         @ p_down
@@ -303,7 +349,13 @@ def share_chin_bands(q: np.ndarray, portrait: np.ndarray, neutral: np.ndarray,
     differ = np.maximum.reduceat(np.abs(np.log(share_p / share_0)), starts)
     weight = np.clip((differ - CHIN_SPACING_SAME) / CHIN_SPACING_FADE, 0.0, 1.0) * ok
     if not np.any(weight > 0.0):
-        return
+        return None
+    return segs, starts, g_p, g_0, weight
+
+
+def _share_chin(q: np.ndarray, current: np.ndarray, rest: _ChinRest, p_down: np.ndarray,
+                d_down: np.ndarray) -> None:
+    segs, starts, g_p, g_0, weight = rest
     lo, hi = CHIN_RATIO_RANGE
     cur = np.asarray(current, np.float64)
     total = np.zeros(len(q))
@@ -387,102 +439,229 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
             "expected portrait (478, 3) and neutral/current (N, 3) of one shape with N >= 468, "
             f"got {P.shape}, {D0.shape}, {D.shape}"
         )
-    stable = list(STABLE_POINTS)
-    to_portrait = fit_similarity(D0[stable], P[stable])
-    s_full = affine_scale(to_portrait)
-    if scale is not None:
-        to_portrait = with_scale(to_portrait, scale, D0[stable, :2].mean(axis=0))
-    head_d = fit_similarity(D0[stable], D[stable])
-    head_p = compose(to_portrait, compose(head_d, invert_affine(to_portrait)))
+    rest = _motion_rest(P, D0, scale, opts, chains)
+    to_portrait = rest.to_portrait
+    D_stable = D[_STABLE]
+    head_d = _fit_similarity(rest.d_centre, rest.d_centred, rest.d_norm,
+                             np.asarray(D_stable, dtype=np.float64)[:, :2])
+    head_p = compose(to_portrait, compose(head_d, rest.from_portrait))
 
     # Expression: the current face with the head motion undone, minus the neutral face.
-    rot, s3 = fit_rotation_3d(D0[stable], D[stable])
+    rot, s3 = _fit_rotation_3d(rest.d_centred_3d, rest.d_norm_3d, D_stable)
     turn = float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
+    c1 = D_stable.mean(axis=0)
     if opts.rotation_3d:
-        c0, c1 = D0[stable].mean(axis=0), D[stable].mean(axis=0)
-        aligned = ((D - c1) @ rot / s3 + c0)[:, :2]
+        aligned = ((D - c1) @ rot / s3 + rest.c0)[:, :2]
     else:
         aligned = apply_affine(invert_affine(head_d), D)
     expr = aligned - D0[:, :2]
-    lips = list(lm.LIPS)
-    expr[lips] *= opts.lip_gain
+    expr[_LIPS] *= opts.lip_gain
     q = P[:, :2].copy()
     n = min(D.shape[0], P.shape[0])
     q[:n] += expr[:n] @ to_portrait[:, :2].T
-    _, p_down = _face_axes(P)
+    p_down, d_down = rest.p_down, rest.d_down
     if opts.jaw_follow > 0:
         # Only a mouth opening wide: in speech the lower lip moves on its own and the face
         # mesh's chin is right.
         drop = float((aligned[lm.LOWER_LIP_BOTTOM] - D0[lm.LOWER_LIP_BOTTOM, :2])
-                     @ (to_portrait[:, :2].T @ p_down))
-        wide = drop / max(float(lm.inter_ocular_distance(P)), 1e-6)
+                     @ rest.drop_along)
+        wide = drop / rest.iod
         share = float(np.clip((wide - JAW_WIDE_FROM) / (JAW_WIDE_FULL - JAW_WIDE_FROM), 0, 1))
         drop_jaw(q, P, opts.jaw_follow * share * drop)
 
-    _, d_down = _face_axes(D0)
-    has_iris = D.shape[0] >= lm.NUM_LANDMARKS_WITH_IRISES
-    for upper, lower, iris, ring in _EYES:
-        # Lids: the portrait's own opening times the driving opening ratio.
-        open0 = eye_opening(D0, upper, lower, d_down)
-        ratio = eye_opening(aligned, upper, lower, d_down) / open0 if open0 > 1e-6 else 1.0
-        if ratio < 1.0:
-            ratio = max(0.0, (ratio - opts.blink_close_at) / (1.0 - opts.blink_close_at))
-        ratio = min(ratio, opts.max_eye_open)
-        up_i, lo_i = list(upper[1:-1]), list(lower[1:-1])
-        q[up_i] = q[lo_i] - ratio * (P[lo_i, :2] - P[up_i, :2])
-        # Iris: same place between the lids, plus the driving gaze.
-        src_eye = _EyeCoords(P, upper, lower, p_down)
-        u0, r0 = src_eye.to_eye(P[iris])
-        du = dr = 0.0
-        if has_iris:
-            d_eye0 = _EyeCoords(D0, upper, lower, d_down)
-            d_eye = _EyeCoords(aligned, upper, lower, d_down)
-            ua, ra = d_eye0.to_eye(D0[iris])
-            ub, rb = d_eye.to_eye(aligned[iris])
-            du = opts.gaze_gain * (ub - ua)
-            # The iris's place between nearly closed lids says nothing about the gaze.
-            dr = opts.gaze_gain * (rb - ra) * float(np.clip((ratio - 0.3) / 0.4, 0.0, 1.0))
-        u = float(np.clip(u0 + du, min(u0, 0.25), max(u0, 0.75)))
-        r = float(np.clip(r0 + dr, min(r0, 0.3), max(r0, 0.7)))
-        dst_eye = _EyeCoords(q, upper, lower, p_down)
-        centre = dst_eye.to_image(u, r)
-        q[list(ring)] += centre - q[iris]
-        q[iris] = centre
+    for eye, eye_rest in zip(_EYES, rest.eyes, strict=True):
+        _move_eye(q, aligned, eye, eye_rest, opts, d_down, p_down,
+                  has_iris=D.shape[0] >= lm.NUM_LANDMARKS_WITH_IRISES)
 
-    hold_brow_bands(q, P, D0, affine_scale(to_portrait), p_down, d_down)
-    keep_order(q, P[:, :2], _LID_CHAINS, -p_down, min_fraction=opts.min_gap_fraction)
+    _hold_brow(q, rest.brow, p_down)
+    _keep_order(q, _LID_CHAINS, rest.up, rest.lid_order)
 
     # The mouth does not close past the portrait's own inner lip line.
-    up_m, lo_m = list(lm.LIPS_INNER_UPPER[1:-1]), list(lm.LIPS_INNER_LOWER[1:-1])
-    gap0 = (P[lo_m, :2] - P[up_m, :2]) @ p_down
-    gap = (q[lo_m] - q[up_m]) @ p_down
-    short = np.minimum(gap - np.minimum(gap0, 0.0), 0.0)
-    q[up_m] += 0.5 * short[:, None] * p_down
-    q[lo_m] -= 0.5 * short[:, None] * p_down
+    gap = (q[_LO_M] - q[_UP_M]) @ p_down
+    short = np.minimum(gap - rest.gap0_floor, 0.0)
+    q[_UP_M] += 0.5 * short[:, None] * p_down
+    q[_LO_M] -= 0.5 * short[:, None] * p_down
 
-    chain_sets = face_chains(P) if chains is None else chains
-    share_chin_bands(q, P, D0, aligned, chain_sets.down, p_down, d_down)
-    keep_order(q, P[:, :2], chain_sets.down, p_down, min_fraction=opts.min_gap_fraction)
+    chain_sets = rest.chain_sets
+    if rest.chin is not None:
+        _share_chin(q, aligned, rest.chin, p_down, d_down)
+    _keep_order(q, chain_sets.down, p_down, rest.down_order)
     # A driving upper lip raised further than the portrait's skin below its nose has room
     # for pushes that skin up (short of the nose) instead of folding over it.
-    keep_order(q, P[:, :2], chain_sets.up, -p_down, min_fraction=opts.min_gap_fraction)
+    _keep_order(q, chain_sets.up, rest.up, rest.up_order)
 
     out = np.empty_like(P)
     if opts.rotation_3d:
         # The driving rotation, seen in the portrait's frame (its in-plane angle differs).
-        lin = to_portrait[:, :2] / s_full
-        spin = np.eye(3)
-        spin[:2, :2] = lin
-        rot_p = spin @ rot @ spin.T
-        cp = np.array([*P[stable, :2].mean(axis=0), P[stable, 2].mean()])
+        rot_p = rest.spin @ rot @ rest.spin.T
+        cp = rest.cp
         moved = (np.column_stack([q, P[:, 2]]) - cp) @ rot_p.T * s3 + cp
-        shift = to_portrait[:, :2] @ (c1[:2] - c0[:2]) * (affine_scale(to_portrait) / s_full)
+        shift = to_portrait[:, :2] @ (c1[:2] - rest.c0[:2]) * rest.shift_scale
         out[:, :2] = moved[:, :2] + shift
     else:
         out[:, :2] = apply_affine(head_p, q)
     out[:, 2] = P[:, 2]
-    out[:n, 2] += s_full * (D[:n, 2] - D0[:n, 2])
+    out[:n, 2] += rest.s_full * (D[:n, 2] - D0[:n, 2])
     return MappedMotion(points=out, head=head_p, to_portrait=to_portrait, turn_deg=turn)
+
+
+_STABLE = list(STABLE_POINTS)
+_LIPS = list(lm.LIPS)
+_UP_M, _LO_M = list(lm.LIPS_INNER_UPPER[1:-1]), list(lm.LIPS_INNER_LOWER[1:-1])
+
+
+@dataclass(frozen=True, eq=False)
+class _EyeRest:
+    """One eye's part of :class:`_MotionRest`."""
+
+    open0: float
+    """The driving neutral eye's opening (:func:`eye_opening`)."""
+    span: np.ndarray
+    """The portrait's lower lid minus its upper lid (the middle points), (7, 2)."""
+    iris: tuple[float, float]
+    """The portrait's iris in its eye's (u, r) coordinates (:class:`_EyeCoords`)."""
+    iris0: tuple[float, float] | None
+    """The driving neutral iris's, None without irises."""
+
+
+@dataclass(frozen=True, eq=False)
+class _MotionRest:
+    """What :func:`portrait_motion` derives from the portrait and the driving neutral pose
+    alone (and the options): the same on every frame of one calibration, so worked out once
+    (:func:`_motion_rest`)."""
+
+    key: tuple[np.ndarray, np.ndarray, float | None, MotionOptions, FaceChains | None]
+    """Copies of the portrait and the neutral pose, the scale, options and chains given."""
+    to_portrait: np.ndarray
+    from_portrait: np.ndarray
+    s_full: float
+    d_centre: np.ndarray
+    d_centred: np.ndarray
+    d_norm: float
+    d_centred_3d: np.ndarray
+    d_norm_3d: float
+    c0: np.ndarray
+    p_down: np.ndarray
+    d_down: np.ndarray
+    up: np.ndarray
+    drop_along: np.ndarray
+    iod: float
+    eyes: tuple[_EyeRest, ...]
+    brow: tuple[tuple[tuple[int, ...], tuple[int, ...], float, np.ndarray], ...]
+    lid_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
+    gap0_floor: np.ndarray
+    chain_sets: FaceChains
+    chin: tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+    down_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
+    up_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
+    spin: np.ndarray
+    cp: np.ndarray
+    shift_scale: float
+
+    def fits(self, P: np.ndarray, D0: np.ndarray, scale: float | None, opts: MotionOptions,
+             chains: FaceChains | None) -> bool:
+        p, d0, s, o, c = self.key
+        return (c is chains and s == scale and o == opts and p.shape == P.shape
+                and d0.shape == D0.shape and np.array_equal(p, P) and np.array_equal(d0, D0))
+
+
+_RESTS: list[_MotionRest] = []
+"""The last few :class:`_MotionRest` (an engine's portrait and neutral pose, a few engines)."""
+
+
+def _motion_rest(P: np.ndarray, D0: np.ndarray, scale: float | None, opts: MotionOptions,
+                 chains: FaceChains | None) -> _MotionRest:
+    """The :class:`_MotionRest` of these inputs: kept from an earlier frame when they are
+    the same (compared by value: a caller may change an array in place)."""
+    for rest in _RESTS:
+        if rest.fits(P, D0, scale, opts, chains):
+            return rest
+    rest = _build_rest(P, D0, scale, opts, chains)
+    _RESTS.insert(0, rest)
+    del _RESTS[4:]
+    return rest
+
+
+def _build_rest(P: np.ndarray, D0: np.ndarray, scale: float | None, opts: MotionOptions,
+                chains: FaceChains | None) -> _MotionRest:
+    stable = _STABLE
+    to_portrait = fit_similarity(D0[stable], P[stable])
+    s_full = affine_scale(to_portrait)
+    if scale is not None:
+        to_portrait = with_scale(to_portrait, scale, D0[stable, :2].mean(axis=0))
+    d_pts = np.asarray(D0[stable], dtype=np.float64)[:, :2]
+    d_centre = d_pts.mean(axis=0)
+    d_centred = d_pts - d_centre
+    d_3d = np.asarray(D0[stable], dtype=np.float64)[:, :3]
+    d_3d = d_3d - d_3d.mean(axis=0)
+    _, p_down = _face_axes(P)
+    _, d_down = _face_axes(D0)
+    head_scale = affine_scale(to_portrait)
+    chain_sets = face_chains(P) if chains is None else chains
+    lin = to_portrait[:, :2] / s_full
+    spin = np.eye(3)
+    spin[:2, :2] = lin
+    up = -p_down
+    src = P[:, :2]
+    return _MotionRest(
+        key=(P.copy(), D0.copy(), scale, opts, chains),
+        to_portrait=to_portrait, from_portrait=invert_affine(to_portrait), s_full=s_full,
+        d_centre=d_centre, d_centred=d_centred, d_norm=float(np.sum(d_centred * d_centred)),
+        d_centred_3d=d_3d, d_norm_3d=float(np.sum(d_3d * d_3d)),
+        c0=D0[stable].mean(axis=0), p_down=p_down, d_down=d_down, up=up,
+        drop_along=to_portrait[:, :2].T @ p_down,
+        iod=max(float(lm.inter_ocular_distance(P)), 1e-6),
+        eyes=tuple(_eye_rest(P, D0, eye, p_down, d_down) for eye in _EYES),
+        brow=_brow_rest(P, D0, head_scale, p_down, d_down),
+        lid_order=_order_limits(src, _LID_CHAINS, up, opts.min_gap_fraction),
+        gap0_floor=np.minimum((P[_LO_M, :2] - P[_UP_M, :2]) @ p_down, 0.0),
+        chain_sets=chain_sets,
+        chin=_chin_rest(P, D0, len(D0), chain_sets.down, p_down, d_down),
+        down_order=_order_limits(src, chain_sets.down, p_down, opts.min_gap_fraction),
+        up_order=_order_limits(src, chain_sets.up, up, opts.min_gap_fraction),
+        spin=spin, cp=np.array([*P[stable, :2].mean(axis=0), P[stable, 2].mean()]),
+        shift_scale=head_scale / s_full)
+
+
+def _eye_rest(P: np.ndarray, D0: np.ndarray, eye: _Eye, p_down: np.ndarray,
+              d_down: np.ndarray) -> _EyeRest:
+    upper, lower, iris, _ = eye
+    up_i, lo_i = list(upper[1:-1]), list(lower[1:-1])
+    iris0 = None
+    if D0.shape[0] >= lm.NUM_LANDMARKS_WITH_IRISES:
+        iris0 = _EyeCoords(D0, upper, lower, d_down).to_eye(D0[iris])
+    return _EyeRest(open0=eye_opening(D0, upper, lower, d_down),
+                    span=P[lo_i, :2] - P[up_i, :2],
+                    iris=_EyeCoords(P, upper, lower, p_down).to_eye(P[iris]),
+                    iris0=iris0)
+
+
+def _move_eye(q: np.ndarray, aligned: np.ndarray, eye: _Eye,
+              rest: _EyeRest, opts: MotionOptions, d_down: np.ndarray, p_down: np.ndarray,
+              *, has_iris: bool) -> None:
+    """In place: one eye's lids and iris (see :func:`portrait_motion`)."""
+    upper, lower, iris, ring = eye
+    # Lids: the portrait's own opening times the driving opening ratio.
+    open0 = rest.open0
+    ratio = eye_opening(aligned, upper, lower, d_down) / open0 if open0 > 1e-6 else 1.0
+    if ratio < 1.0:
+        ratio = max(0.0, (ratio - opts.blink_close_at) / (1.0 - opts.blink_close_at))
+    ratio = min(ratio, opts.max_eye_open)
+    q[list(upper[1:-1])] = q[list(lower[1:-1])] - ratio * rest.span
+    # Iris: same place between the lids, plus the driving gaze.
+    u0, r0 = rest.iris
+    du = dr = 0.0
+    if has_iris and rest.iris0 is not None:
+        ua, ra = rest.iris0
+        ub, rb = _EyeCoords(aligned, upper, lower, d_down).to_eye(aligned[iris])
+        du = opts.gaze_gain * (ub - ua)
+        # The iris's place between nearly closed lids says nothing about the gaze.
+        dr = opts.gaze_gain * (rb - ra) * float(np.clip((ratio - 0.3) / 0.4, 0.0, 1.0))
+    u = float(np.clip(u0 + du, min(u0, 0.25), max(u0, 0.75)))
+    r = float(np.clip(r0 + dr, min(r0, 0.3), max(r0, 0.7)))
+    centre = _EyeCoords(q, upper, lower, p_down).to_image(u, r)
+    q[list(ring)] += centre - q[iris]
+    q[iris] = centre
 
 
 JAW_WIDE_FROM = 0.2
@@ -547,16 +726,37 @@ def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ..
     row (it does when a mouth opens wide) would otherwise fold the portrait's lower lip, and
     an upper lip raised by more than the portrait's skin below the nose would fold over it.
     """
+    _keep_order(points, chains, down, _order_limits(src, chains, down, min_fraction))
+
+
+_OrderLimits = tuple[np.ndarray, tuple[np.ndarray, ...]]
+
+
+def _order_limits(src: np.ndarray, chains: tuple[np.ndarray, ...], down: np.ndarray,
+                  min_fraction: float) -> _OrderLimits:
+    """The smallest gaps :func:`keep_order` keeps: per link of all chains, and per chain (the
+    portrait's alone: worked out once)."""
     a, b, _ = _derived(chains, "links", _links)
-    if np.all((points[b, :2] - points[a, :2]) @ down
-              >= np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction):
+    least = np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction
+    gaps = tuple(np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
+                 for chain in chains)
+    return least, gaps
+
+
+def _keep_order(points: np.ndarray, chains: tuple[np.ndarray, ...], down: np.ndarray,
+                limits: _OrderLimits) -> None:
+    least, gaps = limits
+    a, b, _ = _derived(chains, "links", _links)
+    if np.all((points[b, :2] - points[a, :2]) @ down >= least):
         return  # every chain already in order: nothing to push or pull
-    for chain in chains:
+    for chain, gap in zip(chains, gaps, strict=True):
         v = points[chain] @ down
-        gap = np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
-        new = v.copy()
+        if np.all(v[:-2] + gap[:-1] <= v[1:-1]) and np.all(v[:-1] <= v[1:] - gap):
+            continue  # neither pass below would move a point of this chain
+        new = v.tolist()
+        g = gap.tolist()
         for k in range(len(chain) - 2):
-            new[k + 1] = max(new[k + 1], new[k] + gap[k])
+            new[k + 1] = max(new[k + 1], new[k] + g[k])
         for k in range(len(chain) - 2, -1, -1):
-            new[k] = min(new[k], new[k + 1] - gap[k])
-        points[chain] += (new - v)[:, None] * down
+            new[k] = min(new[k], new[k + 1] - g[k])
+        points[chain] += (np.array(new) - v)[:, None] * down

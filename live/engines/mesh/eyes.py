@@ -17,7 +17,9 @@ at its edge (:func:`smooth_closing_lids`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import cv2
 import numpy as np
@@ -57,9 +59,9 @@ class EyePatch:
 
 def _open_gap(contour: np.ndarray) -> float:
     """Mean distance between the upper and lower lid halves of an eye contour (16 points)."""
-    upper = contour[1:8]
-    lower = contour[9:16][::-1]
-    return float(np.linalg.norm(upper - lower, axis=1).mean())
+    d = contour[1:8] - contour[9:16][::-1]
+    dx, dy = d[:, 0], d[:, 1]
+    return float(np.sqrt(dx * dx + dy * dy).mean())  # np.linalg.norm(d, axis=1), cheaper
 
 
 def prepare_eyes(image: np.ndarray, landmarks: np.ndarray) -> tuple[EyePatch, ...]:
@@ -158,10 +160,16 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     mask = np.zeros((size[1], size[0]), np.uint8)
     poly = np.round((contour - [x0, y0]) * 16.0).astype(np.int32)
     cv2.fillPoly(mask, [poly], (255,), cv2.LINE_AA, 4)
-    m = cv2.erode(mask, np.ones((2, 2), np.uint8)).astype(np.float32)[..., None] \
-        * np.float32(strength / 255.0)
-    roi = out[y0:y1, x0:x1]
-    eye_px = iris * alpha + white * (1.0 - alpha)
+    inside = np.asarray(cv2.erode(mask, np.ones((2, 2), np.uint8)), np.uint8)
+    # Blended only where the mask is: elsewhere the blend gives the pixel back as it was.
+    bx, by, bw, bh = cv2.boundingRect(inside)
+    if bw == 0 or bh == 0:
+        return 1
+    box = (slice(by, by + bh), slice(bx, bx + bw))
+    m = inside[box].astype(np.float32)[..., None] * np.float32(strength / 255.0)
+    roi = out[y0:y1, x0:x1][box]
+    a = alpha[box]
+    eye_px = iris[box] * a + white[box] * (1.0 - a)
     blended = roi.astype(np.float32) * (1.0 - m) + eye_px * m
     roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return 1
@@ -246,6 +254,36 @@ def _closing(was: np.ndarray, now: np.ndarray) -> float:
                          / (CLOSING_LID_FULL - CLOSING_LID_FROM), 0.0, 1.0))
 
 
+_MEMO: dict[tuple[str, bytes], Any] = {}
+_T = TypeVar("_T")
+
+
+def _memo(key: tuple[str, bytes], make: Callable[[], _T]) -> _T:
+    """``make()``, kept by the bytes of its inputs (``key``): one frame asks three times for
+    each eye's closing (lash source, lash bands, closing lids) and every frame for the
+    portrait's own lid normals."""
+    hit = _MEMO.get(key)
+    if hit is None:
+        if len(_MEMO) > 64:
+            _MEMO.clear()
+        hit = _MEMO[key] = make()
+    return cast(_T, hit)
+
+
+def _eye_closing(own: np.ndarray, head: np.ndarray, now: np.ndarray) -> float:
+    """:func:`_closing` of an eye whose portrait contour ``own`` the ``head`` affine carries
+    to where its open lid would be, and which is ``now`` at the output's (both (16, 2)
+    float64)."""
+    head = np.asarray(head, np.float64)
+    key = ("closing", own.tobytes() + head.tobytes() + now.tobytes() + bytes(head.shape))
+    return _memo(key, lambda: _closing(apply_affine(head, own), now))
+
+
+def _own_lid_normal(own: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`_lid_normal` of the portrait's own eye contour (the same every frame)."""
+    return _memo(("normal", own.tobytes()), lambda: _lid_normal(own))
+
+
 def lift_lash_source(src: np.ndarray, portrait: np.ndarray, points: np.ndarray,
                      head: np.ndarray, lashes: tuple[LashLine, LashLine]) -> np.ndarray:
     """The warp's source points with each closing eye's upper lid taken from above its lash
@@ -260,10 +298,10 @@ def lift_lash_source(src: np.ndarray, portrait: np.ndarray, points: np.ndarray,
         if lash.reach <= 0.0:
             continue
         own = np.asarray(portrait, np.float64)[list(eye), :2]
-        closed = _closing(apply_affine(head, own), np.asarray(points, np.float64)[list(eye), :2])
+        closed = _eye_closing(own, head, np.asarray(points, np.float64)[list(eye), :2])
         if closed <= 0.0:
             continue
-        n, _ = _lid_normal(own)
+        n, _ = _own_lid_normal(own)
         rise = (own[1:8] - own[0]) @ n  # the lid's height above its corner: 0 at the ends
         weight = np.clip(rise / max(float(rise.max()), 1e-9), 0.0, 1.0)
         if out is src:
@@ -324,13 +362,13 @@ def keep_lash_bands(source: np.ndarray, points: np.ndarray, portrait: np.ndarray
         n, width = _lid_normal(now)
         if width < 8.0:
             continue
-        own_n, _ = _lid_normal(own)
+        own_n, _ = _own_lid_normal(own)
         lid, top = now[:9], pts[list(ring), :2]
         # the band's height over each of the lid's seven middle points, in the output and
         # in the portrait (at the head's scale)
         own_h = (own_pts[list(ring), :2] - own[1:8]) @ own_n
         stretch = ((top - lid[1:8]) @ n) / np.maximum(own_h * scale, 1e-6)
-        if float(np.median(stretch)) <= 1.05 or _closing(apply_affine(head, own), now) > 0.0:
+        if float(np.median(stretch)) <= 1.05 or _eye_closing(own, head, now) > 0.0:
             continue
         axis = np.array([-n[1], n[0]])  # along the eye; ``n`` points up, out of the eye
         origin = now[0]
@@ -406,7 +444,7 @@ def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLi
     y_lid = np.interp(xs, lid[n, 0], lid[n, 1])
     yy = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
     share = np.clip((y_lid - yy) / np.maximum(y_lid - y_open, 1.0), 0.0, 1.0)
-    up, width = _lid_normal(own)
+    up, width = _own_lid_normal(own)
     back = cv2.invertAffineTransform(np.asarray(head, np.float64))  # output -> portrait
     on_lid = np.stack([xs, y_open, np.ones_like(xs)], axis=1) @ back.T  # (w, 2) portrait
     rise = lash.reach + 0.02 * width + share * (CLOSED_LID_SKIN * width)  # (h, w)
@@ -432,11 +470,11 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
     for eye, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, strict=True):
         # 9 upper lid points, then the lower lid back
         own = np.asarray(portrait, np.float64)[list(eye), :2]
-        was = apply_affine(head, own)
         now = np.asarray(points, np.float64)[list(eye), :2]
-        a = _closing(was, now)
+        a = _eye_closing(own, head, now)
         if a <= 0.0:
             continue
+        was = apply_affine(head, own)
         up_open, up_now = was[:9], now[:9]
         width = float(np.linalg.norm(up_now[-1] - up_now[0]))
         k = max(3, round(CLOSING_LID_BLUR * width) | 1)

@@ -42,6 +42,7 @@ Colours are RGB 0..255; Lab is OpenCV's float Lab (L 0..100, a and b about 0).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,7 +75,9 @@ _REACH_PX = 1.5  # how far over the lips' inner edge the portrait's own interior
 def polygon_area(poly: np.ndarray) -> float:
     """Absolute area of a simple polygon (N, 2)."""
     x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    # np.roll(a, -1), without its overhead (called a few times a frame)
+    y1, x1 = np.concatenate((y[1:], y[:1])), np.concatenate((x[1:], x[:1]))
+    return 0.5 * abs(float(np.dot(x, y1) - np.dot(y, x1)))
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -212,6 +215,12 @@ class Interior:
     rows, else the lower lip's inner edge), the tone of a narrow gap between them."""
     light: np.ndarray | None = None
     """RGB float32 (3,): the upper part's lightest colour (its teeth, when it shows any)."""
+
+    @functools.cached_property
+    def frame(self) -> _LipFrame:
+        """The lip frame of :attr:`inner` (made once: a portrait's interior is drawn every
+        frame its mouth opens)."""
+        return _LipFrame(self.inner)
 
     def upper_end(self, gap: np.ndarray) -> np.ndarray:
         """How far (px) below the upper lip the upper part is still whole, in a column of
@@ -426,7 +435,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
             # which rides on the lip (hung from the jaw, a yell's lip dropped below it left
             # a band of gum-coloured lip across the mouth).
             tl = tl_lip
-    src = _LipFrame(interior.inner)
+    src = interior.frame
     ss = _own_columns(s, src.width, dst.width, head)
     su_t = np.interp(ss, src.su, src.tu).astype(np.float32)
     sl_t = np.interp(ss, src.sl, src.tl).astype(np.float32)
@@ -452,10 +461,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         # portrait): gums, in the lips' tone, a little darker towards the lip.
         gum = np.asarray(style.lip, np.float32) * np.float32(0.92)
         for layer, beyond, lip_gap in ((up, tu - t, t - tu_lip), (lo, t - tl, tl_lip - t)):
-            a = _smoothstep(0.0, 1.5, beyond)[..., None]
-            shade = (0.8 + 0.2 * _smoothstep(0.0, 3.0, lip_gap))[..., None]
-            layer[..., :3] = layer[..., :3] * (1.0 - a) + gum * shade * a
-            layer[..., 3:4] = layer[..., 3:4] * (1.0 - a) + a
+            _gums(layer, gum, beyond, lip_gap)
     if longer:
         # The upper teeth continued (over 6 % of the mouth's width), darkening as they go.
         over = t - end
@@ -469,6 +475,21 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
                    height=float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0,
                    edge=_gap_tone(style, interior))
     return _over(base, up, lo)
+
+
+def _gums(layer: np.ndarray, gum: np.ndarray, beyond: np.ndarray, lip_gap: np.ndarray) -> None:
+    """In place: ``layer`` (premultiplied, (h, w, 4)) turns into ``gum`` where it is
+    ``beyond`` (px) past its row, darker within 3 px of the lip (``lip_gap``). Only those
+    pixels are worked on: elsewhere the blend gives the layer back as it was."""
+    sel = beyond > 0.0
+    if not sel.any():
+        return
+    a = _smoothstep(0.0, 1.5, beyond[sel])[:, None]
+    shade = (0.8 + 0.2 * _smoothstep(0.0, 3.0, lip_gap[sel]))[:, None]
+    px = layer[sel]
+    px[:, :3] = px[:, :3] * (1.0 - a) + gum * shade * a
+    px[:, 3:4] = px[:, 3:4] * (1.0 - a) + a
+    layer[sel] = px
 
 
 # -- the portrait's mouth ----------------------------------------------------------------------
@@ -986,7 +1007,7 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     own_width = 0.0
     if rigid:  # the warp stretches or squeezes the teeth: replace as soon as it shows
         assert style.interior is not None
-        own_width = _LipFrame(style.interior.inner).width * head
+        own_width = style.interior.frame.width * head
         change = max(abs(ratio - 1.0), abs(frame.width / max(own_width, 1e-6) - 1.0))
         opacity *= float(np.clip(change / 0.05, 0.0, 1.0))
     else:

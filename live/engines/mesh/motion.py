@@ -548,12 +548,12 @@ class _MotionRest:
     iod: float
     eyes: tuple[_EyeRest, ...]
     brow: tuple[tuple[tuple[int, ...], tuple[int, ...], float, np.ndarray], ...]
-    lid_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
+    lid_order: _OrderLimits
     gap0_floor: np.ndarray
     chain_sets: FaceChains
     chin: tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
-    down_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
-    up_order: tuple[np.ndarray, tuple[np.ndarray, ...]]
+    down_order: _OrderLimits
+    up_order: _OrderLimits
     spin: np.ndarray
     cp: np.ndarray
     shift_scale: float
@@ -729,27 +729,54 @@ def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ..
     _keep_order(points, chains, down, _order_limits(src, chains, down, min_fraction))
 
 
-_OrderLimits = tuple[np.ndarray, tuple[np.ndarray, ...]]
+@dataclass(frozen=True, eq=False)
+class _OrderLimits:
+    """What :func:`keep_order` needs of the portrait's chains (worked out once)."""
+
+    least: np.ndarray
+    """The smallest gap of each link of all chains."""
+    gaps: tuple[np.ndarray, ...]
+    """The same per chain."""
+    owner: np.ndarray
+    """The chain each link is on."""
+    sharing: tuple[frozenset[int], ...]
+    """Per chain, the later chains with a point of it."""
 
 
 def _order_limits(src: np.ndarray, chains: tuple[np.ndarray, ...], down: np.ndarray,
                   min_fraction: float) -> _OrderLimits:
-    """The smallest gaps :func:`keep_order` keeps: per link of all chains, and per chain (the
-    portrait's alone: worked out once)."""
     a, b, _ = _derived(chains, "links", _links)
-    least = np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction
-    gaps = tuple(np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
-                 for chain in chains)
-    return least, gaps
+    ids = [frozenset(chain.tolist()) for chain in chains]
+    return _OrderLimits(
+        least=np.maximum((src[b, :2] - src[a, :2]) @ down, 0.0) * min_fraction,
+        gaps=tuple(np.maximum(np.diff(src[chain] @ down), 0.0) * min_fraction
+                   for chain in chains),
+        owner=np.repeat(np.arange(len(chains)), [len(chain) - 1 for chain in chains]),
+        sharing=tuple(frozenset(j for j in range(i + 1, len(chains)) if ids[i] & ids[j])
+                      for i in range(len(chains))))
+
+
+_CLEAR = 1e-9
+"""A link longer than its least gap by more than this share of the points' largest
+coordinate (plus a pixel) is in order however its length is rounded: :func:`keep_order`'s
+passes, which round it differently, leave its chain alone (unless an earlier chain moved a
+point of it)."""
 
 
 def _keep_order(points: np.ndarray, chains: tuple[np.ndarray, ...], down: np.ndarray,
                 limits: _OrderLimits) -> None:
-    least, gaps = limits
     a, b, _ = _derived(chains, "links", _links)
-    if np.all((points[b, :2] - points[a, :2]) @ down >= least):
+    room = (points[b, :2] - points[a, :2]) @ down - limits.least
+    if np.all(room >= 0.0):
         return  # every chain already in order: nothing to push or pull
-    for chain, gap in zip(chains, gaps, strict=True):
+    # only the chains with a link out of order or close to it can move, and those after
+    # them that share a point with one that moved
+    near = room <= _CLEAR * (1.0 + float(np.abs(points).max()))
+    todo = set(limits.owner[~(room > 0.0) | near].tolist())
+    for i in range(len(chains)):
+        if i not in todo:
+            continue
+        chain, gap = chains[i], limits.gaps[i]
         v = points[chain] @ down
         if np.all(v[:-2] + gap[:-1] <= v[1:-1]) and np.all(v[:-1] <= v[1:] - gap):
             continue  # neither pass below would move a point of this chain
@@ -760,3 +787,4 @@ def _keep_order(points: np.ndarray, chains: tuple[np.ndarray, ...], down: np.nda
         for k in range(len(chain) - 2, -1, -1):
             new[k] = min(new[k], new[k + 1] - g[k])
         points[chain] += (np.array(new) - v)[:, None] * down
+        todo.update(limits.sharing[i])

@@ -18,6 +18,7 @@ Coordinates are image pixels (x right, y down); affines are 2x3 float64 arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -162,11 +163,22 @@ _EYES: tuple[_Eye, ...] = (
 )
 
 
+_IDS: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def _ids(ids: tuple[int, ...]) -> np.ndarray:
+    """``ids`` as an index array, made once (faster to index with than a list)."""
+    arr = _IDS.get(ids)
+    if arr is None:
+        arr = _IDS[ids] = np.array(ids, np.intp)
+    return arr
+
+
 def eye_opening(pts: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...],
                 down: np.ndarray) -> float:
     """Opening of one eye: summed lid gaps along ``down`` over the five middle lid pairs."""
-    up = pts[list(upper[2:-2]), :2]
-    lo = pts[list(lower[2:-2]), :2]
+    up = pts[_ids(upper[2:-2]), :2]
+    lo = pts[_ids(lower[2:-2]), :2]
     return float(np.sum((lo - up) @ down))
 
 
@@ -178,7 +190,7 @@ class _EyeCoords:
                  down: np.ndarray) -> None:
         self.origin = pts[upper[0], :2]
         axis = pts[upper[-1], :2] - self.origin
-        self.width = max(float(np.linalg.norm(axis)), 1e-9)
+        self.width = max(math.sqrt(axis.dot(axis)), 1e-9)  # np.linalg.norm, less overhead
         self.axis = axis / self.width
         self.down = down
         # (u, v) are coordinates in the (possibly skewed) basis (axis, down), in eye widths.
@@ -186,8 +198,8 @@ class _EyeCoords:
         det = det if abs(det) > 1e-9 else 1e-9
         self._to_uv = np.array([[down[1], -down[0]], [-self.axis[1], self.axis[0]]]) \
             / (det * self.width)
-        u_up, v_up = self._uv(pts[list(upper), :2])
-        u_lo, v_lo = self._uv(pts[list(lower), :2])
+        u_up, v_up = self._uv(pts[_ids(upper), :2])
+        u_lo, v_lo = self._uv(pts[_ids(lower), :2])
         o_up, o_lo = np.argsort(u_up), np.argsort(u_lo)
         self.u_up, self.v_up = u_up[o_up], v_up[o_up]
         self.u_lo, self.v_lo = u_lo[o_lo], v_lo[o_lo]
@@ -647,7 +659,7 @@ def _move_eye(q: np.ndarray, aligned: np.ndarray, eye: _Eye,
     if ratio < 1.0:
         ratio = max(0.0, (ratio - opts.blink_close_at) / (1.0 - opts.blink_close_at))
     ratio = min(ratio, opts.max_eye_open)
-    q[list(upper[1:-1])] = q[list(lower[1:-1])] - ratio * rest.span
+    q[_ids(upper[1:-1])] = q[_ids(lower[1:-1])] - ratio * rest.span
     # Iris: same place between the lids, plus the driving gaze.
     u0, r0 = rest.iris
     du = dr = 0.0
@@ -660,7 +672,7 @@ def _move_eye(q: np.ndarray, aligned: np.ndarray, eye: _Eye,
     u = float(np.clip(u0 + du, min(u0, 0.25), max(u0, 0.75)))
     r = float(np.clip(r0 + dr, min(r0, 0.3), max(r0, 0.7)))
     centre = _EyeCoords(q, upper, lower, p_down).to_image(u, r)
-    q[list(ring)] += centre - q[iris]
+    q[_ids(ring)] += centre - q[iris]
     q[iris] = centre
 
 

@@ -39,12 +39,14 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
             f"expected two (N>=2, 2) point sets of one shape, got {p.shape}, {q.shape}")
     pc = p.mean(axis=0)
     p0 = p - pc
-    return _fit_similarity(pc, p0, float(np.sum(p0 * p0)), q)
+    return fit_similarity_from(pc, p0, float(np.sum(p0 * p0)), q)
 
 
-def _fit_similarity(pc: np.ndarray, p0: np.ndarray, norm: float, q: np.ndarray) -> np.ndarray:
+def fit_similarity_from(pc: np.ndarray, p0: np.ndarray, norm: float,
+                        q: np.ndarray) -> np.ndarray:
     """:func:`fit_similarity` to ``q`` ((N, 2) float64) from a source given as its centre
-    ``pc``, its centred points ``p0`` and their squared norm (fixed sources: computed once)."""
+    ``pc``, its centred points ``p0`` and their squared norm: a source fitted on every frame
+    (a portrait's, a neutral pose's) is prepared once."""
     qc = q.mean(axis=0)
     q0 = q - qc
     if norm <= 1e-12:
@@ -454,7 +456,7 @@ def portrait_motion(portrait: np.ndarray, neutral: np.ndarray, current: np.ndarr
     rest = _motion_rest(P, D0, scale, opts, chains)
     to_portrait = rest.to_portrait
     D_stable = D[_STABLE]
-    head_d = _fit_similarity(rest.d_centre, rest.d_centred, rest.d_norm,
+    head_d = fit_similarity_from(rest.d_centre, rest.d_centred, rest.d_norm,
                              np.asarray(D_stable, dtype=np.float64)[:, :2])
     head_p = compose(to_portrait, compose(head_d, rest.from_portrait))
 

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import apply_affine, fit_similarity
+from live.engines.mesh.motion import apply_affine, fit_similarity_from
 
 MouthMode = Literal["driver", "synthetic", "off"]
 MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
@@ -958,10 +958,29 @@ def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, n
     output pixels."""
     p = np.asarray(portrait, np.float64)[:, :2]
     q = np.asarray(output, np.float64)[:, :2]
-    up, lo = list(UPPER_JAW), list(LOWER_JAW)
-    upper = apply_affine(fit_similarity(p[up], q[up]), p[list(lm.LIPS_INNER_UPPER)])
-    lower = apply_affine(fit_similarity(p[lo], q[lo]), p[list(lm.LIPS_INNER_LOWER)])
+    upper = apply_affine(_jaw_fit(p, q, _UPPER_JAW), p[_INNER_UPPER])
+    lower = apply_affine(_jaw_fit(p, q, _LOWER_JAW), p[_INNER_LOWER])
     return upper, lower
+
+
+_UPPER_JAW, _LOWER_JAW = np.array(UPPER_JAW), np.array(LOWER_JAW)
+_INNER_UPPER, _INNER_LOWER = np.array(lm.LIPS_INNER_UPPER), np.array(lm.LIPS_INNER_LOWER)
+_JAW_SOURCES: dict[bytes, tuple[np.ndarray, np.ndarray, float]] = {}
+
+
+def _jaw_fit(p: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``fit_similarity(p[ids], q[ids])``, the portrait's side (the same every frame) kept
+    by its bytes."""
+    src = p[ids]
+    key = src.tobytes()
+    fixed = _JAW_SOURCES.get(key)
+    if fixed is None:
+        if len(_JAW_SOURCES) > 16:
+            _JAW_SOURCES.clear()
+        centre = src.mean(axis=0)
+        centred = src - centre
+        fixed = _JAW_SOURCES[key] = (centre, centred, float(np.sum(centred * centred)))
+    return fit_similarity_from(*fixed, q[ids])
 
 
 MAX_GUM_SHOW = 0.06

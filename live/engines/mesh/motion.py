@@ -771,8 +771,8 @@ def _order_limits(src: np.ndarray, chains: tuple[np.ndarray, ...], down: np.ndar
 
 
 _CLEAR = 1e-9
-"""A link longer than its least gap by more than this share of the points' largest
-coordinate (plus a pixel) is in order however its length is rounded: :func:`keep_order`'s
+"""A link longer than its least gap by more than this times (1 + the points' largest
+absolute coordinate) pixels is in order however its length is rounded: :func:`keep_order`'s
 passes, which round it differently, leave its chain alone (unless an earlier chain moved a
 point of it)."""
 

@@ -222,16 +222,6 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     return (slice(top, bottom), slice(left, right)), full
 
 
-@lru_cache(maxsize=4)
-def _grid_centres(grid: int, size: int) -> np.ndarray:
-    """Output-pixel coordinates of a warp's coarse grid cells along one axis, float32: the
-    same numbers as the grid :class:`PiecewiseAffineWarp` makes for itself (a change to one
-    is a change to both)."""
-    centres = (np.arange(grid, dtype=np.float32) + 0.5) / (grid / size) - 0.5
-    centres.setflags(write=False)  # shared by every call (cached)
-    return centres
-
-
 def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, int],
                  tris: np.ndarray, rows: np.ndarray, dst: np.ndarray,
                  *faces: tuple[np.ndarray, np.ndarray], n: int) -> list[np.ndarray]:
@@ -250,7 +240,7 @@ def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, 
     table = np.zeros((len(tris) + 1, 6 * k), np.float32)  # row 0: no triangle
     table[rows + 1] = np.concatenate(np.split(coeffs, k), axis=1)
     c = np.take(table, sub, axis=0)
-    centres = _grid_centres(warp.grid, warp.size)
+    centres = warp.cell_centres
     y0, x0 = origin
     h, w = sub.shape
     gx, gy = centres[x0:x0 + w][None, :], centres[y0:y0 + h][:, None]

@@ -97,6 +97,8 @@ class PiecewiseAffineWarp:
         self._g = self.grid / self.size
         # Output-pixel coordinates of the coarse grid's cells (pixel centres).
         c = (np.arange(self.grid, dtype=np.float32) + 0.5) / self._g - 0.5
+        c.setflags(write=False)  # handed out by cell_centres
+        self._centres = c
         self._gx, self._gy = np.meshgrid(c, c)
         full = np.arange(self.size, dtype=np.float32)
         fx, fy = np.meshgrid(full, full)
@@ -289,6 +291,12 @@ class PiecewiseAffineWarp:
     def cell(self) -> float:
         """Output pixels per grid cell."""
         return self.size / self.grid
+
+    @property
+    def cell_centres(self) -> np.ndarray:
+        """Output-pixel coordinates of the coarse grid's cell centres along one axis (the
+        same for rows and columns), (grid,) float32, read-only."""
+        return self._centres
 
     def remap(self, image: np.ndarray, source: np.ndarray, *,
               dst: np.ndarray | None = None) -> np.ndarray:

@@ -21,8 +21,10 @@ the bounding box of the face, and resized to the output.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,20 +174,23 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
         return None
     lut = np.zeros(len(skin) + 1, np.uint8)  # index 0: no triangle
     lut[1:] = skin
-    bx, by, width, height = cv2.boundingRect(np.take(lut, index))
+    face = tris[rows]
+    pad = 3
+    (wy, wx), near = _skin_cells(warp, index, lut, dst, face, margin=pad)
+    bx, by, width, height = cv2.boundingRect(near)
     if width == 0:
         return None
-    pad = 3
+    bx, by = bx + wx, by + wy
     g = warp.grid
     y0, y1 = max(0, by - pad), min(g, by + height + pad)
     x0, x1 = max(0, bx - pad), min(g, bx + width + pad)
     sub = index[y0:y1, x0:x1]
-    cur, ref = _sample_pair(warp, sub, (y0, x0), tris, rows, dst,
+    cur, ref = _sample_pair(warp, sub, (y0, x0), len(tris), rows, face, dst,
                             (current_gray, np.asarray(current_landmarks, dtype=np.float64)),
                             (reference.gray, reference.landmarks), n=n)
     ratio = (cur + _EPS) / (ref + _EPS)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
-    mask = np.take(lut, sub).astype(np.float32)
+    mask = near[y0 - wy:y1 - wy, x0 - wx:x1 - wx].astype(np.float32)
     hidden = hidden_skin(ref, cur, mask)
     if hidden is not None:
         mask[hidden] = 0.0
@@ -193,9 +198,10 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     # towards or away from it), which the portrait's own light must keep: divide the ratio
     # by its own blur over the skin (a normalised convolution: the skin's edge does not
     # pull it towards 1).
+    # (both blurs as the two channels of one: the same sums, one pass)
     sigma = _DETAIL_SCALE * float(width)
-    den = cv2.GaussianBlur(mask, (0, 0), sigma)
-    low = cv2.GaussianBlur(ratio * mask, (0, 0), sigma) / np.maximum(den, 1e-3)
+    den, low = cv2.split(cv2.GaussianBlur(cv2.merge([mask, ratio * mask]), (0, 0), sigma))
+    low /= np.maximum(den, 1e-3)
     ratio = ratio / np.maximum(low, 1e-3)
     np.clip(ratio, *RATIO_RANGE, out=ratio)
     cell = warp.cell
@@ -204,8 +210,8 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     if base is not None and bool((ratio > 1.0 + FREE_LIFT).any()):
         # measured on a grid SHARE_STEP times coarser (creases are several cells wide)
         small = (max(1, (x1 - x0) // SHARE_STEP), max(1, (y1 - y0) // SHARE_STEP))
-        own = cv2.cvtColor(cv2.resize(np.ascontiguousarray(base[top:bottom, left:right]),
-                                      small, interpolation=cv2.INTER_AREA),
+        own = cv2.cvtColor(cv2.resize(base[top:bottom, left:right], small,
+                                      interpolation=cv2.INTER_AREA),
                            cv2.COLOR_RGB2GRAY).astype(np.float32)
         share = lift_share(own, cv2.resize(ref, small, interpolation=cv2.INTER_AREA),
                            cv2.resize(mask, small, interpolation=cv2.INTER_AREA),
@@ -222,36 +228,49 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     return (slice(top, bottom), slice(left, right)), full
 
 
+_RASTER_REACH = 2
+"""Grid cells a triangle's index reaches past its corners' box: a cell the fill rounds into
+it, and a hole filled from that cell (:meth:`PiecewiseAffineWarp.index_map`)."""
+
+
+def _skin_cells(warp: PiecewiseAffineWarp, index: np.ndarray, lut: np.ndarray,
+                dst: np.ndarray, face: np.ndarray, *, margin: int
+                ) -> tuple[tuple[int, int], np.ndarray]:
+    """``lut`` looked up on the window of ``index`` that holds every cell of the triangles
+    ``face`` (output vertices ``dst``) and ``margin`` cells more: ``((row, column) of its
+    first cell, the looked-up window)`` (a lookup on the whole map cost more than the rest
+    of the box)."""
+    # (a box of float32 corners: the same box give or take rounding, well within reach)
+    bx, by, bw, bh = cv2.boundingRect(np.take(dst.astype(np.float32), face.ravel(), axis=0))
+    g, k = warp.grid, warp.grid / warp.size
+    reach = _RASTER_REACH + margin
+    x0 = max(0, math.floor((bx + 0.5) * k - 0.5) - reach)
+    y0 = max(0, math.floor((by + 0.5) * k - 0.5) - reach)
+    x1 = min(g, max(x0, math.ceil((bx + bw + 0.5) * k - 0.5) + reach + 1))
+    y1 = min(g, max(y0, math.ceil((by + bh + 0.5) * k - 0.5) + reach + 1))
+    return (y0, x0), np.take(lut, index[y0:y1, x0:x1])
+
+
 def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, int],
-                 tris: np.ndarray, rows: np.ndarray, dst: np.ndarray,
+                 count: int, rows: np.ndarray, face: np.ndarray, dst: np.ndarray,
                  *faces: tuple[np.ndarray, np.ndarray], n: int) -> list[np.ndarray]:
     """Each of ``faces`` (a luminance and its landmarks) sampled at the coarse-grid cells of
     ``sub`` (a window of the index map at grid ``origin``) through the skin triangles
-    ``tris[rows]`` (output vertices ``dst``, the face's first ``n`` landmarks as their
-    source): what :meth:`PiecewiseAffineWarp.grid_source` and a remap give, with the
-    triangles' affines solved, and gathered onto the cells, in one call for all faces."""
+    ``face``, rows ``rows`` of the ``count`` drawn (output vertices ``dst``, the face's
+    first ``n`` landmarks as their source): what :meth:`PiecewiseAffineWarp.grid_source`
+    and a remap give, with the triangles' affines solved in one call for all faces."""
     m, k = len(dst), len(faces)
-    face = tris[rows]
     src = np.zeros((k * m, dst.shape[1]), dst.dtype)
     for i, (_, points) in enumerate(faces):
         src[i * m:i * m + n] = points[:n, :2]
     coeffs = triangle_affines(np.concatenate([dst] * k), src,
                               np.concatenate([face + i * m for i in range(k)]))
-    table = np.zeros((len(tris) + 1, 6 * k), np.float32)  # row 0: no triangle
-    table[rows + 1] = np.concatenate(np.split(coeffs, k), axis=1)
-    c = np.take(table, sub, axis=0)
-    centres = warp.cell_centres
-    y0, x0 = origin
-    h, w = sub.shape
-    gx, gy = centres[x0:x0 + w][None, :], centres[y0:y0 + h][:, None]
-    out = []
-    for i, (gray, _) in enumerate(faces):
-        j = 6 * i
-        sx = c[..., j] * gx + c[..., j + 1] * gy + c[..., j + 2] + gx
-        sy = c[..., j + 3] * gx + c[..., j + 4] * gy + c[..., j + 5] + gy
-        out.append(np.asarray(cv2.remap(gray, sx, sy, cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REPLICATE)))
-    return out
+    table = np.zeros((k, count, 6), np.float32)  # other rows: the cell itself
+    table[:, rows] = coeffs.reshape(k, len(rows), 6)
+    maps = warp.grid_source(sub, table, origin=origin)
+    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
+    return [np.asarray(remap(gray, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            for (gray, _), m in zip(faces, maps, strict=True)]
 
 
 HIDDEN_DARK = 0.5
@@ -272,8 +291,9 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
     if not on.any():
         return None
     dark = np.zeros(mask.shape, np.uint8)
+    cells = np.flatnonzero(on)
     for gray in (ref, cur):
-        level = _median(gray[on])
+        level = _median(np.take(gray, cells))
         dark |= (on & (gray < HIDDEN_DARK * level)).view(np.uint8)
     if not dark.any():
         return None
@@ -286,7 +306,7 @@ def hidden_skin(ref: np.ndarray, cur: np.ndarray, mask: np.ndarray) -> np.ndarra
                            borderValue=(0,))
     count, labels = cv2.connectedComponents(dark, connectivity=8)
     reach = np.zeros(count, bool)
-    reach[np.unique(labels[(rim > 0) & (dark > 0)])] = True
+    reach[labels[(rim & dark).view(bool)]] = True
     reach[0] = False
     if not reach.any():
         return None
@@ -333,17 +353,20 @@ def lift_share(own: np.ndarray, neutral: np.ndarray, mask: np.ndarray, *,
     Darkness: how much darker the skin is than the skin around it (normalised convolutions:
     what is not skin does not count), averaged over :data:`CREASE_SLACK`."""
     sigma, slack_sigma = CREASE_SIGMA / step, CREASE_SLACK / step
-    # both pictures as the 2 channels of one, every factor spread to both channels (numpy
-    # broadcasts a trailing axis slowly)
-    both = cv2.merge([np.asarray(own, np.float32), np.asarray(neutral, np.float32)])
-    m = cv2.merge([mask, mask])
-    weight = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
-    around = cv2.GaussianBlur(both * m, (0, 0), sigma) / cv2.merge([weight, weight])
-    dark = ((around + _EPS) / (both + _EPS) - 1.0) * m
-    slack = np.maximum(cv2.GaussianBlur(mask, (0, 0), slack_sigma), 1e-3)
-    dark = np.maximum(cv2.GaussianBlur(dark, (0, 0), slack_sigma) / cv2.merge([slack, slack]),
-                      0.0)
-    share = np.clip(dark[..., 0] / np.maximum(dark[..., 1], CREASE_FLOOR), 0.0, 1.0)
+    own, neutral = np.asarray(own, np.float32), np.asarray(neutral, np.float32)
+    # each pair of blurs (the skin weighted, and the weight) as the channels of one blur:
+    # the same sums, one pass
+    around_own, around_neutral, weight = cv2.split(cv2.GaussianBlur(
+        cv2.merge([own * mask, neutral * mask, mask]), (0, 0), sigma))
+    np.maximum(weight, 1e-3, out=weight)
+    dark = [((around / weight + _EPS) / (picture + _EPS) - 1.0) * mask
+            for around, picture in ((around_own, own), (around_neutral, neutral))]
+    dark_own, dark_neutral, slack = cv2.split(cv2.GaussianBlur(cv2.merge([*dark, mask]),
+                                                               (0, 0), slack_sigma))
+    np.maximum(slack, 1e-3, out=slack)
+    dark_own = np.maximum(dark_own / slack, 0.0)
+    dark_neutral = np.maximum(dark_neutral / slack, 0.0)
+    share = np.clip(dark_own / np.maximum(dark_neutral, CREASE_FLOOR), 0.0, 1.0)
     return np.asarray(share, np.float32)
 
 

@@ -146,16 +146,20 @@ class PiecewiseAffineWarp:
     def _coefficient_pairs(index: np.ndarray, coeffs: np.ndarray, bounds: np.ndarray | None,
                            out: np.ndarray | None = None) -> np.ndarray:
         """Per cell of ``index``, its triangle's coefficient pairs ``(a, d), (b, e), (c, f)``
-        and, with ``bounds``, its displacement's lows and highs: (3|5, h, w, 2) float32 (in
-        ``out`` when given, which may have more pairs)."""
+        (of each of ``k`` sources: ``coeffs`` (T, 6) or (k, T, 6)) and, with ``bounds``, its
+        displacement's lows and highs: (3k (+2), h, w, 2) float32 (in ``out`` when given,
+        which may have more pairs)."""
         # Each pair is one 8-byte item of a small table (row 0: no triangle), so one gather
         # per pair gives the cells' pairs interleaved as the displacement is, and the
         # per-cell work runs on whole (h, w, 2) arrays.
-        k = 3 if bounds is None else 5
-        table = np.zeros((k, len(coeffs) + 1, 2), np.float32)
-        table[:3, 1:] = coeffs.reshape(-1, 2, 3).transpose(2, 0, 1)
+        sources = coeffs.reshape(-1, *coeffs.shape[-2:])
+        n = 3 * len(sources)
+        k = n if bounds is None else n + 2
+        table = np.zeros((k, sources.shape[1] + 1, 2), np.float32)
+        table[:n, 1:] = sources.reshape(len(sources), -1, 2, 3).transpose(0, 3, 1, 2).reshape(
+            n, -1, 2)
         if bounds is not None:
-            table[3:, 1:] = bounds.reshape(-1, 2, 2).transpose(1, 0, 2)
+            table[n:, 1:] = bounds.reshape(-1, 2, 2).transpose(1, 0, 2)
         items = table.view(np.float64)[..., 0]
         cells = index.astype(np.intp)
         if out is None:
@@ -193,17 +197,22 @@ class PiecewiseAffineWarp:
                     origin: tuple[int, int] = (0, 0)) -> np.ndarray:
         """Source positions at coarse-grid cells only, float32 (h, w, 2): the cheap version
         of :meth:`source_map` for a second source (another image's triangles, in its own
-        pixels). ``index`` is the index map or a window of it whose first cell is at grid
-        ``origin`` (row, column)."""
+        pixels); for ``k`` sources at once (``coeffs`` (k, T, 6)), (k, h, w, 2). ``index``
+        is the index map or a window of it whose first cell is at grid ``origin`` (row,
+        column)."""
         pairs = self._coefficient_pairs(index, coeffs, None)
         h, w = index.shape
         y0, x0 = origin
         window = slice(y0, y0 + h), slice(x0, x0 + w)
-        pos = np.multiply(pairs[0], self._gx2[window])
-        pos += np.multiply(pairs[1], self._gy2[window], out=pairs[1])
-        pos += pairs[2]
-        pos += self._grid_xy[window]
-        return pos
+        gx, gy, xy = self._gx2[window], self._gy2[window], self._grid_xy[window]
+        pos = np.empty((len(pairs) // 3, h, w, 2), np.float32)
+        for i, p in enumerate(pos):
+            a, b, c = pairs[3 * i:3 * i + 3]
+            np.multiply(a, gx, out=p)
+            p += np.multiply(b, gy, out=b)
+            p += c
+            p += xy
+        return pos if coeffs.ndim == 3 else pos[0]
 
     def silhouette_seams(self, index: np.ndarray, first: int, *,
                          jump: float = SEAM_JUMP_PX) -> np.ndarray | None:

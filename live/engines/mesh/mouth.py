@@ -180,9 +180,11 @@ def _composite(out: np.ndarray, box: Box, colour: np.ndarray, alpha: np.ndarray)
     """``out[box] = out * (1 - alpha) + colour * alpha``, in place."""
     x0, y0, w, h = box
     roi = out[y0:y0 + h, x0:x0 + w]
-    a = alpha[..., None]
-    roi[...] = np.clip(roi.astype(np.float32) * (1.0 - a) + colour * a + 0.5, 0,
-                       255).astype(np.uint8)
+    # channel by channel: numpy broadcasts over a trailing axis of 3 slowly (same values)
+    keep = 1.0 - alpha
+    planes = [np.clip(own.astype(np.float32) * keep + paint * alpha + 0.5, 0, 255)
+              .astype(np.uint8) for own, paint in zip(cv2.split(roi), _planes(colour), strict=True)]
+    roi[...] = cv2.merge(planes)
 
 
 # -- interiors split into an upper and a lower part -----------------------------------------------
@@ -332,10 +334,19 @@ def cut_interior(image: np.ndarray, inner: np.ndarray, *, erode_px: float = 0.0,
                 reach_px=reach_px)
 
 
+def _planes(image: np.ndarray) -> list[np.ndarray]:
+    """The channels of an (h, w, c) image."""
+    return list(cv2.split(np.ascontiguousarray(image)))
+
+
 def _over(base: np.ndarray, up: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """The upper layer over the lower layer over ``base`` (premultiplied layers)."""
-    under = lo[..., :3] + base * (1.0 - lo[..., 3:4])
-    return np.asarray(up[..., :3] + under * (1.0 - up[..., 3:4]))
+    # channel by channel: numpy broadcasts over a trailing axis of 3 slowly (same values)
+    *up_rgb, up_a = cv2.split(up)
+    *lo_rgb, lo_a = cv2.split(lo)
+    lo_keep, up_keep = 1.0 - lo_a, 1.0 - up_a
+    return cv2.merge([u + (lw + b * lo_keep) * up_keep
+                      for u, lw, b in zip(up_rgb, lo_rgb, _planes(base), strict=True)])
 
 
 def _layers(interior: Interior, src: _LipFrame, ss: np.ndarray, t_up: np.ndarray,
@@ -897,7 +908,8 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
     depth *= _smoothstep(0.0, THROAT_DARK_AT * width, gap)
     edge = style.edge if edge is None else edge
-    colour = edge + (style.core - edge) * depth[..., None]
+    # channel by channel: numpy broadcasts over a trailing axis of 3 slowly (same values)
+    colour = [e + d * depth for e, d in zip(edge, style.core - edge, strict=True)]
     height = frame.height if height is None else height
     if tongue and height > 5.0:
         # An ellipse resting on the lower lip, lit from the front.
@@ -906,9 +918,9 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
         r = np.sqrt(du * du + dv * dv)
         a = (1.0 - _smoothstep(0.75, 1.0, r)) * np.float32(min((height - 5.0) / 6.0, 1.0))
         lit = 0.65 - 0.2 * np.clip(r, 0.0, 1.0)
-        tongue_rgb = style.lip * lit[..., None]
-        colour += (tongue_rgb - colour) * a[..., None]
-    return np.asarray(colour, np.float32)
+        for c, lip in zip(colour, style.lip, strict=True):
+            c += (lip * lit - c) * a
+    return np.asarray(cv2.merge(colour), np.float32)
 
 
 THROAT_DARK_AT = 0.12

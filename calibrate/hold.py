@@ -8,7 +8,8 @@ with a half-life; when the face returns, the shown pose eases to the face's pose
 Times are the frames' real times in seconds; nothing assumes a frame rate. The pose can be
 any value: the engine passes how to move one pose towards another (e.g.
 :func:`calibrate.smoothing.exp_approach`) and how far apart two poses are (e.g.
-:func:`max_abs_distance`).
+:func:`max_abs_distance`). A pose may also come in parts, one shown before the next is known
+(:meth:`PoseHold.face_step`).
 """
 
 from __future__ import annotations
@@ -113,17 +114,28 @@ class PoseHold(Generic[P]):
     def on_face(self, pose: P, t: float) -> P:
         """The pose to show when the face is seen at time ``t`` with ``pose``: ``pose`` itself,
         or after a loss a step from the shown pose towards it."""
-        shown = pose
-        if self._recovering and self.shown is not None and self._last_t is not None:
-            shown = self._approach(self.shown, pose, t - self._last_t, self.recover_half_life_s)
-            if self._distance(shown, pose) < self.converged:
-                self._recovering = False
-        else:
+        step = self.face_step(t)
+        shown = step.show(self.shown, pose)
+        step.end(shown)
+        return shown
+
+    def face_step(self, t: float) -> FaceStep[P]:
+        """:meth:`on_face` for a pose given in parts, e.g. one part at once and another
+        measured meanwhile: :meth:`FaceStep.show` each part, then :meth:`FaceStep.end` with
+        the whole pose shown. Nothing changes before :meth:`FaceStep.end`."""
+        last = self._last_t
+        if not self._recovering or self.shown is None or last is None:
+            return FaceStep(self, t, None)  # the face's pose as it is
+        return FaceStep(self, t, t - last)
+
+    def _face_shown(self, shown: P, t: float, *, recovered: bool) -> None:
+        """A face's step ends (:class:`FaceStep`): ``shown`` at time ``t``; ``recovered``:
+        the ease in (if any) has converged."""
+        if recovered:
             self._recovering = False
         self.shown = shown
         self._lost_since = None
         self._last_t = t
-        return shown
 
     def on_lost(self, neutral: P | None, t: float) -> P | None:
         """The pose to show when there is no face at time ``t``: the last pose for ``hold_s``
@@ -141,3 +153,34 @@ class PoseHold(Generic[P]):
             self.shown = self._approach(self.shown, neutral, dt, self.ease_half_life_s)
         self._last_t = t
         return self.shown
+
+
+class FaceStep(Generic[P]):
+    """One frame's face for a :class:`PoseHold`, its pose shown part by part
+    (:meth:`PoseHold.face_step`). The ease in ends when every part is within ``converged`` of
+    its face's part: for a distance that is the largest over the pose's elements (as
+    :func:`max_abs_distance`) and an element-wise approach, exactly what the whole pose at
+    once gives."""
+
+    def __init__(self, hold: PoseHold[P], t: float, dt: float | None) -> None:
+        self._hold = hold
+        self._t = t
+        self._dt = dt  # the ease in's time step; None: the face's pose is shown as it is
+        self._converged = True
+
+    def show(self, before: P | None, pose: P) -> P:
+        """The part of the pose to show for the face's part ``pose``: ``pose`` itself, or
+        while easing in a step towards it from ``before``, the same part of
+        :attr:`PoseHold.shown`."""
+        if self._dt is None:
+            return pose
+        hold = self._hold
+        assert before is not None  # easing in: a pose was shown
+        shown = hold._approach(before, pose, self._dt, hold.recover_half_life_s)
+        if not hold._distance(shown, pose) < hold.converged:
+            self._converged = False
+        return shown
+
+    def end(self, shown: P) -> None:
+        """The whole pose shown (the parts from :meth:`show`, put together)."""
+        self._hold._face_shown(shown, self._t, recovered=self._dt is None or self._converged)

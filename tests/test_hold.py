@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibrate.hold import PoseHold, hold_option_checks, max_abs_distance
-from calibrate.smoothing import exp_approach
+from calibrate.smoothing import OneEuroFilter, exp_approach
 
 NEUTRAL = np.zeros(3)
 POSE = np.full(3, 8.0)
@@ -126,6 +126,39 @@ def test_a_new_loss_restarts_the_hold() -> None:
     np.testing.assert_array_equal(lost_at(h, 1.0), POSE)  # lost again at 1.0: held anew
     np.testing.assert_array_equal(lost_at(h, 1.35), POSE)
     assert float(np.max(lost_at(h, 1.6))) < float(np.max(POSE))
+
+
+def test_a_pose_in_two_parts_is_held_as_the_whole_pose_is() -> None:
+    """FaceStep: the first part shown before the second is known gives, part by part, the
+    whole pose's numbers, and the ease in ends when it would for the whole; so does a One
+    Euro filter a part before the hold (as the mesh engine smooths and holds its landmarks
+    and its body lattice)."""
+    rng = np.random.default_rng(3)
+    whole, parts = make(hold_s=0.1, ease=0.1, recover=0.05), make(hold_s=0.1, ease=0.1,
+                                                                  recover=0.05)
+    smooth = OneEuroFilter(1.0, 0.5)
+    smooth_head, smooth_rest = OneEuroFilter(1.0, 0.5), OneEuroFilter(1.0, 0.5)
+    neutral = np.zeros((6, 3))
+    ended = []
+    for k in range(60):
+        t = 0.04 * k
+        pose = rng.normal(size=(6, 3)) * 0.001 + (5.0 if k < 10 else -3.0) * np.arange(6)[:, None]
+        if 10 <= k < 20:
+            a, b = whole.on_lost(neutral, t), parts.on_lost(neutral, t)
+            assert a is not None and b is not None
+            np.testing.assert_array_equal(a, b)
+            continue
+        expected = whole.on_face(smooth(pose, t), t)
+        step, before = parts.face_step(t), parts.shown
+        head = step.show(None if before is None else before[:2], smooth_head(pose[:2], t))
+        assert parts.shown is before  # nothing changes before the step ends
+        rest = step.show(None if before is None else before[2:], smooth_rest(pose[2:], t))
+        step.end(np.concatenate([head, rest]))
+        np.testing.assert_array_equal(np.concatenate([head, rest]), expected)
+        assert parts.recovering == whole.recovering and parts.shown is not None
+        np.testing.assert_array_equal(parts.shown, expected)
+        ended.append(not whole.recovering)
+    assert not ended[10] and ended[-1]  # eased in after the loss, then converged
 
 
 def test_reset_forgets_the_pose_and_the_timers() -> None:

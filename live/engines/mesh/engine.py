@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -221,6 +223,19 @@ class MeshPortrait:
         return int(self.image.shape[0])
 
 
+def _body_pose(body: np.ndarray) -> np.ndarray:
+    """The body lattice's points (count, 2) as a part of the pose: z 0, (count, 3)."""
+    return np.column_stack([body, np.zeros(len(body))])
+
+
+def _timed(track: Callable[..., np.ndarray], *args: Any,
+           **kwargs: Any) -> tuple[np.ndarray, float]:
+    """``track(*args, **kwargs)`` and its time in ms (on the worker's clock)."""
+    t0 = time.perf_counter()
+    found = track(*args, **kwargs)
+    return found, (time.perf_counter() - t0) * 1e3
+
+
 def driving_points(face: FaceCrop, landmarks: np.ndarray) -> np.ndarray:
     """Crop-pixel landmarks (N, 3) -> frame pixels (z scaled alike), float64."""
     return transform_points(np.asarray(landmarks)[:, :3], face.crop_to_frame, dtype=np.float64)
@@ -247,6 +262,7 @@ class MeshEngine:
         self._portrait: MeshPortrait | None = None
         self._own_mesh: Any = None
         self._closed = False
+        self._worker: ThreadPoolExecutor | None = None  # the body flow's thread (first use)
         self._driver: tuple[np.ndarray, np.ndarray] | None = None  # crop image, crop landmarks
         self.last_timings: dict[str, float] = {}
         self.last_matte: np.ndarray | None = None
@@ -269,6 +285,7 @@ class MeshEngine:
         self._n_landmarks = 0
         self._body: BodyFlow | None = None
         self._body_ms: float | None = None  # the body flow's time in this frame
+        self._body_wait_ms: float | None = None  # ... and how long the frame waited for it
         self._shading: ShadingReference | None = None
         self._neutral_image: np.ndarray | None = None  # a copy: the caller may reuse its buffer
         self._still = False  # this frame's driving picture is the neutral one (scripted motion)
@@ -277,7 +294,7 @@ class MeshEngine:
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
-        self._filter: OneEuroFilter | None = None
+        self._filters: dict[str, OneEuroFilter] = {}  # by part of the pose: "face", "body"
         self._hold.reset()
 
     @property
@@ -403,12 +420,17 @@ class MeshEngine:
 
     @staticmethod
     def _with_body(landmarks: np.ndarray, body: np.ndarray) -> np.ndarray:
-        return np.concatenate([landmarks, np.column_stack([body, np.zeros(len(body))])])
+        return np.concatenate([landmarks, _body_pose(body)])
 
     def _drop_landmarks(self, points: np.ndarray, n: int) -> np.ndarray:
         return np.concatenate([points[:n], points[self._n_landmarks:]])
 
-    def _on_face(self, pts: np.ndarray, face: FaceCrop, t: float) -> np.ndarray:
+    def _on_face(self, pts: np.ndarray, face: FaceCrop,
+                 t: float) -> tuple[np.ndarray, Callable[[], np.ndarray] | None]:
+        """The landmarks to show and, with the body flow, a function giving the body lattice's
+        points to show, (count, 3): the flow is measured on the engine's worker meanwhile.
+        Both parts of the pose are smoothed and held alike (one filter's and one hold's
+        numbers, element by element); the hold's step ends when the function is called."""
         if self._neutral is None:
             self._set_neutral(pts, face)
         assert self._neutral is not None
@@ -417,7 +439,7 @@ class MeshEngine:
             pts = pts[:n]
             if self._n_landmarks != n:
                 self._neutral = self._drop_landmarks(self._neutral, n)
-                self._filter = None
+                self._filters.clear()
                 if self._hold.shown is not None:
                     self._hold.shown = self._drop_landmarks(self._hold.shown, n)
                 self._n_landmarks = n
@@ -427,29 +449,76 @@ class MeshEngine:
         ref = self._neutral_image
         self._still = ref is not None and face.image.shape == ref.shape \
             and np.array_equal(face.image, ref)
-        if self._body is not None and self._still:
-            pts = self._with_body(pts, self._neutral[self._n_landmarks:, :2])
-        elif self._body is not None:
-            t_body = time.perf_counter()
-            stable = list(STABLE_POINTS)
-            head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
-            pts = self._with_body(pts, self._body.track(face.image, face.crop_to_frame,
-                                                        head=head))
-            self._body_ms = (time.perf_counter() - t_body) * 1e3
-        target = pts
-        if self.config.smoothing:
-            if self._filter is None:
-                self._filter = OneEuroFilter(self.config.min_cutoff, self.config.beta,
-                                             self.config.d_cutoff)
-            norm = self._filter((pts - self._origin) / self._unit, t)
-            target = norm * self._unit + self._origin
-        return self._hold.on_face(target, t)
+        flow = self._body_points(pts, face)  # first: the flow runs while the face is done
+        n = self._n_landmarks
+        step = self._hold.face_step(t)
+        before = self._hold.shown
+        shown = step.show(None if before is None else before[:n], self._smooth("face", pts, t))
+        if flow is None:
+            step.end(shown)
+            return shown, None
+
+        def body() -> np.ndarray:
+            points = self._smooth("body", _body_pose(flow()), t)
+            held = step.show(None if before is None else before[n:], points)
+            step.end(np.concatenate([shown, held]))
+            return held
+
+        if self._still:  # nothing of the body is drawn: the step ends now
+            body()
+            return shown, None
+        return shown, body
+
+    def _body_points(self, pts: np.ndarray,
+                     face: FaceCrop) -> Callable[[], np.ndarray] | None:
+        """The body lattice's points in this frame, (count, 2) frame pixels, as a function
+        (waits for the flow, which runs on the engine's worker); None without the body
+        flow."""
+        if self._body is None:
+            return None
+        assert self._neutral is not None
+        if self._still:
+            neutral = self._neutral[self._n_landmarks:, :2]
+            return lambda: neutral
+        stable = list(STABLE_POINTS)
+        head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
+        future = self._flow_worker().submit(_timed, self._body.track, face.image,
+                                            face.crop_to_frame, head=head)
+
+        def points() -> np.ndarray:
+            t0 = time.perf_counter()
+            found, self._body_ms = future.result()
+            self._body_wait_ms = (time.perf_counter() - t0) * 1e3
+            return found
+
+        return points
+
+    def _flow_worker(self) -> ThreadPoolExecutor:
+        """The thread the body flow runs on (made on first use, ended by :meth:`close`):
+        OpenCV releases the GIL, so the flow overlaps the face's work on another core."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-body-flow")
+        return self._worker
+
+    def _smooth(self, part: str, points: np.ndarray, t: float) -> np.ndarray:
+        """``points``, one part of the pose ("face", "body"), through its One Euro filter
+        (in inter-ocular units); as they are without smoothing. The filter works element by
+        element: one filter a part gives what one filter over the whole pose gives."""
+        if not self.config.smoothing:
+            return points
+        smoother = self._filters.get(part)
+        if smoother is None:
+            smoother = self._filters[part] = OneEuroFilter(
+                self.config.min_cutoff, self.config.beta, self.config.d_cutoff)
+        norm = smoother((points - self._origin) / self._unit, t)
+        return norm * self._unit + self._origin
 
     def _on_lost(self, t: float) -> np.ndarray | None:
         was_lost = self._hold.lost
         shown = self._hold.on_lost(self._neutral, t)
-        if self._hold.lost and not was_lost and self._filter is not None:
-            self._filter.reset()  # the filter starts afresh when the face comes back
+        if self._hold.lost and not was_lost:
+            for smoother in self._filters.values():
+                smoother.reset()  # the filters start afresh when the face comes back
         return shown
 
     # -- frames --------------------------------------------------------------------------------
@@ -468,20 +537,31 @@ class MeshEngine:
         pts = self._points(driving) if driving is not None else None
         if driving is not None and driving.landmarks is None:
             timings["landmarks"] = (time.perf_counter() - t0) * 1e3
-        self._body_ms = None
+        self._body_ms = self._body_wait_ms = None
         self._still = False
-        shown = self._on_face(pts, driving, t) if pts is not None and driving is not None \
-            else self._on_lost(t)
-        if self._body_ms is not None:
-            timings["body"] = self._body_ms
+        shown: np.ndarray | None = None
+        held_body = None
+        if pts is not None and driving is not None:
+            shown, held_body = self._on_face(pts, driving, t)
+        else:
+            shown = self._on_lost(t)
         if shown is None or self._neutral is None:
             self.last_timings = timings
             self.last_matte = portrait.layers.matte_u8 if portrait.layers is not None else None
             return portrait.image.copy()
         n = self._n_landmarks
-        body = None
+        body: BodyMotion | Callable[[], BodyMotion] | None = None
         if self._body is not None and not self._still:
-            body = BodyMotion(self._body.lattice, self._neutral[n:, :2], shown[n:, :2])
+            lattice, neutral_body = self._body.lattice, self._neutral[n:, :2]
+            if held_body is None:  # held or easing back: the whole pose is there
+                body = BodyMotion(lattice, neutral_body, shown[n:, :2])
+            else:
+                later = held_body
+
+                def body_motion() -> BodyMotion:
+                    return BodyMotion(lattice, neutral_body, later()[:, :2])
+
+                body = body_motion
         # While the face is lost the last driving face's shading stays, fading as the pose
         # eases back to neutral (no jump on the held frame).
         fade = 1.0
@@ -499,20 +579,25 @@ class MeshEngine:
                           driver=self._driver if pts is not None else None, body=body,
                           shading=None if self._shade_face is None else self._shading,
                           shading_face=self._shade_face, shading_fade=fade)
+        if self._body_ms is not None:
+            timings["body"] = self._body_ms
+        if self._body_wait_ms is not None:
+            timings["body_wait"] = self._body_wait_ms
         self.last_timings = timings
         return out
 
     def render(self, portrait: MeshPortrait, neutral: np.ndarray, current: np.ndarray,
                timings: dict[str, float] | None = None, *,
                driver: tuple[np.ndarray, np.ndarray] | None = None,
-               body: BodyMotion | None = None,
+               body: BodyMotion | Callable[[], BodyMotion] | None = None,
                shading: ShadingReference | None = None,
                shading_face: ShadingReference | None = None,
                shading_fade: float = 1.0) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
-        motion (``body = "flow"``; None: hair, neck and shoulders follow the head);
+        motion (``body = "flow"``; None: hair, neck and shoulders follow the head), or a function
+        giving it, called once when the warp needs it (the engine's flow runs meanwhile);
         ``shading`` the neutral driving face for the expression shading, of the driving face
         ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength.
         Stage times (ms) go into ``timings``."""
@@ -537,21 +622,23 @@ class MeshEngine:
             src_g = layout.src[grid]
             dst[grid] = src_g + layout.grid_weight[:, None] * (
                 apply_affine(motion.head, src_g) - src_g)
-        src = layout.src
-        if body is not None:
-            src = move_outside(layout, dst, motion, body, neutral, current,
-                               slide=portrait.layers is not None,
-                               nearest=portrait.outline_nearest)
-            portrait.unfolder(dst)
-        src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
-                               portrait.lashes)
         # Draw order: the outside first, then face triangles that flipped (turned away),
-        # then the rest from far to near.
+        # then the rest from far to near. (Before the body's motion, which moves no face
+        # point: the body flow may still be running.)
         face = layout.face_tris
         flipped = np.sign(triangle_areas(dst, face)) != layout.face_sign
         depth = motion.points[face, 2].mean(axis=1)
         order = np.lexsort((-depth, ~flipped))
         tris = np.concatenate([layout.outer_tris, face[order]])
+        src = layout.src
+        if body is not None:
+            body_motion = body() if callable(body) else body
+            src = move_outside(layout, dst, motion, body_motion, neutral, current,
+                               slide=portrait.layers is not None,
+                               nearest=portrait.outline_nearest)
+            portrait.unfolder(dst)
+        src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
+                               portrait.lashes)
         t1 = clock()
         warp = self._warp
         index = warp.index_map(dst, tris)
@@ -653,10 +740,14 @@ class MeshEngine:
     # -- life cycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the engine's own face mesh (if it made one); harmless twice."""
+        """Release the engine's own face mesh and the body flow's thread (if it made them);
+        harmless twice."""
         if self._closed:
             return
         self._closed = True
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
         if self._own_mesh is not None:
             self._own_mesh.close()
             self._own_mesh = None

@@ -1,0 +1,135 @@
+"""Mesh engine: the body flow runs on a worker thread while the face is drawn
+(live/engines/mesh/engine.py); what it draws is what the flow measured in line draws."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from live.engines.mesh.body import BodyFlow
+from live.engines.mesh.engine import MeshEngine, MeshPortrait
+from live.packets import FaceCrop
+
+pytestmark = pytest.mark.fixtures
+
+SIZE = 512
+
+
+class InlineWorker:
+    """An executor that runs each job at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # handed over as the worker would
+            done.set_exception(exc)
+        return done
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def driver(portraits_dir: Path) -> tuple[MeshPortrait, np.ndarray, np.ndarray]:
+    """The lp_s42 portrait prepared (body flow on), its crop and its landmarks (crop
+    pixels): the crop, moved, is the driving picture."""
+    from live.face.portraits import find_portrait, load_image
+
+    found = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), SIZE)
+    assert found.crop.landmarks is not None
+    with MeshEngine(size=SIZE) as engine:
+        portrait = engine.prepare(found.crop.image)
+    return portrait, found.crop.image, np.asarray(found.crop.landmarks, np.float64)
+
+
+def _frames(crop: np.ndarray, landmarks: np.ndarray) -> Iterator[tuple[FaceCrop | None, float]]:
+    """A driver that turns and moves, is lost for 0.4 s (held, then easing back), and comes
+    back elsewhere (the pose eases in until it converges)."""
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for k in range(36):
+        t = 0.04 * k
+        if 10 <= k < 20:
+            yield None, t
+            continue
+        angle, dx, dy = (1.5 * k, 0.6 * k, -0.3 * k) if k < 10 else (4.0, 9.0, 3.0)
+        m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, 1.0)
+        m[:, 2] += (dx, dy)
+        image = cv2.warpAffine(crop, m, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT)
+        pts = landmarks.copy()
+        pts[:, :2] = landmarks[:, :2] @ m[:, :2].T + m[:, 2]
+        yield FaceCrop(image, eye, k, t, landmarks=pts.astype(np.float32)), t
+
+
+def _run(engine: MeshEngine, crop: np.ndarray,
+         landmarks: np.ndarray) -> tuple[list[np.ndarray], list[bool]]:
+    outs, recovering = [], []
+    for f, t in _frames(crop, landmarks):
+        outs.append(engine.process(f, t))
+        recovering.append(engine._hold.recovering)
+    return outs, recovering
+
+
+def test_the_threaded_flow_draws_what_the_inline_flow_draws_through_a_loss(
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    portrait, crop, landmarks = driver
+    options = {"size": SIZE, "hold_s": 0.1, "ease_half_life_s": 0.1}
+    with MeshEngine(**options) as threaded:  # type: ignore[arg-type]
+        threaded.set_portrait(portrait)
+        outs, recovering = _run(threaded, crop, landmarks)
+        assert threaded._worker is not None  # the flow did run on the worker
+    with MeshEngine(**options) as inline:  # type: ignore[arg-type]
+        monkeypatch.setattr(inline, "_flow_worker", InlineWorker)
+        inline.set_portrait(portrait)
+        ref, ref_recovering = _run(inline, crop, landmarks)
+    assert recovering == ref_recovering
+    # the face came back easing in, and the ease in ended (the hold's distance over the
+    # landmarks and the body lattice together) before the clip's end
+    assert recovering[20] and not recovering[-1]
+    assert not np.array_equal(outs[19], outs[15])  # lost: held, then easing back
+    for k, (a, b) in enumerate(zip(outs, ref, strict=True)):
+        assert np.array_equal(a, b), f"frame {k} differs"
+
+
+def test_close_ends_the_worker_and_is_harmless_twice(
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray]) -> None:
+    portrait, crop, landmarks = driver
+    engines = [MeshEngine(size=SIZE) for _ in range(2)]
+    before = set(threading.enumerate())
+    for engine in engines:
+        engine.set_portrait(portrait)
+        for f, t in list(_frames(crop, landmarks))[:2]:
+            engine.process(f, t)
+    workers = set(threading.enumerate()) - before
+    assert len(workers) == 2  # one each, made on first use
+    for engine in engines:
+        engine.close()
+        engine.close()
+    assert not any(w.is_alive() for w in workers)
+    with pytest.raises(RuntimeError, match="closed"):
+        engines[0].process(None, 1.0)
+
+
+def test_an_error_in_the_flow_reaches_the_caller(
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    portrait, crop, landmarks = driver
+    frames = list(_frames(crop, landmarks))
+
+    def broken(self: BodyFlow, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise cv2.error("the flow broke")
+
+    with MeshEngine(size=SIZE) as engine:
+        engine.set_portrait(portrait)
+        engine.process(*frames[0])  # calibrates: the neutral pose, no flow yet
+        monkeypatch.setattr(BodyFlow, "track", broken)
+        with pytest.raises(cv2.error, match="the flow broke"):
+            engine.process(*frames[1])

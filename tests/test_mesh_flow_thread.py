@@ -1,11 +1,11 @@
 """Mesh engine: the body flow runs on a worker thread while the face is drawn
-(live/engines/mesh/engine.py); what it draws is what the flow measured in line draws."""
+(live/engines/mesh/engine.py), in line on one core; both draw the same."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
+from live.engines.mesh import engine as mesh_engine
 from live.engines.mesh.body import BodyFlow
-from live.engines.mesh.engine import MeshEngine, MeshPortrait
+from live.engines.mesh.engine import InlineWorker, MeshEngine, MeshPortrait
 from live.packets import FaceCrop
 
 pytestmark = pytest.mark.fixtures
 
 SIZE = 512
-
-
-class InlineWorker:
-    """An executor that runs each job at once, in the caller's thread."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        done: Future[Any] = Future()
-        try:
-            done.set_result(fn(*args, **kwargs))
-        except Exception as exc:  # handed over as the worker would
-            done.set_exception(exc)
-        return done
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +46,8 @@ def _frames(crop: np.ndarray, landmarks: np.ndarray) -> Iterator[tuple[FaceCrop 
             yield None, t
             continue
         angle, dx, dy = (1.5 * k, 0.6 * k, -0.3 * k) if k < 10 else (4.0, 9.0, 3.0)
-        m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, 1.0)
-        m[:, 2] += (dx, dy)
+        m = np.array(cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, 1.0), np.float64)
+        m[:, 2] += np.array([dx, dy])
         image = cv2.warpAffine(crop, m, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT)
         pts = landmarks.copy()
         pts[:, :2] = landmarks[:, :2] @ m[:, :2].T + m[:, 2]
@@ -82,14 +68,16 @@ def test_the_threaded_flow_draws_what_the_inline_flow_draws_through_a_loss(
         monkeypatch: pytest.MonkeyPatch) -> None:
     portrait, crop, landmarks = driver
     options = {"size": SIZE, "hold_s": 0.1, "ease_half_life_s": 0.1}
+    monkeypatch.setattr(mesh_engine, "usable_cores", lambda: 2)
     with MeshEngine(**options) as threaded:  # type: ignore[arg-type]
         threaded.set_portrait(portrait)
         outs, recovering = _run(threaded, crop, landmarks)
-        assert threaded._worker is not None  # the flow did run on the worker
+        assert isinstance(threaded._worker, ThreadPoolExecutor)  # the flow ran on a thread
+    monkeypatch.setattr(mesh_engine, "usable_cores", lambda: 1)  # one core: in line
     with MeshEngine(**options) as inline:  # type: ignore[arg-type]
-        monkeypatch.setattr(inline, "_flow_worker", InlineWorker)
         inline.set_portrait(portrait)
         ref, ref_recovering = _run(inline, crop, landmarks)
+        assert isinstance(inline._worker, InlineWorker)
     assert recovering == ref_recovering
     # the face came back easing in, and the ease in ended (the hold's distance over the
     # landmarks and the body lattice together) before the clip's end
@@ -100,8 +88,10 @@ def test_the_threaded_flow_draws_what_the_inline_flow_draws_through_a_loss(
 
 
 def test_close_ends_the_worker_and_is_harmless_twice(
-        driver: tuple[MeshPortrait, np.ndarray, np.ndarray]) -> None:
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     portrait, crop, landmarks = driver
+    monkeypatch.setattr(mesh_engine, "usable_cores", lambda: 2)
     engines = [MeshEngine(size=SIZE) for _ in range(2)]
     before = set(threading.enumerate())
     for engine in engines:
@@ -118,10 +108,12 @@ def test_close_ends_the_worker_and_is_harmless_twice(
         engines[0].process(None, 1.0)
 
 
+@pytest.mark.parametrize("cores", [2, 1])
 def test_an_error_in_the_flow_reaches_the_caller(
-        driver: tuple[MeshPortrait, np.ndarray, np.ndarray],
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray], cores: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
     portrait, crop, landmarks = driver
+    monkeypatch.setattr(mesh_engine, "usable_cores", lambda: cores)
     frames = list(_frames(crop, landmarks))
 
     def broken(self: BodyFlow, *args: Any, **kwargs: Any) -> np.ndarray:

@@ -122,6 +122,6 @@ def test_an_error_in_the_flow_reaches_the_caller(
     with MeshEngine(size=SIZE) as engine:
         engine.set_portrait(portrait)
         engine.process(*frames[0])  # calibrates: the neutral pose, no flow yet
-        monkeypatch.setattr(BodyFlow, "track", broken)
+        monkeypatch.setattr(BodyFlow, "flow", broken)  # the part on the worker
         with pytest.raises(cv2.error, match="the flow broke"):
             engine.process(*frames[1])

@@ -161,7 +161,15 @@ class BodyFlow:
         similarity): frame pixels, (count, 2) float64. ``head`` (2x3, frame pixels, neutral
         -> now; from the landmarks) is undone before the flow is measured, so the flow only
         has to find what moved differently from the head: a large head motion stays within
-        its reach."""
+        its reach. The same as :meth:`align`, :meth:`flow` and :meth:`place` in turn."""
+        aligned = self.align(image, crop_to_frame, head=head)
+        return self.place(self.flow(aligned), head=head)
+
+    def align(self, image: np.ndarray, crop_to_frame: np.ndarray, *,
+              head: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`track`'s first step: the crop resampled into the neutral crop's coordinates
+        at the flow's side, gray uint8, the head's motion undone near the face (the flow's
+        prior)."""
         cur = np.asarray(crop_to_frame, dtype=np.float64)
         head_m = _IDENTITY if head is None else np.asarray(head, dtype=np.float64)
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
@@ -171,25 +179,36 @@ class BodyFlow:
         frame_to_cur = invert_affine(cur)
         to_cur = compose(frame_to_cur, compose(head_m, to_frame))
         if self._head_share is None:
-            aligned = cv2.warpAffine(gray, to_cur, (self._work, self._work),
-                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                     borderMode=cv2.BORDER_REPLICATE)
-        else:
-            still = compose(frame_to_cur, to_frame)
-            gx, gy = self._grid
-            a = self._head_share
-            maps = [(still[i, 0] + a * (to_cur[i, 0] - still[i, 0])) * gx
-                    + (still[i, 1] + a * (to_cur[i, 1] - still[i, 1])) * gy
-                    + (still[i, 2] + a * (to_cur[i, 2] - still[i, 2])) for i in (0, 1)]
-            aligned = cv2.remap(gray, maps[0].astype(np.float32, copy=False),
-                                maps[1].astype(np.float32, copy=False),
-                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            return np.asarray(cv2.warpAffine(gray, to_cur, (self._work, self._work),
+                                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                             borderMode=cv2.BORDER_REPLICATE))
+        still = compose(frame_to_cur, to_frame)
+        gx, gy = self._grid
+        a = self._head_share
+        maps = [(still[i, 0] + a * (to_cur[i, 0] - still[i, 0])) * gx
+                + (still[i, 1] + a * (to_cur[i, 1] - still[i, 1])) * gy
+                + (still[i, 2] + a * (to_cur[i, 2] - still[i, 2])) for i in (0, 1)]
+        return np.asarray(cv2.remap(gray, maps[0].astype(np.float32, copy=False),
+                                    maps[1].astype(np.float32, copy=False),
+                                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+
+    def flow(self, aligned: np.ndarray) -> np.ndarray:
+        """:meth:`track`'s second step, most of its time: the dense flow from the neutral
+        crop to ``aligned`` (:meth:`align`), (side, side, 2) float32 in the flow's pixels.
+        One OpenCV call, which releases the GIL: it may run on another thread while the
+        caller's goes on."""
         # Farneback's dense flow (:data:`_FARNEBACK`): smooth over little texture (hair)
         # and the same run to run (OpenCV's DIS with spatial propagation was
         # not: its threads' stripes race where they meet, and without propagation it lost
         # the hair)
         farneback: Any = cv2.calcOpticalFlowFarneback  # the stubs do not allow flow=None
-        flow = farneback(self._gray0, aligned, None, *_FARNEBACK)
+        return np.asarray(farneback(self._gray0, aligned, None, *_FARNEBACK))
+
+    def place(self, flow: np.ndarray, *, head: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`track`'s last step: the lattice points moved by ``flow`` (:meth:`flow`),
+        the head's motion ``head`` (as given to :meth:`align`) put back near the face; frame
+        pixels, (count, 2) float64."""
+        head_m = _IDENTITY if head is None else np.asarray(head, dtype=np.float64)
         flow = flow * np.float32(self.size / self._work)
         cells = self.lattice.cells
         mean = cv2.resize(flow, (cells, cells), interpolation=cv2.INTER_AREA)

@@ -229,11 +229,10 @@ def _body_pose(body: np.ndarray) -> np.ndarray:
     return np.column_stack([body, np.zeros(len(body))])
 
 
-def _timed(track: Callable[..., np.ndarray], *args: Any,
-           **kwargs: Any) -> tuple[np.ndarray, float]:
-    """``track(*args, **kwargs)`` and its time in ms (on the worker's clock)."""
+def _timed(job: Callable[..., np.ndarray], *args: Any) -> tuple[np.ndarray, float]:
+    """``job(*args)`` and its time in ms (on the worker's clock)."""
     t0 = time.perf_counter()
-    found = track(*args, **kwargs)
+    found = job(*args)
     return found, (time.perf_counter() - t0) * 1e3
 
 
@@ -493,24 +492,30 @@ class MeshEngine:
 
     def _body_points(self, pts: np.ndarray,
                      face: FaceCrop) -> Callable[[], np.ndarray] | None:
-        """The body lattice's points in this frame, (count, 2) frame pixels, as a function
-        (waits for the flow, which runs on the engine's worker); None without the body
-        flow."""
+        """The body lattice's points in this frame, (count, 2) frame pixels, as a function;
+        None without the body flow. The crop is aligned here, Farneback's flow (most of the
+        time, without the GIL) runs on the engine's worker, the function waits for it."""
         if self._body is None:
             return None
         assert self._neutral is not None
         if self._still:
             neutral = self._neutral[self._n_landmarks:, :2]
             return lambda: neutral
+        t0 = time.perf_counter()
         stable = list(STABLE_POINTS)
         head = fit_similarity(self._neutral[stable, :2], pts[stable, :2])
-        future = self._flow_worker().submit(_timed, self._body.track, face.image,
-                                            face.crop_to_frame, head=head)
+        flow = self._body
+        aligned = flow.align(face.image, face.crop_to_frame, head=head)
+        align_ms = (time.perf_counter() - t0) * 1e3
+        future = self._flow_worker().submit(_timed, flow.flow, aligned)
 
         def points() -> np.ndarray:
-            t0 = time.perf_counter()
-            found, self._body_ms = future.result()
-            self._body_wait_ms = (time.perf_counter() - t0) * 1e3
+            t1 = time.perf_counter()
+            measured, flow_ms = future.result()
+            t2 = time.perf_counter()
+            found = flow.place(measured, head=head)
+            self._body_wait_ms = (t2 - t1) * 1e3
+            self._body_ms = align_ms + flow_ms + (time.perf_counter() - t2) * 1e3
             return found
 
         return points

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["limit_openblas_threads", "loaded_openblas"]
+__all__ = ["limit_openblas_threads", "loaded_openblas", "usable_cores"]
 
 _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
             "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_")
@@ -63,3 +64,11 @@ def limit_openblas_threads(n: int = 1) -> dict[str, int]:
                 log.debug("%s: %s(%d)", Path(path).name, name, threads)
                 break
     return done
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)

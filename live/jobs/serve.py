@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError
-from live.blas import limit_openblas_threads
+from live.blas import limit_openblas_threads, usable_cores
 from live.engines.base import Engine
 from live.engines.remote import (
     FLAG_FACE,
@@ -125,10 +125,7 @@ class ServeOptions:
 
 def default_instances() -> int:
     """The CPU cores this process may use (at least 1)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class RequestError(Exception):

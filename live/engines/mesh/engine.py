@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -35,6 +34,7 @@ from calibrate import landmarks as lm
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
+from live.blas import usable_cores
 from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside, nearest_outline
 from live.engines.mesh.eyes import (
     EyePatch,
@@ -234,14 +234,6 @@ def _timed(job: Callable[..., np.ndarray], *args: Any) -> tuple[np.ndarray, floa
     t0 = time.perf_counter()
     found = job(*args)
     return found, (time.perf_counter() - t0) * 1e3
-
-
-def usable_cores() -> int:
-    """How many CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class InlineWorker(Executor):

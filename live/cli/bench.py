@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 
 def _run_engine_mesh(args: argparse.Namespace) -> int:
     from live.bench.engine import bench_engine_mesh, format_engine_report
+    from live.blas import limit_openblas_threads
 
     driving = args.driving or first_fixture("driving", VIDEO_SUFFIXES, "--driving")
     portrait = args.portrait or first_fixture("portraits", IMAGE_SUFFIXES, "--portrait")
     for p in (driving, portrait):
         if not Path(p).is_file():
             raise InputError("file not found", path=p)
+    limit_openblas_threads(1)  # as `mimicam live` and the other jobs do (live/blas.py)
     result = bench_engine_mesh(
         driving=Path(driving), portrait=Path(portrait),
         frames=args.frames if args.frames is not None else 300,

@@ -576,6 +576,54 @@ def test_a_closed_lid_is_the_portraits_skin_above_its_lashes_not_the_warped_crea
     assert edge.sum() < 0.6 * (210 + 170 + 150)
 
 
+def test_a_closed_lash_line_is_smooth_tapered_and_ends_at_the_corners() -> None:
+    """The closed lid's lash line follows the lid's curve as a smooth band (a stroked
+    polyline came out chunky and stair-stepped): thickest in the middle, thinner towards
+    the corners, nothing beyond them, and the same line for a lid drawn in either
+    direction."""
+    from live.engines.mesh.eyes import CLOSED_LASH_ALPHA, CLOSED_LASH_ENDS, closed_lash_line
+
+    x = np.linspace(20.0, 100.0, 9)
+    lid = np.stack([x, 40.0 + 6.0 * np.sin(np.linspace(0.0, np.pi, 9))], 1)
+    cover = closed_lash_line(lid, (80, 120), 3.0)
+    assert cover.dtype == np.float32 and cover.shape == (80, 120)
+    assert cover.min() >= 0.0 and cover.max() <= CLOSED_LASH_ALPHA + 1e-6
+    thick = cover.sum(axis=0) / CLOSED_LASH_ALPHA  # px of line per column
+    np.testing.assert_allclose(thick[58:63], 3.0, atol=0.15)  # the middle: as asked
+    assert thick[21] < 0.6 * thick[60] and thick[30] < 0.9 * thick[60]  # thinner ...
+    assert thick[21] > 0.8 * CLOSED_LASH_ENDS * 3.0  # ... but still there
+    assert thick[:19].max() == 0.0 and thick[102:].max() == 0.0  # nothing past the corners
+    # smooth: the line's centre moves by well under a pixel from column to column
+    cols = np.arange(30, 91)
+    rows = np.arange(80, dtype=float)[:, None]
+    centre = (cover[:, cols] * rows).sum(0) / cover[:, cols].sum(0)
+    assert np.abs(np.diff(centre)).max() < 0.5
+    np.testing.assert_allclose(centre, np.interp(cols, lid[:, 0], lid[:, 1]), atol=0.35)
+    np.testing.assert_allclose(closed_lash_line(lid[::-1], (80, 120), 3.0), cover, atol=1e-5)
+
+
+def test_a_nearly_closed_eyes_lashes_hang_over_its_slit_but_not_past_the_lower_lid() -> None:
+    """What is left of the opening under a nearly closed lid (a pale sliver of the eye's
+    white) is covered by the lashes hanging from the lid's edge, down to the lower lid at
+    most; a wider opening is covered only as far as the lashes hang."""
+    from live.engines.mesh.eyes import CLOSED_LASH_HANG_ALPHA, closed_lash_line
+
+    x = np.linspace(20.0, 100.0, 9)
+    arc = np.sin(np.linspace(0.0, np.pi, 9))
+    lid = np.stack([x, 40.0 + 6.0 * arc], 1)
+    for slit in (3.0, 12.0):
+        lower = np.stack([x, 40.0 + (6.0 + slit) * arc], 1)  # the slit's height at the middle
+        cover = closed_lash_line(lid, (80, 120), 2.0, lower=lower, hang=5.0)
+        plain = closed_lash_line(lid, (80, 120), 2.0)
+        mid = cover[:, 60]
+        # the middle column: lid edge at row 46, lower lid at 46 + slit
+        below_line = mid[48:int(46 + min(slit, 5.0))]
+        assert below_line.size and below_line.min() >= CLOSED_LASH_HANG_ALPHA - 1e-6
+        assert plain[48:52, 60].max() == 0.0  # without the lower lid: the line only
+        assert mid[int(46 + min(slit, 5.0)) + 2:].max() == 0.0  # not past the lower lid/hang
+        assert mid[:43].max() == 0.0  # nothing above the line
+
+
 def _lid_rows(gap: float, *, dy_left: float = 200.0) -> np.ndarray:
     """:func:`_synthetic_eyes` with the rows above each upper lid: the near ring ``gap`` px
     above the lid's middle points, the far ring ``2 * gap``, the brow's lower and upper

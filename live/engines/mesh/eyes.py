@@ -421,8 +421,69 @@ CLOSING_LID_FEATHER = 0.05
 CLOSED_LID_SKIN = 0.1
 """Height (eye widths) of the portrait's skin above the lash line that covers a closed eye
 (:func:`_lid_skin`)."""
-CLOSED_LASH_LINE = 0.22
-"""Thickness of the closed lid's lash line, a share of the open lash line's reach."""
+CLOSED_LASH_LINE = 0.3
+"""Thickness of the closed lid's lash line in its middle, a share of the open lash line's
+reach (at least :data:`CLOSED_LASH_MIN` px) ..."""
+CLOSED_LASH_MIN = 2.0
+CLOSED_LASH_ENDS = 0.35
+"""... thinning towards the eye's corners to this share of it (:func:`closed_lash_line`)."""
+CLOSED_LASH_ALPHA = 0.9
+"""How much of the lash colour the line's middle takes (lashes are a fringe, not paint)."""
+CLOSED_LASH_HANG = 0.08
+"""How far below a closing lid's edge its lashes hang over what is left of the eye's opening
+(eye widths) ..."""
+CLOSED_LASH_HANG_ALPHA = 0.7
+"""... and how much of the lash colour that part takes."""
+
+
+def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, *,
+                     lower: np.ndarray | None = None, hang: float = 0.0) -> np.ndarray:
+    """Coverage (float32 (h, w) in [0, 1]) of a closed eye's lash line along ``lid`` (its 9
+    upper lid points from corner to corner, pixels of the (h, w) area): ``thickness`` px in
+    the middle, thinning to :data:`CLOSED_LASH_ENDS` of it at the corners, anti-aliased by
+    each pixel's distance from the lid's curve (measured across the eye), and nothing
+    beyond the corners. A line stroked through the points instead came out as a chunky,
+    stair-stepped marker line. With ``lower`` (the lower lid's points from corner to
+    corner) the lashes also hang ``hang`` px below the lid's edge over the slit left between
+    the lids (at :data:`CLOSED_LASH_HANG_ALPHA`), never past the lower lid: a nearly closed
+    eye showed a pale sliver of its white under the line."""
+    h, w = shape
+    lid = np.asarray(lid, np.float64)
+    axis = lid[-1] - lid[0]
+    length = float(np.hypot(axis[0], axis[1]))
+    if length < 2.0 or h < 1 or w < 1:
+        return np.zeros((h, w), np.float32)
+    e = axis / length
+    n = np.array([-e[1], e[0]])
+    rel = lid - lid[0]
+    u_pts, v_pts = rel @ e, rel @ n
+    order = np.argsort(u_pts, kind="stable")
+    u_pts, v_pts = u_pts[order], v_pts[order]
+    # the lid's curve and its slope on a fine grid along the eye
+    uu = np.linspace(0.0, length, max(16, int(length) + 1))
+    cc = np.interp(uu, u_pts, v_pts)
+    slope = np.gradient(cc, uu)
+    dx = np.arange(w, dtype=np.float64)[None, :] - lid[0, 0]
+    dy = np.arange(h, dtype=np.float64)[:, None] - lid[0, 1]
+    u = dx * e[0] + dy * e[1]
+    v = dx * n[0] + dy * n[1]
+    dist = np.abs(v - np.interp(u, uu, cc)) / np.sqrt(1.0 + np.interp(u, uu, slope) ** 2)
+    s = np.clip(u / length, 0.0, 1.0)
+    taper = CLOSED_LASH_ENDS + (1.0 - CLOSED_LASH_ENDS) * np.sqrt(
+        np.clip(1.0 - (2.0 * s - 1.0) ** 2, 0.0, 1.0))
+    cover = np.clip(0.5 * thickness * taper + 0.5 - dist, 0.0, 1.0) * CLOSED_LASH_ALPHA
+    if lower is not None and hang > 0.0:
+        low = np.asarray(lower, np.float64) - lid[0]
+        lu, lv = low @ e, low @ n
+        o = np.argsort(lu, kind="stable")
+        gap = np.interp(uu, lu[o], lv[o]) - cc  # the slit's height along the eye (signed)
+        down = 1.0 if float(np.mean(gap)) >= 0.0 else -1.0
+        depth = (v - np.interp(u, uu, cc)) * down  # below the lid's edge, px
+        reach = np.minimum(np.maximum(np.interp(u, uu, gap) * down, 0.0), hang * taper)
+        slit = np.clip(depth + 0.5, 0.0, 1.0) * np.clip(reach + 0.5 - depth, 0.0, 1.0)
+        cover = np.maximum(cover, slit * CLOSED_LASH_HANG_ALPHA)
+    cover *= np.clip(np.minimum(u, length - u) + 0.5, 0.0, 1.0)  # ends at the corners
+    return np.asarray(cover, np.float32)
 
 
 def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLine,
@@ -497,11 +558,12 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         colour = np.asarray(cv2.blur(skin, (k, 1)), np.float32)
         blended = base + (colour - base) * mask[..., None]
         if lash.reach > 0.0:  # the closed lid's edge: the portrait's lash line
-            line = np.zeros(roi.shape[:2], np.float32)
-            thick = max(2, round(CLOSED_LASH_LINE * lash.reach))
-            cv2.polylines(line, [np.round((up_now - [x0, y0]) * 16).astype(np.int32)], False,
-                          (1.0,), thick, cv2.LINE_AA, 4)
-            line = cv2.GaussianBlur(line, (0, 0), 0.6) * np.float32(a)
+            low_now = np.concatenate([now[:1], now[9:][::-1], now[8:9]])
+            line = closed_lash_line(up_now - [x0, y0], roi.shape[:2],
+                                    max(CLOSED_LASH_MIN, CLOSED_LASH_LINE * lash.reach),
+                                    lower=low_now - [x0, y0],
+                                    hang=CLOSED_LASH_HANG * width)
+            line *= np.float32(a)
             blended += (np.asarray(lash.colour, np.float32) - blended) * line[..., None]
         roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         done += 1

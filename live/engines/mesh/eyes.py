@@ -559,7 +559,7 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         blended = base + (colour - base) * mask[..., None]
         if lash.reach > 0.0:  # the closed lid's edge: the portrait's lash line
             low_now = np.concatenate([now[:1], now[9:][::-1], now[8:9]])
-            line = closed_lash_line(up_now - [x0, y0], roi.shape[:2],
+            line = closed_lash_line(up_now - [x0, y0], (y1 - y0, x1 - x0),
                                     max(CLOSED_LASH_MIN, CLOSED_LASH_LINE * lash.reach),
                                     lower=low_now - [x0, y0],
                                     hang=CLOSED_LASH_HANG * width)

@@ -590,7 +590,7 @@ def test_a_closed_lash_line_is_smooth_tapered_and_ends_at_the_corners() -> None:
     assert cover.min() >= 0.0 and cover.max() <= CLOSED_LASH_ALPHA + 1e-6
     thick = cover.sum(axis=0) / CLOSED_LASH_ALPHA  # px of line per column
     np.testing.assert_allclose(thick[58:63], 3.0, atol=0.15)  # the middle: as asked
-    assert thick[21] < 0.6 * thick[60] and thick[30] < 0.9 * thick[60]  # thinner ...
+    assert thick[21] < 0.7 * thick[60] and thick[30] < 0.95 * thick[60]  # thinner ...
     assert thick[21] > 0.8 * CLOSED_LASH_ENDS * 3.0  # ... but still there
     assert thick[:19].max() == 0.0 and thick[102:].max() == 0.0  # nothing past the corners
     # smooth: the line's centre moves by well under a pixel from column to column

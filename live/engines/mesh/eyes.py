@@ -425,10 +425,11 @@ CLOSED_LASH_LINE = 0.3
 """Thickness of the closed lid's lash line in its middle, a share of the open lash line's
 reach (at least :data:`CLOSED_LASH_MIN` px) ..."""
 CLOSED_LASH_MIN = 2.0
-CLOSED_LASH_ENDS = 0.35
+CLOSED_LASH_ENDS = 0.5
 """... thinning towards the eye's corners to this share of it (:func:`closed_lash_line`)."""
-CLOSED_LASH_ALPHA = 0.9
-"""How much of the lash colour the line's middle takes (lashes are a fringe, not paint)."""
+CLOSED_LASH_ALPHA = 1.0
+"""How much of the lash colour the line takes (a closed eye's lashes bunch into a dark line:
+lighter, it cost dlib's face embedding a little on lp_d3's closed eyes)."""
 CLOSED_LASH_HANG = 0.08
 """How far below a closing lid's edge its lashes hang over what is left of the eye's opening
 (eye widths) ..."""

@@ -214,6 +214,66 @@ def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth
     assert patch.mean() < 0.92 * gum.mean()  # the mouth behind (its tongue) is darker
 
 
+def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> None:
+    """A portrait with both rows of teeth (a gap between them). A yell drops the lower lip
+    far below where the lower jaw carries the lower row (the face mesh's chin reads less of
+    the drop than its lips): the space between was painted as gum, a flat band in the lips'
+    tone (lp_s42 and deepface_img1 on lp_d18). Now the lower row stays within
+    MAX_LOWER_GUM of the mouth's width from the lip, and the mouth behind shows above it."""
+    from live.engines.mesh.mouth import MAX_LOWER_GUM
+
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth and style.interior is not None and style.interior.split < 1.0
+    inner = inner_lips(UP, DOWN)
+    out_inner = inner_lips(UP, DOWN + 40.0)  # the lower lip 40 px further down ...
+    jaw = inner[[0, *range(19, 9, -1)]].copy()  # the portrait's lower inner lip line ...
+    jaw[1:-1, 1] += 6.0  # ... carried down 6 px by the jaw
+    anchors = (inner[:11].copy(), jaw)
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
+                        anchors=anchors) == "synthetic"
+    xs = slice(int(CENTRE[0]) - 8, int(CENTRE[0]) + 8)
+    lip = CENTRE[1] + DOWN + 40.0  # the output's lower lip, in the middle
+    width = float(np.ptp(out_inner[:, 0]))
+    gum = np.asarray(style.lip) * 0.92
+    # the lower row (its stripes) just above the lip, within the gum allowance and a bit
+    near = out[int(lip - MAX_LOWER_GUM * width - 10):int(lip - MAX_LOWER_GUM * width - 2), xs]
+    assert near[..., 1].astype(float).mean(axis=1).ptp() > 40.0  # stripes, not a flat band
+    # where the jaw put the row (10-20 px below the portrait's lip): not a band of gum
+    band = out[int(CENTRE[1] + DOWN + 12):int(CENTRE[1] + DOWN + 20), xs].reshape(-1, 3)
+    assert np.abs(band.astype(float) - gum).mean() > 20.0
+
+
+def test_a_yell_is_dark_under_the_portraits_own_teeth_and_speech_keeps_its_lit_gap() -> None:
+    """Under a portrait's own upper teeth (ending in the dark gap between its rows) a wide
+    opening is the shadow of the mouth, dark from the teeth down to the middle; the throat's
+    top used to be lit there, a light step right under the dark gap (lp_s42 and
+    deepface_img1 on lp_d18's yells). A narrow opening (speech) keeps the lit gap tone."""
+    img, pts = teeth_portrait()
+    style = prepare_mouth(img, pts)
+    inner = inner_lips(UP, DOWN)
+    centre = int(CENTRE[0])
+    profiles = {}
+    for extra in (8.0, 60.0):  # the lower lip (and jaw) this much further down
+        out_inner = inner_lips(UP, DOWN + extra)
+        jaw = inner[[0, *range(19, 9, -1)]].copy()
+        jaw[1:-1, 1] += extra
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
+                            anchors=(inner[:11].copy(), jaw)) == "synthetic"
+        y0 = int(CENTRE[1] - UP)
+        profiles[extra] = out[y0:int(CENTRE[1] + DOWN + extra), centre - 3:centre + 4].astype(
+            float).mean(axis=(1, 2))
+    gap = int(np.argmax(profiles[60.0] < 60.0))  # where the teeth end (the same in both)
+    assert gap > 10 and int(np.argmax(profiles[8.0] < 60.0)) == gap
+    dark = profiles[60.0][gap]
+    wide = profiles[60.0][gap + 2:gap + 30]  # from under the teeth down to the middle
+    assert wide.max() <= dark + 6.0  # no lit band under the teeth (before: +29)
+    narrow = profiles[8.0][gap + 3:gap + 10]
+    assert narrow.max() >= dark + 15.0  # speech: the gap tone as before
+
+
 def test_an_unchanged_opening_leaves_the_portrait_exactly() -> None:
     img, pts = teeth_portrait()
     style = prepare_mouth(img, pts)

@@ -441,6 +441,10 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         tu, tl = tu_lip, tl_lip
     else:
         tu, tl = _anchor_line(dst, anchors[0], s), _anchor_line(dst, anchors[1], s)
+        # A lower lip dropped far below where the lower jaw carries the portrait's lower
+        # row (a yell: the face mesh's chin reads less of the jaw's drop than its lips do)
+        # takes the row along: at most MAX_LOWER_GUM of the mouth's width of gum between.
+        tl = np.maximum(tl, tl_lip - np.float32(MAX_LOWER_GUM * dst.width))
         if interior.split >= 1.0:
             # No lower row in the portrait: its lower part is the lower lip's inner edge,
             # which rides on the lip (hung from the jaw, a yell's lip dropped below it left
@@ -484,7 +488,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     gap = bottom - top
     base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom,
                    height=float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0,
-                   edge=_gap_tone(style, interior))
+                   edge=_gap_tone(style, interior), dark_top=True)
     return _over(base, up, lo)
 
 
@@ -890,13 +894,17 @@ def fill_mouth(image: np.ndarray, inner_lips: np.ndarray, style: MouthStyle,
 
 def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
             *, tongue: bool, top: np.ndarray | None = None, bottom: np.ndarray | None = None,
-            height: float | None = None, edge: np.ndarray | None = None) -> np.ndarray:
+            height: float | None = None, edge: np.ndarray | None = None,
+            dark_top: bool = False) -> np.ndarray:
     """The synthetic interior (h, w, 3) float32 between ``top`` and ``bottom`` (output lip
     frame ``t`` per pixel; default: the lips): a throat in the lip hue, darkest in the middle
     and towards the back corners, but only as dark as the gap is wide (a narrow gap is a
     soft shadow, fully dark from 0.3 mouth widths); with ``tongue`` a tongue low
     in a wide opening (``height``: the mean gap, default the opening's); ``edge``: the
-    colour next to the lips (default ``style.edge``)."""
+    colour next to the lips (default ``style.edge``); ``dark_top``: in a wide gap (from
+    :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the top down to
+    the middle too: the shadow under a portrait's own upper teeth, which end in the
+    darkness between its rows (lit at the top, the throat met them in a hard step)."""
     s, t, tu, tl = grid
     top = tu if top is None else top
     bottom = tl if bottom is None else bottom
@@ -904,7 +912,11 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     v = np.clip((t - top) / gap, 0.0, 1.0)
     width = max(frame.width, 1.0)
     u = np.clip(s * np.float32(1.0 / width), 0.0, 1.0)
-    depth = np.minimum(v, 1.0 - v) * 2.0
+    if dark_top:
+        shadow = _smoothstep(DARK_TOP_FROM * width, DARK_TOP_FULL * width, gap)
+        depth = np.minimum(2.0 * v + (1.0 - 2.0 * v) * shadow, 2.0 * (1.0 - v))
+    else:
+        depth = np.minimum(v, 1.0 - v) * 2.0
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
     depth *= _smoothstep(0.0, THROAT_DARK_AT * width, gap)
     edge = style.edge if edge is None else edge
@@ -923,6 +935,11 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     return np.asarray(cv2.merge(colour), np.float32)
 
 
+DARK_TOP_FROM = 0.15
+DARK_TOP_FULL = 0.3
+"""The gap (mouth widths) between a portrait's own teeth rows from which the throat under
+them is dark from the top, and from which fully (:func:`_throat`: speech keeps its lit
+top, a yell gets the shadow under the teeth)."""
 THROAT_DARK_AT = 0.12
 """A gap between the lips (or teeth rows) this wide, in mouth widths, is fully dark inside;
 a narrower one only partly (a soft shadow, not a black slit)."""
@@ -998,6 +1015,11 @@ def _jaw_fit(p: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
 MAX_GUM_SHOW = 0.06
 """How far (share of the mouth's width) the upper lip may draw back above the portrait's
 own upper teeth (a smile shows a little gum, not a band of it)."""
+
+
+MAX_LOWER_GUM = 0.03
+"""How much gum (share of the mouth's width) shows between a dropped lower lip and the
+portrait's own lower row (:func:`_own_over`)."""
 
 
 def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarray], *,

@@ -435,7 +435,9 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     the output by the upper jaw's and the lower jaw's motion: see :func:`jaw_anchors`) hang
     the parts from the jaws instead of the lips, as teeth are: a smile that pulls the lips
     back shows more of the same teeth (the rows continued past what the portrait shows)
-    rather than pulling the rows apart; only a dropping jaw opens a gap between them."""
+    rather than pulling the rows apart; only a dropping jaw opens a gap between them. A
+    lower lip dropped further than its jaw takes the lower row along, with at most
+    :data:`MAX_LOWER_GUM` of the mouth's width of gum between them."""
     s, t, tu_lip, tl_lip = grid
     if anchors is None:
         tu, tl = tu_lip, tl_lip
@@ -899,12 +901,12 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     """The synthetic interior (h, w, 3) float32 between ``top`` and ``bottom`` (output lip
     frame ``t`` per pixel; default: the lips): a throat in the lip hue, darkest in the middle
     and towards the back corners, but only as dark as the gap is wide (a narrow gap is a
-    soft shadow, fully dark from 0.3 mouth widths); with ``tongue`` a tongue low
-    in a wide opening (``height``: the mean gap, default the opening's); ``edge``: the
-    colour next to the lips (default ``style.edge``); ``dark_top``: in a wide gap (from
-    :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the top down to
-    the middle too: the shadow under a portrait's own upper teeth, which end in the
-    darkness between its rows (lit at the top, the throat met them in a hard step)."""
+    soft shadow, fully dark from :data:`THROAT_DARK_AT` mouth widths); with ``tongue`` a
+    tongue low in a wide opening (``height``: the mean gap, default the opening's);
+    ``edge``: the colour next to the lips (default ``style.edge``); ``dark_top``: in a wide
+    gap (from :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the
+    top down to the middle too: the shadow under a portrait's own upper teeth, which end in
+    the darkness between its rows (lit at the top, the throat met them in a hard step)."""
     s, t, tu, tl = grid
     top = tu if top is None else top
     bottom = tl if bottom is None else bottom

@@ -622,6 +622,11 @@ def test_a_nearly_closed_eyes_lashes_hang_over_its_slit_but_not_past_the_lower_l
         assert plain[48:52, 60].max() == 0.0  # without the lower lid: the line only
         assert mid[int(46 + min(slit, 5.0)) + 2:].max() == 0.0  # not past the lower lid/hang
         assert mid[:43].max() == 0.0  # nothing above the line
+    # lids that cross (the lower above the upper): no slit, the line only
+    crossed = np.stack([x, 40.0 + 4.0 * arc], 1)
+    np.testing.assert_array_equal(
+        closed_lash_line(lid, (80, 120), 2.0, lower=crossed, hang=5.0),
+        closed_lash_line(lid, (80, 120), 2.0))
 
 
 def _lid_rows(gap: float, *, dy_left: float = 200.0) -> np.ndarray:

@@ -477,8 +477,10 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
         low = np.asarray(lower, np.float64) - lid[0]
         lu, lv = low @ e, low @ n
         o = np.argsort(lu, kind="stable")
+        # down the picture is down the face (a head rolled less than 90 degrees): a lower
+        # lid above the upper one (a closed eye's lids cross) leaves no slit to hang over
+        down = 1.0 if n[1] >= 0.0 else -1.0
         gap = np.interp(uu, lu[o], lv[o]) - cc  # the slit's height along the eye (signed)
-        down = 1.0 if float(np.mean(gap)) >= 0.0 else -1.0
         depth = (v - np.interp(u, uu, cc)) * down  # below the lid's edge, px
         reach = np.minimum(np.maximum(np.interp(u, uu, gap) * down, 0.0), hang * taper)
         slit = np.clip(depth + 0.5, 0.0, 1.0) * np.clip(reach + 0.5 - depth, 0.0, 1.0)

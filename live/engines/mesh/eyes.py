@@ -468,7 +468,8 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
     dy = np.arange(h, dtype=np.float64)[:, None] - lid[0, 1]
     u = dx * e[0] + dy * e[1]
     v = dx * n[0] + dy * n[1]
-    dist = np.abs(v - np.interp(u, uu, cc)) / np.sqrt(1.0 + np.interp(u, uu, slope) ** 2)
+    across = v - np.interp(u, uu, cc)  # from the lid's curve, across the eye
+    dist = np.abs(across) / np.sqrt(1.0 + np.interp(u, uu, slope) ** 2)
     s = np.clip(u / length, 0.0, 1.0)
     taper = CLOSED_LASH_ENDS + (1.0 - CLOSED_LASH_ENDS) * np.sqrt(
         np.clip(1.0 - (2.0 * s - 1.0) ** 2, 0.0, 1.0))
@@ -481,7 +482,7 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
         # lid above the upper one (a closed eye's lids cross) leaves no slit to hang over
         down = 1.0 if n[1] >= 0.0 else -1.0
         gap = np.interp(uu, lu[o], lv[o]) - cc  # the slit's height along the eye (signed)
-        depth = (v - np.interp(u, uu, cc)) * down  # below the lid's edge, px
+        depth = across * down  # below the lid's edge, px
         reach = np.minimum(np.maximum(np.interp(u, uu, gap) * down, 0.0), hang * taper)
         slit = np.clip(depth + 0.5, 0.0, 1.0) * np.clip(reach + 0.5 - depth, 0.0, 1.0)
         cover = np.maximum(cover, slit * CLOSED_LASH_HANG_ALPHA)

@@ -184,6 +184,19 @@ def test_opening_a_smile_moves_the_teeth_rigidly_instead_of_stretching_them(shif
     assert out[gap_rows, xs].mean() < 90
 
 
+def _dropped_jaw(img: np.ndarray, style: MouthStyle, inner: np.ndarray,
+                 out_inner: np.ndarray, jaw_drop: float) -> np.ndarray:
+    """``img`` with the mouth painted (synthetic mode) for the output inner lips
+    ``out_inner``, the portrait's own teeth hung from jaws that carry its inner lip lines
+    ``inner``: the upper where it was, the lower ``jaw_drop`` px further down."""
+    jaw = inner[[0, *range(19, 9, -1)]].copy()  # the portrait's lower inner lip line ...
+    jaw[1:-1, 1] += jaw_drop  # ... carried down by the jaw
+    out = img.copy()
+    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
+                        anchors=(inner[:11].copy(), jaw)) == "synthetic"
+    return out
+
+
 def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth_behind(
 ) -> None:
     """A portrait showing its upper teeth only (no gap, no lower row: its lower part is the
@@ -199,13 +212,8 @@ def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth
     img[mouth] = teeth[mouth]
     style = prepare_mouth(img, pts)
     assert style.own_teeth and style.interior is not None and style.interior.split >= 1.0
-    out_inner = inner_lips(10.0, 60.0)  # the lower lip 50 px further down ...
-    jaw = inner[[0, *range(19, 9, -1)]].copy()  # the portrait's lower inner lip line ...
-    jaw[1:-1, 1] += 8.0  # ... carried down 8 px by the jaw
-    anchors = (inner[:11].copy(), jaw)
-    out = img.copy()
-    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
-                        anchors=anchors) == "synthetic"
+    # the lower lip 50 px further down, the jaw only 8 px
+    out = _dropped_jaw(img, style, inner, inner_lips(10.0, 60.0), 8.0)
     xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
     ys = slice(int(CENTRE[1]) + 25, int(CENTRE[1]) + 45)  # below the jaw, above the lip
     gum = np.asarray(style.lip) * 0.92
@@ -227,12 +235,7 @@ def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> 
     assert style.own_teeth and style.interior is not None and style.interior.split < 1.0
     inner = inner_lips(UP, DOWN)
     out_inner = inner_lips(UP, DOWN + 40.0)  # the lower lip 40 px further down ...
-    jaw = inner[[0, *range(19, 9, -1)]].copy()  # the portrait's lower inner lip line ...
-    jaw[1:-1, 1] += 6.0  # ... carried down 6 px by the jaw
-    anchors = (inner[:11].copy(), jaw)
-    out = img.copy()
-    assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
-                        anchors=anchors) == "synthetic"
+    out = _dropped_jaw(img, style, inner, out_inner, 6.0)  # ... the jaw only 6 px
     xs = slice(int(CENTRE[0]) - 8, int(CENTRE[0]) + 8)
     lip = CENTRE[1] + DOWN + 40.0  # the output's lower lip, in the middle
     width = float(np.ptp(out_inner[:, 0]))
@@ -256,12 +259,7 @@ def test_a_yell_is_dark_under_the_portraits_own_teeth_and_speech_keeps_its_lit_g
     centre = int(CENTRE[0])
     profiles = {}
     for extra in (8.0, 60.0):  # the lower lip (and jaw) this much further down
-        out_inner = inner_lips(UP, DOWN + extra)
-        jaw = inner[[0, *range(19, 9, -1)]].copy()
-        jaw[1:-1, 1] += extra
-        out = img.copy()
-        assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
-                            anchors=(inner[:11].copy(), jaw)) == "synthetic"
+        out = _dropped_jaw(img, style, inner, inner_lips(UP, DOWN + extra), extra)
         y0 = int(CENTRE[1] - UP)
         profiles[extra] = out[y0:int(CENTRE[1] + DOWN + extra), centre - 3:centre + 4].astype(
             float).mean(axis=(1, 2))

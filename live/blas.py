@@ -1,4 +1,4 @@
-"""Keep OpenBLAS from busy-waiting between frames.
+"""Keep OpenBLAS and OpenCV's thread pools from busy-waiting between frames.
 
 numpy's and OpenCV's bundled OpenBLAS start a pool of worker threads that spin after every
 call. The animation loop makes many small calls per frame, so the pool spins between them:
@@ -16,11 +16,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["limit_openblas_threads", "loaded_openblas", "usable_cores"]
+__all__ = ["OPENCV_POOL_SETTINGS", "calm_opencv_pool", "limit_openblas_threads",
+           "loaded_openblas", "usable_cores"]
 
 _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
             "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_")
@@ -64,6 +66,28 @@ def limit_openblas_threads(n: int = 1) -> dict[str, int]:
                 log.debug("%s: %s(%d)", Path(path).name, name, threads)
                 break
     return done
+
+
+OPENCV_POOL_SETTINGS = {
+    "OPENCV_THREAD_POOL_ACTIVE_WAIT_WORKER": "0",
+    "OPENCV_THREAD_POOL_ACTIVE_WAIT_MAIN": "0",
+}
+"""The environment OpenCV reads when it loads: how long its pool's workers, and a thread
+waiting for them, spin before sleeping (OpenCV's defaults: 2000 and 10000 rounds)."""
+
+
+def calm_opencv_pool() -> dict[str, str]:
+    """Let OpenCV's pool threads sleep between parallel calls instead of spinning (see the
+    module's notes), by setting :data:`OPENCV_POOL_SETTINGS` in the environment. OpenCV reads
+    them once, as it loads: call this before anything imports ``cv2``. A value already set
+    (the user's own) is kept. Returns the settings in force, or ``{}`` when ``cv2`` was
+    already loaded (nothing changed then)."""
+    if "cv2" in sys.modules:
+        log.debug("OpenCV is already loaded: its thread pool keeps its settings")
+        return {}
+    for name, value in OPENCV_POOL_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in OPENCV_POOL_SETTINGS}
 
 
 def usable_cores() -> int:

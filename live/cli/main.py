@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from calibrate.errors import MimicamError
 from live import __version__
+from live.blas import calm_opencv_pool
 from live.cli.native_logs import NativeLogFilter
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.verbose, args.quiet)
+    calm_opencv_pool()  # before any command loads OpenCV (live/blas.py)
     # MediaPipe, TensorFlow Lite and Paddle write info/warning lines straight to descriptor 2;
     # -vv shows them (live/cli/native_logs.py)
     quiet_native = NativeLogFilter() if args.verbose < 2 else contextlib.nullcontext()

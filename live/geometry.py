@@ -56,6 +56,7 @@ __all__ = [
     "letterbox_transform",
     "normalized_to_pixels",
     "offset_affine",
+    "picture_box",
     "transform_points",
 ]
 
@@ -218,6 +219,28 @@ def crop_square(
     lm = None if landmarks is None else transform_points(landmarks, invert_affine(m))
     return FaceCrop(image=crop, crop_to_frame=m, frame_index=frame_index,
                     t_capture=t_capture, landmarks=lm, score=float(score))
+
+
+def picture_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
+                crop_size: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the pixels of a ``crop_size`` square crop (sampled with
+    ``crop_to_frame``, as :func:`crop_square` does) that show its picture of ``frame_size``
+    (w, h); the rest is the border :func:`crop_square` made up. ``(0, 0, crop_size,
+    crop_size)`` for a crop inside its picture. A side that cuts the picture stops a
+    picture pixel short of its edge (what the interpolation there blends with the border)."""
+    n = int(crop_size)
+    inverse = invert_affine(np.asarray(crop_to_frame, dtype=np.float64))
+    w, h = frame_size
+    # picture pixels whose (cubic) interpolation never reaches past the picture's edge
+    (ax, ay), (bx, by) = apply_affine(np.array([[1.0, 1.0], [w - 2.0, h - 2.0]]), inverse)
+    x0, x1 = sorted((ax, bx))
+    y0, y1 = sorted((ay, by))
+    box = (0 if x0 <= 0 else min(n, math.ceil(x0)), 0 if y0 <= 0 else min(n, math.ceil(y0)),
+           n if x1 >= n - 1 else max(0, math.floor(x1) + 1),
+           n if y1 >= n - 1 else max(0, math.floor(y1) + 1))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(f"the crop shows none of its {w}x{h} picture")
+    return box
 
 
 # ----------------------------------------------------------------------------------------------

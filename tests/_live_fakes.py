@@ -144,11 +144,14 @@ class SpyEngine:
         self.calibrations: list[FaceCrop] = []
         self.recalibrations = 0
         self.closed = False
+        self.pictures: list[tuple[int, int, int, int] | None] = []  # prepare's picture boxes
 
-    def prepare(self, portrait: np.ndarray) -> Any:
+    def prepare(self, portrait: np.ndarray, *,
+                picture: tuple[int, int, int, int] | None = None) -> Any:
         if self.prepare_gate is not None and not self.prepare_gate.wait(60):
             raise TimeoutError("prepare_gate never opened")
-        return self.inner.prepare(portrait)
+        self.pictures.append(picture)
+        return self.inner.prepare(portrait, picture=picture)
 
     def set_portrait(self, prepared: Any) -> None:
         self.inner.set_portrait(prepared)

@@ -88,3 +88,19 @@ def test_an_enlarged_crop_keeps_more_detail_than_bilinear() -> None:
     assert detail(crop.image) > 1.1 * detail(bilinear)
     assert abs(crop.image.astype(float).mean() - bilinear.astype(float).mean()) < 1.0
     assert np.abs(crop.image.astype(int) - bilinear.astype(int)).mean() < 6.0
+
+
+def test_picture_box_is_the_part_of_the_crop_that_shows_its_picture() -> None:
+    from live.geometry import picture_box
+
+    image = np.full((120, 200, 3), 200, np.uint8)  # the picture: one grey, the border black
+    # a square reaching past the picture's left and bottom edges
+    crop = crop_square(image, (30.0, 100.0), 90.0, 128, border="constant")
+    x0, y0, x1, y1 = picture_box(crop.crop_to_frame, (200, 120), 128)
+    assert (y0, x1) == (0, 128) and x0 > 0 and y1 < 128  # the crop's own top and right
+    assert (crop.image[y0:y1, x0:x1] == 200).all()  # all of it shows the picture ...
+    assert (crop.image[:, :x0 - 6] == 0).all() and (crop.image[y1 + 6:] == 0).all()  # ... tight
+    inside = crop_square(image, (100.0, 60.0), 50.0, 64)
+    assert picture_box(inside.crop_to_frame, (200, 120), 64) == (0, 0, 64, 64)
+    with pytest.raises(ValueError, match="none of its"):
+        picture_box(crop_square(image, (400.0, 60.0), 50.0, 64).crop_to_frame, (200, 120), 64)

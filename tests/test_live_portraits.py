@@ -169,6 +169,10 @@ def test_library_prepares_in_the_background_and_caches(portraits_dir: Path,
         with pytest.raises(NoFaceError):
             lib.prepare_async(1).result(timeout=60)
         lib.prepare(0)
+        # the engine is told which part of each crop shows the photo: lp_s42's crop reaches
+        # past its bottom edge, the glasses man's lies inside his photo
+        assert engine.pictures[-1] == lib.prepare(0).portrait.picture_box
+        assert engine.pictures[-1][3] < 256 and engine.pictures[0] == (0, 0, 256, 256)
         assert lib.prepare(2) is not prepared  # evicted by max_cached=1, prepared again
         with pytest.raises(IndexError, match=r"expected 0\.\.2"):
             lib.prepare(3)

@@ -11,7 +11,7 @@ import pytest
 
 from calibrate import landmarks as lm
 from live.engines.mesh.body import BodyFlow, BodyMotion, DriverLattice, body_displacements
-from live.engines.mesh.topology import build_layout
+from live.engines.mesh.topology import N_MESH, build_layout
 
 
 def _texture(side: int, seed: int = 0) -> np.ndarray:
@@ -239,3 +239,71 @@ def test_hair_by_the_face_does_not_tear_away_from_its_outline() -> None:
     np.testing.assert_array_equal(held[2], flow[2])  # towards the outline's motion
     np.testing.assert_allclose(held[3], [0.0, 0.0], atol=1e-9)  # further over: no flow
     np.testing.assert_array_equal(flow[0], [0.0, 20.0])  # the input is kept
+
+
+def test_a_layout_inside_its_photo_stops_at_the_photos_edge() -> None:
+    """A crop that reaches past its photo (here past the bottom and right edges): every
+    vertex of the layout lies on or inside the photo's part, the border runs along its
+    edge, and only the photo's own edges bound where the border's sources may slide."""
+    rng = np.random.default_rng(1)
+    pts = np.zeros((478, 3))
+    pts[:, :2] = np.array([256.0, 240.0]) + rng.uniform(-40, 40, (478, 2))
+    oval = list(lm.FACE_OVAL)
+    ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
+    pts[oval, 0], pts[oval, 1] = 256 + 80 * np.sin(ang), 240 - 100 * np.cos(ang)
+    whole = build_layout(pts, 512, grid_step=32.0)
+    same = build_layout(pts, 512, grid_step=32.0, picture=(0, 0, 512, 512))
+    assert np.array_equal(whole.src, same.src) and np.array_equal(whole.outer_tris,
+                                                                    same.outer_tris)
+    assert np.isinf(whole.slide_limits).all()
+    cut = build_layout(pts, 512, grid_step=32.0, picture=(0, 0, 470, 430))
+    outside = cut.src[N_MESH:]
+    assert outside[:, 0].max() <= 469.0 and outside[:, 1].max() <= 429.0
+    border = cut.src[cut.border_ids]
+    assert np.isclose(border[:, 1], 429.0).sum() >= 5 and np.isclose(border[:, 0], 469.0).sum() >= 5
+    assert cut.slide_limits.tolist() == [[-np.inf, -np.inf], [469.0, 429.0]]
+
+
+def _moved_up(image: np.ndarray, dy: float) -> np.ndarray:
+    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -dy]])
+    return cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.fixtures
+def test_a_body_moving_up_never_brings_the_made_up_border_into_the_photo(
+        driving_dir: Path) -> None:
+    """A portrait crop reaching 60 px past its photo's bottom edge (shoulders across it),
+    whose made-up border is painted magenta; the driver moves 12 px up. Told where the
+    photo is, the engine stretches the shoulders at the photo's edge and no magenta shows
+    inside the photo; not told, the magenta comes up into it (what the test guards)."""
+    from live.bench.reconstruct import first_frame
+    from live.engines.mesh.engine import MeshEngine
+    from live.geometry import crop_square, picture_box
+    from live.packets import FaceCrop
+
+    frame = first_frame(driving_dir / "tps_driving.mp4")  # shoulders across the bottom edge
+    h, w = frame.shape[:2]
+    side = float(min(h, w))
+    crop = crop_square(frame, (w / 2.0, h - side / 2.0 + 48.0), side, 512)
+    box = picture_box(crop.crop_to_frame, (w, h), 512)
+    assert box[3] < 470  # the crop reaches past the photo's bottom
+    portrait = crop.image.copy()
+    portrait[box[3]:] = (255, 0, 255)
+    driver = _moved_up(crop.image, 12.0)
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+    def magenta_in_photo(picture: tuple[int, int, int, int] | None) -> int:
+        engine = MeshEngine(size=512, smoothing=False, gaze=False)
+        engine.set_portrait(engine.prepare(portrait, picture=picture))
+        engine.calibrate(FaceCrop(image=crop.image, crop_to_frame=eye, frame_index=0,
+                                  t_capture=0.0))
+        out = engine.process(FaceCrop(image=driver, crop_to_frame=eye, frame_index=1,
+                                      t_capture=0.04), 0.04)
+        engine.close()
+        x0, y0, x1, y1 = box
+        photo = out[y0:y1, x0:x1].astype(int)
+        pink = (photo[..., 0] > 200) & (photo[..., 1] < 90) & (photo[..., 2] > 200)
+        return int(pink.sum())
+
+    assert magenta_in_photo(box) == 0
+    assert magenta_in_photo(None) > 500

@@ -25,6 +25,7 @@ import pytest
 pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient.grpc")
 
+from _live_fakes import SpyEngine
 from _serve import free_port
 
 from calibrate.errors import MimicamError
@@ -293,10 +294,12 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
                     log_file.read_text()[-2000:]
                 time.sleep(0.3)
         local = RemoteEngine(url, timeout_s=2, backoff_s=(0.2, 0.4))
-        local.set_fallback(create_engine("mesh", eo))
+        fallback = SpyEngine(create_engine("mesh", eo))
+        local.set_fallback(fallback)
         assert held.size == SIZE and held.server_engine == "mesh"
-        for engine in (held, local):
-            engine.set_portrait(engine.prepare(crop))
+        photo = (0, 0, SIZE, SIZE - 8)  # the crop's last rows: made-up border
+        held.set_portrait(held.prepare(crop))
+        local.set_portrait(local.prepare(crop, picture=photo))
         last = held.process(faces[0], 0.0)
         local.process(faces[0], 0.0)
     finally:
@@ -314,6 +317,7 @@ def test_absent_server_is_one_clear_error_and_a_lost_one_holds_the_pose(
     assert not held.connected
     out = local.process(faces[2], 0.08)
     assert out.shape == (SIZE, SIZE, 3) and not local.connected
+    assert fallback.pictures == [photo]  # the fallback knows where the photo ends
     # a new server (no portraits, no sessions): both reconnect by themselves
     options = ServeOptions(http_port=http_port, grpc_port=port, metrics_port=metrics_port)
     with triton_server(make_spec("mesh", eo, options=options)):

@@ -49,7 +49,7 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     engine_options = dataclasses.replace(options, size=size) if options is not None else None
     with MeshEngine(engine_options, size=size) as engine, FaceTracker(crop_size=256) as tracker:
         t0 = time.perf_counter()
-        engine.set_portrait(engine.prepare(crop))
+        engine.set_portrait(engine.prepare(crop, picture=found.picture_box))
         prepare_ms = (time.perf_counter() - t0) * 1e3
         output = np.empty((size, size, 3), np.uint8)
         done = 0

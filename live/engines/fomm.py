@@ -182,8 +182,10 @@ class FommEngine:
 
     # -- portrait ------------------------------------------------------------------------------
 
-    def prepare(self, portrait: np.ndarray) -> FommPortrait:
-        """Encode a square portrait crop (resized to the model's size); heavy, thread-safe."""
+    def prepare(self, portrait: np.ndarray, *,
+                picture: tuple[int, int, int, int] | None = None) -> FommPortrait:
+        """Encode a square portrait crop (resized to the model's size); heavy, thread-safe.
+        ``picture`` is not used: the network was trained on crops with such borders."""
         image = check_rgb(portrait, "portrait")
         h, w = image.shape[:2]
         if h != w:

@@ -133,6 +133,8 @@ class RemotePortrait:
 
     image: np.ndarray
     portrait_id: str
+    picture: tuple[int, int, int, int] | None = None
+    """The crop's pixels that show its photo (:meth:`RemoteEngine.prepare`)."""
 
     @property
     def size(self) -> int:
@@ -309,9 +311,12 @@ class RemoteEngine:
 
     # -- portrait ---------------------------------------------------------------------------
 
-    def prepare(self, portrait: np.ndarray) -> RemotePortrait:
+    def prepare(self, portrait: np.ndarray, *,
+                picture: tuple[int, int, int, int] | None = None) -> RemotePortrait:
+        """Upload the portrait crop. ``picture`` is kept for the local fallback engine; the
+        server's portrait model takes the crop alone."""
         image = np.ascontiguousarray(check_rgb(portrait, "portrait"))
-        return RemotePortrait(image=image, portrait_id=self._upload(image))
+        return RemotePortrait(image=image, portrait_id=self._upload(image), picture=picture)
 
     def _upload(self, image: np.ndarray) -> str:
         out = self._infer("portrait", {"image": image[None]},
@@ -501,7 +506,8 @@ class RemoteEngine:
         assert self._portrait is not None
         if self._fallback is not None:
             if self._fallback_portrait is not self._portrait:
-                self._fallback.set_portrait(self._fallback.prepare(self._portrait.image))
+                self._fallback.set_portrait(self._fallback.prepare(
+                    self._portrait.image, picture=self._portrait.picture))
                 self._fallback_portrait = self._portrait
                 if self._neutral is not None:
                     self._fallback.calibrate(self._neutral)

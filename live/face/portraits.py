@@ -342,6 +342,13 @@ class Portrait:
     def size(self) -> tuple[int, int]:
         return int(self.image.shape[1]), int(self.image.shape[0])
 
+    @property
+    def picture_box(self) -> tuple[int, int, int, int]:
+        """The crop's pixels that show the image (:func:`live.geometry.picture_box`)."""
+        from live.geometry import picture_box
+
+        return picture_box(self.crop.crop_to_frame, self.size, int(self.crop.image.shape[0]))
+
 
 def find_faces(image: np.ndarray, *, max_faces: int = 1, path: str | Path | None = None,
                what: str = "portrait", whole_picture_first: bool = False) -> list[np.ndarray]:
@@ -534,7 +541,7 @@ class PortraitLibrary:
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
                                  path=path, face=face)
         framing = self._framing(portrait, own.framing or self.framing)
-        handle = self.engine.prepare(portrait.crop.image)
+        handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box)
         layers = None
         if self._segment:
             from live.face.segmentation import prepare_layers

@@ -336,6 +336,8 @@ class PortraitFace:
     face_size: float
     crop: FaceCrop
     mask: np.ndarray
+    picture_box: tuple[int, int, int, int] | None = None
+    """The crop's pixels that show the image (:func:`live.geometry.picture_box`; None: all)."""
 
 
 def disc_mask(size: int, center_xy: Sequence[float], radius: float, *,
@@ -464,7 +466,7 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
     crop with a soft edge for a single face; with ``multi_face`` a soft disc of radius
     ``ratio`` crop sides (the crop side before any growth) around the face centre."""
     from live.face.tracking import square_box
-    from live.geometry import apply_affine, crop_square
+    from live.geometry import apply_affine, crop_square, picture_box
 
     face_center, face_size = square_box(landmarks, scale=1.0)
     center, side = face_crop_square(landmarks, layout)
@@ -479,7 +481,9 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
     else:
         mask = box_mask(crop_size, feather=layout.feather)
     mask.flags.writeable = False
-    return PortraitFace(np.asarray(landmarks), face_size, crop, mask)
+    h, w = image.shape[:2]
+    return PortraitFace(np.asarray(landmarks), face_size, crop, mask,
+                        picture_box(crop.crop_to_frame, (w, h), crop_size))
 
 
 def auto_mesh_size(faces: Sequence[np.ndarray], layout: CropLayout) -> int:
@@ -513,7 +517,7 @@ class FaceAnimator:
         self._handles: list[Any] = []
         for i, face in enumerate(faces):
             try:
-                handle = engine.prepare(face.crop.image)
+                handle = engine.prepare(face.crop.image, picture=face.picture_box)
             except NoFaceError as exc:
                 if len(faces) == 1:
                     raise

@@ -341,7 +341,9 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     source positions. ``neutral`` / ``current``: the driving landmarks (for
     :func:`flow_trust`). With ``slide`` (a head layer over a still plate) the picture's border
     points take the motion too, staying on the edge while their source moves: a body that
-    moves down goes out through the bottom edge instead of being squeezed against it.
+    moves down goes out through the bottom edge instead of being squeezed against it (their
+    source stays within ``layout.slide_limits``: the photo's edge, where the crop reaches
+    past it).
     ``nearest``: :func:`nearest_outline` of the layout's outside points (rings, lattice), when
     known (:func:`hold_to_outline`)."""
     src = layout.src
@@ -363,6 +365,11 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     if len(edge):
         src = src.copy()
         src[edge] -= dev[moved:]  # an edge point shows what the motion brings to it
+        limits = layout.slide_limits
+        if np.isfinite(limits).any():
+            # ... from the photo only: where the crop reaches past the photo, a body that
+            # moves up is stretched at the photo's edge, not filled with the made-up border
+            src[edge] = np.clip(src[edge], limits[0], limits[1])
     return src
 
 

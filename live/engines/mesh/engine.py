@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -320,13 +321,28 @@ class MeshEngine:
 
     # -- portrait ------------------------------------------------------------------------------
 
-    def prepare(self, portrait: np.ndarray) -> MeshPortrait:
-        """Find the face mesh of a square portrait crop (resized to ``size`` if needed)."""
+    def prepare(self, portrait: np.ndarray, *,
+                picture: tuple[int, int, int, int] | None = None) -> MeshPortrait:
+        """Find the face mesh of a square portrait crop (resized to ``size`` if needed).
+        ``picture`` (``(x0, y0, x1, y1)`` in the crop's pixels, :func:`live.geometry.
+        picture_box`): where the crop shows its photo; the warp's border runs along the
+        photo's edge, so the made-up border beyond it never moves into the picture."""
         image = check_rgb(portrait, "portrait")
         h, w = image.shape[:2]
         if h != w:
             raise InputError("the portrait crop is not square",
                              expected="a square RGB crop around the face", got=f"{w}x{h}")
+        box = None
+        if picture is not None:
+            x0, y0, x1, y1 = (int(v) for v in picture)
+            if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+                raise InputError("the portrait's picture box does not fit its crop",
+                                 expected=f"0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}",
+                                 got=str(tuple(picture)))
+            k = self.size / w
+            box = (math.ceil(x0 * k), math.ceil(y0 * k), math.floor(x1 * k), math.floor(y1 * k))
+            if box == (0, 0, self.size, self.size):
+                box = None  # all of the crop is picture
         if w != self.size:
             interp = cv2.INTER_AREA if w > self.size else cv2.INTER_CUBIC
             image = cv2.resize(image, (self.size, self.size), interpolation=interp)
@@ -344,7 +360,7 @@ class MeshEngine:
                               expected=f"{N_MESH} landmarks with irises", got=str(pts.shape))
         pts64 = pts.astype(np.float64)
         layout = build_layout(pts64, self.size, grid_step=self.size / BODY_CELLS
-                              if self.config.body == "flow" else None)
+                              if self.config.body == "flow" else None, picture=box)
         layers = None
         if self.config.head_layer:
             layers = prepare_layers(image, grow=STILL_GROW)

@@ -8,7 +8,9 @@ Three kinds of triangles cover the portrait crop:
   carries the eye's interior when the gaze moves) and a strip between the inner lip lines over
   the mouth opening;
 - the outside: a Delaunay triangulation of the face oval, rings of points around the face and
-  points along the image border, without the triangles that fall inside the face oval.
+  points along the image border, without the triangles that fall inside the face oval. When
+  the crop reaches past its photo, that border is the photo's edge: the made-up border
+  beyond it is in no triangle and never moves into the picture.
 
 The face and hole triangles are fixed; the outside ones depend on the portrait and are built
 once per portrait by :func:`build_layout`.
@@ -132,6 +134,11 @@ class MeshLayout:
     grid_weight: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.float64))
     """How much of the head's rigid motion each lattice point follows by default."""
+    slide_limits: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.array([[-np.inf, -np.inf], [np.inf, np.inf]]))
+    """``[[x, y] lowest, [x, y] highest]``: where a border point's source may slide to (the
+    body flow, :func:`live.engines.mesh.body.move_outside`): the photo's edge where the crop
+    reaches past it, unbounded at the crop's own sides."""
 
     @property
     def outside_ids(self) -> np.ndarray:
@@ -157,46 +164,66 @@ def oval_circle(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, max(float(np.mean(np.linalg.norm(oval - centre, axis=1))), 1e-6)
 
 
-def _border_points(size: int, step: float) -> np.ndarray:
-    n = max(2, round((size - 1) / step) + 1)
-    t = np.linspace(0.0, size - 1.0, n)
-    mid = t[1:-1]
-    lo, hi = 0.0, size - 1.0
+def _border_points(lo: np.ndarray, hi: np.ndarray, step: float) -> np.ndarray:
+    """Points along the rectangle from corner ``lo`` (x, y) to ``hi``, about ``step`` apart:
+    its top and bottom rows, then its left and right columns."""
+    nx = max(2, round((hi[0] - lo[0]) / step) + 1)
+    ny = max(2, round((hi[1] - lo[1]) / step) + 1)
+    tx, ty = np.linspace(lo[0], hi[0], nx), np.linspace(lo[1], hi[1], ny)
+    mid = ty[1:-1]
     return np.concatenate([
-        np.stack([t, np.full_like(t, lo)], 1), np.stack([t, np.full_like(t, hi)], 1),
-        np.stack([np.full_like(mid, lo), mid], 1), np.stack([np.full_like(mid, hi), mid], 1),
+        np.stack([tx, np.full_like(tx, lo[1])], 1), np.stack([tx, np.full_like(tx, hi[1])], 1),
+        np.stack([np.full_like(mid, lo[0]), mid], 1), np.stack([np.full_like(mid, hi[0]), mid], 1),
     ])
+
+
+def _edge_distance(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How far each of the points ``p`` (N, 2) lies inside the rectangle ``lo`` .. ``hi``."""
+    return np.asarray(np.min(np.concatenate([p - lo, hi - p], axis=1), axis=1))
 
 
 def _follow_weight(p: np.ndarray, centre: np.ndarray, radius: float, size: int,
                    rings: tuple[tuple[float, float, int], ...], fade: float,
-                   still: float) -> np.ndarray:
+                   still: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Default head-following weight of points at ``p``: the rings' weights interpolated by
     the distance from the face centre (in oval radii), zero beyond the outer ring's reach;
-    points within ``still`` pixels of the picture's edge do not move and the weight fades in
-    over ``fade * size`` pixels beyond them (the edge stays put as it did without them)."""
+    points within ``still`` pixels of the picture's edge (the rectangle ``lo`` .. ``hi``) do
+    not move and the weight fades in over ``fade * size`` pixels beyond them (the edge stays
+    put as it did without them)."""
     r = np.linalg.norm(p - centre, axis=1) / max(radius, 1e-9)
     xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.35]
     ys = [1.0] + [w for _, w, _ in rings] + [0.0]
-    d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1) - still
+    d_border = _edge_distance(p, lo, hi) - still
     return np.asarray(np.interp(r, xs, ys) * np.clip(d_border / (fade * size), 0.0, 1.0))
 
 
 def build_layout(landmarks: np.ndarray, size: int, *,
                  rings: tuple[tuple[float, float, int], ...] = DEFAULT_RINGS,
                  border_step: float = 64.0, fade: float = 0.12,
-                 grid_step: float | None = None) -> MeshLayout:
+                 grid_step: float | None = None,
+                 picture: tuple[int, int, int, int] | None = None) -> MeshLayout:
     """Vertices and triangles for a portrait crop of ``size`` px with these landmarks.
 
     ``landmarks`` is (478, 2|3) in crop pixels. Ring points that fall outside the crop are left
     out; the weight of those near the border fades to zero over ``fade * size`` px so the
-    border itself never moves.
+    border itself never moves. ``picture`` (``(x0, y0, x1, y1)``, :func:`live.geometry.
+    picture_box`): the crop's pixels that show its photo; the border then runs along the
+    photo's edge, and nothing of the layout lies beyond it.
     """
     from scipy.spatial import Delaunay
 
     if landmarks.ndim != 2 or landmarks.shape[0] != N_MESH or landmarks.shape[1] < 2:
         raise ValueError(f"expected landmarks of shape ({N_MESH}, 2|3), got {landmarks.shape}")
     pts = landmarks[:, :2].astype(np.float64)
+    # the picture's pixel centres: the crop's, or the photo's part of it
+    x0, y0, x1, y1 = (0, 0, size, size) if picture is None else picture
+    lo = np.array([max(0, x0), max(0, y0)], np.float64)
+    hi = np.array([min(size, x1) - 1, min(size, y1) - 1], np.float64)
+    if np.any(hi - lo < 1.0):
+        raise ValueError(f"picture: expected a box inside the {size} px crop, got {picture}")
+    limits = np.array([[-np.inf, -np.inf], [np.inf, np.inf]])
+    limits[0][lo > 0] = lo[lo > 0]
+    limits[1][hi < size - 1] = hi[hi < size - 1]
     oval_ids = np.asarray(lm.FACE_OVAL)
     oval = pts[oval_ids]
     centre = oval.mean(axis=0)
@@ -205,8 +232,8 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     for factor, weight, every in rings:
         ids = oval_ids[::every]
         p = centre + factor * (pts[ids] - centre)
-        inside = np.all((p >= margin) & (p <= size - 1 - margin), axis=1)
-        d_border = np.min(np.concatenate([p, size - 1 - p], axis=1), axis=1)
+        d_border = _edge_distance(p, lo, hi)
+        inside = d_border >= margin
         w = weight * np.clip(d_border / (fade * size), 0.0, 1.0)
         ring_pts.append(p[inside])
         ring_anchor.append(ids[inside])
@@ -217,7 +244,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     # Ring points that land inside the face (possible on a strongly turned portrait) go.
     keep = ~points_in_polygon(ring, oval)
     ring, anchor, weight_arr = ring[keep], anchor[keep], weight_arr[keep]
-    border = _border_points(size, border_step)
+    border = _border_points(lo, hi, border_step)
     border = border[~points_in_polygon(border, oval)]
     grid = np.zeros((0, 2))
     grid_w = np.zeros(0)
@@ -231,9 +258,9 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         taken = np.concatenate([ring, border])
         gap = np.min(np.linalg.norm(grid[:, None, :] - taken[None, :, :], axis=2), axis=1) \
             if len(taken) else np.full(len(grid), np.inf)
-        grid = grid[~near_face & (gap > 0.45 * grid_step)]
+        grid = grid[~near_face & (gap > 0.45 * grid_step) & (_edge_distance(grid, lo, hi) > 0)]
         grid_w = _follow_weight(grid, centre, oval_circle(pts)[1], size, rings, fade,
-                                still=grid_step / 2.0)
+                                still=grid_step / 2.0, lo=lo, hi=hi)
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
     grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)
@@ -250,7 +277,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     sign[sign == 0] = 1.0
     return MeshLayout(src=src, ring_ids=ring_ids, ring_anchor=anchor, ring_weight=weight_arr,
                       face_tris=face, outer_tris=outer, face_sign=sign, grid_ids=grid_ids,
-                      grid_weight=grid_w)
+                      grid_weight=grid_w, slide_limits=limits)
 
 
 

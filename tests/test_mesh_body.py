@@ -307,3 +307,32 @@ def test_a_body_moving_up_never_brings_the_made_up_border_into_the_photo(
 
     assert magenta_in_photo(box) == 0
     assert magenta_in_photo(None) > 500
+
+
+def test_no_lattice_point_follows_the_head_more_than_a_ring_nearer_the_face() -> None:
+    """A tall, narrow face: beside it, the rings lie close to the outline. A lattice point
+    outside a ring, in the same direction from the face's centre, follows the head no more
+    than that ring does (measured in the outline's own radius, as the rings are placed).
+    Measured in the face's mean radius instead, lattice points beside the cheek followed
+    0.8-0.9 of the head next to a ring following 0.6, and a hair's edge across them came
+    out as a saw-tooth on a head turn (Mona Lisa on lp_d3)."""
+    rng = np.random.default_rng(3)
+    pts = np.zeros((478, 3))
+    pts[:, :2] = np.array([256.0, 250.0]) + rng.uniform(-30, 30, (478, 2))
+    oval = list(lm.FACE_OVAL)
+    ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
+    pts[oval, 0], pts[oval, 1] = 256 + 70 * np.sin(ang), 250 - 140 * np.cos(ang)
+    layout = build_layout(pts, 512, grid_step=32.0)
+    centre = pts[oval, :2].mean(axis=0)
+    rings = layout.src[layout.ring_ids] - centre
+    grid = layout.src[layout.grid_ids] - centre
+    ring_angle = np.arctan2(rings[:, 1], rings[:, 0])
+    grid_angle = np.arctan2(grid[:, 1], grid[:, 0])
+    checked = 0
+    for g, a, w in zip(grid, grid_angle, layout.grid_weight, strict=True):
+        gap = np.abs((ring_angle - a + np.pi) % (2 * np.pi) - np.pi)
+        nearer = (gap < np.radians(4)) & (np.linalg.norm(rings, axis=1) < np.linalg.norm(g) - 4)
+        if nearer.any():
+            checked += 1
+            assert w <= layout.ring_weight[nearer].min() + 0.02
+    assert checked > 20

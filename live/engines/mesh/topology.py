@@ -182,15 +182,29 @@ def _edge_distance(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.asarray(np.min(np.concatenate([p - lo, hi - p], axis=1), axis=1))
 
 
-def _follow_weight(p: np.ndarray, centre: np.ndarray, radius: float, size: int,
+def _oval_reach(p: np.ndarray, centre: np.ndarray, oval: np.ndarray) -> np.ndarray:
+    """How far each of the points ``p`` lies from the face's ``centre``, in the outline's
+    own radius in its direction (1: on the outline; the rings lie at their factors)."""
+    rel = oval - centre
+    ang, rad = np.arctan2(rel[:, 1], rel[:, 0]), np.linalg.norm(rel, axis=1)
+    order = np.argsort(ang)
+    ang, rad = ang[order], rad[order]
+    d = p - centre
+    radius = np.interp(np.arctan2(d[:, 1], d[:, 0]),
+                       np.concatenate([ang - 2 * np.pi, ang, ang + 2 * np.pi]), np.tile(rad, 3))
+    return np.asarray(np.linalg.norm(d, axis=1) / np.maximum(radius, 1e-9))
+
+
+def _follow_weight(p: np.ndarray, centre: np.ndarray, oval: np.ndarray, size: int,
                    rings: tuple[tuple[float, float, int], ...], fade: float,
                    still: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Default head-following weight of points at ``p``: the rings' weights interpolated by
-    the distance from the face centre (in oval radii), zero beyond the outer ring's reach;
+    the distance from the face centre (in the outline's radius in the point's direction,
+    :func:`_oval_reach`, as the rings are placed), zero beyond the outer ring's reach;
     points within ``still`` pixels of the picture's edge (the rectangle ``lo`` .. ``hi``) do
     not move and the weight fades in over ``fade * size`` pixels beyond them (the edge stays
     put as it did without them)."""
-    r = np.linalg.norm(p - centre, axis=1) / max(radius, 1e-9)
+    r = _oval_reach(p, centre, oval)
     xs = [1.0] + [f for f, _, _ in rings] + [rings[-1][0] * 1.35]
     ys = [1.0] + [w for _, w, _ in rings] + [0.0]
     d_border = _edge_distance(p, lo, hi) - still
@@ -259,7 +273,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         gap = np.min(np.linalg.norm(grid[:, None, :] - taken[None, :, :], axis=2), axis=1) \
             if len(taken) else np.full(len(grid), np.inf)
         grid = grid[~near_face & (gap > 0.45 * grid_step) & (_edge_distance(grid, lo, hi) > 0)]
-        grid_w = _follow_weight(grid, centre, oval_circle(pts)[1], size, rings, fade,
+        grid_w = _follow_weight(grid, centre, oval, size, rings, fade,
                                 still=grid_step / 2.0, lo=lo, hi=hi)
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)

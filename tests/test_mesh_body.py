@@ -217,6 +217,33 @@ def test_a_body_moving_down_slides_out_through_the_bottom_edge(driving_dir: Path
     assert np.array_equal(out[still], crop[still])
 
 
+@pytest.mark.fixtures
+def test_a_body_moving_up_is_stretched_at_the_bottom_edge_not_mirrored(
+        driving_dir: Path) -> None:
+    """The driver moves 12 px up, on a crop inside its photo: nothing below the crop's last
+    row is known, so that row keeps showing itself (a band painted there stays at the
+    bottom, the shoulders above stretch), where the warp used to show the crop mirrored at
+    its edge (a collar's tips upside down below it)."""
+    from live.bench.reconstruct import first_frame
+    from live.engines.mesh.engine import MeshEngine
+    from live.packets import FaceCrop
+
+    frame = first_frame(driving_dir / "tps_driving.mp4")  # shoulders across the bottom edge
+    crop = cv2.resize(frame[:410, :410], (512, 512), interpolation=cv2.INTER_CUBIC)
+    portrait = crop.copy()
+    portrait[504:] = (255, 0, 255)  # the last rows, marked
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    engine = MeshEngine(size=512, smoothing=False, gaze=False)
+    engine.set_portrait(engine.prepare(portrait))
+    engine.calibrate(FaceCrop(image=crop, crop_to_frame=eye, frame_index=0, t_capture=0.0))
+    out = engine.process(FaceCrop(image=_moved_up(crop, 12.0), crop_to_frame=eye,
+                                  frame_index=1, t_capture=0.04), 0.04)
+    engine.close()
+    last = out[511, 100:412].astype(int)
+    pink = (last[:, 0] > 200) & (last[:, 1] < 90) & (last[:, 2] > 200)
+    assert pink.mean() > 0.9
+
+
 def test_hair_by_the_face_does_not_tear_away_from_its_outline() -> None:
     """The face moved 10 px down; hair 10 px outside its outline would move 20 px more with
     the flow: held to FLOW_SHEAR of its distance relative to the outline; hair 100 px out
@@ -244,7 +271,8 @@ def test_hair_by_the_face_does_not_tear_away_from_its_outline() -> None:
 def test_a_layout_inside_its_photo_stops_at_the_photos_edge() -> None:
     """A crop that reaches past its photo (here past the bottom and right edges): every
     vertex of the layout lies on or inside the photo's part, the border runs along its
-    edge, and only the photo's own edges bound where the border's sources may slide."""
+    edge, and the border's sources may slide only within it (the crop's own box for a crop
+    inside its photo)."""
     rng = np.random.default_rng(1)
     pts = np.zeros((478, 3))
     pts[:, :2] = np.array([256.0, 240.0]) + rng.uniform(-40, 40, (478, 2))
@@ -255,13 +283,13 @@ def test_a_layout_inside_its_photo_stops_at_the_photos_edge() -> None:
     same = build_layout(pts, 512, grid_step=32.0, picture=(0, 0, 512, 512))
     assert np.array_equal(whole.src, same.src) and np.array_equal(whole.outer_tris,
                                                                     same.outer_tris)
-    assert np.isinf(whole.slide_limits).all()
+    assert whole.slide_limits.tolist() == [[0.0, 0.0], [511.0, 511.0]]
     cut = build_layout(pts, 512, grid_step=32.0, picture=(0, 0, 470, 430))
     outside = cut.src[N_MESH:]
     assert outside[:, 0].max() <= 469.0 and outside[:, 1].max() <= 429.0
     border = cut.src[cut.border_ids]
     assert np.isclose(border[:, 1], 429.0).sum() >= 5 and np.isclose(border[:, 0], 469.0).sum() >= 5
-    assert cut.slide_limits.tolist() == [[-np.inf, -np.inf], [469.0, 429.0]]
+    assert cut.slide_limits.tolist() == [[0.0, 0.0], [469.0, 429.0]]
 
 
 def _moved_up(image: np.ndarray, dy: float) -> np.ndarray:

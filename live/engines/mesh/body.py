@@ -342,8 +342,8 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     :func:`flow_trust`). With ``slide`` (a head layer over a still plate) the picture's border
     points take the motion too, staying on the edge while their source moves: a body that
     moves down goes out through the bottom edge instead of being squeezed against it (their
-    source stays within ``layout.slide_limits``: the photo's edge, where the crop reaches
-    past it).
+    source stays within ``layout.slide_limits``, the border itself: one that moves up is
+    stretched at the edge, as nothing beyond it is known).
     ``nearest``: :func:`nearest_outline` of the layout's outside points (rings, lattice), when
     known (:func:`hold_to_outline`)."""
     src = layout.src
@@ -365,11 +365,10 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     if len(edge):
         src = src.copy()
         src[edge] -= dev[moved:]  # an edge point shows what the motion brings to it
+        # ... from the picture only: a body that moves up is stretched at the edge, not
+        # filled with the crop's made-up border or its mirror image
         limits = layout.slide_limits
-        if np.isfinite(limits).any():
-            # ... from the photo only: where the crop reaches past the photo, a body that
-            # moves up is stretched at the photo's edge, not filled with the made-up border
-            src[edge] = np.clip(src[edge], limits[0], limits[1])
+        src[edge] = np.clip(src[edge], limits[0], limits[1])
     return src
 
 

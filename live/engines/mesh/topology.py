@@ -137,8 +137,8 @@ class MeshLayout:
     slide_limits: np.ndarray = dataclasses.field(
         default_factory=lambda: np.array([[-np.inf, -np.inf], [np.inf, np.inf]]))
     """``[[x, y] lowest, [x, y] highest]``: where a border point's source may slide to (the
-    body flow, :func:`live.engines.mesh.body.move_outside`): the photo's edge where the crop
-    reaches past it, unbounded at the crop's own sides."""
+    body flow, :func:`live.engines.mesh.body.move_outside`): the picture's border itself,
+    the photo's edge or the crop's (beyond the crop the warp could only mirror it)."""
 
     @property
     def outside_ids(self) -> np.ndarray:
@@ -235,9 +235,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     hi = np.array([min(size, x1) - 1, min(size, y1) - 1], np.float64)
     if np.any(hi - lo < 1.0):
         raise ValueError(f"picture: expected a box inside the {size} px crop, got {picture}")
-    limits = np.array([[-np.inf, -np.inf], [np.inf, np.inf]])
-    limits[0][lo > 0] = lo[lo > 0]
-    limits[1][hi < size - 1] = hi[hi < size - 1]
+    limits = np.array([lo, hi])
     oval_ids = np.asarray(lm.FACE_OVAL)
     oval = pts[oval_ids]
     centre = oval.mean(axis=0)

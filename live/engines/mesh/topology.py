@@ -137,8 +137,9 @@ class MeshLayout:
     slide_limits: np.ndarray = dataclasses.field(
         default_factory=lambda: np.array([[-np.inf, -np.inf], [np.inf, np.inf]]))
     """``[[x, y] lowest, [x, y] highest]``: where a border point's source may slide to (the
-    body flow, :func:`live.engines.mesh.body.move_outside`): the picture's border itself,
-    the photo's edge or the crop's (beyond the crop the warp could only mirror it)."""
+    body flow, :func:`live.engines.mesh.body.move_outside`): :func:`build_layout` sets the
+    picture's border itself, the photo's edge or the crop's (beyond the crop the warp could
+    only mirror it); unbounded by default."""
 
     @property
     def outside_ids(self) -> np.ndarray:

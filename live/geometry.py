@@ -47,6 +47,7 @@ __all__ = [
     "crop_square",
     "crop_transform",
     "fit_size",
+    "fit_square",
     "frame_matte",
     "frame_picture",
     "framed_output_size",
@@ -219,6 +220,20 @@ def crop_square(
     lm = None if landmarks is None else transform_points(landmarks, invert_affine(m))
     return FaceCrop(image=crop, crop_to_frame=m, frame_index=frame_index,
                     t_capture=t_capture, landmarks=lm, score=float(score))
+
+
+def fit_square(center_xy: Sequence[float] | np.ndarray, side: float,
+               frame_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """``(center, side)``: the square of ``side`` frame pixels centred on ``center_xy``,
+    moved into a picture of ``frame_size`` (w, h), and shrunk to the picture's shorter side
+    when it is larger: :func:`crop_square` of it makes up no border."""
+    w, h = frame_size
+    side = min(float(side), float(w), float(h))
+    half = side / 2.0
+    # the square spans [c - side / 2, c + side / 2] of the picture's [0, w] (crop_transform)
+    cx = min(max(float(center_xy[0]), half), w - half)
+    cy = min(max(float(center_xy[1]), half), h - half)
+    return np.array([cx, cy]), side
 
 
 def picture_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],

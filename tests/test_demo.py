@@ -123,6 +123,29 @@ def test_portrait_option_with_a_real_photo(tmp_path: Path, portraits_dir: Path,
     assert "30 frames" in err and str(out) in err
 
 
+@pytest.mark.fixtures
+def test_a_tight_photo_gets_a_crop_inside_it(portraits_dir: Path) -> None:
+    """lp_s42's face crop for the engine reaches past the photo's bottom edge; the demo's
+    output is its crop, so the demo keeps its square inside the photo (no edge repeated
+    as streaks) and the face in it."""
+    from live.face.portraits import find_portrait, load_image
+    from live.geometry import picture_box
+    from live.jobs.demo import portrait_face_crop
+
+    image = load_image(portraits_dir / "lp_s42.jpg")
+    h, w = image.shape[:2]
+    found = find_portrait(image, 256)  # the engine's crop for live and animate
+    assert picture_box(found.crop.crop_to_frame, (w, h), 256)[3] < 250
+    crop = portrait_face_crop(image, size=256, name="lp_s42.jpg")
+    m = crop.crop_to_frame
+    left, top = m[0, 2] - 0.5 * m[0, 0], m[1, 2] - 0.5 * m[1, 1]
+    right, bottom = m[0, 2] + 255.5 * m[0, 0], m[1, 2] + 255.5 * m[1, 1]
+    assert left >= -0.5 - 1e-6 and top >= -0.5 - 1e-6
+    assert right <= w - 0.5 + 1e-6 and bottom <= h - 0.5 + 1e-6
+    assert crop.landmarks is not None
+    assert crop.landmarks[:, :2].min() > 0 and crop.landmarks[:, :2].max() < 256
+
+
 @pytest.mark.slow
 @pytest.mark.fixtures
 def test_driving_video_keeps_fps_and_audio(tmp_path: Path, driving_dir: Path,

@@ -16,7 +16,7 @@ from live.geometry import (
     normalized_to_pixels,
     transform_points,
 )
-from live.packets import Frame
+from live.packets import FaceCrop, Frame
 
 
 def test_affines_compose_and_invert() -> None:
@@ -104,3 +104,31 @@ def test_picture_box_is_the_part_of_the_crop_that_shows_its_picture() -> None:
     assert picture_box(inside.crop_to_frame, (200, 120), 64) == (0, 0, 64, 64)
     with pytest.raises(ValueError, match="none of its"):
         picture_box(crop_square(image, (400.0, 60.0), 50.0, 64).crop_to_frame, (200, 120), 64)
+
+
+def _square_edges(crop: FaceCrop, n: int) -> tuple[float, float, float, float]:
+    """The crop's outer edges (left, top, right, bottom) in its picture's pixels."""
+    m = crop.crop_to_frame
+    lo, hi = -0.5, n - 0.5
+    return (m[0, 2] + m[0, 0] * lo, m[1, 2] + m[1, 1] * lo,
+            m[0, 2] + m[0, 0] * hi, m[1, 2] + m[1, 1] * hi)
+
+
+def test_fit_square_moves_the_square_into_the_picture_and_shrinks_it_to_fit() -> None:
+    from live.geometry import fit_square
+
+    image = np.full((120, 200, 3), 200, np.uint8)
+    # past the bottom-left corner: moved in, same side, flush with the picture's edges
+    center, side = fit_square((10.0, 110.0), 80.0, (200, 120))
+    assert side == 80.0
+    left, top, right, bottom = _square_edges(crop_square(image, center, side, 64), 64)
+    assert left == pytest.approx(-0.5) and bottom == pytest.approx(119.5)
+    assert top > 0 and right < 199.5
+    # larger than the picture's height: the height, as near the asked centre as it can be
+    center, side = fit_square((100.0, 60.0), 300.0, (200, 120))
+    assert side == 120.0 and center.tolist() == [100.0, 60.0]
+    _, top, _, bottom = _square_edges(crop_square(image, center, side, 64), 64)
+    assert top == pytest.approx(-0.5) and bottom == pytest.approx(119.5)
+    # inside already: left as it is
+    center, side = fit_square((100.0, 60.0), 50.0, (200, 120))
+    assert side == 50.0 and center.tolist() == [100.0, 60.0]

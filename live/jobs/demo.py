@@ -94,8 +94,8 @@ def builtin_portrait() -> np.ndarray:
 
 
 def portrait_face_crop(image: np.ndarray, *, size: int, name: str | Path) -> FaceCrop:
-    """The square crop (``size`` px) around the one face of a portrait, with its face-mesh
-    landmarks in crop pixels.
+    """The square crop (``size`` px) around the one face of a portrait, inside the photo
+    (:func:`live.geometry.fit_square`), with its face-mesh landmarks in crop pixels.
 
     The face search is :func:`live.face.portraits.find_faces` (the one face finder). Raises
     :class:`NoFaceError` when no face is found and :class:`InputError` when several are (the
@@ -103,7 +103,7 @@ def portrait_face_crop(image: np.ndarray, *, size: int, name: str | Path) -> Fac
     """
     from live.face.portraits import find_faces
     from live.face.tracking import face_landmarks, square_box
-    from live.geometry import crop_square
+    from live.geometry import crop_square, fit_square
 
     faces = find_faces(image, max_faces=_MAX_PORTRAIT_FACES, path=name, what="portrait")
     if len(faces) > 1:
@@ -113,6 +113,10 @@ def portrait_face_crop(image: np.ndarray, *, size: int, name: str | Path) -> Fac
     (landmarks,) = faces
     center, side = square_box(landmarks, scale=PORTRAIT_CROP_SCALE,
                               shift_y=PORTRAIT_CROP_SHIFT_Y)
+    # the demo's output is the crop itself: kept inside the photo, it shows no made-up
+    # border (a tight photo's edge repeated as streaks); the face may sit off centre
+    h, w = image.shape[:2]
+    center, side = fit_square(center, side, (w, h))
     crop = crop_square(image, center, side, size, landmarks=landmarks)
     # The mesh on the crop itself is what the engine will see of the portrait.
     own = face_landmarks(crop.image)

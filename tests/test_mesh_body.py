@@ -110,13 +110,22 @@ def test_shoulders_keep_their_own_motion_when_the_head_rolls() -> None:
                                atol=1.0)
 
 
-def test_lattice_points_stay_off_the_face_and_the_border() -> None:
-    rng = np.random.default_rng(1)
+def _oval_face(seed: int, centre: tuple[float, float], spread: float,
+               half_width: float, half_height: float) -> np.ndarray:
+    """Synthetic landmarks (478, 3): the face oval an ellipse around ``centre``, every other
+    point scattered within ``spread`` px of it (inside the face)."""
+    rng = np.random.default_rng(seed)
     pts = np.zeros((478, 3))
-    pts[:, :2] = np.array([256.0, 240.0]) + rng.uniform(-40, 40, (478, 2))  # inside the face
+    pts[:, :2] = np.array(centre) + rng.uniform(-spread, spread, (478, 2))
     oval = list(lm.FACE_OVAL)
     ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
-    pts[oval, 0], pts[oval, 1] = 256 + 80 * np.sin(ang), 240 - 100 * np.cos(ang)
+    pts[oval, 0] = centre[0] + half_width * np.sin(ang)
+    pts[oval, 1] = centre[1] - half_height * np.cos(ang)
+    return pts
+
+
+def test_lattice_points_stay_off_the_face_and_the_border() -> None:
+    pts = _oval_face(1, (256.0, 240.0), 40.0, 80.0, 100.0)
     plain = build_layout(pts, 512)
     lattice = build_layout(pts, 512, grid_step=32.0)
     assert len(plain.grid_ids) == 0 and len(lattice.grid_ids) > 100
@@ -273,12 +282,7 @@ def test_a_layout_inside_its_photo_stops_at_the_photos_edge() -> None:
     vertex of the layout lies on or inside the photo's part, the border runs along its
     edge, and the border's sources may slide only within it (the crop's own box for a crop
     inside its photo)."""
-    rng = np.random.default_rng(1)
-    pts = np.zeros((478, 3))
-    pts[:, :2] = np.array([256.0, 240.0]) + rng.uniform(-40, 40, (478, 2))
-    oval = list(lm.FACE_OVAL)
-    ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
-    pts[oval, 0], pts[oval, 1] = 256 + 80 * np.sin(ang), 240 - 100 * np.cos(ang)
+    pts = _oval_face(1, (256.0, 240.0), 40.0, 80.0, 100.0)
     whole = build_layout(pts, 512, grid_step=32.0)
     same = build_layout(pts, 512, grid_step=32.0, picture=(0, 0, 512, 512))
     assert np.array_equal(whole.src, same.src) and np.array_equal(whole.outer_tris,
@@ -344,12 +348,8 @@ def test_no_lattice_point_follows_the_head_more_than_a_ring_nearer_the_face() ->
     Measured in the face's mean radius instead, lattice points beside the cheek followed
     0.8-0.9 of the head next to a ring following 0.6, and a hair's edge across them came
     out as a saw-tooth on a head turn (Mona Lisa on lp_d3)."""
-    rng = np.random.default_rng(3)
-    pts = np.zeros((478, 3))
-    pts[:, :2] = np.array([256.0, 250.0]) + rng.uniform(-30, 30, (478, 2))
+    pts = _oval_face(3, (256.0, 250.0), 30.0, 70.0, 140.0)
     oval = list(lm.FACE_OVAL)
-    ang = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
-    pts[oval, 0], pts[oval, 1] = 256 + 70 * np.sin(ang), 250 - 140 * np.cos(ang)
     layout = build_layout(pts, 512, grid_step=32.0)
     centre = pts[oval, :2].mean(axis=0)
     rings = layout.src[layout.ring_ids] - centre

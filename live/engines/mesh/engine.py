@@ -341,8 +341,6 @@ class MeshEngine:
                                  got=str(tuple(picture)))
             k = self.size / w
             box = (math.ceil(x0 * k), math.ceil(y0 * k), math.floor(x1 * k), math.floor(y1 * k))
-            if box == (0, 0, self.size, self.size):
-                box = None  # all of the crop is picture
         if w != self.size:
             interp = cv2.INTER_AREA if w > self.size else cv2.INTER_CUBIC
             image = cv2.resize(image, (self.size, self.size), interpolation=interp)

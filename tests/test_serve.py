@@ -82,11 +82,12 @@ def server() -> Iterator[dict[str, Any]]:
                "http": f"http://127.0.0.1:{options.http_port}"}
 
 
-def local_frames(eo: Any, crop: np.ndarray, faces: list[FaceCrop | None]) -> list[np.ndarray]:
+def local_frames(eo: Any, crop: np.ndarray, faces: list[FaceCrop | None], *,
+                 picture: tuple[int, int, int, int] | None = None) -> list[np.ndarray]:
     from live.engines.base import create_engine
 
     engine = create_engine("mesh", eo)
-    engine.set_portrait(engine.prepare(crop))
+    engine.set_portrait(engine.prepare(crop, picture=picture))
     out = [engine.process(f, i / 25) for i, f in enumerate(faces)]
     engine.close()
     return out
@@ -155,15 +156,26 @@ def test_a_client_of_the_named_tensors_gets_the_same_frames(
         np.testing.assert_array_equal(got, want)
 
 
-def test_unknown_portrait_is_sent_again(server: dict[str, Any],
-                                        clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+def test_unknown_portrait_is_sent_again_with_its_photo_box(
+        server: dict[str, Any], clip: tuple[np.ndarray, list[FaceCrop | None]]) -> None:
+    """The served engine gets the crop's photo box (its last rows made-up border here) and
+    draws what a local engine given the box draws, also after the server forgot the portrait
+    and the client sent it again."""
     crop, faces = clip
+    photo = (0, 0, SIZE, SIZE - 24)
+    expected = local_frames(server["engine_options"], crop, faces[:4], picture=photo)
+    plain = local_frames(server["engine_options"], crop, faces[:4])
+    assert any(not np.array_equal(a, b) for a, b in zip(expected, plain, strict=True))
     engine = RemoteEngine(server["grpc"], size=SIZE, token=TOKEN)
-    engine.set_portrait(engine.prepare(crop))
-    engine.process(faces[0], 0.0)
+    assert engine.sends_picture
+    engine.set_portrait(engine.prepare(crop, picture=photo))
+    got = [engine.process(f, i / 25) for i, f in enumerate(faces[:2])]
     server["server"].forget_portraits()  # the server forgets (LRU eviction, restart)
-    out = engine.process(faces[1], 0.04)
-    assert out.shape == (SIZE, SIZE, 3) and engine.connected and engine.calibrated
+    got += [engine.process(f, (i + 2) / 25) for i, f in enumerate(faces[2:4])]
+    assert engine.connected and engine.calibrated and engine._portrait is not None
+    assert engine._portrait.picture == photo
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
     engine.close()
 
 

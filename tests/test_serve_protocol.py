@@ -19,6 +19,7 @@ from live.engines.remote import (
     FRAME_INPUT,
     MAX_LANDMARKS,
     OP_CALIBRATE,
+    PICTURE_INPUT,
     REPLY_OUTPUT,
     STATUS_BAD_REQUEST,
     STATUS_OK,
@@ -220,28 +221,50 @@ def test_openblas_threads_are_capped(openblas: dict[str, tuple[Any, Any]]) -> No
     assert set(limit_openblas_threads(0).values()) == {1}  # never below one
 
 
-@pytest.mark.parametrize("protocol, metadata, expected", [
-    ("grpc", {"inputs": [{"name": "image"}, {"name": FRAME_INPUT}]}, True),
-    ("grpc", {"inputs": [{"name": "image"}, {"name": "session"}]}, False),  # an older server
-    ("http", {"inputs": [{"name": FRAME_INPUT}]}, True),
-    ("grpc", RuntimeError("no such model"), False),
+@pytest.mark.parametrize("protocol, metadata, packed, picture", [
+    ("grpc", {"animate": {"inputs": [{"name": "image"}, {"name": FRAME_INPUT}]},
+              "portrait": {"inputs": [{"name": "image"}, {"name": PICTURE_INPUT}]}},
+     True, True),
+    ("grpc", {"animate": {"inputs": [{"name": "image"}, {"name": "session"}]},  # an older
+              "portrait": {"inputs": [{"name": "image"}]}}, False, False),  # server
+    ("http", {"animate": {"inputs": [{"name": FRAME_INPUT}]},
+              "portrait": {"inputs": [{"name": "image"}]}}, True, False),
+    ("grpc", RuntimeError("no such model"), False, False),
 ])
-def test_the_client_sends_packed_frames_only_to_servers_that_take_them(
-        protocol: str, metadata: Any, expected: bool) -> None:
+def test_the_client_sends_only_what_the_server_takes(
+        protocol: str, metadata: Any, packed: bool, picture: bool) -> None:
+    """Packed frames (protocol 2) and the portrait's photo box go only to a server whose
+    models have those inputs."""
     import threading
 
     from live.engines.remote import RemoteEngine
 
     class Client:
         def get_model_metadata(self, model: str, **kwargs: Any) -> Any:
-            assert model == "animate"
+            assert model in ("animate", "portrait")
             if isinstance(metadata, Exception):
                 raise metadata
-            return metadata
+            return metadata[model]
 
     engine = object.__new__(RemoteEngine)  # no server: only the probe is under test
     engine._protocol, engine._client, engine._http_lock = protocol, Client(), threading.Lock()
-    assert engine._takes_packed_frames() is expected
+    engine._learn_server()
+    assert engine.packed is packed and engine.sends_picture is picture
+    sent: list[dict[str, np.ndarray]] = []
+
+    def infer(model: str, arrays: dict[str, np.ndarray], outputs: Any) -> Any:
+        sent.append(arrays)
+        return {"portrait_id": np.array([b"p"], object), "status": np.zeros(1, np.int32),
+                "error": np.array([b""], object)}
+
+    engine._infer = infer  # type: ignore[method-assign]
+    crop = np.zeros((8, 8, 3), np.uint8)
+    assert engine.prepare(crop, picture=(0, 0, 8, 6)).picture == (0, 0, 8, 6)
+    assert (PICTURE_INPUT in sent[-1]) is picture
+    if picture:
+        np.testing.assert_array_equal(sent[-1][PICTURE_INPUT], [[0, 0, 8, 6]])
+    engine.prepare(crop)
+    assert PICTURE_INPUT not in sent[-1]  # no box: the crop alone
 
 
 def test_process_tree_cpu_counts_children() -> None:

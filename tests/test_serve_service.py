@@ -43,10 +43,17 @@ class FakeEngine:
         self.portrait: Any = None
         self.calibrated = False
 
-    def prepare(self, portrait: np.ndarray) -> np.ndarray:
+    def prepare(self, portrait: np.ndarray, *,
+                picture: tuple[int, int, int, int] | None = None) -> np.ndarray:
         if not portrait.any():
             raise NoFaceError("no face found in the portrait")
-        return portrait.copy()
+        out = portrait.copy()
+        if picture is not None:  # the made-up border marked, so a test can see the box used
+            x0, y0, x1, y1 = picture
+            inside = np.zeros(out.shape[:2], bool)
+            inside[y0:y1, x0:x1] = True
+            out[~inside] = 0
+        return out
 
     def set_portrait(self, prepared: Any) -> None:
         self.portrait = prepared
@@ -90,6 +97,37 @@ def test_portraits_are_cached_by_content_and_bounded() -> None:
     assert ids[0] not in service._portraits and len(service._portraits) == 2
     other = AnimationService(FakeEngine, "fake|y")
     assert other.portrait_key(images[0]) != service.portrait_key(images[0])
+
+
+def portrait_request(images: np.ndarray, pictures: np.ndarray | None = None) -> Req:
+    data = {"image": images}
+    if pictures is not None:
+        data["picture"] = pictures
+    return Req(data)
+
+
+def test_the_portrait_model_takes_the_crops_photo_box() -> None:
+    """A portrait sent with its photo box is prepared with it (the engine keeps the crop's
+    made-up border out of the picture) and is another portrait than the crop alone; a
+    malformed box is an error for its own request."""
+    service = AnimationService(FakeEngine, "fake|x")
+    image = np.full((32, 32, 3), 5, np.uint8)
+    [plain] = service.infer_portrait([portrait_request(image[None])])
+    [boxed] = service.infer_portrait([portrait_request(
+        np.stack([image, image]), np.array([[0, 0, 32, 24], [0, 0, 32, 24]], np.int32))])
+    assert list(plain["status"].reshape(-1)) == [STATUS_OK]
+    assert list(boxed["status"].reshape(-1)) == [STATUS_OK, STATUS_OK]
+    pid = boxed["portrait_id"].reshape(-1)[0].decode()
+    assert pid == boxed["portrait_id"].reshape(-1)[1].decode()
+    assert pid != plain["portrait_id"].reshape(-1)[0].decode()
+    out = service.animate("s", pid, None, 0.0, flags=FLAG_NEW_SESSION)
+    assert (out[:24] == 6).all() and (out[24:] == 1).all()  # prepared with the box
+    # the same crop with the same box again: the cached portrait
+    assert service.add_portrait(image, (0, 0, 32, 24)) == pid
+    [bad] = service.infer_portrait([portrait_request(image[None],
+                                                     np.array([[0, 0, 32.5, 24]]))])
+    assert list(bad["status"].reshape(-1)) == [STATUS_BAD_REQUEST]
+    assert "picture: expected 4 integers" in bad["error"].reshape(-1)[0].decode()
 
 
 def test_sessions_keep_their_own_state_and_errors_stay_per_request() -> None:
@@ -225,6 +263,7 @@ def test_the_animate_model_keeps_a_session_on_one_instance_and_batches_sessions(
     portrait = models["portrait"].config(Path("spec.pkl"))
     assert "dynamic_batching { max_queue_delay_microseconds: 700 }" in portrait
     assert "count: 1" in portrait and "sequence_batching" not in portrait
+    assert 'name: "picture" data_type: TYPE_INT32 dims: [ 4 ] optional: true' in portrait
 
 
 def test_the_repository_holds_each_model(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ this client's engine state (neutral pose, smoothing, hold) in a session of its o
   server does not know the session any more.
 * Frames go as protocol 2 when the server has it (the driving crop and one packed ``frame``
   tensor; :func:`pack_frame`), else as the named tensors of protocol 1.
+* The portrait goes with the crop's photo box (``picture``) when the server takes it, so the
+  served mesh engine keeps the crop's made-up border out of the picture as a local one does; an
+  older server gets the crop alone.
 * Server absent at start: one :class:`~calibrate.errors.MimicamError` naming the URL.
 * Server lost mid-run: :meth:`process` holds the last animated crop (or animates with the local
   ``fallback`` engine) and tries the server again with a growing back-off.
@@ -52,6 +55,9 @@ STATUS_OK, STATUS_BAD_REQUEST, STATUS_UNKNOWN_PORTRAIT, STATUS_UNKNOWN_SESSION, 
 # behind PyTriton's proxy). Lossless: the floats travel as their bytes. Servers without a ``frame``
 # input get the named tensors (protocol 1), which servers still take.
 FRAME_INPUT, REPLY_OUTPUT = "frame", "reply"
+PICTURE_INPUT = "picture"
+"""The ``portrait`` model's optional INT32 ``(x0, y0, x1, y1)``: the crop's pixels that show its
+photo (servers from 2026-12 on)."""
 FRAME_VERSION = 2
 _FRAME_HEAD = struct.Struct("<BBHId6dHHI")  # version, op, 0, flags, t, crop_to_frame, lengths
 _REPLY_HEAD = struct.Struct("<iI")  # status, error length
@@ -193,8 +199,11 @@ class RemoteEngine:
         self.last_timings: dict[str, float] = {}
         self._client = self._connect()
         self.server_engine, server_size = self._info()
-        self.packed = self._takes_packed_frames()
+        self.packed = False
         """Whether frames go as protocol 2 (one ``frame`` tensor; see :func:`pack_frame`)."""
+        self.sends_picture = False
+        """Whether the server's ``portrait`` model takes the crop's photo box."""
+        self._learn_server()
         if size is not None and int(size) != server_size:
             self.close()
             raise InputError("the server animates another crop size",
@@ -214,18 +223,25 @@ class RemoteEngine:
             raise RemoteError(f"{self.url} refused this client: {_text(out['error'])}")
         return _text(out["engine"]), int(out["size"].reshape(-1)[0])
 
-    def _takes_packed_frames(self) -> bool:
-        """Whether the server's ``animate`` model has the ``frame`` input (protocol 2)."""
+    def _learn_server(self) -> None:
+        """What this server takes: the ``frame`` input (protocol 2, :attr:`packed`) and the
+        portrait's ``picture`` (:attr:`sends_picture`)."""
+        self.packed = FRAME_INPUT in self._model_inputs("animate")
+        self.sends_picture = PICTURE_INPUT in self._model_inputs("portrait")
+
+    def _model_inputs(self, model: str) -> frozenset[str]:
+        """The input names of the server's ``model`` (none known: an old or odd server, which
+        the named tensors and the crop alone work with)."""
         try:
             if self._protocol == "http":
                 with self._http_lock:
-                    meta = self._client.get_model_metadata("animate")
+                    meta = self._client.get_model_metadata(model)
             else:
-                meta = self._client.get_model_metadata("animate", as_json=True)
-        except Exception as exc:  # an old or odd server: the named tensors work everywhere
-            log.debug("no metadata for 'animate' (%s); sending named tensors", _short(exc))
-            return False
-        return any(i.get("name") == FRAME_INPUT for i in (meta or {}).get("inputs", []))
+                meta = self._client.get_model_metadata(model, as_json=True)
+        except Exception as exc:
+            log.debug("no metadata for %r (%s)", model, _short(exc))
+            return frozenset()
+        return frozenset(str(i.get("name")) for i in (meta or {}).get("inputs", []))
 
     def set_fallback(self, engine: Any) -> None:
         """A local engine that animates while the server is unreachable (same crop size)."""
@@ -313,14 +329,19 @@ class RemoteEngine:
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None) -> RemotePortrait:
-        """Upload the portrait crop. ``picture`` is kept for the local fallback engine; the
-        server's portrait model takes the crop alone."""
+        """Upload the portrait crop and, when the server takes it, ``picture`` (the crop's
+        pixels that show its photo; kept for the local fallback engine too)."""
         image = np.ascontiguousarray(check_rgb(portrait, "portrait"))
-        return RemotePortrait(image=image, portrait_id=self._upload(image), picture=picture)
+        if picture is not None:
+            picture = (int(picture[0]), int(picture[1]), int(picture[2]), int(picture[3]))
+        return RemotePortrait(image=image, portrait_id=self._upload(image, picture),
+                              picture=picture)
 
-    def _upload(self, image: np.ndarray) -> str:
-        out = self._infer("portrait", {"image": image[None]},
-                          ("portrait_id", "status", "error"))
+    def _upload(self, image: np.ndarray, picture: tuple[int, int, int, int] | None) -> str:
+        arrays = {"image": image[None]}
+        if picture is not None and self.sends_picture:
+            arrays[PICTURE_INPUT] = np.array([picture], np.int32)
+        out = self._infer("portrait", arrays, ("portrait_id", "status", "error"))
         status = int(out["status"].reshape(-1)[0])
         if status != STATUS_OK:
             raise RemoteError(f"{self.url} refused the portrait: {_text(out['error'])}")
@@ -449,8 +470,9 @@ class RemoteEngine:
             if status == STATUS_UNKNOWN_PORTRAIT:
                 assert self._portrait is not None
                 log.info("the server forgot the portrait; sending it again")
-                self._portrait = RemotePortrait(self._portrait.image,
-                                                self._upload(self._portrait.image))
+                old = self._portrait
+                self._portrait = RemotePortrait(old.image, self._upload(old.image, old.picture),
+                                                picture=old.picture)
             elif status == STATUS_UNKNOWN_SESSION:
                 log.info("the server forgot this session; opening it again")
                 self._session_open = False
@@ -473,7 +495,7 @@ class RemoteEngine:
             try:
                 if self._down:  # a new channel: gRPC's own would wait out its back-off
                     self._reconnect()  # the server may have come back as another version
-                    self.packed = self._takes_packed_frames()
+                    self._learn_server()
                 if self._pending_calibrate and self._neutral is not None:
                     self._send_calibrate()
                 out = self._request(driving, t, OP_PROCESS)

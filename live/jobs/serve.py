@@ -10,7 +10,9 @@ instances compute on separate cores without sharing an interpreter lock.
 Three models:
 
 * ``info``: the engine's name and crop size (and whether the token is right).
-* ``portrait``: a portrait face crop (``image`` UINT8 HxWx3) -> its ``portrait_id`` (BYTES).
+* ``portrait``: a portrait face crop (``image`` UINT8 HxWx3) and, optionally, the crop's
+  pixels that show its photo (``picture`` INT32 ``x0, y0, x1, y1``; the rest is made-up border,
+  :func:`live.geometry.picture_box`) -> its ``portrait_id`` (BYTES).
   The portrait is prepared (encoded) once and kept, pickled, in the server's portrait spool
   (:class:`SpoolStore`: bounded, keyed by a hash of the image, the engine and its
   weights/options) where every ``animate`` instance finds it; sending it again costs a hash.
@@ -79,6 +81,7 @@ from live.engines.remote import (
     MAX_LANDMARKS,
     MAX_SIDE,
     OP_CALIBRATE,
+    PICTURE_INPUT,
     REPLY_OUTPUT,
     STATUS_BAD_REQUEST,
     STATUS_OK,
@@ -306,22 +309,28 @@ class AnimationService:
 
     # -- plain calls ---------------------------------------------------------------------------
 
-    def portrait_key(self, image: np.ndarray) -> str:
+    def portrait_key(self, image: np.ndarray,
+                     picture: tuple[int, int, int, int] | None = None) -> str:
         h = hashlib.sha256()
         h.update(self._identity.encode())
         h.update(repr(image.shape).encode())
+        if picture is not None:  # the same crop with another photo box is another portrait
+            h.update(repr(tuple(picture)).encode())
         h.update(np.ascontiguousarray(image).tobytes())
         return h.hexdigest()[:32]
 
-    def add_portrait(self, image: np.ndarray) -> str:
+    def add_portrait(self, image: np.ndarray,
+                     picture: tuple[int, int, int, int] | None = None) -> str:
+        """Prepare (once) the portrait crop ``image`` whose photo shows in ``picture``
+        (``(x0, y0, x1, y1)``; None: all of it); its ``portrait_id``."""
         _check_image(image, "portrait image")
-        key = self.portrait_key(image)
+        key = self.portrait_key(image, picture)
         with self._lock:
             if self._portraits.touch(key):
                 return key
         try:
             with self._prepare_lock, self._compute:
-                prepared = self._preparer.prepare(np.ascontiguousarray(image))
+                prepared = self._preparer.prepare(np.ascontiguousarray(image), picture=picture)
         except MimicamError as exc:
             raise RequestError(STATUS_BAD_REQUEST, str(exc)) from None
         with self._lock:
@@ -398,11 +407,13 @@ class AnimationService:
         out = []
         for request in requests:
             images = request["image"]
+            boxes = request.get(PICTURE_INPUT)
             ids, statuses, errors = [], [], []
-            for image in images:
+            for i, image in enumerate(images):
                 try:
                     self._authorize(request)
-                    ids.append(self.add_portrait(image))
+                    picture = None if boxes is None else _picture(boxes[i])
+                    ids.append(self.add_portrait(image, picture))
                     statuses.append(STATUS_OK)
                     errors.append("")
                 except RequestError as exc:
@@ -465,7 +476,7 @@ class AnimationService:
     def _animate_one(self, request: Any, i: int) -> np.ndarray:
         image = np.asarray(request["image"][i])
         _check_image(image, "driving image")
-        names = request.keys()  # a dict, or a TritonRequest (no get())
+        names = request.keys()  # a dict, or a TritonRequest
         if FRAME_INPUT in names:  # protocol 2: one packed tensor
             try:
                 frame = unpack_frame(request[FRAME_INPUT][i])
@@ -537,6 +548,17 @@ def _check_image(image: np.ndarray, name: str) -> None:
     if max(image.shape[:2]) > MAX_SIDE or min(image.shape[:2]) < 16:
         raise RequestError(STATUS_BAD_REQUEST, f"{name}: side out of range 16..{MAX_SIDE}: "
                            f"{image.shape[1]}x{image.shape[0]}")
+
+
+def _picture(value: np.ndarray) -> tuple[int, int, int, int]:
+    """One row of the ``picture`` input as ``(x0, y0, x1, y1)`` (the engine checks that it fits
+    the crop)."""
+    row = np.asarray(value).reshape(-1)
+    if row.shape != (4,) or not np.issubdtype(row.dtype, np.integer):
+        raise RequestError(STATUS_BAD_REQUEST, "picture: expected 4 integers x0, y0, x1, y1, "
+                           f"got {row.dtype} {tuple(np.asarray(value).shape)}")
+    x0, y0, x1, y1 = (int(v) for v in row)
+    return x0, y0, x1, y1
 
 
 def _text(value: Any) -> str:
@@ -678,7 +700,7 @@ def serve_models(options: ServeOptions) -> list[Any]:
                   outputs=(TensorSpec("engine", "STRING", (1,)),
                            TensorSpec("size", "INT32", (1,)), status, error),
                   max_batch=batch),
-        ModelSpec("portrait", inputs=(image,),
+        ModelSpec("portrait", inputs=(image, TensorSpec(PICTURE_INPUT, "INT32", (4,), True)),
                   outputs=(TensorSpec("portrait_id", "STRING", (1,)), status, error),
                   max_batch=batch, queue_delay_us=options.queue_delay_us),
         # protocol 2 sends ``image`` and the packed ``frame`` and asks for ``image`` and

@@ -38,6 +38,10 @@ class TritonRequest:
     def keys(self) -> Any:
         return self._inputs.keys()
 
+    def get(self, name: str, default: np.ndarray | None = None) -> np.ndarray | None:
+        """An optional input (``default`` when the request has none)."""
+        return self[name] if name in self._inputs else default
+
     def __getitem__(self, name: str) -> np.ndarray:
         value: np.ndarray = self._inputs[name].as_numpy()
         return value

@@ -28,7 +28,7 @@ def face() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: float = 1.0,
-         grey: bool = False, neutral: np.ndarray | None = None) -> np.ndarray:
+         grey: bool = False, neutral: np.ndarray | None = None, grid: int = SIZE) -> np.ndarray:
     """The portrait ``image`` (made grey with ``grey``) driven from ``neutral`` (default:
     ``image`` itself) to ``driver``, both with the landmarks ``pts``."""
     from live.engines.mesh.engine import MeshEngine
@@ -36,7 +36,7 @@ def _run(image: np.ndarray, pts: np.ndarray, driver: np.ndarray, *, shading: flo
     portrait = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) \
         if grey else image
     engine = MeshEngine(size=SIZE, smoothing=False, body="head", gaze=False, mouth="off",
-                        shading=shading)
+                        shading=shading, grid=grid)
     try:
         engine.set_portrait(engine.prepare(portrait))
         engine.calibrate(FaceCrop(image if neutral is None else neutral, EYE, 0, 0.0,
@@ -327,4 +327,82 @@ def test_a_fringe_of_hair_moving_over_the_drivers_forehead_is_not_carried(face) 
     diff = np.abs(out[forehead].astype(int) - plain[forehead].astype(int))
     assert diff.max() <= 4 and diff.mean() < 0.5  # carried, it was 49 and 10.5
     core = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
+    assert out[core].astype(float).mean() < 0.85 * plain[core].astype(float).mean()
+
+
+def test_drop_grain_takes_the_speckle_out_and_keeps_a_crease() -> None:
+    from live.engines.mesh.shading import drop_grain
+
+    rng = np.random.default_rng(3)
+    ratio = np.exp(rng.normal(0.0, 0.03, (80, 80))).astype(np.float32)  # grain: ~3 %
+    ratio[38:42, 10:70] *= 0.6  # a crease
+    mask = np.ones_like(ratio)
+    mask[:, :5] = 0.0  # not skin: no part in the grain's measure
+    ratio[:, :5] = 3.0
+    drop_grain(ratio, mask, k=3.0)
+    plain = np.ones(ratio.shape, bool)
+    plain[36:44] = False
+    plain[:, :5] = False
+    assert np.mean(ratio[plain] == 1.0) > 0.99  # the speckle is gone
+    assert ratio[39:41, 15:65].max() < 0.72  # the crease (0.6 and grain) stays deep
+    smooth = np.ones((40, 40), np.float32)
+    drop_grain(smooth, np.ones_like(smooth))  # nothing to take: unchanged, no NaNs
+    assert np.array_equal(smooth, np.ones_like(smooth))
+
+
+def test_skin_match_tells_the_same_skin_from_another() -> None:
+    from live.engines.mesh.shading import skin_match
+
+    rng = np.random.default_rng(5)
+    shade = np.linspace(80.0, 160.0, 90, dtype=np.float32)[None, :].repeat(90, axis=0)
+    skin = shade + cv2.GaussianBlur(rng.normal(0, 6, (90, 90)).astype(np.float32), (0, 0), 1)
+    other = shade + cv2.GaussianBlur(rng.normal(0, 6, (90, 90)).astype(np.float32), (0, 0), 1)
+    mask = np.zeros((90, 90), np.float32)
+    mask[10:80, 10:80] = 1.0
+    assert skin_match(skin, skin * 1.3 + 5.0, mask) > 0.95  # the same skin in other light
+    assert abs(skin_match(skin, other, mask)) < 0.15  # two people's grain
+    assert skin_match(skin, other, np.zeros_like(mask)) == 0.0  # no skin: no match
+
+
+def test_the_drivers_skin_grain_is_not_carried_onto_another_face(face) -> None:
+    """The driving face's grain (pores, video noise) changes from its neutral to its current
+    frame; on another person's smooth skin it drew grey blotches (a young face driven by an
+    older man, tps_driving). It stays off another face, while a crease still darkens it; on
+    the driver's own face (the portrait is its neutral frame) the grain is given back. (The
+    warp's grid at half the crop, as the engine's default 256 on a 512 crop.)"""
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    rng = np.random.default_rng(11)
+
+    def grainy(picture: np.ndarray) -> np.ndarray:
+        noise = cv2.GaussianBlur(rng.normal(0, 30, picture.shape[:2]).astype(np.float32),
+                                 (0, 0), 2.0)
+        return np.clip(picture + noise[..., None], 0, 255).astype(np.uint8)
+
+    smooth = cv2.GaussianBlur(image, (0, 0), 3.0)
+    neutral, current = grainy(smooth), grainy(smooth)
+    other = grainy(np.ascontiguousarray(smooth[:, ::-1]))  # another face, its own grain
+    cheek = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.15 * iod)
+    grid = SIZE // 2
+
+    def speckle(portrait: np.ndarray) -> float:
+        out = _run(portrait, pts, current, neutral=neutral, grid=grid).astype(float)
+        still = _run(portrait, pts, current, neutral=neutral, grid=grid,
+                     shading=0.0).astype(float)
+        gain = out[cheek].sum(axis=1) / np.maximum(still[cheek].sum(axis=1), 1.0)
+        return float(np.std(gain))
+
+    own = speckle(neutral)  # the driver's own neutral frame: its grain changes
+    assert own > 0.01  # given back
+    assert speckle(other) < 0.2 * own
+    crease = _disc(pts, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.12 * iod)
+    creased = current.copy()
+    creased[crease] = (creased[crease] * 0.6).astype(np.uint8)
+    out = _run(other, pts, creased, neutral=neutral, grid=grid)
+    plain = _run(other, pts, creased, neutral=neutral, grid=grid, shading=0.0)
+    from live.face.tracking import face_landmarks
+
+    found = face_landmarks(other, refine=True)  # the other face's own cheek
+    assert found is not None
+    core = _disc(found, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
     assert out[core].astype(float).mean() < 0.85 * plain[core].astype(float).mean()

@@ -406,3 +406,23 @@ def test_the_drivers_skin_grain_is_not_carried_onto_another_face(face) -> None:
     assert found is not None
     core = _disc(found, (lm.RIGHT_CHEEK, lm.MOUTH_RIGHT), 0.06 * iod)
     assert out[core].astype(float).mean() < 0.85 * plain[core].astype(float).mean()
+
+
+def test_soften_creases_turns_a_thin_line_into_a_soft_fold_of_the_same_depth() -> None:
+    from live.engines.mesh.shading import soften_creases
+
+    ratio = np.ones((60, 60), np.float32)
+    ratio[30, 10:50] = 0.6  # a one-cell crease
+    mask = np.ones_like(ratio)
+    mask[:, :5] = 0.0
+    ratio[:, :5] = 1.4  # not skin: neither blurred nor bled into the skin
+    before = np.log(ratio[20:41, 15:45]).sum()
+    soften_creases(ratio, mask, 2.0)
+    assert ratio[30, 15:45].min() > 0.8  # no more a sharp dark line
+    assert ratio[26:35, 15:45].max() < 1.0 and ratio[27, 30] < 0.97  # spread either side
+    assert abs(np.log(ratio[20:41, 15:45]).sum() - before) < 0.05 * abs(before)  # as deep
+    assert np.all(ratio[:, :5] == np.float32(1.4))
+    assert np.all(ratio[:20, 5:] == 1.0)  # the skin's edge pulls no value in
+    same = ratio.copy()
+    soften_creases(ratio, mask, 0.1)  # too little to blur: unchanged
+    assert np.array_equal(ratio, same)

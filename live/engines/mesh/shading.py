@@ -218,6 +218,7 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
                                       / (SAME_SKIN[1] - SAME_SKIN[0]), 0.0, 1.0))
         if foreign > 0.0:
             drop_grain(ratio, mask, k=GRAIN_K * foreign)
+            soften_creases(ratio, mask, FOREIGN_SOFT * float(width) * foreign)
     if base is not None and bool((ratio > 1.0 + FREE_LIFT).any()):
         # measured on a grid SHARE_STEP times coarser (creases are several cells wide)
         small = (max(1, (x1 - x0) // SHARE_STEP), max(1, (y1 - y0) // SHARE_STEP))
@@ -276,6 +277,26 @@ def skin_match(own: np.ndarray, other: np.ndarray, mask: np.ndarray) -> float:
     db -= db.mean()
     den = math.sqrt(float(da @ da) * float(db @ db))
     return float(da @ db) / den if den > 0.0 else 0.0
+
+
+FOREIGN_SOFT = 0.012
+"""On another person's face (:data:`SAME_SKIN`) the creases are softened by a blur of this
+share of the face's width (:func:`soften_creases`)."""
+
+
+def soften_creases(ratio: np.ndarray, mask: np.ndarray, sigma: float) -> None:
+    """In place: blur an expression ratio's log over the skin (``mask`` > 0.5; a normalised
+    convolution: what is not skin does not bleed in) by ``sigma`` cells (none below 0.3). A
+    driver's deep, thin crease (a forehead line, the fold by the nose) drawn at full
+    sharpness on another person's smooth skin read as a scratch; the skin's own fold is a
+    soft shadow."""
+    if sigma < 0.3:
+        return
+    on = (mask > 0.5).astype(np.float32)
+    log, weight = cv2.split(cv2.GaussianBlur(cv2.merge([np.log(ratio) * on, on]), (0, 0),
+                                             sigma))
+    soft = np.exp(log / np.maximum(weight, 1e-3))
+    np.copyto(ratio, soft, where=on > 0.0)
 
 
 def drop_grain(ratio: np.ndarray, mask: np.ndarray, *, k: float = GRAIN_K) -> None:
@@ -459,7 +480,8 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
 
 
 __all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES",
-           "FREE_LIFT", "GLASSES_ZONE", "GRAIN_K", "HIDDEN_DARK", "HIDDEN_GROW", "MATCH_SIGMA",
-           "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ShadingReference", "apply_ratio",
-           "drop_grain", "glasses_triangles", "hidden_skin", "lift_share", "lip_points",
-           "luminance", "shading_ratio", "shading_triangles", "skin_match", "wears_glasses"]
+           "FOREIGN_SOFT", "FREE_LIFT", "GLASSES_ZONE", "GRAIN_K", "HIDDEN_DARK", "HIDDEN_GROW",
+           "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ShadingReference",
+           "apply_ratio", "drop_grain", "glasses_triangles", "hidden_skin", "lift_share",
+           "lip_points", "luminance", "shading_ratio", "shading_triangles", "skin_match",
+           "soften_creases", "wears_glasses"]

@@ -14,7 +14,7 @@ Three models:
   pixels that show its photo (``picture`` INT32 ``x0, y0, x1, y1``; the rest is made-up border,
   :func:`live.geometry.picture_box`) -> its ``portrait_id`` (BYTES).
   The portrait is prepared (encoded) once and kept, pickled, in the server's portrait spool
-  (:class:`SpoolStore`: bounded, keyed by a hash of the image, the engine and its
+  (:class:`SpoolStore`: bounded, keyed by a hash of the image, its photo box, the engine and its
   weights/options) where every ``animate`` instance finds it; sending it again costs a hash.
 * ``animate``: one driving frame of one client ``session``: the ``portrait_id``, the driving
   crop ``image``, its ``landmarks`` (FP32 Nx3; a single row means none: the engine finds

@@ -426,3 +426,22 @@ def test_soften_creases_turns_a_thin_line_into_a_soft_fold_of_the_same_depth() -
     same = ratio.copy()
     soften_creases(ratio, mask, 0.1)  # too little to blur: unchanged
     assert np.array_equal(ratio, same)
+
+
+def test_the_skin_match_is_averaged_over_frames_and_starts_anew() -> None:
+    from live.engines.mesh.engine import MeshEngine
+    from live.engines.mesh.shading import SkinMatch
+
+    avg = SkinMatch()
+    assert avg(0.7) == 0.7  # the first reading as it is
+    seen = [avg(v) for v in (0.4, 0.7) * 10]  # a reading that jumps by 0.3 a frame
+    assert max(seen[-6:]) - min(seen[-6:]) < 0.1
+    avg.reset()
+    assert avg(0.3) == 0.3
+    engine = MeshEngine(size=64)
+    try:
+        engine._same_skin(0.9)
+        engine.recalibrate()  # another neutral face: a new average
+        assert engine._same_skin.value is None
+    finally:
+        engine.close()

@@ -67,6 +67,7 @@ from live.engines.mesh.mouth import (
 )
 from live.engines.mesh.shading import (
     ShadingReference,
+    SkinMatch,
     apply_ratio,
     glasses_triangles,
     shading_ratio,
@@ -280,6 +281,7 @@ class MeshEngine:
         self._driver: tuple[np.ndarray, np.ndarray] | None = None  # crop image, crop landmarks
         self.last_timings: dict[str, float] = {}
         self.last_matte: np.ndarray | None = None
+        self._same_skin = SkinMatch()
         self._hold: PoseHold[np.ndarray] = PoseHold.from_options(
             self.options, converged=_CONVERGED_IOD, approach=exp_approach,
             distance=max_abs_distance)
@@ -305,6 +307,7 @@ class MeshEngine:
         self._still = False  # this frame's driving picture is the neutral one (scripted motion)
         self._shade_face: ShadingReference | None = None  # the last driving face's shading
         self._shade_extent: float | None = None  # the held pose's extent when the face went
+        self._same_skin.reset()  # the portrait's skin against this neutral face's, anew
         self._neutral_side = 1.0  # driving crop side in frame pixels (for adapt_scale=False)
         self._unit = 1.0
         self._origin = np.zeros(3)
@@ -379,6 +382,8 @@ class MeshEngine:
                             f"got {type(prepared).__name__}")
         if prepared.size != self.size:
             raise ValueError(f"portrait prepared for size {prepared.size}, engine size {self.size}")
+        if prepared is not self._portrait:
+            self._same_skin.reset()
         self._portrait = prepared
 
     # -- driving -------------------------------------------------------------------------------
@@ -613,7 +618,8 @@ class MeshEngine:
         out = self.render(portrait, self._neutral[:n], shown[:n], timings,
                           driver=self._driver if pts is not None else None, body=body,
                           shading=None if self._shade_face is None else self._shading,
-                          shading_face=self._shade_face, shading_fade=fade)
+                          shading_face=self._shade_face, shading_fade=fade,
+                          same_skin=self._same_skin)
         if self._body_ms is not None:
             timings["body"] = self._body_ms
         if self._body_wait_ms is not None:
@@ -627,14 +633,17 @@ class MeshEngine:
                body: BodyMotion | Callable[[], BodyMotion] | None = None,
                shading: ShadingReference | None = None,
                shading_face: ShadingReference | None = None,
-               shading_fade: float = 1.0) -> np.ndarray:
+               shading_fade: float = 1.0,
+               same_skin: SkinMatch | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
         motion (``body = "flow"``; None: hair, neck and shoulders follow the head), or a function
         giving it, called once when the warp needs it (the engine's flow runs meanwhile);
         ``shading`` the neutral driving face for the expression shading, of the driving face
-        ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength.
+        ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength;
+        ``same_skin`` averages how alike the portrait's skin and the driver's are over the
+        frames (the engine's own; None: this frame's reading alone).
         Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
@@ -723,7 +732,7 @@ class MeshEngine:
             skin = np.concatenate([np.zeros(len(layout.outer_tris), bool), shaded[order]])
             found = shading_ratio(self._warp, index, tris, skin, dst, shading,
                                   shading_face.gray, shading_face.landmarks, strength=strength,
-                                  base=out)
+                                  base=out, same_skin=same_skin)
             if found is not None:
                 apply_ratio(out, *found)
         t5 = clock()

@@ -161,15 +161,18 @@ class ShadingReference:
 def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray,
                   skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
                   current_gray: np.ndarray, current_landmarks: np.ndarray, *,
-                  strength: float = 1.0,
-                  base: np.ndarray | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
+                  strength: float = 1.0, base: np.ndarray | None = None,
+                  same_skin: SkinMatch | None = None
+                  ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The expression ratio on the output, as ``(region, ratio)``: ``ratio`` (float32) is to
     multiply the output's pixels in ``region`` (a (rows, cols) slice pair). ``index`` and
     ``tris`` are the warp's triangle-index map and its triangle list (``dst`` its output
     vertices), ``skin`` marks the skin rows of ``tris``. ``base`` is the output picture the
     ratio will multiply (the warped portrait, RGB uint8): with it, a crease of the driving
     face's neutral frame that went away lifts the portrait only as far as the portrait has
-    that crease (:func:`lift_share`). None when no skin is visible."""
+    that crease (:func:`lift_share`), and the driver's grain stays off it as far as its skin
+    is not the driver's (:func:`skin_match`, averaged over the frames by ``same_skin`` when
+    given). None when no skin is visible."""
     n = min(len(reference.landmarks), len(current_landmarks))
     rows = np.flatnonzero(skin)
     if rows.size == 0 or n < 468:
@@ -214,8 +217,11 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
         # (blurred as the driving face's luminance is)
         own = luminance(cv2.resize(base[top:bottom, left:right], (x1 - x0, y1 - y0),
                                    interpolation=cv2.INTER_AREA))
-        foreign = 1.0 - float(np.clip((skin_match(own, ref, mask) - SAME_SKIN[0])
-                                      / (SAME_SKIN[1] - SAME_SKIN[0]), 0.0, 1.0))
+        match = skin_match(own, ref, mask)
+        if same_skin is not None:
+            match = same_skin(match)
+        foreign = 1.0 - float(np.clip((match - SAME_SKIN[0]) / (SAME_SKIN[1] - SAME_SKIN[0]),
+                                      0.0, 1.0))
         if foreign > 0.0:
             drop_grain(ratio, mask, k=GRAIN_K * foreign)
             soften_creases(ratio, mask, FOREIGN_SOFT * float(width) * foreign)
@@ -277,6 +283,29 @@ def skin_match(own: np.ndarray, other: np.ndarray, mask: np.ndarray) -> float:
     db -= db.mean()
     den = math.sqrt(float(da @ da) * float(db @ db))
     return float(da @ db) / den if den > 0.0 else 0.0
+
+
+class SkinMatch:
+    """:func:`skin_match` averaged over the frames (exponentially, :attr:`weight` for the
+    newest): a frame's reading moves by up to ~0.06 from the last one, which near
+    :data:`SAME_SKIN` would make the grain come and go. A new portrait or neutral pose starts
+    a new average (:meth:`reset`)."""
+
+    weight = 0.2
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def __call__(self, match: float) -> float:
+        """The average with ``match``, this frame's reading."""
+        if self.value is None:
+            self.value = float(match)
+        else:
+            self.value += self.weight * (float(match) - self.value)
+        return self.value
+
+    def reset(self) -> None:
+        self.value = None
 
 
 FOREIGN_SOFT = 0.012
@@ -481,7 +510,7 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
 
 __all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES",
            "FOREIGN_SOFT", "FREE_LIFT", "GLASSES_ZONE", "GRAIN_K", "HIDDEN_DARK", "HIDDEN_GROW",
-           "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ShadingReference",
+           "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ShadingReference", "SkinMatch",
            "apply_ratio", "drop_grain", "glasses_triangles", "hidden_skin", "lift_share",
            "lip_points", "luminance", "shading_ratio", "shading_triangles", "skin_match",
            "soften_creases", "wears_glasses"]

@@ -433,14 +433,20 @@ def test_the_skin_match_is_averaged_over_frames_and_starts_anew() -> None:
     from live.engines.mesh.shading import SkinMatch
 
     avg = SkinMatch()
-    assert avg(0.7) == 0.7  # the first reading as it is
-    seen = [avg(v) for v in (0.4, 0.7) * 10]  # a reading that jumps by 0.3 a frame
+    assert avg(0.7, 0.0) == 0.7  # the first reading as it is
+    # a reading that jumps by 0.3 a frame, at 30 fps
+    seen = [avg(v, (i + 1) / 30) for i, v in enumerate((0.4, 0.7) * 10)]
     assert max(seen[-6:]) - min(seen[-6:]) < 0.1
+    # on real time steps: one step of 2 dt is two steps of dt
+    a, b = SkinMatch(), SkinMatch()
+    a(0.2, 0.0), b(0.2, 0.0)
+    b(0.8, 0.05)
+    assert abs(a(0.8, 0.1) - b(0.8, 0.1)) < 1e-12
     avg.reset()
-    assert avg(0.3) == 0.3
+    assert avg(0.3, 1.0) == 0.3
     engine = MeshEngine(size=64)
     try:
-        engine._same_skin(0.9)
+        engine._same_skin(0.9, 0.0)
         engine.recalibrate()  # another neutral face: a new average
         assert engine._same_skin.value is None
     finally:

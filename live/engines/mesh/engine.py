@@ -619,7 +619,7 @@ class MeshEngine:
                           driver=self._driver if pts is not None else None, body=body,
                           shading=None if self._shade_face is None else self._shading,
                           shading_face=self._shade_face, shading_fade=fade,
-                          same_skin=self._same_skin)
+                          same_skin=functools.partial(self._same_skin, t=t))
         if self._body_ms is not None:
             timings["body"] = self._body_ms
         if self._body_wait_ms is not None:
@@ -634,7 +634,7 @@ class MeshEngine:
                shading: ShadingReference | None = None,
                shading_face: ShadingReference | None = None,
                shading_fade: float = 1.0,
-               same_skin: SkinMatch | None = None) -> np.ndarray:
+               same_skin: Callable[[float], float] | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
@@ -642,8 +642,9 @@ class MeshEngine:
         giving it, called once when the warp needs it (the engine's flow runs meanwhile);
         ``shading`` the neutral driving face for the expression shading, of the driving face
         ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength;
-        ``same_skin`` averages how alike the portrait's skin and the driver's are over the
-        frames (the engine's own; None: this frame's reading alone).
+        ``same_skin`` turns this frame's reading of how alike the portrait's skin and the
+        driver's are into the one used (the engine's :class:`SkinMatch` average; None: the
+        reading as it is).
         Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()

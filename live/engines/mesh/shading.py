@@ -24,6 +24,7 @@ the bounding box of the face, and resized to the output.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,6 +33,7 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
+from calibrate.smoothing import approach_factor
 from live.engines.mesh.topology import face_triangles, mesh_edges, tesselation_triangles
 from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines
 
@@ -162,7 +164,7 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
                   skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
                   current_gray: np.ndarray, current_landmarks: np.ndarray, *,
                   strength: float = 1.0, base: np.ndarray | None = None,
-                  same_skin: SkinMatch | None = None
+                  same_skin: Callable[[float], float] | None = None
                   ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The expression ratio on the output, as ``(region, ratio)``: ``ratio`` (float32) is to
     multiply the output's pixels in ``region`` (a (rows, cols) slice pair). ``index`` and
@@ -171,8 +173,8 @@ def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray
     ratio will multiply (the warped portrait, RGB uint8): with it, a crease of the driving
     face's neutral frame that went away lifts the portrait only as far as the portrait has
     that crease (:func:`lift_share`), and the driver's grain stays off it as far as its skin
-    is not the driver's (:func:`skin_match`, averaged over the frames by ``same_skin`` when
-    given). None when no skin is visible."""
+    is not the driver's (:func:`skin_match`; ``same_skin``, when given, turns this frame's
+    reading into the one used: a :class:`SkinMatch` average). None when no skin is visible."""
     n = min(len(reference.landmarks), len(current_landmarks))
     rows = np.flatnonzero(skin)
     if rows.size == 0 or n < 468:
@@ -286,22 +288,25 @@ def skin_match(own: np.ndarray, other: np.ndarray, mask: np.ndarray) -> float:
 
 
 class SkinMatch:
-    """:func:`skin_match` averaged over the frames (exponentially, :attr:`weight` for the
-    newest): a frame's reading moves by up to ~0.06 from the last one, which near
-    :data:`SAME_SKIN` would make the grain come and go. A new portrait or neutral pose starts
-    a new average (:meth:`reset`)."""
+    """:func:`skin_match` averaged over time (exponentially, on real time steps: half of a
+    change is taken in :attr:`half_life` seconds, about a fifth a frame at 30 fps): a frame's
+    reading moves by up to ~0.06 from the last one, which near :data:`SAME_SKIN` would make the
+    grain come and go. A new portrait or neutral pose starts a new average (:meth:`reset`)."""
 
-    weight = 0.2
+    half_life = 0.1
 
     def __init__(self) -> None:
         self.value: float | None = None
+        self._t = 0.0
 
-    def __call__(self, match: float) -> float:
-        """The average with ``match``, this frame's reading."""
+    def __call__(self, match: float, t: float) -> float:
+        """The average with ``match``, the reading of the frame at ``t`` (seconds)."""
         if self.value is None:
             self.value = float(match)
         else:
-            self.value += self.weight * (float(match) - self.value)
+            self.value += approach_factor(t - self._t, self.half_life) * (float(match)
+                                                                         - self.value)
+        self._t = t
         return self.value
 
     def reset(self) -> None:

@@ -228,3 +228,77 @@ def test_identity_one_pair(driving_dir: Path, portraits_dir: Path,
     assert pair["portrait_driver"] > 0.6  # another person
     assert math.isfinite(pair["driver_ratio"]) and math.isfinite(pair["transfer_ratio"])
     assert result["summary"]["pairs"] == 1
+    # a perfect engine's score on the clip (its own frames): in motion, so well below a
+    # frozen face's 1, and the pair carries its clip's value
+    (floor,) = result["floors"]
+    assert floor["clip"] == "lp_d0.mp4"
+    assert 0.0 <= floor["transfer_ratio"] < 0.6
+    assert pair["transfer_floor"] == floor["transfer_ratio"]
+    s = result["summary"]
+    assert s["median_transfer_floor"] == floor["transfer_ratio"]
+    assert s["max_transfer_ratio"] == pair["transfer_ratio"]
+    assert s["meets_transfer_targets"] == (pair["transfer_ratio"] < 0.15)
+
+
+@pytest.mark.fixtures
+def test_transfer_floor_of_a_held_frame_is_a_frozen_face(driving_dir: Path) -> None:
+    """The floor scores frames as the job scores an output: the clip's own frames come
+    close to its motion, its first frame held for every frame scores as frozen (1)."""
+    clip = driving_dir / "tps_driving.mp4"
+    track = rc._track_driving(clip, 20)
+    region = rc.face_region(rc.first_frame(clip), path=clip)
+    frames = list(rc._frames(clip, 20))
+    moving = rc.transfer_floor(frames, region, track)
+    held = rc.transfer_floor([frames[0]] * len(frames), region, track)
+    assert held == pytest.approx(1.0, abs=1e-9)
+    assert moving < 0.3
+
+
+@needs_dlib
+@pytest.mark.fixtures
+def test_reconstruct_floor_scores_the_clip_itself(driving_dir: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["-q", "bench", "--job", "reconstruct", "--clips", "lp_d0.mp4",
+                 "--max-frames", "8", "--every", "4", "--floor", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    (clip,) = result["clips"]
+    floor = clip["floor"]
+    # the clip through H.264 at CRF 18 against the same frozen frame 0: closer to the real
+    # frames than the engine's output (no perfect copy), and no face lost
+    assert 0.0 < floor["l1_ratio"] < clip["l1_ratio"]
+    assert floor["psnr_gain_db"] > clip["psnr_gain_db"]
+    assert floor["lost"] == 0 and math.isfinite(floor["akd_ratio"])
+    assert result["summary"]["median_floor_l1_ratio"] == floor["l1_ratio"]
+
+
+def test_reports_show_the_floors() -> None:
+    """The tables carry what a perfect engine scores next to the engine's scores."""
+    clip = {"clip": "a.mp4", "frames": 10, "l1": 0.02, "l1_frozen": 0.04, "l1_ratio": 0.5,
+            "psnr": 30.0, "psnr_frozen": 25.0, "akd": 1.0, "akd_frozen": 5.0,
+            "akd_ratio": 0.2, "aed": 0.2, "aed_frozen": 0.25, "aed_ratio": 0.8, "lost": 1,
+            "real_faces": 5,
+            "floor": {"l1_ratio": 0.1, "psnr_gain_db": 20.0, "akd": 0.5, "akd_ratio": 0.1,
+                      "aed_ratio": 0.15, "lost": 1, "real_faces": 5}}
+    summary = {"median_l1_ratio": 0.5, "median_psnr_gain_db": 5.0, "median_akd_ratio": 0.2,
+               "median_aed_ratio": 0.8, "output_face_lost": 1,
+               **{f"median_floor_{k}": clip["floor"][k] for k in rc.RECONSTRUCT_RATIOS}}
+    text = rc.format_reconstruct({"engine": "mesh", "eval_size": 256, "every": 2,
+                                  "clips": [clip], "summary": summary, "seconds": 1.0})
+    assert "| a.mp4 | 0.10 | 20.00 | 0.50 | 0.100 | 0.15 | 1 of 5 |" in text
+    assert "floor medians: L1 ratio 0.10" in text
+    no_floor = rc.format_reconstruct({"engine": "mesh", "eval_size": 256, "every": 2,
+                                      "clips": [{**clip, "floor": None}], "summary": summary,
+                                      "seconds": 1.0})
+    assert "floor" not in no_floor
+    pair = {"portrait": "p.jpg", "clip": "a.mp4", "to_portrait": 0.2, "to_driver": 0.8,
+            "portrait_driver": 0.8, "driver_ratio": 1.0, "transfer_ratio": 0.3,
+            "transfer_floor": 0.12, "found": 6, "sampled": 6, "boxed": 0, "note": ""}
+    s = {"median_to_portrait": 0.2, "max_to_portrait": 0.2, "min_driver_ratio": 1.0,
+         "median_driver_ratio": 1.0, "meets_targets": True, "median_transfer_ratio": 0.3,
+         "max_transfer_ratio": 0.3, "meets_transfer_targets": False,
+         "median_transfer_floor": 0.12, "max_transfer_floor": 0.12}
+    text = rc.format_identity({"engine": "mesh", "max_frames": 60, "every": 10,
+                               "pairs": [pair], "summary": s, "seconds": 1.0})
+    assert "| 1.00 | 0.300 | 0.120 | 6/6 |" in text
+    assert "misses them" in text and "median 0.120, worst 0.120" in text

@@ -80,6 +80,10 @@ REGION_SCALE = 2.0
 """Identity job: side of the face region, in face sizes (forehead to chin)."""
 TARGET_PORTRAIT_DISTANCE = 0.4
 TARGET_DRIVER_RATIO = 0.9
+TARGET_TRANSFER_MEDIAN = 0.15
+TARGET_TRANSFER_WORST = 0.4
+"""#11's motion-transfer targets: median ``transfer_ratio`` over the pairs below the first,
+no pair above the second."""
 BENCH_EXTRA = 'pip install -e ".[bench]"'
 
 Progress = Callable[[str], None]
@@ -331,6 +335,9 @@ class ClipMetrics:
     eval_seconds: float = 0.0
     sheet: str | None = None
     sheet_bytes: int = 0
+    floor: dict[str, Any] | None = None
+    """With ``--floor``: the same scores for the real clip itself written by the job's video
+    writer (a perfect engine's output): L1, AKD and AED ratios, PSNR gain, faces lost."""
 
     @property
     def l1_ratio(self) -> float:
@@ -447,6 +454,22 @@ def first_frame(path: Path) -> np.ndarray:
     raise InputError("the video has no frames", path=path, expected="at least one frame")
 
 
+def rewrite_clip(clip: Path, output: Path, max_frames: int | None) -> int:
+    """The clip's own frames (the first ``max_frames``) written to ``output`` by the offline
+    job's video writer at its defaults (H.264, CRF 18), as :func:`run_animate
+    <live.jobs.animate.run_animate>` writes an engine's frames: what a perfect engine would
+    hand the scoring. Returns the number of frames written."""
+    from live.io.video import VideoWriter, probe_video
+
+    info = probe_video(clip)
+    n = 0
+    with VideoWriter(output, fps=info.fps_fraction, size=info.size) as writer:
+        for image in _frames(clip, max_frames):
+            writer.write(image)
+            n += 1
+    return n
+
+
 @dataclass(frozen=True)
 class EngineChoice:
     """The engine the jobs animate with and its model (fomm)."""
@@ -487,8 +510,9 @@ def check_engine(engine: EngineChoice) -> None:
 
 def reconstruct_clip(clip: Path, *, faces: DlibFaces | None, engine: EngineChoice,
                      work_dir: Path, sheets_dir: Path | None, max_frames: int | None = None,
-                     every: int = RECONSTRUCT_EVERY) -> ClipMetrics:
-    """Self-reconstruction of one clip (frame 0 as the portrait, the clip as the driver)."""
+                     every: int = RECONSTRUCT_EVERY, floor: bool = False) -> ClipMetrics:
+    """Self-reconstruction of one clip (frame 0 as the portrait, the clip as the driver);
+    ``floor``: also score the clip itself through the job's writer (:attr:`ClipMetrics.floor`)."""
     import cv2
 
     portrait = work_dir / f"{clip.stem}_frame0.png"
@@ -515,7 +539,28 @@ def reconstruct_clip(clip: Path, *, faces: DlibFaces | None, engine: EngineChoic
             log.warning("%s: contact sheet is %d bytes", path, metrics.sheet_bytes)
     output.unlink(missing_ok=True)
     portrait.unlink(missing_ok=True)
+    if floor:
+        metrics.floor = clip_floor(clip, work_dir=work_dir, faces=faces,
+                                   frames=report.frames, every=every)
     return metrics
+
+
+def clip_floor(clip: Path, *, work_dir: Path, faces: DlibFaces | None, frames: int,
+               every: int = RECONSTRUCT_EVERY) -> dict[str, Any]:
+    """The protocol's floor on one clip: its first ``frames`` frames written by the job's
+    writer (:func:`rewrite_clip`) scored against the clip as an engine's output is (the
+    H.264 round trip, and dlib's own scatter on nearly the same pixels, are all that is
+    left). Returns the ratios and the faces lost."""
+    rewritten = work_dir / f"{clip.stem}_floor.mp4"
+    try:
+        n = rewrite_clip(clip, rewritten, frames)
+        m, _ = evaluate_frames(_frames(clip, n), _frames(rewritten, n), clip=clip.name,
+                               faces=faces, every=every)
+    finally:
+        rewritten.unlink(missing_ok=True)
+    return {"l1_ratio": m.l1_ratio, "psnr_gain_db": m.psnr_gain_db, "akd": m.akd,
+            "akd_ratio": m.akd_ratio, "aed_ratio": m.aed_ratio, "lost": m.lost,
+            "real_faces": m.real_faces}
 
 
 RECONSTRUCT_RATIOS = ("l1_ratio", "psnr_gain_db", "akd_ratio", "aed_ratio")
@@ -524,9 +569,10 @@ RECONSTRUCT_RATIOS = ("l1_ratio", "psnr_gain_db", "akd_ratio", "aed_ratio")
 def reconstruct(clips: Sequence[Path], *, engine: EngineChoice = EngineChoice(),
                 sheets_dir: Path | None = None, max_frames: int | None = None,
                 every: int = RECONSTRUCT_EVERY, faces: DlibFaces | None = None,
-                progress: Progress = _quiet) -> dict[str, Any]:
+                floor: bool = False, progress: Progress = _quiet) -> dict[str, Any]:
     """Run :func:`reconstruct_clip` on each clip; returns the JSON-ready result (``skipped``
-    with the reason when the engine cannot run here)."""
+    with the reason when the engine cannot run here). ``floor``: each clip's floor too
+    (:func:`clip_floor`) and their medians in the summary (``median_floor_*``)."""
     t0 = time.perf_counter()
     result: dict[str, Any] = {
         "job": "reconstruct", "engine": engine.name, "max_frames": max_frames,
@@ -541,7 +587,8 @@ def reconstruct(clips: Sequence[Path], *, engine: EngineChoice = EngineChoice(),
         for n, clip in enumerate(clips, 1):
             progress(f"[{n}/{len(clips)}] {clip.name}: animating and scoring")
             m = reconstruct_clip(clip, faces=faces, engine=engine, work_dir=Path(tmp),
-                                 sheets_dir=sheets_dir, max_frames=max_frames, every=every)
+                                 sheets_dir=sheets_dir, max_frames=max_frames, every=every,
+                                 floor=floor)
             progress(f"[{n}/{len(clips)}] {clip.name}: {m.frames} frames, L1 ratio "
                      f"{_fmt(m.l1_ratio, 2)}, AKD ratio {_fmt(m.akd_ratio, 2)}, AED ratio "
                      f"{_fmt(m.aed_ratio, 2)} ({m.animate_seconds:.1f} s animate, "
@@ -551,6 +598,10 @@ def reconstruct(clips: Sequence[Path], *, engine: EngineChoice = EngineChoice(),
     result["clips"] = dicts
     result["summary"] = {f"median_{k}": _median(d[k] for d in dicts) for k in RECONSTRUCT_RATIOS}
     result["summary"]["output_face_lost"] = sum(r.lost for r in rows)
+    if floor:
+        floors = [r.floor for r in rows if r.floor is not None]
+        for k in RECONSTRUCT_RATIOS:
+            result["summary"][f"median_floor_{k}"] = _median(f[k] for f in floors)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -647,6 +698,8 @@ class PairMetrics:
     """Motion transfer of :class:`live.bench.fidelity.FidelityMeter` (0 perfect, 1 frozen)."""
     mesh_lost: int = 0
     """Output frames where the face mesh found no face (transfer_ratio)."""
+    transfer_floor: float = math.nan
+    """``transfer_ratio`` of a perfect engine on this clip (:func:`transfer_floor`)."""
     seconds: float = 0.0
     note: str = ""
 
@@ -671,6 +724,21 @@ def _track_driving(path: Path, max_frames: int | None) -> list[np.ndarray | None
             out.append(None if face is None or face.landmarks is None
                        else driving_points(face, face.landmarks))
     return out
+
+
+def transfer_floor(frames: Iterable[np.ndarray], region: FaceRegion,
+                   driving_track: Sequence[np.ndarray | None]) -> float:
+    """``transfer_ratio`` of a perfect engine: ``frames`` (a clip's own frames, as the job's
+    writer gives them back: :func:`rewrite_clip`) cut to ``region`` (its frame 0's face) and
+    scored as :func:`identity_pair` scores an output, against the clip's ``driving_track``.
+    What is left is the meter's own scatter (still-image face mesh on the output, the video
+    tracker on the driver) on that clip's motion."""
+    from live.bench.fidelity import FidelityMeter
+
+    with FidelityMeter() as meter:
+        for i, image in enumerate(frames):
+            meter.add(region.crop(image), driving_track[i] if i < len(driving_track) else None)
+    return meter.result.transfer_ratio
 
 
 def identity_pair(portrait_path: Path, portrait: _Picture, clip: Path, driver: _Picture,
@@ -750,15 +818,23 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
     progress(f"finding the faces of {len(portraits)} portraits")
     pictures = {p: _picture(p.name, load_image(p), faces, p) for p in portraits}
     rows: list[PairMetrics] = []
+    floors: list[dict[str, Any]] = []
     total = len(portraits) * len(clips)
     with tempfile.TemporaryDirectory(prefix="mimicam-identity-") as tmp:
         for clip in clips:
             driver = _picture(clip.name, first_frame(clip), faces, clip)
             track = _track_driving(clip, max_frames)
+            rewritten = Path(tmp) / f"{clip.stem}_floor.mp4"
+            n = rewrite_clip(clip, rewritten, max_frames)
+            floor = transfer_floor(_frames(rewritten, n), driver.region, track)
+            rewritten.unlink(missing_ok=True)
+            floors.append({"clip": clip.name, "transfer_ratio": floor})
+            progress(f"{clip.name}: transfer_ratio of the clip itself {_fmt(floor, 3)}")
             for p in portraits:
                 m = identity_pair(p, pictures[p], clip, driver, track, faces=faces,
                                   engine=engine, work_dir=Path(tmp), max_frames=max_frames,
                                   every=every)
+                m.transfer_floor = floor
                 rows.append(m)
                 progress(f"[{len(rows)}/{total}] {p.name} x {clip.name}: to portrait "
                          f"{_fmt(m.to_portrait, 3)}, driver ratio {_fmt(m.driver_ratio, 2)}, "
@@ -766,6 +842,8 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
     dicts = [r.as_dict() for r in rows]
     ratios = [r.driver_ratio for r in rows if math.isfinite(r.driver_ratio)]
     result["pairs"] = dicts
+    result["floors"] = floors
+    transfers = [r.transfer_ratio for r in rows if math.isfinite(r.transfer_ratio)]
     result["summary"] = {
         "pairs": len(rows),
         "median_to_portrait": _median(r.to_portrait for r in rows),
@@ -773,13 +851,21 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
                                default=math.nan),
         "min_driver_ratio": min(ratios, default=math.nan),
         "median_driver_ratio": _median(ratios),
-        "median_transfer_ratio": _median(r.transfer_ratio for r in rows),
+        "median_transfer_ratio": _median(transfers),
+        "max_transfer_ratio": max(transfers, default=math.nan),
+        "median_transfer_floor": _median(f["transfer_ratio"] for f in floors),
+        "max_transfer_floor": max((f["transfer_ratio"] for f in floors
+                                   if math.isfinite(f["transfer_ratio"])), default=math.nan),
         "target_median_to_portrait": TARGET_PORTRAIT_DISTANCE,
         "target_min_driver_ratio": TARGET_DRIVER_RATIO,
+        "target_median_transfer_ratio": TARGET_TRANSFER_MEDIAN,
+        "target_max_transfer_ratio": TARGET_TRANSFER_WORST,
     }
     s = result["summary"]
     s["meets_targets"] = bool(s["median_to_portrait"] <= TARGET_PORTRAIT_DISTANCE
                               and s["min_driver_ratio"] >= TARGET_DRIVER_RATIO)
+    s["meets_transfer_targets"] = bool(s["median_transfer_ratio"] < TARGET_TRANSFER_MEDIAN
+                                       and s["max_transfer_ratio"] <= TARGET_TRANSFER_WORST)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -828,6 +914,19 @@ def format_reconstruct(result: dict[str, Any]) -> str:
               f"{_fmt(s['median_psnr_gain_db'], 2)} dB, AKD ratio {_fmt(s['median_akd_ratio'], 2)}"
               f", AED ratio {_fmt(s['median_aed_ratio'], 2)}; output face lost in "
               f"{s['output_face_lost']} evaluated frames"]
+    floors = [(c["clip"], c["floor"]) for c in result["clips"] if c.get("floor")]
+    if floors:
+        lines += ["", "floor: each clip itself through the job's writer (a perfect engine)", "",
+                  "| clip | L1 ratio | PSNR gain dB | AKD px | AKD ratio | AED ratio "
+                  "| face lost |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {_fmt(f['l1_ratio'], 2)} | {_fmt(f['psnr_gain_db'], 2)} "
+                  f"| {_fmt(f['akd'], 2)} | {_fmt(f['akd_ratio'], 3)} "
+                  f"| {_fmt(f['aed_ratio'], 2)} | {f['lost']} of {f['real_faces']} |"
+                  for name, f in floors]
+        lines += ["", f"floor medians: L1 ratio {_fmt(s['median_floor_l1_ratio'], 2)}, PSNR "
+                  f"gain {_fmt(s['median_floor_psnr_gain_db'], 2)} dB, AKD ratio "
+                  f"{_fmt(s['median_floor_akd_ratio'], 3)}, AED ratio "
+                  f"{_fmt(s['median_floor_aed_ratio'], 2)}"]
     if result.get("sheets_dir"):
         lines.append(f"contact sheets: {result['sheets_dir']}")
     lines.append(f"{result['seconds']:.1f} s")
@@ -842,8 +941,8 @@ def format_identity(result: dict[str, Any]) -> str:
     lines = [f"{head} (first {result['max_frames']} frames; dlib on one frame in "
              f"{result['every']})",
              "", "| portrait | clip | d(out, portrait) | d(out, driver) | d(portrait, driver) "
-             "| driver ratio | transfer_ratio | dlib faces found |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| driver ratio | transfer_ratio | clip's own | dlib faces found |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["pairs"]:
         note = f" ({p['note']})" if p["note"] else ""
         boxed = f" (+{p['boxed']} boxed)" if p["boxed"] else ""
@@ -851,14 +950,19 @@ def format_identity(result: dict[str, Any]) -> str:
             f"| {p['portrait']} | {p['clip']} | {_fmt(p['to_portrait'])} "
             f"| {_fmt(p['to_driver'])} | {_fmt(p['portrait_driver'])} "
             f"| {_fmt(p['driver_ratio'], 2)} | {_fmt(p['transfer_ratio'], 3)} "
-            f"| {p['found']}/{p['sampled']}{boxed}{note} |")
+            f"| {_fmt(p['transfer_floor'], 3)} | {p['found']}/{p['sampled']}{boxed}{note} |")
     s = result["summary"]
     lines += ["", f"median d(out, portrait) {_fmt(s['median_to_portrait'])} (target <= "
               f"{TARGET_PORTRAIT_DISTANCE}), worst {_fmt(s['max_to_portrait'])}; min driver "
               f"ratio {_fmt(s['min_driver_ratio'], 2)} (target >= {TARGET_DRIVER_RATIO}), "
-              f"median {_fmt(s['median_driver_ratio'], 2)}; median transfer_ratio "
-              f"{_fmt(s['median_transfer_ratio'])}; "
-              f"{'meets' if s['meets_targets'] else 'misses'} the targets",
+              f"median {_fmt(s['median_driver_ratio'], 2)}; "
+              f"{'meets' if s['meets_targets'] else 'misses'} the identity targets",
+              f"transfer_ratio median {_fmt(s['median_transfer_ratio'])} (target < "
+              f"{TARGET_TRANSFER_MEDIAN}), worst {_fmt(s['max_transfer_ratio'])} (target <= "
+              f"{TARGET_TRANSFER_WORST}): {'meets' if s['meets_transfer_targets'] else 'misses'}"
+              f" them; a perfect engine (each clip's own frames, \"clip's own\"): median "
+              f"{_fmt(s['median_transfer_floor'])}, worst {_fmt(s['max_transfer_floor'])} "
+              "over the clips",
               f"{result['seconds']:.1f} s"]
     return "\n".join(lines)
 
@@ -912,6 +1016,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="FOMM checkpoint")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="FOMM model directory from 'mimicam export'")
+    parser.add_argument("--floor", action="store_true",
+                        help="reconstruct: also score each clip itself through the job's "
+                             "video writer (what a perfect engine would score)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--engine-config", type=Path, default=None, metavar="TOML",
                         help="a settings file whose [engine.mesh] / [engine.fomm] tables "
@@ -948,7 +1055,7 @@ def run(args: argparse.Namespace) -> int:
         progress(f"contact sheets go to {sheets}")
         result = reconstruct(clips, engine=engine, sheets_dir=sheets,
                              max_frames=args.max_frames, every=every, faces=faces,
-                             progress=progress)
+                             floor=bool(getattr(args, "floor", False)), progress=progress)
         text = format_reconstruct(result)
     else:
         portraits = _pick(PORTRAITS_DIR, getattr(args, "portraits", None), "portrait",

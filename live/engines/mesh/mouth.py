@@ -475,10 +475,14 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     up, lo = _layers(interior, src, ss, t_up, t_lo)
     if anchors is not None:
         # Above the upper row and below the lower one (lips drawn back further than in the
-        # portrait): gums, in the lips' tone, a little darker towards the lip.
+        # portrait): gums, in the lips' tone, a little darker towards the lip and into
+        # shadow towards the corners (GUM_SIDE_SHADOW).
         gum = np.asarray(style.lip, np.float32) * np.float32(0.92)
+        half = np.float32(0.5 * width)
+        near, far, depth = GUM_SIDE_SHADOW
+        side = 1.0 - np.float32(depth) * _smoothstep(near, far, np.abs(s - half) / half)
         for layer, beyond, lip_gap in ((up, tu - t, t - tu_lip), (lo, t - tl, tl_lip - t)):
-            _gums(layer, gum, beyond, lip_gap)
+            _gums(layer, gum, beyond, lip_gap, side)
     if longer:
         # The upper teeth continued (over 6 % of the mouth's width), darkening as they go.
         over = t - end
@@ -494,15 +498,19 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     return _over(base, up, lo)
 
 
-def _gums(layer: np.ndarray, gum: np.ndarray, beyond: np.ndarray, lip_gap: np.ndarray) -> None:
+def _gums(layer: np.ndarray, gum: np.ndarray, beyond: np.ndarray, lip_gap: np.ndarray,
+          side: np.ndarray | None = None) -> None:
     """In place: ``layer`` (premultiplied, (h, w, 4)) turns into ``gum`` where it is
-    ``beyond`` (px) past its row, darker within 3 px of the lip (``lip_gap``). Only those
-    pixels are worked on: elsewhere the blend gives the layer back as it was."""
+    ``beyond`` (px) past its row, darker within 3 px of the lip (``lip_gap``) and by
+    ``side`` (a factor per pixel: the mouth's sides in shadow). Only those pixels are worked
+    on: elsewhere the blend gives the layer back as it was."""
     sel = beyond > 0.0
     if not sel.any():
         return
     a = _smoothstep(0.0, 1.5, beyond[sel])[:, None]
     shade = (0.8 + 0.2 * _smoothstep(0.0, 3.0, lip_gap[sel]))[:, None]
+    if side is not None:
+        shade = shade * side[sel][:, None]
     px = layer[sel]
     px[:, :3] = px[:, :3] * (1.0 - a) + gum * shade * a
     px[:, 3:4] = px[:, 3:4] * (1.0 - a) + a
@@ -1017,6 +1025,12 @@ def _jaw_fit(p: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
 MAX_GUM_SHOW = 0.06
 """How far (share of the mouth's width) the upper lip may draw back above the portrait's
 own upper teeth (a smile shows a little gum, not a band of it)."""
+CORNER_TAPER = 0.3
+""":func:`limit_lip_retraction` holds the upper lip down fully from this share of the
+mouth's width in from either corner, less and less towards the corner, where it does not."""
+GUM_SIDE_SHADOW = (0.4, 0.9, 0.75)
+"""Gums darken towards the mouth's corners, as a real mouth's sides fall into shadow: from
+the first share of the half-width out from the middle to the second, by the third share."""
 
 
 MAX_LOWER_GUM = 0.03
@@ -1026,27 +1040,40 @@ portrait's own lower row (:func:`_own_over`)."""
 
 def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarray], *,
                          max_share: float = MAX_GUM_SHOW) -> None:
-    """In place: an upper lip (its four rows of points together, corners aside) drawn back
-    further than ``max_share`` of the mouth's width above where the upper teeth are
-    (``anchors[0]``, :func:`jaw_anchors`) is put back down to that limit: for a portrait
-    that shows its teeth, relative motion from a closed driving mouth would otherwise lift
-    an already smiling lip far above its teeth."""
+    """In place: an upper lip drawn back further than ``max_share`` of the mouth's width
+    above where the upper teeth are (``anchors[0]``, :func:`jaw_anchors`) is put back down to
+    that limit: for a portrait that shows its teeth, relative motion from a closed driving
+    mouth would otherwise lift an already smiling lip far above its teeth.
+
+    The hold is full from :data:`CORNER_TAPER` of the width in from either corner and fades
+    to nothing at the corners (held down as far next to its corners as in the middle, a
+    grin's lip hooked below its own corners and crossed the lower lip: thin dark strokes
+    past the corners), and never takes the upper lip below the lower one. The whole lip
+    (its four rows, corners aside) moves by one amount per place along the mouth, a smooth
+    function of that place: rows and neighbouring triangles cannot fold over."""
     inner_up = list(lm.LIPS_INNER_UPPER)
-    outer_up = list(lm.LIPS_OUTER_UPPER)
     pts = points[:, :2]
-    across = pts[inner_up[-1]] - pts[inner_up[0]]
+    c0 = pts[inner_up[0]].copy()
+    across = pts[inner_up[-1]] - c0
     width = float(np.hypot(across[0], across[1]))
     if width < 1e-6:
         return
-    down = np.array([-across[1], across[0]]) / width  # image y is down
+    e = across / width
+    down = np.array([-e[1], e[0]])  # image y is down
     rise = (np.asarray(anchors[0], np.float64)[1:-1] - pts[inner_up[1:-1]]) @ down
     excess = np.maximum(rise - max_share * width, 0.0)
     if not excess.any():
         return
-    shift = excess[:, None] * down
-    # the whole lip, row by row: moving only its two lines folds the rows between them
-    for row in (outer_up[1:-1], *lm.LIPS_UPPER_MIDDLE, inner_up[1:-1]):
-        pts[list(row)] += shift
+    along = np.maximum.accumulate(((pts[inner_up[1:-1]] - c0) @ e) / width)
+    excess *= _smoothstep(0.0, CORNER_TAPER, np.minimum(along, 1.0 - along))
+    gap = (pts[list(lm.LIPS_INNER_LOWER)[1:-1]] - pts[inner_up[1:-1]]) @ down
+    excess = np.minimum(excess, np.maximum(gap, 0.0))
+    at = np.concatenate([[min(0.0, float(along[0]))], along, [max(1.0, float(along[-1]))]])
+    amount = np.concatenate([[0.0], excess, [0.0]])
+    lip = sorted({i for row in (lm.LIPS_OUTER_UPPER, *lm.LIPS_UPPER_MIDDLE, lm.LIPS_INNER_UPPER)
+                  for i in row[1:-1]})
+    place = ((pts[lip] - c0) @ e) / width
+    pts[lip] += np.interp(place, at, amount)[:, None] * down
 
 
 def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale: float,

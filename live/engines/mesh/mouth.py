@@ -1028,7 +1028,7 @@ own upper teeth (a smile shows a little gum, not a band of it)."""
 CORNER_TAPER = 0.3
 """:func:`limit_lip_retraction` holds the upper lip down fully from this share of the
 mouth's width in from either corner, less and less towards the corner, where it does not."""
-GUM_SIDE_SHADOW = (0.4, 0.9, 0.75)
+GUM_SIDE_SHADOW = (0.4, 0.9, 0.65)
 """Gums darken towards the mouth's corners, as a real mouth's sides fall into shadow: from
 the first share of the half-width out from the middle to the second, by the third share."""
 

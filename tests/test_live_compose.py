@@ -50,6 +50,22 @@ def test_letterbox_tall_image_gets_side_bars() -> None:
     assert abs(width - 405) <= 1  # 720 * 720 / 1280
 
 
+def test_letterbox_filters_a_strong_shrink_and_interpolates_a_mild_one() -> None:
+    import cv2
+
+    img = _scene(512, 512)
+    mild = letterbox(img, (640, 480))  # 512 -> 480: bilinear
+    assert (mild[:, 80:560] == cv2.resize(img, (480, 480),
+                                          interpolation=cv2.INTER_LINEAR)).all()
+    assert mild[:, :80].max() == 0 and mild[:, 560:].max() == 0
+    strong = letterbox(img, (320, 240))  # 512 -> 240: the area filter (no aliasing)
+    assert (strong[:, 40:280] == cv2.resize(img, (240, 240),
+                                            interpolation=cv2.INTER_AREA)).all()
+    # both are faithful pictures of the frame
+    assert psnr(mild[:, 80:560], cv2.resize(img, (480, 480),
+                                            interpolation=cv2.INTER_AREA)) > 40.0
+
+
 def test_paste_back_of_an_unchanged_crop_restores_the_picture() -> None:
     """A crop cut with tracking.crop_square and pasted back with its own transform lands on
     the same pixels: the conventions of cropping and compositing agree."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -1005,3 +1006,46 @@ def test_bench_reports_stages_and_rejects_unbuilt_jobs(portraits_dir: Path, driv
     from live.cli.main import main
 
     assert main(["bench", "--job", "live", "--engine", "fomm"]) == 2
+    assert main(["bench", "--job", "animate", "--pipelined"]) == 2  # the engine job's only
+
+
+@pytest.mark.fixtures
+def test_bench_pipelined_tracks_beside_the_engine(portraits_dir: Path, driving_dir: Path) -> None:
+    from live.bench import engine as bench_engine
+
+    r = bench_engine.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
+                                       portrait=portraits_dir / "lp_s42.jpg", frames=6, warmup=1,
+                                       size=256, pipelined=True)
+    assert r["pipelined"] and r["frames"] == 6 and r["faces"] == 6
+    stages = r["stages"]
+    for stage in ("decode", "track", "engine", "total"):
+        assert math.isfinite(stages[stage]["median"]) and stages[stage]["median"] > 0.0, stage
+    # a frame's total runs from its decode to its composite: at least the two stages on its
+    # way, whatever it waited in between
+    assert stages["total"]["median"] >= stages["engine"]["median"]
+    assert math.isfinite(r["fps_wall"]) and r["fps_wall"] > 0.0
+    assert "pipelined" in bench_engine.format_engine_report(r)
+
+
+def test_bench_thread_hands_over_every_item_in_order_and_raises_its_error() -> None:
+    from live.bench.engine import _on_thread
+
+    assert list(_on_thread(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("decoder broke")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="decoder broke"):
+        for item in _on_thread(failing()):
+            got.append(item)
+    assert got == [1]
+    # a consumer that stops early ends the producer (no thread left blocked on a full queue)
+    import threading
+
+    before = threading.active_count()
+    for item in _on_thread(iter(range(1000)), depth=1):
+        if item == 3:
+            break
+    assert threading.active_count() == before

@@ -56,7 +56,7 @@ def _run_engine_mesh(args: argparse.Namespace) -> int:
         driving=Path(driving), portrait=Path(portrait),
         frames=args.frames if args.frames is not None else 300,
         warmup=args.warmup if args.warmup is not None else 10, size=args.size,
-        background=args.background,
+        background=args.background, pipelined=args.pipelined,
         options=None if getattr(args, "engine_config", None) is None
         else load_engine_options(args.engine_config).mesh)
     print(json.dumps(result, indent=1) if args.json else format_engine_report(result))
@@ -149,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
     if engine not in ENGINES:  # one error line, not argparse's usage
         raise InputError("unknown engine for mimicam bench --engine",
                          expected=" or ".join(ENGINES), got=repr(engine))
+    if getattr(args, "pipelined", False) and (args.job, engine) != ("engine", "mesh"):
+        raise InputError("--pipelined times the mesh engine job only",
+                         expected="--job engine --engine mesh",
+                         got=f"--job {args.job} --engine {engine}")
     runner = JOBS.get((args.job, engine))
     if runner is None:
         raise MimicamError(f"not implemented yet: mimicam bench --job {args.job} "
@@ -184,6 +188,9 @@ def register(subparsers: Any) -> None:
                    help="engine and live jobs: put this background (blur, a colour, an image "
                    "file) behind the person; the engine job then composites into the live "
                    "1280x720 output and times the background as a stage")
+    p.add_argument("--pipelined", action="store_true",
+                   help="engine job: decode and track on a thread of their own, beside the "
+                   "engine, as mimicam live does (fps_wall: the pipeline's throughput)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     proxy: Any = _SkipExisting(p)
     for module, func in _JOB_OPTIONS:

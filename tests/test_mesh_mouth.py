@@ -533,6 +533,28 @@ def test_driver_mode_brings_the_drivers_bright_teeth_into_the_opening() -> None:
     assert tongue[0] > tongue[1] + 30
 
 
+def test_a_transplanted_opening_has_no_dark_rim() -> None:
+    """The driver's interior reaches over its lips' edge: the opening's rim shows lip and
+    interior, not a line of dark throat where the cut stopped short of the edge."""
+    img, _, style = closed_portrait()
+    drv_img, drv_pts = driver(12.0, 18.0)
+    opening = np.zeros(drv_img.shape[:2], np.uint8)
+    fill(opening, drv_pts[list(lm.LIPS_INNER), :2], (1, 1, 1))  # type: ignore[arg-type]
+    drv_img[opening.astype(bool)] = (230, 110, 130)  # all tongue
+    out_inner = inner_lips(9.0, 14.0)
+    out = img.copy()
+    assert transplant_mouth(out, out_inner, drv_img, drv_pts[list(lm.LIPS_INNER), :2],
+                            style, feather_px=1.0) == pytest.approx(1.0)
+    lum = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    rim = polygon_mask(out_inner) & ~polygon_mask(out_inner, erode=3)
+    rim[:, : int(CENTRE[0] - 30)] = rim[:, int(CENTRE[0] + 30):] = False  # not the corners
+    lip = float(np.array([175.0, 85.0, 95.0]) @ [0.299, 0.587, 0.114])  # closed_portrait's
+    darker_side = min(float(lum[polygon_mask(out_inner, erode=4)].mean()), lip)
+    # the darkest rim pixels are no darker than the darker side of the edge (the lips),
+    # give or take: an interior cut 0.7 px short of the edge put them 35 levels below it
+    assert np.percentile(lum[rim], 5) > darker_side - 10.0
+
+
 def test_a_grey_portrait_gets_grey_teeth_from_a_colourful_driver() -> None:
     img, _, style = closed_portrait(grey=True)
     drv_img, drv_pts = driver(12.0, 18.0)

@@ -70,6 +70,11 @@ UPPER_JAW: tuple[int, ...] = (1, 4, 19, 94, 2, 98, 327, 164)
 LOWER_JAW: tuple[int, ...] = (152, 148, 176, 377, 400, 175, 199, 200)
 """Landmarks that move with the lower jaw: the chin."""
 _REACH_PX = 1.5  # how far over the lips' inner edge the portrait's own interior reaches
+TRANSPLANT_REACH_PX = 0.5
+"""How far over the driving lips' inner edge (driving-crop pixels) the transplanted interior
+reaches: the opening's rim shows the driver's lip edge, colour-matched, instead of a dark
+line of throat where an interior cut short of the edge left the layers thin (0.7 px in,
+before: a dark ring around every opening)."""
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -1205,14 +1210,15 @@ def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray, drv
     if pts.min() < 0 or pts[:, 0].max() > wd - 1 or pts[:, 1].max() > hd - 1:
         return 0.0  # the mouth is (partly) off the driving crop
     reference = _cheek(driver_image, drv)
-    dbox = _box(pts, 2.0, driver_image.shape)
+    dbox = _box(pts, 2.0 + TRANSPLANT_REACH_PX, driver_image.shape)
     box = _box(frame.inner, 2.0 + feather_px, out.shape)
     if reference is None or dbox is None or box is None:
         return 0.0
     x0, y0, w, h = dbox
     rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style),
                   0.0, 255.0)
-    interior = _cut(driver_image, drv, erode_px=0.7, split=None, rgb=rgb)
+    interior = _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb,
+                    reach_px=TRANSPLANT_REACH_PX)
     if interior is None:
         return 0.0
     grid = frame.grid(box)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -1026,26 +1025,3 @@ def test_bench_pipelined_tracks_beside_the_engine(portraits_dir: Path, driving_d
     assert math.isfinite(r["fps_wall"]) and r["fps_wall"] > 0.0
     assert "pipelined" in bench_engine.format_engine_report(r)
 
-
-def test_bench_thread_hands_over_every_item_in_order_and_raises_its_error() -> None:
-    from live.bench.engine import _on_thread
-
-    assert list(_on_thread(iter(range(50)), depth=2)) == list(range(50))
-
-    def failing() -> Iterator[int]:
-        yield 1
-        raise ValueError("decoder broke")
-
-    got: list[int] = []
-    with pytest.raises(ValueError, match="decoder broke"):
-        for item in _on_thread(failing()):
-            got.append(item)
-    assert got == [1]
-    # a consumer that stops early ends the producer (no thread left blocked on a full queue)
-    import threading
-
-    before = threading.active_count()
-    for item in _on_thread(iter(range(1000)), depth=1):
-        if item == 3:
-            break
-    assert threading.active_count() == before

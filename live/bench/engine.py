@@ -4,12 +4,11 @@ per stage and end to end; with ``--background`` the composite is the live output
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import queue
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,48 +56,6 @@ def _tracked(driving: Path, fps: float, tracker: Any, count: int
             raise InputError("the driving video has no frames", path=driving)
 
 
-_END = object()
-
-
-def _on_thread(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """``items`` produced on a thread of their own, at most ``depth`` ahead of the consumer
-    (a bounded queue: no frame is dropped); an error there is raised here."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((_END, None))
-        except BaseException as exc:  # handed to the consumer
-            put((_END, exc))
-
-    thread = threading.Thread(target=produce, name="bench-tracking", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if item is _END:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10.0)
-
-
 def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmup: int = 10,
                       size: int = 512, background: str | None = None,
                       options: Any = None, pipelined: bool = False) -> dict[str, Any]:
@@ -119,6 +76,7 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     from live.engines.mesh.engine import MeshEngine
     from live.face.portraits import find_portrait, load_image
     from live.face.tracking import FaceTracker
+    from live.io.threads import Prefetch
     from live.io.video import probe_video
 
     if frames < 1 or warmup < 0:
@@ -131,15 +89,19 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     live_output = _LiveOutput(found, size, background) if background else None
     faces = 0
     engine_options = dataclasses.replace(options, size=size) if options is not None else None
-    with MeshEngine(engine_options, size=size) as engine, FaceTracker(crop_size=256) as tracker:
+    with MeshEngine(engine_options, size=size) as engine, \
+            FaceTracker(crop_size=256) as tracker, contextlib.ExitStack() as stack:
         t0 = time.perf_counter()
         engine.set_portrait(engine.prepare(crop, picture=found.picture_box))
         prepare_ms = (time.perf_counter() - t0) * 1e3
         output = np.empty((size, size, 3), np.uint8)
         done = 0
         wall_start = None
-        source = _tracked(driving, info.fps, tracker, warmup + frames)
-        for tracked, row, t_a in (_on_thread(source) if pipelined else source):
+        source: Iterable[tuple[Any, dict[str, float], float]] = _tracked(
+            driving, info.fps, tracker, warmup + frames)
+        if pipelined:  # two frames ahead at most: nothing dropped, as little held
+            source = stack.enter_context(Prefetch(source, max_queue=2, name="bench-tracking"))
+        for tracked, row, t_a in source:
             t_d = time.perf_counter()
             animated = engine.process(tracked.face, tracked.frame.pts)
             t_e = time.perf_counter()

@@ -36,6 +36,7 @@ from calibrate.errors import InputError, MimicamError, NoFaceError
 from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live.blas import usable_cores
+from live.engines.mesh.band import BandSource
 from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside, nearest_outline
 from live.engines.mesh.eyes import (
     EyePatch,
@@ -104,6 +105,9 @@ log = logging.getLogger(__name__)
 _CONVERGED_IOD = 0.01  # face back: the ease in ends within this many inter-ocular distances
 BODY_CELLS = 16
 """The body-flow lattice: this many cells a side, on the driving crop and on the portrait."""
+BAND_KEEPS: tuple[int, ...] = lm.RIGHT_EYE + lm.LEFT_EYE + lm.RIGHT_BROW + lm.LEFT_BROW \
+    + lm.LIPS + lm.IRISES
+"""Landmarks whose sources the outer band never moves (their own renderers rely on them)."""
 SHADING_FULL_TURN = 15.0
 """Expression shading at full strength up to this head turn from neutral (degrees) ..."""
 SHADING_NO_TURN = 35.0
@@ -151,6 +155,14 @@ class MeshPortrait:
     def lashes(self) -> tuple[LashLine, LashLine]:
         """Each eye's upper lash line (:func:`~live.engines.mesh.eyes.lash_lines`)."""
         return lash_lines(self.image, self.landmarks)
+
+    @functools.cached_property
+    def band(self) -> BandSource:
+        """The face's outer band, which draws what a turn brings into view in order and
+        shares out its stretch (:class:`~live.engines.mesh.band.BandSource`; eyes, brows and
+        lips keep their sources)."""
+        return BandSource(self.layout.src[:N_MESH], self.layout.face_tris, lm.FACE_OVAL,
+                          BAND_KEEPS, depth_points=self.landmarks)
 
     @functools.cached_property
     def outline_nearest(self) -> tuple[np.ndarray, np.ndarray]:
@@ -682,6 +694,7 @@ class MeshEngine:
                                slide=portrait.layers is not None,
                                nearest=portrait.outline_nearest)
             portrait.unfolder(dst)
+        src = portrait.band.sources(dst, src)
         src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
                                portrait.lashes)
         t1 = clock()

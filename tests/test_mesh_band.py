@@ -1,0 +1,123 @@
+"""The face's outer band shares out a turn's stretch (live.engines.mesh.band)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from calibrate import landmarks as lm
+from live.engines.mesh.band import STRETCH_FULL, BandSource
+from live.engines.mesh.motion import portrait_motion
+from live.engines.mesh.topology import triangle_areas
+
+N = 9
+STEP = 10.0
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """An N x N grid of points STEP apart, its triangles, and its border in order."""
+    ys, xs = np.mgrid[0:N, 0:N]
+    pts = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.float64) * STEP + 100.0
+    tris = []
+    for r in range(N - 1):
+        for c in range(N - 1):
+            a, b, d, e = r * N + c, r * N + c + 1, (r + 1) * N + c, (r + 1) * N + c + 1
+            tris += [(a, b, e), (a, e, d)]
+    border = [i for i in range(N * N) if i // N in (0, N - 1) or i % N in (0, N - 1)]
+    return pts, np.asarray(tris), border
+
+
+def _edge_stretch(src: np.ndarray, dst: np.ndarray, tris: np.ndarray,
+                  touching: np.ndarray) -> np.ndarray:
+    """Output over portrait length of the edges with an end in ``touching``."""
+    edges = np.unique(np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]],
+                                              tris[:, [2, 0]]]), axis=1), axis=0)
+    edges = edges[np.isin(edges, touching).any(axis=1)]
+    return np.asarray(np.linalg.norm(dst[edges[:, 0]] - dst[edges[:, 1]], axis=1)
+                      / np.linalg.norm(src[edges[:, 0]] - src[edges[:, 1]], axis=1))
+
+
+def test_an_unstretched_or_affine_motion_keeps_every_source() -> None:
+    src, tris, border = _grid()
+    band = BandSource(src, tris, border, keep=())
+    assert len(band.free) > 0
+    assert band.sources(src.copy(), src) is src  # nothing stretched: the same array
+    # a turn, a zoom past STRETCH_FULL and a shift: stretched everywhere, but affine
+    angle = np.radians(25.0)
+    m = 2.0 * STRETCH_FULL * np.array([[np.cos(angle), -np.sin(angle)],
+                                       [np.sin(angle), np.cos(angle)]])
+    dst = src @ m.T + np.array([-40.0, 15.0])
+    assert np.allclose(band.sources(dst, src), src, atol=1e-6)
+
+
+def test_a_stretch_at_the_outline_is_shared_out_over_the_band() -> None:
+    src, tris, border = _grid()
+    keep = [4 * N + 4]  # the middle point: kept wherever it is
+    band = BandSource(src, tris, border, keep=keep, rings=3)
+    dst = src.copy()
+    left = np.arange(N * N) % N == 0
+    dst[~left, 0] += 40.0  # all but the left edge move right: a turn's reveal
+    moved = band.sources(dst, src)
+    before = _edge_stretch(src, dst, tris, band.free)
+    after = _edge_stretch(moved, dst, tris, band.free)
+    assert before.max() > STRETCH_FULL
+    assert after.max() < 0.6 * before.max()
+    middle = band.free[(band.free // N >= 2) & (band.free // N <= N - 3)]
+    assert _edge_stretch(moved, dst, tris, middle).max() < 0.5 * before.max()
+    assert np.array_equal(moved[border], src[border])  # the outline keeps its pixels
+    assert np.allclose(moved[N // 2 * N + N - 2], src[N // 2 * N + N - 2])  # far from it too
+    assert np.array_equal(moved[keep], src[keep])
+    # no triangle turns over in the portrait
+    assert np.all(np.sign(triangle_areas(moved, tris)) == np.sign(triangle_areas(src, tris)))
+
+
+def _turned(points: np.ndarray, degrees: float) -> np.ndarray:
+    """The landmarks turned about the vertical axis through their centre (a head's yaw)."""
+    a = np.radians(degrees)
+    c = points[:, :3].mean(axis=0)
+    rot = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0],
+                    [-np.sin(a), 0.0, np.cos(a)]])
+    return np.asarray((points[:, :3] - c) @ rot.T + c)
+
+
+def _backward_run(engine: Any, portrait: Any, points: np.ndarray) -> float:
+    """Rendered with ``points``: the largest step back (px) of the source's x along the rows
+    of the face's left side, from its outline to the eye's outer corner (0: drawn in order)."""
+    engine.render(portrait, portrait.landmarks, points)
+    size = engine.size
+    source = engine._warp.buffers.get("source", (size, size, 2), np.float32)
+
+    q = portrait_motion(portrait.landmarks, portrait.landmarks, points,
+                        options=engine._motion, chains=portrait.chains).points[:, :2]
+    oval = q[list(lm.FACE_OVAL)]
+    worst = 0.0
+    for y in range(int(q[lm.RIGHT_EYE_OUTER, 1]), int(q[lm.MOUTH_RIGHT, 1])):
+        near = oval[np.abs(oval[:, 1] - y) < 8, 0]
+        if not len(near):
+            continue
+        row = source[y, int(near.min()) + 2:int(q[lm.RIGHT_EYE_OUTER, 0]), 0]
+        if len(row) > 2:
+            worst = max(worst, float((np.maximum.accumulate(row) - row).max()))
+    return worst
+
+
+@pytest.mark.fixtures
+def test_a_turn_that_brings_a_foreshortened_cheek_into_view_does_not_mirror_its_edge(
+        portraits_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mona Lisa's right cheek (the picture's left) is seen nearly edge-on: the face mesh's
+    rows there fold over past her outline. Turned towards us, the portrait's own sources
+    would draw that fold mirrored (the edge's rim of light as a streak down the cheek); the
+    band re-sources it in order."""
+    from live.engines.mesh.engine import MeshEngine
+    from live.face.portraits import find_portrait, load_image
+
+    found = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), 512)
+    engine = MeshEngine(size=512, smoothing=False)
+    portrait = engine.prepare(found.crop.image, picture=found.picture_box)
+    turned = _turned(np.asarray(portrait.landmarks, np.float64), -20.0)
+    assert _backward_run(engine, portrait, turned) < 0.5
+    monkeypatch.setattr(BandSource, "sources", lambda self, dst, src: src)
+    assert _backward_run(engine, portrait, turned) > 5.0  # without the band: mirrored

@@ -89,7 +89,6 @@ def _backward_run(engine: Any, portrait: Any, points: np.ndarray) -> float:
     engine.render(portrait, portrait.landmarks, points)
     size = engine.size
     source = engine._warp.buffers.get("source", (size, size, 2), np.float32)
-
     q = portrait_motion(portrait.landmarks, portrait.landmarks, points,
                         options=engine._motion, chains=portrait.chains).points[:, :2]
     oval = q[list(lm.FACE_OVAL)]
@@ -115,9 +114,9 @@ def test_a_turn_that_brings_a_foreshortened_cheek_into_view_does_not_mirror_its_
     from live.face.portraits import find_portrait, load_image
 
     found = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), 512)
-    engine = MeshEngine(size=512, smoothing=False)
-    portrait = engine.prepare(found.crop.image, picture=found.picture_box)
-    turned = _turned(np.asarray(portrait.landmarks, np.float64), -20.0)
-    assert _backward_run(engine, portrait, turned) < 0.5
-    monkeypatch.setattr(BandSource, "sources", lambda self, dst, src: src)
-    assert _backward_run(engine, portrait, turned) > 5.0  # without the band: mirrored
+    with MeshEngine(size=512, smoothing=False) as engine:
+        portrait = engine.prepare(found.crop.image, picture=found.picture_box)
+        turned = _turned(np.asarray(portrait.landmarks, np.float64), -20.0)
+        assert _backward_run(engine, portrait, turned) < 0.5
+        monkeypatch.setattr(BandSource, "sources", lambda self, dst, src: src)
+        assert _backward_run(engine, portrait, turned) > 5.0  # without the band: mirrored

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from live.engines.mesh.topology import triangle_areas
+from live.engines.mesh.topology import triangle_areas, triangle_edges
 
 STRETCH_FROM = 3.0
 """Edge stretch (output length over portrait length, the most stretched edge of a vertex) at
@@ -54,12 +54,10 @@ class BandSource:
         src = np.asarray(src, np.float64)[:, :2]
         n = len(src)
         tris = np.asarray(tris, np.int64)
-        edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-        edges = np.unique(np.sort(edges, axis=1), axis=0)
         neighbours: list[set[int]] = [set() for _ in range(n)]
-        for a, b in edges:
-            neighbours[a].add(int(b))
-            neighbours[b].add(int(a))
+        for a, b in triangle_edges(tris).tolist():
+            neighbours[a].add(b)
+            neighbours[b].add(a)
         depth = np.full(n, -1)
         front = [int(i) for i in outline if i < n]
         depth[front] = 0

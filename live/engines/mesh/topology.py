@@ -294,12 +294,17 @@ def build_layout(landmarks: np.ndarray, size: int, *,
 
 
 
+def triangle_edges(tris: np.ndarray) -> np.ndarray:
+    """The edges of the triangles ``tris`` (T, 3), (E, 2) int32, each once (lower id first)."""
+    tris = np.asarray(tris)
+    pairs = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int32)
+
+
 @lru_cache(maxsize=1)
 def mesh_edges() -> np.ndarray:
     """The tesselation's edges, (E, 2) int32, each once."""
-    tris = tesselation_triangles()
-    pairs = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int32)
+    return triangle_edges(tesselation_triangles())
 
 
 def _walk(pts: np.ndarray, neighbours: dict[int, list[int]], start: int,

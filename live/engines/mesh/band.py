@@ -73,12 +73,11 @@ class BandSource:
         free = [v for v in range(n) if 1 <= depth[v] <= rings and v not in kept
                 and len(neighbours[v]) >= 3]
         self.free = np.asarray(free, np.int64)
-        index = {v: i for i, v in enumerate(free)}
-        fixed = sorted({u for v in free for u in neighbours[v] if u not in index})
+        col = {v: i for i, v in enumerate(free)}  # free vertex -> its row (and column)
+        fixed = sorted({u for v in free for u in neighbours[v] if u not in col})
         self.fixed = np.asarray(fixed, np.int64)
         # each free vertex's neighbours, padded to one length: (F, K) ids into the mesh and
         # their columns in [free | fixed]
-        col = {v: i for i, v in enumerate(free)}
         col.update({v: len(free) + i for i, v in enumerate(fixed)})
         k = max((len(neighbours[v]) for v in free), default=0)
         self._nb = np.zeros((len(free), k), np.int64)
@@ -91,8 +90,8 @@ class BandSource:
             self._nb[i, :len(nb)] = nb
             self._col[i, :len(nb)] = [col[u] for u in nb]
             self._mask[i, :len(nb)] = True
-        pairs = [(i, index[u]) for i, v in enumerate(free) for u in neighbours[v]
-                 if u in index and index[u] > i]
+        pairs = [(i, col[u]) for i, v in enumerate(free) for u in neighbours[v]
+                 if i < col[u] < len(free)]
         self._pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
         self._rings = rings
         is_free = np.zeros(n, bool)

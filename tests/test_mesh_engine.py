@@ -1025,3 +1025,32 @@ def test_bench_pipelined_tracks_beside_the_engine(portraits_dir: Path, driving_d
     assert math.isfinite(r["fps_wall"]) and r["fps_wall"] > 0.0
     assert "pipelined" in bench_engine.format_engine_report(r)
 
+
+
+def test_the_index_map_drawn_in_two_parts_is_the_one_drawn_at_once() -> None:
+    """The engine draws the face's triangles (the top rows) while the body flow still runs,
+    then the outside under them: the map is cell for cell what drawing every row in order
+    gives, though the outside's corners moved in between; the outside shows only where no
+    face triangle is."""
+    rng = np.random.default_rng(3)
+    size, grid = 64, 32
+    outside, outer_tris = _grid_mesh(size, 4)
+    n = len(outside)
+    face_src = rng.uniform(12.0, 52.0, (12, 2))
+    face_tris = n + np.array([[0, 1, 2], [2, 3, 4], [4, 5, 6], [6, 7, 8], [8, 9, 10],
+                              [9, 10, 11], [1, 5, 9], [0, 6, 11]])
+    dst = np.concatenate([outside, face_src])
+    tris = np.concatenate([outer_tris, face_tris])
+    first = len(outer_tris)
+    warp = PiecewiseAffineWarp(size, grid=grid)
+    warp.draw_top(dst, tris, first)
+    moved = dst.copy()  # the outside moves after the face was drawn
+    moved[:n] += rng.normal(0.0, 1.5, (n, 2))
+    moved[:n] = np.clip(moved[:n], 0.0, size - 1.0)
+    split = warp.index_map(moved, tris, top=first).copy()
+    whole = PiecewiseAffineWarp(size, grid=grid).index_map(moved, tris)
+    assert np.array_equal(split, whole)
+    assert (whole > first).any() and (whole <= first).any()  # both parts won cells
+    # drawn without the top part first: a different map (the check could fail)
+    assert not np.array_equal(PiecewiseAffineWarp(size, grid=grid).index_map(
+        moved, tris[:first]), whole)

@@ -680,26 +680,35 @@ class MeshEngine:
             dst[grid] = src_g + layout.grid_weight[:, None] * (
                 apply_affine(motion.head, src_g) - src_g)
         # Draw order: the outside first, then face triangles that flipped (turned away),
-        # then the rest from far to near. (Before the body's motion, which moves no face
-        # point: the body flow may still be running.)
+        # then the rest from far to near. The face is done before the body's motion, which
+        # moves no face point and no face point's source: the body flow may still be
+        # running meanwhile (on the engine's worker).
         face = layout.face_tris
         flipped = np.sign(triangle_areas(dst, face)) != layout.face_sign
         depth = motion.points[face, 2].mean(axis=1)
         order = np.lexsort((-depth, ~flipped))
+        n_outer = len(layout.outer_tris)
         tris = np.concatenate([layout.outer_tris, face[order]])
-        src = layout.src
+        face_src = portrait.band.sources(dst, layout.src)
+        face_src = lift_lash_source(face_src, portrait.landmarks, motion.points, motion.head,
+                                    portrait.lashes)
+        warp = self._warp
+        ta = clock()
+        warp.draw_top(dst, tris, n_outer)
+        t1 = clock()
+        src = face_src
         if body is not None:
             body_motion = body() if callable(body) else body
             src = move_outside(layout, dst, motion, body_motion, neutral, current,
                                slide=portrait.layers is not None,
                                nearest=portrait.outline_nearest)
             portrait.unfolder(dst)
-        src = portrait.band.sources(dst, src)
-        src = lift_lash_source(src, portrait.landmarks, motion.points, motion.head,
-                               portrait.lashes)
-        t1 = clock()
-        warp = self._warp
-        index = warp.index_map(dst, tris)
+            if src is layout.src:
+                src = face_src
+            elif face_src is not layout.src:
+                src[:N_MESH] = face_src[:N_MESH]  # (src: move_outside's own copy)
+        tb = clock()
+        index = warp.index_map(dst, tris, top=n_outer)
         t2 = clock()
         buffers = warp.buffers
         source = warp.source_map(index, triangle_affines(dst, src, tris),
@@ -762,7 +771,7 @@ class MeshEngine:
                          anchors=jaws)
         t6 = clock()
         if timings is not None:
-            timings.update(motion=(t1 - t0) * 1e3, raster=(t2 - t1) * 1e3,
+            timings.update(motion=(ta - t0 + tb - t1) * 1e3, raster=(t1 - ta + t2 - tb) * 1e3,
                            affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out

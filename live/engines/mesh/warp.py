@@ -117,23 +117,48 @@ class PiecewiseAffineWarp:
         self._kernel3 = np.ones((3, 3), np.uint8)
         self._cross3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
-    def index_map(self, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    def index_map(self, dst: np.ndarray, tris: np.ndarray, *,
+                  top: int | None = None) -> np.ndarray:
         """Rasterise triangles (drawn in the given order) into the coarse grid: cell value is
-        1 + the triangle's row in ``tris``; holes are filled from neighbours."""
+        1 + the triangle's row in ``tris``; holes are filled from neighbours. With ``top``,
+        the rows from ``top`` on were drawn already (:meth:`draw_top`, on the same ``tris``
+        and their corners in ``dst``): only the rows before it are drawn, under them; the
+        map is the same as drawing them all in order."""
         if len(tris) >= np.iinfo(np.uint16).max:
             raise ValueError(f"too many triangles for the index map: {len(tris)}")
         idx = self._index
-        idx.fill(0)
-        # Grid coordinates with 4 fractional bits, for cv2's sub-pixel fill.
-        pts = np.round(((dst + 0.5) * self._g - 0.5) * 16.0).astype(np.int32)
-        fill, line = cv2.fillConvexPoly, cv2.LINE_8
-        for poly, colour in zip(pts[tris], self._colours(len(tris)), strict=False):
-            fill(idx, poly, colour, line, 4)
+        if top is None:
+            idx.fill(0)
+            self._fill(idx, dst, tris, 0)
+        elif top > 0:
+            # the cells a top triangle won keep it: the rest take the last one under it
+            under = self.buffers.get("index under", idx.shape, idx.dtype)
+            under.fill(0)
+            self._fill(under, dst, tris[:top], 0)
+            np.copyto(idx, under, where=idx == 0)
         holes = idx == 0
         if holes.any():
             grown = cv2.dilate(idx, np.ones((3, 3), np.uint8))
             np.copyto(idx, grown, where=holes)
         return idx
+
+    def draw_top(self, dst: np.ndarray, tris: np.ndarray, top: int) -> None:
+        """The first part of :meth:`index_map` with ``top``: rows ``top:`` of ``tris`` (the
+        triangles drawn last, which cover the rest) into a fresh index map, from their
+        corners in ``dst``; the rows before ``top`` may still move meanwhile."""
+        if len(tris) >= np.iinfo(np.uint16).max:
+            raise ValueError(f"too many triangles for the index map: {len(tris)}")
+        self._index.fill(0)
+        self._fill(self._index, dst, tris[top:], top)
+
+    def _fill(self, idx: np.ndarray, dst: np.ndarray, tris: np.ndarray, first: int) -> None:
+        """Draw ``tris`` in order into ``idx``, row ``k`` as the value ``first + k + 1``."""
+        # Grid coordinates with 4 fractional bits, for cv2's sub-pixel fill.
+        pts = np.round(((dst + 0.5) * self._g - 0.5) * 16.0).astype(np.int32)
+        fill, line = cv2.fillConvexPoly, cv2.LINE_8
+        colours = self._colours(first + len(tris))[first:]
+        for poly, colour in zip(pts[tris], colours, strict=False):
+            fill(idx, poly, colour, line, 4)
 
     def _colours(self, n: int) -> list[tuple[int]]:
         """The fill values ``(1,), (2,), ...`` of ``n`` triangles (kept: a frame's 1400

@@ -629,6 +629,33 @@ def test_a_nearly_closed_eyes_lashes_hang_over_its_slit_but_not_past_the_lower_l
         closed_lash_line(lid, (80, 120), 2.0))
 
 
+def test_closed_lashes_hang_as_a_soft_fringe_below_the_lids_edge() -> None:
+    """Closed lashes point down: below the lid's edge they fade from
+    :data:`CLOSED_LASH_FRINGE_ALPHA` of the lash colour to nothing at their tips (over the
+    lower lid too), deepest in the middle, shorter towards the corners; nothing above the
+    line, and without a fringe only the line is drawn."""
+    from live.engines.mesh.eyes import CLOSED_LASH_FRINGE_ALPHA, closed_lash_line
+
+    x = np.linspace(20.0, 100.0, 9)
+    arc = np.sin(np.linspace(0.0, np.pi, 9))
+    lid = np.stack([x, 40.0 + 6.0 * arc], 1)
+    lower = np.stack([x, 40.0 + 7.0 * arc], 1)  # a closed eye: 1 px of slit in the middle
+    plain = closed_lash_line(lid, (80, 120), 2.0, lower=lower, hang=5.0)
+    cover = closed_lash_line(lid, (80, 120), 2.0, lower=lower, hang=5.0, fringe=10.0)
+    mid = cover[:, 60]  # the lid's edge at row 46, the lower lid at 47
+    assert plain[49:, 60].max() == 0.0  # the line alone stops at the slit
+    assert mid[48] > 0.6 and mid[48] <= CLOSED_LASH_FRINGE_ALPHA + 1e-6  # dark at the edge
+    assert np.all(np.diff(mid[48:57]) < 0.0)  # fading down ...
+    assert mid[52] > 0.2 and mid[57:].max() == 0.0  # ... over the lower lid, to the tips
+    edge = np.interp(np.arange(120), lid[:, 0], lid[:, 1])  # the lid's edge, per column
+    above = np.arange(80)[:, None] < edge[None, :] - 1.0
+    assert np.array_equal(cover[above], plain[above])  # nothing changes above the line
+    assert (cover >= plain - 1e-6).all()
+    depth = (cover[47:, :] > 0.05).sum(axis=0)  # px of fringe per column
+    assert depth[60] >= 8 and depth[30] < 0.75 * depth[60]  # shorter towards the corners
+    assert depth[:19].max() == 0 and depth[102:].max() == 0  # nothing past the corners
+
+
 def _lid_rows(gap: float, *, dy_left: float = 200.0) -> np.ndarray:
     """:func:`_synthetic_eyes` with the rows above each upper lid: the near ring ``gap`` px
     above the lid's middle points, the far ring ``2 * gap``, the brow's lower and upper

@@ -435,10 +435,17 @@ CLOSED_LASH_HANG = 0.08
 (eye widths) ..."""
 CLOSED_LASH_HANG_ALPHA = 0.7
 """... and how much of the lash colour that part takes."""
+CLOSED_LASH_FRINGE = 0.16
+"""How far a closed eye's lashes hang below its lid's edge (eye widths, in the middle;
+shorter towards the corners): closed lashes point down and show as a soft dark fringe over
+the lower lid, 6-10 px deep at 512 px on the fixture clips' blinks, not as a thin line ..."""
+CLOSED_LASH_FRINGE_ALPHA = 0.8
+"""... taking this much of the lash colour at the lid's edge, none at their tips."""
 
 
 def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, *,
-                     lower: np.ndarray | None = None, hang: float = 0.0) -> np.ndarray:
+                     lower: np.ndarray | None = None, hang: float = 0.0,
+                     fringe: float = 0.0) -> np.ndarray:
     """Coverage (float32 (h, w) in [0, 1]) of a closed eye's lash line along ``lid`` (its 9
     upper lid points from corner to corner, pixels of the (h, w) area): ``thickness`` px in
     the middle, thinning to :data:`CLOSED_LASH_ENDS` of it at the corners, anti-aliased by
@@ -447,7 +454,9 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
     stair-stepped marker line. With ``lower`` (the lower lid's points from corner to
     corner) the lashes also hang ``hang`` px below the lid's edge over the slit left between
     the lids (at :data:`CLOSED_LASH_HANG_ALPHA`), never past the lower lid: a nearly closed
-    eye showed a pale sliver of its white under the line."""
+    eye showed a pale sliver of its white under the line. With ``fringe`` (px) the closed
+    lashes hang that far below the edge (over the lower lid too), fading from
+    :data:`CLOSED_LASH_FRINGE_ALPHA` to nothing at their tips, shorter towards the corners."""
     h, w = shape
     lid = np.asarray(lid, np.float64)
     axis = lid[-1] - lid[0]
@@ -470,6 +479,9 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
     v = dx * n[0] + dy * n[1]
     across = v - np.interp(u, uu, cc)  # from the lid's curve, across the eye
     dist = np.abs(across) / np.sqrt(1.0 + np.interp(u, uu, slope) ** 2)
+    # down the picture is down the face (a head rolled less than 90 degrees)
+    down = 1.0 if n[1] >= 0.0 else -1.0
+    depth = across * down  # below the lid's edge, px
     s = np.clip(u / length, 0.0, 1.0)
     taper = CLOSED_LASH_ENDS + (1.0 - CLOSED_LASH_ENDS) * np.sqrt(
         np.clip(1.0 - (2.0 * s - 1.0) ** 2, 0.0, 1.0))
@@ -478,14 +490,15 @@ def closed_lash_line(lid: np.ndarray, shape: tuple[int, int], thickness: float, 
         low = np.asarray(lower, np.float64) - lid[0]
         lu, lv = low @ e, low @ n
         o = np.argsort(lu, kind="stable")
-        # down the picture is down the face (a head rolled less than 90 degrees): a lower
-        # lid above the upper one (a closed eye's lids cross) leaves no slit to hang over
-        down = 1.0 if n[1] >= 0.0 else -1.0
+        # a lower lid above the upper one (a closed eye's lids cross) leaves no slit
         gap = np.interp(uu, lu[o], lv[o]) - cc  # the slit's height along the eye (signed)
-        depth = across * down  # below the lid's edge, px
         reach = np.minimum(np.maximum(np.interp(u, uu, gap) * down, 0.0), hang * taper)
         slit = np.clip(depth + 0.5, 0.0, 1.0) * np.clip(reach + 0.5 - depth, 0.0, 1.0)
         cover = np.maximum(cover, slit * CLOSED_LASH_HANG_ALPHA)
+    if fringe > 0.0:  # the closed lashes hang from the edge, shorter towards the corners
+        tips = np.maximum(fringe * taper ** 2, 1e-6)
+        fade = np.clip(1.0 - depth / tips, 0.0, 1.0) * np.clip(depth + 0.5, 0.0, 1.0)
+        cover = np.maximum(cover, fade * CLOSED_LASH_FRINGE_ALPHA)
     cover *= np.clip(np.minimum(u, length - u) + 0.5, 0.0, 1.0)  # ends at the corners
     return np.asarray(cover, np.float32)
 
@@ -565,6 +578,7 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
             low_now = np.concatenate([now[:1], now[9:][::-1], now[8:9]])
             line = closed_lash_line(up_now - [x0, y0], (y1 - y0, x1 - x0),
                                     max(CLOSED_LASH_MIN, CLOSED_LASH_LINE * lash.reach),
+                                    fringe=CLOSED_LASH_FRINGE * width,
                                     lower=low_now - [x0, y0],
                                     hang=CLOSED_LASH_HANG * width)
             line *= np.float32(a)

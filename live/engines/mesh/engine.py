@@ -705,8 +705,8 @@ class MeshEngine:
             portrait.unfolder(dst)
             if src is layout.src:
                 src = face_src
-            elif face_src is not layout.src:
-                src[:N_MESH] = face_src[:N_MESH]  # (src: move_outside's own copy)
+            else:  # move_outside's own copy (border sources moved): the face's sources in it
+                src[:N_MESH] = face_src[:N_MESH]
         tb = clock()
         index = warp.index_map(dst, tris, top=n_outer)
         t2 = clock()

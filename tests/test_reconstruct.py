@@ -238,6 +238,9 @@ def test_identity_one_pair(driving_dir: Path, portraits_dir: Path,
     assert s["median_transfer_floor"] == floor["transfer_ratio"]
     assert s["max_transfer_ratio"] == pair["transfer_ratio"]
     assert s["meets_transfer_targets"] == (pair["transfer_ratio"] < 0.15)
+    # a perfect warp of the portrait by the clip: moving, so below a frozen face's 1
+    assert 0.0 < pair["transfer_warp"] < 1.0
+    assert s["median_transfer_warp"] == s["max_transfer_warp"] == pair["transfer_warp"]
 
 
 @pytest.mark.fixtures
@@ -252,6 +255,50 @@ def test_transfer_floor_of_a_held_frame_is_a_frozen_face(driving_dir: Path) -> N
     held = rc.transfer_floor([frames[0]] * len(frames), region, track)
     assert held == pytest.approx(1.0, abs=1e-9)
     assert moving < 0.3
+
+
+def _dots(points: np.ndarray, size: int = 128) -> np.ndarray:
+    image = np.zeros((size, size, 3), np.uint8)
+    image[:, :, 2] = np.arange(size, dtype=np.uint8)[None, :]  # a ramp along x at the border
+    for x, y in np.round(points).astype(int):
+        image[y - 2:y + 3, x - 2:x + 3, :2] = 255
+    return image
+
+
+def test_landmark_warp_moves_points_where_told_and_keeps_the_border() -> None:
+    from live.bench.fidelity import landmark_warp
+
+    src = np.array([[40.0, 40.0], [88.0, 40.0], [64.0, 84.0], [64.0, 60.0]])
+    image = _dots(src)
+    assert np.array_equal(landmark_warp(image, src, src), image)
+    dst = src + np.array([[5.0, 3.0], [-4.0, 2.0], [0.0, 7.0], [3.0, -2.0]])
+    moved = landmark_warp(image, src, dst)
+    for a, b in zip(src.astype(int), dst.astype(int), strict=True):
+        assert moved[b[1], b[0], 0] == 255  # each dot's centre went where it was told
+        assert moved[a[1], a[0], 0] < 64  # and left its place
+    assert np.array_equal(moved[0], image[0]) and np.array_equal(moved[:, -1], image[:, -1])
+    with pytest.raises(ValueError, match="one shape"):
+        landmark_warp(image, src, dst[:3])
+
+
+@needs_dlib
+@pytest.mark.fixtures
+def test_a_perfect_warp_of_a_portrait_follows_the_clip(driving_dir: Path, portraits_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """The perfect warp moves the portrait's own face as the meter expects: far from a
+    frozen face's 1 on a clip in motion."""
+    from live.face.portraits import load_image
+
+    clip = driving_dir / "tps_driving.mp4"
+    track = rc._track_driving(clip, 20)
+    path = portraits_dir / "lp_s42.jpg"
+    image = load_image(path)
+    region = rc.face_region(image, path=path)
+    warp = rc.transfer_warp(image, region, track, fps=25, work_dir=tmp_path)
+    assert 0.0 < warp < 0.3
+    assert not list(tmp_path.iterdir())  # its video is gone
+    held = rc.transfer_warp(image, region, [track[0]] * len(track), fps=25, work_dir=tmp_path)
+    assert math.isnan(held)  # nothing moves: no motion to score
 
 
 @needs_dlib
@@ -293,12 +340,15 @@ def test_reports_show_the_floors() -> None:
     assert "floor" not in no_floor
     pair = {"portrait": "p.jpg", "clip": "a.mp4", "to_portrait": 0.2, "to_driver": 0.8,
             "portrait_driver": 0.8, "driver_ratio": 1.0, "transfer_ratio": 0.3,
-            "transfer_floor": 0.12, "found": 6, "sampled": 6, "boxed": 0, "note": ""}
+            "transfer_floor": 0.12, "transfer_warp": 0.2, "found": 6, "sampled": 6,
+            "boxed": 0, "note": ""}
     s = {"median_to_portrait": 0.2, "max_to_portrait": 0.2, "min_driver_ratio": 1.0,
          "median_driver_ratio": 1.0, "meets_targets": True, "median_transfer_ratio": 0.3,
          "max_transfer_ratio": 0.3, "meets_transfer_targets": False,
-         "median_transfer_floor": 0.12, "max_transfer_floor": 0.12}
+         "median_transfer_floor": 0.12, "max_transfer_floor": 0.12,
+         "median_transfer_warp": 0.2, "max_transfer_warp": 0.25}
     text = rc.format_identity({"engine": "mesh", "max_frames": 60, "every": 10,
                                "pairs": [pair], "summary": s, "seconds": 1.0})
-    assert "| 1.00 | 0.300 | 0.120 | 6/6 |" in text
+    assert "| 1.00 | 0.300 | 0.120 | 0.200 | 6/6 |" in text
     assert "misses them" in text and "median 0.120, worst 0.120" in text
+    assert "perfect warp of each portrait (\"perfect warp\"): median 0.200, worst 0.250" in text

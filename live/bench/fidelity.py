@@ -15,6 +15,7 @@ output frame 0 against the portrait (the neutral pose should leave the portrait 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -52,6 +53,41 @@ def expected_points(out0: np.ndarray, drv0: np.ndarray, drv: np.ndarray) -> np.n
     n = min(out0.shape[0], drv.shape[0], lm.NUM_LANDMARKS)
     disp = np.asarray(drv[:n, :2], np.float64) - np.asarray(drv0[:n, :2], np.float64)
     return np.asarray(out0[:n, :2] + disp @ s[:, :2].T)
+
+
+def landmark_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """A square ``image`` (S, S, C) with its pixels moved so that the points ``src`` land on
+    ``dst`` ((N, 2+) each, in pixels): affine on each triangle of a Delaunay triangulation of
+    ``src`` and of points along the image's border, which stays where it is (the mesh
+    engine's piecewise-affine warp, on no other rule)."""
+    import cv2
+    from scipy.spatial import Delaunay
+
+    from live.engines.mesh.warp import triangle_affines, triangle_bounds
+
+    h, w = image.shape[:2]
+    a = np.asarray(src, np.float64)[:, :2]
+    b = np.asarray(dst, np.float64)[:, :2]
+    if a.shape != b.shape or h != w:
+        raise ValueError(f"landmark_warp: expected a square image and src and dst of one "
+                         f"shape (N, 2), got {w}x{h}, {a.shape} and {b.shape}")
+    edge = np.linspace(0.0, w - 1.0, 9)
+    border = np.array([(x, y) for x in edge for y in edge
+                       if x in (edge[0], edge[-1]) or y in (edge[0], edge[-1])])
+    a, b = np.vstack([a, border]), np.vstack([b, border])
+    tris = Delaunay(a).simplices.astype(np.int64)
+    warp = _square_warp(w)
+    index = warp.index_map(b, tris)
+    maps = warp.source_map(index, triangle_affines(b, a, tris), triangle_bounds(b, a, tris))
+    return np.asarray(cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE))
+
+
+@functools.lru_cache(maxsize=2)
+def _square_warp(size: int) -> Any:
+    from live.engines.mesh.warp import PiecewiseAffineWarp
+
+    return PiecewiseAffineWarp(size, grid=size)
 
 
 def frame_errors(out0: np.ndarray, out: np.ndarray, drv0: np.ndarray,

@@ -32,7 +32,10 @@ face-mesh landmarks instead (the output's own, found for ``transfer_ratio``), an
 driver, portrait-to-driver, and ``driver ratio = d(output, driver) / d(portrait, driver)``
 (near 1: the output looks no more like the driver than the portrait did), with the motion
 ``transfer_ratio`` of :class:`live.bench.fidelity.FidelityMeter` on the same face region.
-Targets: median distance to the portrait <= 0.4, smallest driver ratio >= 0.9.
+Targets: median distance to the portrait <= 0.4, smallest driver ratio >= 0.9. Two references
+for ``transfer_ratio``: per clip its own frames scored as an output (:func:`transfer_floor`,
+a perfect engine on its own face) and per pair a perfect warp of the portrait
+(:func:`transfer_warp`: its landmarks moved exactly where the meter expects them).
 
 The evaluation libraries (``dlib-bin``, ``face-recognition-models``: the ``bench`` extra) are
 imported only when a job runs; without them the job stops with one line naming the extra.
@@ -700,6 +703,9 @@ class PairMetrics:
     """Output frames where the face mesh found no face (transfer_ratio)."""
     transfer_floor: float = math.nan
     """``transfer_ratio`` of a perfect engine on this clip (:func:`transfer_floor`)."""
+    transfer_warp: float = math.nan
+    """``transfer_ratio`` of a perfect warp of this portrait by this clip
+    (:func:`transfer_warp`)."""
     seconds: float = 0.0
     note: str = ""
 
@@ -738,6 +744,50 @@ def transfer_floor(frames: Iterable[np.ndarray], region: FaceRegion,
     with FidelityMeter() as meter:
         for i, image in enumerate(frames):
             meter.add(region.crop(image), driving_track[i] if i < len(driving_track) else None)
+    return meter.result.transfer_ratio
+
+
+WARP_SIZE = 2 * EVAL_SIZE
+"""Side the perfect warp (:func:`transfer_warp`) moves a portrait's face region at; it is
+scored at :data:`EVAL_SIZE`, as an engine's output is."""
+
+
+def transfer_warp(image: np.ndarray, region: FaceRegion,
+                  driving_track: Sequence[np.ndarray | None], *, fps: Any,
+                  work_dir: Path) -> float:
+    """``transfer_ratio`` of a perfect warp of the portrait ``image``: its face ``region`` with
+    its pixels moved (:func:`~live.bench.fidelity.landmark_warp`) so that its face-mesh
+    landmarks, as read on that region, land exactly where the meter expects them for each
+    driving frame (:func:`~live.bench.fidelity.expected_points`), written by the job's video
+    writer and scored as :func:`identity_pair` scores an engine's output. What is left is the
+    meter's own scatter on this portrait moved as driven: about the best an engine that
+    moves the portrait's own pixels can score. NaN when no face is read in the region or
+    the clip has none."""
+    import cv2
+
+    from live.bench.fidelity import FidelityMeter, expected_points, landmark_warp
+    from live.face.tracking import face_landmarks
+    from live.geometry import crop_square
+    from live.io.video import VideoWriter
+
+    face = crop_square(image, np.asarray(region.center), region.side, WARP_SIZE).image
+    read = face_landmarks(face, refine=True)
+    first = next((d for d in driving_track if d is not None), None)
+    if read is None or first is None:
+        return math.nan
+    path = work_dir / "perfect_warp.mp4"
+    with VideoWriter(path, fps=fps, size=(WARP_SIZE, WARP_SIZE)) as writer:
+        for d in driving_track:
+            if d is None:
+                writer.write(face)
+                continue
+            dst = expected_points(read, first, d)
+            writer.write(landmark_warp(face, read[:len(dst)], dst))
+    with FidelityMeter() as meter:
+        for i, frame in enumerate(_frames(path, len(driving_track))):
+            meter.add(cv2.resize(frame, (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_AREA),
+                      driving_track[i])
+    path.unlink(missing_ok=True)
     return meter.result.transfer_ratio
 
 
@@ -806,6 +856,7 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
              every: int = IDENTITY_EVERY, progress: Progress = _quiet) -> dict[str, Any]:
     """Every portrait x every clip through the offline job; returns the JSON-ready result."""
     from live.face.portraits import load_image
+    from live.io.video import probe_video
 
     t0 = time.perf_counter()
     result: dict[str, Any] = {"job": "identity", "engine": engine.name,
@@ -816,7 +867,8 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
     except WeightsError as exc:
         return {**result, "skipped": str(exc), "pairs": [], "summary": {}}
     progress(f"finding the faces of {len(portraits)} portraits")
-    pictures = {p: _picture(p.name, load_image(p), faces, p) for p in portraits}
+    images = {p: load_image(p) for p in portraits}
+    pictures = {p: _picture(p.name, images[p], faces, p) for p in portraits}
     rows: list[PairMetrics] = []
     floors: list[dict[str, Any]] = []
     total = len(portraits) * len(clips)
@@ -824,6 +876,7 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
         for clip in clips:
             driver = _picture(clip.name, first_frame(clip), faces, clip)
             track = _track_driving(clip, max_frames)
+            fps = probe_video(clip).fps_fraction
             rewritten = Path(tmp) / f"{clip.stem}_floor.mp4"
             n = rewrite_clip(clip, rewritten, max_frames)
             floor = transfer_floor(_frames(rewritten, n), driver.region, track)
@@ -835,10 +888,13 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
                                   engine=engine, work_dir=Path(tmp), max_frames=max_frames,
                                   every=every)
                 m.transfer_floor = floor
+                m.transfer_warp = transfer_warp(images[p], pictures[p].region, track,
+                                                fps=fps, work_dir=Path(tmp))
                 rows.append(m)
                 progress(f"[{len(rows)}/{total}] {p.name} x {clip.name}: to portrait "
                          f"{_fmt(m.to_portrait, 3)}, driver ratio {_fmt(m.driver_ratio, 2)}, "
-                         f"transfer {_fmt(m.transfer_ratio, 2)} ({m.seconds:.1f} s)")
+                         f"transfer {_fmt(m.transfer_ratio, 2)}, perfect warp "
+                         f"{_fmt(m.transfer_warp, 2)} ({m.seconds:.1f} s)")
     dicts = [r.as_dict() for r in rows]
     ratios = [r.driver_ratio for r in rows if math.isfinite(r.driver_ratio)]
     result["pairs"] = dicts
@@ -854,6 +910,9 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
         "median_transfer_ratio": _median(transfers),
         "max_transfer_ratio": max(transfers, default=math.nan),
         "median_transfer_floor": _median(f["transfer_ratio"] for f in floors),
+        "median_transfer_warp": _median(r.transfer_warp for r in rows),
+        "max_transfer_warp": max((r.transfer_warp for r in rows
+                                  if math.isfinite(r.transfer_warp)), default=math.nan),
         "max_transfer_floor": max((f["transfer_ratio"] for f in floors
                                    if math.isfinite(f["transfer_ratio"])), default=math.nan),
         "target_median_to_portrait": TARGET_PORTRAIT_DISTANCE,
@@ -941,8 +1000,8 @@ def format_identity(result: dict[str, Any]) -> str:
     lines = [f"{head} (first {result['max_frames']} frames; dlib on one frame in "
              f"{result['every']})",
              "", "| portrait | clip | d(out, portrait) | d(out, driver) | d(portrait, driver) "
-             "| driver ratio | transfer_ratio | clip's own | dlib faces found |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| driver ratio | transfer_ratio | clip's own | perfect warp | dlib faces found |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["pairs"]:
         note = f" ({p['note']})" if p["note"] else ""
         boxed = f" (+{p['boxed']} boxed)" if p["boxed"] else ""
@@ -950,7 +1009,8 @@ def format_identity(result: dict[str, Any]) -> str:
             f"| {p['portrait']} | {p['clip']} | {_fmt(p['to_portrait'])} "
             f"| {_fmt(p['to_driver'])} | {_fmt(p['portrait_driver'])} "
             f"| {_fmt(p['driver_ratio'], 2)} | {_fmt(p['transfer_ratio'], 3)} "
-            f"| {_fmt(p['transfer_floor'], 3)} | {p['found']}/{p['sampled']}{boxed}{note} |")
+            f"| {_fmt(p['transfer_floor'], 3)} | {_fmt(p.get('transfer_warp'), 3)} "
+            f"| {p['found']}/{p['sampled']}{boxed}{note} |")
     s = result["summary"]
     lines += ["", f"median d(out, portrait) {_fmt(s['median_to_portrait'])} (target <= "
               f"{TARGET_PORTRAIT_DISTANCE}), worst {_fmt(s['max_to_portrait'])}; min driver "
@@ -962,7 +1022,9 @@ def format_identity(result: dict[str, Any]) -> str:
               f"{TARGET_TRANSFER_WORST}): {'meets' if s['meets_transfer_targets'] else 'misses'}"
               f" them; a perfect engine (each clip's own frames, \"clip's own\"): median "
               f"{_fmt(s['median_transfer_floor'])}, worst {_fmt(s['max_transfer_floor'])} "
-              "over the clips",
+              "over the clips; a perfect warp of each portrait (\"perfect warp\"): median "
+              f"{_fmt(s.get('median_transfer_warp'))}, worst "
+              f"{_fmt(s.get('max_transfer_warp'))} over the pairs",
               f"{result['seconds']:.1f} s"]
     return "\n".join(lines)
 

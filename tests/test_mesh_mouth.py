@@ -374,6 +374,36 @@ def test_an_opening_smile_gets_no_outline_and_no_black_slit(opening: str, mode: 
     assert used == "synthetic"  # the portrait has no other interior to give
 
 
+def test_own_teeth_open_onto_the_drivers_tongue() -> None:
+    """Driver mode on a portrait with teeth of its own: its teeth stay as synthetic mode
+    hangs them, and where the mouth opens wider than the portrait's the driver's lower mouth
+    (its pink tongue, colour-matched) shows instead of a synthetic dark throat."""
+    portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
+    style = prepare_mouth(portrait, pts)
+    assert style.own_teeth
+    out_inner = OPENINGS["talk"]  # twice as open as the portrait: lower lip at row 174
+    out_pts = landmarks_for(out_inner)
+    drv_img, drv_pts = driver(8.0, 11.0)
+    synthetic = smile_image(out_inner)
+    assert render_mouth(synthetic, out_pts, style, mode="synthetic") == "synthetic"
+    out = smile_image(out_inner)
+    assert render_mouth(out, out_pts, style, mode="driver", driver_image=drv_img,
+                        driver_points=drv_pts) == "driver"
+    cols = slice(110, 131)
+    teeth, low = slice(146, 157), slice(164, 171)  # under the upper lip; above the lower
+    assert np.abs(out[teeth, cols].astype(int) - synthetic[teeth, cols]).max() <= 1
+    tongue, throat = out[low, cols].reshape(-1, 3).mean(0), synthetic[low, cols].reshape(
+        -1, 3).mean(0)
+    assert float(tongue @ LUMA) > float(throat @ LUMA) + 60  # lit, not a dark hole
+    assert tongue[0] > tongue[1] + 60  # pink-red, as the driver's tongue
+    # the driver's mouth closed: nothing of it, the synthetic interior as before
+    shut_img, shut_pts = driver(0.4, 0.4)
+    again = smile_image(out_inner)
+    assert render_mouth(again, out_pts, style, mode="driver", driver_image=shut_img,
+                        driver_points=shut_pts) == "synthetic"
+    assert np.array_equal(again, synthetic)
+
+
 def test_the_portrait_itself_is_not_taken_for_a_driving_face() -> None:
     portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
     style = prepare_mouth(portrait, pts)
@@ -385,10 +415,11 @@ def test_the_portrait_itself_is_not_taken_for_a_driving_face() -> None:
     assert not is_portrait(style, portrait[:, : SIZE // 2])
     out_pts = landmarks_for(OPENINGS["talk"])
     out = smile_image(OPENINGS["talk"])
-    # A portrait that shows teeth of its own keeps them in driver mode too...
+    # A portrait that shows teeth of its own keeps them in driver mode too (with the
+    # driver's lower mouth under them: test_own_teeth_open_onto_the_drivers_tongue)...
     assert style.own_teeth
-    assert render_mouth(out.copy(), out_pts, style, mode="driver", driver_image=drv_img,
-                        driver_points=drv_pts) == "synthetic"
+    assert render_mouth(out.copy(), out_pts, style, mode="driver", driver_image=portrait,
+                        driver_points=out_pts) == "synthetic"
     # ... a closed one takes the driver's interior.
     _, _, closed = closed_portrait()
     assert render_mouth(out.copy(), out_pts, closed, mode="driver", driver_image=drv_img,

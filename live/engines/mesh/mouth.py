@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -358,14 +358,18 @@ def _layers(interior: Interior, src: _LipFrame, ss: np.ndarray, t_up: np.ndarray
             t_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The interior's upper part sampled at source lip-frame coordinates ``(ss, t_up)`` and
     its lower part at ``(ss, t_lo)`` (per output pixel, float32)."""
+    return (_sample(interior, interior.upper, src, ss, t_up),
+            _sample(interior, interior.lower, src, ss, t_lo))
+
+
+def _sample(interior: Interior, layer: np.ndarray, src: _LipFrame, ss: np.ndarray,
+            t: np.ndarray) -> np.ndarray:
+    """One part (``layer``) of ``interior`` sampled at source lip-frame ``(ss, t)``."""
     ex, ey = np.float32(src.e[0]), np.float32(src.e[1])
     sx = np.float32(src.c0[0] - interior.origin[0]) + ss * ex
     sy = np.float32(src.c0[1] - interior.origin[1]) + ss * ey
-    up = cv2.remap(interior.upper, sx - t_up * ey, sy + t_up * ex, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
-    lo = cv2.remap(interior.lower, sx - t_lo * ey, sy + t_lo * ex, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER)
-    return up, lo
+    return np.asarray(cv2.remap(layer, sx - t * ey, sy + t * ex, cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=_NO_LAYER))
 
 
 def _columns_over(base: np.ndarray, interior: Interior, src: _LipFrame, dst: _LipFrame,
@@ -426,9 +430,19 @@ def _anchor_line(dst: _LipFrame, line: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.interp(s, ls, rel @ dst.n).astype(np.float32)
 
 
+class DriverLower(NamedTuple):
+    """The driving face's interior (:func:`_driver_cut`), its lip frame and how much of its
+    lower part shows under a portrait's own teeth (:func:`_own_over`)."""
+
+    interior: Interior
+    frame: _LipFrame
+    opacity: float
+
+
 def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
               grid: tuple[np.ndarray, ...], head: float,
-              anchors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+              anchors: tuple[np.ndarray, np.ndarray] | None = None,
+              driver: DriverLower | None = None) -> np.ndarray:
     """The portrait's own interior in the output's opening: its upper part hanging from the
     upper lip, its lower part riding on the lower lip, both at the head scale ``head``
     (teeth keep their size: column by column, the middle of the mouth about rigid, see
@@ -442,7 +456,12 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     back shows more of the same teeth (the rows continued past what the portrait shows)
     rather than pulling the rows apart; only a dropping jaw opens a gap between them. A
     lower lip dropped further than its jaw takes the lower row along, with at most
-    :data:`MAX_LOWER_GUM` of the mouth's width of gum between them."""
+    :data:`MAX_LOWER_GUM` of the mouth's width of gum between them.
+
+    ``driver``: the driving face's lower mouth (its interior below the gap between its teeth:
+    tongue, lower teeth, the floor of the mouth) laid on the output's lower lip, column by
+    column at the mouths' width ratio, over the throat and under the portrait's own rows, at
+    ``driver.opacity``: a wide-open mouth shows the driver's tongue, not a synthetic one."""
     s, t, tu_lip, tl_lip = grid
     if anchors is None:
         tu, tl = tu_lip, tl_lip
@@ -500,6 +519,14 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom,
                    height=float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0,
                    edge=_gap_tone(style, interior), dark_top=True)
+    if driver is not None and driver.opacity > 0.0:
+        d = driver.frame
+        k = np.float32(d.width / max(dst.width, 1e-6))
+        ds = s * k
+        d_lo = np.interp(ds, d.sl, d.tl).astype(np.float32) - (tl_lip - t) * k
+        lower = _sample(driver.interior, driver.interior.lower, d, ds, d_lo)
+        lower *= np.float32(driver.opacity)
+        base = _over(base, np.zeros_like(lower), lower)
     return _over(base, up, lo)
 
 
@@ -1083,7 +1110,8 @@ def limit_lip_retraction(points: np.ndarray, anchors: tuple[np.ndarray, np.ndarr
 
 def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale: float,
                feather_px: float,
-               anchors: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+               anchors: tuple[np.ndarray, np.ndarray] | None = None,
+               driver: DriverLower | None = None) -> float:
     if frame.area < 1.0 or frame.width < 3.0:
         return 0.0
     opacity = float(np.clip((frame.height - 0.5) / 2.5, 0.0, 1.0))
@@ -1107,7 +1135,7 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
     grid = frame.grid(box)
     if rigid:
         assert style.interior is not None
-        colour = _own_over(style, style.interior, frame, grid, head, anchors)
+        colour = _own_over(style, style.interior, frame, grid, head, anchors, driver)
         colour *= np.float32(pursed_shade(frame.width, own_width))
     else:
         colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
@@ -1199,27 +1227,34 @@ def _transplant_opacity(frame: _LipFrame, drv: _LipFrame, style: MouthStyle,
     return opacity * float(np.clip((ratio - 1.05) / 0.3, 0.0, 1.0))
 
 
+def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
+                ) -> Interior | None:
+    """The driving face's interior, in the portrait's colours (:func:`match_colours`); None
+    when its mouth is (partly) off the driving crop or has no opening."""
+    hd, wd = driver_image.shape[:2]
+    pts = drv.inner
+    if pts.min() < 0 or pts[:, 0].max() > wd - 1 or pts[:, 1].max() > hd - 1:
+        return None
+    reference = _cheek(driver_image, drv)
+    dbox = _box(pts, 2.0 + TRANSPLANT_REACH_PX, driver_image.shape)
+    if reference is None or dbox is None:
+        return None
+    x0, y0, w, h = dbox
+    rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style),
+                  0.0, 255.0)
+    return _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb,
+                reach_px=TRANSPLANT_REACH_PX)
+
+
 def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray, drv: _LipFrame,
                 style: MouthStyle, area_scale: float, feather_px: float,
                 base: np.ndarray | None) -> float:
     opacity = _transplant_opacity(frame, drv, style, area_scale)
     if opacity <= 0.01:
         return 0.0
-    hd, wd = driver_image.shape[:2]
-    pts = drv.inner
-    if pts.min() < 0 or pts[:, 0].max() > wd - 1 or pts[:, 1].max() > hd - 1:
-        return 0.0  # the mouth is (partly) off the driving crop
-    reference = _cheek(driver_image, drv)
-    dbox = _box(pts, 2.0 + TRANSPLANT_REACH_PX, driver_image.shape)
     box = _box(frame.inner, 2.0 + feather_px, out.shape)
-    if reference is None or dbox is None or box is None:
-        return 0.0
-    x0, y0, w, h = dbox
-    rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style),
-                  0.0, 255.0)
-    interior = _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb,
-                    reach_px=TRANSPLANT_REACH_PX)
-    if interior is None:
+    interior = _driver_cut(driver_image, drv, style) if box is not None else None
+    if box is None or interior is None:
         return 0.0
     grid = frame.grid(box)
     under = base if base is not None else _throat(style, frame, grid, tongue=False)
@@ -1273,13 +1308,25 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     output area ratio (head scale squared); ``feather_px``: the soft edge; ``anchors``: the
     jaws' lines (:func:`jaw_anchors`) a portrait's own teeth hang from. A portrait that
     shows teeth of its own keeps them in both modes (the driver's would replace its
-    identity's teeth): they move with the jaws, not the lips."""
+    identity's teeth): they move with the jaws, not the lips; in driver mode, where its mouth
+    opens wider than the portrait's own, the driver's lower mouth (tongue, lower teeth) shows
+    between them (:class:`DriverLower`; then ``"driver"`` is returned)."""
     if mode not in MOUTH_MODES:
         raise ValueError(f"mouth mode must be one of {', '.join(MOUTH_MODES)}, got {mode!r}")
     if mode == "off":
         return "none"
     frame = _LipFrame(np.asarray(out_points, np.float64)[list(lm.LIPS_INNER), :2])
     painted = -1.0  # synthetic mode not run yet
+    if (mode == "driver" and driver_image is not None and driver_points is not None
+            and style.own_teeth and not is_portrait(style, driver_image)):
+        drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
+        shown = _transplant_opacity(frame, drv, style, area_scale)
+        cut = _driver_cut(driver_image, drv, style) if shown > 0.01 else None
+        lower = DriverLower(cut, drv, shown) if cut is not None else None
+        painted = _synthetic(out, frame, style, area_scale, feather_px, anchors, lower)
+        if painted > 0.0:
+            return "driver" if lower is not None else "synthetic"
+        return "none"
     if (mode == "driver" and driver_image is not None and driver_points is not None
             and not style.own_teeth and not is_portrait(style, driver_image)):
         drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])

@@ -57,6 +57,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -753,7 +754,7 @@ scored at :data:`EVAL_SIZE`, as an engine's output is."""
 
 
 def transfer_warp(image: np.ndarray, region: FaceRegion,
-                  driving_track: Sequence[np.ndarray | None], *, fps: Any,
+                  driving_track: Sequence[np.ndarray | None], *, fps: float | Fraction,
                   work_dir: Path) -> float:
     """``transfer_ratio`` of a perfect warp of the portrait ``image``: its face ``region`` with
     its pixels moved (:func:`~live.bench.fidelity.landmark_warp`) so that its face-mesh
@@ -910,11 +911,11 @@ def identity(portraits: Sequence[Path], clips: Sequence[Path], *, faces: DlibFac
         "median_transfer_ratio": _median(transfers),
         "max_transfer_ratio": max(transfers, default=math.nan),
         "median_transfer_floor": _median(f["transfer_ratio"] for f in floors),
+        "max_transfer_floor": max((f["transfer_ratio"] for f in floors
+                                   if math.isfinite(f["transfer_ratio"])), default=math.nan),
         "median_transfer_warp": _median(r.transfer_warp for r in rows),
         "max_transfer_warp": max((r.transfer_warp for r in rows
                                   if math.isfinite(r.transfer_warp)), default=math.nan),
-        "max_transfer_floor": max((f["transfer_ratio"] for f in floors
-                                   if math.isfinite(f["transfer_ratio"])), default=math.nan),
         "target_median_to_portrait": TARGET_PORTRAIT_DISTANCE,
         "target_min_driver_ratio": TARGET_DRIVER_RATIO,
         "target_median_transfer_ratio": TARGET_TRANSFER_MEDIAN,

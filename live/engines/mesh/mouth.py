@@ -1318,23 +1318,21 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     frame = _LipFrame(np.asarray(out_points, np.float64)[list(lm.LIPS_INNER), :2])
     painted = -1.0  # synthetic mode not run yet
     if (mode == "driver" and driver_image is not None and driver_points is not None
-            and style.own_teeth and not is_portrait(style, driver_image)):
+            and not is_portrait(style, driver_image)):
         drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
         shown = _transplant_opacity(frame, drv, style, area_scale)
-        cut = _driver_cut(driver_image, drv, style) if shown > 0.01 else None
-        lower = DriverLower(cut, drv, shown) if cut is not None else None
-        painted = _synthetic(out, frame, style, area_scale, feather_px, anchors, lower)
-        if painted > 0.0:
-            return "driver" if lower is not None else "synthetic"
-        return "none"
-    if (mode == "driver" and driver_image is not None and driver_points is not None
-            and not style.own_teeth and not is_portrait(style, driver_image)):
-        drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
-        if _transplant_opacity(frame, drv, style, area_scale) < 1.0:  # shows what is under
-            painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
-        if _transplant(out, frame, driver_image, drv, style, area_scale, feather_px,
-                       None) > 0.0:
-            return "driver"
+        if style.own_teeth:  # its own teeth, over the driver's lower mouth
+            cut = _driver_cut(driver_image, drv, style) if shown > 0.01 else None
+            lower = DriverLower(cut, drv, shown) if cut is not None else None
+            painted = _synthetic(out, frame, style, area_scale, feather_px, anchors, lower)
+            if painted > 0.0 and lower is not None:
+                return "driver"
+        else:
+            if shown < 1.0:  # shows what is under
+                painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
+            if _transplant(out, frame, driver_image, drv, style, area_scale, feather_px,
+                           None) > 0.0:
+                return "driver"
     if painted < 0.0:
         painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
     return "synthetic" if painted > 0.0 else "none"

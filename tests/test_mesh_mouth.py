@@ -452,6 +452,60 @@ def test_a_closed_portrait_opens_onto_a_throat_with_a_hint_of_upper_teeth() -> N
     assert style.teeth.min() > 150  # from the eye whites
 
 
+def test_a_wide_synthetic_opening_shows_lower_teeth_under_shaped_upper_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened wide (the demo's talk), a closed portrait's synthetic mouth shows the tips of
+    lower teeth over its lower lip (it opened onto a bare throat); a narrow opening none. The
+    upper teeth are teeth, not a flat band: the central incisors reach further down than the
+    lateral ones beside them."""
+    img, _, style = closed_portrait()
+    half = 90.0
+    wide_inner = inner_lips(10.0, 40.0, half_width=half)  # 0.28 of its width open
+    x = int(CENTRE[0])
+
+    def luma(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a.astype(float) @ LUMA)
+
+    def paint(inner: np.ndarray) -> np.ndarray:
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(inner), style, mode="synthetic") == "synthetic"
+        return out
+
+    wide = paint(wide_inner)
+    lip = int(CENTRE[1] + 40)
+    throat = luma(wide[int(CENTRE[1]) + 6: int(CENTRE[1]) + 16, x - 6:x + 6]).mean()
+    tips = luma(wide[lip - 5: lip - 1, x - 6:x + 6]).mean()
+    assert tips > throat + 60
+    narrow_inner = inner_lips(4.0, 8.0)  # 0.1 of its width
+    narrow = paint(narrow_inner)
+    monkeypatch.setattr(mouth_module, "LOWER_TEETH_SHOW", (9.0, 10.0))  # never
+    assert np.array_equal(paint(narrow_inner), narrow)
+    bare = paint(wide_inner)  # what the lower teeth cover: the tongue
+    assert tips > luma(bare[lip - 5: lip - 1, x - 6:x + 6]).mean() + 50
+    # the upper row: how far below the upper lip a column stays lighter than halfway from
+    # the teeth to the throat
+    teeth = luma(wide[int(CENTRE[1] - 10) + 2: int(CENTRE[1] - 10) + 5, x - 2:x + 2]).mean()
+
+    def reach(col: int) -> int:
+        top = int(np.ceil(np.interp(col, wide_inner[:11, 0], wide_inner[:11, 1])))
+        light = luma(wide[top:top + 30, col]) > 0.5 * (teeth + throat)
+        return int(np.argmin(light))  # the first row that is not
+
+    # the middles of a central and a lateral incisor (UPPER_TEETH's edges: 0, 0.33, 0.62)
+    central, lateral = (x + round(np.sin(phi) * 0.92 * half) for phi in (0.165, 0.475))
+    assert reach(central) >= reach(lateral) + 1 >= 8
+
+
+def test_synthetic_teeth_are_not_the_blue_of_photographed_eye_whites() -> None:
+    pts = landmarks_for(inner_lips(0.3, 0.3))
+    img = face_image(pts, skin=(205, 165, 140), lips=(175, 85, 95), sclera=(212, 224, 240))
+    style = prepare_mouth(img, pts)
+    lab = cv2.cvtColor(style.teeth.reshape(1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
+    sclera = cv2.cvtColor(np.float32([[[212, 224, 240]]]) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
+    assert sclera[2] < -5.0 and lab[2] > 0.0  # the whites blue, the teeth a warm white
+    assert lab[0] > 75.0
+
+
 def test_a_mouth_open_an_eighth_of_its_width_is_dark_inside() -> None:
     """A real mouth open this far is dark behind the teeth (the demo's talk used to open onto
     a flat grey band); only a narrower gap is a soft shadow (no black slit)."""

@@ -624,7 +624,8 @@ def _region(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
 def _teeth_colour(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray,
                   lip: np.ndarray) -> np.ndarray:
     """A plausible teeth colour: the brightest eighth of the eyes' whites (else the skin,
-    lightened), half desaturated, a little shaded, no darker than the skin and lips."""
+    lightened), a little shaded, no darker than the skin and lips; its tint a third of the
+    whites' and a fifth of the skin's."""
     eyes = _region(image.shape, [landmarks[list(lm.RIGHT_EYE)], landmarks[list(lm.LEFT_EYE)]])
     pixels = image[eyes > 0].astype(np.float32)
     if len(pixels) < 20:
@@ -636,7 +637,9 @@ def _teeth_colour(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray,
     lab = lab.astype(np.float32)
     floor = max(float(_to_lab(skin)[0]), float(_to_lab(lip)[0]))
     lab[0] = float(np.clip(0.9 * lab[0], min(floor, 85.0), 90.0))  # inside the mouth: shade
-    lab[1:] *= 0.5
+    # eye whites photograph grey or blue, teeth are a warmer white: a little of the skin's
+    # warmth (a black-and-white photo's stays grey)
+    lab[1:] = 0.3 * lab[1:] + 0.2 * _to_lab(skin)[1:]
     return np.asarray(_to_rgb(lab), np.float32)
 
 
@@ -987,39 +990,105 @@ THROAT_DARK_AT = 0.12
 a narrower one only partly (a soft shadow, not a black slit)."""
 
 
-_SEAMS = np.array([-1.1, -0.88, -0.62, -0.33, 0.0, 0.33, 0.62, 0.88, 1.1])
-"""Tooth edges along the dental arch (angle from the middle, radians): central and lateral
-incisors, canines, premolars."""
+@dataclass(frozen=True)
+class _Row:
+    """A row of teeth as seen from the front: its teeth's edges along the dental arch (angle
+    from the middle, radians) and, for each tooth from one end to the other (one more than
+    edges: the outermost runs on past the last edge), its length (a share of the row's
+    height) and its tip: how much shorter it is at its sides (a share of its length) and how
+    the tip rounds (the power of the distance from its middle: 4 a flat edge with rounded
+    corners, an incisor; 1.5 a point, a canine). ``arch``: the arch's half width, a share of
+    the mouth's half width."""
+
+    edges: tuple[float, ...]
+    lengths: tuple[float, ...]
+    tips: tuple[float, ...]
+    powers: tuple[float, ...]
+    arch: float
+
+    def tables(self, width: float) -> tuple[np.ndarray, ...]:
+        """Along a mouth ``width`` px wide, tabulated: ``(s, facing, edge, length)``: how
+        squarely each place of the row faces the camera (0..1), how near it is to an edge
+        between teeth (1 on it), and the length of its tooth there (a share of the row's
+        height, 0 beyond the arch)."""
+        s = np.linspace(0.0, width, max(int(width * 3), 8))
+        x = (s / width - 0.5) * (2.0 / self.arch)
+        phi = np.arcsin(np.clip(x, -1.0, 1.0))
+        facing = np.maximum(np.cos(phi), 0.0) ** 1.5
+        edges = np.asarray(self.edges)
+        d = (phi[:, None] - edges[None, :]) * (0.5 * width)
+        near = np.exp(-(d * d) / 0.9).max(axis=1)
+        k = np.searchsorted(edges, phi)  # the tooth: 0 .. len(edges)
+        lo = edges[np.clip(k - 1, 0, len(edges) - 1)]
+        hi = edges[np.clip(k, 0, len(edges) - 1)]
+        inside = (k > 0) & (k < len(edges))
+        w = np.where(inside, 2.0 * (phi - lo) / np.maximum(hi - lo, 1e-6) - 1.0, 0.0)
+        tip, power = np.asarray(self.tips)[k], np.asarray(self.powers)[k]
+        length = np.asarray(self.lengths)[k] * (1.0 - tip * np.abs(w) ** power)
+        return s, facing, near, np.where(np.abs(x) <= 1.0, length, 0.0)
+
+
+UPPER_TEETH = _Row(edges=(-1.1, -0.88, -0.62, -0.33, 0.0, 0.33, 0.62, 0.88, 1.1),
+                   lengths=(0.7, 0.8, 0.95, 0.86, 1.0, 1.0, 0.86, 0.95, 0.8, 0.7),
+                   tips=(0.0, 0.15, 0.3, 0.2, 0.16, 0.16, 0.2, 0.3, 0.15, 0.0),
+                   powers=(4.0, 4.0, 1.5, 4.0, 4.0, 4.0, 4.0, 1.5, 4.0, 4.0), arch=0.92)
+"""The upper teeth: central and lateral incisors, canines (pointed), premolars; the central
+incisors longest."""
+LOWER_TEETH = _Row(edges=(-1.1, -0.72, -0.42, -0.2, 0.0, 0.2, 0.42, 0.72, 1.1),
+                   lengths=(0.6, 0.75, 1.0, 0.95, 0.9, 0.9, 0.95, 1.0, 0.75, 0.6),
+                   tips=(0.0, 0.15, 0.3, 0.15, 0.15, 0.15, 0.15, 0.3, 0.15, 0.0),
+                   powers=(4.0, 4.0, 1.5, 4.0, 4.0, 4.0, 4.0, 1.5, 4.0, 4.0), arch=0.72)
+"""The lower teeth: a narrower arch of smaller incisors, the canines pointed."""
+LOWER_TEETH_SHOW = (0.1, 0.2)
+"""A synthetic interior shows lower teeth from this opening (height over width) on, fully
+from the second value: a mouth opened that far shows the tips of its lower teeth over the
+lower lip."""
+
+
+def _row_shape(row: _Row, frame: _LipFrame, s: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`_Row.tables` at each pixel's ``s``: facing, edge nearness, tooth length."""
+    s_tab, *tabs = row.tables(max(frame.width, 1.0))
+    facing, near, length = (np.interp(s, s_tab, tab).astype(np.float32) for tab in tabs)
+    return facing, near, length
 
 
 def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
                 base: np.ndarray) -> np.ndarray:
-    """Upper teeth under the upper lip, over ``base``: a light band about a third of the
-    opening high (at most 0.11 mouth widths), shaded along the dental arch (darker and
-    narrower towards the corners, faint edges between teeth, a shadow under the lip)."""
+    """Teeth over ``base``: upper teeth under the upper lip, a band about a third of the
+    opening high (at most 0.11 mouth widths), and in a wider opening
+    (:data:`LOWER_TEETH_SHOW`) the tips of the lower teeth over the lower lip; each row
+    shaded along its dental arch (darker and narrower towards the corners, faint edges
+    between teeth, each tooth's own length and rounded tip: :data:`UPPER_TEETH`,
+    :data:`LOWER_TEETH`) and into shadow at its lip."""
     s, t, tu, tl = grid
     band = min(0.32 * frame.height, 0.11 * frame.width)
     if band < 0.8:
         return base
+    gap = np.maximum(tl - tu, 0.0)
     below = t - tu  # pixels below the upper lip
-    local = np.minimum(band, 0.45 * np.maximum(tl - tu, 0.0))  # corners close over the teeth
+    facing, near, length = _row_shape(UPPER_TEETH, frame, s)
+    local = np.minimum(band, 0.45 * gap) * length  # corners close over the teeth
     a = 1.0 - _smoothstep(-0.7, 0.7, below - local)
-    # Along the mouth (a function of s only, tabulated): the arch x = sin(phi), the teeth
-    # facing the camera at phi = 0.
-    width = max(frame.width, 1.0)
-    s_tab = np.linspace(0.0, width, max(int(width * 3), 8))
-    phi = np.arcsin(np.clip((s_tab / width - 0.5) * (2.0 / 0.92), -1.0, 1.0))
-    facing_tab = np.maximum(np.cos(phi), 0.0) ** 1.5
-    d = (phi[:, None] - _SEAMS[None, :]) * (0.5 * width)
-    seams_tab = np.exp(-(d * d) / 0.9).max(axis=1)
-    facing = np.interp(s, s_tab, facing_tab).astype(np.float32)
-    seams = np.interp(s, s_tab, seams_tab).astype(np.float32)
     tip = 0.82 + 0.18 * (1.0 - _smoothstep(0.55, 1.0, below / np.maximum(local, 1e-3)))
     lip_shadow = 0.72 + 0.28 * _smoothstep(0.0, 2.0, below)
-    shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * seams) * tip * lip_shadow
-    teeth = style.teeth * shade[..., None]
-    a = (a * (0.25 + 0.75 * np.sqrt(facing)))[..., None]
-    return np.asarray(base + (teeth - base) * a, np.float32)
+    shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * tip * lip_shadow
+    a *= 0.25 + 0.75 * np.sqrt(facing)
+    out = base + (style.teeth * shade[..., None] - base) * a[..., None]
+    show = float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
+                             np.array(frame.height / max(frame.width, 1.0))))
+    lower_band = min(0.22 * frame.height, 0.08 * frame.width)
+    if show <= 0.0 or lower_band < 0.8:
+        return np.asarray(out, np.float32)
+    above = tl - t  # pixels above the lower lip
+    facing, near, length = _row_shape(LOWER_TEETH, frame, s)
+    local = np.minimum(lower_band, 0.3 * gap) * length
+    a = 1.0 - _smoothstep(-0.7, 0.7, above - local)
+    lit = 0.7 + 0.3 * _smoothstep(0.3, 1.0, above / np.maximum(local, 1e-3))  # the tips
+    shade = 0.95 * (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * lit
+    a *= np.sqrt(facing) * np.float32(show)
+    out += (style.teeth * shade[..., None] - out) * a[..., None]
+    return np.asarray(out, np.float32)
 
 
 def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

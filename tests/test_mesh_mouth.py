@@ -234,6 +234,38 @@ def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth
     assert patch.mean() < 0.92 * gum.mean()  # the mouth behind (its tongue) is darker
 
 
+def test_a_wide_open_smile_without_a_lower_row_shows_lower_teeth_in_its_own_colour(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A portrait showing its upper teeth only (the demo's astronaut) opened wide onto the
+    synthetic interior: the tips of lower teeth, in its own teeth's colour, over the lower
+    lip (it was a throat and a flat tongue under a black gap)."""
+    inner = inner_lips(10.0, 10.0)
+    pts = landmarks_for(inner)
+    img = face_image(pts, skin=(200, 160, 140), lips=(170, 80, 90))
+    mouth = polygon_mask(inner)
+    teeth = np.full((SIZE, SIZE, 3), (235, 225, 200), np.uint8)
+    teeth[:, ::8] = (90, 80, 75)
+    img[mouth] = teeth[mouth]
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth and style.interior is not None and style.interior.split >= 1.0
+    out_inner = inner_lips(10.0, 50.0)
+    xs = slice(int(CENTRE[0]) - 8, int(CENTRE[0]) + 8)
+    lip = int(CENTRE[1] + 50)
+
+    def lower_band() -> np.ndarray:
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(out_inner), style,
+                            mode="synthetic") == "synthetic"
+        return out[lip - 7: lip - 3, xs].reshape(-1, 3).astype(float)
+
+    tips = lower_band()
+    monkeypatch.setattr(mouth_module, "LOWER_TEETH_SHOW", (9.0, 10.0))  # never
+    bare = lower_band()
+    assert tips.mean() > bare.mean() + 60
+    r, g, b = np.median(tips, axis=0)
+    assert r > g > b and r - b > 10  # its own warm white, not a grey
+
+
 def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> None:
     """A portrait with both rows of teeth (a gap between them). A yell drops the lower lip
     far below where the lower jaw carries the lower row (the face mesh's chin reads less of

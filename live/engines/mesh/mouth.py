@@ -516,9 +516,19 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         up[..., :3] *= (fade * (1.0 - 0.35 * ext))[..., None]
         up[..., 3] *= fade
     gap = bottom - top
-    base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom,
-                   height=float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0,
+    middle = float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0
+    base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom, height=middle,
                    edge=_gap_tone(style, interior), dark_top=True)
+    if longer and interior.light is not None:
+        # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
+        # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
+        show = float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
+                                 np.array(middle / width)))
+        if driver is not None:
+            show *= 1.0 - driver.opacity
+        base = _lower_teeth(base, np.asarray(interior.light, np.float32) * np.float32(0.95),
+                            dst, s, bottom - t, gap, band=min(0.25 * middle, 0.09 * width),
+                            show=show)
     if driver is not None and driver.opacity > 0.0:
         d = driver.frame
         k = np.float32(d.width / max(dst.width, 1e-6))
@@ -1077,18 +1087,26 @@ def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...
     out = base + (style.teeth * shade[..., None] - base) * a[..., None]
     show = float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
                              np.array(frame.height / max(frame.width, 1.0))))
-    lower_band = min(0.22 * frame.height, 0.08 * frame.width)
-    if show <= 0.0 or lower_band < 0.8:
-        return np.asarray(out, np.float32)
-    above = tl - t  # pixels above the lower lip
+    band = min(0.22 * frame.height, 0.08 * frame.width)
+    return _lower_teeth(out, style.teeth, frame, s, tl - t, gap, band=band, show=show)
+
+
+def _lower_teeth(base: np.ndarray, colour: np.ndarray, frame: _LipFrame, s: np.ndarray,
+                 above: np.ndarray, gap: np.ndarray, *, band: float, show: float
+                 ) -> np.ndarray:
+    """The tips of the lower teeth (:data:`LOWER_TEETH`, in ``colour``) over ``base``, up
+    to ``band`` px high over the line they rise from (``above``: each pixel's height over it)
+    and no more than 0.3 of the opening ``gap`` there, at ``show`` of their strength (0:
+    ``base`` itself)."""
+    if show <= 0.0 or band < 0.8:
+        return np.asarray(base, np.float32)
     facing, near, length = _row_shape(LOWER_TEETH, frame, s)
-    local = np.minimum(lower_band, 0.3 * gap) * length
+    local = np.minimum(band, 0.3 * gap) * length
     a = 1.0 - _smoothstep(-0.7, 0.7, above - local)
-    lit = 0.7 + 0.3 * _smoothstep(0.3, 1.0, above / np.maximum(local, 1e-3))  # the tips
+    lit = 0.8 + 0.2 * _smoothstep(0.2, 0.9, above / np.maximum(local, 1e-3))  # the tips
     shade = 0.95 * (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * lit
     a *= np.sqrt(facing) * np.float32(show)
-    out += (style.teeth * shade[..., None] - out) * a[..., None]
-    return np.asarray(out, np.float32)
+    return np.asarray(base + (colour * shade[..., None] - base) * a[..., None], np.float32)
 
 
 def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from live.engines.mesh.motion import (
     invert_affine,
     keep_order,
     portrait_motion,
+    ring_motion,
 )
 from live.engines.mesh.topology import face_triangles, hole_triangles, tesselation_triangles
 from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines, triangle_bounds
@@ -176,11 +177,13 @@ def test_a_sliver_triangle_does_not_pull_in_picture_from_elsewhere() -> None:
                           textured(size))
 
 
-def test_a_torn_silhouette_is_softened_and_a_whole_warp_is_left_exact() -> None:
+def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_exact(
+) -> None:
     """A face drawn over the outside with a displacement of its own (a turned cheek folding
-    over the background) tears along its outline: the coarse grid shows a staircase of whole
-    cells there, which is blurred a little; a warp whose face shares its outline with the
-    outside has no seam and stays exact."""
+    over the background, a dropped chin over the neck) tears along its outline: the coarse
+    grid drew a staircase of whole cells there. Its seam's pixels are drawn from the two
+    sides, mixed by how much of each pixel the face covers: what a warp sampled far more
+    finely gives. A warp whose face shares its outline with the outside has no seam."""
     size, grid = 64, 32
     img = textured(size)
     outside, outer_tris = _grid_mesh(size, 3)
@@ -210,10 +213,68 @@ def test_a_torn_silhouette_is_softened_and_a_whole_warp_is_left_exact() -> None:
     far = np.ones((size, size), bool)
     far[14:52, 18:56] = False
     assert not seams[far].any()
-    soft = out.copy()
-    warp.soften(soft, seams)
-    assert np.array_equal(soft[~seams], out[~seams])  # only the seam changes
-    assert np.abs(soft[seams].astype(int) - out[seams].astype(int)).mean() > 1.0
+    parts = warp.seam_sources(seams, index, first, triangle_affines(dst, src, tris),
+                              triangle_bounds(dst, src, tris), dst, tris)
+    assert len(parts) == 1  # the triangle's outline, one seam all round
+    sides = parts[0]
+    ys, xs = sides.ys, sides.xs
+    assert np.array_equal(np.sort(ys * size + xs), np.flatnonzero(seams))  # every seam pixel
+    # each side's own displacement, carried over the seam: the face's 5 px, the outside's 0
+    assert np.allclose(sides.face[0, :, 0], xs - 5.0, atol=1e-3)
+    assert np.allclose(sides.outside[0, :, 0], xs, atol=1e-3)
+    assert np.allclose(sides.face[0, :, 1], ys, atol=1e-3)
+    # the cover: the triangle's share of each pixel (32 x 32 samples a pixel as reference)
+    fine = np.zeros((size * 32, size * 32), np.uint8)
+    cv2.fillConvexPoly(fine, np.round(((dst[n:] + 0.5) * 32 - 0.5) * 16).astype(np.int32),
+                       (255,), cv2.LINE_8, 4)
+    cover = cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA) / 255.0
+    miss = sides.cover - cover[ys, xs]
+    assert np.abs(miss).max() < 0.2 and abs(miss.mean()) < 0.03  # no bias outwards
+    # drawn from both sides: within a level or two of the fine reference, where the grid's
+    # staircase was far off it
+    shifted = np.roll(img, 5, axis=1).astype(float)
+    reference = cover[..., None] * shifted + (1.0 - cover[..., None]) * img
+    drawn = out.astype(float)
+    c = sides.cover[:, None]
+    drawn[ys, xs] = (c * warp.remap(img, sides.face)[0]
+                     + (1.0 - c) * warp.remap(img, sides.outside)[0])
+    grid_error = np.abs(out[seams].astype(float) - reference[seams]).mean()
+    exact_error = np.abs(drawn[seams] - reference[seams]).mean()
+    assert grid_error > 3.0 and exact_error < 0.25 * grid_error
+    assert np.array_equal(drawn[~seams], out[~seams])
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_a_dropping_chin_slides_over_the_neck_and_the_rings_follow_the_rest(turned) -> None:
+    """The rings round the face follow their oval point's own motion (``follow`` of it),
+    but not a drop of the chin: the rings under the face stay where the head puts them and
+    the chin is drawn over the neck (it squeezed the neck into a band, the collar's edge a
+    staircase). Sideways and upward motion under the face, and any motion above it, are
+    followed as before; "down" is the head's (a head lying on its side drops its chin
+    sideways)."""
+    a = np.linspace(0.0, 2.0 * np.pi, 36, endpoint=False)
+    anchor_src = np.stack([100.0 * np.sin(a), -100.0 * np.cos(a)], 1) + 200.0  # 0: top
+    src = (anchor_src - 200.0) * 1.2 + 200.0
+    weight = np.ones(len(src))
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    if turned:  # lying on its side, about the face's middle: its "down" is the picture's -x
+        head = np.array([[0.0, -1.0, 400.0], [1.0, 0.0, 0.0]])
+    at = apply_affine(head, anchor_src)
+    down = head[:, 1] / np.linalg.norm(head[:, 1])
+    side = np.array([-down[1], down[0]])
+    rigid = apply_affine(head, src)
+    chin, brow = 18, 0  # the oval's lowest and highest points
+    for move, moved_at_chin in ((down * 20.0, 0.0), (-down * 10.0, -6.0), (side * 10.0, 6.0)):
+        dst = at.copy()
+        dst[chin] += move
+        dst[brow] += move
+        rings = ring_motion(src, anchor_src, dst, weight, head, 0.6)
+        assert np.allclose(rings[brow] - rigid[brow], 0.6 * move)  # above: followed
+        expect = moved_at_chin * (side if move @ side else down)
+        assert np.allclose(rings[chin] - rigid[chin], expect)
+        others = np.ones(len(src), bool)
+        others[[chin, brow]] = False
+        assert np.allclose(rings[others], rigid[others])
 
 
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:

@@ -86,6 +86,7 @@ from live.engines.mesh.topology import (
 )
 from live.engines.mesh.warp import (
     PiecewiseAffineWarp,
+    SeamSources,
     composite_head,
     triangle_affines,
     triangle_bounds,
@@ -711,13 +712,14 @@ class MeshEngine:
         index = warp.index_map(dst, tris, top=n_outer)
         t2 = clock()
         buffers = warp.buffers
-        source = warp.source_map(index, triangle_affines(dst, src, tris),
-                                 triangle_bounds(dst, src, tris),
+        affines, bounds = triangle_affines(dst, src, tris), triangle_bounds(dst, src, tris)
+        source = warp.source_map(index, affines, bounds,
                                  out=buffers.get("source", (self.size, self.size, 2), np.float32))
         keep_lash_bands(source, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         t3 = clock()
         self.last_matte = None
         backdrop = portrait.backdrop
+        still = None
         if portrait.image_matte is not None and backdrop is not None \
                 and portrait.backdrop_rgba is not None:
             # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
@@ -729,18 +731,20 @@ class MeshEngine:
             moved = cv2.cvtColor(
                 warp.remap(portrait.backdrop_rgba, source, dst=buffers.get("moved", (*side, 4))),
                 cv2.COLOR_RGBA2RGB, dst=buffers.get("moved rgb", (*side, 3)))
-            composite_head(out, self.last_matte, self._still_background(portrait, backdrop),
-                           moved, buffers=buffers)
+            still = self._still_background(portrait, backdrop)
+            composite_head(out, self.last_matte, still, moved, buffers=buffers)
         else:
             out = warp.remap(portrait.image, source)
+        seams = warp.silhouette_seams(index, len(layout.outer_tris))
+        if seams is not None:
+            for part in warp.seam_sources(seams, index, len(layout.outer_tris), affines,
+                                          bounds, dst, tris):
+                self._draw_seam(portrait, out, part, still)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off" and portrait.seam is not None:
             # parted lips show their own colour where the closed mouth's seam was
             open_lip_seam(out, source, portrait.seam, motion.points,
                           own_height=portrait.mouth.own_height, head=affine_scale(motion.head))
-        seams = warp.silhouette_seams(index, len(layout.outer_tris))
-        if seams is not None:
-            warp.soften(out, seams)
         t4 = clock()
         strength = self.config.shading * shading_fade * float(np.clip(
             (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
@@ -775,6 +779,39 @@ class MeshEngine:
                            affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
+
+    def _draw_seam(self, portrait: MeshPortrait, out: np.ndarray, sides: SeamSources,
+                   still: np.ndarray | None) -> None:
+        """In place: a torn silhouette drawn at full resolution: each of its pixels the face's
+        picture where the face covers it and the outside's elsewhere, mixed by the cover (the
+        matte alike), as :meth:`render` draws the rest (``still``: the still background the
+        head was put over, None without a head layer)."""
+        warp = self._warp
+        ys, xs = sides.ys, sides.xs
+        cover = sides.cover[:, None]
+        layered = still is not None and portrait.image_matte is not None \
+            and portrait.backdrop_rgba is not None
+        drawn: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for source in (sides.face, sides.outside):
+            if not layered:
+                drawn.append((warp.remap(portrait.image, source)[0].astype(np.float32), None))
+                continue
+            assert still is not None and portrait.image_matte is not None \
+                and portrait.backdrop_rgba is not None
+            both = warp.remap(portrait.image_matte, source)
+            rgb = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
+            matte = cv2.extractChannel(both, 3)
+            moved = cv2.cvtColor(warp.remap(portrait.backdrop_rgba, source),
+                                 cv2.COLOR_RGBA2RGB)
+            composite_head(rgb, matte, still[ys, xs][None], moved)
+            drawn.append((rgb[0].astype(np.float32), matte[0].astype(np.float32)))
+        (face, face_matte), (outside, outside_matte) = drawn
+        mixed = face * cover + outside * (1.0 - cover)
+        out[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
+        if face_matte is not None and outside_matte is not None \
+                and self.last_matte is not None:
+            m = face_matte * cover[:, 0] + outside_matte * (1.0 - cover[:, 0])
+            self.last_matte[ys, xs] = np.clip(m + 0.5, 0.0, 255.0).astype(np.uint8)
 
     def _still_background(self, portrait: MeshPortrait, backdrop: np.ndarray) -> np.ndarray:
         """The still background behind the warped head: the backdrop where the picture has

@@ -21,7 +21,6 @@ from live.engines.mesh.motion import (
     invert_affine,
     keep_order,
     portrait_motion,
-    ring_motion,
 )
 from live.engines.mesh.topology import face_triangles, hole_triangles, tesselation_triangles
 from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines, triangle_bounds
@@ -242,39 +241,6 @@ def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_
     exact_error = np.abs(drawn[seams] - reference[seams]).mean()
     assert grid_error > 3.0 and exact_error < 0.25 * grid_error
     assert np.array_equal(drawn[~seams], out[~seams])
-
-
-@pytest.mark.parametrize("turned", [False, True])
-def test_a_dropping_chin_slides_over_the_neck_and_the_rings_follow_the_rest(turned) -> None:
-    """The rings round the face follow their oval point's own motion (``follow`` of it),
-    but not a drop of the chin: the rings under the face stay where the head puts them and
-    the chin is drawn over the neck (it squeezed the neck into a band, the collar's edge a
-    staircase). Sideways and upward motion under the face, and any motion above it, are
-    followed as before; "down" is the head's (a head lying on its side drops its chin
-    sideways)."""
-    a = np.linspace(0.0, 2.0 * np.pi, 36, endpoint=False)
-    anchor_src = np.stack([100.0 * np.sin(a), -100.0 * np.cos(a)], 1) + 200.0  # 0: top
-    src = (anchor_src - 200.0) * 1.2 + 200.0
-    weight = np.ones(len(src))
-    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    if turned:  # lying on its side, about the face's middle: its "down" is the picture's -x
-        head = np.array([[0.0, -1.0, 400.0], [1.0, 0.0, 0.0]])
-    at = apply_affine(head, anchor_src)
-    down = head[:, 1] / np.linalg.norm(head[:, 1])
-    side = np.array([-down[1], down[0]])
-    rigid = apply_affine(head, src)
-    chin, brow = 18, 0  # the oval's lowest and highest points
-    for move, moved_at_chin in ((down * 20.0, 0.0), (-down * 10.0, -6.0), (side * 10.0, 6.0)):
-        dst = at.copy()
-        dst[chin] += move
-        dst[brow] += move
-        rings = ring_motion(src, anchor_src, dst, weight, head, 0.6)
-        assert np.allclose(rings[brow] - rigid[brow], 0.6 * move)  # above: followed
-        expect = moved_at_chin * (side if move @ side else down)
-        assert np.allclose(rings[chin] - rigid[chin], expect)
-        others = np.ones(len(src), bool)
-        others[[chin, brow]] = False
-        assert np.allclose(rings[others], rigid[others])
 
 
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:

@@ -789,20 +789,16 @@ class MeshEngine:
         warp = self._warp
         ys, xs = sides.ys, sides.xs
         cover = sides.cover[:, None]
-        layered = still is not None and portrait.image_matte is not None \
-            and portrait.backdrop_rgba is not None
+        image_matte, plate = portrait.image_matte, portrait.backdrop_rgba
         drawn: list[tuple[np.ndarray, np.ndarray | None]] = []
         for source in (sides.face, sides.outside):
-            if not layered:
+            if still is None or image_matte is None or plate is None:
                 drawn.append((warp.remap(portrait.image, source)[0].astype(np.float32), None))
                 continue
-            assert still is not None and portrait.image_matte is not None \
-                and portrait.backdrop_rgba is not None
-            both = warp.remap(portrait.image_matte, source)
+            both = warp.remap(image_matte, source)
             rgb = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
             matte = cv2.extractChannel(both, 3)
-            moved = cv2.cvtColor(warp.remap(portrait.backdrop_rgba, source),
-                                 cv2.COLOR_RGBA2RGB)
+            moved = cv2.cvtColor(warp.remap(plate, source), cv2.COLOR_RGBA2RGB)
             composite_head(rgb, matte, still[ys, xs][None], moved)
             drawn.append((rgb[0].astype(np.float32), matte[0].astype(np.float32)))
         (face, face_matte), (outside, outside_matte) = drawn

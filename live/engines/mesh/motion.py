@@ -717,27 +717,12 @@ def drop_jaw(points: np.ndarray, portrait: np.ndarray, drop: float) -> None:
     points[:n, :2] += more[:, None] * down
 
 
-CHIN_SLIDE_FROM = 0.4
-"""Ring points this far below the middle of their anchors (a share of the anchors' largest
-distance from it, along the head's down axis) or further do not follow their anchor's own
-motion downwards at all; from the middle down to here, less and less (:func:`ring_motion`)."""
-
-
 def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
                 weight: np.ndarray, head: np.ndarray, follow: float) -> np.ndarray:
     """Where the rings around the face go: ``weight`` of the head's rigid motion plus
-    ``follow * weight`` of their anchor oval point's own (non-rigid) motion, except its
-    downward part under the face (:data:`CHIN_SLIDE_FROM`): a dropping jaw slides over the
-    neck, drawn over it, instead of pushing the neck down into a squeezed band (a yell drew
-    64 px of neck into 8, the collar's edge a staircase)."""
+    ``follow * weight`` of their anchor oval point's own (non-rigid) motion."""
     rigid = apply_affine(head, src) - src
-    at = apply_affine(head, anchor_src)
-    own = anchor_dst - at
-    down = head[:2, 1] / max(float(np.hypot(head[0, 1], head[1, 1])), 1e-9)
-    rel = (at - at.mean(axis=0)) @ down
-    reach = max(float(np.abs(rel).max()), 1e-9)
-    under = np.clip(rel / (CHIN_SLIDE_FROM * reach), 0.0, 1.0)
-    own -= (under * np.maximum(own @ down, 0.0))[:, None] * down
+    own = anchor_dst - apply_affine(head, anchor_src)
     return np.asarray(src + weight[:, None] * (rigid + follow * own))
 
 

@@ -219,9 +219,9 @@ def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_
     ys, xs = sides.ys, sides.xs
     assert np.array_equal(np.sort(ys * size + xs), np.flatnonzero(seams))  # every seam pixel
     # each side's own displacement, carried over the seam: the face's 5 px, the outside's 0
-    assert np.allclose(sides.face[0, :, 0], xs - 5.0, atol=1e-3)
-    assert np.allclose(sides.outside[0, :, 0], xs, atol=1e-3)
-    assert np.allclose(sides.face[0, :, 1], ys, atol=1e-3)
+    assert np.allclose(sides.face[:, 0], xs - 5.0, atol=1e-3)
+    assert np.allclose(sides.outside[:, 0], xs, atol=1e-3)
+    assert np.allclose(sides.face[:, 1], ys, atol=1e-3)
     # the cover: the triangle's share of each pixel (32 x 32 samples a pixel as reference)
     fine = np.zeros((size * 32, size * 32), np.uint8)
     cv2.fillConvexPoly(fine, np.round(((dst[n:] + 0.5) * 32 - 0.5) * 16).astype(np.int32),
@@ -235,12 +235,24 @@ def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_
     reference = cover[..., None] * shifted + (1.0 - cover[..., None]) * img
     drawn = out.astype(float)
     c = sides.cover[:, None]
-    drawn[ys, xs] = (c * warp.remap(img, sides.face)[0]
-                     + (1.0 - c) * warp.remap(img, sides.outside)[0])
+    drawn[ys, xs] = (c * warp.remap_points(img, sides.face)
+                     + (1.0 - c) * warp.remap_points(img, sides.outside))
     grid_error = np.abs(out[seams].astype(float) - reference[seams]).mean()
     exact_error = np.abs(drawn[seams] - reference[seams]).mean()
     assert grid_error > 3.0 and exact_error < 0.25 * grid_error
     assert np.array_equal(drawn[~seams], out[~seams])
+
+
+def test_remap_points_samples_any_number_of_points() -> None:
+    """A seam of more than 32767 pixels (a large portrait's whole outline) crashed
+    ``cv2.remap``, which takes maps under that size a side: the points go in rows."""
+    warp = PiecewiseAffineWarp(256, grid=128)
+    img = textured(256)
+    rng = np.random.default_rng(3)
+    pts = rng.integers(0, 256, (40_000, 2))
+    got = warp.remap_points(img, pts.astype(np.float32))
+    assert got.shape == (40_000, 3)
+    assert np.array_equal(got, img[pts[:, 1], pts[:, 0]])  # whole pixels: exact
 
 
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:

@@ -793,12 +793,13 @@ class MeshEngine:
         drawn: list[tuple[np.ndarray, np.ndarray | None]] = []
         for source in (sides.face, sides.outside):
             if still is None or image_matte is None or plate is None:
-                drawn.append((warp.remap(portrait.image, source)[0].astype(np.float32), None))
+                drawn.append((warp.remap_points(portrait.image, source).astype(np.float32),
+                               None))
                 continue
-            both = warp.remap(image_matte, source)
+            both = warp.remap_points(image_matte, source)[None]
             rgb = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
             matte = cv2.extractChannel(both, 3)
-            moved = cv2.cvtColor(warp.remap(plate, source), cv2.COLOR_RGBA2RGB)
+            moved = cv2.cvtColor(warp.remap_points(plate, source)[None], cv2.COLOR_RGBA2RGB)
             composite_head(rgb, matte, still[ys, xs][None], moved)
             drawn.append((rgb[0].astype(np.float32), matte[0].astype(np.float32)))
         (face, face_matte), (outside, outside_matte) = drawn

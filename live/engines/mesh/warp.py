@@ -70,6 +70,10 @@ SEAM_LEAST_PX = 100
 two of a jump) is left as the grid draws it (:meth:`PiecewiseAffineWarp.seam_sources`)."""
 
 
+POINT_ROW = 4096
+"""Points a row of the map :meth:`PiecewiseAffineWarp.remap_points` samples through."""
+
+
 class Buffers:
     """Reusable arrays by name, for a frame's large temporaries: a fresh 1 MB array costs
     its page faults every frame, often more than the work done on it."""
@@ -96,9 +100,9 @@ class SeamSources(NamedTuple):
     cover: np.ndarray
     """(N,) float32: how much of each pixel the face covers (0..1)."""
     face: np.ndarray
-    """(1, N, 2) float32: source positions as part of the face (a map for ``cv2.remap``)."""
+    """(N, 2) float32: source positions as part of the face ..."""
     outside: np.ndarray
-    """(1, N, 2) float32: source positions as part of the outside."""
+    """(N, 2) float32: ... and as part of the outside."""
 
 
 class PiecewiseAffineWarp:
@@ -345,8 +349,7 @@ class PiecewiseAffineWarp:
                              c[:, 3] * px + c[:, 4] * py + c[:, 5]], axis=-1)
             lo, hi = bounds[np.maximum(row, 0), :2], bounds[np.maximum(row, 0), 2:]
             disp = np.minimum(np.maximum(disp, lo), hi)
-            sides.append(((np.stack([px, py], axis=-1) + disp)[None].astype(np.float32),
-                          row >= 0))
+            sides.append(((np.stack([px, py], axis=-1) + disp).astype(np.float32), row >= 0))
         # the face's coverage, at 4 x 4 samples a pixel: the face triangles that won the
         # pixels' cells or a cell next to them
         grown = cv2.dilate(window, self._kernel3)
@@ -422,6 +425,17 @@ class PiecewiseAffineWarp:
         remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
         return np.asarray(remap(image, source, None, cv2.INTER_LINEAR, dst=dst,
                                 borderMode=cv2.BORDER_REFLECT_101))
+
+    def remap_points(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``image`` sampled (as :meth:`remap` samples it) at ``points`` (N, 2) float32 source
+        positions: (N, channels), any N (``cv2.remap`` takes maps under 32767 a side: the
+        points go in rows of :data:`POINT_ROW`)."""
+        n = len(points)
+        rows = max(1, -(-n // POINT_ROW))
+        grid = np.zeros((rows * POINT_ROW, 2), np.float32)
+        grid[:n] = points
+        sampled = self.remap(image, grid.reshape(rows, POINT_ROW, 2))
+        return sampled.reshape(rows * POINT_ROW, -1)[:n]
 
     def warp(self, image: np.ndarray, src: np.ndarray, dst: np.ndarray,
              tris: np.ndarray) -> np.ndarray:

@@ -350,8 +350,8 @@ class PiecewiseAffineWarp:
             lo, hi = bounds[np.maximum(row, 0), :2], bounds[np.maximum(row, 0), 2:]
             disp = np.minimum(np.maximum(disp, lo), hi)
             sides.append(((np.stack([px, py], axis=-1) + disp).astype(np.float32), row >= 0))
-        # the face's coverage, at 4 x 4 samples a pixel: the face triangles that won the
-        # pixels' cells or a cell next to them
+        # the face's coverage, at 4 x 4 samples a pixel, from the face triangles that won the
+        # pixels' cells and, round each, the one drawn last (nearest) of the cells next to it
         grown = cv2.dilate(window, self._kernel3)
         rows = np.unique(np.concatenate([window[cells], grown[cells]])).astype(np.intp) - 1
         rows = rows[rows >= first]

@@ -735,10 +735,9 @@ class MeshEngine:
             composite_head(out, self.last_matte, still, moved, buffers=buffers)
         else:
             out = warp.remap(portrait.image, source)
-        seams = warp.silhouette_seams(index, len(layout.outer_tris))
+        seams = warp.silhouette_seams(index, n_outer)
         if seams is not None:
-            for part in warp.seam_sources(seams, index, len(layout.outer_tris), affines,
-                                          bounds, dst, tris):
+            for part in warp.seam_sources(seams, index, n_outer, affines, bounds, dst, tris):
                 self._draw_seam(portrait, out, part, still)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off" and portrait.seam is not None:

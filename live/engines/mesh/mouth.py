@@ -461,7 +461,10 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     ``driver``: the driving face's lower mouth (its interior below the gap between its teeth:
     tongue, lower teeth, the floor of the mouth) laid on the output's lower lip, column by
     column at the mouths' width ratio, over the throat and under the portrait's own rows, at
-    ``driver.opacity``: a wide-open mouth shows the driver's tongue, not a synthetic one."""
+    ``driver.opacity``: a wide-open mouth shows the driver's tongue, not a synthetic one.
+    A portrait with no lower row of its own shows, in a wide gap under its teeth, the tips
+    of synthetic lower teeth in its own teeth's colour (:func:`_lower_teeth`), fading out as
+    the driver's lower mouth fades in."""
     s, t, tu_lip, tl_lip = grid
     if anchors is None:
         tu, tl = tu_lip, tl_lip
@@ -522,13 +525,10 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
         # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
-        show = float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
-                                 np.array(middle / width)))
-        if driver is not None:
-            show *= 1.0 - driver.opacity
         base = _lower_teeth(base, np.asarray(interior.light, np.float32) * np.float32(0.95),
                             dst, s, bottom - t, gap, band=min(0.25 * middle, 0.09 * width),
-                            show=show)
+                            opening=middle / width,
+                            strength=1.0 if driver is None else 1.0 - driver.opacity)
     if driver is not None and driver.opacity > 0.0:
         d = driver.frame
         k = np.float32(d.width / max(dst.width, 1e-6))
@@ -1085,19 +1085,21 @@ def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...
     shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * tip * lip_shadow
     a *= 0.25 + 0.75 * np.sqrt(facing)
     out = base + (style.teeth * shade[..., None] - base) * a[..., None]
-    show = float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
-                             np.array(frame.height / max(frame.width, 1.0))))
     band = min(0.22 * frame.height, 0.08 * frame.width)
-    return _lower_teeth(out, style.teeth, frame, s, tl - t, gap, band=band, show=show)
+    return _lower_teeth(out, style.teeth, frame, s, tl - t, gap, band=band,
+                        opening=frame.height / max(frame.width, 1.0))
 
 
 def _lower_teeth(base: np.ndarray, colour: np.ndarray, frame: _LipFrame, s: np.ndarray,
-                 above: np.ndarray, gap: np.ndarray, *, band: float, show: float
-                 ) -> np.ndarray:
+                 above: np.ndarray, gap: np.ndarray, *, band: float, opening: float,
+                 strength: float = 1.0) -> np.ndarray:
     """The tips of the lower teeth (:data:`LOWER_TEETH`, in ``colour``) over ``base``, up
     to ``band`` px high over the line they rise from (``above``: each pixel's height over it)
-    and no more than 0.3 of the opening ``gap`` there, at ``show`` of their strength (0:
-    ``base`` itself)."""
+    and no more than 0.3 of the opening ``gap`` there; shown as far as ``opening`` (height
+    over width) is past :data:`LOWER_TEETH_SHOW`, times ``strength`` (none: ``base``
+    itself)."""
+    show = strength * float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
+                                        np.array(opening)))
     if show <= 0.0 or band < 0.8:
         return np.asarray(base, np.float32)
     facing, near, length = _row_shape(LOWER_TEETH, frame, s)

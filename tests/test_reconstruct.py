@@ -110,6 +110,45 @@ class _FacesOnlyInReal:
         return rc.FaceFeatures((0, 0, 10, 10), np.zeros((68, 2)), np.zeros(128))
 
 
+class _OpenMouth:
+    """A stand-in for DlibFaces whose faces all have an open mouth: dlib's inner lip points
+    (60-67) round a 20 x 10 px box at (20, 10)-(40, 20) of the 256 px view."""
+
+    def find(self, image: np.ndarray) -> rc.FaceFeatures:
+        pts = np.zeros((68, 2))
+        pts[60:68] = [(20, 15), (25, 10), (30, 10), (35, 10), (40, 15), (35, 20), (30, 20),
+                      (25, 20)]
+        return rc.FaceFeatures((0, 0, 10, 10), pts, np.zeros(128))
+
+
+def test_the_mouth_l1_is_scored_inside_the_real_frames_open_mouth() -> None:
+    """The mouth L1 looks only inside the real frame's inner lip polygon: an output wrong
+    everywhere else scores 0 there, one wrong inside scores its error there."""
+    real = [np.full((256, 256, 3), 100, np.uint8) for _ in range(3)]
+    real[1][12:18, 24:36] = 200  # frame 1's mouth: lighter inside
+    output = [np.full((256, 256, 3), 30, np.uint8) for _ in range(3)]
+    for o, r in zip(output, real, strict=True):  # the mouth's inside right, the rest wrong
+        o[12:18, 24:36] = r[12:18, 24:36]
+    m, _ = rc.evaluate_frames(real, output, faces=_OpenMouth(), every=1)  # type: ignore[arg-type]
+    assert m.mouth_frames == 3
+    inside = rc.opening_mask(_OpenMouth().find(real[0]).landmarks)
+    assert inside is not None and 100 < int(inside.sum()) < 200  # the polygon, about 150 px
+    # in the block, the output is right; around it, 70 levels off (inside the polygon)
+    edge = inside.copy()
+    edge[12:18, 24:36] = False
+    expected = 70.0 / 255.0 * edge.sum() / inside.sum()
+    assert m.mouth_l1 == pytest.approx(expected, rel=1e-9)
+    assert m.l1 > m.mouth_l1 + 0.1  # the rest of the frame is further off
+    # frozen (frame 0 held) is wrong only inside frame 1's lighter mouth
+    frozen_1 = rc.masked_l1(real[0], real[1], inside)
+    assert m.mouth_l1_frozen == pytest.approx(frozen_1 / 3, rel=1e-9)
+    assert m.mouth_l1_ratio == pytest.approx(m.mouth_l1 / m.mouth_l1_frozen)
+    closed = np.zeros((68, 2))
+    closed[60:68] = [(20, 15), (25, 15.5), (30, 15.5), (35, 15.5), (40, 15), (35, 15),
+                     (30, 15), (25, 15)]
+    assert rc.opening_mask(closed) is None  # a closed mouth is not scored
+
+
 def test_a_lost_output_face_is_counted_and_logged_with_its_frame(
         caplog: pytest.LogCaptureFixture) -> None:
     real = [np.full((40, 60, 3), 2 * k, np.uint8) for k in range(4)]
@@ -208,6 +247,7 @@ def test_reconstruct_one_short_clip(driving_dir: Path, tmp_path: Path,
     assert clip["evaluated"] == 10 and clip["scored"] > 0
     for key in ("median_l1_ratio", "median_akd_ratio", "median_aed_ratio"):
         assert math.isfinite(result["summary"][key])
+    assert "mouth_l1_ratio" in clip and clip["mouth_frames"] <= clip["real_faces"]
     sheet = Path(clip["sheet"])
     assert sheet.is_file() and sheet.parent == sheets
     assert sheet.stat().st_size < 300_000
@@ -324,15 +364,16 @@ def test_reports_show_the_floors() -> None:
     clip = {"clip": "a.mp4", "frames": 10, "l1": 0.02, "l1_frozen": 0.04, "l1_ratio": 0.5,
             "psnr": 30.0, "psnr_frozen": 25.0, "akd": 1.0, "akd_frozen": 5.0,
             "akd_ratio": 0.2, "aed": 0.2, "aed_frozen": 0.25, "aed_ratio": 0.8, "lost": 1,
-            "real_faces": 5,
+            "real_faces": 5, "mouth_l1": 0.08, "mouth_frames": 3, "mouth_l1_ratio": 0.4,
             "floor": {"l1_ratio": 0.1, "psnr_gain_db": 20.0, "akd": 0.5, "akd_ratio": 0.1,
-                      "aed_ratio": 0.15, "lost": 1, "real_faces": 5}}
+                      "aed_ratio": 0.15, "mouth_l1_ratio": 0.05, "lost": 1, "real_faces": 5}}
     summary = {"median_l1_ratio": 0.5, "median_psnr_gain_db": 5.0, "median_akd_ratio": 0.2,
-               "median_aed_ratio": 0.8, "output_face_lost": 1,
+               "median_aed_ratio": 0.8, "median_mouth_l1_ratio": 0.4, "output_face_lost": 1,
                **{f"median_floor_{k}": clip["floor"][k] for k in rc.RECONSTRUCT_RATIOS}}
     text = rc.format_reconstruct({"engine": "mesh", "eval_size": 256, "every": 2,
                                   "clips": [clip], "summary": summary, "seconds": 1.0})
     assert "| a.mp4 | 0.10 | 20.00 | 0.50 | 0.100 | 0.15 | 1 of 5 |" in text
+    assert "| 0.080 (3) | 0.40 | 1 of 5 |" in text and "mouth L1 ratio 0.40" in text
     assert "floor medians: L1 ratio 0.10" in text
     no_floor = rc.format_reconstruct({"engine": "mesh", "eval_size": 256, "every": 2,
                                       "clips": [{**clip, "floor": None}], "summary": summary,

@@ -82,6 +82,11 @@ HEAT_FULL_SCALE = 0.25
 """Absolute difference (mean over RGB, in [0, 1]) shown at the top of the heat map's colours."""
 REGION_SCALE = 2.0
 """Identity job: side of the face region, in face sizes (forehead to chin)."""
+DLIB_INNER_LIPS = slice(60, 68)
+"""dlib's 68 landmarks: the inner lip line (mouth corners at 60 and 64)."""
+MOUTH_OPEN_PX2 = 40.0
+"""Reconstruct job: a real frame's mouth counts as open when dlib's inner lip polygon covers
+this many pixels at :data:`EVAL_SIZE` (its mouth L1 is scored there)."""
 TARGET_PORTRAIT_DISTANCE = 0.4
 TARGET_DRIVER_RATIO = 0.9
 TARGET_TRANSFER_MEDIAN = 0.15
@@ -136,6 +141,28 @@ def mean_squared_error(a: np.ndarray, b: np.ndarray) -> float:
 def psnr_db(mse: float) -> float:
     """PSNR (dB) of a mean squared error of [0, 1] pixels; inf for 0."""
     return math.inf if mse <= 0.0 else -10.0 * math.log10(mse)
+
+
+def opening_mask(landmarks: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray | None:
+    """The inside of a face's open mouth, (size, size) bool, from dlib's 68 landmarks of a
+    ``size`` px view: its inner lip polygon, or None when that covers less than
+    :data:`MOUTH_OPEN_PX2` pixels (a closed mouth)."""
+    import cv2
+
+    poly = np.asarray(landmarks, np.float64)[DLIB_INNER_LIPS]
+    x, y = poly[:, 0], poly[:, 1]
+    if 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) < MOUTH_OPEN_PX2:
+        return None
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 16.0).astype(np.int32)], (1,), cv2.LINE_8, 4)
+    return mask.astype(bool) if mask.any() else None
+
+
+def masked_l1(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """:func:`l1_distance` over the pixels where ``mask`` (bool, the images' height x width)
+    is set."""
+    _check_pair(a, b, "masked_l1")
+    return float(np.mean(np.abs(a[mask].astype(np.float64) - b[mask].astype(np.float64)))) / 255.0
 
 
 def keypoint_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -333,6 +360,13 @@ class ClipMetrics:
     akd_frozen: float = math.nan
     aed: float = math.nan
     aed_frozen: float = math.nan
+    mouth_frames: int = 0
+    """Evaluated frames with a face in the real frame whose mouth is open
+    (:func:`opening_mask`): where the mouth L1 is scored."""
+    mouth_l1: float = math.nan
+    """L1 inside the real frame's open mouth (dlib's inner lip polygon): the interior the
+    engine drew (teeth, tongue, throat) against the real one."""
+    mouth_l1_frozen: float = math.nan
     driving_lost: int = 0
     """Driving frames the job's own tracker found no face in (pose held)."""
     animate_seconds: float = 0.0
@@ -361,9 +395,14 @@ class ClipMetrics:
     def aed_ratio(self) -> float:
         return ratio(self.aed, self.aed_frozen)
 
+    @property
+    def mouth_l1_ratio(self) -> float:
+        return ratio(self.mouth_l1, self.mouth_l1_frozen)
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "l1_ratio": self.l1_ratio, "psnr_gain_db": self.psnr_gain_db,
-                "akd_ratio": self.akd_ratio, "aed_ratio": self.aed_ratio}
+                "akd_ratio": self.akd_ratio, "aed_ratio": self.aed_ratio,
+                "mouth_l1_ratio": self.mouth_l1_ratio}
 
 
 @dataclass
@@ -378,6 +417,8 @@ class _Sums:
     akd_frozen: list[float] = field(default_factory=list)
     aed: list[float] = field(default_factory=list)
     aed_frozen: list[float] = field(default_factory=list)
+    mouth: list[float] = field(default_factory=list)
+    mouth_frozen: list[float] = field(default_factory=list)
 
 
 def evaluate_frames(real: Iterable[np.ndarray], output: Iterable[np.ndarray], *,
@@ -421,6 +462,11 @@ def evaluate_frames(real: Iterable[np.ndarray], output: Iterable[np.ndarray], *,
         if real_face is None:
             continue
         m.real_faces += 1
+        opening = opening_mask(real_face.landmarks, r.shape[0])
+        if opening is not None and opening.shape == r.shape[:2]:
+            m.mouth_frames += 1
+            s.mouth.append(masked_l1(o, r, opening))
+            s.mouth_frozen.append(masked_l1(frozen, r, opening))
         out_face = faces.find(o)
         if out_face is None:
             log.info("%s: frame %d: dlib finds no face in the output", clip, i)
@@ -440,6 +486,7 @@ def evaluate_frames(real: Iterable[np.ndarray], output: Iterable[np.ndarray], *,
         m.psnr, m.psnr_frozen = psnr_db(_mean(s.mse)), psnr_db(_mean(s.mse_frozen))
     m.akd, m.akd_frozen = _mean(s.akd), _mean(s.akd_frozen)
     m.aed, m.aed_frozen = _mean(s.aed), _mean(s.aed_frozen)
+    m.mouth_l1, m.mouth_l1_frozen = _mean(s.mouth), _mean(s.mouth_frozen)
     return m, samples
 
 
@@ -563,11 +610,11 @@ def clip_floor(clip: Path, *, work_dir: Path, faces: DlibFaces | None, frames: i
     finally:
         rewritten.unlink(missing_ok=True)
     return {"l1_ratio": m.l1_ratio, "psnr_gain_db": m.psnr_gain_db, "akd": m.akd,
-            "akd_ratio": m.akd_ratio, "aed_ratio": m.aed_ratio, "lost": m.lost,
-            "real_faces": m.real_faces}
+            "akd_ratio": m.akd_ratio, "aed_ratio": m.aed_ratio,
+            "mouth_l1_ratio": m.mouth_l1_ratio, "lost": m.lost, "real_faces": m.real_faces}
 
 
-RECONSTRUCT_RATIOS = ("l1_ratio", "psnr_gain_db", "akd_ratio", "aed_ratio")
+RECONSTRUCT_RATIOS = ("l1_ratio", "psnr_gain_db", "akd_ratio", "aed_ratio", "mouth_l1_ratio")
 
 
 def reconstruct(clips: Sequence[Path], *, engine: EngineChoice = EngineChoice(),
@@ -960,19 +1007,22 @@ def format_reconstruct(result: dict[str, Any]) -> str:
     lines = [f"{head} ({result['eval_size']} px; AKD/AED on one frame in {result['every']})",
              "",
              "| clip | frames | L1 | L1 frozen | L1 ratio | PSNR dB | PSNR frozen | AKD px "
-             "| AKD frozen | AKD ratio | AED | AED frozen | AED ratio | output face lost |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| AKD frozen | AKD ratio | AED | AED frozen | AED ratio | mouth L1 (frames) "
+             "| mouth L1 ratio | output face lost |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in result["clips"]:
         lines.append(
             f"| {c['clip']} | {c['frames']} | {_fmt(c['l1'])} | {_fmt(c['l1_frozen'])} "
             f"| {_fmt(c['l1_ratio'], 2)} | {_fmt(c['psnr'], 2)} | {_fmt(c['psnr_frozen'], 2)} "
             f"| {_fmt(c['akd'], 2)} | {_fmt(c['akd_frozen'], 2)} | {_fmt(c['akd_ratio'], 2)} "
             f"| {_fmt(c['aed'])} | {_fmt(c['aed_frozen'])} | {_fmt(c['aed_ratio'], 2)} "
+            f"| {_fmt(c['mouth_l1'])} ({c['mouth_frames']}) | {_fmt(c['mouth_l1_ratio'], 2)} "
             f"| {c['lost']} of {c['real_faces']} |")
     s = result["summary"]
     lines += ["", f"medians over clips: L1 ratio {_fmt(s['median_l1_ratio'], 2)}, PSNR gain "
               f"{_fmt(s['median_psnr_gain_db'], 2)} dB, AKD ratio {_fmt(s['median_akd_ratio'], 2)}"
-              f", AED ratio {_fmt(s['median_aed_ratio'], 2)}; output face lost in "
+              f", AED ratio {_fmt(s['median_aed_ratio'], 2)}, mouth L1 ratio "
+              f"{_fmt(s['median_mouth_l1_ratio'], 2)}; output face lost in "
               f"{s['output_face_lost']} evaluated frames"]
     floors = [(c["clip"], c["floor"]) for c in result["clips"] if c.get("floor")]
     if floors:

@@ -310,8 +310,9 @@ def test_a_yell_is_dark_under_the_portraits_own_teeth_and_speech_keeps_its_lit_g
     gap = int(np.argmax(profiles[60.0] < 60.0))  # where the teeth end (the same in both)
     assert gap > 10 and int(np.argmax(profiles[8.0] < 60.0)) == gap
     dark = profiles[60.0][gap]
-    wide = profiles[60.0][gap + 2:gap + 30]  # from under the teeth down to the middle
-    assert wide.max() <= dark + 6.0  # no lit band under the teeth (before: +29)
+    # from under the teeth down to nearly the middle (below it: the tongue, TONGUE)
+    wide = profiles[60.0][gap + 2:int(0.45 * (UP + DOWN + 60.0))]
+    assert len(wide) > 15 and wide.max() <= dark + 6.0  # no lit band (before: +29)
     narrow = profiles[8.0][gap + 3:gap + 10]
     assert narrow.max() >= dark + 15.0  # speech: the gap tone as before
 
@@ -538,16 +539,43 @@ def test_synthetic_teeth_are_not_the_blue_of_photographed_eye_whites() -> None:
     assert lab[0] > 75.0
 
 
-def test_a_mouth_open_an_eighth_of_its_width_is_dark_inside() -> None:
+def test_synthetic_teeth_are_lighter_and_warmer_than_grey_in_a_shaded_face() -> None:
+    """Real teeth in the fixture clips are 6-10 Lab L lighter than the skin and keep most of
+    its yellow (b 0.9x); teeth made from shaded, grey eye whites came out no lighter than the
+    skin and grey."""
+    pts = landmarks_for(inner_lips(0.3, 0.3))
+    skin = (165, 118, 104)
+    img = face_image(pts, skin=skin, lips=(167, 96, 99), sclera=(150, 150, 155))
+    style = prepare_mouth(img, pts)
+    lab = cv2.cvtColor(style.teeth.reshape(1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
+    skin_lab = cv2.cvtColor(np.float32([[skin]]) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
+    assert lab[0] >= skin_lab[0] + 6.0
+    assert lab[2] >= 0.5 * skin_lab[2] and lab[1] < skin_lab[1]  # yellowish, less red
+
+
+def test_a_mouth_open_an_eighth_of_its_width_shows_a_tongue_under_a_dark_throat() -> None:
     """A real mouth open this far is dark behind the teeth (the demo's talk used to open onto
-    a flat grey band); only a narrower gap is a soft shadow (no black slit)."""
+    a flat grey band), with its tongue lit below: in the fixture clips' real mouths the
+    lower bands are 0.65-1.5 of the lips' colour. The tongue used to be a dim smudge (0.3
+    of the lips' luminance) under a nearly black throat. Only a narrower gap is a soft
+    shadow (no black slit)."""
     img, _, style = closed_portrait()
     out_inner = inner_lips(4.0, 12.0)  # 16 px on a 120 px wide mouth
     out = img.copy()
     render_mouth(out, landmarks_for(out_inner), style, mode="synthetic")
+    lip = float(style.lip @ LUMA)
     xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
-    throat = out[int(CENTRE[1]) + 1: int(CENTRE[1]) + 7, xs].astype(float) @ LUMA
-    assert throat.mean() < 0.25 * float(style.lip @ LUMA)
+    y = int(CENTRE[1])
+    throat = out[y + 2: y + 4, xs].astype(float) @ LUMA  # right under the teeth
+    assert throat.mean() < 0.4 * lip
+    tongue = out[y + 5: y + 10, xs].reshape(-1, 3).astype(float)
+    assert (tongue @ LUMA).mean() > 0.55 * lip
+    assert (tongue @ LUMA).mean() > throat.mean() + 0.2 * lip
+    hue = np.degrees(np.arctan2(*cv2.cvtColor(np.float32([[tongue.mean(axis=0) / 255.0]]),
+                                              cv2.COLOR_RGB2Lab)[0, 0, 2:0:-1]))
+    lip_hue = np.degrees(np.arctan2(*cv2.cvtColor(np.float32([[style.lip / 255.0]]),
+                                                  cv2.COLOR_RGB2Lab)[0, 0, 2:0:-1]))
+    assert abs(hue - lip_hue) < 10.0  # the lips' hue, not grey or brown
     narrow = img.copy()  # a slit: lighter than the wide opening's throat
     render_mouth(narrow, landmarks_for(inner_lips(1.0, 3.0)), style, mode="synthetic")
     slit = narrow[int(CENTRE[1]): int(CENTRE[1]) + 2, xs].astype(float) @ LUMA

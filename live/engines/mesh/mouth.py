@@ -521,7 +521,8 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     gap = bottom - top
     middle = float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0
     base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom, height=middle,
-                   edge=_gap_tone(style, interior), dark_top=True)
+                   edge=_gap_tone(style, interior), dark_top=True,
+                   darkest=style.lip * np.float32(OWN_TEETH_SHADOW))
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
         # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
@@ -634,23 +635,35 @@ def _region(shape: tuple[int, ...], polys: list[np.ndarray]) -> np.ndarray:
 def _teeth_colour(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray,
                   lip: np.ndarray) -> np.ndarray:
     """A plausible teeth colour: the brightest eighth of the eyes' whites (else the skin,
-    lightened), a little shaded, no darker than the skin and lips; its tint a third of the
-    whites' and a fifth of the skin's."""
+    lightened), a little shaded, lighter than the skin (:data:`TEETH_OVER_SKIN`) and no
+    darker than the lips; its tint a third of the whites' and some of the skin's warmth
+    (:data:`TEETH_WARMTH`)."""
     eyes = _region(image.shape, [landmarks[list(lm.RIGHT_EYE)], landmarks[list(lm.LEFT_EYE)]])
     pixels = image[eyes > 0].astype(np.float32)
+    skin_lab = _to_lab(skin)
     if len(pixels) < 20:
-        lab = _to_lab(skin)
+        lab = skin_lab.copy()
         lab[0] = min(lab[0] * 1.15 + 8.0, 92.0)
     else:
         labs = _to_lab(pixels)
         lab = labs[labs[:, 0] >= np.percentile(labs[:, 0], 88)].mean(axis=0)
     lab = lab.astype(np.float32)
-    floor = max(float(_to_lab(skin)[0]), float(_to_lab(lip)[0]))
+    floor = max(float(skin_lab[0]) + TEETH_OVER_SKIN, float(_to_lab(lip)[0]))
     lab[0] = float(np.clip(0.9 * lab[0], min(floor, 85.0), 90.0))  # inside the mouth: shade
-    # eye whites photograph grey or blue, teeth are a warmer white: a little of the skin's
+    # eye whites photograph grey or blue, teeth are a warmer white: some of the skin's
     # warmth (a black-and-white photo's stays grey)
-    lab[1:] = 0.3 * lab[1:] + 0.2 * _to_lab(skin)[1:]
+    lab[1:] = 0.3 * lab[1:] + np.asarray(TEETH_WARMTH, np.float32) * skin_lab[1:]
     return np.asarray(_to_rgb(lab), np.float32)
+
+
+TEETH_OVER_SKIN = 7.0
+"""Synthetic teeth are at least this much lighter than the face's skin (Lab L) ..."""
+TEETH_WARMTH = (0.4, 0.6)
+"""... and take these shares of the skin's a and b (red, yellow) besides a third of the eye
+whites' tint. Measured on the real teeth of the fixture clips lp_d0 and lp_d18 (the lightest
+15 % of the upper third of the opening, in openings of 0.12 mouth widths or more): L 6-10
+over the skin, a 0.45-0.85 and b 0.9-0.95 of the skin's; the eye-white rule before gave L
+no more than the skin's and a fifth of its a and b: grey teeth."""
 
 
 def _shows_teeth(interior: Interior, lip: np.ndarray) -> bool:
@@ -698,8 +711,8 @@ def is_portrait(style: MouthStyle, image: np.ndarray) -> bool:
     return float(np.abs(roi.astype(np.float32) - pix.astype(np.float32)).mean()) < 4.0
 
 
-def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
-                  core_gain: float = 0.16) -> MouthStyle:
+def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.5,
+                  core_gain: float = 0.3) -> MouthStyle:
     """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
     mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is it times
     ``edge_gain`` at the lips, ``core_gain`` inside), skin colour beside the mouth, chroma
@@ -745,8 +758,8 @@ def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float 
         own_pixels=_own_pixels(image, outer))
 
 
-def mouth_style(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.42,
-                core_gain: float = 0.16) -> MouthStyle:
+def mouth_style(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.5,
+                core_gain: float = 0.3) -> MouthStyle:
     """The portrait's :class:`MouthStyle` (the same as :func:`prepare_mouth`)."""
     return prepare_mouth(image, landmarks, edge_gain=edge_gain, core_gain=core_gain)
 
@@ -950,7 +963,7 @@ def fill_mouth(image: np.ndarray, inner_lips: np.ndarray, style: MouthStyle,
 def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
             *, tongue: bool, top: np.ndarray | None = None, bottom: np.ndarray | None = None,
             height: float | None = None, edge: np.ndarray | None = None,
-            dark_top: bool = False) -> np.ndarray:
+            dark_top: bool = False, darkest: np.ndarray | None = None) -> np.ndarray:
     """The synthetic interior (h, w, 3) float32 between ``top`` and ``bottom`` (output lip
     frame ``t`` per pixel; default: the lips): a throat in the lip hue, darkest in the middle
     and towards the back corners, but only as dark as the gap is wide (a narrow gap is a
@@ -959,7 +972,9 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     ``edge``: the colour next to the lips (default ``style.edge``); ``dark_top``: in a wide
     gap (from :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the
     top down to the middle too: the shadow under a portrait's own upper teeth, which end in
-    the darkness between its rows (lit at the top, the throat met them in a hard step)."""
+    the darkness between its rows (lit at the top, the throat met them in a hard step);
+    ``darkest``: a colour the throat is nowhere lighter than (the portrait's own gap between
+    its teeth rows: no lighter step under them)."""
     s, t, tu, tl = grid
     top = tu if top is None else top
     bottom = tl if bottom is None else bottom
@@ -975,26 +990,41 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
     depth *= _smoothstep(0.0, THROAT_DARK_AT * width, gap)
     edge = style.edge if edge is None else edge
+    core = style.core if darkest is None else np.minimum(style.core, darkest)
     # channel by channel: numpy broadcasts over a trailing axis of 3 slowly (same values)
-    colour = [e + d * depth for e, d in zip(edge, style.core - edge, strict=True)]
+    colour = [e + d * depth for e, d in zip(edge, core - edge, strict=True)]
     height = frame.height if height is None else height
     if tongue and height > 5.0:
-        # An ellipse resting on the lower lip, lit from the front.
+        # An ellipse resting on the lower lip, lit from the front (TONGUE).
+        reach, most, lit_middle, lit_edge = TONGUE
         du = (u - 0.5) * np.float32(1.0 / 0.36)
-        dv = (1.0 - v) * np.minimum(gap, 1.6 * height) * np.float32(2.0 / height)
+        dv = (1.0 - v) * np.minimum(gap, 1.6 * height) * np.float32(
+            1.0 / min(reach * height, most * width))
         r = np.sqrt(du * du + dv * dv)
         a = (1.0 - _smoothstep(0.75, 1.0, r)) * np.float32(min((height - 5.0) / 6.0, 1.0))
-        lit = 0.65 - 0.2 * np.clip(r, 0.0, 1.0)
+        lit = lit_middle - (lit_middle - lit_edge) * np.clip(r, 0.0, 1.0)
         for c, lip in zip(colour, style.lip, strict=True):
             c += (lip * lit - c) * a
     return np.asarray(cv2.merge(colour), np.float32)
 
 
+OWN_TEETH_SHADOW = 0.16
+"""Under a portrait's own upper teeth the throat is no lighter than this share of the lips'
+colour (the shadow of the teeth and the palate: a yell's dark under the teeth)."""
 DARK_TOP_FROM = 0.15
 DARK_TOP_FULL = 0.3
 """The gap (mouth widths) between a portrait's own teeth rows from which the throat under
 them is dark from the top, and from which fully (:func:`_throat`: speech keeps its lit
 top, a yell gets the shadow under the teeth)."""
+TONGUE = (0.8, 0.35, 0.9, 0.55)
+"""The synthetic tongue: how high its top rises over the lower lip (a share of the
+opening's height, at most the second value of the mouth's width), how light its middle is
+and how light its edge (shares of the lips' colour). Measured on the fixture clips' real
+mouths open a quarter of their width or more (inner-lip polygon cut into four bands, top to
+bottom): 0.5-0.9, 0.4-0.65, 0.65-0.8 and 0.7-1.5 of the lips' colour; lp_d18's yell (open
+two thirds of its width) shows its tongue up to about a third of the width over its lower
+lip. Before: half the opening's height, 0.45-0.65 of the lips' colour over a throat at
+0.16 of it: a black hole with a dim tongue."""
 THROAT_DARK_AT = 0.12
 """A gap between the lips (or teeth rows) this wide, in mouth widths, is fully dark inside;
 a narrower one only partly (a soft shadow, not a black slit)."""
@@ -1049,6 +1079,10 @@ LOWER_TEETH = _Row(edges=(-1.1, -0.72, -0.42, -0.2, 0.0, 0.2, 0.42, 0.72, 1.1),
                    tips=(0.0, 0.15, 0.3, 0.15, 0.15, 0.15, 0.15, 0.3, 0.15, 0.0),
                    powers=(4.0, 4.0, 1.5, 4.0, 4.0, 4.0, 4.0, 1.5, 4.0, 4.0), arch=0.72)
 """The lower teeth: a narrower arch of smaller incisors, the canines pointed."""
+UPPER_SHOW = (0.4, 0.15)
+"""The synthetic upper teeth show under the upper lip over this share of the opening's
+height, at most the second value of the mouth's width (front teeth about a sixth of a
+smiling mouth's width high)."""
 LOWER_TEETH_SHOW = (0.1, 0.2)
 """A synthetic interior shows lower teeth from this opening (height over width) on, fully
 from the second value: a mouth opened that far shows the tips of its lower teeth over the
@@ -1065,14 +1099,14 @@ def _row_shape(row: _Row, frame: _LipFrame, s: np.ndarray
 
 def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
                 base: np.ndarray) -> np.ndarray:
-    """Teeth over ``base``: upper teeth under the upper lip, a band about a third of the
-    opening high (at most 0.11 mouth widths), and in a wider opening
+    """Teeth over ``base``: upper teeth under the upper lip, a band of
+    :data:`UPPER_SHOW` of the opening's height, and in a wider opening
     (:data:`LOWER_TEETH_SHOW`) the tips of the lower teeth over the lower lip; each row
     shaded along its dental arch (darker and narrower towards the corners, faint edges
     between teeth, each tooth's own length and rounded tip: :data:`UPPER_TEETH`,
     :data:`LOWER_TEETH`) and into shadow at its lip."""
     s, t, tu, tl = grid
-    band = min(0.32 * frame.height, 0.11 * frame.width)
+    band = min(UPPER_SHOW[0] * frame.height, UPPER_SHOW[1] * frame.width)
     if band < 0.8:
         return base
     gap = np.maximum(tl - tu, 0.0)

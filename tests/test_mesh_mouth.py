@@ -472,6 +472,37 @@ def closed_portrait(*, grey: bool = False) -> tuple[np.ndarray, np.ndarray, Mout
     return img, pts, prepare_mouth(img, pts)
 
 
+def test_a_closed_portraits_synthetic_teeth_hang_from_the_jaws() -> None:
+    """A smile parts the lips, not the jaws (the fixture clips' smiles: lips 0.19-0.24 of the
+    mouth's width apart, jaws 0.02-0.04): both rows of teeth show, meeting, no dark throat
+    between them (it used to open onto a dark band under a strip of upper teeth). A dropped
+    jaw opens a gap between the rows, where the throat shows."""
+    img, _, style = closed_portrait()
+    closed = inner_lips(0.3, 0.3)
+
+    def paint(out_inner: np.ndarray, drop: float) -> np.ndarray:
+        lower = closed[[0, *range(19, 9, -1)]].copy()
+        lower[1:-1, 1] += drop  # the lower jaw carries the closed lip line down
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(out_inner), style, mode="synthetic",
+                            anchors=(closed[:11].copy(), lower)) == "synthetic"
+        return out
+
+    cx, cy = int(CENTRE[0]), int(CENTRE[1])
+    teeth = float(style.teeth @ LUMA)
+
+    def column(out: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        return np.asarray((out[cy + top:cy + bottom, cx - 4:cx + 5].astype(float) @ LUMA)
+                          .mean(axis=1) / teeth)
+
+    smile = column(paint(inner_lips(10.0, 14.0), 1.0), -8, 13)  # lips 24 px apart, jaws 1
+    assert (smile > 0.6).mean() > 0.85 and smile.min() > 0.4
+    yell = paint(inner_lips(10.0, 40.0), 30.0)
+    assert column(yell, -6, 1).min() > 0.8  # the upper teeth under the upper lip
+    assert column(yell, 6, 30).max() < 0.5  # the mouth behind, between the rows
+    assert column(yell, 33, 39).mean() > 0.7  # the lower teeth over the lower lip
+
+
 def test_a_closed_portrait_opens_onto_a_throat_with_a_hint_of_upper_teeth() -> None:
     img, _, style = closed_portrait()
     assert style.interior is None and not style.own_teeth

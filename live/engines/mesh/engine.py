@@ -664,10 +664,11 @@ class MeshEngine:
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
         motion = portrait_motion(portrait.landmarks, neutral, current, scale=scale,
                                  options=self._motion, chains=portrait.chains)
-        jaws = None  # where a portrait's own teeth hang (the mouth of no other portrait)
-        if portrait.mouth.own_teeth:
+        jaws = None  # where the teeth hang: a portrait's own, or the synthetic ones
+        if self.config.mouth_fill and self.config.mouth != "off":
             jaws = jaw_anchors(portrait.landmarks, motion.points)
-            limit_lip_retraction(motion.points, jaws)
+            if portrait.mouth.own_teeth:
+                limit_lip_retraction(motion.points, jaws)
         layout = portrait.layout
         dst = layout.src.copy()
         dst[:N_MESH] = motion.points[:, :2]

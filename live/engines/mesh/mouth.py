@@ -1110,39 +1110,82 @@ def _teeth_hint(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...
     if band < 0.8:
         return base
     gap = np.maximum(tl - tu, 0.0)
-    below = t - tu  # pixels below the upper lip
-    facing, near, length = _row_shape(UPPER_TEETH, frame, s)
-    local = np.minimum(band, 0.45 * gap) * length  # corners close over the teeth
-    a = 1.0 - _smoothstep(-0.7, 0.7, below - local)
-    tip = 0.82 + 0.18 * (1.0 - _smoothstep(0.55, 1.0, below / np.maximum(local, 1e-3)))
-    lip_shadow = 0.72 + 0.28 * _smoothstep(0.0, 2.0, below)
-    shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * tip * lip_shadow
-    a *= 0.25 + 0.75 * np.sqrt(facing)
-    out = base + (style.teeth * shade[..., None] - base) * a[..., None]
+    # corners close over the teeth
+    out = _upper_teeth(style, frame, s, t - tu, np.minimum(band, 0.45 * gap), base)
     band = min(0.22 * frame.height, 0.08 * frame.width)
     return _lower_teeth(out, style.teeth, frame, s, tl - t, gap, band=band,
                         opening=frame.height / max(frame.width, 1.0))
 
 
 def _lower_teeth(base: np.ndarray, colour: np.ndarray, frame: _LipFrame, s: np.ndarray,
-                 above: np.ndarray, gap: np.ndarray, *, band: float, opening: float,
-                 strength: float = 1.0) -> np.ndarray:
+                 above: np.ndarray, gap: np.ndarray, *, band: float | np.ndarray,
+                 opening: float, strength: float = 1.0, most: float = 0.3) -> np.ndarray:
     """The tips of the lower teeth (:data:`LOWER_TEETH`, in ``colour``) over ``base``, up
-    to ``band`` px high over the line they rise from (``above``: each pixel's height over it)
-    and no more than 0.3 of the opening ``gap`` there; shown as far as ``opening`` (height
-    over width) is past :data:`LOWER_TEETH_SHOW`, times ``strength`` (none: ``base``
-    itself)."""
+    to ``band`` px high (a number, or one per pixel) over the line they rise from
+    (``above``: each pixel's height over it) and no more than ``most`` of the opening
+    ``gap`` there; shown as far as ``opening`` (height over width) is past
+    :data:`LOWER_TEETH_SHOW`, times ``strength`` (none: ``base`` itself)."""
     show = strength * float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
                                         np.array(opening)))
-    if show <= 0.0 or band < 0.8:
+    if show <= 0.0 or float(np.max(band)) < 0.8:
         return np.asarray(base, np.float32)
     facing, near, length = _row_shape(LOWER_TEETH, frame, s)
-    local = np.minimum(band, 0.3 * gap) * length
+    local = np.minimum(band, most * gap) * length
     a = 1.0 - _smoothstep(-0.7, 0.7, above - local)
     lit = 0.8 + 0.2 * _smoothstep(0.2, 0.9, above / np.maximum(local, 1e-3))  # the tips
     shade = 0.95 * (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * lit
     a *= np.sqrt(facing) * np.float32(show)
     return np.asarray(base + (colour * shade[..., None] - base) * a[..., None], np.float32)
+
+
+JAW_ROWS = (0.03, 0.2, 0.1)
+"""Synthetic teeth on the jaws (:func:`_jaw_rows`): the upper teeth's tips this far (a share
+of the mouth's width) below the portrait's closed lip line as the upper jaw carries it; the
+most of the upper teeth a retracted upper lip shows, and of the lower teeth a dropped lower
+lip shows (it rests on them: a lower lip further down takes the row along). Measured on the
+fixture clips (tracked landmarks against frame 0): a smile parts the lips by 0.19-0.24 of the
+mouth's width while the jaws part by 0.02-0.04, the upper lip 0.13-0.19 above the upper jaw's
+line; a yell (lp_d18) parts the jaws by 0.21-0.24."""
+
+
+def _jaw_rows(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
+              anchors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The synthetic interior of a portrait without teeth of its own, its teeth on the jaws
+    (``anchors``: :func:`jaw_anchors`): the upper row hangs from the upper jaw with its tips
+    a little below the portrait's closed lip line (:data:`JAW_ROWS`), the lower row rises
+    from the lower jaw to that line, in front of it the upper row; only a dropped jaw opens a
+    gap between them, where the throat and the tongue show. A smile that draws the lips back
+    shows the teeth together, as real smiles do (the opening's share of teeth used to follow
+    the lips' gap alone: a smile opened onto a dark throat)."""
+    s, t, tu, tl = grid
+    width = max(frame.width, 1.0)
+    tip, most_up, most_low = (np.float32(v * width) for v in JAW_ROWS)
+    up_tips = _anchor_line(frame, anchors[0], s) + tip
+    low_tips = np.maximum(_anchor_line(frame, anchors[1], s), tl - most_low)
+    low_tips = np.maximum(low_tips, up_tips - tip)  # (no higher than the closed line)
+    gap = np.maximum(low_tips - up_tips, 0.0)
+    middle = float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0
+    base = _throat(style, frame, grid, tongue=True, top=np.minimum(up_tips, tl),
+                   bottom=np.maximum(low_tips, tu), height=middle)
+    # the lower row first: the upper one is in front of it
+    base = _lower_teeth(base, style.teeth, frame, s, tl - t, np.maximum(tl - tu, 0.0),
+                        band=np.clip(tl - low_tips, 0.0, most_low), opening=1.0, most=1.0)
+    return _upper_teeth(style, frame, s, t - tu, np.clip(up_tips - tu, 0.0, most_up), base)
+
+
+def _upper_teeth(style: MouthStyle, frame: _LipFrame, s: np.ndarray, below: np.ndarray,
+                 band: np.ndarray | float, base: np.ndarray) -> np.ndarray:
+    """The upper teeth (:data:`UPPER_TEETH`) over ``base``, ``band`` px long (a number, or
+    one per pixel) under the upper lip (``below``: each pixel's depth under it), shaded
+    along the arch, towards their tips and into the lip's shadow."""
+    facing, near, length = _row_shape(UPPER_TEETH, frame, s)
+    local = band * length
+    a = 1.0 - _smoothstep(-0.7, 0.7, below - local)
+    tip = 0.82 + 0.18 * (1.0 - _smoothstep(0.55, 1.0, below / np.maximum(local, 1e-3)))
+    lip_shadow = 0.72 + 0.28 * _smoothstep(0.0, 2.0, below)
+    shade = (0.45 + 0.55 * facing) * (1.0 - 0.15 * near) * tip * lip_shadow
+    a *= 0.25 + 0.75 * np.sqrt(facing)
+    return np.asarray(base + (style.teeth * shade[..., None] - base) * a[..., None], np.float32)
 
 
 def jaw_anchors(portrait: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1260,6 +1303,8 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
         assert style.interior is not None
         colour = _own_over(style, style.interior, frame, grid, head, anchors, driver)
         colour *= np.float32(pursed_shade(frame.width, own_width))
+    elif anchors is not None:
+        colour = _jaw_rows(style, frame, grid, anchors)
     else:
         colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)

@@ -973,8 +973,8 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     gap (from :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the
     top down to the middle too: the shadow under a portrait's own upper teeth, which end in
     the darkness between its rows (lit at the top, the throat met them in a hard step);
-    ``darkest``: a colour the throat is nowhere lighter than (the portrait's own gap between
-    its teeth rows: no lighter step under them)."""
+    ``darkest``: a colour the throat is nowhere lighter than (under a portrait's own teeth:
+    :data:`OWN_TEETH_SHADOW` of the lips' colour, no lighter step under them)."""
     s, t, tu, tl = grid
     top = tu if top is None else top
     bottom = tl if bottom is None else bottom
@@ -1474,7 +1474,9 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     fades in the synthetic interior shows under it), ``"synthetic"``
     (:func:`synthetic_mouth`) or ``"off"``; ``area_scale``: portrait ->
     output area ratio (head scale squared); ``feather_px``: the soft edge; ``anchors``: the
-    jaws' lines (:func:`jaw_anchors`) a portrait's own teeth hang from. A portrait that
+    jaws' lines (:func:`jaw_anchors`) the teeth hang from (a portrait's own, or the
+    synthetic ones: :func:`_jaw_rows`; without them the synthetic teeth follow the lips).
+    A portrait that
     shows teeth of its own keeps them in both modes (the driver's would replace its
     identity's teeth): they move with the jaws, not the lips; in driver mode, where its mouth
     opens wider than the portrait's own, the driver's lower mouth (tongue, lower teeth) shows

@@ -973,8 +973,9 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     gap (from :data:`DARK_TOP_FROM` to :data:`DARK_TOP_FULL` mouth widths) dark from the
     top down to the middle too: the shadow under a portrait's own upper teeth, which end in
     the darkness between its rows (lit at the top, the throat met them in a hard step);
-    ``darkest``: a colour the throat is nowhere lighter than (under a portrait's own teeth:
-    :data:`OWN_TEETH_SHADOW` of the lips' colour, no lighter step under them)."""
+    ``darkest``: a colour the throat is nowhere lighter than, with ``dark_top`` as far as
+    the gap is a yell's (under a portrait's own teeth: :data:`OWN_TEETH_SHADOW` of the lips'
+    colour, no lighter step under them; speech keeps the lighter throat)."""
     s, t, tu, tl = grid
     top = tu if top is None else top
     bottom = tl if bottom is None else bottom
@@ -990,9 +991,12 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     depth = np.clip(np.maximum(depth, 1.0 - np.minimum(u, 1.0 - u) * 6.0), 0.0, 1.0)
     depth *= _smoothstep(0.0, THROAT_DARK_AT * width, gap)
     edge = style.edge if edge is None else edge
-    core = style.core if darkest is None else np.minimum(style.core, darkest)
+    core: list[Any] = list(style.core)
+    if darkest is not None:  # with dark_top: as the gap widens into a yell's
+        weight = shadow if dark_top else np.float32(1.0)
+        core = [c + (min(c, d) - c) * weight for c, d in zip(core, darkest, strict=True)]
     # channel by channel: numpy broadcasts over a trailing axis of 3 slowly (same values)
-    colour = [e + d * depth for e, d in zip(edge, core - edge, strict=True)]
+    colour = [e + (k - e) * depth for e, k in zip(edge, core, strict=True)]
     height = frame.height if height is None else height
     if tongue and height > 5.0:
         # An ellipse resting on the lower lip, lit from the front (TONGUE).

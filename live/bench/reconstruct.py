@@ -149,9 +149,10 @@ def opening_mask(landmarks: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray | N
     :data:`MOUTH_OPEN_PX2` pixels (a closed mouth)."""
     import cv2
 
+    from live.engines.mesh.mouth import polygon_area
+
     poly = np.asarray(landmarks, np.float64)[DLIB_INNER_LIPS]
-    x, y = poly[:, 0], poly[:, 1]
-    if 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) < MOUTH_OPEN_PX2:
+    if polygon_area(poly) < MOUTH_OPEN_PX2:
         return None
     mask = np.zeros((size, size), np.uint8)
     cv2.fillPoly(mask, [np.round(poly * 16.0).astype(np.int32)], (1,), cv2.LINE_8, 4)
@@ -462,8 +463,8 @@ def evaluate_frames(real: Iterable[np.ndarray], output: Iterable[np.ndarray], *,
         if real_face is None:
             continue
         m.real_faces += 1
-        opening = opening_mask(real_face.landmarks, r.shape[0])
-        if opening is not None and opening.shape == r.shape[:2]:
+        opening = opening_mask(real_face.landmarks, r.shape[0])  # (r: a square view)
+        if opening is not None:
             m.mouth_frames += 1
             s.mouth.append(masked_l1(o, r, opening))
             s.mouth_frozen.append(masked_l1(frozen, r, opening))

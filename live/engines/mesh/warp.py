@@ -344,10 +344,11 @@ class PiecewiseAffineWarp:
             for _ in range(3):
                 np.copyto(rows, cv2.dilate(rows, self._kernel3), where=rows == 0)
             row = rows[cells].astype(np.intp) - 1
-            c = coeffs[np.maximum(row, 0)]
+            found = np.maximum(row, 0)
+            c = coeffs[found]
             disp = np.stack([c[:, 0] * px + c[:, 1] * py + c[:, 2],
                              c[:, 3] * px + c[:, 4] * py + c[:, 5]], axis=-1)
-            lo, hi = bounds[np.maximum(row, 0), :2], bounds[np.maximum(row, 0), 2:]
+            lo, hi = bounds[found, :2], bounds[found, 2:]
             disp = np.minimum(np.maximum(disp, lo), hi)
             sides.append(((np.stack([px, py], axis=-1) + disp).astype(np.float32), row >= 0))
         # the face's coverage, at 4 x 4 samples a pixel, from the face triangles that won the

@@ -789,25 +789,24 @@ class MeshEngine:
         warp = self._warp
         ys, xs = sides.ys, sides.xs
         cover = sides.cover[:, None]
+        n = len(ys)
+        sources = np.concatenate([sides.face, sides.outside])  # both sides in one call each
         image_matte, plate = portrait.image_matte, portrait.backdrop_rgba
-        drawn: list[tuple[np.ndarray, np.ndarray | None]] = []
-        for source in (sides.face, sides.outside):
-            if still is None or image_matte is None or plate is None:
-                drawn.append((warp.remap_points(portrait.image, source).astype(np.float32),
-                               None))
-                continue
-            both = warp.remap_points(image_matte, source)[None]
-            rgb = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
-            matte = cv2.extractChannel(both, 3)
-            moved = cv2.cvtColor(warp.remap_points(plate, source)[None], cv2.COLOR_RGBA2RGB)
-            composite_head(rgb, matte, still[ys, xs][None], moved)
-            drawn.append((rgb[0].astype(np.float32), matte[0].astype(np.float32)))
-        (face, face_matte), (outside, outside_matte) = drawn
-        mixed = face * cover + outside * (1.0 - cover)
+        matte: np.ndarray | None = None
+        if still is None or image_matte is None or plate is None:
+            rgb = warp.remap_points(portrait.image, sources).astype(np.float32)
+        else:
+            both = warp.remap_points(image_matte, sources)[None]
+            drawn = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
+            moved = cv2.cvtColor(warp.remap_points(plate, sources)[None], cv2.COLOR_RGBA2RGB)
+            behind = still[ys, xs]
+            matte_u8 = cv2.extractChannel(both, 3)
+            composite_head(drawn, matte_u8, np.concatenate([behind, behind])[None], moved)
+            rgb, matte = drawn[0].astype(np.float32), matte_u8[0].astype(np.float32)
+        mixed = rgb[:n] * cover + rgb[n:] * (1.0 - cover)
         out[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
-        if face_matte is not None and outside_matte is not None \
-                and self.last_matte is not None:
-            m = face_matte * cover[:, 0] + outside_matte * (1.0 - cover[:, 0])
+        if matte is not None and self.last_matte is not None:
+            m = matte[:n] * cover[:, 0] + matte[n:] * (1.0 - cover[:, 0])
             self.last_matte[ys, xs] = np.clip(m + 0.5, 0.0, 255.0).astype(np.uint8)
 
     def _still_background(self, portrait: MeshPortrait, backdrop: np.ndarray) -> np.ndarray:

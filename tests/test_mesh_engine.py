@@ -243,6 +243,43 @@ def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_
     assert np.array_equal(drawn[~seams], out[~seams])
 
 
+def test_a_seams_cover_has_no_holes_where_small_face_triangles_meet() -> None:
+    """A face of many small triangles (a turned cheek's outline: the mesh's rows squeezed
+    together) torn from the outside: every pixel the face covers is counted covered, also
+    where its triangle won none of the grid cells round it (the cover used to take only
+    those cells' winners: holes in it showed as dark specks along a turned cheek's edge,
+    the demo's frames 240-260)."""
+    size, grid = 64, 32
+    outside, outer_tris = _grid_mesh(size, 3)
+    n = len(outside)
+    k = 90  # a fan of slivers: each about 1.4 px wide at the outline
+    angles = np.linspace(0.0, 2.0 * np.pi, k, endpoint=False)
+    ring = np.stack([32.0 + 20.0 * np.cos(angles), 32.0 + 20.0 * np.sin(angles)], 1)
+    src = np.concatenate([outside, [[32.0, 32.0]], ring])
+    fan = [[n, n + 1 + i, n + 1 + (i + 1) % k] for i in range(k)]
+    tris = np.concatenate([outer_tris, fan])
+    first = len(outer_tris)
+    dst = src.copy()
+    dst[n:, 0] += 5.0  # the face moved on its own: torn all round
+    warp = PiecewiseAffineWarp(size, grid=grid)
+    index = warp.index_map(dst, tris)
+    warp.source_map(index, triangle_affines(dst, src, tris), triangle_bounds(dst, src, tris))
+    seams = warp.silhouette_seams(index, first)
+    assert seams is not None
+    (sides,) = warp.seam_sources(seams, index, first, triangle_affines(dst, src, tris),
+                                 triangle_bounds(dst, src, tris), dst, tris)
+    # the reference cover: the face's disc, 32 x 32 samples a pixel
+    fine = np.zeros((size * 32, size * 32), np.uint8)
+    outline = np.round(((dst[n + 1:] + 0.5) * 32 - 0.5) * 16).astype(np.int32)
+    cv2.fillPoly(fine, [outline], (255,), cv2.LINE_8, 4)
+    cover = cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA) / 255.0
+    got, want = sides.cover, cover[sides.ys, sides.xs]
+    inside = want > 0.99
+    assert inside.sum() > 50
+    assert got[inside].min() > 0.9  # no hole inside the face
+    assert np.abs(got - want).max() < 0.3
+
+
 def test_remap_points_samples_any_number_of_points() -> None:
     """A seam of more than 32767 pixels (a large portrait's whole outline) crashed
     ``cv2.remap``, which takes maps under that size a side: the points go in rows."""

@@ -351,11 +351,13 @@ class PiecewiseAffineWarp:
             lo, hi = bounds[found, :2], bounds[found, 2:]
             disp = np.minimum(np.maximum(disp, lo), hi)
             sides.append(((np.stack([px, py], axis=-1) + disp).astype(np.float32), row >= 0))
-        # the face's coverage, at 4 x 4 samples a pixel, from the face triangles that won the
-        # pixels' cells and, round each, the one drawn last (nearest) of the cells next to it
-        grown = cv2.dilate(window, self._kernel3)
-        rows = np.unique(np.concatenate([window[cells], grown[cells]])).astype(np.intp) - 1
-        rows = rows[rows >= first]
+        # the face's coverage, at 4 x 4 samples a pixel, from every face triangle that reaches
+        # the box (the cells' own winners left holes where a pixel's triangle had won none
+        # of the cells round it: dark specks along a turned cheek's edge)
+        corners = dst[tris[first:]]
+        lo, hi = corners.min(axis=1), corners.max(axis=1)
+        rows = first + np.flatnonzero((hi[:, 0] >= x - 1) & (lo[:, 0] <= x + w)
+                                      & (hi[:, 1] >= y - 1) & (lo[:, 1] <= y + h))
         ss = 4
         fine = np.zeros((h * ss, w * ss), np.uint8)
         pts = np.round(((dst[tris[rows]] - [x, y] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)

@@ -355,12 +355,13 @@ class PiecewiseAffineWarp:
         # the box (the cells' own winners left holes where a pixel's triangle had won none
         # of the cells round it: dark specks along a turned cheek's edge)
         corners = dst[tris[first:]]
-        lo, hi = corners.min(axis=1), corners.max(axis=1)
-        rows = first + np.flatnonzero((hi[:, 0] >= x - 1) & (lo[:, 0] <= x + w)
-                                      & (hi[:, 1] >= y - 1) & (lo[:, 1] <= y + h))
+        low, high = corners.min(axis=1), corners.max(axis=1)
+        reaching = first + np.flatnonzero((high[:, 0] >= x - 1) & (low[:, 0] <= x + w)
+                                          & (high[:, 1] >= y - 1) & (low[:, 1] <= y + h))
         ss = 4
         fine = np.zeros((h * ss, w * ss), np.uint8)
-        pts = np.round(((dst[tris[rows]] - [x, y] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+        pts = np.round(((dst[tris[reaching]] - [x, y] + 0.5) * ss - 0.5) * 16.0
+                       ).astype(np.int32)
         for poly in pts:
             cv2.fillConvexPoly(fine, poly, (255,), cv2.LINE_8, 4)
         # OpenCV's fill takes every sample its edges touch (about half a sample too many

@@ -13,6 +13,7 @@ from calibrate import landmarks as lm
 from live.engines.mesh import mouth as mouth_module
 from live.engines.mesh.mouth import (
     CORNER_TAPER,
+    INTERIOR_CHROMA,
     MAX_GUM_SHOW,
     PURSED_DARKEST,
     MouthStyle,
@@ -21,6 +22,7 @@ from live.engines.mesh.mouth import (
     jaw_anchors,
     limit_lip_retraction,
     lip_seam,
+    lip_shade,
     match_colours,
     mouth_style,
     open_lip_seam,
@@ -611,6 +613,50 @@ def test_a_mouth_open_an_eighth_of_its_width_shows_a_tongue_under_a_dark_throat(
     render_mouth(narrow, landmarks_for(inner_lips(1.0, 3.0)), style, mode="synthetic")
     slit = narrow[int(CENTRE[1]): int(CENTRE[1]) + 2, xs].astype(float) @ LUMA
     assert slit.mean() > throat.mean() + 10.0
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.float32([[np.asarray(rgb, np.float32) / 255.0]]),
+                        cv2.COLOR_RGB2Lab)[0, 0]
+
+
+def test_the_insides_shades_keep_the_lips_red_at_the_same_darkness() -> None:
+    """The throat is a shade of the lips' colour. Scaling RGB took the colour away with the
+    light: inside the demo astronaut's pale lips a brown-black band (a* 3), where a real
+    mouth's inside is a deep red. A shade is as dark as the scaled colour, keeps the lips'
+    red up to :data:`INTERIOR_CHROMA` times its lightness (a saturated red mouth is not
+    lit up), turns towards red rather than yellow (a varnished painting's yellowed lips:
+    a dark brown, not mustard) and leaves grey lips grey."""
+    pale = np.float32([210, 156, 144])
+    for k in (0.16, 0.3, 0.5):
+        got, scaled = _lab(lip_shade(pale, k)), _lab(pale * k)
+        assert abs(got[0] - scaled[0]) < 1.0  # as dark
+        assert got[1] > scaled[1] + 0.4 * (_lab(pale)[1] - scaled[1])  # redder
+    grey = np.float32([120, 120, 120])
+    assert np.allclose(lip_shade(grey, 0.3), grey * 0.3, atol=0.6)
+    red = np.float32([205, 95, 95])
+    shade = _lab(lip_shade(red, 0.16))
+    assert np.hypot(shade[1], shade[2]) <= INTERIOR_CHROMA * shade[0] + 0.5
+    yellowed = np.float32([170, 130, 80])  # b* 33 over a* 9
+    got, scaled = _lab(lip_shade(yellowed, 0.16)), _lab(yellowed * 0.16)
+    assert got[2] / got[1] < scaled[2] / scaled[1]  # nearer red than scaling's hue
+    assert abs(got[0] - scaled[0]) < 1.0
+
+
+def test_a_pale_lipped_portraits_throat_is_a_deep_red() -> None:
+    """Inside a wide opening of a portrait with pale lips the throat is red, not grey."""
+    pts = landmarks_for(inner_lips(0.3, 0.3))
+    img = face_image(pts, skin=(215, 180, 160), lips=(210, 156, 144))
+    style = prepare_mouth(img, pts)
+    out_inner = inner_lips(8.0, 24.0)
+    out = img.copy()
+    render_mouth(out, landmarks_for(out_inner), style, mode="synthetic")
+    xs = slice(int(CENTRE[0]) - 6, int(CENTRE[0]) + 6)
+    y = int(CENTRE[1])
+    rows = [out[y + d, xs].reshape(-1, 3).astype(float).mean(axis=0) for d in range(-6, 12)]
+    dark = min(rows, key=lambda c: float(c @ LUMA))  # the throat's darkest row
+    assert float(dark @ LUMA) < 0.4 * float(style.lip @ LUMA)
+    assert _lab(dark)[1] > 15.0  # red: scaling the lips' RGB gave a* 7 here
 
 
 def test_a_grey_portrait_gets_a_grey_interior() -> None:

@@ -102,6 +102,37 @@ def _to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.cvtColor(a, cv2.COLOR_Lab2RGB).reshape(np.shape(lab)) * 255.0)
 
 
+INTERIOR_CHROMA = 1.5
+"""The synthetic interior's shades of the lips' colour (:func:`lip_shade`) keep the lips'
+chroma (Lab a*, b*) up to this many times their own lightness (L)."""
+
+
+def lip_shade(lip: np.ndarray, k: float) -> np.ndarray:
+    """The lips' colour ``lip`` (RGB) as dark as ``k`` times it (the Lab lightness of RGB
+    scaled by ``k``) with the lips' red kept: their chroma (a*, and b* no further from 0 than
+    a*: a hue within 45 degrees of red), up to :data:`INTERIOR_CHROMA` times that lightness.
+    A mouth's inside is a deep red, where scaling RGB by ``k`` turned pale lips' inside
+    brown-black (their colour went with their light); saturated lips' inside stays a dark
+    red, not a bright one; grey lips (a black-and-white photo) give grey, yellowed lips (a
+    varnished painting) a dark brown, not a dark mustard."""
+    scaled = _to_lab(np.asarray(lip, np.float32) * np.float32(k))
+    lab = _to_lab(np.asarray(lip, np.float32))
+    a = max(float(lab[1]), 0.0)
+    b = float(np.clip(lab[2], -a, a))
+    light = float(scaled[0])
+    chroma = float(np.hypot(a, b))
+    c = min(1.0, INTERIOR_CHROMA * light / chroma) if chroma > 1e-6 else 0.0
+    # no less colour than scaling gave (a yellowed lip's own brown)
+    red = np.array([a * c, b * c], np.float32)
+    ab = np.where(np.abs(red) >= np.abs(scaled[1:]), red, scaled[1:])
+    rgb = np.zeros(3, np.float32)
+    for share in np.linspace(1.0, 0.0, 11):  # less chroma until it is a colour RGB has
+        rgb = _to_rgb(np.array([light, *(ab * np.float32(share))], np.float32))
+        if rgb.min() >= -0.5 and rgb.max() <= 255.5:
+            break
+    return np.clip(rgb, 0.0, 255.0).astype(np.float32)
+
+
 # -- the mouth's own frame ---------------------------------------------------------------------
 
 
@@ -522,7 +553,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     middle = float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0
     base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom, height=middle,
                    edge=_gap_tone(style, interior), dark_top=True,
-                   darkest=style.lip * np.float32(OWN_TEETH_SHADOW))
+                   darkest=lip_shade(style.lip, OWN_TEETH_SHADOW))
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
         # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
@@ -714,10 +745,10 @@ def is_portrait(style: MouthStyle, image: np.ndarray) -> bool:
 def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.5,
                   core_gain: float = 0.3) -> MouthStyle:
     """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
-    mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is it times
-    ``edge_gain`` at the lips, ``core_gain`` inside), skin colour beside the mouth, chroma
-    level (greyscale detection), a teeth colour, the own opening, and, when the mouth is
-    open, its interior split for rigid teeth."""
+    mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is its shade,
+    :func:`lip_shade`, at ``edge_gain`` by the lips and ``core_gain`` inside), skin colour
+    beside the mouth, chroma level (greyscale detection), a teeth colour, the own opening,
+    and, when the mouth is open, its interior split for rigid teeth."""
     pts = np.asarray(landmarks, np.float64)[:, :2]
     inner, outer = pts[list(lm.LIPS_INNER)], pts[list(lm.LIPS_OUTER)]
     lips_mask = _region(image.shape, [outer])
@@ -750,7 +781,7 @@ def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float 
             interior = dataclasses.replace(teeth if teeth is not None else interior,
                                            teeth=True)
     return MouthStyle(
-        edge=lip * np.float32(edge_gain), core=lip * np.float32(core_gain),
+        edge=lip_shade(lip, edge_gain), core=lip_shade(lip, core_gain),
         own_area=frame.area, lip=lip, skin=skin,
         cheek=cheek if cheek is not None else skin,
         chroma=chroma, teeth=_teeth_colour(image, pts, skin, lip),
@@ -1006,15 +1037,17 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
             1.0 / min(reach * height, most * width))
         r = np.sqrt(du * du + dv * dv)
         a = (1.0 - _smoothstep(0.75, 1.0, r)) * np.float32(min((height - 5.0) / 6.0, 1.0))
-        lit = lit_middle - (lit_middle - lit_edge) * np.clip(r, 0.0, 1.0)
-        for c, lip in zip(colour, style.lip, strict=True):
-            c += (lip * lit - c) * a
+        towards_edge = np.clip(r, 0.0, 1.0)
+        middle, rim = lip_shade(style.lip, lit_middle), lip_shade(style.lip, lit_edge)
+        for c, m, e in zip(colour, middle, rim, strict=True):
+            c += (m + (e - m) * towards_edge - c) * a
     return np.asarray(cv2.merge(colour), np.float32)
 
 
 OWN_TEETH_SHADOW = 0.16
-"""Under a portrait's own upper teeth the throat is no lighter than this share of the lips'
-colour (the shadow of the teeth and the palate: a yell's dark under the teeth)."""
+"""Under a portrait's own upper teeth the throat is no lighter than the lips' colour's shade
+at this share (:func:`lip_shade`; the shadow of the teeth and the palate: a yell's dark under
+the teeth)."""
 DARK_TOP_FROM = 0.15
 DARK_TOP_FULL = 0.3
 """The gap (mouth widths) between a portrait's own teeth rows from which the throat under
@@ -1023,12 +1056,12 @@ top, a yell gets the shadow under the teeth)."""
 TONGUE = (0.8, 0.35, 0.9, 0.55)
 """The synthetic tongue: how high its top rises over the lower lip (a share of the
 opening's height, at most the second value of the mouth's width), how light its middle is
-and how light its edge (shares of the lips' colour). Measured on the fixture clips' real
-mouths open a quarter of their width or more (inner-lip polygon cut into four bands, top to
-bottom): 0.5-0.9, 0.4-0.65, 0.65-0.8 and 0.7-1.5 of the lips' colour; lp_d18's yell (open
-two thirds of its width) shows its tongue up to about a third of the width over its lower
-lip. Before: half the opening's height, 0.45-0.65 of the lips' colour over a throat at
-0.16 of it: a black hole with a dim tongue."""
+and how light its edge (shades of the lips' colour at these shares: :func:`lip_shade`).
+Measured on the fixture clips' real mouths open a quarter of their width or more (inner-lip
+polygon cut into four bands, top to bottom): 0.5-0.9, 0.4-0.65, 0.65-0.8 and 0.7-1.5 of the
+lips' colour; lp_d18's yell (open two thirds of its width) shows its tongue up to about a
+third of the width over its lower lip. Before: half the opening's height, 0.45-0.65 of the
+lips' colour over a throat at 0.16 of it: a black hole with a dim tongue."""
 THROAT_DARK_AT = 0.12
 """A gap between the lips (or teeth rows) this wide, in mouth widths, is fully dark inside;
 a narrower one only partly (a soft shadow, not a black slit)."""

@@ -268,30 +268,6 @@ def test_a_wide_open_smile_without_a_lower_row_shows_lower_teeth_in_its_own_colo
     assert r > g > b and r - b > 10  # its own warm white, not a grey
 
 
-def test_the_synthetic_lower_row_takes_the_teeths_hue_not_their_highlights_white() -> None:
-    """The lightest of a portrait's teeth is their highlight, near white (the demo
-    astronaut's: (251, 241, 234)); shaded, the synthetic lower row in that colour came out a
-    cold grey under warm ivory upper teeth. Its hue is now the teeth's own out of their
-    highlights."""
-    inner = inner_lips(10.0, 10.0)
-    pts = landmarks_for(inner)
-    img = face_image(pts, skin=(200, 160, 140), lips=(170, 80, 90))
-    mouth = polygon_mask(inner)
-    teeth = np.full((SIZE, SIZE, 3), (228, 208, 176), np.uint8)  # ivory
-    teeth[:, ::8] = (90, 80, 75)
-    teeth[:, 2::4] = (252, 250, 248)  # highlights: a quarter of the teeth
-    img[mouth] = teeth[mouth]
-    style = prepare_mouth(img, pts)
-    assert style.own_teeth and style.interior is not None and style.interior.split >= 1.0
-    assert style.interior.light is not None and _lab(style.interior.light)[2] < 2.0
-    out = img.copy()
-    render_mouth(out, landmarks_for(inner_lips(10.0, 50.0)), style, mode="synthetic")
-    lip = int(CENTRE[1] + 50)
-    tips = out[lip - 7: lip - 3, int(CENTRE[0]) - 8: int(CENTRE[0]) + 8].reshape(-1, 3)
-    warm = _lab(np.median(tips.astype(np.float32), axis=0))
-    assert warm[0] > 60.0 and warm[2] > 0.6 * _lab(np.float32([228, 208, 176]))[2]
-
-
 def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> None:
     """A portrait with both rows of teeth (a gap between them). A yell drops the lower lip
     far below where the lower jaw carries the lower row (the face mesh's chin reads less of

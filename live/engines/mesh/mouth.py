@@ -253,9 +253,6 @@ class Interior:
     rows, else the lower lip's inner edge), the tone of a narrow gap between them."""
     light: np.ndarray | None = None
     """RGB float32 (3,): the upper part's lightest colour (its teeth, when it shows any)."""
-    tone: np.ndarray | None = None
-    """RGB float32 (3,): the median colour of the upper part's lighter half (its teeth out
-    of their highlights: their hue, which a highlight turns to white)."""
 
     @functools.cached_property
     def frame(self) -> _LipFrame:
@@ -348,16 +345,15 @@ def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float |
     shade = ((pix * zone[..., None]).reshape(-1, 3).sum(axis=0) / float(zone.sum())
              if float(zone.sum()) > 1.0 else None)
     whole = (w_up > 0.5 * weight) & (inside > 0.5)  # the upper part, inside the lips
-    light = tone = None
+    light = None
     if int(whole.sum()) >= 6:
         px = pix[whole]
         lum = px @ _LUMA
         light = px[lum >= np.percentile(lum, 85)].mean(axis=0).astype(np.float32)
-        tone = np.median(px[lum >= np.percentile(lum, 50)], axis=0).astype(np.float32)
     return Interior(origin=np.array([x0, y0], np.float64), upper=up.astype(np.float32),
                     lower=lo.astype(np.float32), inner=frame.inner, split=float(split),
                     band=band, shade=None if shade is None else shade.astype(np.float32),
-                    light=light, tone=tone)
+                    light=light)
 
 
 def cut_interior(image: np.ndarray, inner: np.ndarray, *, erode_px: float = 0.0,
@@ -456,20 +452,6 @@ def _gap_tone(style: MouthStyle, interior: Interior) -> np.ndarray:
     light = float(interior.light @ _LUMA) if interior.light is not None else 255.0
     target = float(np.clip(luma, 0.25 * float(style.edge @ _LUMA), GAP_TONE_MAX * light))
     return np.asarray(shade * np.float32(target / luma), np.float32)
-
-
-def _lower_row_colour(interior: Interior) -> np.ndarray:
-    """The synthetic lower teeth of a portrait showing only its upper ones: as light as its
-    teeth's lightest (:attr:`Interior.light`, a little less) in their hue
-    (:attr:`Interior.tone`): the lightest alone is their highlight, near white, which the
-    lower row's shading turned grey beside warm upper teeth."""
-    assert interior.light is not None
-    light = np.asarray(interior.light, np.float32) * np.float32(0.95)
-    if interior.tone is None:
-        return light
-    lab, hue = _to_lab(light), _to_lab(np.asarray(interior.tone, np.float32))
-    rgb = _to_rgb(np.array([lab[0], hue[1], hue[2]], np.float32))
-    return np.clip(rgb, 0.0, 255.0).astype(np.float32)
 
 
 def _anchor_line(dst: _LipFrame, line: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -575,7 +557,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
         # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
-        base = _lower_teeth(base, _lower_row_colour(interior),
+        base = _lower_teeth(base, np.asarray(interior.light, np.float32) * np.float32(0.95),
                             dst, s, bottom - t, gap, band=min(0.25 * middle, 0.09 * width),
                             opening=middle / width,
                             strength=1.0 if driver is None else 1.0 - driver.opacity)

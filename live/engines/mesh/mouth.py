@@ -553,7 +553,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     middle = float(np.median(gap[gap > 0])) if np.any(gap > 0) else 0.0
     base = _throat(style, dst, grid, tongue=True, top=top, bottom=bottom, height=middle,
                    edge=_gap_tone(style, interior), dark_top=True,
-                   darkest=lip_shade(style.lip, OWN_TEETH_SHADOW))
+                   darkest=style.teeth_shadow)
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
         # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
@@ -637,6 +637,19 @@ class MouthStyle:
     def own_teeth(self) -> bool:
         """Whether the portrait shows teeth of its own (kept rigid by synthetic mode)."""
         return self.interior is not None and self.interior.teeth
+
+    @functools.cached_property
+    def tongue(self) -> tuple[np.ndarray, np.ndarray]:
+        """The synthetic tongue's colours in its middle and at its edge (:data:`TONGUE`'s
+        shades of the lips, :func:`lip_shade`), made once for the portrait."""
+        _, _, middle, rim = TONGUE
+        return lip_shade(self.lip, middle), lip_shade(self.lip, rim)
+
+    @functools.cached_property
+    def teeth_shadow(self) -> np.ndarray:
+        """The darkest of the throat under a portrait's own teeth (:data:`OWN_TEETH_SHADOW`'s
+        shade of the lips), made once for the portrait."""
+        return lip_shade(self.lip, OWN_TEETH_SHADOW)
 
 
 def _cheek(image: np.ndarray, frame: _LipFrame) -> np.ndarray | None:
@@ -1031,14 +1044,14 @@ def _throat(style: MouthStyle, frame: _LipFrame, grid: tuple[np.ndarray, ...],
     height = frame.height if height is None else height
     if tongue and height > 5.0:
         # An ellipse resting on the lower lip, lit from the front (TONGUE).
-        reach, most, lit_middle, lit_edge = TONGUE
+        reach, most, _, _ = TONGUE
         du = (u - 0.5) * np.float32(1.0 / 0.36)
         dv = (1.0 - v) * np.minimum(gap, 1.6 * height) * np.float32(
             1.0 / min(reach * height, most * width))
         r = np.sqrt(du * du + dv * dv)
         a = (1.0 - _smoothstep(0.75, 1.0, r)) * np.float32(min((height - 5.0) / 6.0, 1.0))
         towards_edge = np.clip(r, 0.0, 1.0)
-        middle, rim = lip_shade(style.lip, lit_middle), lip_shade(style.lip, lit_edge)
+        middle, rim = style.tongue
         for c, m, e in zip(colour, middle, rim, strict=True):
             c += (m + (e - m) * towards_edge - c) * a
     return np.asarray(cv2.merge(colour), np.float32)

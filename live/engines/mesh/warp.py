@@ -311,19 +311,25 @@ class PiecewiseAffineWarp:
         count, labels, stats, _ = cv2.connectedComponentsWithStats(seams.view(np.uint8),
                                                                    connectivity=8)
         parts = []
+        boxes: tuple[np.ndarray, np.ndarray] | None = None  # the face triangles' corners' box
         for part in range(1, count):
             if stats[part, 4] < SEAM_LEAST_PX:
                 continue
+            if boxes is None:
+                corners = dst[tris[first:]]
+                boxes = corners.min(axis=1), corners.max(axis=1)
             x, y, w, h = (int(v) for v in stats[part, :4])
             ys, xs = np.nonzero(labels[y:y + h, x:x + w] == part)
             parts.append(self._seam_part(ys, xs, (x, y, w, h), index, first, coeffs, bounds,
-                                         dst, tris))
+                                         dst, tris, boxes))
         return parts
 
     def _seam_part(self, ys: np.ndarray, xs: np.ndarray, box: tuple[int, int, int, int],
                    index: np.ndarray, first: int, coeffs: np.ndarray, bounds: np.ndarray,
-                   dst: np.ndarray, tris: np.ndarray) -> SeamSources:
-        """:meth:`seam_sources` of one part: its pixels ``ys``, ``xs`` in its ``box``."""
+                   dst: np.ndarray, tris: np.ndarray,
+                   boxes: tuple[np.ndarray, np.ndarray]) -> SeamSources:
+        """:meth:`seam_sources` of one part: its pixels ``ys``, ``xs`` in its ``box``
+        (``boxes``: the lows and highs of the face triangles' corners, rows ``first`` on)."""
         x, y, w, h = box
         k = self._g
         # the grid cells under the box, and 3 more a side (the sides' reach)
@@ -354,8 +360,7 @@ class PiecewiseAffineWarp:
         # the face's coverage, at 4 x 4 samples a pixel, from every face triangle that reaches
         # the box (the cells' own winners left holes where a pixel's triangle had won none
         # of the cells round it: dark specks along a turned cheek's edge)
-        corners = dst[tris[first:]]
-        low, high = corners.min(axis=1), corners.max(axis=1)
+        low, high = boxes
         reaching = first + np.flatnonzero((high[:, 0] >= x - 1) & (low[:, 0] <= x + w)
                                           & (high[:, 1] >= y - 1) & (low[:, 1] <= y + h))
         ss = 4

@@ -13,7 +13,12 @@ from live.engines.mesh.engine import MeshEngine
 from live.engines.mesh.motion import MotionOptions, fit_rotation_3d, portrait_motion
 from live.engines.mesh.warp import composite_head
 from live.face import segmentation
-from live.face.segmentation import background_plate, prepare_layers, reflect_into_holes
+from live.face.segmentation import (
+    STILL_GROW,
+    background_plate,
+    prepare_layers,
+    reflect_into_holes,
+)
 
 SIZE = 512
 
@@ -130,6 +135,61 @@ def test_separate_colours_leaves_an_uncertain_plateau_and_opens_no_hole() -> Non
     plateau = (slice(0, 200), slice(66, 94))
     assert np.abs(matte[plateau] - guided[plateau]).max() < 0.05
     assert matte[90:100, 106:114].min() > 0.5, matte[90:100, 106:114].min()
+
+
+def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A dark collar (the person, its matte soft at the edge) on a light wall with a
+    lilac rim (5 px) along its top the matte left out, and a lilac patch on the wall apart from it:
+    image, matte, the rim, the patch."""
+    rng = np.random.default_rng(3)
+    size = 256
+    disk = np.zeros((size, size), np.float32)
+    cv2.circle(disk, (128, 230), 80, (1.0,), -1)
+    matte = cv2.GaussianBlur(disk, (0, 0), 1.2)
+    wall, dark, lilac = np.array([205, 200, 205]), np.array([20, 20, 25]), np.array([117, 106, 116])
+    image = wall * (1.0 - matte[..., None]) + dark * matte[..., None]
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(xx - 128, yy - 230)
+    rim = (r > 81) & (r < 87) & (yy < 200)
+    image[rim] = lilac
+    patch = np.zeros((size, size), bool)
+    patch[20:36, 20:44] = True
+    image[patch] = lilac
+    image = np.clip(image + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+    return image, matte, rim, patch
+
+
+def test_claim_attached_puts_back_a_rim_the_segmentation_left_out() -> None:
+    """A rim the selfie model misses (the demo's collar ring) stayed on the plate, and where
+    the body moved a copy of it stayed behind on the wall; joined to the person and unlike
+    the wall, it is the person's again. The same colour apart from the person stays wall,
+    and the person's own anti-aliased outline is not hardened."""
+    image, matte, rim, patch = _rim_on_a_collar()
+    claimed = segmentation.claim_attached(image, matte)
+    core = cv2.erode(rim.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert matte[core].max() < 0.05  # left out ...
+    assert claimed[core].min() > 0.9, claimed[core].min()  # ... and put back
+    assert np.array_equal(claimed[patch], matte[patch])  # not joined to the person
+    lower = np.zeros(matte.shape, bool)
+    lower[215:, :] = True  # the collar's sides below the rim: its outline only
+    assert np.array_equal(claimed[lower], matte[lower])
+    assert claimed.dtype == np.float32
+
+
+def test_the_demo_portraits_plate_has_no_collar_ring() -> None:
+    """The astronaut's suit ring (the segmentation left its top out) is filled in on the mesh
+    engine's plate like the rest of her, so it cannot stay behind on the wall when her body
+    moves."""
+    from live.jobs.demo import BUILTIN_PORTRAIT, builtin_portrait, portrait_face_crop
+
+    crop = portrait_face_crop(builtin_portrait(), size=SIZE, name=BUILTIN_PORTRAIT).image
+    layers = prepare_layers(crop, grow=STILL_GROW)
+    assert layers is not None
+    ring = (slice(338, 346), 120)  # the ring's top at the left shoulder (lilac, ~115 levels)
+    assert crop[ring].mean() < 140
+    assert layers.matte[ring].min() > 0.9
+    wall = layers.plate[322, 120].astype(int)  # the wall just above it
+    assert np.abs(layers.plate[ring].astype(int) - wall).max() < 30
 
 
 def test_still_background_is_the_photo_off_the_matte_and_the_board_beside_the_hair() -> None:

@@ -8,13 +8,17 @@ background options of the compositor. Three steps:
    fails on), so callers can fall back with a warning instead of cutting half an image.
 2. :func:`refine_matte`: an edge-aware guided filter (OpenCV contrib's ``ximgproc``) that snaps
    the coarse mask to the photo's own edges (hair, ears, collar).
+   :func:`separate_colours` then re-estimates the outline from the two colours meeting there,
+   and :func:`claim_attached` gives the person back the rims the model left out (a collar
+   ring, a hair clip).
 3. :func:`background_plate`: the background with the person removed, filled at a reduced size
    (a smooth pull-push fill, with the background's texture reflected a little way into the
    hole); pixels outside the (dilated) person are the photo's own, bit for bit.
 
 :func:`prepare_layers` runs all three and returns a :class:`PortraitLayers`;
-:func:`quick_matte` is steps 1 and 2 at a small size, fast enough for every frame (the FOMM
-engine's animated crop, whose head moves without a warp to carry the portrait's matte).
+:func:`quick_matte` is step 1 and the guided filter at a small size, fast enough for every
+frame (the FOMM engine's animated crop, whose head moves without a warp to carry the
+portrait's matte).
 """
 
 from __future__ import annotations
@@ -228,6 +232,90 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     return np.asarray(out, np.float32)
 
 
+CLAIM_REACH = 0.03
+"""How far (share of the long side) from the person :func:`claim_attached` looks for pieces
+of it the segmentation left out."""
+CLAIM_CONTRAST = (30.0, 60.0)
+"""Distance (RGB levels, less the background's own texture) of a pixel's colour from the
+background expected there at which :func:`claim_attached` starts to take it for the person,
+and from which fully."""
+CLAIM_TEXTURE = 0.03
+"""Window (Gaussian sigma, share of the long side) over which :func:`claim_attached` measures
+the background's own texture: wide enough to see a waterfall's streaks or a landscape's rocks
+beside the plain patch next to the person."""
+CLAIM_TEXTURE_SPREADS = 2.5
+"""How many times its texture's spread (a standard deviation) a pixel must differ from the
+expected background by before the contrast counts (a streak of a waterfall is that far from
+its mean)."""
+CLAIM_WORK_SIDE = 512
+"""Side at which :func:`claim_attached` works (its result is scaled up)."""
+
+
+def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM_REACH,
+                   contrast: tuple[float, float] = CLAIM_CONTRAST,
+                   work_side: int = CLAIM_WORK_SIDE) -> np.ndarray:
+    """``matte`` with the pieces of the person the segmentation left out put back: pixels the
+    matte calls mostly background (below 0.5) within ``reach`` of the person whose colour stands
+    out from the background expected there (the photo filled in from beyond the reach) by
+    ``contrast`` over :data:`CLAIM_TEXTURE_SPREADS` times the background's own texture, in
+    pieces at least 3 px thick (at ``work_side``) joined to the person.
+
+    The selfie model misses thin rims on the person's outline (a space suit's collar ring, a
+    hair clip, a strand of hair against the wall); the plate kept them, and where the body
+    moved, a copy of the rim stayed behind on the background. Elsewhere ``matte`` is returned
+    unchanged (float32)."""
+    img = check_rgb(image, "image")
+    h, w = matte.shape[:2]
+    if img.shape[:2] != (h, w):
+        raise ValueError(f"claim_attached: the matte is {w}x{h}, the image "
+                         f"{img.shape[1]}x{img.shape[0]}")
+    matte = matte.astype(np.float32)
+    side = float(max(h, w))
+    scale = min(1.0, work_side / side)
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    small = img if scale >= 1.0 else cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    sm = matte if scale >= 1.0 else cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
+    body = (sm >= 0.5).astype(np.uint8)
+    r = max(2.0, reach * max(sw, sh))
+    away = cv2.distanceTransform(1 - body, cv2.DIST_L2, 5)
+    near = (away > 0.0) & (away <= r)
+    clear = away > r
+    if not (body.any() and near.any() and clear.any()):
+        return matte
+    # the background expected near the person: the photo filled in from beyond the reach
+    expected = background_plate(small, sm, work_side=max(sw, sh) // 2, grow=1.05 * reach)
+    # the background's own texture: its local spread beyond the reach, carried in
+    raw = small.astype(np.float32)
+    sigma = max(1.0, CLAIM_TEXTURE * max(sw, sh))
+    weight = clear.astype(np.float32)
+    den = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-6)
+    mean = cv2.GaussianBlur(raw * weight[..., None], (0, 0), sigma) / den[..., None]
+    sq = cv2.GaussianBlur((raw * raw).sum(-1) * weight, (0, 0), sigma) / den
+    spread = np.sqrt(np.maximum(sq - (mean * mean).sum(-1), 0.0))[..., None]
+    texture = _nearest_samples(spread.astype(np.float32), clear)[..., 0]
+    diff = np.sqrt(((_without_grain(small).astype(np.float32)
+                     - expected.astype(np.float32)) ** 2).sum(-1))
+    lo, hi = contrast
+    stands = np.clip((diff - CLAIM_TEXTURE_SPREADS * texture - lo) / (hi - lo), 0.0, 1.0) * near
+    # only pieces joined to the person (and their anti-aliased rim)
+    count, labels = cv2.connectedComponents(((stands > 0.5) | (body > 0)).astype(np.uint8),
+                                            connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[labels[body > 0]] = True
+    joined[0] = False
+    # at least three pixels thick: not the outline's own anti-aliased ring, a pixel wide,
+    # which would harden every edge
+    square = np.ones((3, 3), np.uint8)
+    piece = cv2.morphologyEx((joined[labels] & (stands > 0.5)).astype(np.uint8),
+                             cv2.MORPH_OPEN, square)
+    if not piece.any():
+        return matte
+    add = stands * (cv2.dilate(piece, square) > 0)
+    if scale < 1.0:
+        add = cv2.resize(add.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(np.maximum(matte, add), np.float32)
+
+
 PLATE_GROW = 0.03
 """How far (share of the long side) :func:`background_plate` grows the person by default."""
 
@@ -429,4 +517,5 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         return None
     if refine:
         matte = separate_colours(image, matte, refine_matte(image, matte))
+        matte = claim_attached(image, matte)
     return PortraitLayers(matte=matte, plate=background_plate(image, matte, grow=grow))

@@ -192,6 +192,27 @@ def test_the_demo_portraits_plate_has_no_collar_ring() -> None:
     assert np.abs(layers.plate[ring].astype(int) - wall).max() < 30
 
 
+def test_the_head_layer_is_solid_inside_the_face_outline() -> None:
+    """Along the astronaut's jaw the matte's soft edge runs inside the face outline (0.4-0.7):
+    the turn in the demo (frame 248) drew that sliver out over the near cheek as a pale block
+    with the wall showing through. Inside the outline the head layer is whole."""
+    from live.jobs.demo import BUILTIN_PORTRAIT, builtin_portrait, portrait_face_crop
+
+    crop = portrait_face_crop(builtin_portrait(), size=SIZE, name=BUILTIN_PORTRAIT).image
+    with MeshEngine(size=SIZE) as engine:
+        portrait = engine.prepare(crop)
+    assert portrait.layers is not None
+    oval = np.round(portrait.landmarks[list(lm.FACE_OVAL), :2]).astype(np.int32)
+    inside = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(inside, [oval], (1,))
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    assert portrait.matte[inside].min() == 255
+    segmented = prepare_layers(crop, grow=STILL_GROW)  # the segmentation alone is not
+    assert segmented is not None and segmented.matte_u8[inside].min() < 200
+    outside = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert np.array_equal(portrait.matte[outside], segmented.matte_u8[outside])
+
+
 def test_still_background_is_the_photo_off_the_matte_and_the_board_beside_the_hair() -> None:
     """The background a moved pixel carries: the photo itself where the matte is 0, and on
     the hair's soft edge just below the wall the board (the grown plate's fill mixes the

@@ -239,6 +239,21 @@ class MeshPortrait:
         return int(self.image.shape[0])
 
 
+def with_solid_face(layers: PortraitLayers, landmarks: np.ndarray) -> PortraitLayers:
+    """``layers`` with the matte made whole inside the portrait's face outline (FACE_OVAL of
+    ``landmarks``, anti-aliased along it); the plate as it was.
+
+    Where the outline runs along the face's silhouette (a jaw against the wall), the matte's
+    soft edge lies inside it, and a turn that brings that side into view draws the sliver out
+    over the cheek: a pale block with the wall showing through (the demo's turn). At rest the
+    head layer gives the portrait back whatever its matte, so nothing changes there."""
+    oval = np.round(landmarks[list(lm.FACE_OVAL), :2] * 16.0).astype(np.int32)
+    inside = np.zeros(layers.matte.shape, np.uint8)
+    cv2.fillPoly(inside, [oval], (255,), cv2.LINE_AA, shift=4)
+    matte = np.maximum(layers.matte, inside.astype(np.float32) / 255.0)
+    return PortraitLayers(matte=matte, plate=layers.plate)
+
+
 def _body_pose(body: np.ndarray) -> np.ndarray:
     """The body lattice's points (count, 2) as a part of the pose: z 0, (count, 3)."""
     return np.column_stack([body, np.zeros(len(body))])
@@ -381,6 +396,8 @@ class MeshEngine:
             if layers is None:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")
+            else:
+                layers = with_solid_face(layers, pts64)
         prepared = MeshPortrait(image=image, landmarks=pts64, layout=layout,
                                 mouth=mouth_style(image, pts64), chains=face_chains(pts64),
                                 layers=layers,

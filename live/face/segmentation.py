@@ -284,15 +284,22 @@ def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM
         return matte
     # the background expected near the person: the photo filled in from beyond the reach
     expected = background_plate(small, sm, work_side=max(sw, sh) // 2, grow=1.05 * reach)
-    # the background's own texture: its local spread beyond the reach, carried in
+    # the background's own texture: its local spread beyond the reach (a smooth measure:
+    # taken at a quarter of the size), carried in
     raw = small.astype(np.float32)
-    sigma = max(1.0, CLAIM_TEXTURE * max(sw, sh))
     weight = clear.astype(np.float32)
-    den = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-6)
-    mean = cv2.GaussianBlur(raw * weight[..., None], (0, 0), sigma) / den[..., None]
-    sq = cv2.GaussianBlur((raw * raw).sum(-1) * weight, (0, 0), sigma) / den
-    spread = np.sqrt(np.maximum(sq - (mean * mean).sum(-1), 0.0))[..., None]
-    texture = _nearest_samples(spread.astype(np.float32), clear)[..., 0]
+    q = 4 if min(sw, sh) >= 64 else 1
+    qsize = (max(1, sw // q), max(1, sh // q))
+    sigma = max(1.0, CLAIM_TEXTURE * max(sw, sh) / q)
+    sums = [cv2.resize(a, qsize, interpolation=cv2.INTER_AREA)
+            for a in (weight, raw * weight[..., None], (raw * raw).sum(-1) * weight)]
+    den, mean, sq = (cv2.GaussianBlur(a, (0, 0), sigma) for a in sums)
+    den = np.maximum(den, 1e-6)
+    mean = mean / den[..., None]
+    spread = np.sqrt(np.maximum(sq / den - (mean * mean).sum(-1), 0.0)).astype(np.float32)
+    if q > 1:
+        spread = cv2.resize(spread, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    texture = _nearest_samples(spread[..., None], clear)[..., 0]
     diff = np.sqrt(((_without_grain(small).astype(np.float32)
                      - expected.astype(np.float32)) ** 2).sum(-1))
     lo, hi = contrast

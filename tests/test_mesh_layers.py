@@ -91,6 +91,22 @@ def test_plate_does_not_mirror_the_pictures_frame_line_into_the_hole() -> None:
     assert plate[inside][:, 0].min() > 100  # nor the head's dark
 
 
+def test_plate_does_not_copy_an_object_beside_the_person_into_the_hole() -> None:
+    """A red sign a little way from the person (not touching it) was mirrored into the
+    plate as a second sign, seen wherever the neck moved aside; the wall between carries
+    on instead (stripes that meet the person still do: the test above)."""
+    rng = np.random.default_rng(7)
+    image = np.clip(np.full((256, 256, 3), 200) + rng.integers(-3, 4, (256, 256, 3)), 0, 255)
+    image = image.astype(np.uint8)
+    matte = np.zeros((256, 256), np.float32)
+    matte[:, 140:] = 1.0
+    image[matte > 0] = (30, 25, 25)
+    image[100:130, 100:125] = (200, 30, 30)  # the sign, 15 px from the person
+    plate = background_plate(image, matte).astype(int)
+    mirrored = plate[100:130, 145:175]  # where the sign's mirror image fell
+    assert (mirrored[..., 0] - mirrored[..., 1]).max() < 50
+
+
 def _hair_by_a_board(size: int = 600) -> tuple[np.ndarray, np.ndarray]:
     """A dark-haired person (right of x = 380) before a light wall (top) over a dark board
     (from y = 250), with a little grain; and a coarse mask whose ramp (x 366-378) sits left

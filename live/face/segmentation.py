@@ -365,6 +365,10 @@ REFLECT_BEND = 0.02
 turns gradually where the hole's edge bends instead of tearing along its medial axis."""
 REFLECT_RIM = 0.012
 """The picture's outer rim (share of the long side) never mirrored into a hole."""
+REFLECT_ALIKE = (40.0, 90.0)
+"""Colour distance (RGB levels) between a mirrored pixel and the hole's edge it was mirrored
+through up to which it is carried in fully, and from which not at all: a red sign a little
+way beside a neck was mirrored into the plate as a second sign."""
 
 
 def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
@@ -375,8 +379,10 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     pixel at distance d from the nearest valid pixel b takes the pixel mirrored through b (d
     beyond it), fading to the smooth fill at ``depth`` of the long side and wherever the
     mirrored point is itself in a hole (sampled from ``filled``, so what was removed never
-    comes back) or within ``rim`` of the picture's edge (a frame line). Straight edges that
-    meet the hole (a sofa's back, a horizon) continue into it; valid pixels are unchanged."""
+    comes back) or within ``rim`` of the picture's edge (a frame line), and wherever it is
+    unlike the edge's own pixel (:data:`REFLECT_ALIKE`: an object near the hole but not
+    touching it is not copied). Straight edges that meet the hole (a sofa's back, a
+    horizon) continue into it; valid pixels are unchanged."""
     h, w = valid.shape[:2]
     hole = np.asarray(~valid, np.uint8)
     if not hole.any() or not valid.any():
@@ -399,8 +405,15 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     source[:edge], source[-edge:], source[:, :edge], source[:, -edge:] = 0.0, 0.0, 0.0, 0.0
     lands = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT)  # 0 past the edge
+    # only what carries on from the hole's edge: a mirrored pixel unlike the edge's own
+    # (an object a little way from the hole, not touching it) would come back as a copy
+    at_edge = cv2.remap(filled, xx + off_x, yy + off_y, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    apart = np.sqrt(((mirrored.astype(np.float32) - at_edge.astype(np.float32)) ** 2).sum(-1))
+    lo, hi = REFLECT_ALIKE
     weight = (np.clip(1.0 - dist / (depth * side), 0.0, 1.0)
-              * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole)
+              * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole
+              * np.clip((hi - apart) / (hi - lo), 0.0, 1.0))
     out = cv2.blendLinear(mirrored, filled, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)

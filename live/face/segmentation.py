@@ -380,8 +380,9 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     beyond it), fading to the smooth fill at ``depth`` of the long side and wherever the
     mirrored point is itself in a hole (sampled from ``filled``, so what was removed never
     comes back) or within ``rim`` of the picture's edge (a frame line), and wherever it is
-    unlike the edge's own pixel (:data:`REFLECT_ALIKE`: an object near the hole but not
-    touching it is not copied). Straight edges that meet the hole (a sofa's back, a
+    unlike every pixel of the edge near b (:data:`REFLECT_ALIKE`; read at b and along the
+    edge as far each way as the pixel is deep): an object near the hole but not touching it
+    is not copied. Straight edges that meet the hole (a sofa's back, a
     horizon) continue into it; valid pixels are unchanged."""
     h, w = valid.shape[:2]
     hole = np.asarray(~valid, np.uint8)
@@ -405,15 +406,32 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     source[:edge], source[-edge:], source[:, :edge], source[:, -edge:] = 0.0, 0.0, 0.0, 0.0
     lands = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT)  # 0 past the edge
-    # only what carries on from the hole's edge: a mirrored pixel unlike the edge's own
-    # (an object a little way from the hole, not touching it) would come back as a copy
-    at_edge = cv2.remap(filled, xx + off_x, yy + off_y, cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
-    apart = np.sqrt(((mirrored.astype(np.float32) - at_edge.astype(np.float32)) ** 2).sum(-1))
+    # only what carries on from the hole's edge: a mirrored pixel unlike anything on the
+    # edge near where it was mirrored (an object a little way from the hole, not touching
+    # it) would come back as a copy. The edge is read at the mirror point and along it, as
+    # far each way as the pixel is deep (bands meeting a slanted edge meet it further along)
+    reach = np.sqrt(off_x * off_x + off_y * off_y)
+    along_x = -off_y / np.maximum(reach, 1e-3)
+    along_y = off_x / np.maximum(reach, 1e-3)
+    looks = mirrored.astype(np.float32)
+    apart = np.full((h, w), np.inf, np.float32)
+    for k in (0.0, -1.0, 1.0, -2.0, 2.0):
+        at_x = xx + off_x + k * reach * along_x
+        at_y = yy + off_y + k * reach * along_y
+        edge_pixel = cv2.remap(filled, at_x, at_y, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        there = cv2.remap(valid.astype(np.float32), at_x, at_y, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
+        d = np.sqrt(((looks - edge_pixel) ** 2).sum(-1))
+        apart = np.minimum(apart, np.where(there > 0.5, d, np.inf))
     lo, hi = REFLECT_ALIKE
+    # (smoothed a little: pixel by pixel the choice speckles a busy background; what is
+    # refused grown by a pixel first, so that the smoothing lets none of it back)
+    refuse = cv2.erode(np.clip((hi - apart) / (hi - lo), 0.0, 1.0).astype(np.float32),
+                       np.ones((3, 3), np.uint8))
+    alike = cv2.GaussianBlur(refuse, (0, 0), max(1.0, 0.005 * side))
     weight = (np.clip(1.0 - dist / (depth * side), 0.0, 1.0)
-              * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole
-              * np.clip((hi - apart) / (hi - lo), 0.0, 1.0))
+              * np.clip(2.0 * lands - 1.0, 0.0, 1.0) * hole * alike)
     out = cv2.blendLinear(mirrored, filled, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)

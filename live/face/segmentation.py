@@ -366,9 +366,9 @@ turns gradually where the hole's edge bends instead of tearing along its medial 
 REFLECT_RIM = 0.012
 """The picture's outer rim (share of the long side) never mirrored into a hole."""
 REFLECT_ALIKE = (40.0, 90.0)
-"""Colour distance (RGB levels) between a mirrored pixel and the hole's edge it was mirrored
-through up to which it is carried in fully, and from which not at all: a red sign a little
-way beside a neck was mirrored into the plate as a second sign."""
+"""Colour distance (RGB levels) between a mirrored pixel and the likest pixel of the hole's
+edge near where it was mirrored, up to which it is carried in fully, and from which not at
+all: a red sign a little way beside a neck was mirrored into the plate as a second sign."""
 
 
 def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
@@ -382,8 +382,8 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     comes back) or within ``rim`` of the picture's edge (a frame line), and wherever it is
     unlike every pixel of the edge near b (:data:`REFLECT_ALIKE`; read at b and along the
     edge as far each way as the pixel is deep): an object near the hole but not touching it
-    is not copied. Straight edges that meet the hole (a sofa's back, a
-    horizon) continue into it; valid pixels are unchanged."""
+    is not copied. Straight edges that meet the hole (a sofa's back, a horizon) continue
+    into it; valid pixels are unchanged."""
     h, w = valid.shape[:2]
     hole = np.asarray(~valid, np.uint8)
     if not hole.any() or not valid.any():
@@ -414,13 +414,14 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
     along_x = -off_y / np.maximum(reach, 1e-3)
     along_y = off_x / np.maximum(reach, 1e-3)
     looks = mirrored.astype(np.float32)
+    is_valid = valid.astype(np.float32)
     apart = np.full((h, w), np.inf, np.float32)
     for k in (0.0, -1.0, 1.0, -2.0, 2.0):
         at_x = xx + off_x + k * reach * along_x
         at_y = yy + off_y + k * reach * along_y
         edge_pixel = cv2.remap(filled, at_x, at_y, cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        there = cv2.remap(valid.astype(np.float32), at_x, at_y, cv2.INTER_LINEAR,
+        there = cv2.remap(is_valid, at_x, at_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
         d = np.sqrt(((looks - edge_pixel) ** 2).sum(-1))
         apart = np.minimum(apart, np.where(there > 0.5, d, np.inf))

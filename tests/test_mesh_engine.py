@@ -555,6 +555,36 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     assert np.array_equal(out, streaks)
 
 
+
+def test_a_half_closed_lid_loses_its_streaks_before_the_skin_takes_over() -> None:
+    """Part way down (the skin above the lashes only a third in), the warp's own stretched
+    lid is already blurred along the eye: the two mixed while it was still streaked showed
+    a ghost of the lashes drawn out over the eye (the demo's first blink)."""
+    from live.engines.mesh.eyes import CLOSING_LID_FROM, CLOSING_LID_FULL, smooth_closing_lids
+
+    pts = _synthetic_eyes()
+    streaks = np.full((120, 120, 3), 200, np.uint8)
+    streaks[47:70, 25:95] = np.where((np.arange(25, 95) // 2) % 2 == 0, 60, 140)[None, :, None]
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
+    share = CLOSING_LID_FROM + 0.35 * (CLOSING_LID_FULL - CLOSING_LID_FROM)
+    half = pts.copy()
+    half[up] = pts[up] + (pts[lo] - pts[up]) * share
+    out = streaks.copy()
+    assert smooth_closing_lids(out, half, pts, head, streaks) == 1
+    region = (slice(50, 54), slice(45, 75))  # swept by the lid (its middle is at 56 now)
+
+    def streak(image: np.ndarray) -> float:
+        return float(np.abs(np.diff(image[region].astype(float), axis=1)).mean())
+
+    assert streak(out) < 0.3 * streak(streaks)
+    # ... while the skin above the lashes (plain 200 here) is only partly in
+    closed = pts.copy()
+    closed[up] = pts[lo] - [0.0, 0.5]
+    full = streaks.copy()
+    smooth_closing_lids(full, closed, pts, head, streaks)
+    assert out[region].mean() < full[region].mean() - 10.0
+
 def _synthetic_eyes(dy_left: float = 200.0) -> np.ndarray:
     """478 landmarks with a 60 px wide right eye (upper lid 12 px above the corners' line,
     lower lid 6 px below) and the left eye ``dy_left`` lower (off a 120 px picture)."""
@@ -606,7 +636,7 @@ def test_a_closing_lid_takes_its_source_from_above_the_lash_line() -> None:
     src = pts.copy()
     up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
     squint = pts.copy()
-    squint[up] = pts[up] + (pts[lo] - pts[up]) * CLOSING_LID_FROM
+    squint[up] = pts[up] + (pts[lo] - pts[up]) * (0.98 * CLOSING_LID_FROM)
     assert lift_lash_source(src, pts, pts, head, lashes) is src  # open
     assert lift_lash_source(src, pts, squint, head, lashes) is src  # a squint keeps its lid
     closed = pts.copy()

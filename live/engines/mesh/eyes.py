@@ -409,13 +409,17 @@ def keep_lash_bands(source: np.ndarray, points: np.ndarray, portrait: np.ndarray
     return done
 
 
-CLOSING_LID_FROM = 0.35
+CLOSING_LID_FROM = 0.4
 """Share of an eye's lid gap closed from which its lid is smoothed (:func:`smooth_closing_lids`)
 ..."""
-CLOSING_LID_FULL = 0.75
+CLOSING_LID_FULL = 0.55
 """... fully from this share on."""
 CLOSING_LID_BLUR = 0.12
 """Width (eye widths) of the blur along the eye that takes out the lid's vertical streaks."""
+CLOSING_LID_CALM = 0.3
+"""Share of the lid's redraw (:data:`CLOSING_LID_FROM` to :data:`CLOSING_LID_FULL`) by which
+the warp's own lid is fully blurred along the eye (its streaks gone), the skin above the
+lashes only then fading in over it."""
 CLOSING_LID_FEATHER = 0.05
 """Softness (eye widths, Gaussian sigma) of the smoothed area's edge."""
 CLOSED_LID_SKIN = 0.1
@@ -569,7 +573,12 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         mask = np.zeros(roi.shape[:2], np.float32)
         cv2.fillPoly(mask, [np.round((swept - [x0, y0]) * 16).astype(np.int32)], (1.0,),
                      cv2.LINE_AA, 4)
-        mask = cv2.GaussianBlur(mask, (0, 0), feather) * np.float32(a)
+        mask = cv2.GaussianBlur(mask, (0, 0), feather)
+        # the warp's own lid, its streaks blurred out along the eye well before the skin
+        # above the lashes takes over: mixed while still streaked, the two showed a ghost
+        calm = mask * np.float32(min(1.0, a / CLOSING_LID_CALM))
+        base += (np.asarray(cv2.blur(base, (k, 1)), np.float32) - base) * calm[..., None]
+        mask *= np.float32(a)
         skin = _lid_skin(image, own, head, lash, up_open, up_now, (int(x0), int(y0)),
                          (y1 - y0, x1 - x0))
         colour = np.asarray(cv2.blur(skin, (k, 1)), np.float32)

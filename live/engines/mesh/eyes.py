@@ -573,7 +573,7 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         mask = np.zeros(roi.shape[:2], np.float32)
         cv2.fillPoly(mask, [np.round((swept - [x0, y0]) * 16).astype(np.int32)], (1.0,),
                      cv2.LINE_AA, 4)
-        mask = cv2.GaussianBlur(mask, (0, 0), feather)
+        mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), feather), np.float32)
         # the warp's own lid, its streaks blurred out along the eye well before the skin
         # above the lashes takes over: mixed while still streaked, the two showed a ghost
         calm = mask * np.float32(min(1.0, a / CLOSING_LID_CALM))

@@ -516,7 +516,7 @@ def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
 
 def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     """A lid brought down over the eye is the portrait's thin lid stretched: vertical streaks.
-    Once the eye is more than a third closed the lid is the portrait's skin above the lid,
+    Once the eye is 40 % closed (CLOSING_LID_FROM) the lid is the portrait's skin above the lid,
     blurred along the eye; an open eye, and everything away from the lid, is left alone."""
     from live.engines.mesh.eyes import CLOSING_LID_FROM, smooth_closing_lids
 
@@ -547,7 +547,7 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     far = np.ones((size, size), bool)
     far[25:80, 15:105] = False
     assert np.array_equal(out[far], streaks[far])
-    # a third closed or less: nothing
+    # less than CLOSING_LID_FROM closed: nothing
     half = pts.copy()
     half[up] = pts[up] + (pts[lo] - pts[up]) * (0.9 * CLOSING_LID_FROM)
     out = streaks.copy()

@@ -514,6 +514,19 @@ def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
     assert _diff(out[left], portrait.image[left]) < 0.5
 
 
+def _streaked_lid(size: int = 120) -> np.ndarray:
+    """Plain skin (200) with a lid of vertical 2 px stripes (60 / 140) over the right eye of
+    :func:`_synthetic_eyes`: the warp's stretched lashes."""
+    image = np.full((size, size, 3), 200, np.uint8)
+    image[47:70, 25:95] = np.where((np.arange(25, 95) // 2) % 2 == 0, 60, 140)[None, :, None]
+    return image
+
+
+def _streak(image: np.ndarray, region: tuple[slice, slice]) -> float:
+    """Mean pixel to pixel change along the eye inside ``region``."""
+    return float(np.abs(np.diff(image[region].astype(float), axis=1)).mean())
+
+
 def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     """A lid brought down over the eye is the portrait's thin lid stretched: vertical streaks.
     Once the eye is 40 % closed (CLOSING_LID_FROM) the lid is the portrait's skin above the lid,
@@ -528,9 +541,7 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
                              (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, 200.0)):  # off-picture
         pts[list(upper)] = np.stack([x, 60.0 - 12.0 * bulge + dy], 1)
         pts[list(lower)] = np.stack([x, 60.0 + 6.0 * bulge + dy], 1)
-    skin = np.full((size, size, 3), 200, np.uint8)
-    streaks = skin.copy()
-    streaks[47:70, 25:95] = np.where((np.arange(25, 95) // 2) % 2 == 0, 60, 140)[None, :, None]
+    streaks = _streaked_lid(size)
     head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     closed = pts.copy()
     up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
@@ -538,11 +549,7 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     out = streaks.copy()
     assert smooth_closing_lids(out, closed, pts, head, streaks) == 1
     region = (slice(50, 62), slice(40, 80))  # swept by the lid
-
-    def streak(image: np.ndarray) -> float:  # pixel to pixel change along the eye
-        return float(np.abs(np.diff(image[region].astype(float), axis=1)).mean())
-
-    assert streak(out) < 0.3 * streak(streaks)
+    assert _streak(out, region) < 0.3 * _streak(streaks, region)
     assert out[region].mean() > streaks[region].mean() + 10.0  # towards the skin above
     far = np.ones((size, size), bool)
     far[25:80, 15:105] = False
@@ -555,7 +562,6 @@ def test_a_closing_lid_is_smoothed_along_the_eye_and_only_there() -> None:
     assert np.array_equal(out, streaks)
 
 
-
 def test_a_half_closed_lid_loses_its_streaks_before_the_skin_takes_over() -> None:
     """Part way down (the skin above the lashes only a third in), the warp's own stretched
     lid is already blurred along the eye: the two mixed while it was still streaked showed
@@ -563,8 +569,7 @@ def test_a_half_closed_lid_loses_its_streaks_before_the_skin_takes_over() -> Non
     from live.engines.mesh.eyes import CLOSING_LID_FROM, CLOSING_LID_FULL, smooth_closing_lids
 
     pts = _synthetic_eyes()
-    streaks = np.full((120, 120, 3), 200, np.uint8)
-    streaks[47:70, 25:95] = np.where((np.arange(25, 95) // 2) % 2 == 0, 60, 140)[None, :, None]
+    streaks = _streaked_lid()
     head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     up, lo = list(lm.RIGHT_EYE_UPPER), list(lm.RIGHT_EYE_LOWER)
     share = CLOSING_LID_FROM + 0.35 * (CLOSING_LID_FULL - CLOSING_LID_FROM)
@@ -573,17 +578,14 @@ def test_a_half_closed_lid_loses_its_streaks_before_the_skin_takes_over() -> Non
     out = streaks.copy()
     assert smooth_closing_lids(out, half, pts, head, streaks) == 1
     region = (slice(50, 54), slice(45, 75))  # swept by the lid (its middle is at 56 now)
-
-    def streak(image: np.ndarray) -> float:
-        return float(np.abs(np.diff(image[region].astype(float), axis=1)).mean())
-
-    assert streak(out) < 0.3 * streak(streaks)
+    assert _streak(out, region) < 0.3 * _streak(streaks, region)
     # ... while the skin above the lashes (plain 200 here) is only partly in
     closed = pts.copy()
     closed[up] = pts[lo] - [0.0, 0.5]
     full = streaks.copy()
     smooth_closing_lids(full, closed, pts, head, streaks)
     assert out[region].mean() < full[region].mean() - 10.0
+
 
 def _synthetic_eyes(dy_left: float = 200.0) -> np.ndarray:
     """478 landmarks with a 60 px wide right eye (upper lid 12 px above the corners' line,

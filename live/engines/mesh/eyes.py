@@ -541,9 +541,10 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
                         head: np.ndarray, image: np.ndarray,
                         lashes: tuple[LashLine, LashLine] = (NO_LASHES, NO_LASHES)) -> int:
     """In place: a closing eye's upper lid is the portrait's thin visible lid stretched over
-    the eye, which shows as vertical streaks; as the lid comes down, the swept area becomes
-    the portrait's skin above its lash line (:func:`_lid_skin`), blurred along the eye, with
-    a soft edge, and the lid's edge gets the portrait's lash line (``lashes``,
+    the eye, which shows as vertical streaks; as the lid comes down, the swept area is first
+    blurred along the eye (by :data:`CLOSING_LID_CALM` of the way), then becomes the
+    portrait's skin above its lash line (:func:`_lid_skin`), blurred along the eye, with a
+    soft edge, and the lid's edge gets the portrait's lash line (``lashes``,
     :func:`lash_lines`) as a thin dark line. ``points``: the output landmarks; ``portrait``:
     the portrait's; ``head``: the head's portrait -> output affine (2x3); ``image``: the
     portrait (RGB uint8). Returns the number of eyes smoothed."""

@@ -14,6 +14,7 @@ from live.engines.mesh import mouth as mouth_module
 from live.engines.mesh.mouth import (
     CORNER_TAPER,
     INTERIOR_CHROMA,
+    LIP_EDGE_MAX,
     MAX_GUM_SHOW,
     PURSED_DARKEST,
     MouthStyle,
@@ -23,6 +24,7 @@ from live.engines.mesh.mouth import (
     limit_lip_retraction,
     lip_seam,
     lip_shade,
+    lower_lip_edge,
     match_colours,
     mouth_style,
     open_lip_seam,
@@ -705,11 +707,15 @@ def test_the_old_fill_and_style_names_still_work() -> None:
 DRIVER_CENTRE = (160.0, 170.0)
 
 
-def driver(up: float, down: float) -> tuple[np.ndarray, np.ndarray]:
+def driver(up: float, down: float, *, strip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A colourful driving face (pink skin, red lips) with its mouth open: white upper teeth
     under the upper lip, a dark red throat, a pink tongue, lower teeth at the lower lip.
-    A bigger crop than the portrait, the mouth elsewhere and smaller."""
+    A bigger crop than the portrait, the mouth elsewhere and smaller. ``strip``: the
+    landmarks' lower line lies that much (px, at the middle) inside the lower lip, as the face
+    mesh puts it on a wide opening."""
     size = 320
+    landmarks = inner_lips(up, down, centre=DRIVER_CENTRE, half_width=45.0)
+    down -= strip  # the opening as the pixels show it
     inner = inner_lips(up, down, centre=DRIVER_CENTRE, half_width=45.0)
     img = np.zeros((size, size, 3), np.uint8)
     img[:] = (225, 160, 140)
@@ -727,7 +733,7 @@ def driver(up: float, down: float) -> tuple[np.ndarray, np.ndarray]:
     img[inside & (v > 0.6)] = (230, 110, 130)  # tongue
     img[inside & (v > 0.9)] = (235, 230, 220)  # lower teeth
     pts = np.zeros((478, 3))
-    pts[list(lm.LIPS_INNER), :2] = inner
+    pts[list(lm.LIPS_INNER), :2] = landmarks
     return img, pts
 
 
@@ -775,6 +781,75 @@ def test_a_transplanted_opening_has_no_dark_rim() -> None:
     # the darkest rim pixels are no darker than the darker side of the edge (the lips),
     # give or take: an interior cut 0.7 px short of the edge put them 35 levels below it
     assert np.percentile(lum[rim], 5) > darker_side - 10.0
+
+
+def test_the_drivers_lower_line_moves_onto_its_lips_edge() -> None:
+    """The face mesh puts a wide opening's lower inner lip inside the lip: the line moves up
+    onto the edge the pixels show; a line on the edge, the corners and the upper line stay."""
+    for strip in (0.0, 1.5, 3.0):
+        img, pts = driver(12.0, 18.0, strip=strip)
+        inner = pts[list(lm.LIPS_INNER), :2]
+        moved = lower_lip_edge(img, inner)
+        assert np.array_equal(moved[:11], inner[:11])  # the upper line and the corners
+        drawn = inner_lips(12.0, 18.0 - strip, centre=DRIVER_CENTRE, half_width=45.0)
+        edge = drawn[[0, *range(19, 9, -1)]]  # the drawn lower line, left to right
+        off = moved[11:, 1] - np.interp(moved[11:, 0], edge[:, 0], edge[:, 1])
+        assert np.abs(off).max() < 1.0, (strip, off)
+        if strip == 0.0:
+            assert np.array_equal(moved, inner)
+
+
+def test_the_drivers_lower_line_stays_without_a_lip_edge_and_moves_a_limited_way() -> None:
+    img, pts = driver(12.0, 18.0)
+    inner = pts[list(lm.LIPS_INNER), :2]
+    opening = np.zeros(img.shape[:2], np.uint8)
+    fill(opening, inner, (1, 1, 1))  # type: ignore[arg-type]
+    img[opening.astype(bool)] = (200, 50, 70)  # a tongue the lip's colour against the lip
+    assert np.array_equal(lower_lip_edge(img, inner), inner)
+    # 4 px of lip inside a 10 px opening's line: it moves up by 30 % of the opening
+    img, pts = driver(4.0, 6.0, strip=4.0)
+    inner = pts[list(lm.LIPS_INNER), :2]
+    rise = inner[:, 1] - lower_lip_edge(img, inner)[:, 1]
+    assert 0.9 * LIP_EDGE_MAX * 10.0 < rise.max() <= LIP_EDGE_MAX * 10.0 + 1e-6
+
+
+def test_a_wide_driving_mouths_lip_strip_shows_as_the_outputs_lip() -> None:
+    """A wide-open driver whose lower inner-lip line lies 4 px inside its lip: above the
+    output's lower line, over that strip, the output's own lower lip carries on (mirrored),
+    not the driver's lip (as a second lower lip); with the line on the edge the driver's
+    interior reaches down to the output's lip."""
+    img, _, style = closed_portrait()
+    out_inner = inner_lips(9.0, 14.0)
+    cx, cy = int(CENTRE[0]), int(CENTRE[1])
+
+    def band_and_lip(strip: float) -> tuple[np.ndarray, np.ndarray]:
+        drv_img, drv_pts = driver(22.0, 32.0, strip=strip)  # 0.47 as high as it is wide
+        out = img.copy()
+        assert transplant_mouth(out, out_inner, drv_img, drv_pts[list(lm.LIPS_INNER), :2],
+                                style, feather_px=1.0) == pytest.approx(1.0)
+        band = out[cy + 14 - 3: cy + 14, cx - 15: cx + 15].reshape(-1, 3).mean(axis=0)
+        lip = out[cy + 14 + 2: cy + 14 + 5, cx - 15: cx + 15].reshape(-1, 3).mean(axis=0)
+        return band, lip
+
+    band, lip = band_and_lip(4.0)
+    assert np.abs(band - lip).max() < 12.0  # measured 1; the driver's lip: 147
+    band, lip = band_and_lip(0.0)  # the driver's lower teeth: light, about neutral
+    assert band[0] - band[2] < 0.5 * (lip[0] - lip[2]) and band.mean() > 170
+
+
+def test_a_speaking_driver_keeps_its_lower_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below a third as high as wide (speech, a smile over the teeth) the face mesh's line
+    lies on the lip's edge: a strip read there would be teeth, and nothing changes."""
+    img, _, style = closed_portrait()
+    drv_img, drv_pts = driver(8.0, 11.0, strip=2.0)
+    out_inner = inner_lips(9.0, 14.0)
+    found = img.copy()
+    assert transplant_mouth(found, out_inner, drv_img, drv_pts[list(lm.LIPS_INNER), :2],
+                            style) > 0.0
+    monkeypatch.setattr(mouth_module, "lower_lip_edge", lambda image, inner: inner.copy())
+    kept = img.copy()
+    transplant_mouth(kept, out_inner, drv_img, drv_pts[list(lm.LIPS_INNER), :2], style)
+    assert np.array_equal(found, kept)
 
 
 def test_a_grey_portrait_gets_grey_teeth_from_a_colourful_driver() -> None:

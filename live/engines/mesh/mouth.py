@@ -9,7 +9,9 @@ two modes (:func:`render_mouth`):
     The driving face's own mouth interior (teeth, tongue, shadow) is carried into the
     output's opening column by column: down each column its upper part keeps its distance
     from the upper lip and its lower part from the lower lip, so the upper teeth hang from
-    the upper lip, the lower teeth ride on the lower lip and nothing stretches vertically.
+    the upper lip, the lower teeth ride on the lower lip and nothing stretches vertically
+    (where a wide-open driver's lip reaches above its lower line, the output's own lower
+    lip carries on over that strip: :func:`lower_lip_edge`).
     Colours are matched to the portrait (:func:`match_colours`: saturation scaled to the
     portrait's chroma level, a lightness gain, the portrait's colour cast as channel gains: a
     black-and-white photo gets grey teeth, a painting its palette). A driving mouth that is
@@ -1426,6 +1428,90 @@ def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
     return np.asarray((luma + (pix - luma) * k) * gain, np.float32)
 
 
+LIP_EDGE_FALL = 0.5
+"""The lower lip's inner edge in a driving image: where, going up from the lip, its redness
+(Lab a*) has fallen this share of the way from the lip's to the mouth's above it."""
+LIP_EDGE_SEARCH = 0.1
+"""How far (share of the mouth's width) above the face mesh's lower inner-lip line the edge
+is looked for."""
+LIP_EDGE_CONTRAST = 4.0
+"""A fall of redness smaller than this (Lab a*) is no edge (a tongue against the lip): there
+the line stays."""
+LIP_EDGE_MAX = 0.3
+"""The line moves up by at most this share of the opening's height where it is."""
+LIP_EDGE_WIDE = (0.3, 0.45)
+"""A driving mouth's opening (mean height over width) over which its lower lip's strip
+inside the line comes in: below, (speech, a smile over the teeth) the face mesh's line lies
+on the edge, and a strip read there would be teeth."""
+
+
+def _inward_normals(inner: np.ndarray, idx: np.ndarray, inward: np.ndarray) -> np.ndarray:
+    """Unit normals (len(idx), 2) of the polygon ``inner`` at its points ``idx``, on the side
+    of ``inward``."""
+    tangent = inner[(idx + 1) % len(inner)] - inner[idx - 1]
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    normal /= np.maximum(np.hypot(normal[:, 0], normal[:, 1]), 1e-9)[:, None]
+    return np.asarray(np.where((normal @ inward)[:, None] < 0.0, -normal, normal))
+
+
+def lower_lip_edge(image: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The inner-lip polygon ``inner`` (20, 2, LIPS_INNER order, ``image`` pixels) with its
+    lower line moved up onto the lower lip's inner edge as ``image`` (RGB uint8) shows it.
+
+    On wide openings the face mesh puts the lower inner lip a few pixels inside the lip
+    (measured: 2-3 px of a 256 px driving crop on a yell); an interior cut along it brings
+    a strip of the lip along, a second lower lip in the portrait's opening. Along each
+    point's normal the redness profile is read from 3 px below the line to
+    :data:`LIP_EDGE_SEARCH` of the width above it: from its peak on the lip, the first steep
+    fall (at least half the steepest; not a fall further in, from a dark red throat to
+    teeth) is the edge, where it has come :data:`LIP_EDGE_FALL` of the way down. A profile
+    with no fall of :data:`LIP_EDGE_CONTRAST` keeps its point; no point moves up by more
+    than :data:`LIP_EDGE_MAX` of the opening there, or down; the corners stay."""
+    inner = np.asarray(inner, np.float64)[:, :2]
+    frame = _LipFrame(inner)
+    reach = LIP_EDGE_SEARCH * frame.width
+    if frame.width < 8.0 or frame.height < 1.0:
+        return inner.copy()
+    idx = _LOWER[1:-1]
+    normal = _inward_normals(inner, idx, -frame.n)
+    ds = np.arange(-3.0, reach + 0.25, 0.5)
+    where = inner[idx][:, None, :] + ds[None, :, None] * normal[:, None, :]
+    box = _box(where.reshape(-1, 2), 2.0, image.shape)
+    if box is None:
+        return inner.copy()
+    x0, y0, w, h = box
+    rgb = cv2.remap(np.asarray(image[y0:y0 + h, x0:x0 + w], np.float32),
+                    (where[..., 0] - x0).astype(np.float32),
+                    (where[..., 1] - y0).astype(np.float32), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    red = cv2.cvtColor(rgb * np.float32(1 / 255), cv2.COLOR_RGB2Lab)[..., 1]
+    red = cv2.GaussianBlur(red, (3, 1), 0)  # along each profile: 1/4, 1/2, 1/4
+    gap = np.interp(frame.sl[1:-1], frame.su, frame.tu)  # upper lip above each point
+    gap = frame.tl[1:-1] - gap
+    moved = inner.copy()
+    for j, profile in enumerate(red):
+        peak = int(np.argmax(np.where(ds <= 2.0, profile, -np.inf)))
+        drop = -np.diff(profile[peak:])  # per step, going up from the lip's reddest
+        if drop.size == 0 or float(profile[peak] - profile[peak:].min()) < LIP_EDGE_CONTRAST:
+            continue
+        # The first steep fall (at least half the steepest): the lip's edge, not a fall
+        # further in (a dark red throat at a corner, then teeth).
+        start = int(np.flatnonzero(drop >= 0.5 * drop.max())[0])
+        end = start
+        while end + 1 < drop.size and drop[end + 1] > 0.25 * drop.max():
+            end += 1
+        top, low = float(profile[peak + start]), float(profile[peak + end + 1])
+        if top - low < LIP_EDGE_CONTRAST:
+            continue
+        level = top - LIP_EDGE_FALL * (top - low)
+        k = peak + start + 1 + int(np.flatnonzero(profile[peak + start + 1:] <= level)[0])
+        share = (profile[k - 1] - level) / max(float(profile[k - 1] - profile[k]), 1e-6)
+        edge = ds[k - 1] + (ds[k] - ds[k - 1]) * share  # between the two samples
+        up = float(np.clip(edge, 0.0, LIP_EDGE_MAX * max(gap[j], 0.0)))
+        moved[idx[j]] += up * normal[j]
+    return moved
+
+
 def _driver_opening(out: _LipFrame, drv: _LipFrame) -> float:
     """The driver's mean opening height at output scale (not above the output's own)."""
     if drv.width < 3.0 or out.width < 3.0:
@@ -1443,6 +1529,64 @@ def _transplant_opacity(frame: _LipFrame, drv: _LipFrame, style: MouthStyle,
     own = style.own_height * float(np.sqrt(max(area_scale, 1e-9)))
     ratio = frame.height / max(own, 1e-6)
     return opacity * float(np.clip((ratio - 1.05) / 0.3, 0.0, 1.0))
+
+
+class _DriverMouth(NamedTuple):
+    frame: _LipFrame
+    """The driving mouth's lip frame (the face mesh's lines)."""
+    opacity: float
+    """How much of its interior shows (:func:`_transplant_opacity`)."""
+    strip: tuple[np.ndarray, np.ndarray] | None
+    """Where its lower lip reaches above its lower line (:func:`lower_lip_edge`): at shares
+    of the mouth's width (11,), how far (output px, (11,)); None where it does not."""
+
+
+def _driver_mouth(image: np.ndarray, inner: np.ndarray, frame: _LipFrame, style: MouthStyle,
+                  area_scale: float) -> _DriverMouth:
+    """The driving mouth (inner-lip polygon ``inner`` in ``image``) as it shows in the
+    output's opening ``frame``."""
+    drv = _LipFrame(inner)
+    opacity = _transplant_opacity(frame, drv, style, area_scale)
+    wide = float(_smoothstep(*LIP_EDGE_WIDE, np.array(drv.height / max(drv.width, 1.0))))
+    if opacity <= 0.01 or wide <= 0.0:
+        return _DriverMouth(drv, opacity, None)
+    edge = lower_lip_edge(image, inner)[_LOWER]
+    rise = np.hypot(*(edge - inner[_LOWER]).T) * wide * frame.width / drv.width
+    for _ in range(2):  # a smooth band along the lip (one point's miss made a notch)
+        rise[1:-1] = 0.25 * rise[:-2] + 0.5 * rise[1:-1] + 0.25 * rise[2:]
+    if rise.max() < 0.25:
+        return _DriverMouth(drv, opacity, None)
+    return _DriverMouth(drv, opacity, (drv.sl / drv.width, rise))
+
+
+def _lip_over_strip(out: np.ndarray, frame: _LipFrame, strip: tuple[np.ndarray, np.ndarray],
+                    opacity: float) -> None:
+    """The output's lower lip carried up over ``strip`` (see :class:`_DriverMouth`) above
+    its inner line, in place: the lip mirrored about the line, feathered at the top. The
+    driving interior there shows the driver's own lip; laid into the portrait's opening,
+    that was a second lower lip (grey or pale once colour-matched)."""
+    along, rise = strip
+    box = _box(frame.inner[_LOWER], float(rise.max()) + 3.0, out.shape)
+    if box is None:
+        return
+    x0, y0, _, _ = box
+    s, t, _, tl = frame.grid(box)
+    reach = np.interp(s / np.float32(max(frame.width, 1e-6)), along, rise).astype(np.float32)
+    above = tl - t  # px above the lower line
+    # 2 px below the line (clear of its feathered edge and a dark seam) and down: the
+    # lip's inner edge drawn out 4x (mirrored whole, the lip's highlight showed as a light
+    # line at the top)
+    mirror = tl + np.float32(2.0) + np.float32(0.25) * np.maximum(above, 0.0)
+    ex, ey = np.float32(frame.e[0]), np.float32(frame.e[1])
+    mx = np.float32(frame.c0[0] - x0) + s * ex - mirror * ey
+    my = np.float32(frame.c0[1] - y0) + s * ey + mirror * ex
+    roi = out[y0:y0 + s.shape[0], x0:x0 + s.shape[1]].astype(np.float32)
+    lip = cv2.remap(roi, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # drawn out, the lip's texture streaks: smoothed along the mouth
+    lip = cv2.GaussianBlur(lip, (0, 0), sigmaX=2.0, sigmaY=0.5)
+    alpha = ((1.0 - _smoothstep(-0.75, 0.75, above - reach)) * _smoothstep(-1.0, 0.0, above)
+             * _smoothstep(0.0, 1.0, s) * _smoothstep(0.0, 1.0, frame.width - s))
+    _composite(out, box, lip, alpha * np.float32(opacity))
 
 
 def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
@@ -1465,9 +1609,8 @@ def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
 
 
 def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray, drv: _LipFrame,
-                style: MouthStyle, area_scale: float, feather_px: float,
+                style: MouthStyle, opacity: float, feather_px: float,
                 base: np.ndarray | None) -> float:
-    opacity = _transplant_opacity(frame, drv, style, area_scale)
     if opacity <= 0.01:
         return 0.0
     box = _box(frame.inner, 2.0 + feather_px, out.shape)
@@ -1488,7 +1631,10 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
                      base: np.ndarray | None = None) -> float:
     """Carry the driving face's mouth interior into ``out`` (RGB uint8, in place) inside the
     output's inner-lip polygon ``out_inner`` (20, 2, LIPS_INNER order); ``driver_inner``
-    (20, 2) is the driver's inner-lip polygon in ``driver_image`` (RGB uint8) pixels.
+    (20, 2) is the driver's inner-lip polygon in ``driver_image`` (RGB uint8) pixels. Where
+    a wide-open driver's lower lip reaches above its lower line (:func:`lower_lip_edge`), the
+    output's lower lip is carried on over that strip (mirrored about its line) instead of
+    showing the driver's lip, colour-matched, as a second lower lip.
 
     The driver's interior is split at the gap between its teeth and laid into the output's
     opening column by column: the upper part keeps its distance from the upper lip, the lower
@@ -1503,8 +1649,13 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
     than the portrait's own (``area_scale``: portrait -> output area ratio; the portrait's
     own mouth stays as it is); it fades in from 2 to 4 px and from 1.05 to 1.35 times the
     portrait's own opening."""
-    return _transplant(out, _LipFrame(out_inner), driver_image, _LipFrame(driver_inner),
-                       portrait_stats, area_scale, feather_px, base)
+    frame = _LipFrame(out_inner)
+    drv = _driver_mouth(driver_image, driver_inner, frame, portrait_stats, area_scale)
+    shown = _transplant(out, frame, driver_image, drv.frame, portrait_stats, drv.opacity,
+                        feather_px, base)
+    if shown > 0.0 and drv.strip is not None:
+        _lip_over_strip(out, frame, drv.strip, shown)
+    return shown
 
 
 def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
@@ -1539,19 +1690,25 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     painted = -1.0  # synthetic mode not run yet
     if (mode == "driver" and driver_image is not None and driver_points is not None
             and not is_portrait(style, driver_image)):
-        drv = _LipFrame(np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2])
-        shown = _transplant_opacity(frame, drv, style, area_scale)
+        mouth = _driver_mouth(
+            driver_image, np.asarray(driver_points, np.float64)[list(lm.LIPS_INNER), :2],
+            frame, style, area_scale)
+        drv, shown = mouth.frame, mouth.opacity
         if style.own_teeth:  # its own teeth, over the driver's lower mouth
             cut = _driver_cut(driver_image, drv, style) if shown > 0.01 else None
             lower = DriverLower(cut, drv, shown) if cut is not None else None
             painted = _synthetic(out, frame, style, area_scale, feather_px, anchors, lower)
             if painted > 0.0 and lower is not None:
+                if mouth.strip is not None:
+                    _lip_over_strip(out, frame, mouth.strip, shown * painted)
                 return "driver"
         else:
             if shown < 1.0:  # shows what is under
                 painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
-            if _transplant(out, frame, driver_image, drv, style, area_scale, feather_px,
+            if _transplant(out, frame, driver_image, drv, style, shown, feather_px,
                            None) > 0.0:
+                if mouth.strip is not None:
+                    _lip_over_strip(out, frame, mouth.strip, shown)
                 return "driver"
     if painted < 0.0:
         painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)

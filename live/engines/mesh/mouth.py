@@ -1562,7 +1562,7 @@ def _driver_mouth(image: np.ndarray, inner: np.ndarray, frame: _LipFrame, style:
 def _lip_over_strip(out: np.ndarray, frame: _LipFrame, strip: tuple[np.ndarray, np.ndarray],
                     opacity: float) -> None:
     """The output's lower lip carried up over ``strip`` (see :class:`_DriverMouth`) above
-    its inner line, in place: the lip mirrored about the line, feathered at the top. The
+    its inner line, in place: the lip's inner edge drawn out, feathered at the top. The
     driving interior there shows the driver's own lip; laid into the portrait's opening,
     that was a second lower lip (grey or pale once colour-matched)."""
     along, rise = strip
@@ -1633,7 +1633,7 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
     output's inner-lip polygon ``out_inner`` (20, 2, LIPS_INNER order); ``driver_inner``
     (20, 2) is the driver's inner-lip polygon in ``driver_image`` (RGB uint8) pixels. Where
     a wide-open driver's lower lip reaches above its lower line (:func:`lower_lip_edge`), the
-    output's lower lip is carried on over that strip (mirrored about its line) instead of
+    output's lower lip is carried on over that strip (its inner edge drawn out) instead of
     showing the driver's lip, colour-matched, as a second lower lip.
 
     The driver's interior is split at the gap between its teeth and laid into the output's

@@ -1608,20 +1608,23 @@ def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
                 reach_px=TRANSPLANT_REACH_PX)
 
 
-def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray, drv: _LipFrame,
-                style: MouthStyle, opacity: float, feather_px: float,
+def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray,
+                mouth: _DriverMouth, style: MouthStyle, feather_px: float,
                 base: np.ndarray | None) -> float:
+    opacity = mouth.opacity
     if opacity <= 0.01:
         return 0.0
     box = _box(frame.inner, 2.0 + feather_px, out.shape)
-    interior = _driver_cut(driver_image, drv, style) if box is not None else None
+    interior = _driver_cut(driver_image, mouth.frame, style) if box is not None else None
     if box is None or interior is None:
         return 0.0
     grid = frame.grid(box)
     under = base if base is not None else _throat(style, frame, grid, tongue=False)
-    colour = _columns_over(under, interior, drv, frame, grid)
+    colour = _columns_over(under, interior, mouth.frame, frame, grid)
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
                * np.float32(opacity))
+    if mouth.strip is not None:
+        _lip_over_strip(out, frame, mouth.strip, opacity)
     return opacity
 
 
@@ -1650,12 +1653,8 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
     own mouth stays as it is); it fades in from 2 to 4 px and from 1.05 to 1.35 times the
     portrait's own opening."""
     frame = _LipFrame(out_inner)
-    drv = _driver_mouth(driver_image, driver_inner, frame, portrait_stats, area_scale)
-    shown = _transplant(out, frame, driver_image, drv.frame, portrait_stats, drv.opacity,
-                        feather_px, base)
-    if shown > 0.0 and drv.strip is not None:
-        _lip_over_strip(out, frame, drv.strip, shown)
-    return shown
+    mouth = _driver_mouth(driver_image, driver_inner, frame, portrait_stats, area_scale)
+    return _transplant(out, frame, driver_image, mouth, portrait_stats, feather_px, base)
 
 
 def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
@@ -1705,10 +1704,7 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
         else:
             if shown < 1.0:  # shows what is under
                 painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
-            if _transplant(out, frame, driver_image, drv, style, shown, feather_px,
-                           None) > 0.0:
-                if mouth.strip is not None:
-                    _lip_over_strip(out, frame, mouth.strip, shown)
+            if _transplant(out, frame, driver_image, mouth, style, feather_px, None) > 0.0:
                 return "driver"
     if painted < 0.0:
         painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from calibrate import landmarks as lm
+from live.engines.mesh import band as band_module
 from live.engines.mesh.band import STRETCH_FULL, BandSource
 from live.engines.mesh.motion import portrait_motion
 from live.engines.mesh.topology import triangle_areas
@@ -120,3 +121,44 @@ def test_a_turn_that_brings_a_foreshortened_cheek_into_view_does_not_mirror_its_
         assert _backward_run(engine, portrait, turned) < 0.5
         monkeypatch.setattr(BandSource, "sources", lambda self, dst, src: src)
         assert _backward_run(engine, portrait, turned) > 5.0  # without the band: mirrored
+
+
+def test_an_edge_on_triangle_that_a_turn_opens_towards_the_camera_is_re_sourced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo portrait's jaw: landmarks 288, 401 and 435 lie nearly in a line along her
+    outline (area about 1 px^2). A turn that opens them towards the camera (the demo's frame
+    244) drew that line of pixels, the jaw's light rim, out over ~90 px^2 of cheek: a pale
+    patch over the neck. The band now takes their sources in order, as for a triangle the
+    portrait shows facing away; a turn that folds them the other way leaves them alone."""
+    from live.engines.mesh.engine import BAND_KEEPS, N_MESH, MeshEngine
+    from live.jobs.demo import builtin_portrait, portrait_face_crop
+
+    crop = portrait_face_crop(builtin_portrait(), size=512, name="astronaut")
+    tri = np.array([[288, 401, 435]])
+    with MeshEngine(size=512, smoothing=False) as engine:
+        portrait = engine.prepare(crop.image)
+        points = np.asarray(portrait.landmarks, np.float64)
+        src = portrait.layout.src
+        assert abs(triangle_areas(src, tri)[0]) < band_module.EDGE_ON_AREA
+
+        def opened(degrees: float, band: BandSource) -> tuple[float, float, float]:
+            """(output area, its source area, largest source move) of the triangle."""
+            dst = src.copy()
+            dst[:N_MESH] = portrait_motion(points, points, _turned(points, degrees),
+                                           options=engine._motion,
+                                           chains=portrait.chains).points[:, :2]
+            moved = band.sources(dst, src)
+            return (float(triangle_areas(dst, tri)[0]), float(triangle_areas(moved, tri)[0]),
+                    float(np.abs(moved[tri[0]] - src[tri[0]]).max()))
+
+        out_area, src_area, _ = opened(20.0, portrait.band)
+        assert abs(out_area) > 3 * band_module.FOLD_MIN_AREA
+        assert src_area * out_area > 0.0  # drawn the right way round ...
+        assert abs(src_area) > 0.4 * abs(out_area)  # ... from an area, not a line
+        _, _, move = opened(-20.0, portrait.band)  # folded away: its own sources
+        assert move == 0.0
+        # without the edge-on rule the triangle kept drawing (nearly) a line
+        monkeypatch.setattr(band_module, "EDGE_ON_AREA", 0.0)
+        plain = BandSource(src[:N_MESH], portrait.layout.face_tris, lm.FACE_OVAL,
+                           BAND_KEEPS, depth_points=portrait.landmarks)
+        assert abs(opened(20.0, plain)[1]) < 0.2 * abs(out_area)

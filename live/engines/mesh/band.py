@@ -37,6 +37,10 @@ RINGS = 3
 FOLD_MIN_AREA = 30.0
 """Output area (px^2) from which a triangle the portrait shows facing away counts as brought
 into view (smaller ones are slivers along the outline; at 512 px)."""
+EDGE_ON_AREA = 2.0
+"""Portrait area (px^2) under which a band triangle counts as seen edge-on (its corners
+nearly in a line along the outline): it is brought into view as one facing away is, when it
+opens up facing the camera, rather than drawing that line of pixels out over the cheek."""
 
 
 class BandSource:
@@ -115,10 +119,11 @@ class BandSource:
             out = (a + b + c) / 3.0 - p3[:n].mean(axis=0)
             wind = np.where(np.einsum("ij,ij->i", normal, out) >= 0.0, 1.0, -1.0)
             away = wind * normal[:, 2] > 0.0
-            self._back = t[away]
+            hidden = away | (np.abs(self._area_src) < EDGE_ON_AREA)
+            self._back = t[hidden]
             # the 2-D area's sign of a triangle facing the camera, wound outwards
-            self._wind = wind[away]
-            facing = ~away
+            self._wind = wind[hidden]
+            facing = ~hidden
             self._front = 1.0 if float(np.sum(np.sign(wind[facing] * self._area_src[facing]))) \
                 >= 0.0 else -1.0
         self._src_len = np.maximum(

@@ -364,3 +364,36 @@ def test_no_lattice_point_follows_the_head_more_than_a_ring_nearer_the_face() ->
             checked += 1
             assert w <= layout.ring_weight[nearer].min() + 0.02
     assert checked > 20
+
+
+def test_the_lattice_takes_the_outlines_own_motion_as_the_rings_beside_it_do() -> None:
+    """The jaw's lower half widens by 20 px (the outline's own motion, the head still).
+    The rings take part of it; a lattice point between the outline and the first ring took
+    none, so the triangles on its one side were squeezed and the others drawn out: on a head
+    turn, deepface_img1's earlobe came out as a block of skin with straight edges
+    (lp_d3 frame 258). Now every point around the face moves by one rule."""
+    from live.engines.mesh.motion import outside_motion
+    from live.engines.mesh.topology import triangle_areas
+
+    centre = (256.0, 240.0)
+    pts = _oval_face(2, centre, 40.0, 80.0, 100.0)
+    layout = build_layout(pts, 512, grid_step=32.0)
+    oval = np.asarray(lm.FACE_OVAL)
+    moved = pts.copy()
+    jaw = oval[pts[oval, 1] > centre[1] + 20.0]
+    moved[jaw, 0] += 20.0 * np.sign(pts[jaw, 0] - centre[0])
+    still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    dst = outside_motion(layout, moved, still, 0.6)
+    assert np.array_equal(dst[:N_MESH], moved[:, :2])
+    grid = layout.grid_ids
+    near = grid[np.isin(layout.grid_anchor, jaw) & (layout.grid_weight > 0.5)]
+    assert len(near) >= 4
+    assert np.all(np.abs(dst[near, 0] - layout.src[near, 0]) > 4.0)  # outwards, as the jaw
+    tris = layout.outer_tris[np.isin(layout.outer_tris, grid).any(axis=1)]
+    ratio = triangle_areas(dst, tris) / triangle_areas(layout.src, tris)
+    rigid = dst.copy()
+    rigid[grid] = layout.src[grid]  # the lattice with the head alone (here: still)
+    before = triangle_areas(rigid, tris) / triangle_areas(layout.src, tris)
+    assert before.min() < 0.45  # squeezed against the rings ...
+    assert ratio.min() > 0.6  # ... now not
+    assert np.array_equal(dst[layout.border_ids], layout.src[layout.border_ids])

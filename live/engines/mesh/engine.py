@@ -51,10 +51,9 @@ from live.engines.mesh.eyes import (
 from live.engines.mesh.motion import (
     MotionOptions,
     affine_scale,
-    apply_affine,
     fit_similarity,
+    outside_motion,
     portrait_motion,
-    ring_motion,
 )
 from live.engines.mesh.mouth import (
     LipSeam,
@@ -687,17 +686,7 @@ class MeshEngine:
             if portrait.mouth.own_teeth:
                 limit_lip_retraction(motion.points, jaws)
         layout = portrait.layout
-        dst = layout.src.copy()
-        dst[:N_MESH] = motion.points[:, :2]
-        anchors = layout.ring_anchor
-        dst[layout.ring_ids] = ring_motion(
-            layout.src[layout.ring_ids], layout.src[anchors], dst[anchors],
-            layout.ring_weight, motion.head, self.config.outline_follow)
-        grid = layout.grid_ids
-        if len(grid):
-            src_g = layout.src[grid]
-            dst[grid] = src_g + layout.grid_weight[:, None] * (
-                apply_affine(motion.head, src_g) - src_g)
+        dst = outside_motion(layout, motion.points, motion.head, self.config.outline_follow)
         # Draw order: the outside first, then face triangles that flipped (turned away),
         # then the rest from far to near. The face is done before the body's motion, which
         # moves no face point and no face point's source: the body flow may still be

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.topology import STABLE_POINTS, FaceChains, face_chains
+from live.engines.mesh.topology import STABLE_POINTS, FaceChains, MeshLayout, face_chains
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -724,6 +724,25 @@ def ring_motion(src: np.ndarray, anchor_src: np.ndarray, anchor_dst: np.ndarray,
     rigid = apply_affine(head, src) - src
     own = anchor_dst - apply_affine(head, anchor_src)
     return np.asarray(src + weight[:, None] * (rigid + follow * own))
+
+
+def outside_motion(layout: MeshLayout, points: np.ndarray, head: np.ndarray,
+                   follow: float) -> np.ndarray:
+    """Where all the warp's vertices go (``layout.src``'s shape), before any body flow: the
+    face mesh to ``points`` ((N_MESH, 2+), the output landmarks), and the points around the
+    face, rings and lattice alike, by :func:`ring_motion` from the outline point they take
+    their own motion from (a lattice point between the outline and the first ring moving
+    with the head alone, while both sides of it took the outline's turn, squeezed the
+    triangles on one side of it and drew the other's picture out: an ear's lobe as a
+    block). The picture's border stays."""
+    dst = np.array(layout.src, dtype=np.float64, copy=True)
+    dst[:len(points)] = points[:, :2]
+    for ids, anchor, weight in ((layout.ring_ids, layout.ring_anchor, layout.ring_weight),
+                                (layout.grid_ids, layout.grid_anchor, layout.grid_weight)):
+        if len(ids):
+            dst[ids] = ring_motion(layout.src[ids], layout.src[anchor], dst[anchor], weight,
+                                   head, follow)
+    return dst
 
 
 def keep_order(points: np.ndarray, src: np.ndarray, chains: tuple[np.ndarray, ...],

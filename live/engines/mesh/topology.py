@@ -134,6 +134,10 @@ class MeshLayout:
     grid_weight: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.float64))
     """How much of the head's rigid motion each lattice point follows by default."""
+    grid_anchor: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int32))
+    """The outline landmark nearest each lattice point: the point takes that landmark's own
+    motion as the rings take their anchors' (:func:`~live.engines.mesh.motion.ring_motion`)."""
     slide_limits: np.ndarray = dataclasses.field(
         default_factory=lambda: np.array([[-np.inf, -np.inf], [np.inf, np.inf]]))
     """``[[x, y] lowest, [x, y] highest]``: where a border point's source may slide to (the
@@ -261,6 +265,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     border = border[~points_in_polygon(border, oval)]
     grid = np.zeros((0, 2))
     grid_w = np.zeros(0)
+    grid_anchor = np.zeros(0, np.int32)
     if grid_step is not None:
         # A lattice over the rest of the picture, away from the border, the face and the
         # rings (no slivers), for motion measured outside the face.
@@ -274,6 +279,9 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         grid = grid[~near_face & (gap > 0.45 * grid_step) & (_edge_distance(grid, lo, hi) > 0)]
         grid_w = _follow_weight(grid, centre, oval, size, rings, fade,
                                 still=grid_step / 2.0, lo=lo, hi=hi)
+        grid_anchor = oval_ids[np.argmin(
+            np.linalg.norm(grid[:, None, :] - oval[None, :, :], axis=2), axis=1)] \
+            if len(grid) else grid_anchor
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
     grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)
@@ -290,7 +298,8 @@ def build_layout(landmarks: np.ndarray, size: int, *,
     sign[sign == 0] = 1.0
     return MeshLayout(src=src, ring_ids=ring_ids, ring_anchor=anchor, ring_weight=weight_arr,
                       face_tris=face, outer_tris=outer, face_sign=sign, grid_ids=grid_ids,
-                      grid_weight=grid_w, slide_limits=limits)
+                      grid_weight=grid_w, grid_anchor=grid_anchor.astype(np.int32),
+                      slide_limits=limits)
 
 
 

@@ -105,9 +105,10 @@ class BandSource:
         self._tris = tris[is_free[tris].any(axis=1)] if free else tris[:0]
         self._area_src = triangle_areas(src, self._tris)
         # which of the band's triangles face away in the portrait (folded past its outline:
-        # the ones a turn can bring round): the mesh's triangles are wound either way, so
-        # each is first wound with its normal pointing out of the head (away from the face's
-        # centre in 3-D), then seen from the camera (the face mesh's z grows away from it)
+        # the ones a turn can bring round) or lie edge-on in it (EDGE_ON_AREA): the mesh's
+        # triangles are wound either way, so each is first wound with its normal pointing
+        # out of the head (away from the face's centre in 3-D), then seen from the camera
+        # (the face mesh's z grows away from it)
         self._back = self._tris[:0]
         self._wind = np.ones(0)
         self._front = 1.0

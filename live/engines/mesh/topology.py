@@ -133,7 +133,9 @@ class MeshLayout:
     """Lattice points over the rest of the picture (hair, neck, shoulders), when asked for."""
     grid_weight: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.float64))
-    """How much of the head's rigid motion each lattice point follows by default."""
+    """How much of the head's motion each lattice point follows by default (its rigid part,
+    and ``outline_follow`` of that much of its :attr:`grid_anchor`'s own), as the rings
+    at the same reach do."""
     grid_anchor: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int32))
     """The outline landmark nearest each lattice point: the point takes that landmark's own

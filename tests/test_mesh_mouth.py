@@ -232,7 +232,7 @@ def test_a_lower_lip_dropped_past_a_portrait_without_lower_teeth_shows_the_mouth
     out = _dropped_jaw(img, style, inner, inner_lips(10.0, 60.0), 8.0)
     xs = slice(int(CENTRE[0]) - 10, int(CENTRE[0]) + 10)
     ys = slice(int(CENTRE[1]) + 25, int(CENTRE[1]) + 45)  # below the jaw, above the lip
-    gum = np.asarray(style.lip) * 0.92
+    gum = np.asarray(style.lip) * mouth_module.GUM_TONE
     patch = out[ys, xs].reshape(-1, 3).astype(float)
     assert np.abs(patch - gum).mean() > 10.0  # not a band of gum (before: 0.3 from it)
     assert patch.mean() < 0.92 * gum.mean()  # the mouth behind (its tongue) is darker
@@ -287,7 +287,7 @@ def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> 
     xs = slice(int(CENTRE[0]) - 8, int(CENTRE[0]) + 8)
     lip = CENTRE[1] + DOWN + 40.0  # the output's lower lip, in the middle
     width = float(np.ptp(out_inner[:, 0]))
-    gum = np.asarray(style.lip) * 0.92
+    gum = np.asarray(style.lip) * mouth_module.GUM_TONE
     # the lower row (its stripes) just above the lip, within the gum allowance and a bit
     near = out[int(lip - MAX_LOWER_GUM * width - 10):int(lip - MAX_LOWER_GUM * width - 2), xs]
     assert near[..., 1].astype(float).mean(axis=1).ptp() > 40.0  # stripes, not a flat band
@@ -1188,6 +1188,23 @@ def test_a_grin_held_over_the_teeth_keeps_its_corners_clean(portraits_dir: Path)
         assert limited[beside, 1] <= limited[corner, 1] + 0.02 * width
     # and the upper inner line stays above the lower one everywhere
     assert (limited[up[1:-1], 1] <= limited[lo[1:-1], 1] + 1e-9).all()
+
+
+def test_gums_next_to_the_lip_are_not_a_dark_line() -> None:
+    """A lip drawn back above a portrait's own teeth shows gum. Gum at 0.92 of the lips'
+    colour and 0.8 of that next to the lip came out as a dull brown band with a dark line
+    under the lip on the demo's broad smile (frames 78-100: luma 0.74 of the lip's), read as
+    a gap between lip and teeth. Next to the lip it is now within a tenth of the lip's
+    light, and lightest away from it."""
+    lip = np.array([210.0, 156.0, 144.0], np.float32)  # the demo portrait's lips
+    layer = np.zeros((1, 3, 4), np.float32)
+    beyond = np.full((1, 3), 5.0, np.float32)
+    lip_gap = np.array([[0.0, 1.5, 10.0]], np.float32)
+    mouth_module._gums(layer, lip * np.float32(mouth_module.GUM_TONE), beyond, lip_gap)
+    luma = layer[0, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    lip_luma = float(lip @ np.array([0.299, 0.587, 0.114], np.float32))
+    assert luma[0] > 0.9 * lip_luma
+    assert luma[0] <= luma[1] <= luma[2]
 
 
 def test_gums_darken_by_the_side_factor() -> None:

@@ -537,7 +537,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         # Above the upper row and below the lower one (lips drawn back further than in the
         # portrait): gums, in the lips' tone, a little darker towards the lip and into
         # shadow towards the corners (GUM_SIDE_SHADOW).
-        gum = np.asarray(style.lip, np.float32) * np.float32(0.92)
+        gum = np.asarray(style.lip, np.float32) * np.float32(GUM_TONE)
         half = np.float32(0.5 * width)
         near, far, depth = GUM_SIDE_SHADOW
         side = 1.0 - np.float32(depth) * _smoothstep(near, far, np.abs(s - half) / half)
@@ -584,7 +584,7 @@ def _gums(layer: np.ndarray, gum: np.ndarray, beyond: np.ndarray, lip_gap: np.nd
     if not sel.any():
         return
     a = _smoothstep(0.0, 1.5, beyond[sel])[:, None]
-    shade = (0.8 + 0.2 * _smoothstep(0.0, 3.0, lip_gap[sel]))[:, None]
+    shade = (GUM_BY_LIP + (1.0 - GUM_BY_LIP) * _smoothstep(0.0, 3.0, lip_gap[sel]))[:, None]
     if side is not None:
         shade = shade * side[sel][:, None]
     px = layer[sel]
@@ -1281,6 +1281,14 @@ mouth's width in from either corner, less and less towards the corner, where it 
 GUM_SIDE_SHADOW = (0.4, 0.9, 0.65)
 """Gums darken towards the mouth's corners, as a real mouth's sides fall into shadow: from
 the first share of the half-width out from the middle to the second, by the third share."""
+
+
+GUM_TONE = 1.0
+"""Gums (where a lip drawn back shows more than a portrait's own teeth) in the lips' median
+colour times this: at 0.92, and 0.8 of that within 3 px of the lip, the demo's broad smile
+(frames 78-100) showed a dull brown band with a dark line under the lip, read as a gap."""
+GUM_BY_LIP = 0.93
+"""... and this much of it within 3 px of the lip (its shadow)."""
 
 
 MAX_LOWER_GUM = 0.03

@@ -1201,8 +1201,8 @@ def test_gums_next_to_the_lip_are_not_a_dark_line() -> None:
     beyond = np.full((1, 3), 5.0, np.float32)
     lip_gap = np.array([[0.0, 1.5, 10.0]], np.float32)
     mouth_module._gums(layer, lip * np.float32(mouth_module.GUM_TONE), beyond, lip_gap)
-    luma = layer[0, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    lip_luma = float(lip @ np.array([0.299, 0.587, 0.114], np.float32))
+    luma = layer[0, :, :3] @ mouth_module._LUMA
+    lip_luma = float(lip @ mouth_module._LUMA)
     assert luma[0] > 0.9 * lip_luma
     assert luma[0] <= luma[1] <= luma[2]
 

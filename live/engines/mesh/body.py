@@ -28,7 +28,12 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert_affine
-from live.engines.mesh.topology import MeshLayout, oval_circle, points_in_polygon
+from live.engines.mesh.topology import (
+    MeshLayout,
+    nearest_outline,
+    oval_circle,
+    points_in_polygon,
+)
 
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 _IDENTITY.setflags(write=False)  # the head's motion when none is given (shared)
@@ -297,15 +302,6 @@ driver's hair begins (:func:`hold_to_outline`)."""
 FLOW_BEYOND = 4.0
 """Past the driving crop's edge, a point takes the motion of the crop's nearest edge, fading
 out over this many lattice cells (the driving crop shows less of the body than the portrait)."""
-
-
-def nearest_outline(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``points`` (N, 2): the index of its nearest ``outline`` point and the
-    distance to it."""
-    d = np.linalg.norm(np.asarray(points)[:, None, :2] - np.asarray(outline)[None, :, :2],
-                       axis=2)
-    near = np.argmin(d, axis=1)
-    return near, d[np.arange(len(d)), near]
 
 
 def hold_to_outline(flow: np.ndarray, src: np.ndarray, dst: np.ndarray,

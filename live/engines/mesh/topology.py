@@ -171,6 +171,15 @@ def oval_circle(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, max(float(np.mean(np.linalg.norm(oval - centre, axis=1))), 1e-6)
 
 
+def nearest_outline(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``points`` (N, 2): the index of its nearest ``outline`` point and the
+    distance to it."""
+    d = np.linalg.norm(np.asarray(points)[:, None, :2] - np.asarray(outline)[None, :, :2],
+                       axis=2)
+    near = np.argmin(d, axis=1)
+    return near, d[np.arange(len(d)), near]
+
+
 def _border_points(lo: np.ndarray, hi: np.ndarray, step: float) -> np.ndarray:
     """Points along the rectangle from corner ``lo`` (x, y) to ``hi``, about ``step`` apart:
     its top and bottom rows, then its left and right columns."""
@@ -281,9 +290,7 @@ def build_layout(landmarks: np.ndarray, size: int, *,
         grid = grid[~near_face & (gap > 0.45 * grid_step) & (_edge_distance(grid, lo, hi) > 0)]
         grid_w = _follow_weight(grid, centre, oval, size, rings, fade,
                                 still=grid_step / 2.0, lo=lo, hi=hi)
-        grid_anchor = oval_ids[np.argmin(
-            np.linalg.norm(grid[:, None, :] - oval[None, :, :], axis=2), axis=1)] \
-            if len(grid) else grid_anchor
+        grid_anchor = oval_ids[nearest_outline(grid, oval)[0]]
     src = np.concatenate([pts, ring, grid, border]).astype(np.float64)
     ring_ids = np.arange(N_MESH, N_MESH + len(ring), dtype=np.int32)
     grid_ids = np.arange(N_MESH + len(ring), N_MESH + len(ring) + len(grid), dtype=np.int32)

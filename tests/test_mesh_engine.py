@@ -22,7 +22,12 @@ from live.engines.mesh.motion import (
     keep_order,
     portrait_motion,
 )
-from live.engines.mesh.topology import face_triangles, hole_triangles, tesselation_triangles
+from live.engines.mesh.topology import (
+    face_triangles,
+    hole_triangles,
+    tesselation_triangles,
+    triangle_areas,
+)
 from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines, triangle_bounds
 from live.packets import FaceCrop
 
@@ -241,6 +246,69 @@ def test_a_torn_silhouette_is_drawn_at_full_resolution_and_a_whole_warp_is_left_
     exact_error = np.abs(drawn[seams] - reference[seams]).mean()
     assert grid_error > 3.0 and exact_error < 0.25 * grid_error
     assert np.array_equal(drawn[~seams], out[~seams])
+
+
+def test_a_face_folded_over_itself_is_drawn_from_sub_samples_and_a_stretch_is_left_alone(
+) -> None:
+    """Part of the face pulled over another (the lips over the skin round a yelling mouth):
+    where the triangle on top ends, the coarse grid drew a staircase of whole cells (each
+    cell shows its triangle's picture whole). Those pixels are drawn from sub-samples of a
+    fine raster of the triangles there, each through the triangle drawn last over it: close
+    to a warp sampled far more finely. A face stretched evenly, or gently, has no fold."""
+    size, grid, fine = 64, 32, 8
+    img = textured(size, seed=5)
+    src, tris = _grid_mesh(size, 9)  # columns 7.9 px apart
+    warp = PiecewiseAffineWarp(size, grid=grid)
+
+    def draw_order(dst: np.ndarray) -> np.ndarray:
+        # as the engine draws: triangles turned over first, then the rest (here the ones
+        # on the left last: nearest)
+        flipped = triangle_areas(dst, tris) * triangle_areas(src, tris) < 0
+        return tris[::-1][np.argsort(~flipped[::-1], kind="stable")]
+
+    def drawn(dst: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        order = draw_order(dst)
+        index = warp.index_map(dst, order)
+        affines, bounds = triangle_affines(dst, src, order), triangle_bounds(dst, src, order)
+        source = warp.source_map(index, affines, bounds)
+        out = warp.remap(img, source).astype(float)
+        folds = warp.fold_seams(index, 0)
+        if folds is not None:
+            fold = warp.fold_samples(folds, source, affines, bounds, dst, order)
+            n, k = fold.sources.shape[:2]
+            colours = warp.remap_points(img, fold.sources.reshape(-1, 2).astype(np.float32))
+            out[fold.ys, fold.xs] = colours.reshape(n, k, 3).mean(axis=1)
+        # the reference: the same warp at 8 x 8 pixels a pixel, averaged down
+        big = PiecewiseAffineWarp(size * fine, grid=size * fine)
+        img_f = cv2.resize(img, (size * fine, size * fine), interpolation=cv2.INTER_LINEAR)
+        to_fine = (fine - 1) / 2.0
+        ref = big.warp(img_f, src * fine + to_fine, dst * fine + to_fine, order)
+        reference = cv2.resize(ref, (size, size), interpolation=cv2.INTER_AREA).astype(float)
+        return out, folds, reference
+
+    # stretched evenly (every triangle the same affine) or gently: nothing to mend
+    even = (src - 32.0) * 1.3 + 32.0
+    assert drawn(even)[1] is None
+    gentle = src.copy()
+    gentle[:, 0] += 2.0 * np.sin(src[:, 1] / 20.0)
+    assert drawn(gentle)[1] is None
+    # column 4 pulled 11-15 px right, over column 5: the triangles between them turn over
+    # and the stretched ones before them are drawn over the fold, whose edge runs slanted
+    # from x 42.5 to 46.4
+    dst = src.copy()
+    col = np.isclose(src[:, 0], src[4, 0])
+    dst[col, 0] += 11.0 + src[col, 1] / 16.0
+    out, folds, reference = drawn(dst)
+    assert folds is not None
+    ys, xs = np.nonzero(folds)
+    assert 0.02 * size * size < len(ys) < 0.3 * size * size
+    assert xs.min() >= 20 and xs.max() <= 52  # the crease at x 23.6 and the fold, no more
+    plain = PiecewiseAffineWarp(size, grid=grid)
+    grid_only = plain.warp(img, src, dst, draw_order(dst)).astype(float)
+    grid_error = np.abs(grid_only[folds] - reference[folds]).mean()
+    sampled_error = np.abs(out[folds] - reference[folds]).mean()
+    assert grid_error > 5.0 and sampled_error < 0.3 * grid_error
+    assert np.array_equal(out[~folds], grid_only[~folds])
 
 
 def test_a_seams_cover_has_no_holes_where_small_face_triangles_meet() -> None:

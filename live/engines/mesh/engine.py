@@ -746,6 +746,10 @@ class MeshEngine:
         if seams is not None:
             for part in warp.seam_sources(seams, index, n_outer, affines, bounds, dst, tris):
                 self._draw_seam(portrait, out, part, still)
+        folds = warp.fold_seams(index, n_outer)
+        if folds is not None:
+            fold = warp.fold_samples(folds, source, affines, bounds, dst, tris)
+            self._draw_mixed(portrait, out, fold.ys, fold.xs, fold.sources, None, still)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off" and portrait.seam is not None:
             # parted lips show their own colour where the closed mouth's seam was
@@ -792,27 +796,47 @@ class MeshEngine:
         picture where the face covers it and the outside's elsewhere, mixed by the cover (the
         matte alike), as :meth:`render` draws the rest (``still``: the still background the
         head was put over, None without a head layer)."""
-        warp = self._warp
-        ys, xs = sides.ys, sides.xs
         cover = sides.cover[:, None]
-        n = len(ys)
-        sources = np.concatenate([sides.face, sides.outside])  # both sides in one call each
+        weights = np.concatenate([cover, 1.0 - cover], axis=1)
+        # both sides in one call each: (2, N, 2) -> (N, 2, 2), a pixel's two sources together
+        sources = np.stack([sides.face, sides.outside], axis=1)
+        self._draw_mixed(portrait, out, sides.ys, sides.xs, sources, weights, still)
+
+    def _draw_mixed(self, portrait: MeshPortrait, out: np.ndarray, ys: np.ndarray,
+                    xs: np.ndarray, sources: np.ndarray, weights: np.ndarray | None,
+                    still: np.ndarray | None) -> None:
+        """In place: pixels ``ys``, ``xs`` drawn as a mix of the picture at several source
+        positions each, ``sources`` (N, k, 2), by ``weights`` (N, k; None: the mean), each
+        sample put over the still background as :meth:`render` puts the head (``still``:
+        None without a head layer); the matte alike."""
+        warp = self._warp
+        n, k = sources.shape[:2]
+        flat = sources.reshape(n * k, 2)
         image_matte, plate = portrait.image_matte, portrait.backdrop_rgba
         matte: np.ndarray | None = None
         if still is None or image_matte is None or plate is None:
-            rgb = warp.remap_points(portrait.image, sources).astype(np.float32)
+            rgb = warp.remap_points(portrait.image, flat).astype(np.float32)
         else:
-            both = warp.remap_points(image_matte, sources)[None]
+            both = warp.remap_points(image_matte, flat)[None]
             drawn = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
-            moved = cv2.cvtColor(warp.remap_points(plate, sources)[None], cv2.COLOR_RGBA2RGB)
-            behind = still[ys, xs]
             matte_u8 = cv2.extractChannel(both, 3)
-            composite_head(drawn, matte_u8, np.concatenate([behind, behind])[None], moved)
+            # the background share of the samples that have one (on the face, none: the
+            # composite leaves those as they are)
+            part = np.flatnonzero(matte_u8[0] < 255)
+            if len(part):
+                moved = cv2.cvtColor(warp.remap_points(plate, flat[part])[None],
+                                     cv2.COLOR_RGBA2RGB)
+                behind = still[ys[part // k], xs[part // k]][None]
+                some = np.ascontiguousarray(drawn[:, part])
+                composite_head(some, np.ascontiguousarray(matte_u8[:, part]), behind, moved)
+                drawn[0, part] = some[0]
             rgb, matte = drawn[0].astype(np.float32), matte_u8[0].astype(np.float32)
-        mixed = rgb[:n] * cover + rgb[n:] * (1.0 - cover)
+        w = (np.full((n, k), 1.0 / k, np.float32) if weights is None
+             else np.asarray(weights, np.float32))
+        mixed = np.einsum("nkc,nk->nc", rgb.reshape(n, k, 3), w)
         out[ys, xs] = np.clip(mixed + 0.5, 0.0, 255.0).astype(np.uint8)
         if matte is not None and self.last_matte is not None:
-            m = matte[:n] * cover[:, 0] + matte[n:] * (1.0 - cover[:, 0])
+            m = (matte.reshape(n, k) * w).sum(axis=1)
             self.last_matte[ys, xs] = np.clip(m + 0.5, 0.0, 255.0).astype(np.uint8)
 
     def _still_background(self, portrait: MeshPortrait, backdrop: np.ndarray) -> np.ndarray:

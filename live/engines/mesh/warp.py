@@ -10,7 +10,10 @@ the image. Pixels no triangle covered (fill rounding) take a neighbour's triangl
 face folds over the outside (a turned cheek), the displacement jumps between two cells and the
 grid shows as a staircase: :meth:`PiecewiseAffineWarp.silhouette_seams` finds those cells and
 :meth:`PiecewiseAffineWarp.seam_sources` gives what their pixels show from either side and how
-much of each the face covers, to draw them at full resolution.
+much of each the face covers, to draw them at full resolution. Where the face folds over
+itself (lips pulled over the skin round a yelling mouth), :meth:`PiecewiseAffineWarp.fold_seams`
+finds the torn cells and :meth:`PiecewiseAffineWarp.fold_samples` gives their pixels' source
+positions at 4 x 4 sub-samples each, from a fine raster of the triangles there.
 """
 
 from __future__ import annotations
@@ -70,6 +73,20 @@ SEAM_LEAST_PX = 100
 two of a jump) is left as the grid draws it (:meth:`PiecewiseAffineWarp.seam_sources`)."""
 
 
+FOLD_MISS_PX = 1.5
+"""A face cell that, drawn by its neighbour's triangle, would show a source this far (px) from
+its own marks a staircase (:meth:`PiecewiseAffineWarp.fold_seams`)."""
+
+
+FOLD_BLOCK_PX = 4
+"""The fine raster of a fold takes the triangles that reach a block this size with a fold
+pixel in it (:meth:`PiecewiseAffineWarp.fold_samples`)."""
+
+
+FOLD_SUBSAMPLES = 2
+"""Sub-samples a side of a pixel on a fold (:meth:`PiecewiseAffineWarp.fold_samples`)."""
+
+
 POINT_ROW = 4096
 """Points a row of the map :meth:`PiecewiseAffineWarp.remap_points` samples through."""
 
@@ -103,6 +120,18 @@ class SeamSources(NamedTuple):
     """(N, 2) float32: source positions as part of the face ..."""
     outside: np.ndarray
     """(N, 2) float32: ... and as part of the outside."""
+
+
+class FoldSamples(NamedTuple):
+    """A fold's pixels and their sub-samples' sources (:meth:`PiecewiseAffineWarp.fold_samples`)."""
+
+    ys: np.ndarray
+    """(N,) the pixels' rows ..."""
+    xs: np.ndarray
+    """(N,) ... and columns (output pixels)."""
+    sources: np.ndarray
+    """(N, S, 2) float32: the source positions of each pixel's S sub-samples, each from the
+    triangle drawn last over it (a pixel's own source where none is)."""
 
 
 class PiecewiseAffineWarp:
@@ -379,6 +408,121 @@ class PiecewiseAffineWarp:
         cover[~has_face] = 0.0  # (no triangle of a side within reach: the other's)
         cover[~has_outside] = 1.0
         return SeamSources(ys + y, xs + x, cover, face_source, outside_source)
+
+    def fold_seams(self, index: np.ndarray, first: int, *,
+                   jump: float = FOLD_MISS_PX) -> np.ndarray | None:
+        """Where the last :meth:`source_map` (of ``index``, with bounds) shows a staircase
+        inside the face (rows ``first`` on of the draw list): full-size bool mask of the
+        pixels within a grid cell of two neighbouring face cells of different triangles
+        where either cell, drawn by the other's triangle, would show a source more than
+        ``jump`` px away (a buffer the next call overwrites); None when there is none. A
+        cell shows its triangle's picture whole: where the face folds over itself (the lips
+        pulled over the skin round a yelling mouth) or creases sharply (a lip stretched
+        three times beside skin that is not), the edge between the two runs along the
+        grid's cells instead of where the triangles meet. Across a smooth stretch the two
+        triangles' affines nearly agree and nothing is marked."""
+        face = np.greater(index, first).view(np.uint8)  # index = 1 + row
+        x0, y0, w, h = cv2.boundingRect(face)
+        if w < 2 or h < 2:
+            return None
+        window = slice(y0, y0 + h), slice(x0, x0 + w)
+        rows, d = index[window], self._disp[window]
+        inside = face[window].view(bool)
+        step = np.float32(self.size / self.grid)
+        cells = self._seam_cells
+        cells.fill(0)
+        found = False
+        # the displacement's change over a cell along x, (a, d), and along y, (b, e), of each
+        # cell's triangle: as the last source_map left them
+        for dy, dx, slope in ((0, 1, self._planes[0][window]), (1, 0, self._planes[1][window])):
+            a, b = (slice(0, h - dy), slice(0, w - dx)), (slice(dy, h), slice(dx, w))
+            pair = (rows[a] != rows[b]) & inside[a] & inside[b]
+            if not pair.any():
+                continue
+            change = d[b] - d[a]
+            # cell b drawn by a's triangle, and a by b's, against what each shows (whole
+            # planes: cheaper than gathering the pairs)
+            torn = np.zeros(pair.shape, bool)
+            for own in (slope[a], slope[b]):
+                miss = np.multiply(own, step)
+                np.subtract(change, miss, out=miss)
+                np.abs(miss, out=miss)
+                torn |= (miss > jump).view(np.uint16)[..., 0] != 0  # either component
+            ys, xs = np.nonzero(pair & torn)
+            if len(ys):
+                found = True
+                ys, xs = ys + y0, xs + x0
+                cells[ys, xs] = 1
+                cells[ys + dy, xs + dx] = 1
+        if not found:
+            return None
+        full: np.ndarray = cells
+        if self.grid != self.size:
+            full = cv2.resize(cells, (self.size, self.size), interpolation=cv2.INTER_NEAREST,
+                              dst=self.buffers.get("fold cells", (self.size, self.size)))
+        # and a pixel round them: a pixel reads its neighbour cells' displacement too
+        grown = cv2.dilate(full, self._kernel3,
+                           dst=self.buffers.get("folds", (self.size, self.size)))
+        return grown.view(bool)
+
+    def fold_samples(self, folds: np.ndarray, source: np.ndarray, coeffs: np.ndarray,
+                     bounds: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> FoldSamples:
+        """The pixels of ``folds`` (:meth:`fold_seams`) with the sources of their
+        :data:`FOLD_SUBSAMPLES` squared sub-samples: the triangles of the draw list ``tris``
+        (corners in ``dst``) whose boxes reach a block of :data:`FOLD_BLOCK_PX` with such a
+        pixel drawn in order into a raster that fine, each sub-sample shown by the one drawn
+        last over it through its affine (``coeffs``, held within ``bounds`` as
+        :meth:`source_map` holds it); a sub-sample no triangle covers takes its pixel's
+        ``source`` (the full-size map)."""
+        marked = folds.view(np.uint8)
+        x, y, w, h = cv2.boundingRect(marked)
+        ys, xs = np.nonzero(marked[y:y + h, x:x + w])
+        # the triangles that reach a block with a marked pixel in it (a summed-area table
+        # of the blocks: every triangle's box at once)
+        k = FOLD_BLOCK_PX
+        nb = -(-self.size // k)
+        # (255 a pixel: the blocks' means stay above 0 where one pixel is marked)
+        occupied = cv2.resize(np.multiply(marked, 255, dtype=np.uint8), (nb, nb),
+                              interpolation=cv2.INTER_AREA) > 0
+        table = np.zeros((nb + 1, nb + 1), np.int32)
+        table[1:, 1:] = occupied.cumsum(axis=0).cumsum(axis=1)
+        corners = dst[tris]
+        c0, c1, c2 = corners[:, 0], corners[:, 1], corners[:, 2]
+        low = np.minimum(np.minimum(c0, c1), c2) * (1.0 / k)
+        high = np.maximum(np.maximum(c0, c1), c2) * (1.0 / k)
+        lo = np.clip(low.astype(np.intp), 0, nb - 1)
+        hi = np.clip(high.astype(np.intp), 0, nb - 1) + 1
+        hits = (table[hi[:, 1], hi[:, 0]] - table[lo[:, 1], hi[:, 0]]
+                - table[hi[:, 1], lo[:, 0]] + table[lo[:, 1], lo[:, 0]])
+        reaching = np.flatnonzero(hits > 0)
+        corners = corners[reaching]
+        ss = FOLD_SUBSAMPLES
+        fine = self.buffers.get("fold raster", (h * ss, w * ss), np.uint16)
+        fine.fill(0)
+        pts = np.round(((corners - [x, y] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+        colours = self._colours(len(tris))
+        for poly, row in zip(pts, reaching, strict=True):
+            cv2.fillConvexPoly(fine, poly, colours[row], cv2.LINE_8, 4)
+        # each pixel's ss x ss block of the fine raster: (N, ss * ss) triangle rows
+        sub_y, sub_x = np.divmod(np.arange(ss * ss), ss)
+        row = fine[(ys * ss)[:, None] + sub_y, (xs * ss)[:, None] + sub_x].astype(np.intp) - 1
+        offsets = (np.arange(ss, dtype=np.float32) + 0.5) / ss - 0.5
+        px = (xs + x).astype(np.float32)[:, None] + offsets[sub_x]
+        py = (ys + y).astype(np.float32)[:, None] + offsets[sub_y]
+        found = np.maximum(row, 0)
+        c, b = coeffs[found], bounds[found]
+        pos = np.empty((*row.shape, 2), np.float32)
+        pos[..., 0] = c[..., 0] * px + c[..., 1] * py + c[..., 2]
+        pos[..., 1] = c[..., 3] * px + c[..., 4] * py + c[..., 5]
+        np.maximum(pos, b[..., :2], out=pos)
+        np.minimum(pos, b[..., 2:], out=pos)
+        pos[..., 0] += px
+        pos[..., 1] += py
+        ys, xs = ys + y, xs + x
+        empty = row < 0
+        if empty.any():
+            pos[empty] = np.broadcast_to(source[ys, xs][:, None, :], pos.shape)[empty]
+        return FoldSamples(ys, xs, pos)
 
     def moved_share(self, full: float) -> np.ndarray:
         """How far each output pixel's source moved in the last :meth:`source_map`, as a

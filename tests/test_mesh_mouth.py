@@ -3,6 +3,7 @@ interior carried over and colour-matched, lopsided openings, the fallbacks."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -885,6 +886,48 @@ def test_colour_matching_follows_the_portraits_cast() -> None:
                        cheek=np.array([160.0, 140.0, 115.0], np.float32))
     out = match_colours(teeth, driver_skin, sepia)
     assert out[0, 0] > out[0, 2] + 10  # warm, like the print
+
+
+def test_the_drivers_teeth_take_the_portraits_teeth_colour_not_its_skins_cast() -> None:
+    """A painting's olive-brown skin against a pink driver (pg_fom_source_image on lp_d18):
+    the skins' ratio made the driver's teeth dark and khaki. Matched by the two faces' teeth
+    colours instead (the driver's measured once, the portrait's estimate), its teeth come
+    out in the portrait's teeth colour; flesh (tongue, throat) keeps the skins' match, and a
+    black-and-white portrait still gets grey."""
+    _, _, style = closed_portrait()
+    olive = dataclasses.replace(style, chroma=13.5,
+                                cheek=np.array([106.0, 89.0, 66.0], np.float32),
+                                teeth=np.array([176.0, 161.0, 142.0], np.float32))
+    driver_skin = np.array([200.0, 150.0, 130.0], np.float32)
+    driver_teeth = np.array([170.0, 141.0, 127.0], np.float32)  # lp_d18's teeth_reference
+    px = np.array([[170.0, 141.0, 127.0],  # teeth, as the reference
+                   [230.0, 110.0, 130.0],  # tongue
+                   [60.0, 12.0, 20.0]], np.float32)  # throat
+    before = match_colours(px, driver_skin, olive)
+    after = match_colours(px, driver_skin, olive, teeth=driver_teeth)
+    assert np.abs(after[0] - olive.teeth).max() < 3.0
+    assert before[0].mean() < olive.teeth.mean() - 40  # what it was: dark khaki
+    assert np.array_equal(after[1:], before[1:])
+    grey = dataclasses.replace(style, chroma=0.0,
+                               cheek=np.array([140.0, 140.0, 140.0], np.float32),
+                               teeth=np.array([200.0, 200.0, 200.0], np.float32))
+    assert np.ptp(match_colours(px, driver_skin, grey, teeth=driver_teeth), axis=1).max() < 4.0
+    # through render_mouth: the driver's white upper teeth in the olive portrait's opening
+    img, _, _ = closed_portrait()
+    drv_img, drv_pts = driver(8.0, 11.0)
+    out_inner = inner_lips(10.0, 15.0)
+    under_lip = slice(int(CENTRE[1] - 10) + 2, int(CENTRE[1] - 10) + 5)
+    xs = slice(int(CENTRE[0]) - 15, int(CENTRE[0]) + 15)
+    rows = {}
+    for teeth in (None, np.array([240.0, 236.0, 226.0], np.float32)):
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(out_inner), olive, mode="driver",
+                            driver_image=drv_img, driver_points=drv_pts,
+                            driver_teeth=teeth) == "driver"
+        rows[teeth is None] = out[under_lip, xs].reshape(-1, 3).mean(axis=0)
+    assert np.abs(rows[False] - olive.teeth).max() < 12.0
+    assert rows[False][0] > rows[False][1]  # warm, as the portrait's teeth
+    assert rows[True][1] > rows[True][0]  # the skins' cast made them green (145, 155, 136)
 
 
 def test_a_closed_driving_mouth_changes_nothing() -> None:

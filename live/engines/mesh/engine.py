@@ -64,6 +64,7 @@ from live.engines.mesh.mouth import (
     mouth_style,
     open_lip_seam,
     render_mouth,
+    teeth_reference,
 )
 from live.engines.mesh.shading import (
     ShadingReference,
@@ -331,6 +332,7 @@ class MeshEngine:
         self._body_wait_ms: float | None = None  # ... and how long the frame waited for it
         self._shading: ShadingReference | None = None
         self._neutral_image: np.ndarray | None = None  # a copy: the caller may reuse its buffer
+        self._driver_teeth: np.ndarray | None = None  # its teeth colour (mouth = "driver")
         self._still = False  # this frame's driving picture is the neutral one (scripted motion)
         self._shade_face: ShadingReference | None = None  # the last driving face's shading
         self._shade_extent: float | None = None  # the held pose's extent when the face went
@@ -466,6 +468,9 @@ class MeshEngine:
         self._hold.converged = _CONVERGED_IOD * self._unit
         self._origin = np.array([*pts[:, :2].mean(axis=0), 0.0])
         self._neutral_image = np.array(face.image, copy=True)
+        if self.config.mouth == "driver" and self._driver is not None:
+            # the driver's teeth colour, on its neutral frame (eyes open)
+            self._driver_teeth = teeth_reference(*self._driver)
         if self.config.shading > 0 and self._driver is not None:
             self._shading = ShadingReference.of(*self._driver, detect_glasses=True)
             if self._shading.glasses:
@@ -648,7 +653,8 @@ class MeshEngine:
                           driver=self._driver if pts is not None else None, body=body,
                           shading=None if self._shade_face is None else self._shading,
                           shading_face=self._shade_face, shading_fade=fade,
-                          same_skin=functools.partial(self._same_skin, t=t))
+                          same_skin=functools.partial(self._same_skin, t=t),
+                          driver_teeth=self._driver_teeth)
         if self._body_ms is not None:
             timings["body"] = self._body_ms
         if self._body_wait_ms is not None:
@@ -663,7 +669,8 @@ class MeshEngine:
                shading: ShadingReference | None = None,
                shading_face: ShadingReference | None = None,
                shading_fade: float = 1.0,
-               same_skin: Callable[[float], float] | None = None) -> np.ndarray:
+               same_skin: Callable[[float], float] | None = None,
+               driver_teeth: np.ndarray | None = None) -> np.ndarray:
         """The portrait with the motion ``neutral -> current`` (driving frame pixels, (N, 3))
         applied, without smoothing or state. ``driver`` is the driving crop and its landmarks
         in crop pixels (the mouth interior of ``mouth = "driver"``); ``body`` the body lattice's
@@ -673,8 +680,9 @@ class MeshEngine:
         ``shading_face`` (default: made from ``driver``) at ``shading_fade`` of its strength;
         ``same_skin`` turns this frame's reading of how alike the portrait's skin and the
         driver's are into the one used (the engine's :class:`SkinMatch` average; None: the
-        reading as it is).
-        Stage times (ms) go into ``timings``."""
+        reading as it is); ``driver_teeth`` the driving face's teeth colour
+        (:func:`~live.engines.mesh.mouth.teeth_reference`; None: its teeth take its skin's
+        colour match). Stage times (ms) go into ``timings``."""
         clock = time.perf_counter
         t0 = clock()
         scale = None if self.config.adapt_scale else self.size / self._neutral_side
@@ -782,7 +790,7 @@ class MeshEngine:
             render_mouth(out, motion.points, portrait.mouth, mode=mode,
                          driver_image=drv_image, driver_points=drv_points,
                          area_scale=affine_scale(motion.head) ** 2,
-                         anchors=jaws)
+                         anchors=jaws, driver_teeth=driver_teeth)
         t6 = clock()
         if timings is not None:
             timings.update(motion=(ta - t0 + tb - t1) * 1e3, raster=(t1 - ta + t2 - tb) * 1e3,

@@ -757,14 +757,10 @@ def is_portrait(style: MouthStyle, image: np.ndarray) -> bool:
     return float(np.abs(roi.astype(np.float32) - pix.astype(np.float32)).mean()) < 4.0
 
 
-def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.5,
-                  core_gain: float = 0.3) -> MouthStyle:
-    """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
-    mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is its shade,
-    :func:`lip_shade`, at ``edge_gain`` by the lips and ``core_gain`` inside), skin colour
-    beside the mouth, chroma level (greyscale detection), a teeth colour, the own opening,
-    and, when the mouth is open, its interior split for rigid teeth."""
-    pts = np.asarray(landmarks, np.float64)[:, :2]
+def _lip_and_skin(image: np.ndarray, pts: np.ndarray
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The lips' and the face skin's median colours (RGB float32 (3,)) and their pixels, of a
+    face with landmarks ``pts`` (N, 2) in ``image`` pixels; defaults where too few show."""
     inner, outer = pts[list(lm.LIPS_INNER)], pts[list(lm.LIPS_OUTER)]
     lips_mask = _region(image.shape, [outer])
     cv2.fillPoly(lips_mask, [np.round(inner).astype(np.int32)], (0,))
@@ -779,6 +775,29 @@ def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float 
     skin_px = image[(face > 0) & (holes == 0)]
     skin = (np.median(skin_px.astype(np.float32), axis=0).astype(np.float32)
             if len(skin_px) >= 20 else _default((190.0, 150.0, 130.0)))
+    return (lip, lip_px), (skin, skin_px)
+
+
+def teeth_reference(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A face's teeth colour as the portrait's is estimated (:attr:`MouthStyle.teeth`: from
+    its eye whites, skin and lips), RGB float32 (3,): a driving face's, measured once on its
+    neutral frame (eyes open), matches its teeth to the portrait's in
+    :func:`match_colours`."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    (lip, _), (skin, _) = _lip_and_skin(image, pts)
+    return _teeth_colour(image, pts, skin, lip)
+
+
+def prepare_mouth(image: np.ndarray, landmarks: np.ndarray, *, edge_gain: float = 0.5,
+                  core_gain: float = 0.3) -> MouthStyle:
+    """Measure once what the mouth modes need of a portrait (``image`` RGB uint8, its face
+    mesh ``landmarks`` (N, 2+) in its pixels): lip colour (the throat is its shade,
+    :func:`lip_shade`, at ``edge_gain`` by the lips and ``core_gain`` inside), skin colour
+    beside the mouth, chroma level (greyscale detection), a teeth colour, the own opening,
+    and, when the mouth is open, its interior split for rigid teeth."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    inner, outer = pts[list(lm.LIPS_INNER)], pts[list(lm.LIPS_OUTER)]
+    (lip, lip_px), (skin, skin_px) = _lip_and_skin(image, pts)
     both = np.concatenate([lip_px.reshape(-1, 3), skin_px.reshape(-1, 3)])
     chroma = (float(np.median(np.hypot(*_to_lab(both)[:, 1:].T))) if len(both) >= 10
               else 20.0)
@@ -1411,7 +1430,7 @@ def synthetic_mouth(out: np.ndarray, out_inner: np.ndarray, style: MouthStyle, *
 
 
 def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
-                  shift: float = 0.5) -> np.ndarray:
+                  shift: float = 0.5, teeth: np.ndarray | None = None) -> np.ndarray:
     """Driving-face RGB pixels (..., 3) in the portrait's colours; ``reference`` is the RGB of
     the driver's skin beside its mouth, matched to ``style.cheek``:
 
@@ -1421,6 +1440,13 @@ def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
     - each channel by (the skins' ratio, lightness aside) ** ``shift``, within 0.6 .. 1.6:
       the portrait's colour cast (a painting's palette, a sepia print), proportional, so a
       dark throat stays dark.
+
+    With ``teeth`` (the driver's teeth colour, :func:`teeth_reference`), the pixels that look
+    like it (light and no more saturated than it: :data:`TEETH_LIKE_LIGHT`,
+    :data:`TEETH_LIKE_SATURATION`) are matched to the portrait's teeth colour (``style.teeth``)
+    instead, channel by channel (within :data:`TEETH_GAIN`): the skins' ratio holds for
+    flesh, but teeth are no darker or greener for a darker or olive skin (a painting's brown
+    skin made the driver's teeth khaki).
 
     Returns RGB float32 (not clipped)."""
     k = np.float32(np.clip(style.chroma / 10.0, 0.0, 1.0))
@@ -1433,7 +1459,32 @@ def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
     gain = (cast * np.clip(lum ** 0.7, 0.6, 1.5)).astype(np.float32)
     pix = np.asarray(rgb, np.float32)
     luma = (pix @ _LUMA)[..., None]
-    return np.asarray((luma + (pix - luma) * k) * gain, np.float32)
+    grey = luma + (pix - luma) * k
+    flesh = np.asarray(grey * gain, np.float32)
+    if teeth is None:
+        return flesh
+    drv = np.asarray(teeth, np.float32)
+    drv_luma = float(drv @ _LUMA)
+    teeth_gain = np.clip((np.asarray(style.teeth, np.float32) + 1.0)
+                         / (drv_luma + (drv - drv_luma) * k + 1.0), *TEETH_GAIN)
+    saturation = pix.max(axis=-1) - pix.min(axis=-1)
+    over = float(drv.max() - drv.min())
+    like = (_smoothstep(*TEETH_LIKE_LIGHT, luma[..., 0] / max(drv_luma, 1.0))
+            * (1.0 - _smoothstep(over + TEETH_LIKE_SATURATION[0],
+                                 over + TEETH_LIKE_SATURATION[1], saturation)))[..., None]
+    return np.asarray(flesh + like * (grey * teeth_gain.astype(np.float32) - flesh),
+                      np.float32)
+
+
+TEETH_LIKE_LIGHT = (0.55, 0.85)
+"""A driving pixel is matched as teeth (:func:`match_colours`) as its luma rises over these
+shares of the driver's teeth colour's ..."""
+TEETH_LIKE_SATURATION = (12.0, 40.0)
+"""... and as its saturation (highest minus lowest channel) stays below the teeth colour's
+plus these levels (full below the first, none above the second: a tongue, the lips)."""
+TEETH_GAIN = (0.5, 2.0)
+"""The teeth's gain from the driver's teeth colour to the portrait's stays within these, per
+channel."""
 
 
 LIP_EDGE_FALL = 0.5
@@ -1597,10 +1648,11 @@ def _lip_over_strip(out: np.ndarray, frame: _LipFrame, strip: tuple[np.ndarray, 
     _composite(out, box, lip, alpha * np.float32(opacity))
 
 
-def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
-                ) -> Interior | None:
-    """The driving face's interior, in the portrait's colours (:func:`match_colours`); None
-    when its mouth is (partly) off the driving crop or has no opening."""
+def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle,
+                teeth: np.ndarray | None = None) -> Interior | None:
+    """The driving face's interior, in the portrait's colours (:func:`match_colours`, its
+    teeth by ``teeth``); None when its mouth is (partly) off the driving crop or has no
+    opening."""
     hd, wd = driver_image.shape[:2]
     pts = drv.inner
     if pts.min() < 0 or pts[:, 0].max() > wd - 1 or pts[:, 1].max() > hd - 1:
@@ -1610,20 +1662,21 @@ def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle
     if reference is None or dbox is None:
         return None
     x0, y0, w, h = dbox
-    rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style),
-                  0.0, 255.0)
+    rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style,
+                                teeth=teeth), 0.0, 255.0)
     return _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb,
                 reach_px=TRANSPLANT_REACH_PX)
 
 
 def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray,
                 mouth: _DriverMouth, style: MouthStyle, feather_px: float,
-                base: np.ndarray | None) -> float:
+                base: np.ndarray | None, teeth: np.ndarray | None = None) -> float:
     opacity = mouth.opacity
     if opacity <= 0.01:
         return 0.0
     box = _box(frame.inner, 2.0 + feather_px, out.shape)
-    interior = _driver_cut(driver_image, mouth.frame, style) if box is not None else None
+    interior = _driver_cut(driver_image, mouth.frame, style, teeth) if box is not None \
+        else None
     if box is None or interior is None:
         return 0.0
     grid = frame.grid(box)
@@ -1639,7 +1692,8 @@ def _transplant(out: np.ndarray, frame: _LipFrame, driver_image: np.ndarray,
 def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.ndarray,
                      driver_inner: np.ndarray, portrait_stats: MouthStyle, *,
                      feather_px: float = 1.0, area_scale: float = 1.0,
-                     base: np.ndarray | None = None) -> float:
+                     base: np.ndarray | None = None,
+                     driver_teeth: np.ndarray | None = None) -> float:
     """Carry the driving face's mouth interior into ``out`` (RGB uint8, in place) inside the
     output's inner-lip polygon ``out_inner`` (20, 2, LIPS_INNER order); ``driver_inner``
     (20, 2) is the driver's inner-lip polygon in ``driver_image`` (RGB uint8) pixels. Where
@@ -1653,7 +1707,8 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
     further than the driver, a dark throat in the portrait's lip hue shows between them
     (``base``: another colour under the layers, (h, w, 3) over the output polygon's box
     plus ``2 + feather_px``). Colours are matched to ``portrait_stats``
-    (:func:`match_colours`); the edge is feathered over ``feather_px``.
+    (:func:`match_colours`; its teeth to the portrait's teeth by ``driver_teeth``, the
+    driver's :func:`teeth_reference`); the edge is feathered over ``feather_px``.
 
     Returns the opacity: 0 (nothing done) when the driver's mouth is closed (opening below
     2 px at output scale), off its image, the output's opening is below 2 px or no larger
@@ -1662,14 +1717,16 @@ def transplant_mouth(out: np.ndarray, out_inner: np.ndarray, driver_image: np.nd
     portrait's own opening."""
     frame = _LipFrame(out_inner)
     mouth = _driver_mouth(driver_image, driver_inner, frame, portrait_stats, area_scale)
-    return _transplant(out, frame, driver_image, mouth, portrait_stats, feather_px, base)
+    return _transplant(out, frame, driver_image, mouth, portrait_stats, feather_px, base,
+                       driver_teeth)
 
 
 def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
                  mode: str, driver_image: np.ndarray | None = None,
                  driver_points: np.ndarray | None = None, area_scale: float = 1.0,
                  feather_px: float = 1.0,
-                 anchors: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+                 anchors: tuple[np.ndarray, np.ndarray] | None = None,
+                 driver_teeth: np.ndarray | None = None) -> str:
     """Paint the mouth interior of one output frame in place; says what was painted:
     ``"driver"``, ``"synthetic"`` or ``"none"``.
 
@@ -1683,7 +1740,9 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     (:func:`synthetic_mouth`) or ``"off"``; ``area_scale``: portrait ->
     output area ratio (head scale squared); ``feather_px``: the soft edge; ``anchors``: the
     jaws' lines (:func:`jaw_anchors`) the teeth hang from (a portrait's own, or the
-    synthetic ones: :func:`_jaw_rows`; without them the synthetic teeth follow the lips).
+    synthetic ones: :func:`_jaw_rows`; without them the synthetic teeth follow the lips);
+    ``driver_teeth``: the driving face's teeth colour (:func:`teeth_reference`), to which its
+    teeth are matched to the portrait's (None: they take the skin's match).
     A portrait that
     shows teeth of its own keeps them in both modes (the driver's would replace its
     identity's teeth): they move with the jaws, not the lips; in driver mode, where its mouth
@@ -1702,7 +1761,8 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
             frame, style, area_scale)
         drv, shown = mouth.frame, mouth.opacity
         if style.own_teeth:  # its own teeth, over the driver's lower mouth
-            cut = _driver_cut(driver_image, drv, style) if shown > 0.01 else None
+            cut = _driver_cut(driver_image, drv, style, driver_teeth) if shown > 0.01 \
+                else None
             lower = DriverLower(cut, drv, shown) if cut is not None else None
             painted = _synthetic(out, frame, style, area_scale, feather_px, anchors, lower)
             if painted > 0.0 and lower is not None:
@@ -1712,7 +1772,8 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
         else:
             if shown < 1.0:  # shows what is under
                 painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)
-            if _transplant(out, frame, driver_image, mouth, style, feather_px, None) > 0.0:
+            if _transplant(out, frame, driver_image, mouth, style, feather_px, None,
+                           driver_teeth) > 0.0:
                 return "driver"
     if painted < 0.0:
         painted = _synthetic(out, frame, style, area_scale, feather_px, anchors)

@@ -930,6 +930,46 @@ def test_the_drivers_teeth_take_the_portraits_teeth_colour_not_its_skins_cast() 
     assert rows[True][1] > rows[True][0]  # the skins' cast made them green (145, 155, 136)
 
 
+def test_a_yelling_drivers_tongue_rides_on_the_lower_lip() -> None:
+    """A yell shows, under the upper teeth, the dark throat and below it the tongue lying on
+    the jaw, then a dark line and the lower teeth. The interior is split at its dark band
+    into a part hanging from the upper lip and one riding on the lower: taken at the line
+    under the tongue (the darkest band, looked for below 0.35 of the opening), the tongue
+    hung from the upper teeth, and an output opening more than the driver's showed it
+    floating in a dark throat (lp_s42 on lp_d18's yell, frame 140). Taken at the highest
+    band about as dark (the throat), the tongue stays on the lower lip and the throat
+    widens under the upper teeth."""
+    img, _, style = closed_portrait()
+    drv_img, drv_pts = driver(12.0, 18.0)  # 30 px of 90: a third as high as wide
+    inner = drv_pts[list(lm.LIPS_INNER), :2]
+    opening = np.zeros(drv_img.shape[:2], np.uint8)
+    fill(opening, inner, (1, 1, 1))  # type: ignore[arg-type]
+    inside = opening.astype(bool)
+    v = (np.arange(drv_img.shape[0])[:, None].repeat(drv_img.shape[1], 1)
+         - (DRIVER_CENTRE[1] - 12.0)) / 30.0
+    # (lp_d18's frame 140, by bands: the line under the tongue a little darker than the
+    # throat, the tongue not much lighter)
+    drv_img[inside & (v < 0.15)] = (240, 236, 226)  # upper teeth
+    drv_img[inside & (v >= 0.15) & (v < 0.35)] = (105, 58, 60)  # the throat
+    drv_img[inside & (v >= 0.35) & (v < 0.75)] = (200, 100, 110)  # the tongue
+    drv_img[inside & (v >= 0.75) & (v < 0.82)] = (95, 48, 50)  # the line under it
+    drv_img[inside & (v >= 0.82)] = (235, 230, 220)  # lower teeth
+    out_inner = inner_lips(16.0, 24.0, half_width=40.0)  # 40 px high, 80 wide: 2x the driver
+    out = img.copy()
+    assert transplant_mouth(out, out_inner, drv_img, inner, style) > 0.99
+    cx, cy = int(CENTRE[0]), int(CENTRE[1])
+    middle = out[:, cx - 6: cx + 6].astype(float)
+
+    def rows(a: float, b: float) -> np.ndarray:  # shares of the output's opening, at the middle
+        y0, y1 = cy - 16 + int(a * 40), cy - 16 + int(b * 40)
+        return middle[y0:y1].reshape(-1, 3).mean(axis=0)
+
+    tongue = rows(0.6, 0.78)  # just above the lower teeth: the tongue
+    assert tongue[0] > tongue[1] + 50 and tongue.mean() > 110
+    throat = rows(0.3, 0.4)  # under the upper teeth: the throat, wider than the driver's
+    assert throat.mean() < 70
+
+
 def test_a_closed_driving_mouth_changes_nothing() -> None:
     img, pts, style = closed_portrait()
     drv_img, drv_pts = driver(0.4, 0.4)

@@ -277,9 +277,13 @@ class Interior:
         return np.asarray(np.minimum(self.band, 0.3 * gap), np.float32)
 
 
-def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float | None:
-    """The dark gap between upper and lower teeth as a fraction of the opening (0.35 ..
-    0.85): the darkest band of the interior's lightness profile; None when it has none."""
+def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray,
+                  search: tuple[float, float] = (0.35, 0.85),
+                  highest: float = 0.0) -> float | None:
+    """The dark gap between upper and lower teeth as a fraction of the opening (within
+    ``search``): the darkest band of the interior's lightness profile (with ``highest``, the
+    highest band no more than that share of the profile's range above the darkest); None
+    when it has none."""
     bins = 20
     idx = np.clip((v * bins).astype(np.int32), 0, bins - 1).ravel()
     wsum = np.bincount(idx, weight.ravel(), bins)
@@ -289,8 +293,11 @@ def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float |
         return None
     prof = np.interp(np.arange(bins), np.flatnonzero(ok), lsum[ok] / wsum[ok])
     prof = np.convolve(np.pad(prof, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    lo_i, hi_i = int(0.35 * bins), int(0.85 * bins)
+    lo_i, hi_i = int(search[0] * bins), int(search[1] * bins)
     k = lo_i + int(np.argmin(prof[lo_i:hi_i]))
+    if highest > 0.0:
+        near = prof[lo_i:hi_i] <= prof[k] + highest * float(np.ptp(prof))
+        k = lo_i + int(np.argmax(near))
     contrast = min(prof[:k].max(initial=0.0), prof[k:].max(initial=0.0)) - prof[k]
     if contrast < 0.08 * max(float(prof.max()), 1.0):
         return None
@@ -299,7 +306,9 @@ def _split_at_gap(v: np.ndarray, lum: np.ndarray, weight: np.ndarray) -> float |
 
 def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float | None,
          rgb: np.ndarray | None, reach_px: float = 0.0,
-         band_px: float | None = None) -> Interior | None:
+         band_px: float | None = None,
+         search: tuple[tuple[float, float], float] = ((0.35, 0.85), 0.0)
+         ) -> Interior | None:
     if frame.width < 4.0 or frame.area < 4.0:
         return None
     box = _box(frame.inner, 2.0 + max(reach_px, 0.0), image.shape)
@@ -325,7 +334,7 @@ def _cut(image: np.ndarray, frame: _LipFrame, *, erode_px: float, split: float |
                   * np.clip(s + r, 0.0, 1.0) * np.clip(frame.width - s + r, 0.0, 1.0))
     band = 0.0
     if split is None:
-        split = _split_at_gap(v, pix @ _LUMA, inside)
+        split = _split_at_gap(v, pix @ _LUMA, inside, *search)
         if split is None and band_px is not None:
             split, band = 1.0, float(band_px)
         elif split is None:
@@ -1648,6 +1657,16 @@ def _lip_over_strip(out: np.ndarray, frame: _LipFrame, strip: tuple[np.ndarray, 
     _composite(out, box, lip, alpha * np.float32(opacity))
 
 
+DRIVER_SPLIT = ((0.15, 0.85), 0.1)
+"""Where a driving interior is split into the part hanging from the upper lip and the part
+riding on the lower (:func:`_split_at_gap`): within these shares of the opening from the
+upper lip, the highest band no more than this share of the lightness profile's range above
+its darkest. A yell shows its throat right under the upper teeth and its tongue, lying on
+the jaw, below; the line under the tongue is often a little darker than the throat (lp_d18,
+frame 140), and split there (the darkest band below 0.35, as a portrait's own teeth are
+split) the tongue hung from the upper lip."""
+
+
 def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle,
                 teeth: np.ndarray | None = None) -> Interior | None:
     """The driving face's interior, in the portrait's colours (:func:`match_colours`, its
@@ -1664,7 +1683,7 @@ def _driver_cut(driver_image: np.ndarray, drv: _LipFrame, style: MouthStyle,
     x0, y0, w, h = dbox
     rgb = np.clip(match_colours(driver_image[y0:y0 + h, x0:x0 + w], reference, style,
                                 teeth=teeth), 0.0, 255.0)
-    return _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb,
+    return _cut(driver_image, drv, erode_px=0.0, split=None, rgb=rgb, search=DRIVER_SPLIT,
                 reach_px=TRANSPLANT_REACH_PX)
 
 

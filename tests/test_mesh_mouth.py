@@ -892,8 +892,8 @@ def test_the_drivers_teeth_take_the_portraits_teeth_colour_not_its_skins_cast() 
     """A painting's olive-brown skin against a pink driver (pg_fom_source_image on lp_d18):
     the skins' ratio made the driver's teeth dark and khaki. Matched by the two faces' teeth
     colours instead (the driver's measured once, the portrait's estimate), its teeth come
-    out in the portrait's teeth colour; flesh (tongue, throat) keeps the skins' match, and a
-    black-and-white portrait still gets grey."""
+    out in the portrait's teeth colour, lit as they are; flesh (tongue, throat) keeps the
+    skins' match, and a black-and-white portrait still gets grey."""
     _, _, style = closed_portrait()
     olive = dataclasses.replace(style, chroma=13.5,
                                 cheek=np.array([106.0, 89.0, 66.0], np.float32),
@@ -906,6 +906,12 @@ def test_the_drivers_teeth_take_the_portraits_teeth_colour_not_its_skins_cast() 
     before = match_colours(px, driver_skin, olive)
     after = match_colours(px, driver_skin, olive, teeth=driver_teeth)
     assert np.abs(after[0] - olive.teeth).max() < 3.0
+    # teeth tinted by the driver's light (lp_d13's purple-grey, frame 100, against its teeth
+    # colour (185, 151, 138)) take the portrait's teeth colour, as much darker as they are
+    tinted = match_colours(np.array([[157.0, 139.0, 144.0]], np.float32), driver_skin, olive,
+                           teeth=np.array([185.0, 151.0, 138.0], np.float32))[0]
+    ratio = tinted / olive.teeth
+    assert np.ptp(ratio) < 0.01 and 0.85 < ratio.mean() < 0.95
     assert before[0].mean() < olive.teeth.mean() - 40  # what it was: dark khaki
     assert np.array_equal(after[1:], before[1:])
     grey = dataclasses.replace(style, chroma=0.0,

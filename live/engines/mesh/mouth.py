@@ -1451,11 +1451,11 @@ def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
       dark throat stays dark.
 
     With ``teeth`` (the driver's teeth colour, :func:`teeth_reference`), the pixels that look
-    like it (light and no more saturated than it: :data:`TEETH_LIKE_LIGHT`,
-    :data:`TEETH_LIKE_SATURATION`) are matched to the portrait's teeth colour (``style.teeth``)
-    instead, channel by channel (within :data:`TEETH_GAIN`): the skins' ratio holds for
-    flesh, but teeth are no darker or greener for a darker or olive skin (a painting's brown
-    skin made the driver's teeth khaki).
+    like it (light and no redder than it: :data:`TEETH_LIKE_LIGHT`,
+    :data:`TEETH_LIKE_RED`) take the portrait's teeth colour (``style.teeth``) instead,
+    as light as they are against the driver's (a ratio within :data:`TEETH_GAIN`): the skins'
+    ratio holds for flesh, but teeth are no darker or greener for a darker or olive skin (a
+    painting's brown skin made the driver's teeth khaki).
 
     Returns RGB float32 (not clipped)."""
     k = np.float32(np.clip(style.chroma / 10.0, 0.0, 1.0))
@@ -1474,26 +1474,26 @@ def match_colours(rgb: np.ndarray, reference: np.ndarray, style: MouthStyle, *,
         return flesh
     drv = np.asarray(teeth, np.float32)
     drv_luma = float(drv @ _LUMA)
-    teeth_gain = np.clip((np.asarray(style.teeth, np.float32) + 1.0)
-                         / (drv_luma + (drv - drv_luma) * k + 1.0), *TEETH_GAIN)
-    saturation = pix.max(axis=-1) - pix.min(axis=-1)
-    over = float(drv.max() - drv.min())
-    like = (_smoothstep(*TEETH_LIKE_LIGHT, luma[..., 0] / max(drv_luma, 1.0))
-            * (1.0 - _smoothstep(over + TEETH_LIKE_SATURATION[0],
-                                 over + TEETH_LIKE_SATURATION[1], saturation)))[..., None]
-    return np.asarray(flesh + like * (grey * teeth_gain.astype(np.float32) - flesh),
-                      np.float32)
+    share = luma[..., 0] / max(drv_luma, 1.0)
+    red = _to_lab(pix)[..., 1] - float(_to_lab(drv)[1])  # Lab a* over the teeth colour's
+    like = (_smoothstep(*TEETH_LIKE_LIGHT, share)
+            * (1.0 - _smoothstep(*TEETH_LIKE_RED, red)))[..., None]
+    # the portrait's teeth colour, lit as the driver's teeth are (their tint is the
+    # driver's light: lp_d13's purple-grey teeth came out blue beside a warm skin)
+    lit = np.clip(share, *TEETH_GAIN)[..., None] * np.asarray(style.teeth, np.float32)
+    return np.asarray(flesh + like * (lit - flesh), np.float32)
 
 
 TEETH_LIKE_LIGHT = (0.55, 0.85)
 """A driving pixel is matched as teeth (:func:`match_colours`) as its luma rises over these
 shares of the driver's teeth colour's ..."""
-TEETH_LIKE_SATURATION = (12.0, 40.0)
-"""... and as its saturation (highest minus lowest channel) stays below the teeth colour's
-plus these levels (full below the first, none above the second: a tongue, the lips)."""
-TEETH_GAIN = (0.5, 2.0)
-"""The teeth's gain from the driver's teeth colour to the portrait's stays within these, per
-channel."""
+TEETH_LIKE_RED = (4.0, 12.0)
+"""... and as its redness (Lab a*) stays below the teeth colour's plus these (full below the
+first, none above the second): a tongue and the lips are red (a* 20-40), the teeth not
+(0-10), whatever the light's tint."""
+TEETH_GAIN = (0.5, 1.5)
+"""A matched tooth's lightness against the portrait's teeth colour: its own against the
+driver's teeth colour, within these."""
 
 
 LIP_EDGE_FALL = 0.5

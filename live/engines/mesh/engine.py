@@ -806,8 +806,7 @@ class MeshEngine:
         head was put over, None without a head layer)."""
         cover = sides.cover[:, None]
         weights = np.concatenate([cover, 1.0 - cover], axis=1)
-        # both sides in one call each: (2, N, 2) -> (N, 2, 2), a pixel's two sources together
-        sources = np.stack([sides.face, sides.outside], axis=1)
+        sources = np.stack([sides.face, sides.outside], axis=1)  # (N, 2, 2): a pixel's two
         self._draw_mixed(portrait, out, sides.ys, sides.xs, sources, weights, still)
 
     def _draw_mixed(self, portrait: MeshPortrait, out: np.ndarray, ys: np.ndarray,

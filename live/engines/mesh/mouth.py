@@ -14,7 +14,10 @@ two modes (:func:`render_mouth`):
     lip carries on over that strip: :func:`lower_lip_edge`).
     Colours are matched to the portrait (:func:`match_colours`: saturation scaled to the
     portrait's chroma level, a lightness gain, the portrait's colour cast as channel gains: a
-    black-and-white photo gets grey teeth, a painting its palette). A driving mouth that is
+    black-and-white photo gets grey teeth, a painting its palette); the driver's teeth take
+    the portrait's teeth colour (told by the driver's, :func:`teeth_reference`). The
+    interior is split at its highest dark band (:data:`DRIVER_SPLIT`: a yell's throat under
+    the upper teeth, so its tongue rides on the lower lip). A driving mouth that is
     closed or not given falls back to ``"synthetic"``, and so does a driving image that is
     the portrait itself (:func:`is_portrait`: a scripted performance moves landmarks over
     the still portrait, whose pixels do not show the mouth they describe).
@@ -1760,8 +1763,8 @@ def render_mouth(out: np.ndarray, out_points: np.ndarray, style: MouthStyle, *,
     output area ratio (head scale squared); ``feather_px``: the soft edge; ``anchors``: the
     jaws' lines (:func:`jaw_anchors`) the teeth hang from (a portrait's own, or the
     synthetic ones: :func:`_jaw_rows`; without them the synthetic teeth follow the lips);
-    ``driver_teeth``: the driving face's teeth colour (:func:`teeth_reference`), to which its
-    teeth are matched to the portrait's (None: they take the skin's match).
+    ``driver_teeth``: the driving face's teeth colour (:func:`teeth_reference`), by which its
+    teeth are told and given the portrait's teeth colour (None: they take the skins' match).
     A portrait that
     shows teeth of its own keeps them in both modes (the driver's would replace its
     identity's teeth): they move with the jaws, not the lips; in driver mode, where its mouth

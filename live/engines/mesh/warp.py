@@ -13,7 +13,8 @@ grid shows as a staircase: :meth:`PiecewiseAffineWarp.silhouette_seams` finds th
 much of each the face covers, to draw them at full resolution. Where the face folds over
 itself (lips pulled over the skin round a yelling mouth), :meth:`PiecewiseAffineWarp.fold_seams`
 finds the torn cells and :meth:`PiecewiseAffineWarp.fold_samples` gives their pixels' source
-positions at 4 x 4 sub-samples each, from a fine raster of the triangles there.
+positions at 2 x 2 sub-samples each (:data:`FOLD_SUBSAMPLES`), from a fine raster of the
+triangles there.
 """
 
 from __future__ import annotations

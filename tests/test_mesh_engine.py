@@ -22,6 +22,7 @@ from live.engines.mesh.motion import (
     keep_order,
     portrait_motion,
 )
+from live.engines.mesh.mouth import teeth_reference
 from live.engines.mesh.topology import (
     face_triangles,
     hole_triangles,
@@ -510,6 +511,29 @@ def test_identity_motion_gives_the_portrait_unchanged(prepared) -> None:
     fresh = _fresh(portrait)
     assert np.array_equal(fresh.process(face(p), 0.0), portrait.image)  # first face = neutral
     assert fresh.calibrated
+
+
+@pytest.mark.fixtures
+def test_the_driving_faces_teeth_colour_is_measured_on_its_neutral_frame(prepared) -> None:
+    """``mouth = "driver"``: calibrating measures the driving face's teeth colour once, as
+    the portrait's is estimated (eye whites, skin, lips), for its teeth to be told and given
+    the portrait's teeth colour; with the portrait itself driving, the two agree. Synthetic
+    mode shows no driver's teeth and measures nothing."""
+    _, portrait = prepared
+    p = portrait.landmarks
+    driving = FaceCrop(image=portrait.image.copy(), crop_to_frame=IDENTITY, frame_index=0,
+                       t_capture=0.0, landmarks=p.astype(np.float32))
+    engine = _fresh(portrait)
+    engine.calibrate(driving)
+    assert engine._driver_teeth is not None
+    np.testing.assert_allclose(engine._driver_teeth, teeth_reference(portrait.image, p),
+                               atol=1e-4)
+    np.testing.assert_allclose(engine._driver_teeth, portrait.mouth.teeth, atol=1.0)
+    synthetic = _fresh(portrait, mouth="synthetic")
+    synthetic.calibrate(driving)
+    assert synthetic._driver_teeth is None
+    engine.recalibrate()
+    assert engine._driver_teeth is None  # until the next neutral frame
 
 
 @pytest.mark.fixtures

@@ -56,6 +56,7 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import apply_affine, fit_similarity_from
+from live.engines.mesh.warp import fill_points
 
 MouthMode = Literal["driver", "synthetic", "off"]
 MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
@@ -208,7 +209,7 @@ def _polygon_mask(poly: np.ndarray, box: Box, feather_px: float) -> np.ndarray:
     x0, y0, w, h = box
     ss = 4
     mask = np.zeros((h * ss, w * ss), np.uint8)
-    pts = np.round(((poly[:, :2] - [x0, y0] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+    pts = fill_points(poly[:, :2], scale=ss, origin=(x0, y0))
     cv2.fillPoly(mask, [pts], (255,), cv2.LINE_8, 4)
     cover = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     cover *= np.float32(1.0 / 255.0)

@@ -26,6 +26,16 @@ import cv2
 import numpy as np
 
 
+def fill_points(points: np.ndarray, *, scale: float = 1.0,
+                origin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Polygon corners ``points`` (..., 2, output pixels) as OpenCV's fills take them with 4
+    fractional bits (``shift=4``), int32, on a raster ``scale`` times as fine as the output
+    whose first pixel lies at output pixel ``origin`` (x, y): pixel centres map onto pixel
+    centres."""
+    return np.round(((points - np.asarray(origin, np.float64) + 0.5) * scale - 0.5)
+                    * 16.0).astype(np.int32)
+
+
 def triangle_affines(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """Displacement coefficients of each triangle's output->source affine, (T, 6) float32.
 
@@ -203,7 +213,7 @@ class PiecewiseAffineWarp:
     def _fill(self, idx: np.ndarray, dst: np.ndarray, tris: np.ndarray, first: int) -> None:
         """Draw ``tris`` in order into ``idx``, row ``k`` as the value ``first + k + 1``."""
         # Grid coordinates with 4 fractional bits, for cv2's sub-pixel fill.
-        pts = np.round(((dst + 0.5) * self._g - 0.5) * 16.0).astype(np.int32)
+        pts = fill_points(dst, scale=self._g)
         fill, line = cv2.fillConvexPoly, cv2.LINE_8
         colours = self._colours(first + len(tris))[first:]
         for poly, colour in zip(pts[tris], colours, strict=False):
@@ -395,8 +405,7 @@ class PiecewiseAffineWarp:
                                           & (high[:, 1] >= y - 1) & (low[:, 1] <= y + h))
         ss = 4
         fine = np.zeros((h * ss, w * ss), np.uint8)
-        pts = np.round(((dst[tris[reaching]] - [x, y] + 0.5) * ss - 0.5) * 16.0
-                       ).astype(np.int32)
+        pts = fill_points(dst[tris[reaching]], scale=ss, origin=(x, y))
         for poly in pts:
             cv2.fillConvexPoly(fine, poly, (255,), cv2.LINE_8, 4)
         # OpenCV's fill takes every sample its edges touch (about half a sample too many
@@ -485,22 +494,22 @@ class PiecewiseAffineWarp:
         # (255 a pixel: the blocks' means stay above 0 where one pixel is marked)
         occupied = cv2.resize(np.multiply(marked, 255, dtype=np.uint8), (nb, nb),
                               interpolation=cv2.INTER_AREA) > 0
-        table = np.zeros((nb + 1, nb + 1), np.int32)
-        table[1:, 1:] = occupied.cumsum(axis=0).cumsum(axis=1)
+        sat = np.zeros((nb + 1, nb + 1), np.int32)
+        sat[1:, 1:] = occupied.cumsum(axis=0).cumsum(axis=1)
         corners = dst[tris]
         c0, c1, c2 = corners[:, 0], corners[:, 1], corners[:, 2]
         low = np.minimum(np.minimum(c0, c1), c2) * (1.0 / k)
         high = np.maximum(np.maximum(c0, c1), c2) * (1.0 / k)
-        lo = np.clip(low.astype(np.intp), 0, nb - 1)
-        hi = np.clip(high.astype(np.intp), 0, nb - 1) + 1
-        hits = (table[hi[:, 1], hi[:, 0]] - table[lo[:, 1], hi[:, 0]]
-                - table[hi[:, 1], lo[:, 0]] + table[lo[:, 1], lo[:, 0]])
+        b0 = np.clip(low.astype(np.intp), 0, nb - 1)
+        b1 = np.clip(high.astype(np.intp), 0, nb - 1) + 1
+        hits = (sat[b1[:, 1], b1[:, 0]] - sat[b0[:, 1], b1[:, 0]]
+                - sat[b1[:, 1], b0[:, 0]] + sat[b0[:, 1], b0[:, 0]])
         reaching = np.flatnonzero(hits > 0)
         corners = corners[reaching]
         ss = FOLD_SUBSAMPLES
         fine = self.buffers.get("fold raster", (h * ss, w * ss), np.uint16)
         fine.fill(0)
-        pts = np.round(((corners - [x, y] + 0.5) * ss - 0.5) * 16.0).astype(np.int32)
+        pts = fill_points(corners, scale=ss, origin=(x, y))
         colours = self._colours(len(tris))
         for poly, row in zip(pts, reaching, strict=True):
             cv2.fillConvexPoly(fine, poly, colours[row], cv2.LINE_8, 4)

@@ -1,5 +1,6 @@
-"""Mesh engine: the body flow runs on a worker thread while the face is drawn
-(live/engines/mesh/engine.py), in line on one core; both draw the same."""
+"""Mesh engine: the body flow runs on a worker thread while the face is drawn, the seams'
+and folds' samples while the picture is remapped (live/engines/mesh/engine.py), in line on
+one core; both draw the same."""
 
 from __future__ import annotations
 
@@ -125,3 +126,45 @@ def test_an_error_in_the_flow_reaches_the_caller(
         monkeypatch.setattr(BodyFlow, "flow", broken)  # the part on the worker
         with pytest.raises(cv2.error, match="the flow broke"):
             engine.process(*frames[1])
+
+
+def test_the_seams_and_folds_are_sampled_on_the_worker_and_drawn_as_in_line(
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray], driving_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
+
+    portrait = driver[0]
+    # lp_d18 yells and turns: the lips fold over the skin, the cheek tears at the outline
+    wanted = {0, *range(124, 134)}
+    frames = []
+    with VideoReader(driving_dir / "lp_d18.mp4") as reader, FaceTracker() as tracker:
+        for k, frame in enumerate(reader):
+            if k in wanted:
+                frames.append((tracker.process(frame).face, k / 30.0))
+            if k >= max(wanted):
+                break
+    found: list[tuple[str, int, bool]] = []
+    sample = mesh_engine._edge_samples
+
+    def spy(*args: Any) -> Any:
+        parts, fold = sample(*args)
+        found.append((threading.current_thread().name, len(parts), fold is not None))
+        return parts, fold
+
+    monkeypatch.setattr(mesh_engine, "_edge_samples", spy)
+    outs = []
+    for cores in (2, 1):
+        monkeypatch.setattr(mesh_engine, "usable_cores", lambda n=cores: n)
+        with MeshEngine(size=SIZE) as engine:
+            engine.set_portrait(portrait)
+            outs.append([engine.process(f, t).copy() for f, t in frames])
+    threaded, inline = found[:len(found) // 2], found[len(found) // 2:]
+    main = threading.main_thread().name
+    assert all(name != main for name, _, _ in threaded)  # on the worker
+    assert all(name == main for name, _, _ in inline)
+    assert any(parts for _, parts, _ in threaded)  # there was a seam to draw ...
+    assert any(fold for _, _, fold in threaded)  # ... and a fold
+    assert [f[1:] for f in threaded] == [f[1:] for f in inline]
+    for k, (a, b) in enumerate(zip(*outs, strict=True)):
+        assert np.array_equal(a, b), f"frame {k} differs"

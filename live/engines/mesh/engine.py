@@ -85,6 +85,7 @@ from live.engines.mesh.topology import (
     triangle_areas,
 )
 from live.engines.mesh.warp import (
+    FoldSamples,
     PiecewiseAffineWarp,
     SeamSources,
     composite_head,
@@ -267,8 +268,8 @@ def _timed(job: Callable[..., np.ndarray], *args: Any) -> tuple[np.ndarray, floa
 
 
 class InlineWorker(Executor):
-    """An executor that runs each job at once, in the caller's thread: the body flow's
-    worker on one core, where a thread only adds its switches (measured ~0.5 ms a frame)."""
+    """An executor that runs each job at once, in the caller's thread: the engine's worker
+    on one core, where a thread only adds its switches (measured ~0.5 ms a frame)."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         done: Future[Any] = Future()
@@ -277,6 +278,22 @@ class InlineWorker(Executor):
         except Exception as exc:  # handed to the caller by result(), as a thread's is
             done.set_exception(exc)
         return done
+
+
+def _edge_samples(warp: PiecewiseAffineWarp, index: np.ndarray, first: int,
+                  affines: np.ndarray, bounds: np.ndarray, dst: np.ndarray, tris: np.ndarray,
+                  source: np.ndarray) -> tuple[list[SeamSources], FoldSamples | None]:
+    """Where the last :meth:`~PiecewiseAffineWarp.source_map` (of ``index``, drawn from
+    ``tris``, face rows from ``first`` on) tears at the silhouette, and where it shows a
+    staircase inside the face: the seams' parts' sources and the folds' sub-samples (None:
+    no fold), to be drawn over the warped picture."""
+    seams = warp.silhouette_seams(index, first)
+    parts = [] if seams is None else warp.seam_sources(seams, index, first, affines, bounds,
+                                                       dst, tris)
+    folds = warp.fold_seams(index, first)
+    fold = None if folds is None else warp.fold_samples(folds, source, affines, bounds, dst,
+                                                        tris)
+    return parts, fold
 
 
 def driving_points(face: FaceCrop, landmarks: np.ndarray) -> np.ndarray:
@@ -305,7 +322,7 @@ class MeshEngine:
         self._portrait: MeshPortrait | None = None
         self._own_mesh: Any = None
         self._closed = False
-        self._worker: Executor | None = None  # the body flow's thread (made on first use)
+        self._worker: Executor | None = None  # the worker thread (made on first use)
         self._driver: tuple[np.ndarray, np.ndarray] | None = None  # crop image, crop landmarks
         self.last_timings: dict[str, float] = {}
         self.last_matte: np.ndarray | None = None
@@ -552,7 +569,7 @@ class MeshEngine:
         flow = self._body
         aligned = flow.align(face.image, face.crop_to_frame, head=head)
         align_ms = (time.perf_counter() - t0) * 1e3
-        future = self._flow_worker().submit(_timed, flow.flow, aligned)
+        future = self._helper().submit(_timed, flow.flow, aligned)
 
         def points() -> np.ndarray:
             t1 = time.perf_counter()
@@ -565,13 +582,14 @@ class MeshEngine:
 
         return points
 
-    def _flow_worker(self) -> Executor:
-        """The thread the body flow runs on (made on first use, ended by :meth:`close`):
-        OpenCV releases the GIL, so the flow overlaps the face's work on another core. On
-        one core it runs in line."""
+    def _helper(self) -> Executor:
+        """The engine's worker thread (made on first use, ended by :meth:`close`): the body
+        flow runs there while the face's motion is worked out, the seams' and folds' samples
+        while the picture is remapped. OpenCV and numpy's large steps release the GIL, so
+        the two overlap on another core. On one core the jobs run in line."""
         if self._worker is None:
             self._worker = InlineWorker() if usable_cores() < 2 else ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="mesh-body-flow")
+                max_workers=1, thread_name_prefix="mesh-engine-worker")
         return self._worker
 
     def _smooth(self, part: str, points: np.ndarray, t: float) -> np.ndarray:
@@ -732,6 +750,10 @@ class MeshEngine:
                                  out=buffers.get("source", (self.size, self.size, 2), np.float32))
         keep_lash_bands(source, motion.points, portrait.landmarks, motion.head, portrait.lashes)
         t3 = clock()
+        # the torn silhouette's and the folds' samples need the maps only: worked out on the
+        # engine's worker while this thread remaps and composites
+        edges = self._helper().submit(_edge_samples, warp, index, n_outer, affines,
+                                           bounds, dst, tris, source)
         self.last_matte = None
         backdrop = portrait.backdrop
         still = None
@@ -750,13 +772,10 @@ class MeshEngine:
             composite_head(out, self.last_matte, still, moved, buffers=buffers)
         else:
             out = warp.remap(portrait.image, source)
-        seams = warp.silhouette_seams(index, n_outer)
-        if seams is not None:
-            for part in warp.seam_sources(seams, index, n_outer, affines, bounds, dst, tris):
-                self._draw_seam(portrait, out, part, still)
-        folds = warp.fold_seams(index, n_outer)
-        if folds is not None:
-            fold = warp.fold_samples(folds, source, affines, bounds, dst, tris)
+        seam_parts, fold = edges.result()
+        for part in seam_parts:
+            self._draw_seam(portrait, out, part, still)
+        if fold is not None:
             self._draw_mixed(portrait, out, fold.ys, fold.xs, fold.sources, None, still)
         mode = self.config.mouth if self.config.mouth_fill else "off"
         if mode != "off" and portrait.seam is not None:
@@ -877,7 +896,7 @@ class MeshEngine:
     # -- life cycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the engine's own face mesh and the body flow's thread (if it made them);
+        """Release the engine's own face mesh and its worker thread (if it made them);
         harmless twice."""
         if self._closed:
             return

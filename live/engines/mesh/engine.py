@@ -70,8 +70,9 @@ from live.engines.mesh.shading import (
     ShadingReference,
     SkinMatch,
     apply_ratio,
+    expression_detail,
+    finish_ratio,
     glasses_triangles,
-    shading_ratio,
     shading_triangles,
 )
 from live.engines.mesh.topology import (
@@ -753,7 +754,22 @@ class MeshEngine:
         # the torn silhouette's and the folds' samples need the maps only: worked out on the
         # engine's worker while this thread remaps and composites
         edges = self._helper().submit(_edge_samples, warp, index, n_outer, affines,
-                                           bounds, dst, tris, source)
+                                      bounds, dst, tris, source)
+        # ... and then the expression shading's ratio, as far as it goes without the picture
+        strength = self.config.shading * shading_fade * float(np.clip(
+            (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
+            0.0, 1.0))
+        if shading_face is None and shading is not None and driver is not None:
+            shading_face = ShadingReference.of(*driver)
+        detail = None
+        if shading is not None and shading_face is not None and strength > 0.01:
+            # skin facing the camera (a triangle turned away shows nothing of its own)
+            shaded = shading_triangles() & ~flipped
+            if shading.glasses:  # not where the driver's glasses slide over the face
+                shaded &= ~portrait.glasses_zone
+            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool), shaded[order]])
+            detail = self._helper().submit(expression_detail, warp, index, tris, skin, dst,
+                                           shading, shading_face.gray, shading_face.landmarks)
         self.last_matte = None
         backdrop = portrait.backdrop
         still = None
@@ -783,22 +799,10 @@ class MeshEngine:
             open_lip_seam(out, source, portrait.seam, motion.points,
                           own_height=portrait.mouth.own_height, head=affine_scale(motion.head))
         t4 = clock()
-        strength = self.config.shading * shading_fade * float(np.clip(
-            (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
-            0.0, 1.0))
-        if shading_face is None and shading is not None and driver is not None:
-            shading_face = ShadingReference.of(*driver)
-        if shading is not None and shading_face is not None and strength > 0.01:
-            # skin facing the camera (a triangle turned away shows nothing of its own)
-            shaded = shading_triangles() & ~flipped
-            if shading.glasses:  # not where the driver's glasses slide over the face
-                shaded &= ~portrait.glasses_zone
-            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool), shaded[order]])
-            found = shading_ratio(self._warp, index, tris, skin, dst, shading,
-                                  shading_face.gray, shading_face.landmarks, strength=strength,
-                                  base=out, same_skin=same_skin)
-            if found is not None:
-                apply_ratio(out, *found)
+        expression = None if detail is None else detail.result()
+        if expression is not None:
+            apply_ratio(out, *finish_ratio(warp, expression, strength=strength, base=out,
+                                           same_skin=same_skin))
         t5 = clock()
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))

@@ -71,6 +71,8 @@ class LiveBenchResult:
     latency_median: float | None = None
     latency_p95: float | None = None
     dropped: int = 0
+    tracked: int = 0
+    """Frames the tracker worked on (a loop slower than the camera takes only some)."""
     cpu_ms_per_frame: float | None = None
     """Process CPU time (all threads) per sent frame: what a frame costs, whatever else
     runs on the machine; 2 cores give 66 ms of CPU per frame at 30 fps."""
@@ -162,6 +164,7 @@ def _bench_one(name: str, mode: str, weights: Path | None, *, portrait: Path, dr
         cpu_ms_per_frame=round(cpu * 1000.0 / frames, 1) if frames else None,
         latency_median=lat["capture_to_send"]["median"],
         latency_p95=lat["capture_to_send"]["p95"], dropped=d["dropped_input"],
+        tracked=int(lat["stages"].get("track", {}).get("count") or 0),
         stage_ms={k: v["median"] for k, v in lat["stages"].items() if v["median"] is not None})
 
 
@@ -173,7 +176,8 @@ def print_results(results: Sequence[LiveBenchResult], *, driver: Path, portrait:
           f"portrait {portrait.name}, output {output_size[0]}x{output_size[1]}; "
           f"virtual camera: {vcam}", file=out)
     print(f"{'engine':<7}{'mode':<7}{'frames':>7}{'fps':>7}{'c2s med':>9}{'c2s p95':>9}"
-          f"{'dropped':>9}{'cpu ms/f':>9}{bench_common.stage_header(STAGES)}", file=out)
+          f"{'dropped':>9}{'tracked':>9}{'cpu ms/f':>9}{bench_common.stage_header(STAGES)}",
+          file=out)
     for r in results:
         if r.skipped is not None:
             print(f"{r.engine:<7}{r.mode:<7}  skipped: {r.skipped}", file=out)
@@ -182,7 +186,8 @@ def print_results(results: Sequence[LiveBenchResult], *, driver: Path, portrait:
         p95 = f"{r.latency_p95:.1f}" if r.latency_p95 is not None else "-"
         cpu = f"{r.cpu_ms_per_frame:.1f}" if r.cpu_ms_per_frame is not None else "-"
         print(f"{r.engine:<7}{r.mode:<7}{r.frames:>7}{r.fps:>7.1f}{med:>9}{p95:>9}"
-              f"{r.dropped:>9}{cpu:>9}{bench_common.stage_cells(r.stage_ms, STAGES)}", file=out)
+              f"{r.dropped:>9}{r.tracked:>9}{cpu:>9}"
+              f"{bench_common.stage_cells(r.stage_ms, STAGES)}", file=out)
     if any(r.engine.endswith("*") for r in results):
         print("* random weights (same computation as vox-cpk: the speed is real, the picture "
               "is not)", file=out)

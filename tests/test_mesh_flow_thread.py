@@ -5,6 +5,7 @@ one core; both draw the same."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,3 +169,34 @@ def test_the_seams_and_folds_are_sampled_on_the_worker_and_drawn_as_in_line(
     assert [f[1:] for f in threaded] == [f[1:] for f in inline]
     for k, (a, b) in enumerate(zip(*outs, strict=True)):
         assert np.array_equal(a, b), f"frame {k} differs"
+
+
+def test_an_error_while_the_picture_is_drawn_waits_for_the_workers_jobs(
+        driver: tuple[MeshPortrait, np.ndarray, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads the frame's maps: an error on the engine's thread must not let the
+    next frame draw over them while it still does."""
+    portrait, crop, landmarks = driver
+    monkeypatch.setattr(mesh_engine, "usable_cores", lambda: 2)
+    finished: list[float] = []
+    sample = mesh_engine._edge_samples
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.3)
+        found = sample(*args)
+        finished.append(time.perf_counter())
+        return found
+
+    def broken(*args: Any) -> Any:
+        raise cv2.error("the remap broke")
+
+    frames = list(_frames(crop, landmarks))
+    with MeshEngine(size=SIZE) as engine:
+        engine.set_portrait(portrait)
+        engine.process(*frames[0])  # calibrates
+        monkeypatch.setattr(mesh_engine, "_edge_samples", slow)
+        monkeypatch.setattr(MeshEngine, "_picture", broken)
+        with pytest.raises(cv2.error, match="the remap broke"):
+            engine.process(*frames[1])
+        returned = time.perf_counter()
+        assert len(finished) == 1 and finished[0] <= returned

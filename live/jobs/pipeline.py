@@ -90,12 +90,12 @@ the loop is expected to want it (:class:`TrackPacer`)."""
 class TrackPacer:
     """When the tracking thread should start on the next camera frame: just in time for the
     loop. A loop slower than the camera took only some of the tracked frames and the rest
-    were tracked for nothing (on a 2-core machine running the mesh engine at 19 fps, 11 of
-    30 tracked frames a second, ~16 ms of CPU each, taken from the engine). From the loop's
+    were tracked for nothing (on a 2-core machine running the mesh engine at 22-24 fps, a
+    quarter of the tracked frames, ~13 ms of CPU each, taken from the engine). From the loop's
     recent rate (the median interval between its last :data:`HISTORY` takes) and the
     tracker's recent time, the next frame is started :data:`TRACK_AHEAD_S` before the loop
-    should be back, on the newest camera frame: each tracked frame is used and is no older
-    than before. While the loop keeps up (or waits for frames) there is nothing to wait for.
+    should be back, on the newest camera frame: each tracked frame is used, about as fresh
+    as before. While the loop keeps up (or waits for frames) there is nothing to wait for.
     Times are ``time.perf_counter()`` seconds."""
 
     HISTORY = 9

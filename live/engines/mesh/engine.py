@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -67,6 +67,7 @@ from live.engines.mesh.mouth import (
     teeth_reference,
 )
 from live.engines.mesh.shading import (
+    ExpressionDetail,
     ShadingReference,
     SkinMatch,
     apply_ratio,
@@ -755,51 +756,44 @@ class MeshEngine:
         # engine's worker while this thread remaps and composites
         edges = self._helper().submit(_edge_samples, warp, index, n_outer, affines,
                                       bounds, dst, tris, source)
-        # ... and then the expression shading's ratio, as far as it goes without the picture
-        strength = self.config.shading * shading_fade * float(np.clip(
-            (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
-            0.0, 1.0))
-        if shading_face is None and shading is not None and driver is not None:
-            shading_face = ShadingReference.of(*driver)
-        detail = None
-        if shading is not None and shading_face is not None and strength > 0.01:
-            # skin facing the camera (a triangle turned away shows nothing of its own)
-            shaded = shading_triangles() & ~flipped
-            if shading.glasses:  # not where the driver's glasses slide over the face
-                shaded &= ~portrait.glasses_zone
-            skin = np.concatenate([np.zeros(len(layout.outer_tris), bool), shaded[order]])
-            detail = self._helper().submit(expression_detail, warp, index, tris, skin, dst,
-                                           shading, shading_face.gray, shading_face.landmarks)
-        self.last_matte = None
-        backdrop = portrait.backdrop
-        still = None
-        if portrait.image_matte is not None and backdrop is not None \
-                and portrait.backdrop_rgba is not None:
-            # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
-            # channels give, in about half the time; the temporaries in reused buffers
-            side = (self.size, self.size)
-            both = warp.remap(portrait.image_matte, source, dst=buffers.get("both", (*side, 4)))
-            out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
-            self.last_matte = cv2.extractChannel(both, 3)
-            moved = cv2.cvtColor(
-                warp.remap(portrait.backdrop_rgba, source, dst=buffers.get("moved", (*side, 4))),
-                cv2.COLOR_RGBA2RGB, dst=buffers.get("moved rgb", (*side, 3)))
-            still = self._still_background(portrait, backdrop)
-            composite_head(out, self.last_matte, still, moved, buffers=buffers)
-        else:
-            out = warp.remap(portrait.image, source)
-        seam_parts, fold = edges.result()
-        for part in seam_parts:
-            self._draw_seam(portrait, out, part, still)
-        if fold is not None:
-            self._draw_mixed(portrait, out, fold.ys, fold.xs, fold.sources, None, still)
+        detail: Future[ExpressionDetail | None] | None = None
         mode = self.config.mouth if self.config.mouth_fill else "off"
-        if mode != "off" and portrait.seam is not None:
-            # parted lips show their own colour where the closed mouth's seam was
-            open_lip_seam(out, source, portrait.seam, motion.points,
-                          own_height=portrait.mouth.own_height, head=affine_scale(motion.head))
-        t4 = clock()
-        expression = None if detail is None else detail.result()
+        try:
+            # ... and then the expression shading's ratio, as far as it goes without the
+            # picture
+            strength = self.config.shading * shading_fade * float(np.clip(
+                (SHADING_NO_TURN - motion.turn_deg) / (SHADING_NO_TURN - SHADING_FULL_TURN),
+                0.0, 1.0))
+            if shading_face is None and shading is not None and driver is not None:
+                shading_face = ShadingReference.of(*driver)
+            if shading is not None and shading_face is not None and strength > 0.01:
+                # skin facing the camera (a triangle turned away shows nothing of its own)
+                shaded = shading_triangles() & ~flipped
+                if shading.glasses:  # not where the driver's glasses slide over the face
+                    shaded &= ~portrait.glasses_zone
+                skin = np.concatenate([np.zeros(len(layout.outer_tris), bool),
+                                       shaded[order]])
+                detail = self._helper().submit(expression_detail, warp, index, tris, skin,
+                                               dst, shading, shading_face.gray,
+                                               shading_face.landmarks)
+            out, still = self._picture(portrait, source)
+            seam_parts, fold = edges.result()
+            for part in seam_parts:
+                self._draw_seam(portrait, out, part, still)
+            if fold is not None:
+                self._draw_mixed(portrait, out, fold.ys, fold.xs, fold.sources, None, still)
+            if mode != "off" and portrait.seam is not None:
+                # parted lips show their own colour where the closed mouth's seam was
+                open_lip_seam(out, source, portrait.seam, motion.points,
+                              own_height=portrait.mouth.own_height,
+                              head=affine_scale(motion.head))
+            t4 = clock()
+            expression = None if detail is None else detail.result()
+        finally:
+            # (on an error too: the worker is done with this frame's maps before the next
+            # frame draws over them)
+            jobs: list[Future[Any]] = [edges] if detail is None else [edges, detail]
+            wait(jobs)
         if expression is not None:
             apply_ratio(out, *finish_ratio(warp, expression, strength=strength, base=out,
                                            same_skin=same_skin))
@@ -820,6 +814,29 @@ class MeshEngine:
                            affine=(t3 - t2) * 1e3, remap=(t4 - t3) * 1e3,
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
+
+    def _picture(self, portrait: MeshPortrait,
+                 source: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The portrait sampled at ``source`` (the warp's source map) and, with a head layer,
+        the head put over the still background (:meth:`_still_background`, returned too;
+        None without a head layer) and its matte into :attr:`last_matte`."""
+        warp, buffers = self._warp, self._warp.buffers
+        self.last_matte = None
+        backdrop = portrait.backdrop
+        if portrait.image_matte is None or backdrop is None or portrait.backdrop_rgba is None:
+            return warp.remap(portrait.image, source), None
+        # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
+        # channels give, in about half the time; the temporaries in reused buffers
+        side = (self.size, self.size)
+        both = warp.remap(portrait.image_matte, source, dst=buffers.get("both", (*side, 4)))
+        out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
+        self.last_matte = cv2.extractChannel(both, 3)
+        moved = cv2.cvtColor(
+            warp.remap(portrait.backdrop_rgba, source, dst=buffers.get("moved", (*side, 4))),
+            cv2.COLOR_RGBA2RGB, dst=buffers.get("moved rgb", (*side, 3)))
+        still = self._still_background(portrait, backdrop)
+        composite_head(out, self.last_matte, still, moved, buffers=buffers)
+        return out, still
 
     def _draw_seam(self, portrait: MeshPortrait, out: np.ndarray, sides: SeamSources,
                    still: np.ndarray | None) -> None:

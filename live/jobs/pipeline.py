@@ -5,9 +5,7 @@ captured frame -> face tracker) and the loop (calibration, engine, compositing, 
 the caller's thread; capture, portrait preparation, the HTTP server and the recorder have
 threads of their own. Each hand-over keeps only the newest item (stale frames are dropped
 and counted), so latency never accumulates; a source that must not drop (a driver video
-played as fast as possible) is never dropped from. Behind a loop slower than the camera the
-tracker starts each frame just in time for the loop (:class:`TrackPacer`) instead of
-tracking frames that would be replaced unseen. Keys (preview window, global listener, tests)
+played as fast as possible) is never dropped from. Keys (preview window, global listener, tests)
 become :class:`~live.io.hotkeys.Command` values queued by :meth:`LivePipeline.submit` and
 applied between frames.
 
@@ -32,7 +30,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -63,7 +60,7 @@ from live.stats import LiveStats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CAMERA_LOST_BADGE", "TRACK_AHEAD_S", "LivePipeline", "TrackPacer", "Tracker"]
+__all__ = ["CAMERA_LOST_BADGE", "LivePipeline", "Tracker"]
 
 CAMERA_LOST_BADGE = "CAMERA LOST - retrying"
 _SINK_FAILURE_LIMIT = 30  # consecutive failures after which a sink is dropped
@@ -82,57 +79,8 @@ def _frame_landmarks(face: FaceCrop | None) -> np.ndarray | None:
     return transform_points(face.landmarks, face.crop_to_frame)
 
 
-TRACK_AHEAD_S = 0.004
-"""A live tracker that runs ahead of a slower loop starts each frame this much (s) before
-the loop is expected to want it (:class:`TrackPacer`)."""
-
-
-class TrackPacer:
-    """When the tracking thread should start on the next camera frame: just in time for the
-    loop. A loop slower than the camera took only some of the tracked frames and the rest
-    were tracked for nothing (on a 2-core machine running the mesh engine at 22-24 fps, a
-    quarter of the tracked frames, ~13 ms of CPU each, taken from the engine). From the loop's
-    recent rate (the median interval between its last :data:`HISTORY` takes) and the
-    tracker's recent time, the next frame is started :data:`TRACK_AHEAD_S` before the loop
-    should be back, on the newest camera frame: each tracked frame is used, about as fresh
-    as before. While the loop keeps up (or waits for frames) there is nothing to wait for.
-    Times are ``time.perf_counter()`` seconds."""
-
-    HISTORY = 9
-
-    def __init__(self, *, ahead: float = TRACK_AHEAD_S) -> None:
-        self.ahead = float(ahead)
-        self._takes: deque[float] = deque(maxlen=self.HISTORY)
-        self._tracks: deque[float] = deque(maxlen=self.HISTORY)
-
-        self._waiting = 0  # frames handed over since the loop last took one
-
-    def taken(self, t: float) -> None:
-        """The loop took a tracked frame at ``t``."""
-        self._takes.append(float(t))
-        self._waiting = 0
-
-    def tracked(self, seconds: float) -> None:
-        """The tracker spent ``seconds`` on a frame it hands over to the loop."""
-        self._tracks.append(float(seconds))
-        self._waiting += 1
-
-    def start_at(self) -> float | None:
-        """When to start tracking the next frame (None: at once, too little known yet): for
-        the loop's next take, or, a frame already waiting for that, the one after it (a
-        loop later than expected gets a fresher frame, one more tracked)."""
-        if len(self._takes) < 3 or not self._tracks:
-            return None
-        takes = np.asarray(self._takes)
-        period = float(np.median(np.diff(takes)))
-        due = float(takes[-1]) + (1 + self._waiting) * period
-        return due - float(np.median(self._tracks)) - self.ahead
-
-
 class _TrackingStage:
-    """The tracker on its own thread: source -> tracker -> latest-wins slot of ``Tracked``,
-    paced by :class:`TrackPacer` on a live source (it waits no longer once the loop waits
-    for a frame).
+    """The tracker on its own thread: source -> tracker -> latest-wins slot of ``Tracked``.
 
     Counts frames without a face and tracking losses (every tracked frame, also those the
     loop never takes). A tracker error on one frame is logged and that frame skipped.
@@ -147,9 +95,6 @@ class _TrackingStage:
         self._done = False
         self._had_face = False
         self._thread: threading.Thread | None = None
-        self.pacer = TrackPacer()
-        self._turn = threading.Condition()
-        self._hungry = False  # the loop is waiting for a tracked frame
 
     def start(self) -> None:
         if self._thread is None:
@@ -160,8 +105,6 @@ class _TrackingStage:
         realtime = getattr(self.source, "realtime", True)
         try:
             while not self._stop.is_set():
-                if realtime:
-                    self._wait_for_turn()
                 frame = self.source.read(timeout=0.1)
                 if frame is None:
                     if self.source.ended:
@@ -176,19 +119,8 @@ class _TrackingStage:
         finally:
             self._done = True
 
-    def _wait_for_turn(self) -> None:
-        """Until the pacer's start time, unless the loop waits for a frame (or stop)."""
-        with self._turn:
-            while not self._stop.is_set() and not self._hungry:
-                start = self.pacer.start_at()
-                now = time.perf_counter()
-                if start is None or now >= start:
-                    return
-                self._turn.wait(min(start - now, 0.1))
-
     def _track(self, frame: Frame) -> Tracked | None:
         stats = self.stats
-        t0 = time.perf_counter()
         try:
             with stats.stage("track"):
                 tracked = self.tracker.process(frame)
@@ -202,24 +134,10 @@ class _TrackingStage:
             if self._had_face:
                 stats.count("tracking_losses")
         self._had_face = tracked.face is not None
-        with self._turn:
-            self.pacer.tracked(time.perf_counter() - t0)
         return tracked
 
     def read(self, timeout: float) -> Tracked | None:
-        with self._turn:
-            self._hungry = True
-            self._turn.notify_all()
-        try:
-            tracked = self._slot.take(timeout)
-        finally:
-            with self._turn:
-                self._hungry = False
-        if tracked is not None:
-            with self._turn:
-                self.pacer.taken(time.perf_counter())
-                self._turn.notify_all()
-        return tracked
+        return self._slot.take(timeout)
 
     @property
     def ended(self) -> bool:
@@ -232,8 +150,6 @@ class _TrackingStage:
 
     def stop(self) -> None:
         self._stop.set()
-        with self._turn:
-            self._turn.notify_all()
         self._slot.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10.0)

@@ -1305,3 +1305,28 @@ def test_gums_darken_by_the_side_factor() -> None:
     np.testing.assert_allclose(layer[0, 0, :3], gum, rtol=1e-6)
     np.testing.assert_allclose(layer[0, 1, :3], 0.25 * gum, rtol=1e-6)
     np.testing.assert_allclose(layer[..., 3], 1.0)
+
+
+def test_gums_are_not_lipstick_red() -> None:
+    """A smile that draws the lip back over a portrait's own teeth shows gums, in the lips'
+    colour: lp_s42's lipstick (Lab chroma 44 beside skin at 11) made them lipstick red. The
+    gums keep the lips' lightness and hue with at most GUM_CHROMA more chroma than the
+    skin; natural lips are left as they are, a grey photo stays grey."""
+    _, _, style = closed_portrait()
+    skin = np.array([204.0, 178.0, 172.0], np.float32)
+    lipstick = dataclasses.replace(style, lip=np.array([192.0, 94.0, 93.0], np.float32),
+                                   skin=skin)
+    gum = lipstick.gum
+    lab = mouth_module._to_lab(np.stack([lipstick.lip, gum, skin]))
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    assert chroma[1] == pytest.approx(chroma[2] + mouth_module.GUM_CHROMA, abs=0.5)
+    assert chroma[1] < chroma[0] - 10  # paler than the lipstick ...
+    assert lab[1, 0] == pytest.approx(lab[0, 0], abs=1.0)  # ... as light ...
+    hue = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+    assert hue[1] == pytest.approx(hue[0], abs=1.0)  # ... and as red
+    natural = dataclasses.replace(style, lip=np.array([210.0, 156.0, 144.0], np.float32),
+                                  skin=np.array([206.0, 173.0, 144.0], np.float32))
+    assert np.array_equal(natural.gum, natural.lip)
+    grey = dataclasses.replace(style, lip=np.array([123.0, 123.0, 123.0], np.float32),
+                               skin=np.array([169.0, 169.0, 169.0], np.float32))
+    assert np.array_equal(grey.gum, grey.lip)

@@ -550,7 +550,7 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         # Above the upper row and below the lower one (lips drawn back further than in the
         # portrait): gums, in the lips' tone, a little darker towards the lip and into
         # shadow towards the corners (GUM_SIDE_SHADOW).
-        gum = np.asarray(style.lip, np.float32) * np.float32(GUM_TONE)
+        gum = style.gum * np.float32(GUM_TONE)
         half = np.float32(0.5 * width)
         near, far, depth = GUM_SIDE_SHADOW
         side = 1.0 - np.float32(depth) * _smoothstep(near, far, np.abs(s - half) / half)
@@ -659,6 +659,18 @@ class MouthStyle:
         shades of the lips, :func:`lip_shade`), made once for the portrait."""
         _, _, middle, rim = TONGUE
         return lip_shade(self.lip, middle), lip_shade(self.lip, rim)
+
+    @functools.cached_property
+    def gum(self) -> np.ndarray:
+        """The gums' colour (RGB float32): the lips' colour with no more chroma than the
+        skin's and :data:`GUM_CHROMA` (lipstick is not the colour of gums), made once."""
+        lab = _to_lab(np.asarray([self.lip, self.skin], np.float32))
+        chroma = np.hypot(lab[:, 1], lab[:, 2])
+        most = float(chroma[1]) + GUM_CHROMA
+        if chroma[0] <= most:
+            return np.asarray(self.lip, np.float32)
+        lab[0, 1:] *= np.float32(most / chroma[0])
+        return np.clip(_to_rgb(lab[:1])[0], 0.0, 255.0).astype(np.float32)
 
     @functools.cached_property
     def teeth_shadow(self) -> np.ndarray:
@@ -1319,6 +1331,11 @@ GUM_TONE = 1.0
 """Gums (where a lip drawn back shows more than a portrait's own teeth) in the lips' median
 colour times this: at 0.92, and 0.8 of that within 3 px of the lip, the demo's broad smile
 (frames 78-100) showed a dull brown band with a dark line under the lip, read as a gap."""
+GUM_CHROMA = 15.0
+"""Gums have at most this much more chroma (Lab) than the skin beside the mouth
+(:attr:`MouthStyle.gum`). Natural lips on the fixture portraits have 0-12 more than their
+skin (the demo's astronaut 23 against 21, the glasses man 30 against 18, the Mona Lisa 34
+against 38); lp_s42's lipstick has 44 against 11, and its gums showed lipstick red."""
 GUM_BY_LIP = 0.93
 """... and this much of it within 3 px of the lip (its shadow)."""
 

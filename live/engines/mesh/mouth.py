@@ -1333,9 +1333,10 @@ colour times this: at 0.92, and 0.8 of that within 3 px of the lip, the demo's b
 (frames 78-100) showed a dull brown band with a dark line under the lip, read as a gap."""
 GUM_CHROMA = 15.0
 """Gums have at most this much more chroma (Lab) than the skin beside the mouth
-(:attr:`MouthStyle.gum`). Natural lips on the fixture portraits have 0-12 more than their
-skin (the demo's astronaut 23 against 21, the glasses man 30 against 18, the Mona Lisa 34
-against 38); lp_s42's lipstick has 44 against 11, and its gums showed lipstick red."""
+(:attr:`MouthStyle.gum`). Natural lips on the fixture portraits have at most 12.5 more
+than their skin (the demo's astronaut 23 against 21, the glasses man 30 against 18, the
+Mona Lisa 34 against 38); lp_s42's lipstick has 44 against 11, and its gums showed
+lipstick red."""
 GUM_BY_LIP = 0.93
 """... and this much of it within 3 px of the lip (its shadow)."""
 

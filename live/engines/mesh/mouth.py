@@ -663,7 +663,7 @@ class MouthStyle:
     @functools.cached_property
     def gum(self) -> np.ndarray:
         """The gums' colour (RGB float32): the lips' colour with no more chroma than the
-        skin's and :data:`GUM_CHROMA` (lipstick is not the colour of gums), made once."""
+        skin's plus :data:`GUM_CHROMA` (lipstick is not the colour of gums), made once."""
         lab = _to_lab(np.asarray([self.lip, self.skin], np.float32))
         chroma = np.hypot(lab[:, 1], lab[:, 2])
         most = float(chroma[1]) + GUM_CHROMA
@@ -1329,8 +1329,9 @@ the first share of the half-width out from the middle to the second, by the thir
 
 GUM_TONE = 1.0
 """Gums (where a lip drawn back shows more than a portrait's own teeth) in the lips' median
-colour times this: at 0.92, and 0.8 of that within 3 px of the lip, the demo's broad smile
-(frames 78-100) showed a dull brown band with a dark line under the lip, read as a gap."""
+colour (no redder than :data:`GUM_CHROMA` allows: :attr:`MouthStyle.gum`) times this: at
+0.92, and 0.8 of that within 3 px of the lip, the demo's broad smile (frames 78-100) showed
+a dull brown band with a dark line under the lip, read as a gap."""
 GUM_CHROMA = 15.0
 """Gums have at most this much more chroma (Lab) than the skin beside the mouth
 (:attr:`MouthStyle.gum`). Natural lips on the fixture portraits have at most 12.5 more

@@ -181,9 +181,12 @@ def expression_detail(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.nda
                       skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
                       current_gray: np.ndarray, current_landmarks: np.ndarray
                       ) -> ExpressionDetail | None:
-    """The first part of :func:`shading_ratio`, which needs the warp's maps but not the
-    output picture (the engine works it out while the picture is remapped); None when no
-    skin is visible."""
+    """The expression ratio's first part, which needs the warp's maps but not the output
+    picture (the engine works it out while the picture is remapped; :func:`finish_ratio`
+    makes the rest). ``index`` and ``tris`` are the warp's triangle-index map and its
+    triangle list (``dst`` its output vertices), ``skin`` marks the skin rows of ``tris``;
+    ``reference`` is the driving neutral face, ``current_gray`` and ``current_landmarks``
+    the current one. None when no skin is visible."""
     n = min(len(reference.landmarks), len(current_landmarks))
     rows = np.flatnonzero(skin)
     if rows.size == 0 or n < 468:
@@ -227,8 +230,14 @@ def finish_ratio(warp: PiecewiseAffineWarp, detail: ExpressionDetail, *,
                  strength: float = 1.0, base: np.ndarray | None = None,
                  same_skin: Callable[[float], float] | None = None
                  ) -> tuple[tuple[slice, slice], np.ndarray]:
-    """The second part of :func:`shading_ratio`: its result from ``detail``
-    (:func:`expression_detail`, of the same warp) and the output picture ``base``."""
+    """The expression ratio on the output from ``detail`` (:func:`expression_detail`, of
+    the same warp), as ``(region, ratio)``: ``ratio`` (float32) is to multiply the output's
+    pixels in ``region`` (a (rows, cols) slice pair). ``base`` is the output picture the
+    ratio will multiply (the warped portrait, RGB uint8): with it, a crease of the driving
+    face's neutral frame that went away lifts the portrait only as far as the portrait has
+    that crease (:func:`lift_share`), and the driver's grain stays off it as far as its skin
+    is not the driver's (:func:`skin_match`; ``same_skin``, when given, turns this frame's
+    reading into the one used: a :class:`SkinMatch` average)."""
     (y0, y1, x0, x1), width = detail.cells, detail.width
     ratio, mask, ref = detail.ratio.copy(), detail.mask, detail.neutral
     cell = warp.cell
@@ -266,29 +275,6 @@ def finish_ratio(warp: PiecewiseAffineWarp, detail: ExpressionDetail, *,
     full = cv2.resize(ratio.astype(np.float32), (right - left, bottom - top),
                       interpolation=cv2.INTER_LINEAR)
     return (slice(top, bottom), slice(left, right)), full
-
-
-def shading_ratio(warp: PiecewiseAffineWarp, index: np.ndarray, tris: np.ndarray,
-                  skin: np.ndarray, dst: np.ndarray, reference: ShadingReference,
-                  current_gray: np.ndarray, current_landmarks: np.ndarray, *,
-                  strength: float = 1.0, base: np.ndarray | None = None,
-                  same_skin: Callable[[float], float] | None = None
-                  ) -> tuple[tuple[slice, slice], np.ndarray] | None:
-    """The expression ratio on the output, as ``(region, ratio)``: ``ratio`` (float32) is to
-    multiply the output's pixels in ``region`` (a (rows, cols) slice pair). ``index`` and
-    ``tris`` are the warp's triangle-index map and its triangle list (``dst`` its output
-    vertices), ``skin`` marks the skin rows of ``tris``. ``base`` is the output picture the
-    ratio will multiply (the warped portrait, RGB uint8): with it, a crease of the driving
-    face's neutral frame that went away lifts the portrait only as far as the portrait has
-    that crease (:func:`lift_share`), and the driver's grain stays off it as far as its skin
-    is not the driver's (:func:`skin_match`; ``same_skin``, when given, turns this frame's
-    reading into the one used: a :class:`SkinMatch` average). None when no skin is visible.
-    (:func:`expression_detail`, then :func:`finish_ratio`.)"""
-    detail = expression_detail(warp, index, tris, skin, dst, reference, current_gray,
-                               current_landmarks)
-    if detail is None:
-        return None
-    return finish_ratio(warp, detail, strength=strength, base=base, same_skin=same_skin)
 
 
 GRAIN_K = 3.0
@@ -561,5 +547,5 @@ __all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATU
            "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ExpressionDetail",
            "ShadingReference", "SkinMatch", "apply_ratio", "drop_grain", "expression_detail",
            "finish_ratio", "glasses_triangles", "hidden_skin", "lift_share", "lip_points",
-           "luminance", "shading_ratio", "shading_triangles", "skin_match", "soften_creases",
+           "luminance", "shading_triangles", "skin_match", "soften_creases",
            "wears_glasses"]

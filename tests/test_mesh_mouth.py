@@ -271,6 +271,45 @@ def test_a_wide_open_smile_without_a_lower_row_shows_lower_teeth_in_its_own_colo
     assert r > g > b and r - b > 10  # its own warm white, not a grey
 
 
+def test_lower_teeth_for_a_portrait_without_a_lower_row_are_its_own_teeth_tips(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lower row a portrait with upper teeth only shows in a wide opening is its own
+    upper teeth's tips turned upside down (the demo's was a drawn row in its teeth's colour,
+    crisp, grey and outlined: a comb), and only their light part (the dark beside its teeth
+    showed as a dark wedge in the row)."""
+    inner = inner_lips(10.0, 10.0)
+    pts = landmarks_for(inner)
+    img = face_image(pts, skin=(200, 160, 140), lips=(170, 80, 90))
+    mouth = polygon_mask(inner)
+    teeth = np.full((SIZE, SIZE, 3), (245, 230, 200), np.uint8)  # warm, the lightest
+    teeth[int(CENTRE[1]) - 4:] = (205, 215, 235)  # the tips: cool
+    teeth[:, ::8] = (90, 80, 75)  # gaps between them
+    img[mouth] = teeth[mouth]
+    style = prepare_mouth(img, pts)
+    assert style.own_teeth and style.interior is not None and style.interior.split >= 1.0
+    out_inner = inner_lips(10.0, 50.0)
+    xs = slice(int(CENTRE[0]) - 8, int(CENTRE[0]) + 8)
+    lip = int(CENTRE[1] + 50)
+
+    def lower_band() -> np.ndarray:
+        out = img.copy()
+        assert render_mouth(out, landmarks_for(out_inner), style,
+                            mode="synthetic") == "synthetic"
+        return out[lip - 7: lip - 3, xs].reshape(-1, 3).astype(float)
+
+    r, g, b = np.median(lower_band(), axis=0)
+    assert b > r + 10  # the portrait's tips (a drawn row took its lightest colour: warm)
+    assert r + g + b > 3 * 150  # teeth, not the mouth behind
+    teeth[int(CENTRE[1]) - 4:] = (60, 50, 45)  # tips too dark to be teeth: none shown
+    img[mouth] = teeth[mouth]  # (the gaps kept: own teeth still)
+    style = prepare_mouth(img, pts)
+    assert style.interior is not None and style.interior.split >= 1.0
+    dark = lower_band()
+    assert np.median(dark, axis=0).sum() < 3 * 150  # (no lower row: the mouth behind)
+    monkeypatch.setattr(mouth_module, "LOWER_TEETH_SHOW", (9.0, 10.0))  # never
+    assert np.abs(dark - lower_band()).max() < 1.0
+
+
 def test_a_lower_lip_dropped_far_below_the_jaw_takes_the_lower_teeth_along() -> None:
     """A portrait with both rows of teeth (a gap between them). A yell drops the lower lip
     far below where the lower jaw carries the lower row (the face mesh's chin reads less of

@@ -509,8 +509,8 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
     column at the mouths' width ratio, over the throat and under the portrait's own rows, at
     ``driver.opacity``: a wide-open mouth shows the driver's tongue, not a synthetic one.
     A portrait with no lower row of its own shows, in a wide gap under its teeth, the tips
-    of synthetic lower teeth in its own teeth's colour (:func:`_lower_teeth`), fading out as
-    the driver's lower mouth fades in."""
+    of a lower row made of its own upper teeth's tips (:func:`_own_lower_teeth`), fading out
+    as the driver's lower mouth fades in."""
     s, t, tu_lip, tl_lip = grid
     if anchors is None:
         tu, tl = tu_lip, tl_lip
@@ -571,11 +571,11 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
                    darkest=style.teeth_shadow)
     if longer and interior.light is not None:
         # No lower row in the portrait: a wide gap under its teeth shows the tips of lower
-        # teeth in its own teeth's colour (under a driver's lower mouth as it fades in).
-        base = _lower_teeth(base, np.asarray(interior.light, np.float32) * np.float32(0.95),
-                            dst, s, bottom - t, gap, band=min(0.25 * middle, 0.09 * width),
-                            opening=middle / width,
-                            strength=1.0 if driver is None else 1.0 - driver.opacity)
+        # teeth made of its own (under a driver's lower mouth as it fades in).
+        base = _own_lower_teeth(base, interior, dst, s, ss, bottom - t, gap,
+                                band=min(0.25 * middle, 0.09 * width), opening=middle / width,
+                                head=head,
+                                strength=1.0 if driver is None else 1.0 - driver.opacity)
     if driver is not None and driver.opacity > 0.0:
         d = driver.frame
         k = np.float32(d.width / max(dst.width, 1e-6))
@@ -585,6 +585,52 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         lower *= np.float32(driver.opacity)
         base = _over(base, np.zeros_like(lower), lower)
     return _over(base, up, lo)
+
+
+LOWER_FROM_UPPER = (1.25, 0.92)
+"""A portrait showing no lower teeth of its own gets, in a wide opening, the tips of a lower
+row drawn from its own upper teeth turned upside down (:func:`_own_lower_teeth`): this many
+of the portrait's teeth widths in one of the lower row's (lower incisors are narrower), at
+this shade (in the upper row's shadow)."""
+
+
+def _own_lower_teeth(base: np.ndarray, interior: Interior, dst: _LipFrame, s: np.ndarray,
+                     ss: np.ndarray, above: np.ndarray, gap: np.ndarray, *, band: float,
+                     opening: float, head: float, strength: float = 1.0) -> np.ndarray:
+    """The tips of lower teeth over ``base`` for a portrait with upper teeth only: its own
+    upper teeth's tips, turned upside down (:data:`LOWER_FROM_UPPER`), up to ``band`` px
+    high over the line they rise from (``above``: each pixel's height over it; ``ss`` the
+    portrait's lip-frame column of each pixel), no more than 0.3 of the opening ``gap``,
+    along the lower row's arch (:data:`LOWER_TEETH`) and as far as ``opening`` is past
+    :data:`LOWER_TEETH_SHOW`, times ``strength``. The photo's own teeth: its sharpness,
+    colour and grain (drawn teeth in its colour read as a grey comb)."""
+    show = strength * float(_smoothstep(LOWER_TEETH_SHOW[0], LOWER_TEETH_SHOW[1],
+                                        np.array(opening)))
+    if show <= 0.0 or band < 0.8:
+        return np.asarray(base, np.float32)
+    narrow, tone = LOWER_FROM_UPPER
+    src = interior.frame
+    facing, _, length = _row_shape(LOWER_TEETH, dst, s)
+    local = np.minimum(np.float32(band), 0.3 * gap) * np.where(length > 0.0,
+                                                               0.7 + 0.3 * facing, 0.0)
+    a = 1.0 - _smoothstep(-0.7, 0.7, above - local)
+    mid = np.float32(0.5 * src.width)
+    ss_lo = mid + (ss - mid) * np.float32(narrow)
+    su = np.interp(ss_lo, src.su, src.tu).astype(np.float32)
+    sl = np.interp(ss_lo, src.sl, src.tl).astype(np.float32)
+    tips = su + interior.upper_end(np.maximum(sl - su, 0.0))
+    layer = _sample(interior, interior.upper, src, ss_lo,
+                    tips - (local - above) * np.float32(1.0 / head))
+    weight = layer[..., 3]
+    rgb = layer[..., :3] / np.maximum(weight, 1e-3)[..., None]
+    shade = np.float32(tone) * (0.5 + 0.5 * facing)
+    # teeth only: the dark between and beside them (the portrait's corners) shows what is
+    # behind (a dark wedge where the row runs past the teeth the portrait shows)
+    light = float(np.asarray(interior.light, np.float32) @ _LUMA) if interior.light is not None \
+        else 255.0
+    tooth = _smoothstep(0.45 * light, 0.7 * light, rgb @ _LUMA)
+    a = a * weight * tooth * np.sqrt(facing) * np.float32(show)
+    return np.asarray(base + (rgb * shade[..., None] - base) * a[..., None], np.float32)
 
 
 def _gums(layer: np.ndarray, gum: np.ndarray, beyond: np.ndarray, lip_gap: np.ndarray,

@@ -516,6 +516,23 @@ def closed_portrait(*, grey: bool = False) -> tuple[np.ndarray, np.ndarray, Mout
     return img, pts, prepare_mouth(img, pts)
 
 
+def test_a_drawn_interior_is_as_soft_as_a_photo() -> None:
+    """The synthetic interior (a closed-mouth portrait opened wide) was drawn sharp: its
+    teeth's tips against the throat and the edges between teeth jumped by 110-120 grey
+    levels from one pixel to the next, crisper than any photo's mouth (the demo run on the
+    FOM source image or Mona Lisa showed a drawn strip of teeth). Now blurred by about 1 px
+    (:data:`SYNTHETIC_SOFTNESS` of the mouth's width)."""
+    img, _, style = closed_portrait()
+    out = img.copy()
+    render_mouth(out, landmarks_for(inner_lips(10.0, 30.0)), style, mode="synthetic")
+    x0 = int(CENTRE[0])
+    lum = out[int(CENTRE[1]) - 12: int(CENTRE[1]) + 30, x0 - 20: x0 + 20].astype(float) @ LUMA
+    span = float(np.ptp(lum))
+    assert span > 120  # teeth, throat and tongue are there
+    assert np.abs(np.diff(lum, axis=0)).max() < 0.4 * span  # teeth tips -> throat
+    assert np.abs(np.diff(lum[8:14], axis=1)).max() < 0.3 * span  # between teeth
+
+
 def test_a_closed_portraits_synthetic_teeth_hang_from_the_jaws() -> None:
     """A smile parts the lips, not the jaws (the fixture clips' smiles: lips 0.19-0.24 of the
     mouth's width apart, jaws 0.02-0.04): both rows of teeth show, meeting, no dark throat

@@ -1464,11 +1464,20 @@ def _synthetic(out: np.ndarray, frame: _LipFrame, style: MouthStyle, area_scale:
         colour = _jaw_rows(style, frame, grid, anchors)
     else:
         colour = _teeth_hint(style, frame, grid, _throat(style, frame, grid, tongue=True))
+    soft = SYNTHETIC_SOFTNESS * min(frame.width, 4.0 * frame.height)
+    if not rigid and soft > 0.2:
+        # drawn, not photographed: as soft as a photo's mouth, not crisper than the lips
+        colour = cv2.GaussianBlur(colour, (0, 0), soft)
     _composite(out, box, colour, _polygon_mask(frame.inner, box, feather_px)
                * np.float32(opacity))
     return opacity
 
 
+SYNTHETIC_SOFTNESS = 0.01
+"""A drawn interior (:func:`_teeth_hint`, :func:`_jaw_rows`) is blurred by this share of the
+mouth's width (Gaussian sigma; about 1 px for a mouth 100 px wide), or of four times its
+opening's height when that is less (a narrow opening's thin bands stay apart): drawn sharp,
+its teeth's edges and the tongue's rim were crisper than any photo's mouth around them."""
 PURSED_DARK_AT = 0.35
 """An opening this narrow (of the portrait's own mouth width) or narrower shows its inside at
 :data:`PURSED_DARKEST` of its light ..."""

@@ -1249,6 +1249,28 @@ def test_a_closed_mouths_seam_is_found_and_filled_from_the_lips_around_it() -> N
     assert np.array_equal(seam.patch[..., :3][far], img[y0:y0 + h, x0:x0 + w][far])
 
 
+def test_a_seams_fill_between_the_corners_is_no_lighter_than_the_lips() -> None:
+    """Pale lip highlights along the seam (the FOM source image's lower lip) were drawn into
+    the fill: opened, the seam's pixels run around the opening, and the fill showed as a
+    pale rim inside the lips. Between the corners the fill is no lighter than the lips
+    (their shade kept); past them (the creases in the skin) it is as inpainted."""
+    img, pts, _ = seamed_portrait()
+    cx, cy = round(CENTRE[0]), round(CENTRE[1])
+    highlight = (245, 215, 215)
+    cv2.rectangle(img, (cx - 34, cy + 3), (cx + 34, cy + 4), highlight, -1)  # wet, under it
+    style = prepare_mouth(img, pts)
+    seam = lip_seam(img, pts, style)
+    assert seam is not None
+    x0, y0 = seam.box[:2]
+    middle = (slice(cy - y0 - 1, cy - y0 + 2), slice(cx - x0 - 30, cx - x0 + 30))
+    filled = seam.patch[..., :3][middle].reshape(-1, 3).astype(float)
+    lip = float(style.lip @ LUMA)
+    assert (filled @ LUMA).max() <= lip + 1.0
+    assert (filled @ LUMA).mean() > 0.8 * lip  # a lip, not a dark line again
+    r, g, b = filled.mean(axis=0)
+    assert r > g + 40 and r > b + 40  # the lips' red
+
+
 def test_no_seam_on_lips_without_a_line_or_on_an_open_mouth() -> None:
     img, pts, style = closed_portrait()
     assert lip_seam(img, pts, style) is None  # nothing darker where the lips meet

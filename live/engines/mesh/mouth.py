@@ -980,8 +980,18 @@ def lip_seam(image: np.ndarray, landmarks: np.ndarray, style: MouthStyle) -> Lip
     near, far = SEAM_CORNERS
     inward = np.minimum(s, frame.width - s) / frame.width
     corners = 1.0 - _smoothstep(near, far, inward)
-    patch = np.dstack([cv2.inpaint(roi, mask, 3.0, cv2.INPAINT_TELEA),
-                       np.rint(corners * 255.0).astype(np.uint8)])
+    filled = cv2.inpaint(roi, mask, 3.0, cv2.INPAINT_TELEA)
+    # Between the corners the fill is lip, and no lighter than the lips: the inpainting
+    # also draws on the lips' highlights and the skin past the corners, and a light fill
+    # drawn out around an opened mouth was a pale rim inside the lips.
+    lighter = filled.astype(np.float32)
+    luma = lighter @ _LUMA
+    cap = np.minimum(np.float32(float(style.lip @ _LUMA)) / np.maximum(luma, 1.0), 1.0)
+    gain = 1.0 + (cap - 1.0) * (1.0 - corners)
+    keep = (mask > 0)[..., None]
+    filled = np.where(keep, np.clip(lighter * gain[..., None] + 0.5, 0, 255), filled
+                      ).astype(np.uint8)
+    patch = np.dstack([filled, np.rint(corners * 255.0).astype(np.uint8)])
     return LipSeam(box=box, patch=patch, mask=mask, width=frame.width)
 
 

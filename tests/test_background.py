@@ -753,3 +753,55 @@ def test_animate_several_faces_share_one_matte(tmp_path: Path, portraits_dir: Pa
         assert np.abs(last[cy, cx] - GREEN).max() > 60
     green = (np.abs(last - GREEN).max(axis=2) < 20).mean()
     assert green > 0.2  # and the rest of the painting became the key colour
+
+
+def test_layers_worked_out_smaller_come_back_at_the_pictures_size(
+        astronaut: np.ndarray, astronaut_layers: Any) -> None:
+    # a big photo shown small (a 2048 px photo in a 1280x720 call): its person and plate are
+    # worked out at a share of its size; the matte comes back close to the full-size one,
+    # the plate is the photo's own pixels wherever the full-size plate keeps them
+    from live.face.segmentation import prepare_layers
+
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    full = prepare_layers(big)
+    half = prepare_layers(big, scale=0.5)
+    assert full is not None and half is not None
+    assert half.matte.shape == (1024, 1024) and half.plate.shape == big.shape
+    assert half.matte.dtype == np.float32 and 0.0 <= half.matte.min() <= half.matte.max() <= 1.0
+    assert float(np.abs(half.matte - full.matte).mean()) < 0.01
+    own_full, own_half = (full.plate == big).all(axis=2), (half.plate == big).all(axis=2)
+    assert own_half[own_full].mean() > 0.98  # the background left as it is ...
+    person = full.matte > 0.9
+    assert (~own_half[person]).mean() > 0.9  # ... the person filled in
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="scale"):
+            prepare_layers(big, scale=bad)
+
+
+@pytest.mark.fixtures
+def test_a_live_portrait_is_segmented_at_twice_the_size_it_is_shown(
+        portraits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import live.face.segmentation as seg
+    from live.face.portraits import SEGMENT_DETAIL
+
+    image = cv2.imread(str(portraits_dir / "deepface_img1_smile_teeth.jpg"))
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), cv2.resize(image, None, fx=3.0, fy=3.0))
+    scales: dict[tuple[int, ...], float] = {}  # picture shape: scale (the engine's crop too)
+    real = seg.prepare_layers
+
+    def recording(picture: np.ndarray, **kw: Any) -> Any:
+        scales[picture.shape] = kw.get("scale", 1.0)
+        return real(picture, **kw)
+
+    monkeypatch.setattr(seg, "prepare_layers", recording)
+    library = _live_library([big], [Background.parse("green")])
+    try:
+        prepared = library.prepare(0)
+        shown = prepared.compositor.framing.scale
+        assert shown < 0.5
+        assert scales[prepared.portrait.image.shape] == pytest.approx(SEGMENT_DETAIL * shown)
+        assert prepared.layers.matte.shape == prepared.portrait.image.shape[:2]
+    finally:
+        library.close()
+        library.engine.close()

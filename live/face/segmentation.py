@@ -547,10 +547,20 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
 
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
-                   grow: float = PLATE_GROW) -> PortraitLayers | None:
+                   grow: float = PLATE_GROW, scale: float = 1.0) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
     the long side, :func:`background_plate`); ``None`` when no person is found (the caller
-    keeps today's behaviour and says so in one warning)."""
+    keeps today's behaviour and says so in one warning).
+
+    ``scale`` < 1: the work is done on the image resized by that much (a photo shown
+    smaller than its own pixels needs no finer matte: a 2048 px photo framed into a
+    1280x720 call is shown at a quarter to a half of its size); the matte and the plate come
+    back at the image's size, the plate the image's own pixels wherever the fill left them."""
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
+    if scale < 1.0:
+        return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
+                                      grow=grow)
     matte = segment_person(image)
     if matte is None:
         return None
@@ -558,3 +568,25 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         matte = separate_colours(image, matte, refine_matte(image, matte))
         matte = claim_attached(image, matte)
     return PortraitLayers(matte=matte, plate=background_plate(image, matte, grow=grow))
+
+
+def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
+                           grow: float) -> PortraitLayers | None:
+    """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
+    size."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    layers = prepare_layers(small, refine=refine, grow=grow)
+    if layers is None:
+        return None
+    matte = np.clip(cv2.resize(layers.matte, (w, h), interpolation=cv2.INTER_LINEAR),
+                    0.0, 1.0)
+    # the fill (and a small pixel around it, the enlargement's reach) from the small plate;
+    # every other pixel the image's own
+    filled = cv2.dilate((layers.plate != small).any(axis=2).astype(np.uint8),
+                        np.ones((3, 3), np.uint8))
+    where = cv2.resize(filled, (w, h), interpolation=cv2.INTER_NEAREST)
+    plate = image.copy()
+    cv2.copyTo(cv2.resize(layers.plate, (w, h), interpolation=cv2.INTER_CUBIC), where, plate)
+    return PortraitLayers(matte=matte.astype(np.float32), plate=plate)

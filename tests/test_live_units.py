@@ -241,3 +241,34 @@ def test_cli_reports_a_missing_portrait(tmp_path: Path,
     err = capsys.readouterr().err
     assert "nope.png" in err and "expected" in err
     assert threading.active_count() < 50
+
+
+def test_the_driving_crop_is_the_engines_size_for_fomm_and_at_most_256_for_mesh() -> None:
+    # one rule for live, animate and the benchmarks: fomm reads the crop as its input; the
+    # mesh engine's driver pixels (mouth, shading, flow) need no more than 256 px
+    from types import SimpleNamespace
+
+    from live.engines.base import MESH_DRIVING_CROP, driving_crop_size
+
+    assert MESH_DRIVING_CROP == 256
+    assert driving_crop_size(SimpleNamespace(name="mesh", size=512)) == 256
+    assert driving_crop_size(SimpleNamespace(name="mesh", size=128)) == 128
+    assert driving_crop_size(SimpleNamespace(name="fomm", size=512)) == 512
+    assert driving_crop_size(SimpleNamespace(name="fomm", size=256)) == 256
+    remote = SimpleNamespace(name="remote", size=512, server_engine="fomm")
+    assert driving_crop_size(remote) == 512
+    remote.server_engine = "mesh"
+    assert driving_crop_size(remote) == 256
+
+
+@pytest.mark.fixtures
+def test_live_tracks_the_mesh_engines_driving_face_at_256_px(portraits_dir: Path,
+                                                              driving_dir: Path) -> None:
+    from live.jobs.build import build_pipeline
+
+    cfg = LiveConfig(portrait=portraits_dir / "lp_s42.jpg", driver=driving_dir / "lp_d3.mp4",
+                     width=640, height=360, vcam=False, preview=False, duration=0.5)
+    with build_pipeline(cfg, realtime=False, driver_size=(640, 480)) as p:
+        assert p.engine.size == 512 and p.tracker.crop_size == 256
+        p.run()
+        assert p.summary()["frames_sent"] > 0

@@ -95,6 +95,23 @@ def crop_matte(engine: Any) -> np.ndarray | None:
     return np.asarray(matte)
 
 
+MESH_DRIVING_CROP = 256
+"""The mesh engine's driving face crop (px) at most: it reads the crop's landmarks, and its
+pixels for the driver's mouth, shading and body flow only at this size or less (the
+128 px flow)."""
+
+
+def driving_crop_size(engine: Any) -> int:
+    """The size (px) of the driving face crops ``engine`` animates from: fomm reads the crop
+    as its network's input, at its own size; the mesh engine at :data:`MESH_DRIVING_CROP`
+    at most, as the offline job, the demo and the benchmarks track (in ``mimicam live`` a
+    512 px crop took 5 ms more CPU a frame than a 256 px one and drew the same mouth). A
+    remote engine's by the engine on the server."""
+    name = getattr(engine, "server_engine", None) or engine.name
+    size = int(engine.size)
+    return size if name == "fomm" else min(size, MESH_DRIVING_CROP)
+
+
 EngineFactory = Callable[..., Engine]
 _FACTORIES: dict[str, str] = {
     # name -> "module:callable"; imported only when asked for (no heavy imports here).

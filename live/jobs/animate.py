@@ -808,6 +808,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
     job completed.
     """
     from live.engines import create_engine
+    from live.engines.base import driving_crop_size
     from live.face.portraits import load_image
     from live.io.threads import Prefetch
     from live.io.video import VideoReader, VideoWriter, check_output, check_video_size, probe_video
@@ -874,8 +875,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             log.info("animating on %s (%s engine, %d px)", spec.remote, spec.name,
                      engine.size)
         crop_size = int(engine.size)
-        # fomm reads the driving crop's pixels; mesh only its landmarks (frame coordinates)
-        driving_size = crop_size if spec.name == "fomm" else min(crop_size, 256)
+        driving_size = driving_crop_size(engine)
         layers = None
         if background.needs_matte:  # one matte for all the picture's people, once
             from live.face.segmentation import prepare_layers

@@ -105,7 +105,7 @@ def driving_crop_size(engine: Any) -> int:
     """The size (px) of the driving face crops ``engine`` animates from: fomm reads the crop
     as its network's input, at its own size; the mesh engine at :data:`MESH_DRIVING_CROP`
     at most, as the offline job, the demo and the benchmarks track (in ``mimicam live`` a
-    512 px crop took 5 ms more CPU a frame than a 256 px one and drew the same mouth). A
+    512 px crop took 1-6 ms more CPU a frame than a 256 px one and drew the same mouth). A
     remote engine's by the engine on the server."""
     name = getattr(engine, "server_engine", None) or engine.name
     size = int(engine.size)

@@ -183,24 +183,22 @@ def _enlarged(image: np.ndarray, crop_to_frame: np.ndarray, out_size: int,
 
 
 def _warp(
-    image: np.ndarray, crop_to_frame: np.ndarray, out_size: int, border: Border,
-    fast: bool = False,
+    image: np.ndarray, crop_to_frame: np.ndarray, out_size: int, border: Border
 ) -> np.ndarray:
     """Resample the crop described by ``crop_to_frame`` (a scale + translation).
 
     Strong reductions are first shrunk by an integer factor with area averaging, so a big
     face in a big photo does not alias; enlargements are bicubic (bilinear left a small
-    portrait's face blocky and soft: the demo's crop is its photo enlarged 2.7x); ``fast``
-    makes them an enlargement by a whole factor (OpenCV's resize, bicubic) resampled
-    bilinearly, about 6 % softer (OpenCV's bicubic warp took 4.3 ms against 1.6 for the live
-    engine's 512 px crop of a face at a webcam's distance). The result still follows
-    ``crop_to_frame`` exactly.
+    portrait's face blocky and soft: the demo's crop is its photo enlarged 2.7x), made as an
+    enlargement by a whole factor (OpenCV's resize, bicubic) resampled bilinearly (OpenCV's
+    bicubic warp took 4.3 ms against 1.6 for the live engine's 512 px crop of a face at a
+    webcam's distance); the result still follows ``crop_to_frame`` exactly.
     """
     mode, value = border_args(border)
     s = float(crop_to_frame[0, 0])
     source, m = image, crop_to_frame
     k = int(s)
-    if s < 1.0 and fast:
+    if s < 1.0:
         up = _enlarged(image, crop_to_frame, out_size, border)
         if up is not None:
             source, m = up
@@ -234,7 +232,6 @@ def crop_square(
     frame_index: int = 0,
     t_capture: float = 0.0,
     score: float = 1.0,
-    fast: bool = False,
 ) -> FaceCrop:
     """Cut a square of ``side`` frame pixels centred on ``center_xy`` and resize it to
     ``out_size`` x ``out_size``.
@@ -243,9 +240,7 @@ def crop_square(
     pixels (``border="replicate"``, the default: no black bars for the animation network to
     move) or with black (``border="constant"``). ``FaceCrop.crop_to_frame`` is the exact
     transform used to sample the crop, so pasting back with it lands on the same pixels.
-    ``landmarks`` (frame pixels, ``(N, 3)``) are returned in crop pixels. ``fast``: an
-    enlarging crop is made about 3x faster and a little softer (see :func:`_warp`), for
-    crops made every frame.
+    ``landmarks`` (frame pixels, ``(N, 3)``) are returned in crop pixels.
     """
     check_rgb(image)
     if not (side > 0 and math.isfinite(side)):
@@ -254,7 +249,7 @@ def crop_square(
         raise ValueError(f"out_size: expected a positive number of pixels, got {out_size}")
     out_size = int(out_size)
     m = crop_transform(center_xy, side, out_size)
-    crop = _warp(image, m, out_size, border, fast)
+    crop = _warp(image, m, out_size, border)
     lm = None if landmarks is None else transform_points(landmarks, invert_affine(m))
     return FaceCrop(image=crop, crop_to_frame=m, frame_index=frame_index,
                     t_capture=t_capture, landmarks=lm, score=float(score))

@@ -438,7 +438,7 @@ class FaceTracker:
         self._stats = TrackerStats(**d)
 
     def _mesh_on(self, image: np.ndarray, center: np.ndarray, side: float) -> np.ndarray | None:
-        crop = crop_square(image, center, side, _MESH_INPUT, border=self.border, fast=True)
+        crop = crop_square(image, center, side, _MESH_INPUT, border=self.border)
         self._count(mesh_runs=1)
         result = self._mesh.process(crop.image)
         faces = result.multi_face_landmarks
@@ -493,7 +493,7 @@ class FaceTracker:
             center, side = box[:2], float(box[2])
         crop = crop_square(image, center, side, self.crop_size, landmarks=lm,
                            border=self.border, frame_index=frame.index,
-                           t_capture=frame.t_capture, score=self._score, fast=True)
+                           t_capture=frame.t_capture, score=self._score)
         return Tracked(frame, crop)
 
     def close(self) -> None:

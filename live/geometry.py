@@ -155,33 +155,6 @@ def _padded_region(image: np.ndarray, x0: int, y0: int, x1: int, y1: int,
     return region
 
 
-_CUBIC_REACH = 3
-"""Source pixels a bicubic sample reaches past its position (2), plus one for rounding."""
-
-
-def _enlarged(image: np.ndarray, crop_to_frame: np.ndarray, out_size: int,
-              border: Border) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a crop that enlarges (scale ``s`` < 1 source px per crop px): the source region
-    it covers enlarged bicubically by the whole factor ``ceil(1 / s)`` and the crop's
-    transform into that enlargement (so a bilinear warp of it samples a bicubic surface
-    at least as finely as the crop's pixels); None when the crop misses the image."""
-    s = float(crop_to_frame[0, 0])
-    tx, ty = float(crop_to_frame[0, 2]), float(crop_to_frame[1, 2])
-    span = s * (out_size - 1)
-    x0, y0 = math.floor(tx) - _CUBIC_REACH, math.floor(ty) - _CUBIC_REACH
-    x1 = math.ceil(tx + span) + _CUBIC_REACH + 1
-    y1 = math.ceil(ty + span) + _CUBIC_REACH + 1
-    region = _padded_region(image, x0, y0, x1, y1, border)
-    if region is None:
-        return None
-    u = math.ceil(1.0 / s - 1e-9)
-    big = cv2.resize(region, ((x1 - x0) * u, (y1 - y0) * u), interpolation=cv2.INTER_CUBIC)
-    # enlarged pixel q sits at region position (q + 0.5) / u - 0.5 (OpenCV's resize)
-    m = np.array([[s * u, 0.0, u * (tx - x0 + 0.5) - 0.5],
-                  [0.0, s * u, u * (ty - y0 + 0.5) - 0.5]])
-    return big, m
-
-
 def _warp(
     image: np.ndarray, crop_to_frame: np.ndarray, out_size: int, border: Border
 ) -> np.ndarray:
@@ -189,20 +162,14 @@ def _warp(
 
     Strong reductions are first shrunk by an integer factor with area averaging, so a big
     face in a big photo does not alias; enlargements are bicubic (bilinear left a small
-    portrait's face blocky and soft: the demo's crop is its photo enlarged 2.7x), made as an
-    enlargement by a whole factor (OpenCV's resize, bicubic) resampled bilinearly (OpenCV's
-    bicubic warp took 4.3 ms against 1.6 for the live engine's 512 px crop of a face at a
-    webcam's distance); the result still follows ``crop_to_frame`` exactly.
+    portrait's face blocky and soft: the demo's crop is its photo enlarged 2.7x); the result
+    still follows ``crop_to_frame`` exactly.
     """
     mode, value = border_args(border)
     s = float(crop_to_frame[0, 0])
     source, m = image, crop_to_frame
     k = int(s)
-    if s < 1.0:
-        up = _enlarged(image, crop_to_frame, out_size, border)
-        if up is not None:
-            source, m = up
-    elif k >= 2:
+    if k >= 2:
         tx, ty = float(crop_to_frame[0, 2]), float(crop_to_frame[1, 2])
         span = s * (out_size - 1)
         bx0, by0 = math.floor(tx) - k, math.floor(ty) - k
@@ -215,7 +182,7 @@ def _warp(
             m[:, :2] /= k
             m[0, 2] = (tx - bx0 - (k - 1) / 2.0) / k
             m[1, 2] = (ty - by0 - (k - 1) / 2.0) / k
-    interpolation = cv2.INTER_CUBIC if source is image and s < 1.0 else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_CUBIC if s < 1.0 else cv2.INTER_LINEAR
     return cv2.warpAffine(source, m, (out_size, out_size),
                           flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=mode, borderValue=value)
@@ -274,16 +241,13 @@ def picture_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
     """``(x0, y0, x1, y1)``: the pixels of a ``crop_size`` square crop (sampled with
     ``crop_to_frame``, as :func:`crop_square` does) that show its picture of ``frame_size``
     (w, h); the rest is the border :func:`crop_square` made up. ``(0, 0, crop_size,
-    crop_size)`` for a crop inside its picture. A side that cuts the picture stops a pixel
-    and a half of the picture short of its edge (what the interpolation there blends with
-    the border)."""
+    crop_size)`` for a crop inside its picture. A side that cuts the picture stops a
+    picture pixel short of its edge (what the interpolation there blends with the border)."""
     n = int(crop_size)
     inverse = invert_affine(np.asarray(crop_to_frame, dtype=np.float64))
     w, h = frame_size
-    # picture pixels whose interpolation never reaches past the picture's edge (bicubic
-    # samples 2 px either side, here taken bilinearly between samples up to half a pixel
-    # away: :func:`_enlarged`)
-    (ax, ay), (bx, by) = apply_affine(np.array([[1.5, 1.5], [w - 2.5, h - 2.5]]), inverse)
+    # picture pixels whose (cubic) interpolation never reaches past the picture's edge
+    (ax, ay), (bx, by) = apply_affine(np.array([[1.0, 1.0], [w - 2.0, h - 2.0]]), inverse)
     x0, x1 = sorted((ax, bx))
     y0, y1 = sorted((ay, by))
     box = (0 if x0 <= 0 else min(n, math.ceil(x0)), 0 if y0 <= 0 else min(n, math.ceil(y0)),

@@ -756,7 +756,7 @@ def test_animate_several_faces_share_one_matte(tmp_path: Path, portraits_dir: Pa
 
 
 def test_layers_worked_out_smaller_come_back_at_the_pictures_size(
-        astronaut: np.ndarray, astronaut_layers: Any) -> None:
+        astronaut: np.ndarray) -> None:
     # a big photo shown small (a 2048 px photo in a 1280x720 call): its person and plate are
     # worked out at a share of its size; the matte comes back close to the full-size one,
     # the plate is the photo's own pixels wherever the full-size plate keeps them

@@ -262,6 +262,40 @@ def test_the_driving_crop_is_the_engines_size_for_fomm_and_at_most_256_for_mesh(
 
 
 @pytest.mark.fixtures
+def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
+        portraits_dir: Path, driving_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the demo's --driving and `bench --engine mesh` ask driving_crop_size, as live and
+    # animate do (they had 256 written out: a 512 px fomm demo got a 256 px crop)
+    import live.engines.base as base
+    import live.face.tracking as tracking
+    from live.bench.engine import bench_engine_mesh
+    from live.jobs.demo import run_demo
+
+    asked: list[tuple[str, int]] = []
+    sizes: list[int] = []
+
+    def rule(engine: object) -> int:
+        asked.append((getattr(engine, "name", ""), int(getattr(engine, "size", 0))))
+        return 96
+
+    class Recording(tracking.FaceTracker):
+        def __init__(self, *args: object, crop_size: int = 256, **kwargs: object) -> None:
+            sizes.append(crop_size)
+            super().__init__(*args, crop_size=crop_size, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "driving_crop_size", rule)
+    monkeypatch.setattr(tracking, "FaceTracker", Recording)
+    result = run_demo(tmp_path / "demo.mp4", driving=driving_dir / "lp_d3.mp4", seconds=0.2,
+                      size=128, preview=False, show_progress=False)
+    assert result.frames > 0
+    bench_engine_mesh(driving=driving_dir / "lp_d3.mp4", portrait=portraits_dir / "lp_s42.jpg",
+                      frames=2, warmup=0, size=160)
+    assert asked == [("mesh", 128), ("mesh", 160)]
+    assert sizes == [96, 96]
+
+
+@pytest.mark.fixtures
 def test_live_tracks_the_mesh_engines_driving_face_at_256_px(portraits_dir: Path,
                                                               driving_dir: Path) -> None:
     from live.jobs.build import build_pipeline

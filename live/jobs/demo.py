@@ -46,7 +46,6 @@ BUILTIN_PORTRAIT = "the built-in portrait (scikit-image's astronaut photo)"
 # moved up a little so the hair and the chin both fit.
 PORTRAIT_CROP_SCALE = 2.0
 PORTRAIT_CROP_SHIFT_Y = -0.08
-DRIVING_CROP_SIZE = 256
 PREVIEW_TITLE = "mimicam demo"
 _MAX_PORTRAIT_FACES = 20  # faces counted in a portrait to tell the user how many it shows
 
@@ -372,11 +371,13 @@ def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any,
                       painter: Painter | None = None) -> tuple[int, int]:
     """Track the face in the frames of ``path`` (the first ``limit`` of them, or all) and
     animate with it; returns (frames, frames without a face)."""
+    from live.engines.base import driving_crop_size
     from live.face.tracking import FaceTracker
     from live.io.video import VideoReader
 
     total = info.frame_count if limit is None else min(limit, info.frame_count or limit)
-    with VideoReader(path) as reader, FaceTracker(crop_size=DRIVING_CROP_SIZE) as tracker:
+    with VideoReader(path) as reader, \
+            FaceTracker(crop_size=driving_crop_size(animator)) as tracker:
         faces = ((tracker.process(frame).face, frame.time(info.fps))
                  for frame in itertools.islice(reader, limit))
         return _render(faces, total, animator, writer, show, disable, painter)

@@ -223,7 +223,7 @@ def test_the_head_layer_is_solid_inside_the_face_outline() -> None:
     cv2.fillPoly(inside, [oval], (1,))
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
     assert portrait.matte[inside].min() == 255
-    segmented = prepare_layers(crop, grow=STILL_GROW)  # the segmentation alone is not
+    segmented = prepare_layers(crop, grow=STILL_GROW, strands=True)  # the segmentation: not
     assert segmented is not None and segmented.matte_u8[inside].min() < 200
     outside = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
     assert np.array_equal(portrait.matte[outside], segmented.matte_u8[outside])
@@ -490,3 +490,109 @@ def test_whole_picture_layout_is_an_identity_crop() -> None:
     assert whole_picture_layout(CropLayout(), [face * 0.2], (512, 512)).picture is None
     assert whole_picture_layout(CropLayout(), [face, face], (512, 512)).picture is None
     assert whole_picture_layout(CropLayout(), [face * 4], (2048, 2048)).picture is None
+
+
+def _curls_on_a_wall(seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                             np.ndarray]:
+    """A dark head on a grainy light wall with thin strands off its top (each pixel 15 %
+    hair), the same line drawn apart from the head, and a thick patch of that grey touching
+    the head. Returns image, matte, strands, the line apart and the patch."""
+    rng = np.random.default_rng(seed)
+    size = 256
+    disk = np.zeros((size, size), np.float32)
+    cv2.circle(disk, (128, 200), 70, (1.0,), -1)
+    matte = cv2.GaussianBlur(disk, (0, 0), 1.2)
+    wall, hair = 215.0, 25.0
+    strands = np.zeros((size, size), np.uint8)
+    for angle in (-60, -35, -10, 15, 40, 65):  # outwards from the head's rim, 18 px long
+        a = np.deg2rad(angle - 90)
+        x0, y0 = 128 + 66 * np.cos(a), 200 + 66 * np.sin(a)
+        x1, y1 = 128 + 84 * np.cos(a + 0.15), 200 + 84 * np.sin(a + 0.15)
+        cv2.line(strands, (round(x0), round(y0)), (round(x1), round(y1)), (1,), 1)
+    apart = np.zeros((size, size), np.uint8)
+    cv2.line(apart, (10, 20), (40, 60), (1,), 1)
+    patch = np.zeros((size, size), bool)
+    patch[150:170, 40:62] = True  # touching the head's left side at x ~ 58-62
+    share = 0.15 * ((strands > 0) | (apart > 0)) + 0.15 * patch
+    person = np.maximum(matte, 0.0)
+    colour = wall * (1.0 - person) + hair * person
+    colour = colour * (1.0 - share) + hair * share
+    image = np.clip(colour[..., None] + rng.integers(-4, 5, (size, size, 3)), 0, 255)
+    strands_out = (strands > 0) & (matte < 0.05)
+    return image.astype(np.uint8), matte, strands_out, apart > 0, patch & (matte < 0.05)
+
+
+def test_claim_strands_finds_loose_hair_joined_to_the_head_and_takes_it_out() -> None:
+    """A photo's flyaway curls lay outside the matte, so they stayed on the wall where the
+    head left them. Thin strands joined to the head are claimed by the share of each pixel
+    they cover, and the clean picture has the wall there; a line apart from the head and a
+    thick patch (an object, not a strand) are left alone, and so is every other pixel."""
+    image, matte, strands, apart, patch = _curls_on_a_wall()
+    found = segmentation.claim_strands(image, matte)
+    assert found is not None
+    cov = found.coverage
+    assert cov.dtype == np.float32 and cov.shape == matte.shape
+    assert np.mean(cov[strands] > 0) > 0.9  # nearly every strand pixel ...
+    assert 0.10 < float(np.median(cov[strands])) < 0.20  # ... at about the 15 % it covers
+    assert cov[apart].max() == 0.0  # not joined to the head
+    inner = cv2.erode(patch.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert cov[inner].max() == 0.0  # an object, not a strand
+    # the wall behind the strands, within its grain; elsewhere the picture, bit for bit
+    behind = found.clean[strands].astype(np.float32).mean(axis=1)
+    assert abs(float(np.mean(behind)) - 215.0) < 3.0, float(np.mean(behind))
+    assert float(np.mean(image[strands].astype(np.float32))) < 192.0  # (they were darker)
+    untouched = cov == 0.0
+    assert np.array_equal(found.clean[untouched], image[untouched])
+    # far from the head: nothing found in the wall's grain
+    away = cv2.distanceTransform((matte < 0.5).astype(np.uint8), cv2.DIST_L2, 5) > 30
+    assert cov[away & ~apart].max() == 0.0
+
+
+def test_the_mesh_engines_plate_is_built_without_the_loose_hair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare_layers(strands=True)`` (the mesh engine's head layer): the plate and the
+    clean picture show the wall where the strands were; without it (the background
+    options) the plate keeps them. The matte is the same either way."""
+    image, matte, strands, _, _ = _curls_on_a_wall()
+    # (the selfie model sees no person in a disk: the head's own matte stands in for it)
+    monkeypatch.setattr(segmentation, "segment_person", lambda *_a, **_k: matte.copy())
+    plain = prepare_layers(image, grow=STILL_GROW)
+    with_strands = prepare_layers(image, grow=STILL_GROW, strands=True)
+    assert plain is not None and with_strands is not None
+    far = cv2.distanceTransform((plain.matte < 0.1).astype(np.uint8), cv2.DIST_L2, 5) > 6
+    tips = strands & far  # the strands' outer parts, beyond the plate's own fill
+    assert tips.sum() > 40
+    assert plain.clean is None and with_strands.clean is not None
+    assert float(plain.plate[tips].mean()) < 200.0  # the plate kept the strands ...
+    assert abs(float(with_strands.plate[tips].mean()) - 215.0) < 4.0  # ... now the wall
+    assert abs(float(with_strands.clean[tips].mean()) - 215.0) < 4.0
+    assert np.array_equal(with_strands.matte, plain.matte)
+
+
+def _dark_lines(image: np.ndarray) -> np.ndarray:
+    """Pixels more than 10 levels darker than their 7 px median: thin dark lines."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return np.asarray((cv2.medianBlur(gray, 7).astype(int) - gray) > 10)
+
+
+@pytest.mark.fixtures
+def test_a_photos_flyaway_curls_go_with_the_head(portraits_dir) -> None:
+    """The black-and-white photo's curls beside the hair: when the head moved away, the
+    curls stayed on the wall (the ghost of the hair's outline beside it); now the wall
+    where they were is clean, and the curls moved (the head layer carries each pixel's
+    difference from the wall behind it)."""
+    from live.face.portraits import find_portrait, load_image
+
+    crop = find_portrait(load_image(portraits_dir / "lp_s2_bw_photo.jpg"), SIZE).crop.image
+    with MeshEngine(size=SIZE, smoothing=False) as engine:
+        portrait = engine.prepare(crop)
+        p = portrait.landmarks
+        moved = p.copy()
+        moved[:, 0] += 25.0  # the head moves right, away from the curls on its left
+        out = engine.render(portrait, p, moved)
+    curls = (slice(100, 200), slice(55, 85))  # on the wall left of the hair
+    before = int(_dark_lines(portrait.image)[curls].sum())
+    assert before >= 20
+    assert int(_dark_lines(out)[curls].sum()) <= before // 4
+    landed = (slice(100, 200), slice(80, 110))  # where they went (the head moved 25 px)
+    assert int(_dark_lines(out)[landed].sum()) >= before // 2

@@ -10,7 +10,8 @@ background options of the compositor. Three steps:
    the coarse mask to the photo's own edges (hair, ears, collar).
    :func:`separate_colours` then re-estimates the outline from the two colours meeting there,
    and :func:`claim_attached` gives the person back the rims the model left out (a collar
-   ring, a hair clip).
+   ring, a hair clip); for the mesh engine :func:`claim_strands` also finds the loose
+   strands of hair around the head, and what lies behind them.
 3. :func:`background_plate`: the background with the person removed, filled at a reduced size
    (a smooth pull-push fill, with the background's texture reflected a little way into the
    hole); pixels outside the (dilated) person are the photo's own, bit for bit.
@@ -323,6 +324,124 @@ def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM
     return np.asarray(np.maximum(matte, add), np.float32)
 
 
+STRAND_REACH = 0.08
+"""How far (share of the long side) beyond the person :func:`claim_strands` looks for loose
+hair (a curl floating 40 px off a 512 px head)."""
+STRAND_WIDTH = 0.006
+"""Half the width (share of the long side, at least 1 px) of the widest strand
+:func:`claim_strands` takes out: the background under a strand is the picture's median over
+a square this much to each side of it."""
+STRAND_SPREADS = (2.5, 5.0)
+"""How many times the background's own grain (the spread of the picture about its median,
+beyond the reach) a pixel must lie from that median towards the hair's colour before
+:func:`claim_strands` starts to count it as a strand, and from which fully."""
+STRAND_CONTRAST = (20.0, 40.0)
+"""Distance (RGB levels) of the hair's colour from the background's from which loose strands
+start to count, and from which fully (hair no darker than the wall shows no strands)."""
+STRAND_OFF_LINE = 0.5
+"""A pixel whose difference from the background's median strays from the direction of the
+hair's colour by more than this share of its length (plus twice the grain) counts less as a
+strand, and not at all from twice as far: a strand's colour lies between the background's
+and the hair's; a waterfall's white streak beside brown hair does not."""
+STRAND_WORK_SIDE = 1024
+"""Largest side at which :func:`claim_strands` works (its results are scaled up)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Strands:
+    """Loose hair beyond the segmented person (:func:`claim_strands`)."""
+
+    coverage: np.ndarray
+    """float32 (H, W) in [0, 1]: how much of each pixel the strands cover (0 elsewhere)."""
+    clean: np.ndarray
+    """RGB uint8 (H, W, 3): the picture with the strands taken out (what lies behind them)."""
+
+
+def claim_strands(image: np.ndarray, matte: np.ndarray, *, reach: float = STRAND_REACH,
+                  work_side: int = STRAND_WORK_SIDE) -> Strands | None:
+    """Thin strands of hair the segmentation left out around the person: pixels within
+    ``reach`` of the person (``matte`` >= 0.5) that differ from the background's local median
+    (a square :data:`STRAND_WIDTH` of the side to each side: a strand is thinner, an object
+    is not) towards the colour of the nearest sure person pixel, by more than the
+    background's grain (:data:`STRAND_SPREADS`) and along the line between the two colours
+    (:data:`STRAND_OFF_LINE`), in pieces joined to the person.
+
+    Each strand pixel's coverage is where its colour lies between the background's and the
+    hair's (a curl a pixel wide and 15 levels darker than a white wall covers less than a
+    tenth of it); ``clean`` is the picture less that share of the hair's colour over the
+    background's (the wall with its grain). None when there are none.
+
+    A photo's flyaway curls lay outside the matte, so the mesh engine's plate kept them: they
+    stayed on the background where the head left them, a ghost of the hair beside it."""
+    img = check_rgb(image, "image")
+    h, w = matte.shape[:2]
+    if img.shape[:2] != (h, w):
+        raise ValueError(f"claim_strands: the matte is {w}x{h}, the image "
+                         f"{img.shape[1]}x{img.shape[0]}")
+    scale = min(1.0, work_side / float(max(h, w)))
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    small = img if scale >= 1.0 else cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    sm = matte if scale >= 1.0 else cv2.resize(matte.astype(np.float32), (sw, sh),
+                                              interpolation=cv2.INTER_AREA)
+    side = float(max(sw, sh))
+    body = (sm >= 0.5).astype(np.uint8)
+    away = cv2.distanceTransform(1 - body, cv2.DIST_L2, 5)
+    r = max(2.0, reach * side)
+    near, clear = (away > 0.0) & (away <= r), away > r
+    person = cv2.erode((sm >= 0.95).astype(np.uint8), _disk(2)) > 0
+    if not (near.any() and clear.any() and person.any()):
+        return None
+    median_u8 = cv2.medianBlur(small, 2 * max(1, round(STRAND_WIDTH * side)) + 1)
+    median = median_u8.astype(np.float32)
+    hair = _nearest_samples(median, person) - median  # towards the hair, from the background
+    contrast = np.sqrt(np.maximum((hair * hair).sum(-1), 1e-6))
+    direction = hair / contrast[..., None]
+    raw = (small.astype(np.float32) - median)
+    # found on the picture a little smoothed (grain), measured on its own pixels
+    soft = (cv2.GaussianBlur(small, (0, 0), 0.7).astype(np.float32) - median)
+    along = (soft * direction).sum(-1)
+    # the background's grain beyond the reach, a smooth measure (at a quarter of the size)
+    # carried in
+    weight = clear.astype(np.float32)
+    q = 4 if min(sw, sh) >= 64 else 1
+    qsize = (max(1, sw // q), max(1, sh // q))
+    sigma = max(1.0, CLAIM_TEXTURE * side / q)
+    den, sq = (cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
+                                sigma) for a in (weight, (soft * soft).sum(-1) * weight))
+    grain = np.sqrt(sq / np.maximum(den, 1e-6)).astype(np.float32)
+    if q > 1:
+        grain = cv2.resize(grain, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    grain = np.maximum(_nearest_samples(grain[..., None], clear)[..., 0], 0.5)
+    lo, hi = STRAND_SPREADS
+    sure = np.clip((along / grain - lo) / (hi - lo), 0.0, 1.0)
+    off = np.sqrt(np.maximum((soft * soft).sum(-1) - along * along, 0.0))
+    sure *= np.clip(2.0 - off / (STRAND_OFF_LINE * np.abs(along) + 2.0 * grain), 0.0, 1.0)
+    clo, chi = STRAND_CONTRAST
+    sure *= np.clip((contrast - clo) / (chi - clo), 0.0, 1.0) * near
+    # only pieces joined to the person (a strand's faint stretch between two found pixels
+    # does not break it)
+    found = sure > 0.0
+    square = np.ones((3, 3), np.uint8)
+    count, labels = cv2.connectedComponents(cv2.dilate((found | (body > 0)).astype(np.uint8),
+                                                       square), connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[labels[body > 0]] = True
+    joined[0] = False
+    sure *= joined[labels]
+    if not (sure > 0.0).any():
+        return None
+    share = np.clip((raw * direction).sum(-1) / contrast, 0.0, 1.0) * sure
+    taken = share[..., None] * hair  # what the strands add to the background
+    if scale < 1.0:
+        share = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR)
+        taken = cv2.resize(taken, (w, h), interpolation=cv2.INTER_LINEAR)
+    clean = np.clip(img.astype(np.float32) - taken + 0.5, 0.0, 255.0).astype(np.uint8)
+    on = share > 0.0
+    out = img.copy()
+    out[on] = clean[on]
+    return Strands(coverage=share.astype(np.float32), clean=out)
+
+
 PLATE_GROW = 0.03
 """How far (share of the long side) :func:`background_plate` grows the person by default."""
 
@@ -488,6 +607,9 @@ class PortraitLayers:
     """float32 (H, W) in [0, 1]: 1 on the person (face, hair, neck, body)."""
     plate: np.ndarray
     """RGB uint8 (H, W, 3): the background with the person filled in."""
+    clean: np.ndarray | None = None
+    """RGB uint8 (H, W, 3): the picture with the loose strands of hair around the person
+    taken out (:func:`claim_strands`: what lies behind them); None: none taken out."""
 
     @functools.cached_property
     def matte_u8(self) -> np.ndarray:
@@ -547,10 +669,18 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
 
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
-                   grow: float = PLATE_GROW, scale: float = 1.0) -> PortraitLayers | None:
+                   grow: float = PLATE_GROW, scale: float = 1.0,
+                   strands: bool = False) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
     the long side, :func:`background_plate`); ``None`` when no person is found (the caller
     keeps today's behaviour and says so in one warning).
+
+    ``strands`` (with ``refine``): the plate is built from the picture without the loose
+    hair around the person (:func:`claim_strands`), which is kept as
+    :attr:`PortraitLayers.clean`: the mesh engine carries each pixel's background from it,
+    so a strand's difference from the wall rides on the warp with the head and none stays
+    behind. The matte is unchanged (a replaced background shows no pale trace of the wall
+    the strands were seen against).
 
     ``scale`` < 1: the work is done on the image resized by that much (a photo shown
     smaller than its own pixels needs no finer matte: a 2048 px photo framed into a
@@ -560,33 +690,42 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
     if scale < 1.0:
         return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
-                                      grow=grow)
+                                      grow=grow, strands=strands)
     matte = segment_person(image)
     if matte is None:
         return None
+    clean = None
     if refine:
         matte = separate_colours(image, matte, refine_matte(image, matte))
         matte = claim_attached(image, matte)
-    return PortraitLayers(matte=matte, plate=background_plate(image, matte, grow=grow))
+        loose = claim_strands(image, matte) if strands else None
+        clean = None if loose is None else loose.clean
+    return PortraitLayers(matte=matte, plate=background_plate(
+        image if clean is None else clean, matte, grow=grow), clean=clean)
 
 
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
-                           grow: float) -> PortraitLayers | None:
+                           grow: float, strands: bool) -> PortraitLayers | None:
     """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
     size."""
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
-    layers = prepare_layers(small, refine=refine, grow=grow)
+    layers = prepare_layers(small, refine=refine, grow=grow, strands=strands)
     if layers is None:
         return None
     matte = np.clip(cv2.resize(layers.matte, (w, h), interpolation=cv2.INTER_LINEAR),
                     0.0, 1.0)
+    clean = None
+    if layers.clean is not None:  # the strands taken out as the small picture lost them
+        taken = small.astype(np.float32) - layers.clean.astype(np.float32)
+        clean = np.clip(image.astype(np.float32) - cv2.resize(
+            taken, (w, h), interpolation=cv2.INTER_LINEAR) + 0.5, 0.0, 255.0).astype(np.uint8)
     # the fill (and a small pixel around it, the enlargement's reach) from the small plate;
-    # every other pixel the image's own
-    filled = cv2.dilate((layers.plate != small).any(axis=2).astype(np.uint8),
-                        np.ones((3, 3), np.uint8))
+    # every other pixel the image's own (its clean one)
+    filled = cv2.dilate((layers.plate != (small if layers.clean is None else layers.clean))
+                        .any(axis=2).astype(np.uint8), np.ones((3, 3), np.uint8))
     where = cv2.resize(filled, (w, h), interpolation=cv2.INTER_NEAREST)
-    plate = image.copy()
+    plate = (image if clean is None else clean).copy()
     cv2.copyTo(cv2.resize(layers.plate, (w, h), interpolation=cv2.INTER_CUBIC), where, plate)
-    return PortraitLayers(matte=matte.astype(np.float32), plate=plate)
+    return PortraitLayers(matte=matte.astype(np.float32), plate=plate, clean=clean)

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -208,7 +208,9 @@ class MeshPortrait:
         (:func:`~live.face.segmentation.still_background`); None without layers."""
         if self.layers is None or self.still_plate is None:
             return None
-        return still_background(self.image, self.layers.matte, self.still_plate)
+        layers = self.layers
+        return still_background(self.image if layers.clean is None else layers.clean,
+                                layers.matte, self.still_plate)
 
     @functools.cached_property
     def backdrop_box(self) -> tuple[int, int, int, int] | None:
@@ -254,7 +256,7 @@ def with_solid_face(layers: PortraitLayers, landmarks: np.ndarray) -> PortraitLa
     inside = np.zeros(layers.matte.shape, np.uint8)
     cv2.fillPoly(inside, [oval], (255,), cv2.LINE_AA, shift=4)
     matte = np.maximum(layers.matte, inside.astype(np.float32) / 255.0)
-    return PortraitLayers(matte=matte, plate=layers.plate)
+    return replace(layers, matte=matte)
 
 
 def _body_pose(body: np.ndarray) -> np.ndarray:
@@ -412,7 +414,7 @@ class MeshEngine:
                               if self.config.body == "flow" else None, picture=box)
         layers = None
         if self.config.head_layer:
-            layers = prepare_layers(image, grow=STILL_GROW)
+            layers = prepare_layers(image, grow=STILL_GROW, strands=True)
             if layers is None:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")

@@ -596,3 +596,30 @@ def test_a_photos_flyaway_curls_go_with_the_head(portraits_dir) -> None:
     assert int(_dark_lines(out)[curls].sum()) <= before // 4
     landed = (slice(100, 200), slice(80, 110))  # where they went (the head moved 25 px)
     assert int(_dark_lines(out)[landed].sum()) >= before // 2
+
+
+def test_loose_hair_is_taken_out_when_the_layers_are_worked_out_smaller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare_layers(scale=, strands=True)``: the strands found on the smaller picture
+    are taken out of the full-size one (and its plate) as far as the smaller picture saw
+    them; pixels nowhere near them are the picture's own."""
+    image, matte, strands, _, _ = _curls_on_a_wall()
+    big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    big_strands = cv2.resize(strands.astype(np.uint8), None, fx=2, fy=2,
+                             interpolation=cv2.INTER_NEAREST) > 0
+
+    def segment(picture: np.ndarray, **_: object) -> np.ndarray:
+        h, w = picture.shape[:2]
+        return np.asarray(cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR))
+
+    monkeypatch.setattr(segmentation, "segment_person", segment)
+    layers = prepare_layers(big, grow=STILL_GROW, scale=0.5, strands=True)
+    plain = prepare_layers(big, grow=STILL_GROW, scale=0.5)
+    assert layers is not None and plain is not None and layers.clean is not None
+    assert layers.clean.shape == big.shape and np.array_equal(layers.matte, plain.matte)
+    assert float(big[big_strands].mean()) < 195.0
+    assert float(layers.clean[big_strands].mean()) > float(big[big_strands].mean()) + 10.0
+    assert float(layers.plate[big_strands].mean()) > float(plain.plate[big_strands].mean()) + 10
+    near = cv2.dilate((layers.clean != big).any(axis=2).astype(np.uint8),
+                      np.ones((3, 3), np.uint8)) > 0
+    assert near.mean() < 0.05  # only around the strands

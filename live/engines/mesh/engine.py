@@ -205,7 +205,9 @@ class MeshPortrait:
     @functools.cached_property
     def backdrop(self) -> np.ndarray | None:
         """The background each pixel carries as the warp moves it
-        (:func:`~live.face.segmentation.still_background`); None without layers."""
+        (:func:`~live.face.segmentation.still_background` of the picture without its loose
+        strands of hair, :attr:`PortraitLayers.clean`: a strand's difference from the wall
+        rides on the warp); None without layers."""
         if self.layers is None or self.still_plate is None:
             return None
         layers = self.layers

@@ -252,6 +252,34 @@ CLAIM_WORK_SIDE = 512
 """Side at which :func:`claim_attached` works (its result is scaled up)."""
 
 
+def _spread_beyond(values: np.ndarray, clear: np.ndarray, *,
+                   about_mean: bool = True) -> np.ndarray:
+    """The local spread of ``values`` (H, W, C float32; RGB levels) over the ``clear``
+    pixels: the root of the summed channel variances about their local mean (``about_mean``)
+    or of their mean squares, over a Gaussian window of :data:`CLAIM_TEXTURE` of the long
+    side (a smooth measure, taken at a quarter of the size), each pixel given the nearest
+    clear pixel's. (H, W) float32."""
+    h, w = clear.shape[:2]
+    weight = clear.astype(np.float32)
+    q = 4 if min(w, h) >= 64 else 1
+    qsize = (max(1, w // q), max(1, h // q))
+    sigma = max(1.0, CLAIM_TEXTURE * max(w, h) / q)
+    terms = [weight, (values * values).sum(-1) * weight]
+    if about_mean:
+        terms.append(values * weight[..., None])
+    blurred = [cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
+                                sigma) for a in terms]
+    den = np.maximum(blurred[0], 1e-6)
+    square = blurred[1] / den
+    if about_mean:
+        mean = blurred[2] / den[..., None]
+        square = square - (mean * mean).sum(-1)
+    spread = np.sqrt(np.maximum(square, 0.0)).astype(np.float32)
+    if q > 1:
+        spread = cv2.resize(spread, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(_nearest_samples(spread[..., None], clear)[..., 0], np.float32)
+
+
 def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM_REACH,
                    contrast: tuple[float, float] = CLAIM_CONTRAST,
                    work_side: int = CLAIM_WORK_SIDE) -> np.ndarray:
@@ -285,22 +313,8 @@ def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM
         return matte
     # the background expected near the person: the photo filled in from beyond the reach
     expected = background_plate(small, sm, work_side=max(sw, sh) // 2, grow=1.05 * reach)
-    # the background's own texture: its local spread beyond the reach (a smooth measure:
-    # taken at a quarter of the size), carried in
-    raw = small.astype(np.float32)
-    weight = clear.astype(np.float32)
-    q = 4 if min(sw, sh) >= 64 else 1
-    qsize = (max(1, sw // q), max(1, sh // q))
-    sigma = max(1.0, CLAIM_TEXTURE * max(sw, sh) / q)
-    sums = [cv2.resize(a, qsize, interpolation=cv2.INTER_AREA)
-            for a in (weight, raw * weight[..., None], (raw * raw).sum(-1) * weight)]
-    den, mean, sq = (cv2.GaussianBlur(a, (0, 0), sigma) for a in sums)
-    den = np.maximum(den, 1e-6)
-    mean = mean / den[..., None]
-    spread = np.sqrt(np.maximum(sq / den - (mean * mean).sum(-1), 0.0)).astype(np.float32)
-    if q > 1:
-        spread = cv2.resize(spread, (sw, sh), interpolation=cv2.INTER_LINEAR)
-    texture = _nearest_samples(spread[..., None], clear)[..., 0]
+    # the background's own texture: its local spread beyond the reach, carried in
+    texture = _spread_beyond(small.astype(np.float32), clear)
     diff = np.sqrt(((_without_grain(small).astype(np.float32)
                      - expected.astype(np.float32)) ** 2).sum(-1))
     lo, hi = contrast
@@ -400,18 +414,9 @@ def claim_strands(image: np.ndarray, matte: np.ndarray, *, reach: float = STRAND
     # found on the picture a little smoothed (grain), measured on its own pixels
     soft = (cv2.GaussianBlur(small, (0, 0), 0.7).astype(np.float32) - median)
     along = (soft * direction).sum(-1)
-    # the background's grain beyond the reach, a smooth measure (at a quarter of the size)
+    # the background's grain: the picture's spread about its median beyond the reach,
     # carried in
-    weight = clear.astype(np.float32)
-    q = 4 if min(sw, sh) >= 64 else 1
-    qsize = (max(1, sw // q), max(1, sh // q))
-    sigma = max(1.0, CLAIM_TEXTURE * side / q)
-    den, sq = (cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
-                                sigma) for a in (weight, (soft * soft).sum(-1) * weight))
-    grain = np.sqrt(sq / np.maximum(den, 1e-6)).astype(np.float32)
-    if q > 1:
-        grain = cv2.resize(grain, (sw, sh), interpolation=cv2.INTER_LINEAR)
-    grain = np.maximum(_nearest_samples(grain[..., None], clear)[..., 0], 0.5)
+    grain = np.maximum(_spread_beyond(soft, clear, about_mean=False), 0.5)
     lo, hi = STRAND_SPREADS
     sure = np.clip((along / grain - lo) / (hi - lo), 0.0, 1.0)
     off = np.sqrt(np.maximum((soft * soft).sum(-1) - along * along, 0.0))
@@ -435,11 +440,9 @@ def claim_strands(image: np.ndarray, matte: np.ndarray, *, reach: float = STRAND
     if scale < 1.0:
         share = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR)
         taken = cv2.resize(taken, (w, h), interpolation=cv2.INTER_LINEAR)
+    # (the picture's own pixels, bit for bit, where nothing is taken)
     clean = np.clip(img.astype(np.float32) - taken + 0.5, 0.0, 255.0).astype(np.uint8)
-    on = share > 0.0
-    out = img.copy()
-    out[on] = clean[on]
-    return Strands(coverage=share.astype(np.float32), clean=out)
+    return Strands(coverage=share.astype(np.float32), clean=clean)
 
 
 PLATE_GROW = 0.03

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -313,3 +314,54 @@ def test_tracker_without_iris_refinement_and_bad_settings(driving_dir: Path) -> 
         FaceTracker(crop_size=4)
     with pytest.raises(ValueError, match="border"):
         FaceTracker(border="wrap")  # type: ignore[arg-type]
+
+
+def _landmark_list(points: list[tuple[float, float, float]], *, visibility: float | None = None
+                   ) -> object:
+    from mediapipe.framework.formats import landmark_pb2
+
+    face = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in points:
+        p = face.landmark.add()
+        p.x, p.y, p.z = x, y, z
+    if visibility is not None:
+        face.landmark[1].visibility = visibility
+    return face
+
+
+def test_landmarks_read_in_one_go_equal_those_read_field_by_field() -> None:
+    """The face mesh's landmark list is read from its wire format when every landmark holds
+    x, y and z only: the same floats as field by field (zeros, negatives, tiny and large
+    values, and a landmark's 15 bytes holding the bytes of a tag); anything else (a landmark
+    with a visibility) is read field by field."""
+    from live.face import tracking
+
+    rng = np.random.default_rng(3)
+    pts = rng.normal(0.5, 0.4, (478, 3)).astype(np.float32)
+    pts[0] = 0.0
+    pts[1] = (-0.0, 1e-30, -3.5e5)
+    pts[2] = np.frombuffer(bytes([0x0A, 15, 0x0D, 0x15]) * 3, "<f4")  # tag bytes as values
+    values = [tuple(float(v) for v in p) for p in pts]
+
+    class FieldsRefused:
+        """The list's wire format only: reading its fields fails the test."""
+
+        def __init__(self, face: Any) -> None:
+            self.SerializeToString = face.SerializeToString
+
+        @property
+        def landmark(self) -> Any:
+            raise AssertionError("read field by field")
+
+    whole = _landmark_list(values)
+    fast = tracking.landmark_array(FieldsRefused(whole))
+    slow = np.array([(p.x, p.y, p.z) for p in whole.landmark], np.float32)
+    assert fast.dtype == np.float32 and fast.shape == (478, 3)
+    assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32))  # -0.0 kept too
+
+    seen = _landmark_list(values[:5], visibility=0.75)  # 22-byte landmarks: field by field
+    with pytest.raises(AssertionError, match="field by field"):
+        tracking.landmark_array(FieldsRefused(seen))
+    assert np.array_equal(tracking.landmark_array(seen), slow[:5])
+    assert tracking.landmark_array(_landmark_list([])).shape == (0, 3)
+

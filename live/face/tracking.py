@@ -268,10 +268,34 @@ def detect_faces(
 # landmarks on still images
 
 
+_LANDMARK_BYTES = 17
+"""A ``NormalizedLandmark`` holding x, y and z only, on the wire inside its list: the list
+field's tag and length (2 bytes), then each coordinate's tag and its 4-byte float."""
+_LANDMARK_TAGS = {0: 0x0A, 1: 15, 2: 0x0D, 7: 0x15, 12: 0x1D}
+"""Byte offset -> expected byte of such a landmark: field 1 (``landmark``, length-delimited)
+of 15 bytes, then fields 1, 2, 3 (x, y, z) as fixed 32-bit."""
+_LANDMARK_FLOATS = [o + k for o in (3, 8, 13) for k in range(4)]
+
+
+def landmark_array(face: Any) -> np.ndarray:
+    """A MediaPipe ``NormalizedLandmarkList`` -> (N, 3) float32 normalised x, y, z.
+
+    Reading 478 landmarks field by field costs ~0.4 ms a frame here; the list's wire format
+    is read in one go instead when every landmark holds x, y and z only (as the face mesh
+    gives them), else field by field. Both give the same floats."""
+    data = face.SerializeToString()
+    n = len(data) // _LANDMARK_BYTES
+    if n and n * _LANDMARK_BYTES == len(data):
+        rec = np.frombuffer(data, np.uint8).reshape(n, _LANDMARK_BYTES)
+        if all((rec[:, i] == v).all() for i, v in _LANDMARK_TAGS.items()):
+            floats = np.ascontiguousarray(rec[:, _LANDMARK_FLOATS]).view("<f4")
+            return floats.astype(np.float32).reshape(n, 3)
+    return np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32).reshape(-1, 3)
+
+
 def _mesh_points(face: Any, width: int, height: int) -> np.ndarray:
     """One MediaPipe face's normalised landmarks -> (N, 3) float32 pixels (z scaled like x)."""
-    pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
-    return normalized_to_pixels(pts, width, height)
+    return normalized_to_pixels(landmark_array(face), width, height)
 
 
 def _landmarks_in_crop(image: np.ndarray, center: np.ndarray, side: float, refine: bool,

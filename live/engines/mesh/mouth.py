@@ -1372,9 +1372,12 @@ def _jaw_fit(p: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return fit_similarity_from(*fixed, q[ids])
 
 
-MAX_GUM_SHOW = 0.06
+MAX_GUM_SHOW = 0.0
 """How far (share of the mouth's width) the upper lip may draw back above the portrait's
-own upper teeth (a smile shows a little gum, not a band of it)."""
+own upper teeth, between the :data:`CORNER_TAPER` zones: not at all. What a photo hides
+above its teeth (the rest of their crowns, the gums) is not in it, and drawn there as gum
+it showed as a mauve band across the mouth on every broad smile (0.06: deepface_img1 and
+lp_s42 driven by lp_d0)."""
 CORNER_TAPER = 0.3
 """:func:`limit_lip_retraction` holds the upper lip down fully from this share of the
 mouth's width in from either corner, less and less towards the corner, where it does not."""

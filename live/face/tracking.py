@@ -38,6 +38,7 @@ __all__ = [
     "crop_square",
     "detect_faces",
     "face_landmarks",
+    "landmark_array",
     "square_box",
     "transform_points",
 ]

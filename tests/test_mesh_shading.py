@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calibrate import landmarks as lm
-from live.engines.mesh.shading import FEATURES, lip_points, shading_triangles
+from live.engines.mesh.shading import BROWS, FEATURES, lip_points, shading_triangles
 from live.engines.mesh.topology import face_triangles, tesselation_triangles
 from live.packets import FaceCrop
 
@@ -59,7 +59,35 @@ def test_shading_triangles_are_skin_away_from_brows_eyes_and_lips() -> None:
     assert ok.shape == (len(faces),) and 300 < ok.sum() < len(tesselation_triangles())
     assert len(lip_points()) == 80 and set(lm.LIPS) <= set(lip_points())
     assert not ok[len(tesselation_triangles()):].any()  # eye and mouth openings
-    assert not np.isin(faces[ok], FEATURES).any()
+    eyes_and_lips = [v for v in FEATURES if v not in BROWS]
+    assert not np.isin(faces[ok], eyes_and_lips).any()
+    # the brows' own triangles stay out; the skin round them (a single brow corner) carries
+    on_brows = np.isin(faces, BROWS).sum(axis=1)
+    assert not (ok & (on_brows >= 2)).any()
+    assert (ok & (on_brows == 1)).sum() >= 20
+
+
+def test_a_frowns_furrows_between_the_brows_darken_the_portrait(face) -> None:
+    """The driving face knits its brows: a dark furrow forms between them. The portrait's
+    skin there darkens with it (the triangles with one brow corner carry the shading; with
+    none of them carrying it, lp_d3's frown came out nearly smooth)."""
+    image, pts = face
+    iod = float(lm.inter_ocular_distance(pts))
+    inner = (pts[55, :2] + pts[285, :2]) / 2.0  # between the brows' inner ends
+    furrow = np.zeros((SIZE, SIZE), np.uint8)
+    x, y = round(float(inner[0])), round(float(inner[1] - 0.03 * iod))
+    cv2.ellipse(furrow, (x, y), (max(2, round(0.05 * iod)), max(3, round(0.1 * iod))), 0.0,
+                0.0, 360.0, (1,), -1)
+    frown = image.copy()
+    frown[furrow.astype(bool)] = (frown[furrow.astype(bool)] * 0.6).astype(np.uint8)
+    plain = _run(image, pts, image, shading=1.0)
+    out = _run(image, pts, frown, shading=1.0)
+    core = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.ellipse(core, (x, y), (max(1, round(0.025 * iod)), max(2, round(0.05 * iod))), 0.0,
+                0.0, 360.0, (1,), -1)
+    ratio = out[core.astype(bool)].astype(float).mean() / plain[core.astype(bool)].astype(
+        float).mean()
+    assert ratio < 0.85, ratio
 
 
 def test_a_driving_crease_darkens_the_portraits_cheek_in_its_own_colours(face) -> None:

@@ -16,7 +16,8 @@ out and only the deeper creases and folds stay (:func:`drop_grain`, :func:`skin_
 
 Only skin triangles of the face mesh carry it: not the eye or mouth openings, and not the
 brows, eyelids or lips, whose look belongs to the driver's identity rather than to an
-expression's shading (:func:`shading_triangles`); the ratio is clamped and faded out over the
+expression's shading (the skin between and above the brows does: a frown's furrows;
+:func:`shading_triangles`); the ratio is clamped and faded out over the
 region's edge. It is computed on the warp's coarse grid, in
 the bounding box of the face, and resized to the output.
 """
@@ -70,14 +71,28 @@ def lip_points() -> tuple[int, ...]:
 
 FEATURES: tuple[int, ...] = tuple(sorted(set(lm.RIGHT_BROW + lm.LEFT_BROW + lm.RIGHT_EYE
                                              + lm.LEFT_EYE) | set(lip_points())))
+"""The face-mesh points of the brows, eyes and lips (:func:`shading_triangles`)."""
+BROWS: tuple[int, ...] = tuple(sorted(lm.RIGHT_BROW + lm.LEFT_BROW))
+BROW_CORNERS = 2
+"""A triangle with this many corners on a brow is the brow's own (its strip, and the
+triangles along its edges); one with a single brow corner is the skin around it."""
+
+
 @lru_cache(maxsize=1)
 def shading_triangles() -> np.ndarray:
     """Which of :func:`~live.engines.mesh.topology.face_triangles` carry the shading: skin
-    triangles of the mesh away from the brows, eyes and lips, (T,) bool."""
+    triangles of the mesh, not the eyes' and lips' (no corner on them) nor the brows' own
+    (:data:`BROW_CORNERS`), (T,) bool.
+
+    The skin between and above the brows carries it: a frown's furrows form there. Leaving
+    out every triangle with a brow corner left a band round each brow, the glabella
+    included, without them (lp_d3's frown came out nearly smooth)."""
     faces = face_triangles()
     skin = np.zeros(len(faces), bool)
     skin[:len(tesselation_triangles())] = True
-    return np.asarray(skin & ~np.isin(faces, FEATURES).any(axis=1))
+    others = [v for v in FEATURES if v not in set(BROWS)]
+    brow = np.isin(faces, BROWS).sum(axis=1) >= BROW_CORNERS
+    return np.asarray(skin & ~brow & ~np.isin(faces, others).any(axis=1))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -542,7 +557,8 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
     np.copyto(patch, scaled, casting="unsafe")  # truncates: with the 0.5, rounds half up
 
 
-__all__ = ["BRIDGE_LINE", "CREASE_FLOOR", "CREASE_SIGMA", "CREASE_SLACK", "FEATURES",
+__all__ = ["BRIDGE_LINE", "BROWS", "BROW_CORNERS", "CREASE_FLOOR", "CREASE_SIGMA",
+           "CREASE_SLACK", "FEATURES",
            "FOREIGN_SOFT", "FREE_LIFT", "GLASSES_ZONE", "GRAIN_K", "HIDDEN_DARK", "HIDDEN_GROW",
            "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ExpressionDetail",
            "ShadingReference", "SkinMatch", "apply_ratio", "drop_grain", "expression_detail",

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from calibrate import landmarks as lm
-from live.engines.mesh.shading import BROWS, FEATURES, lip_points, shading_triangles
+from live.engines.mesh.shading import (
+    BROWS,
+    EYES_AND_LIPS,
+    FEATURES,
+    lip_points,
+    shading_triangles,
+)
 from live.engines.mesh.topology import face_triangles, tesselation_triangles
 from live.packets import FaceCrop
 
@@ -59,8 +65,8 @@ def test_shading_triangles_are_skin_away_from_brows_eyes_and_lips() -> None:
     assert ok.shape == (len(faces),) and 300 < ok.sum() < len(tesselation_triangles())
     assert len(lip_points()) == 80 and set(lm.LIPS) <= set(lip_points())
     assert not ok[len(tesselation_triangles()):].any()  # eye and mouth openings
-    eyes_and_lips = [v for v in FEATURES if v not in BROWS]
-    assert not np.isin(faces[ok], eyes_and_lips).any()
+    assert set(EYES_AND_LIPS) | set(BROWS) == set(FEATURES)
+    assert not np.isin(faces[ok], EYES_AND_LIPS).any()
     # the brows' own triangles stay out; the skin round them (a single brow corner) carries
     on_brows = np.isin(faces, BROWS).sum(axis=1)
     assert not (ok & (on_brows >= 2)).any()

@@ -73,6 +73,8 @@ FEATURES: tuple[int, ...] = tuple(sorted(set(lm.RIGHT_BROW + lm.LEFT_BROW + lm.R
                                              + lm.LEFT_EYE) | set(lip_points())))
 """The face-mesh points of the brows, eyes and lips (:func:`shading_triangles`)."""
 BROWS: tuple[int, ...] = tuple(sorted(lm.RIGHT_BROW + lm.LEFT_BROW))
+EYES_AND_LIPS: tuple[int, ...] = tuple(sorted(set(FEATURES) - set(BROWS)))
+"""A triangle with a corner on one of these is not skin (:func:`shading_triangles`)."""
 BROW_CORNERS = 2
 """A triangle with this many corners on a brow is the brow's own (its strip, and the
 triangles along its edges); one with a single brow corner is the skin around it."""
@@ -90,9 +92,8 @@ def shading_triangles() -> np.ndarray:
     faces = face_triangles()
     skin = np.zeros(len(faces), bool)
     skin[:len(tesselation_triangles())] = True
-    others = [v for v in FEATURES if v not in set(BROWS)]
     brow = np.isin(faces, BROWS).sum(axis=1) >= BROW_CORNERS
-    return np.asarray(skin & ~brow & ~np.isin(faces, others).any(axis=1))
+    return np.asarray(skin & ~brow & ~np.isin(faces, EYES_AND_LIPS).any(axis=1))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -558,7 +559,7 @@ def apply_ratio(out: np.ndarray, region: tuple[slice, slice], ratio: np.ndarray)
 
 
 __all__ = ["BRIDGE_LINE", "BROWS", "BROW_CORNERS", "CREASE_FLOOR", "CREASE_SIGMA",
-           "CREASE_SLACK", "FEATURES",
+           "CREASE_SLACK", "EYES_AND_LIPS", "FEATURES",
            "FOREIGN_SOFT", "FREE_LIFT", "GLASSES_ZONE", "GRAIN_K", "HIDDEN_DARK", "HIDDEN_GROW",
            "MATCH_SIGMA", "RATIO_RANGE", "SAME_SKIN", "SHARE_STEP", "ExpressionDetail",
            "ShadingReference", "SkinMatch", "apply_ratio", "drop_grain", "expression_detail",

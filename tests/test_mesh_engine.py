@@ -776,6 +776,104 @@ def test_a_closed_lid_is_the_portraits_skin_above_its_lashes_not_the_warped_crea
     assert edge.sum() < 0.6 * (210 + 170 + 150)
 
 
+def _lid_and_crease(crease: tuple[int, int, int] | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_synthetic_eyes` inside a round face on plain skin (210, 160, 130), a 3 px lash
+    line on the right eye's upper lid and, with ``crease``, a band of that colour 11 px deep
+    above the lashes (a deep-set eye's shadow); also the warp's output with it stretched
+    down over the closed eye, and the closed eye's landmarks."""
+    pts = _synthetic_eyes()
+    ring = np.linspace(0.0, 2.0 * np.pi, len(lm.FACE_OVAL), endpoint=False)
+    pts[list(lm.FACE_OVAL)] = np.stack([60.0 + 58.0 * np.cos(ring),
+                                        60.0 + 58.0 * np.sin(ring)], 1)
+    portrait = np.full((120, 120, 3), (210, 160, 130), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:120]
+    lid = _upper_lid_y(pts, xx[0].astype(float))[None, :]
+    along = (xx >= 30) & (xx <= 90)
+    portrait[(yy <= lid) & (yy > lid - 3) & along] = (40, 30, 30)
+    if crease is not None:
+        portrait[(yy <= lid - 3) & (yy > lid - 14) & along] = crease
+    out = portrait.copy()
+    out[(yy <= lid + 18) & (yy > lid - 12) & along] = crease or (70, 50, 45)
+    closed = pts.copy()
+    closed[list(lm.RIGHT_EYE_UPPER)] = pts[list(lm.RIGHT_EYE_LOWER)] - [0.0, 0.5]
+    return pts, portrait, out, closed
+
+
+def test_a_closed_lid_under_a_dark_crease_is_lightened_with_the_skins_own_colour() -> None:
+    """A deep-set eye's (or made-up eye's) skin just above the lashes is in shadow: a closed
+    lid taken from there came out as a dark socket (lp_d3's frame 0, its left eye: 0.25 of
+    the skin round it). It is lightened to CLOSED_LID_FLOOR of that skin by light of the
+    skin's own colour; a lid as light as that already gets nothing."""
+    from live.engines.mesh.eyes import (
+        CLOSED_LID_FLOOR,
+        NO_LASHES,
+        LashLine,
+        lid_lifts,
+        smooth_closing_lids,
+    )
+
+    skin = np.array([210.0, 160.0, 130.0])
+    grey = np.array([0.299, 0.587, 0.114])
+    head = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    lashes = (LashLine(3.0, (40.0, 30.0, 30.0)), NO_LASHES)
+    pts, portrait, warped, closed = _lid_and_crease((70, 40, 25))
+    lifts = lid_lifts(portrait, pts, lashes)
+    assert lifts[1] == (0.0, 0.0, 0.0)  # the left eye is off the picture
+    # light of the skin's colour, as much as the lid lacks
+    np.testing.assert_allclose(np.array(lifts[0]) / skin, lifts[0][0] / skin[0], rtol=1e-6)
+    dark = (70.0, 40.0, 25.0) @ grey
+    np.testing.assert_allclose(np.array(lifts[0]) @ grey, CLOSED_LID_FLOOR * skin @ grey - dark,
+                               atol=1.0)
+    before, after = warped.copy(), warped.copy()
+    assert smooth_closing_lids(before, closed, pts, head, portrait, lashes) == 1
+    assert smooth_closing_lids(after, closed, pts, head, portrait, lashes, lifts=lifts) == 1
+    lid = (slice(54, 61), slice(50, 71))
+    was = before[lid].reshape(-1, 3).astype(float).mean(0)
+    now = after[lid].reshape(-1, 3).astype(float).mean(0)
+    assert was @ grey < 0.4 * skin @ grey  # the dark socket
+    assert now @ grey > (CLOSED_LID_FLOOR - 0.05) * skin @ grey
+    np.testing.assert_allclose(now - was, np.array(lifts[0]), atol=2.0)
+    # nothing changes away from the lid
+    yy, xx = np.mgrid[0:120, 0:120]
+    far = (yy > 80) | (yy < 25) | (xx < 15) | (xx > 105)
+    assert np.array_equal(before[far], after[far])
+    # skin above the lashes as light as the face: nothing added
+    pts, plain, _, _ = _lid_and_crease(None)
+    assert lid_lifts(plain, pts, lashes) == ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+
+
+@pytest.mark.fixtures
+def test_a_deep_set_eye_closes_as_a_lid_not_a_dark_socket(driving_dir: Path) -> None:
+    """lp_d3's first frame as the portrait, both eyes closed: each closed lid is at least
+    0.45 of the skin round the eye (its left eye's was 0.25: a dark socket beside a lid)."""
+    from _live_fakes import read_frames
+
+    from live.engines.mesh.eyes import _skin_round_eye
+    from live.face.portraits import find_portrait
+
+    frame = read_frames(driving_dir / "lp_d3.mp4", 1)[0]
+    found = find_portrait(frame, SIZE)
+    with MeshEngine(size=SIZE) as engine:
+        portrait = engine.prepare(found.crop.image, picture=found.picture_box)
+        p = portrait.landmarks
+        closed = p.copy()
+        for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
+                             (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+            closed[list(upper[1:-1]), :2] = p[list(lower[1:-1]), :2]
+        out = engine.render(portrait, p, closed)
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(float)
+    shares = []
+    for eye, brow in ((lm.RIGHT_EYE, lm.RIGHT_BROW), (lm.LEFT_EYE, lm.LEFT_BROW)):
+        inside = np.zeros(grey.shape, np.uint8)
+        cv2.fillPoly(inside, [np.round(p[list(eye), :2]).astype(np.int32)], (1,))
+        inside = cv2.erode(inside, np.ones((5, 5), np.uint8))
+        around = _skin_round_eye(portrait.image, p[:, :2].astype(float), eye, brow)
+        assert around is not None
+        shares.append(grey[inside > 0].mean() / float(around @ [0.299, 0.587, 0.114]))
+    assert min(shares) > 0.45, shares
+
+
 def test_a_closed_lash_line_is_smooth_tapered_and_ends_at_the_corners() -> None:
     """The closed lid's lash line follows the lid's curve as a smooth band (a stroked
     polyline came out chunky and stair-stepped): thickest in the middle, thinner towards

@@ -43,6 +43,7 @@ from live.engines.mesh.eyes import (
     LashLine,
     keep_lash_bands,
     lash_lines,
+    lid_lifts,
     lift_lash_source,
     prepare_eyes,
     render_eyes,
@@ -159,6 +160,12 @@ class MeshPortrait:
     def lashes(self) -> tuple[LashLine, LashLine]:
         """Each eye's upper lash line (:func:`~live.engines.mesh.eyes.lash_lines`)."""
         return lash_lines(self.image, self.landmarks)
+
+    @functools.cached_property
+    def lid_lifts(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """How much each eye's closed lid is lightened
+        (:func:`~live.engines.mesh.eyes.lid_lifts`)."""
+        return lid_lifts(self.image, self.landmarks, self.lashes)
 
     @functools.cached_property
     def band(self) -> BandSource:
@@ -805,7 +812,7 @@ class MeshEngine:
         if portrait.eyes:
             render_eyes(out, motion.points, portrait.eyes, scale=affine_scale(motion.head))
         smooth_closing_lids(out, motion.points, portrait.landmarks, motion.head, portrait.image,
-                            portrait.lashes)
+                            portrait.lashes, lifts=portrait.lid_lifts)
         if mode != "off":
             drv_image, drv_points = driver if driver is not None else (None, None)
             render_mouth(out, motion.points, portrait.mouth, mode=mode,

@@ -537,9 +537,94 @@ def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLi
                       np.float32)
 
 
+CLOSED_LID_FLOOR = 0.55
+"""Darkest a closed lid's skin may come out, as a share of the skin round its eye (the median
+of the face's skin 0.3-1.2 eye widths from the eye's middle, eye and brow left out): the
+portrait's skin just above its lash line is in the shadow of the crease on deep-set eyes or
+under eye make-up (0.45-0.55 of the skin round the eye on five of the ten fixture portraits,
+0.25 on the left eye of lp_d3's first frame) and drew a closed eye as a dark socket; real
+closed lids measure 0.36 (lp_d3) to 0.86 of it on the fixture clips (:func:`lid_lifts`)."""
+CLOSED_LID_MAX_LIFT = 60.0
+"""Most a closed lid's skin is lightened by (grey levels; :data:`CLOSED_LID_FLOOR`)."""
+
+
+def _skin_round_eye(image: np.ndarray, landmarks: np.ndarray, eye: tuple[int, ...],
+                    brow: tuple[int, ...]) -> np.ndarray | None:
+    """Median colour (RGB float64 (3,)) of the face's skin (``image``) round an eye (0.3-1.2
+    eye widths from its middle, the eye and the brow left out with a margin); None where too
+    little of it shows."""
+    contour = landmarks[list(eye)]
+    _, width = _lid_normal(contour)
+    centre = contour.mean(axis=0)
+    reach = 1.2 * width
+    h, w = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(centre - reach).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(centre + reach).astype(int) + 1, [w, h])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    origin = np.array([x0, y0], np.float64)
+    face = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(face, [np.round(landmarks[list(lm.FACE_OVAL)] - origin).astype(np.int32)], (1,))
+    holes = np.zeros_like(face)
+    for part in (eye, brow):
+        cv2.fillPoly(holes, [np.round(landmarks[list(part)] - origin).astype(np.int32)], (1,))
+    k = max(3, round(0.15 * width) | 1)
+    wide = cv2.dilate(holes, np.ones((k, k), np.uint8))
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = np.hypot(xx - centre[0], yy - centre[1])
+    skin = (face > 0) & (wide == 0) & (d > 0.3 * width) & (d < reach)
+    if int(skin.sum()) < 20:
+        return None
+    return np.median(image[y0:y1, x0:x1][skin].astype(np.float64), axis=0)
+
+
+_GREY = np.array([0.299, 0.587, 0.114])  # RGB -> grey level weights
+
+
+def lid_lifts(image: np.ndarray, landmarks: np.ndarray, lashes: tuple[LashLine, LashLine]
+              ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """What is added (RGB levels; right eye, left eye) to the skin :func:`_lid_skin` takes
+    from above an eye's lash line for a closed lid: a lid darker than
+    :data:`CLOSED_LID_FLOOR` of the skin round the eye is brought up to it (its grey level)
+    by adding light of the skin's own colour, at most :data:`CLOSED_LID_MAX_LIFT` grey
+    levels; a lid already that light keeps its tone (nothing added). A gain instead turned a
+    crease's shadow, redder and more saturated than the skin, orange; grey light made it
+    grey. Measured once per portrait (``image`` RGB uint8, face mesh ``landmarks`` (N, 2+) in
+    its pixels)."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    none = (0.0, 0.0, 0.0)
+    lifts = []
+    for eye, brow, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), (lm.RIGHT_BROW, lm.LEFT_BROW),
+                               lashes, strict=True):
+        contour = pts[list(eye)]
+        up, width = _lid_normal(contour)
+        around = _skin_round_eye(image, pts, eye, brow) if width >= 8.0 else None
+        level = 0.0 if around is None else float(around @ _GREY)
+        if around is None or level < 1.0:
+            lifts.append(none)
+            continue
+        # the band _lid_skin takes a closed lid from, above the middle of the upper lid
+        ds = np.arange(lash.reach + 0.02 * width,
+                       lash.reach + (0.02 + CLOSED_LID_SKIN) * width, 0.5)
+        at = (contour[2:7, None, :] + ds[None, :, None] * up).astype(np.float32)
+        sample = float(np.mean(cv2.remap(gray, at[..., 0], at[..., 1], cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE)))
+        lift = min(CLOSED_LID_FLOOR * level - sample, CLOSED_LID_MAX_LIFT)
+        if lift <= 0.0:
+            lifts.append(none)
+            continue
+        rgb = around * (lift / level)
+        lifts.append((float(rgb[0]), float(rgb[1]), float(rgb[2])))
+    return lifts[0], lifts[1]
+
+
 def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarray,
                         head: np.ndarray, image: np.ndarray,
-                        lashes: tuple[LashLine, LashLine] = (NO_LASHES, NO_LASHES)) -> int:
+                        lashes: tuple[LashLine, LashLine] = (NO_LASHES, NO_LASHES), *,
+                        lifts: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),
+                                                                          (0.0, 0.0, 0.0))
+                        ) -> int:
     """In place: a closing eye's upper lid is the portrait's thin visible lid stretched over
     the eye, which shows as vertical streaks; as the lid comes down, the swept area is first
     blurred along the eye (by :data:`CLOSING_LID_CALM` of the way), then becomes the
@@ -547,10 +632,11 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
     soft edge, and the lid's edge gets the portrait's lash line (``lashes``,
     :func:`lash_lines`) as a thin dark line. ``points``: the output landmarks; ``portrait``:
     the portrait's; ``head``: the head's portrait -> output affine (2x3); ``image``: the
-    portrait (RGB uint8). Returns the number of eyes smoothed."""
+    portrait (RGB uint8); ``lifts``: light added to each eye's lid skin (:func:`lid_lifts`).
+    Returns the number of eyes smoothed."""
     done = 0
     h, w = out.shape[:2]
-    for eye, lash in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, strict=True):
+    for eye, lash, lift in zip((lm.RIGHT_EYE, lm.LEFT_EYE), lashes, lifts, strict=True):
         # 9 upper lid points, then the lower lid back
         own = np.asarray(portrait, np.float64)[list(eye), :2]
         now = np.asarray(points, np.float64)[list(eye), :2]
@@ -583,6 +669,8 @@ def smooth_closing_lids(out: np.ndarray, points: np.ndarray, portrait: np.ndarra
         skin = _lid_skin(image, own, head, lash, up_open, up_now, (int(x0), int(y0)),
                          (y1 - y0, x1 - x0))
         colour = np.asarray(cv2.blur(skin, (k, 1)), np.float32)
+        if any(lift):
+            colour += np.asarray(lift, np.float32)
         blended = base + (colour - base) * mask[..., None]
         if lash.reach > 0.0:  # the closed lid's edge: the portrait's lash line
             low_now = np.concatenate([now[:1], now[9:][::-1], now[8:9]])

@@ -475,6 +475,40 @@ def test_gaze_moves_the_iris_within_the_eye(mesh_lp_s42) -> None:
         assert moved > 2.0 * smeared  # ... where the warp alone barely drags it
 
 
+@pytest.mark.fixtures
+def test_a_glance_aside_uncovers_a_white_as_light_as_the_portraits(mesh_lp_s42) -> None:
+    """Where the iris was, a glance aside shows the eye's white as light as the white the
+    portrait shows (its median), not a dull grey: filled from every pixel of the white,
+    the shadowed lid margins beside it made it 0.95 and 0.76 of that."""
+    _, portrait = mesh_lp_s42
+    p = portrait.landmarks
+    looked = p.copy()
+    eyes = ((lm.RIGHT_EYE, lm.RIGHT_IRIS_CENTER, lm.RIGHT_IRIS, lm.RIGHT_EYE_OUTER,
+             lm.RIGHT_EYE_INNER),
+            (lm.LEFT_EYE, lm.LEFT_IRIS_CENTER, lm.LEFT_IRIS, lm.LEFT_EYE_INNER,
+             lm.LEFT_EYE_OUTER))
+    for _, centre, ring, a, b in eyes:
+        looked[[centre, *ring], 0] += 0.15 * np.linalg.norm(p[b, :2] - p[a, :2])
+    with MeshEngine(size=SIZE, smoothing=False) as engine:
+        out = engine.render(portrait, p, looked)
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    own = cv2.cvtColor(portrait.image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    for loop, centre, ring, _, _ in eyes:
+        opening = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.fillPoly(opening, [np.round(p[list(loop), :2]).astype(np.int32)], (1,))
+        inside = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
+        radius = np.linalg.norm(p[list(ring), :2] - p[centre, :2], axis=1).mean()
+        was = np.hypot(xx - p[centre, 0], yy - p[centre, 1])
+        now = np.hypot(xx - looked[centre, 0], yy - looked[centre, 1])
+        uncovered = inside & (was < 0.9 * radius) & (now > 1.2 * radius)
+        white = own[inside & (was > 1.2 * radius)]
+        assert uncovered.sum() > 20
+        shown = grey[uncovered].mean()
+        assert np.median(white) <= shown <= np.percentile(white, 95), (
+            shown, np.median(white), np.percentile(white, 95))
+
+
 def test_whole_picture_layout_is_an_identity_crop() -> None:
     from live.geometry import crop_transform
     from live.jobs.animate import CropLayout, face_crop_square, whole_picture_layout

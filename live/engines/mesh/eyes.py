@@ -64,6 +64,31 @@ def _open_gap(contour: np.ndarray) -> float:
     return float(np.sqrt(dx * dx + dy * dy).mean())  # np.linalg.norm(d, axis=1), cheaper
 
 
+WHITE_FILL_FROM = 0.5
+"""The iris's place in an eye's white (what a glance aside uncovers) is filled from the white's
+lighter pixels, from this share of them by lightness on (:func:`_white`) ..."""
+WHITE_FILL_EDGE = 3.0
+"""... going over from the white's own pixels at the hole's edge to that fill within this
+many pixels (no step where the two meet)."""
+
+
+def _white(roi: np.ndarray, white_px: np.ndarray) -> np.ndarray:
+    """An eye's white with the iris's place filled in (float32 RGB, the shape of ``roi``,
+    RGB uint8; ``white_px``: the white's visible pixels). Filled from all of them, the
+    shadowed lid margins and lashes beside the white made the uncovered eyeball a dull grey
+    or brown; filled from the lighter ones (:data:`WHITE_FILL_FROM`) alone, the fill met the
+    darker white at its edge in a step, hence the blend over :data:`WHITE_FILL_EDGE`."""
+    luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    light_px = white_px & (luma >= np.quantile(luma[white_px], WHITE_FILL_FROM))
+    dull = fill_holes(roi, white_px).astype(np.float32)
+    if int(light_px.sum()) < 6:
+        return np.asarray(cv2.GaussianBlur(dull, (0, 0), 0.6))
+    light = fill_holes(roi, light_px).astype(np.float32)
+    away = cv2.distanceTransform((~white_px).astype(np.uint8), cv2.DIST_L2, 3)
+    share = np.clip(away / np.float32(WHITE_FILL_EDGE), 0.0, 1.0)[..., None]
+    return np.asarray(cv2.GaussianBlur(dull + (light - dull) * share, (0, 0), 0.6))
+
+
 def prepare_eyes(image: np.ndarray, landmarks: np.ndarray) -> tuple[EyePatch, ...]:
     """Cut both eyes of a portrait (RGB uint8, landmarks (478, 3) with irises). Eyes that are
     closed, off the image or without iris landmarks are left out."""
@@ -95,8 +120,7 @@ def prepare_eyes(image: np.ndarray, landmarks: np.ndarray) -> tuple[EyePatch, ..
         white_px = (opening > 0) & (d > radius * 1.15)
         if white_px.sum() < 6:  # no white to fill the iris from: leave this eye to the warp
             continue
-        white = np.asarray(cv2.GaussianBlur(fill_holes(roi, white_px).astype(np.float32),
-                                            (0, 0), 0.6))
+        white = _white(roi, white_px)
         out.append(EyePatch(origin=origin, white=white, iris=roi.astype(np.float32),
                             iris_alpha=alpha, contour=contour, centre=centre, loop=tuple(loop),
                             centre_id=int(centre_id)))

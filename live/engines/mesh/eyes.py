@@ -602,9 +602,6 @@ def _skin_round_eye(image: np.ndarray, landmarks: np.ndarray, eye: tuple[int, ..
     return np.median(image[y0:y1, x0:x1][skin].astype(np.float64), axis=0)
 
 
-_GREY = np.array([0.299, 0.587, 0.114])  # RGB -> grey level weights
-
-
 def lid_lifts(image: np.ndarray, landmarks: np.ndarray, lashes: tuple[LashLine, LashLine]
               ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """What is added (RGB levels; right eye, left eye) to the skin :func:`_lid_skin` takes
@@ -624,7 +621,8 @@ def lid_lifts(image: np.ndarray, landmarks: np.ndarray, lashes: tuple[LashLine, 
         contour = pts[list(eye)]
         up, width = _lid_normal(contour)
         around = _skin_round_eye(image, pts, eye, brow) if width >= 8.0 else None
-        level = 0.0 if around is None else float(around @ _GREY)
+        level = 0.0 if around is None else float(  # its grey level, as `gray`'s
+            cv2.cvtColor(around.reshape(1, 1, 3).astype(np.float32), cv2.COLOR_RGB2GRAY)[0, 0])
         if around is None or level < 1.0:
             lifts.append(none)
             continue

@@ -481,6 +481,45 @@ def test_own_teeth_open_onto_the_drivers_tongue() -> None:
     assert np.array_equal(again, synthetic)
 
 
+def test_a_drivers_lower_mouth_reaches_up_to_a_portraits_own_teeth(monkeypatch) -> None:
+    """A mouth opened far wider than the driver's (a yell) on a portrait with teeth of its
+    own: the driver's lower mouth laid as it is ended well short of the portrait's teeth,
+    with a band of synthetic black throat under them (lp_s42 on lp_d18's yell, where the
+    driver showed a dark red palate and tongue). Its upper share is drawn out towards the
+    teeth (by at most DRIVER_LOWER_STRETCH); the lower teeth and the portrait's own teeth
+    stay as they were."""
+    import live.engines.mesh.mouth as mouth
+
+    portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
+    style = prepare_mouth(portrait, pts)
+    down = 40.0
+    out_inner = inner_lips(5.0, down, shape=0.6)  # 3.6 times the portrait's opening
+    out_pts = landmarks_for(out_inner)
+    drv_img, drv_pts = driver(8.0, 11.0)
+    stretch = mouth.DRIVER_LOWER_STRETCH
+    assert stretch > 1.0
+
+    def column(most: float) -> np.ndarray:
+        """The middle of the painted mouth, row by row (grey level)."""
+        monkeypatch.setattr(mouth, "DRIVER_LOWER_STRETCH", most)
+        out = smile_image(out_inner)
+        assert render_mouth(out, out_pts, style, mode="driver", driver_image=drv_img,
+                            driver_points=drv_pts) == "driver"
+        return out[:, 110:131].astype(np.float64).mean(axis=1) @ LUMA
+
+    laid, drawn = column(1.0), column(stretch)
+    y0, y1 = int(CENTRE[1]) - 5, int(CENTRE[1] + down) + 1
+
+    def tongue_rows(col: np.ndarray) -> int:
+        part = col[y0:y1]
+        return int(((part > 130) & (part < 160)).sum())
+
+    assert tongue_rows(drawn) >= tongue_rows(laid) + 2
+    assert tongue_rows(drawn) <= stretch * tongue_rows(laid) + 1
+    np.testing.assert_allclose(drawn[y1 - 5:y1], laid[y1 - 5:y1], atol=2)  # lower teeth, lip
+    np.testing.assert_allclose(drawn[y0:y0 + 11], laid[y0:y0 + 11], atol=1)  # its own teeth
+
+
 def test_the_portrait_itself_is_not_taken_for_a_driving_face() -> None:
     portrait, pts = smile_image(SMILE), landmarks_for(SMILE)
     style = prepare_mouth(portrait, pts)

@@ -506,8 +506,10 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
 
     ``driver``: the driving face's lower mouth (its interior below the gap between its teeth:
     tongue, lower teeth, the floor of the mouth) laid on the output's lower lip, column by
-    column at the mouths' width ratio, over the throat and under the portrait's own rows, at
-    ``driver.opacity``: a wide-open mouth shows the driver's tongue, not a synthetic one.
+    column at the mouths' width ratio (its upper share drawn out towards the portrait's teeth
+    where the output opens wider: :func:`_driver_lower_rows`), over the throat and under the
+    portrait's own rows, at ``driver.opacity``: a wide-open mouth shows the driver's tongue,
+    not a synthetic one.
     A portrait with no lower row of its own shows, in a wide gap under its teeth, the tips
     of a lower row made of its own upper teeth's tips (:func:`_own_lower_teeth`), fading out
     as the driver's lower mouth fades in."""
@@ -580,11 +582,43 @@ def _own_over(style: MouthStyle, interior: Interior, dst: _LipFrame,
         d = driver.frame
         k = np.float32(d.width / max(dst.width, 1e-6))
         ds = s * k
-        d_lo = np.interp(ds, d.sl, d.tl).astype(np.float32) - (tl_lip - t) * k
-        lower = _sample(driver.interior, driver.interior.lower, d, ds, d_lo)
+        d_tl = np.interp(ds, d.sl, d.tl).astype(np.float32)
+        above = _driver_lower_rows(driver.interior, d, ds, d_tl, (tl_lip - t) * k,
+                                   (tl_lip - top) * k)
+        lower = _sample(driver.interior, driver.interior.lower, d, ds, d_tl - above)
         lower *= np.float32(driver.opacity)
         base = _over(base, np.zeros_like(lower), lower)
     return _over(base, up, lo)
+
+
+DRIVER_LOWER_KEEP = 0.5
+"""A driver's lower mouth under a portrait's own teeth (:func:`_driver_lower_rows`): this
+share of it next to its lower lip (lower teeth, the tongue's front) is laid as it is ..."""
+DRIVER_LOWER_STRETCH = 1.5
+"""... the rest (the tongue's back, the dark of the mouth above it) drawn out to reach up to
+the portrait's own teeth, to at most this many times the part's own height."""
+
+
+def _driver_lower_rows(interior: Interior, d: _LipFrame, ds: np.ndarray, d_tl: np.ndarray,
+                       above: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """How far above the driver's lower lip (``d_tl`` at its columns ``ds``, lip frame
+    ``d``) each output pixel samples the driver's lower mouth (driver pixels), the pixel
+    being ``above`` over the output's lower lip and the opening having ``room`` up to where
+    the portrait's own upper part ends (both in driver pixels). Laid as it is, the driver's
+    part ended well short of the portrait's teeth on a mouth opened wider than the
+    driver's: a black band of synthetic throat under them, where the driver's own mouth
+    showed its dark red palate and tongue. Its part near the lower lip
+    (:data:`DRIVER_LOWER_KEEP`) keeps its size; the rest is drawn out over the room, by at
+    most :data:`DRIVER_LOWER_STRETCH`."""
+    d_tu = np.interp(ds, d.su, d.tu).astype(np.float32)
+    depth = interior.lower_depth(np.maximum(d_tl - d_tu, 0.0))
+    keep = np.float32(DRIVER_LOWER_KEEP) * depth
+    reach = np.minimum(np.maximum(room, 0.0), np.float32(DRIVER_LOWER_STRETCH) * depth)
+    span = np.maximum(reach - keep, np.float32(1e-3))
+    drawn = np.where(above <= keep, above,
+                     np.where(above <= reach, keep + (above - keep) * (depth - keep) / span,
+                              above - reach + depth))
+    return np.asarray(np.where(reach > depth, drawn, above), np.float32)
 
 
 LOWER_FROM_UPPER = (1.25, 0.92)

@@ -446,9 +446,12 @@ the warp's own lid is fully blurred along the eye (its streaks gone), the skin a
 lashes only then fading in over it."""
 CLOSING_LID_FEATHER = 0.05
 """Softness (eye widths, Gaussian sigma) of the smoothed area's edge."""
+CLOSED_LID_SKIN_FROM = 0.02
+"""How far (eye widths) past the lash line the skin a closed lid is made of starts
+(:func:`_lid_skin`, :func:`lid_lifts`) ..."""
 CLOSED_LID_SKIN = 0.1
-"""Height (eye widths) of the portrait's skin above the lash line that covers a closed eye
-(:func:`_lid_skin`)."""
+"""... and its height (eye widths): the portrait's skin above the lash line that covers a
+closed eye (:func:`_lid_skin`)."""
 CLOSED_LASH_LINE = 0.3
 """Thickness of the closed lid's lash line in its middle, a share of the open lash line's
 reach (at least :data:`CLOSED_LASH_MIN` px) ..."""
@@ -553,7 +556,7 @@ def _lid_skin(image: np.ndarray, own: np.ndarray, head: np.ndarray, lash: LashLi
     up, width = _own_lid_normal(own)
     back = cv2.invertAffineTransform(np.asarray(head, np.float64))  # output -> portrait
     on_lid = np.stack([xs, y_open, np.ones_like(xs)], axis=1) @ back.T  # (w, 2) portrait
-    rise = lash.reach + 0.02 * width + share * (CLOSED_LID_SKIN * width)  # (h, w)
+    rise = lash.reach + CLOSED_LID_SKIN_FROM * width + share * (CLOSED_LID_SKIN * width)
     map_x = on_lid[None, :, 0] + rise * up[0]
     map_y = on_lid[None, :, 1] + rise * up[1]
     return np.asarray(cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32),
@@ -627,8 +630,8 @@ def lid_lifts(image: np.ndarray, landmarks: np.ndarray, lashes: tuple[LashLine, 
             lifts.append(none)
             continue
         # the band _lid_skin takes a closed lid from, above the middle of the upper lid
-        ds = np.arange(lash.reach + 0.02 * width,
-                       lash.reach + (0.02 + CLOSED_LID_SKIN) * width, 0.5)
+        ds = np.arange(lash.reach + CLOSED_LID_SKIN_FROM * width,
+                       lash.reach + (CLOSED_LID_SKIN_FROM + CLOSED_LID_SKIN) * width, 0.5)
         at = (contour[2:7, None, :] + ds[None, :, None] * up).astype(np.float32)
         sample = float(np.mean(cv2.remap(gray, at[..., 0], at[..., 1], cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_REPLICATE)))

@@ -102,7 +102,7 @@ from live.face.segmentation import (
     prepare_layers,
     still_background,
 )
-from live.geometry import transform_points
+from live.geometry import normalized_to_pixels, transform_points
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -460,11 +460,10 @@ class MeshEngine:
         faces = result.multi_face_landmarks
         if not faces:
             return None
+        from live.face.tracking import landmark_array
+
         h, w = img.shape[:2]
-        pts = np.array([(p.x, p.y, p.z) for p in faces[0].landmark], dtype=np.float64)
-        pts *= np.array([w, h, w], dtype=np.float64)
-        pts[:, :2] -= 0.5
-        return pts
+        return normalized_to_pixels(landmark_array(faces[0]).astype(np.float64), w, h)
 
     def _points(self, face: FaceCrop) -> np.ndarray | None:
         raw = face.landmarks

@@ -606,6 +606,43 @@ def test_one_eye_blink_closes_that_eye_only(prepared) -> None:
     assert _diff(out[left], portrait.image[left]) < 0.5
 
 
+def test_a_blink_the_face_mesh_reads_on_one_eye_only_closes_both_and_a_wink_stays() -> None:
+    """The face mesh under-reads one eye of a blink (tps_driving frame 21: 0.86 closed and
+    0.52; lp_d11 frame 150: 1.0 and 0.79): both eyes close together. A wink's open eye,
+    narrowed to half the winking one's closing (lp_d3), a squint and wide eyes stay."""
+    from live.engines.mesh.motion import BLINK_LINK_SHARE, link_blinks
+
+    assert link_blinks([0.0, 0.21]) == pytest.approx([0.0, 0.0])  # lp_d11 frame 150
+    both = link_blinks([0.14, 0.48])  # tps_driving frame 21
+    assert both[0] == pytest.approx(0.14) and both[1] < 0.4
+    for ratios in ([0.0, 1.0], [0.0, 1.0 - 0.95 * BLINK_LINK_SHARE[0]], [0.4, 0.6],
+                   [1.3, 1.1], [0.5, 1.4], [0.0, 0.0]):
+        assert link_blinks(ratios) == pytest.approx(ratios)
+    assert link_blinks([0.3, 0.1]) == pytest.approx([0.1, 0.1])  # either eye
+    # the more open eye is never opened, never closed past the other
+    for a in np.linspace(0.0, 1.2, 13):
+        for b in np.linspace(0.0, 1.2, 13):
+            out = link_blinks([float(a), float(b)])
+            assert min(a, b) - 1e-9 <= out[0] <= a + 1e-9
+            assert min(a, b) - 1e-9 <= out[1] <= b + 1e-9
+
+
+@pytest.mark.fixtures
+def test_a_blink_read_on_one_eye_closes_both_of_the_portraits(prepared) -> None:
+    _, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    eyes = ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, 1.0),
+            (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, 0.6))  # the left read 60 % shut
+    for upper, lower, shut in eyes:
+        up, lo = list(upper[1:-1]), list(lower[1:-1])
+        moved[up, :2] = p[up, :2] + shut * (p[lo, :2] - p[up, :2])
+    q = portrait_motion(p, p, moved, options=MotionOptions()).points
+    for upper, lower, _ in eyes:
+        up, lo = list(upper[1:-1]), list(lower[1:-1])
+        assert np.linalg.norm(q[up, :2] - q[lo, :2], axis=1).max() < 0.5  # both shut
+
+
 def _streaked_lid(size: int = 120) -> np.ndarray:
     """Plain skin (200) with a lid of vertical 2 px stripes (60 / 140) over the right eye of
     :func:`_synthetic_eyes`: the warp's stretched lashes."""

@@ -10,8 +10,8 @@ A second similarity, fitted between the driving neutral pose and the portrait, c
 into the portrait's frame: the expression is added to the portrait's landmarks (lips with a
 gain), the head motion is applied around the portrait's own head. Eyelids follow the driving
 eyes' *opening ratio* rather than a displacement, so a blink closes any portrait's eye fully
-and never folds the lid below the lower one (and the two eyes of a blink close together,
-where the face mesh reads one of them less closed); the mouth never closes past the portrait's own
+and never folds the lid below the lower one (the two eyes of a blink close together, where
+the face mesh reads one of them less closed); the mouth never closes past the portrait's own
 lip line; the irises keep their place between the lids and follow the driving gaze.
 
 Coordinates are image pixels (x right, y down); affines are 2x3 float64 arrays.
@@ -167,6 +167,13 @@ _EYES: tuple[_Eye, ...] = (
 
 
 _IDS: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    """0 at and below ``e0``, 1 at and above ``e1``, a smooth S between (float32, as
+    ``x``'s shape)."""
+    t = np.clip((x - e0) * np.float32(1.0 / (e1 - e0)), 0.0, 1.0)
+    return np.asarray(t * t * (3.0 - 2.0 * t), dtype=np.float32)
 
 
 def _ids(ids: tuple[int, ...]) -> np.ndarray:
@@ -679,11 +686,6 @@ closure (lp_d3, frames 5-21 and 29-46), and stays as it is; so does a squint (ne
 nearly closed)."""
 
 
-def _smooth01(e0: float, e1: float, x: float) -> float:
-    t = min(max((x - e0) / (e1 - e0), 0.0), 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def link_blinks(ratios: list[float]) -> list[float]:
     """The two eyes' opening ratios (:func:`_eye_ratio`) with a blink closing both: the more
     open eye is drawn to the more closed one's ratio as far as both are closing together
@@ -695,8 +697,8 @@ def link_blinks(ratios: list[float]) -> list[float]:
     least = 1.0 - max(ratios)
     if most <= 0.0 or least <= 0.0:
         return list(ratios)
-    link = (_smooth01(*BLINK_LINK_CLOSED, most)
-            * _smooth01(*BLINK_LINK_SHARE, least / most))
+    link = float(smoothstep(*BLINK_LINK_CLOSED, np.array(most))
+                 * smoothstep(*BLINK_LINK_SHARE, np.array(least / most)))
     if link <= 0.0:
         return list(ratios)
     low = min(ratios)

@@ -56,6 +56,7 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import apply_affine, fit_similarity_from
+from live.engines.mesh.motion import smoothstep as _smoothstep
 from live.engines.mesh.warp import fill_points
 
 MouthMode = Literal["driver", "synthetic", "off"]
@@ -89,11 +90,6 @@ def polygon_area(poly: np.ndarray) -> float:
     # np.roll(a, -1), without its overhead (called a few times a frame)
     y1, x1 = np.concatenate((y[1:], y[:1])), np.concatenate((x[1:], x[:1]))
     return 0.5 * abs(float(np.dot(x, y1) - np.dot(y, x1)))
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) * np.float32(1.0 / (e1 - e0)), 0.0, 1.0)
-    return np.asarray(t * t * (3.0 - 2.0 * t), dtype=np.float32)
 
 
 def _to_lab(rgb: np.ndarray) -> np.ndarray:

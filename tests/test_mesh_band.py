@@ -41,6 +41,27 @@ def _edge_stretch(src: np.ndarray, dst: np.ndarray, tris: np.ndarray,
                       / np.linalg.norm(src[edges[:, 0]] - src[edges[:, 1]], axis=1))
 
 
+def test_the_band_re_sources_a_picture_at_half_the_size_as_at_full_size() -> None:
+    """Its pixel measures scale with the crop (REFERENCE_SIZE): the same turn of the same
+    face at half the size re-sources the same vertices, to half the positions."""
+    src, tris, border = _grid()
+    depth = np.column_stack([src, np.zeros(len(src))])
+    dst = src.copy()
+    left = np.arange(N * N) % N == 0
+    dst[~left, 0] += 40.0
+    full = BandSource(src, tris, border, keep=(), depth_points=depth)
+    half = BandSource(src / 2, tris, border, keep=(), depth_points=depth / 2, size=256)
+    moved = full.sources(dst, src)
+    assert not np.allclose(moved, src)
+    np.testing.assert_allclose(half.sources(dst / 2, src / 2), moved / 2, atol=1e-9)
+    # built for 512 px, the half-size picture is re-sourced otherwise (edges under
+    # MIN_EDGE_PX count as longer)
+    wrong = BandSource(src / 2, tris, border, keep=(), depth_points=depth / 2)
+    assert not np.allclose(wrong.sources(dst / 2, src / 2), moved / 2, atol=1e-3)
+    with pytest.raises(ValueError, match="crop size"):
+        BandSource(src, tris, border, keep=(), size=0)
+
+
 def test_an_unstretched_or_affine_motion_keeps_every_source() -> None:
     src, tris, border = _grid()
     band = BandSource(src, tris, border, keep=())
@@ -121,6 +142,37 @@ def test_a_turn_that_brings_a_foreshortened_cheek_into_view_does_not_mirror_its_
         assert _backward_run(engine, portrait, turned) < 0.5
         monkeypatch.setattr(BandSource, "sources", lambda self, dst, src: src)
         assert _backward_run(engine, portrait, turned) > 5.0  # without the band: mirrored
+
+
+def _band_moves(portraits_dir: Path, size: int, degrees: float) -> set[int]:
+    """The face-mesh vertices whose sources Mona Lisa's band moves (by more than 0.05 px at
+    512 px) when her face, prepared at ``size``, turns by ``degrees``."""
+    from live.engines.mesh.engine import N_MESH, MeshEngine
+    from live.face.portraits import find_portrait, load_image
+
+    found = find_portrait(load_image(portraits_dir / "lp_s9_mona_lisa.jpg"), size)
+    with MeshEngine(size=size, smoothing=False) as engine:
+        portrait = engine.prepare(found.crop.image, picture=found.picture_box)
+        points = np.asarray(portrait.landmarks, np.float64)
+        src = portrait.layout.src
+        dst = src.copy()
+        dst[:N_MESH] = portrait_motion(points, points, _turned(points, degrees),
+                                       options=engine._motion,
+                                       chains=portrait.chains).points[:, :2]
+        moved = portrait.band.sources(dst, src)
+    change = np.abs(moved[:N_MESH] - src[:N_MESH]).max(axis=1)
+    return set(np.flatnonzero(change > 0.05 * size / 512).tolist())
+
+
+@pytest.mark.fixtures
+def test_a_small_crop_re_sources_a_turned_cheek_as_a_full_size_one(portraits_dir: Path) -> None:
+    """A 512 px picture of Mona Lisa gives her face a 256 px crop. The fold of her turned
+    cheek opened there under the band's 512 px area threshold: at 10 degrees nothing was
+    re-sourced (30 vertices at 512 px) and the live clips drew the cheek's rim of light
+    twice, a bright crescent by her hair. Its measures now scale with the crop."""
+    full = _band_moves(portraits_dir, 512, -10.0)
+    assert len(full) >= 10
+    assert _band_moves(portraits_dir, 256, -10.0) == full
 
 
 def test_an_edge_on_triangle_that_a_turn_opens_towards_the_camera_is_re_sourced(

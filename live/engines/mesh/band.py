@@ -24,6 +24,11 @@ import numpy as np
 
 from live.engines.mesh.topology import triangle_areas, triangle_edges
 
+REFERENCE_SIZE = 512
+"""The crop size (px) at which the pixel measures below hold. A band built for another size
+(:class:`BandSource`'s ``size``) scales them, lengths by the sizes' ratio and areas by its
+square: Mona Lisa's face prepared at 256 px (a 512 px picture) kept the fold of her turned
+cheek under :data:`FOLD_MIN_AREA` as it opened, and drew the edge's rim of light twice."""
 STRETCH_FROM = 3.0
 """Edge stretch (output length over portrait length, the most stretched edge of a vertex) at
 which a band vertex starts to take its interpolated source ..."""
@@ -36,7 +41,7 @@ RINGS = 3
 """How many rings of vertices inside the face outline share out the stretch."""
 FOLD_MIN_AREA = 30.0
 """Output area (px^2) from which a triangle the portrait shows facing away counts as brought
-into view (smaller ones are slivers along the outline; at 512 px)."""
+into view (smaller ones are slivers along the outline)."""
 EDGE_ON_AREA = 2.0
 """Portrait area (px^2) under which a band triangle counts as seen edge-on (its corners
 nearly in a line along the outline): it is brought into view as one facing away is, when it
@@ -50,11 +55,17 @@ class BandSource:
     indices into them; ``outline`` the face outline's ids; ``keep`` ids whose sources never
     move (eyes, brows, lips: their own renderers rely on them); ``depth_points`` the
     portrait's landmarks with the face mesh's z ((N, 3); without them only stretched edges
-    are re-sourced, not triangles brought into view)."""
+    are re-sourced, not triangles brought into view); ``size`` the crop's side in pixels
+    (the pixel measures scale from :data:`REFERENCE_SIZE`)."""
 
     def __init__(self, src: np.ndarray, tris: np.ndarray, outline: Iterable[int],
                  keep: Iterable[int], *, rings: int = RINGS,
-                 depth_points: np.ndarray | None = None) -> None:
+                 depth_points: np.ndarray | None = None,
+                 size: int = REFERENCE_SIZE) -> None:
+        if size <= 0:
+            raise ValueError(f"expected a crop size in pixels > 0, got {size}")
+        scale = size / REFERENCE_SIZE  # lengths; areas by its square
+        self._fold_min_area = FOLD_MIN_AREA * scale * scale
         src = np.asarray(src, np.float64)[:, :2]
         n = len(src)
         tris = np.asarray(tris, np.int64)
@@ -120,7 +131,7 @@ class BandSource:
             out = (a + b + c) / 3.0 - p3[:n].mean(axis=0)
             wind = np.where(np.einsum("ij,ij->i", normal, out) >= 0.0, 1.0, -1.0)
             away = wind * normal[:, 2] > 0.0
-            hidden = away | (np.abs(self._area_src) < EDGE_ON_AREA)
+            hidden = away | (np.abs(self._area_src) < EDGE_ON_AREA * scale * scale)
             self._back = t[hidden]
             # the 2-D area's sign of a triangle facing the camera, wound outwards
             self._wind = wind[hidden]
@@ -128,7 +139,7 @@ class BandSource:
             self._front = 1.0 if float(np.sum(np.sign(wind[facing] * self._area_src[facing]))) \
                 >= 0.0 else -1.0
         self._src_len = np.maximum(
-            np.linalg.norm(src[self.free][:, None, :] - src[self._nb], axis=2), MIN_EDGE_PX)
+            np.linalg.norm(src[self.free][:, None, :] - src[self._nb], axis=2), MIN_EDGE_PX * scale)
 
     def sources(self, dst: np.ndarray, src: np.ndarray) -> np.ndarray:
         """``src`` (N, 2+) with the band's stretched or folded vertices re-sourced for the
@@ -146,7 +157,7 @@ class BandSource:
         # the camera: its own sources would draw the portrait's edge mirrored
         back = self._back
         if len(back):
-            shown = self._wind * triangle_areas(d, back) * self._front > FOLD_MIN_AREA
+            shown = self._wind * triangle_areas(d, back) * self._front > self._fold_min_area
             if np.any(shown):
                 slots = self._slot[back[shown]]
                 alpha[slots[slots >= 0]] = 1.0

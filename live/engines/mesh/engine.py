@@ -173,7 +173,7 @@ class MeshPortrait:
         shares out its stretch (:class:`~live.engines.mesh.band.BandSource`; eyes, brows and
         lips keep their sources)."""
         return BandSource(self.layout.src[:N_MESH], self.layout.face_tris, lm.FACE_OVAL,
-                          BAND_KEEPS, depth_points=self.landmarks)
+                          BAND_KEEPS, depth_points=self.landmarks, size=self.size)
 
     @functools.cached_property
     def outline_nearest(self) -> tuple[np.ndarray, np.ndarray]:

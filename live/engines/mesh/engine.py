@@ -102,6 +102,7 @@ from live.face.segmentation import (
     prepare_layers,
     still_background,
 )
+from live.face.tracking import landmark_array
 from live.geometry import normalized_to_pixels, transform_points
 from live.packets import FaceCrop, check_rgb
 
@@ -460,8 +461,6 @@ class MeshEngine:
         faces = result.multi_face_landmarks
         if not faces:
             return None
-        from live.face.tracking import landmark_array
-
         h, w = img.shape[:2]
         return normalized_to_pixels(landmark_array(faces[0]).astype(np.float64), w, h)
 

@@ -29,7 +29,13 @@ from live.engines.mesh.topology import (
     tesselation_triangles,
     triangle_areas,
 )
-from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines, triangle_bounds
+from live.engines.mesh.warp import (
+    SHARP_FEATHER_PX,
+    PiecewiseAffineWarp,
+    face_box,
+    triangle_affines,
+    triangle_bounds,
+)
 from live.packets import FaceCrop
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -361,6 +367,67 @@ def test_remap_points_samples_any_number_of_points() -> None:
     assert np.array_equal(got, img[pts[:, 1], pts[:, 0]])  # whole pixels: exact
 
 
+def _fine_detail(image: np.ndarray) -> float:
+    """Variance of the luma's Laplacian: the share of fine detail (grain, lashes) kept."""
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
+def test_the_face_box_is_sampled_bicubically_and_fades_into_the_bilinear_rest() -> None:
+    """A moved face was sampled bilinearly: at a fractional source position that is a blur
+    (grain, lashes and brows went soft the moment the face moved). Inside the face's box the
+    picture is now sampled bicubically, fading in from the box's edge; a whole-pixel map
+    still gives the picture back exactly; with a matte channel only the person's pixels take
+    the sharp samples and the channel itself stays."""
+    size = 96
+    rng = np.random.default_rng(5)
+    img = np.ascontiguousarray(rng.integers(0, 256, (size, size, 4)).astype(np.uint8))
+    warp = PiecewiseAffineWarp(size, grid=size)
+    whole = warp._identity.copy()
+    out = warp.remap(img, whole)
+    warp.sharpen_box(img, whole, out, (10, 12, 60, 50))
+    assert np.array_equal(out, img)  # nothing moved: exact
+
+    source = warp._identity + np.float32(0.4)
+    linear = warp.remap(img, source)
+    cubic = cv2.remap(img, source, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    box = (10, 12, 60, 50)
+    out = linear.copy()
+    warp.sharpen_box(img, source, out, box)
+    inner = (slice(12 + SHARP_FEATHER_PX, 62 - SHARP_FEATHER_PX),
+             slice(10 + SHARP_FEATHER_PX, 70 - SHARP_FEATHER_PX))
+    np.testing.assert_array_equal(out[inner], cubic[inner])
+    assert _fine_detail(out[inner][..., :3]) > 1.5 * _fine_detail(linear[inner][..., :3])
+    outside = np.ones((size, size), bool)
+    outside[12:62, 10:70] = False
+    np.testing.assert_array_equal(out[outside], linear[outside])
+    # the box's outermost pixels are still the bilinear ones, the next few a mix
+    np.testing.assert_array_equal(out[12, 10:70], linear[12, 10:70])
+    edge = np.abs(out[14, 20:60].astype(int) - linear[14, 20:60].astype(int)).mean()
+    assert 0 < edge < np.abs(cubic[14, 20:60].astype(int) - linear[14, 20:60].astype(int)).mean()
+
+    # by the matte: a background pixel (matte 0) keeps its bilinear sample, the matte stays
+    matted = linear.copy()
+    matted[..., 3] = 0
+    matted[30:, :, 3] = 255
+    before = matted.copy()
+    warp.sharpen_box(img, source, matted, box, by_channel=3)
+    np.testing.assert_array_equal(matted[..., 3], before[..., 3])
+    np.testing.assert_array_equal(matted[:30], before[:30])
+    np.testing.assert_array_equal(matted[30:62 - SHARP_FEATHER_PX, inner[1], :3],
+                                  cubic[30:62 - SHARP_FEATHER_PX, inner[1], :3])
+
+
+def test_face_box_is_the_points_box_widened_and_clipped() -> None:
+    pts = np.array([[100.0, 120.0], [200.0, 320.0]])
+    x, y, w, h = face_box(pts, 512)
+    pad = 0.08 * 200 + SHARP_FEATHER_PX
+    assert x == int(np.floor(100 - pad)) and y == int(np.floor(120 - pad))
+    assert x + w == int(np.ceil(200 + pad)) + 1 and y + h == int(np.ceil(320 + pad)) + 1
+    assert face_box(pts, 250) == (x, y, w, 250 - y)  # clipped to the output
+    assert face_box(pts + 1000.0, 512) is None  # nothing of it inside
+
+
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:
     src = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [0.0, 30.0]])
     pts = np.array([[0.0, 26.0], [0.0, 24.0], [0.0, 22.0], [0.0, 30.0]])  # folded
@@ -556,6 +623,29 @@ def test_pure_translation_translates_the_face_and_not_the_border(prepared) -> No
     border = np.zeros((SIZE, SIZE), bool)
     border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
     assert np.abs(out[border].astype(int) - portrait.image[border].astype(int)).max() <= 3
+
+
+@pytest.mark.fixtures
+def test_a_face_moved_by_a_fraction_of_a_pixel_keeps_its_fine_detail(prepared) -> None:
+    """Moved by (8.5, -5.5) px, every face pixel is sampled half-way between pixels: the
+    bilinear warp averaged neighbours (the skin's grain and the lashes gone soft); the face
+    is sampled bicubically and keeps nearly all of the portrait's own detail, while still
+    showing the portrait moved."""
+    engine, portrait = prepared
+    p = portrait.landmarks
+    moved = p.copy()
+    moved[:, 0] += 8.5
+    moved[:, 1] -= 5.5
+    out = engine.render(portrait, p, moved)
+    ys, xs = _box(p, lm.FACE_OVAL, -40)  # inside the face
+    shift = np.float32([[1, 0, 8.5], [0, 1, -5.5]])
+    bilinear = cv2.warpAffine(portrait.image, shift, (SIZE, SIZE), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT_101)
+    assert _diff(out[ys, xs], bilinear[ys, xs]) < 2.5  # the face moved as told
+    detail, own = _fine_detail(out[ys, xs]), _fine_detail(portrait.image[ys, xs])
+    # (bilinear: 0.65 of the portrait's own and the same as shifting it; bicubic: 0.95)
+    assert detail > 1.3 * _fine_detail(bilinear[ys, xs])
+    assert 0.85 * own < detail < 1.1 * own
 
 
 @pytest.mark.fixtures

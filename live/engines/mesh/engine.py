@@ -92,6 +92,7 @@ from live.engines.mesh.warp import (
     PiecewiseAffineWarp,
     SeamSources,
     composite_head,
+    face_box,
     triangle_affines,
     triangle_bounds,
 )
@@ -785,7 +786,8 @@ class MeshEngine:
                 detail = self._helper().submit(expression_detail, warp, index, tris, skin,
                                                dst, shading, shading_face.gray,
                                                shading_face.landmarks)
-            out, still = self._picture(portrait, source)
+            out, still = self._picture(portrait, source,
+                                       face_box(motion.points[:N_MESH], self.size))
             seam_parts, fold = edges.result()
             for part in seam_parts:
                 self._draw_seam(portrait, out, part, still)
@@ -824,20 +826,28 @@ class MeshEngine:
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
 
-    def _picture(self, portrait: MeshPortrait,
-                 source: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The portrait sampled at ``source`` (the warp's source map) and, with a head layer,
-        the head put over the still background (:meth:`_still_background`, returned too;
-        None without a head layer) and its matte into :attr:`last_matte`."""
+    def _picture(self, portrait: MeshPortrait, source: np.ndarray,
+                 sharp: tuple[int, int, int, int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The portrait sampled at ``source`` (the warp's source map; bicubically in the box
+        ``sharp``, the face's: :meth:`~live.engines.mesh.warp.PiecewiseAffineWarp.sharpen_box`)
+        and, with a head layer, the head put over the still background
+        (:meth:`_still_background`, returned too; None without a head layer) and its matte
+        into :attr:`last_matte`."""
         warp, buffers = self._warp, self._warp.buffers
         self.last_matte = None
         backdrop = portrait.backdrop
         if portrait.image_matte is None or backdrop is None or portrait.backdrop_rgba is None:
-            return warp.remap(portrait.image, source), None
+            picture = warp.remap(portrait.image, source)
+            if sharp is not None:
+                warp.sharpen_box(portrait.image, source, picture, sharp)
+            return picture, None
         # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
         # channels give, in about half the time; the temporaries in reused buffers
         side = (self.size, self.size)
         both = warp.remap(portrait.image_matte, source, dst=buffers.get("both", (*side, 4)))
+        if sharp is not None:  # the person's pixels (the matte's share) only
+            warp.sharpen_box(portrait.image_matte, source, both, sharp, by_channel=3)
         out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
         self.last_matte = cv2.extractChannel(both, 3)
         moved = cv2.cvtColor(

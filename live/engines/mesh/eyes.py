@@ -26,6 +26,7 @@ import numpy as np
 
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import affine_scale, apply_affine
+from live.engines.mesh.warp import SHARP_SAMPLING
 from live.face.segmentation import fill_holes
 
 _EYES = (
@@ -169,14 +170,14 @@ def _render_one(out: np.ndarray, points: np.ndarray, eye: EyePatch, scale: float
     strength = float(np.clip((offset - 0.25) / 1.0, 0.0, 1.0))
     if strength <= 0.0:
         return 0
-    white = cv2.warpAffine(eye.white, to_out, size, flags=cv2.INTER_LINEAR,
+    white = cv2.warpAffine(eye.white, to_out, size, flags=SHARP_SAMPLING,
                            borderMode=cv2.BORDER_REPLICATE)
     # The iris: the portrait's disc at the output centre, at head scale (no shear).
     s = float(scale)
     c_src = eye.centre - eye.origin
     c_dst = centre - [x0, y0]
     iris_m = np.array([[s, 0.0, c_dst[0] - s * c_src[0]], [0.0, s, c_dst[1] - s * c_src[1]]])
-    iris = cv2.warpAffine(eye.iris, iris_m, size, flags=cv2.INTER_LINEAR,
+    iris = cv2.warpAffine(eye.iris, iris_m, size, flags=SHARP_SAMPLING,
                           borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(eye.iris_alpha, iris_m, size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0,))[..., None]

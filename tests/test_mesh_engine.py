@@ -30,9 +30,8 @@ from live.engines.mesh.topology import (
     triangle_areas,
 )
 from live.engines.mesh.warp import (
-    SHARP_FEATHER_PX,
     PiecewiseAffineWarp,
-    face_box,
+    enlarge_2x,
     triangle_affines,
     triangle_bounds,
 )
@@ -373,59 +372,37 @@ def _fine_detail(image: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_32F).var())
 
 
-def test_the_face_box_is_sampled_bicubically_and_fades_into_the_bilinear_rest() -> None:
-    """A moved face was sampled bilinearly: at a fractional source position that is a blur
-    (grain, lashes and brows went soft the moment the face moved). Inside the face's box the
-    picture is now sampled bicubically, fading in from the box's edge; a whole-pixel map
-    still gives the picture back exactly; with a matte channel only the person's pixels take
-    the sharp samples and the channel itself stays."""
+def test_a_2x_copy_sampled_at_twice_the_map_keeps_detail_bilinear_sampling_loses() -> None:
+    """A moved face was sampled bilinearly: at a fractional source position that averages
+    neighbours (grain, lashes and hair went soft the moment the face moved). The warp samples
+    a copy enlarged 2x (its even pixels the picture's own, the odd ones bicubic midpoints)
+    at twice the map: near bicubic sampling's detail; a whole-pixel map still gives the
+    picture back exactly, and past the edge it mirrors the picture as the plain remap does."""
     size = 96
     rng = np.random.default_rng(5)
     img = np.ascontiguousarray(rng.integers(0, 256, (size, size, 4)).astype(np.uint8))
+    fine = enlarge_2x(img)
+    assert fine.shape == (2 * size - 1, 2 * size - 1, 4)
+    np.testing.assert_array_equal(fine[0::2, 0::2], img)
     warp = PiecewiseAffineWarp(size, grid=size)
     whole = warp._identity.copy()
-    out = warp.remap(img, whole)
-    warp.sharpen_box(img, whole, out, (10, 12, 60, 50))
-    assert np.array_equal(out, img)  # nothing moved: exact
+    np.testing.assert_array_equal(warp.remap(fine, warp.doubled(whole)), img)
+    # a background 0.01 px off (the rings' motion fading out) is still the picture exactly
+    np.testing.assert_array_equal(warp.remap(fine, warp.doubled(whole + np.float32(0.01))), img)
+    pulled = whole.copy()
+    pulled[..., 1] -= 12.0  # past the top edge ...
+    pulled[..., 0] += 7.0  # ... and the right one
+    np.testing.assert_array_equal(warp.remap(fine, warp.doubled(pulled)),
+                                  warp.remap(img, pulled))
 
     source = warp._identity + np.float32(0.4)
     linear = warp.remap(img, source)
     cubic = cv2.remap(img, source, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    box = (10, 12, 60, 50)
-    out = linear.copy()
-    warp.sharpen_box(img, source, out, box)
-    inner = (slice(12 + SHARP_FEATHER_PX, 62 - SHARP_FEATHER_PX),
-             slice(10 + SHARP_FEATHER_PX, 70 - SHARP_FEATHER_PX))
-    np.testing.assert_array_equal(out[inner], cubic[inner])
-    assert _fine_detail(out[inner][..., :3]) > 1.5 * _fine_detail(linear[inner][..., :3])
-    outside = np.ones((size, size), bool)
-    outside[12:62, 10:70] = False
-    np.testing.assert_array_equal(out[outside], linear[outside])
-    # the box's outermost pixels are still the bilinear ones, the next few a mix
-    np.testing.assert_array_equal(out[12, 10:70], linear[12, 10:70])
-    edge = np.abs(out[14, 20:60].astype(int) - linear[14, 20:60].astype(int)).mean()
-    assert 0 < edge < np.abs(cubic[14, 20:60].astype(int) - linear[14, 20:60].astype(int)).mean()
-
-    # by the matte: a background pixel (matte 0) keeps its bilinear sample, the matte stays
-    matted = linear.copy()
-    matted[..., 3] = 0
-    matted[30:, :, 3] = 255
-    before = matted.copy()
-    warp.sharpen_box(img, source, matted, box, by_channel=3)
-    np.testing.assert_array_equal(matted[..., 3], before[..., 3])
-    np.testing.assert_array_equal(matted[:30], before[:30])
-    np.testing.assert_array_equal(matted[30:62 - SHARP_FEATHER_PX, inner[1], :3],
-                                  cubic[30:62 - SHARP_FEATHER_PX, inner[1], :3])
-
-
-def test_face_box_is_the_points_box_widened_and_clipped() -> None:
-    pts = np.array([[100.0, 120.0], [200.0, 320.0]])
-    x, y, w, h = face_box(pts, 512)
-    pad = 0.08 * 200 + SHARP_FEATHER_PX
-    assert x == int(np.floor(100 - pad)) and y == int(np.floor(120 - pad))
-    assert x + w == int(np.ceil(200 + pad)) + 1 and y + h == int(np.ceil(320 + pad)) + 1
-    assert face_box(pts, 250) == (x, y, w, 250 - y)  # clipped to the output
-    assert face_box(pts + 1000.0, 512) is None  # nothing of it inside
+    sampled = warp.remap(fine, warp.doubled(source))
+    inner = (slice(4, -4), slice(4, -4))
+    assert _fine_detail(sampled[inner][..., :3]) > 1.5 * _fine_detail(linear[inner][..., :3])
+    to_cubic = np.abs(sampled[inner].astype(int) - cubic[inner].astype(int)).mean()
+    assert to_cubic < 0.5 * np.abs(linear[inner].astype(int) - cubic[inner].astype(int)).mean()
 
 
 def test_keep_order_pulls_crossed_points_back_in_order() -> None:

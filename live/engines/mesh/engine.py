@@ -92,7 +92,7 @@ from live.engines.mesh.warp import (
     PiecewiseAffineWarp,
     SeamSources,
     composite_head,
-    face_box,
+    enlarge_2x,
     triangle_affines,
     triangle_bounds,
 )
@@ -242,6 +242,22 @@ class MeshPortrait:
         if self.backdrop is None:
             return None
         return np.asarray(cv2.cvtColor(self.backdrop, cv2.COLOR_RGB2RGBA))
+
+    def fine(self, name: str) -> np.ndarray:
+        """The picture ``name`` (``"image"``, ``"image_matte"`` or ``"backdrop_rgba"``)
+        enlarged 2x (:func:`~live.engines.mesh.warp.enlarge_2x`), made on first use and
+        kept: the warp samples these, at twice its map."""
+        kept = self._fine.get(name)
+        if kept is None:
+            picture = getattr(self, name)
+            if picture is None:
+                raise ValueError(f"the portrait has no {name} to enlarge")
+            kept = self._fine[name] = enlarge_2x(picture)
+        return kept
+
+    @functools.cached_property
+    def _fine(self) -> dict[str, np.ndarray]:
+        return {}
 
     @property
     def matte(self) -> np.ndarray:
@@ -437,6 +453,11 @@ class MeshEngine:
                                 eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
         if self.config.mouth_fill:
             _ = prepared.seam  # measured with the rest, not on the first frame that opens
+        # the warp's 2x copies too, not on the first frame (:meth:`_picture`)
+        if prepared.image_matte is not None and prepared.backdrop_rgba is not None:
+            prepared.fine("image_matte"), prepared.fine("backdrop_rgba")
+        else:
+            prepared.fine("image")
         return prepared
 
     def set_portrait(self, prepared: Any) -> None:
@@ -786,8 +807,7 @@ class MeshEngine:
                 detail = self._helper().submit(expression_detail, warp, index, tris, skin,
                                                dst, shading, shading_face.gray,
                                                shading_face.landmarks)
-            out, still = self._picture(portrait, source,
-                                       face_box(motion.points[:N_MESH], self.size))
+            out, still = self._picture(portrait, source)
             seam_parts, fold = edges.result()
             for part in seam_parts:
                 self._draw_seam(portrait, out, part, still)
@@ -826,32 +846,29 @@ class MeshEngine:
                            shading=(t5 - t4) * 1e3, mouth=(t6 - t5) * 1e3)
         return out
 
-    def _picture(self, portrait: MeshPortrait, source: np.ndarray,
-                 sharp: tuple[int, int, int, int] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The portrait sampled at ``source`` (the warp's source map; bicubically in the box
-        ``sharp``, the face's: :meth:`~live.engines.mesh.warp.PiecewiseAffineWarp.sharpen_box`)
-        and, with a head layer, the head put over the still background
+    def _picture(self, portrait: MeshPortrait,
+                 source: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The portrait sampled at ``source`` (the warp's source map; from the portrait's 2x
+        copies, :func:`~live.engines.mesh.warp.enlarge_2x`: about bicubic's sharpness at
+        bilinear's cost) and, with a head layer, the head put over the still background
         (:meth:`_still_background`, returned too; None without a head layer) and its matte
         into :attr:`last_matte`."""
         warp, buffers = self._warp, self._warp.buffers
         self.last_matte = None
         backdrop = portrait.backdrop
+        doubled = warp.doubled(source)
         if portrait.image_matte is None or backdrop is None or portrait.backdrop_rgba is None:
-            picture = warp.remap(portrait.image, source)
-            if sharp is not None:
-                warp.sharpen_box(portrait.image, source, picture, sharp)
-            return picture, None
+            return warp.remap(portrait.fine("image"), doubled), None
         # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
         # channels give, in about half the time; the temporaries in reused buffers
         side = (self.size, self.size)
-        both = warp.remap(portrait.image_matte, source, dst=buffers.get("both", (*side, 4)))
-        if sharp is not None:  # the person's pixels (the matte's share) only
-            warp.sharpen_box(portrait.image_matte, source, both, sharp, by_channel=3)
+        both = warp.remap(portrait.fine("image_matte"), doubled,
+                          dst=buffers.get("both", (*side, 4)))
         out = cv2.cvtColor(both, cv2.COLOR_RGBA2RGB)
         self.last_matte = cv2.extractChannel(both, 3)
         moved = cv2.cvtColor(
-            warp.remap(portrait.backdrop_rgba, source, dst=buffers.get("moved", (*side, 4))),
+            warp.remap(portrait.fine("backdrop_rgba"), doubled,
+                       dst=buffers.get("moved", (*side, 4))),
             cv2.COLOR_RGBA2RGB, dst=buffers.get("moved rgb", (*side, 3)))
         still = self._still_background(portrait, backdrop)
         composite_head(out, self.last_matte, still, moved, buffers=buffers)

@@ -6,9 +6,9 @@ later triangles cover earlier ones); every triangle's output->source affine is s
 closed form for all triangles at once; the per-pixel *displacement* (source minus output
 position) is evaluated on the coarse grid, resized to full size (it is continuous across
 shared triangle edges, so bilinear resizing is nearly exact) and one ``cv2.remap`` samples
-the image (bilinearly; the face's box again bicubically,
-:meth:`PiecewiseAffineWarp.sharpen_box`: bilinear sampling blurs a moving face). Pixels no
-triangle covered (fill rounding) take a neighbour's triangle. Where the
+the image (the engine samples a copy of the portrait enlarged 2x, :func:`enlarge_2x`:
+bilinear sampling of the picture itself blurs a moving face). Pixels no triangle covered
+(fill rounding) take a neighbour's triangle. Where the
 face folds over the outside (a turned cheek), the displacement jumps between two cells and the
 grid shows as a staircase: :meth:`PiecewiseAffineWarp.silhouette_seams` finds those cells and
 :meth:`PiecewiseAffineWarp.seam_sources` gives what their pixels show from either side and how
@@ -77,34 +77,29 @@ def triangle_bounds(dst: np.ndarray, src: np.ndarray, tris: np.ndarray) -> np.nd
 
 
 SHARP_SAMPLING = cv2.INTER_CUBIC
-"""How :meth:`PiecewiseAffineWarp.sharpen_box` samples the face (OpenCV's bicubic: 5-6x the
-time of bilinear, so only over the face's box)."""
-SHARP_FEATHER_PX = 6
-"""The bicubic samples fade in over this many pixels from the box's edge (no line where the
-two samplings meet)."""
+"""How the portrait's pixels are sampled where a few are (:func:`enlarge_2x`'s midpoints, the
+parted lips' seam-free copy, a gaze's redrawn eye): OpenCV's bicubic, 5-6x the time of
+bilinear for a whole picture."""
 
 
-def _edge_ramp(w: int, h: int, feather: int) -> np.ndarray:
-    """(h, w) float32: 0 at the outermost pixels, rising linearly to 1 ``feather`` pixels in."""
-    def ramp(n: int) -> np.ndarray:
-        i = np.arange(n, dtype=np.float32)
-        return np.clip(np.minimum(i, n - 1 - i) / np.float32(max(feather, 1)), 0.0, 1.0)
-    return np.minimum(ramp(h)[:, None], ramp(w)[None, :])
+REMAP_STEPS = 32
+"""``cv2.remap`` samples at 1/32 px steps (OpenCV's ``INTER_TAB_SIZE``)."""
 
 
-def face_box(points: np.ndarray, size: int, *, margin: float = 0.08
-             ) -> tuple[int, int, int, int] | None:
-    """The box (x, y, w, h) of ``points`` (N, 2+, output pixels) widened by ``margin`` of its
-    larger side on every side, clipped to a ``size`` x ``size`` output; None when nothing of
-    it is inside."""
-    p = np.asarray(points, np.float64)[:, :2]
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    pad = margin * float(np.max(hi - lo)) + SHARP_FEATHER_PX
-    x0, y0 = (max(0, int(np.floor(v - pad))) for v in lo)
-    x1, y1 = (min(size, int(np.ceil(v + pad)) + 1) for v in hi)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    return x0, y0, x1 - x0, y1 - y0
+def enlarge_2x(image: np.ndarray) -> np.ndarray:
+    """``image`` (H, W[, C]) at twice its size less a pixel, (2H - 1, 2W - 1[, C]): its even
+    pixels are ``image``'s own, the odd ones bicubic midpoints (:data:`SHARP_SAMPLING`).
+
+    Sampled bilinearly at twice a source map (:meth:`PiecewiseAffineWarp.doubled`), this
+    gives about what bicubic sampling of ``image`` gives at the cost of bilinear: bilinear
+    sampling of ``image`` itself averages neighbours at a fractional position (half a pixel
+    off: a [1/2, 1/2] filter) and a moving face's grain, lashes and hair go soft. A
+    whole-pixel map still gives ``image`` back exactly, and a map past the edge mirrors it as
+    :meth:`PiecewiseAffineWarp.remap` does (the last pixel is an original one)."""
+    h, w = image.shape[:2]
+    up = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]], np.float32)
+    return np.asarray(cv2.warpAffine(image, up, (2 * w - 1, 2 * h - 1), flags=SHARP_SAMPLING,
+                                     borderMode=cv2.BORDER_REFLECT_101))
 
 
 SEAM_JUMP_PX = 1.5
@@ -638,32 +633,17 @@ class PiecewiseAffineWarp:
         return np.asarray(remap(image, source, None, cv2.INTER_LINEAR, dst=dst,
                                 borderMode=cv2.BORDER_REFLECT_101))
 
-    def sharpen_box(self, image: np.ndarray, source: np.ndarray, out: np.ndarray,
-                    box: tuple[int, int, int, int], *,
-                    by_channel: int | None = None) -> None:
-        """In place: inside ``box`` (x, y, w, h), ``out`` (``image`` sampled at ``source``
-        by :meth:`remap`) takes ``image`` sampled there bicubically (:data:`SHARP_SAMPLING`),
-        faded in over :data:`SHARP_FEATHER_PX` from the box's edge. With ``by_channel`` only
-        as far as that channel of ``out`` says (255: all; the person matte: the background's
-        pixels keep the bilinear samples that the moved plate is taken off with, see
-        :func:`composite_head`), and that channel stays as it was.
-
-        Bilinear sampling at a fractional source position blurs: at half a pixel it is a
-        [1/2, 1/2] filter, and a moving face's skin grain, lashes and brows go soft the moment
-        it moves. Bicubic keeps them (measured against Lanczos: 2.5x closer to the shifted
-        picture); where the map is whole pixels (nothing moved) both give the pixel back."""
-        x0, y0, w, h = box
-        if w <= 0 or h <= 0:
-            return
-        roi = out[y0:y0 + h, x0:x0 + w]
-        remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-        sharp = np.asarray(remap(image, np.ascontiguousarray(source[y0:y0 + h, x0:x0 + w]),
-                                 None, SHARP_SAMPLING, borderMode=cv2.BORDER_REFLECT_101))
-        weight = _edge_ramp(w, h, SHARP_FEATHER_PX)
-        if by_channel is not None:
-            weight = weight * roi[..., by_channel].astype(np.float32) * np.float32(1.0 / 255.0)
-            sharp[..., by_channel] = roi[..., by_channel]
-        roi[...] = cv2.blendLinear(sharp, roi, weight, np.float32(1.0) - weight)
+    def doubled(self, source: np.ndarray) -> np.ndarray:
+        """``source`` (a source map, (size, size, 2) float32) times 2: the map to sample an
+        :func:`enlarge_2x` copy with (in a reused buffer). First rounded to the 1/32 px steps
+        ``cv2.remap`` samples at (:data:`REMAP_STEPS`): a position the picture itself would be
+        sampled at as a whole pixel (a background 0.01 px off) is a whole pixel of the copy
+        too, not 1/32 of the way to a midpoint."""
+        out = self.buffers.get("doubled map", source.shape, np.float32)
+        np.multiply(source, np.float32(REMAP_STEPS), out=out)
+        np.rint(out, out=out)
+        np.multiply(out, np.float32(2.0 / REMAP_STEPS), out=out)
+        return out
 
     def remap_points(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``image`` sampled (as :meth:`remap` samples it) at ``points`` (N, 2) float32 source

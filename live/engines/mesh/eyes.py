@@ -4,10 +4,11 @@ The warp fans the eye opening around the iris centre: when the driving eyes look
 iris centre moves but the iris's edges stay pinned to the lids, so the iris smears instead of
 sliding. Here each eye is split once per portrait (:func:`prepare_eyes`) into an iris disc (its
 colour and a soft round alpha) and the eye's white with the iris filled in from the white
-around it; per frame (:func:`render_eyes`) the white follows the eye opening (a least-squares
-affine from the portrait's eye contour to the output's), the iris is placed at the output's iris
-centre at head scale, and both are drawn inside the output's eye opening only, so the lids
-cover the iris as they do in life. A closed or nearly closed eye is left to the warp.
+around it, lit as the eyeball's middle is (:func:`_white`); per frame (:func:`render_eyes`)
+the white follows the eye opening (a least-squares affine from the portrait's eye contour to
+the output's), the iris is placed at the output's iris centre at head scale, and both are
+drawn inside the output's eye opening only, so the lids cover the iris as they do in life. A
+closed or nearly closed eye is left to the warp.
 
 A closing eye's upper lid is redrawn: the portrait's dark lash line is measured once
 (:func:`lash_lines`), the warp takes the closing lid from the skin above it
@@ -70,24 +71,99 @@ WHITE_FILL_FROM = 0.5
 lighter pixels, from this share of them by lightness on (:func:`_white`) ..."""
 WHITE_FILL_EDGE = 3.0
 """... going over from the white's own pixels at the hole's edge to that fill within this
-many pixels (no step where the two meet)."""
+many pixels (no step where the two meet), or :data:`WHITE_FILL_EDGE_SHARE` of the eye's width
+if that is more."""
+WHITE_FILL_EDGE_SHARE = 0.1
+"""(The going over's width as a share of the eye's width, for large eyes.)"""
+WHITE_SKIN_LUMA = 1.15
+"""The eyeball a glance uncovers is lit to this many times the luma of the skin just below the
+eye when the white's fill is darker ... The white a portrait shows beside a centred iris lies
+in the corners' and the lids' shadow: in the fixture clips (lp_d0, lp_d11, lp_d3) the white a
+glance uncovered was 1.0-1.5 times that skin's luma, the fill from the white the first frame
+shows 0.76-1.0 of it."""
+WHITE_LIGHTEST = 0.75
+"""... in the colour (chroma) of the white's lightest pixels, from this share of them by
+lightness on: a painting's whites keep its cast; a photo's a little of its lid margins'
+pink (lp_d0's uncovered white has 0.65 of that chroma) ..."""
+WHITE_OWN_LIGHTEST = 1.3
+"""... but at most this many times as light as the lightest of the white the portrait shows
+(its 97th percentile): deep-set eyes in the brows' shadow (FOMM's source image) are darker
+than the cheek below them, and their uncovered white was a bright spot at the skin's."""
+WHITE_LID_SHADE = (0.12, 0.3)
+"""In the filled place: darker by the first share at the upper lid, back to full over the second
+share of the opening's height (the lashes' shadow) ..."""
+WHITE_LOW_SHADE = (0.1, 0.3)
+"""... and by the first share at the lower lid over the second."""
 
 
-def _white(roi: np.ndarray, white_px: np.ndarray) -> np.ndarray:
+def skin_below_eye(image: np.ndarray, contour: np.ndarray) -> np.ndarray | None:
+    """The colour (YCrCb, float, chroma about 0) of the skin just below an eye (``contour``:
+    the eye opening in ``image`` pixels, RGB uint8): the median of a disc a third of the
+    eye's width under its lowest point; None when that is off the picture."""
+    width = float(np.ptp(contour[:, 0]))
+    low = contour[int(np.argmax(contour[:, 1]))]
+    cx, cy, r = low[0], low[1] + 0.3 * width, 0.15 * width
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = int(cx - r), int(cy - r), int(np.ceil(cx + r)) + 1, int(np.ceil(cy + r)) + 1
+    if r < 1.0 or x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    disc = np.hypot(xx - cx, yy - cy) <= r
+    ycc = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2YCrCb)
+    return np.median(ycc[disc].astype(np.float64), axis=0) - [0.0, 128.0, 128.0]
+
+
+def _lid_shade(opening: np.ndarray) -> np.ndarray:
+    """Per pixel of an eye's patch, the eyeball's shading by the lids (1 in the middle of the
+    opening, :data:`WHITE_LID_SHADE` and :data:`WHITE_LOW_SHADE` at its edges)."""
+    rows = np.arange(opening.shape[0], dtype=np.float32)[:, None]
+    inside = opening > 0
+    top = np.where(inside, rows, np.inf).min(axis=0)
+    bottom = np.where(inside, rows, -np.inf).max(axis=0)
+    span = np.maximum(bottom - top, 1.0)
+    t = np.clip((rows - top) / span, 0.0, 1.0)
+    up = np.clip(1.0 - t / WHITE_LID_SHADE[1], 0.0, 1.0)
+    down = np.clip(1.0 - (1.0 - t) / WHITE_LOW_SHADE[1], 0.0, 1.0)
+    shade = 1.0 - WHITE_LID_SHADE[0] * up * up - WHITE_LOW_SHADE[0] * down * down
+    return np.where(np.isfinite(top), shade, 1.0).astype(np.float32)
+
+
+def _white(roi: np.ndarray, white_px: np.ndarray, opening: np.ndarray,
+           skin: np.ndarray | None, width: float) -> np.ndarray:
     """An eye's white with the iris's place filled in (float32 RGB, the shape of ``roi``,
-    RGB uint8; ``white_px``: the white's visible pixels). Filled from all of them, the
-    shadowed lid margins and lashes beside the white made the uncovered eyeball a dull grey
-    or brown; filled from the lighter ones (:data:`WHITE_FILL_FROM`) alone, the fill met the
-    darker white at its edge in a step, hence the blend over :data:`WHITE_FILL_EDGE`."""
+    RGB uint8; ``white_px``: the white's visible pixels; ``opening``: the eye opening's mask;
+    ``skin``: the skin below the eye, :func:`skin_below_eye`, None: not known; ``width``: the
+    eye's width in pixels). Filled from all of them, the shadowed lid margins and lashes beside
+    the white made the uncovered eyeball a dull grey or brown; filled from the lighter ones
+    (:data:`WHITE_FILL_FROM`) alone, the fill met the darker white at its edge in a step, hence
+    the blend over :data:`WHITE_FILL_EDGE`. A fill darker than the skin's light
+    (:data:`WHITE_SKIN_LUMA`, :data:`WHITE_OWN_LIGHTEST`) is lit to it in the white's lightest
+    colour (:data:`WHITE_LIGHTEST`); the fill is shaded by the lids (:func:`_lid_shade`)."""
     luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
     light_px = white_px & (luma >= np.quantile(luma[white_px], WHITE_FILL_FROM))
     dull = fill_holes(roi, white_px).astype(np.float32)
     if int(light_px.sum()) < 6:
         return np.asarray(cv2.GaussianBlur(dull, (0, 0), 0.6))
     light = fill_holes(roi, light_px).astype(np.float32)
+    hole = (opening > 0) & ~white_px
+    if skin is not None and hole.any():
+        own = float(np.median(light[hole] @ np.array([0.299, 0.587, 0.114], np.float32)))
+        shown = luma[white_px].astype(np.float32)
+        lit = min(WHITE_SKIN_LUMA * float(skin[0]),
+                  WHITE_OWN_LIGHTEST * float(np.percentile(shown, 97)))
+        if lit > own:  # the portrait's white is in shadow: a white lit as the skin is
+            lightest = white_px & (luma >= np.quantile(shown, WHITE_LIGHTEST))
+            ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb)[lightest].astype(np.float64)
+            colour = np.array([[[min(lit, 255.0), *np.median(ycc[:, 1:], axis=0)]]])
+            rgb = cv2.cvtColor(np.clip(colour + 0.5, 0, 255).astype(np.uint8),
+                               cv2.COLOR_YCrCb2RGB)
+            light[...] = rgb.reshape(3).astype(np.float32)
+    light *= _lid_shade(opening)[..., None]
     away = cv2.distanceTransform((~white_px).astype(np.uint8), cv2.DIST_L2, 3)
-    share = np.clip(away / np.float32(WHITE_FILL_EDGE), 0.0, 1.0)[..., None]
-    return np.asarray(cv2.GaussianBlur(dull + (light - dull) * share, (0, 0), 0.6))
+    edge = max(WHITE_FILL_EDGE, WHITE_FILL_EDGE_SHARE * width)
+    share = np.clip(away / np.float32(edge), 0.0, 1.0)[..., None]
+    return np.asarray(cv2.GaussianBlur(np.clip(dull + (light - dull) * share, 0.0, 255.0),
+                                       (0, 0), 0.6))
 
 
 def prepare_eyes(image: np.ndarray, landmarks: np.ndarray) -> tuple[EyePatch, ...]:
@@ -121,7 +197,8 @@ def prepare_eyes(image: np.ndarray, landmarks: np.ndarray) -> tuple[EyePatch, ..
         white_px = (opening > 0) & (d > radius * 1.15)
         if white_px.sum() < 6:  # no white to fill the iris from: leave this eye to the warp
             continue
-        white = _white(roi, white_px)
+        white = _white(roi, white_px, opening, skin_below_eye(image, contour),
+                       float(np.ptp(contour[:, 0])))
         out.append(EyePatch(origin=origin, white=white, iris=roi.astype(np.float32),
                             iris_alpha=alpha, contour=contour, centre=centre, loop=tuple(loop),
                             centre_id=int(centre_id)))

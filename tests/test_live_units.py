@@ -245,20 +245,29 @@ def test_cli_reports_a_missing_portrait(tmp_path: Path,
 
 def test_the_driving_crop_is_the_engines_size_for_fomm_and_at_most_256_for_mesh() -> None:
     # one rule for live, animate and the benchmarks: fomm reads the crop as its input; the
-    # mesh engine's driver pixels (mouth, shading, flow) need no more than 256 px
+    # mesh engine's driver pixels (mouth, shading, flow) at 256 px live, 512 offline
     from types import SimpleNamespace
 
-    from live.engines.base import MESH_DRIVING_CROP, driving_crop_size
+    from live.engines.base import (
+        MESH_DRIVING_CROP,
+        MESH_OFFLINE_DRIVING_CROP,
+        driving_crop_size,
+    )
 
-    assert MESH_DRIVING_CROP == 256
+    assert MESH_DRIVING_CROP == 256 and MESH_OFFLINE_DRIVING_CROP == 512
     assert driving_crop_size(SimpleNamespace(name="mesh", size=512)) == 256
     assert driving_crop_size(SimpleNamespace(name="mesh", size=128)) == 128
+    assert driving_crop_size(SimpleNamespace(name="mesh", size=512), offline=True) == 512
+    assert driving_crop_size(SimpleNamespace(name="mesh", size=947), offline=True) == 512
+    assert driving_crop_size(SimpleNamespace(name="mesh", size=300), offline=True) == 300
     assert driving_crop_size(SimpleNamespace(name="fomm", size=512)) == 512
     assert driving_crop_size(SimpleNamespace(name="fomm", size=256)) == 256
+    assert driving_crop_size(SimpleNamespace(name="fomm", size=256), offline=True) == 256
     remote = SimpleNamespace(name="remote", size=512, server_engine="fomm")
     assert driving_crop_size(remote) == 512
     remote.server_engine = "mesh"
     assert driving_crop_size(remote) == 256
+    assert driving_crop_size(remote, offline=True) == 256  # the bytes on the wire
 
 
 @pytest.mark.fixtures
@@ -272,11 +281,11 @@ def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
     from live.bench.engine import bench_engine_mesh
     from live.jobs.demo import run_demo
 
-    asked: list[tuple[str, int]] = []
+    asked: list[tuple[str, int, bool]] = []
     sizes: list[int] = []
 
-    def rule(engine: object) -> int:
-        asked.append((getattr(engine, "name", ""), int(getattr(engine, "size", 0))))
+    def rule(engine: object, *, offline: bool = False) -> int:
+        asked.append((getattr(engine, "name", ""), int(getattr(engine, "size", 0)), offline))
         return 96
 
     class Recording(tracking.FaceTracker):
@@ -291,8 +300,32 @@ def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
     assert result.frames > 0
     bench_engine_mesh(driving=driving_dir / "lp_d3.mp4", portrait=portraits_dir / "lp_s42.jpg",
                       frames=2, warmup=0, size=160)
-    assert asked == [("mesh", 128), ("mesh", 160)]
+    # the demo writes a file (offline); the engine bench times what live does
+    assert asked == [("mesh", 128, True), ("mesh", 160, False)]
     assert sizes == [96, 96]
+
+
+@pytest.mark.fixtures
+def test_animate_tracks_the_mesh_engines_driving_face_at_512_px(
+        portraits_dir: Path, driving_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the offline job writes a file: the driver's mouth and creases from a 512 px crop
+    import live.face.tracking as tracking
+    from live.jobs.animate import AnimateConfig, run_animate
+
+    sizes: list[int] = []
+
+    class Recording(tracking.FaceTracker):
+        def __init__(self, *args: object, crop_size: int = 256, **kwargs: object) -> None:
+            sizes.append(crop_size)
+            super().__init__(*args, crop_size=crop_size, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tracking, "FaceTracker", Recording)
+    out = tmp_path / "out.mp4"
+    run_animate(AnimateConfig(source_image=portraits_dir / "lp_s42.jpg",
+                              driving_video=driving_dir / "lp_d3.mp4", output=out,
+                              engine="mesh", keep_audio=False, max_frames=3), progress=False)
+    assert out.is_file() and sizes and set(sizes) == {512}
 
 
 @pytest.mark.fixtures

@@ -96,20 +96,30 @@ def crop_matte(engine: Any) -> np.ndarray | None:
 
 
 MESH_DRIVING_CROP = 256
-"""The mesh engine's driving face crop (px) at most: it reads the crop's landmarks, and its
-pixels for the driver's mouth, shading and body flow only at this size or less (the
-128 px flow)."""
+"""The mesh engine's driving face crop (px) at most in ``mimicam live`` and the engine's speed
+bench: it reads the crop's landmarks, and its pixels for the driver's mouth, shading and body
+flow; a webcam's face fills no more, and a larger crop costs every frame (the tracker's
+enlarging crop, the shading's luminance)."""
+MESH_OFFLINE_DRIVING_CROP = 512
+"""... and in the offline jobs (``animate``, the demo's ``--driving``, the quality benches):
+their driving videos show the face at up to the clip's size, and the driver's mouth and
+creases come across sharper from a crop that keeps it (benchmarks/README "Round 48")."""
 
 
-def driving_crop_size(engine: Any) -> int:
+def driving_crop_size(engine: Any, *, offline: bool = False) -> int:
     """The size (px) of the driving face crops ``engine`` animates from: fomm reads the crop
     as its network's input, at its own size; the mesh engine at :data:`MESH_DRIVING_CROP`
-    at most, as the offline job, the demo and the benchmarks track (in ``mimicam live`` a
-    512 px crop took 1-6 ms more CPU a frame than a 256 px one and drew the same mouth). A
-    remote engine's by the engine on the server."""
-    name = getattr(engine, "server_engine", None) or engine.name
+    at most, as ``mimicam live`` tracks (in it a 512 px crop took 1-6 ms more CPU a frame),
+    or :data:`MESH_OFFLINE_DRIVING_CROP` when ``offline`` (a file is written: quality before
+    speed). A remote engine's by the engine on the server, at the live size for mesh
+    offline too (four times the bytes a frame on the wire)."""
+    remote = getattr(engine, "server_engine", None)
+    name = remote or engine.name
     size = int(engine.size)
-    return size if name == "fomm" else min(size, MESH_DRIVING_CROP)
+    if name == "fomm":
+        return size
+    return min(size, MESH_OFFLINE_DRIVING_CROP if offline and remote is None
+               else MESH_DRIVING_CROP)
 
 
 EngineFactory = Callable[..., Engine]

@@ -875,7 +875,7 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
             log.info("animating on %s (%s engine, %d px)", spec.remote, spec.name,
                      engine.size)
         crop_size = int(engine.size)
-        driving_size = driving_crop_size(engine)
+        driving_size = driving_crop_size(engine, offline=True)
         layers = None
         if background.needs_matte:  # one matte for all the picture's people, once
             from live.face.segmentation import prepare_layers

@@ -377,7 +377,7 @@ def _drive_from_video(path: Path, info: Any, animator: Any, writer: Any,
 
     total = info.frame_count if limit is None else min(limit, info.frame_count or limit)
     with VideoReader(path) as reader, \
-            FaceTracker(crop_size=driving_crop_size(animator)) as tracker:
+            FaceTracker(crop_size=driving_crop_size(animator, offline=True)) as tracker:
         faces = ((tracker.process(frame).face, frame.time(info.fps))
                  for frame in itertools.islice(reader, limit))
         return _render(faces, total, animator, writer, show, disable, painter)

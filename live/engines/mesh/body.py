@@ -43,6 +43,10 @@ _FARNEBACK = (0.5, 4, 15, 3, 5, 1.1, 0)
 """Farneback's pyramid scale, levels, window (px), iterations, polynomial size and sigma,
 flags: a 15 px window stays steady over plain clothes (9 px read a shirt moving 25 px down
 as 59 px up)."""
+ALIGN_SHRINK = 2
+"""A driving crop larger than this many times the flow's side is first shrunk to it (area
+filter): resampled bilinearly to a quarter or less of its side, a 512 px crop's fine
+texture (a shirt's weave) aliased and the flow over the shoulders went astray."""
 HEAD_PRIOR_FULL = 1.6
 """The head's motion is the flow's starting point up to this many face radii from the face's
 centre (the face, the hair around it) ..."""
@@ -182,6 +186,12 @@ class BodyFlow:
         # the face, none on the body) -> this crop's pixels
         to_frame = self._work_to_frame
         frame_to_cur = invert_affine(cur)
+        side, small = gray.shape[1], ALIGN_SHRINK * self._work
+        if side > small:
+            f = small / side
+            gray = cv2.resize(gray, (small, small), interpolation=cv2.INTER_AREA)
+            frame_to_cur = compose(np.array([[f, 0.0, 0.5 * f - 0.5], [0.0, f, 0.5 * f - 0.5]]),
+                                   frame_to_cur)
         to_cur = compose(frame_to_cur, compose(head_m, to_frame))
         if self._head_share is None:
             return np.asarray(cv2.warpAffine(gray, to_cur, (self._work, self._work),

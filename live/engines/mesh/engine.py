@@ -243,6 +243,12 @@ class MeshPortrait:
             return None
         return np.asarray(cv2.cvtColor(self.backdrop, cv2.COLOR_RGB2RGBA))
 
+    @property
+    def head_layered(self) -> bool:
+        """Whether the warp puts a head layer over a still background (the portrait has
+        layers: :attr:`image_matte` and :attr:`backdrop_rgba`)."""
+        return self.image_matte is not None and self.backdrop_rgba is not None
+
     def fine(self, name: str) -> np.ndarray:
         """The picture ``name`` (``"image"``, ``"image_matte"`` or ``"backdrop_rgba"``)
         enlarged 2x (:func:`~live.engines.mesh.warp.enlarge_2x`), made on first use and
@@ -454,7 +460,7 @@ class MeshEngine:
         if self.config.mouth_fill:
             _ = prepared.seam  # measured with the rest, not on the first frame that opens
         # the warp's 2x copies too, not on the first frame (:meth:`_picture`)
-        if prepared.image_matte is not None and prepared.backdrop_rgba is not None:
+        if prepared.head_layered:
             prepared.fine("image_matte"), prepared.fine("backdrop_rgba")
         else:
             prepared.fine("image")
@@ -857,7 +863,7 @@ class MeshEngine:
         self.last_matte = None
         backdrop = portrait.backdrop
         doubled = warp.doubled(source)
-        if portrait.image_matte is None or backdrop is None or portrait.backdrop_rgba is None:
+        if not portrait.head_layered or backdrop is None:  # (backdrop: None with no layer)
             return warp.remap(portrait.fine("image"), doubled), None
         # 4-channel remaps (image + matte, backdrop + padding): bit for bit what 3 + 1 + 3
         # channels give, in about half the time; the temporaries in reused buffers

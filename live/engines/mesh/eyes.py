@@ -140,7 +140,8 @@ def _white(roi: np.ndarray, white_px: np.ndarray, opening: np.ndarray,
     (:data:`WHITE_SKIN_LUMA`, :data:`WHITE_OWN_LIGHTEST`) is lit to it in the white's lightest
     colour (:data:`WHITE_LIGHTEST`); the fill is shaded by the lids (:func:`_lid_shade`)."""
     luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
-    light_px = white_px & (luma >= np.quantile(luma[white_px], WHITE_FILL_FROM))
+    shown = luma[white_px].astype(np.float32)
+    light_px = white_px & (luma >= np.quantile(shown, WHITE_FILL_FROM))
     dull = fill_holes(roi, white_px).astype(np.float32)
     if int(light_px.sum()) < 6:
         return np.asarray(cv2.GaussianBlur(dull, (0, 0), 0.6))
@@ -148,7 +149,6 @@ def _white(roi: np.ndarray, white_px: np.ndarray, opening: np.ndarray,
     hole = (opening > 0) & ~white_px
     if skin is not None and hole.any():
         own = float(np.median(light[hole] @ np.array([0.299, 0.587, 0.114], np.float32)))
-        shown = luma[white_px].astype(np.float32)
         lit = min(WHITE_SKIN_LUMA * float(skin[0]),
                   WHITE_OWN_LIGHTEST * float(np.percentile(shown, 97)))
         if lit > own:  # the portrait's white is in shadow: a white lit as the skin is

@@ -270,6 +270,22 @@ def test_the_driving_crop_is_the_engines_size_for_fomm_and_at_most_256_for_mesh(
     assert driving_crop_size(remote, offline=True) == 256  # the bytes on the wire
 
 
+def test_live_cuts_the_mesh_engines_driving_crop_at_most_at_384_px_and_fomms_at_its_size(
+        ) -> None:
+    from types import SimpleNamespace
+
+    from live.engines.base import MESH_LIVE_DRIVING_CROP, driving_crop_limit
+
+    assert MESH_LIVE_DRIVING_CROP == 384
+    assert driving_crop_limit(SimpleNamespace(name="mesh", size=512)) == 384
+    assert driving_crop_limit(SimpleNamespace(name="mesh", size=947)) == 384
+    assert driving_crop_limit(SimpleNamespace(name="mesh", size=320)) == 320
+    assert driving_crop_limit(SimpleNamespace(name="mesh", size=128)) == 128
+    assert driving_crop_limit(SimpleNamespace(name="fomm", size=256)) == 256
+    remote = SimpleNamespace(name="remote", size=512, server_engine="mesh")
+    assert driving_crop_limit(remote) == 256  # raw crops on the wire: as before
+
+
 @pytest.mark.fixtures
 def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
         portraits_dir: Path, driving_dir: Path, tmp_path: Path,
@@ -283,15 +299,19 @@ def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
 
     asked: list[tuple[str, int, bool]] = []
     sizes: list[int] = []
+    maxima: list[int | None] = []
 
     def rule(engine: object, *, offline: bool = False) -> int:
         asked.append((getattr(engine, "name", ""), int(getattr(engine, "size", 0)), offline))
         return 96
 
     class Recording(tracking.FaceTracker):
-        def __init__(self, *args: object, crop_size: int = 256, **kwargs: object) -> None:
+        def __init__(self, *args: object, crop_size: int = 256,
+                     max_crop_size: int | None = None, **kwargs: object) -> None:
             sizes.append(crop_size)
-            super().__init__(*args, crop_size=crop_size, **kwargs)  # type: ignore[arg-type]
+            maxima.append(max_crop_size)
+            super().__init__(*args, crop_size=crop_size,  # type: ignore[arg-type]
+                             max_crop_size=max_crop_size, **kwargs)
 
     monkeypatch.setattr(base, "driving_crop_size", rule)
     monkeypatch.setattr(tracking, "FaceTracker", Recording)
@@ -300,9 +320,10 @@ def test_the_demo_and_the_engine_bench_track_at_the_one_rules_crop_size(
     assert result.frames > 0
     bench_engine_mesh(driving=driving_dir / "lp_d3.mp4", portrait=portraits_dir / "lp_s42.jpg",
                       frames=2, warmup=0, size=160)
-    # the demo writes a file (offline); the engine bench times what live does
-    assert asked == [("mesh", 128, True), ("mesh", 160, False)]
-    assert sizes == [96, 96]
+    # the demo writes a file (offline); the engine bench times what live does (its smallest
+    # crop, and its largest by driving_crop_limit, which asks the rule too)
+    assert asked == [("mesh", 128, True), ("mesh", 160, False), ("mesh", 160, False)]
+    assert sizes == [96, 96] and maxima == [None, 160]
 
 
 @pytest.mark.fixtures
@@ -329,13 +350,19 @@ def test_animate_tracks_the_mesh_engines_driving_face_at_512_px(
 
 
 @pytest.mark.fixtures
-def test_live_tracks_the_mesh_engines_driving_face_at_256_px(portraits_dir: Path,
-                                                              driving_dir: Path) -> None:
+def test_live_tracks_the_mesh_engines_driving_face_at_the_cameras_resolution(
+        portraits_dir: Path, driving_dir: Path) -> None:
+    # 256 px crops for a face the camera shows small, up to 384 px for one it shows large
+    # (lp_d3's face square in a 640x480 frame is larger than the frame's height)
     from live.jobs.build import build_pipeline
 
-    cfg = LiveConfig(portrait=portraits_dir / "lp_s42.jpg", driver=driving_dir / "lp_d3.mp4",
-                     width=640, height=360, vcam=False, preview=False, duration=0.5)
-    with build_pipeline(cfg, realtime=False, driver_size=(640, 480)) as p:
-        assert p.engine.size == 512 and p.tracker.crop_size == 256
-        p.run()
-        assert p.summary()["frames_sent"] > 0
+    for driver_size, crop in (((640, 480), 384), ((320, 240), 256)):
+        cfg = LiveConfig(portrait=portraits_dir / "lp_s42.jpg",
+                         driver=driving_dir / "lp_d3.mp4", width=640, height=360,
+                         vcam=False, preview=False, duration=0.5)
+        with build_pipeline(cfg, realtime=False, driver_size=driver_size) as p:
+            assert p.engine.size == 512
+            assert (p.tracker.crop_size, p.tracker.max_crop_size) == (256, 384)
+            p.run()
+            assert p.summary()["frames_sent"] > 0
+            assert p.tracker.current_crop_size == crop, driver_size

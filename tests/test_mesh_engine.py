@@ -1407,6 +1407,44 @@ def test_real_clip_keeps_the_face_and_transfers_motion(portraits_dir: Path,
     assert r.transfer_ratio < 0.35, r.as_dict()
 
 
+@pytest.mark.fixtures
+def test_driving_crops_that_change_size_mid_run_animate_as_crops_of_one_size(
+        prepared: tuple[MeshEngine, MeshPortrait], driving_dir: Path) -> None:
+    # live cuts its driving crops at the face's own resolution and cuts them anew when the
+    # face leans in or out (FaceTracker's max_crop_size): the engine reads them in frame
+    # pixels, so a change of size leaves the picture where crops of one size put it
+    from live.face.tracking import FaceTracker
+    from live.io.video import VideoReader
+
+    _, portrait = prepared
+    frames = []
+    with VideoReader(driving_dir / "lp_d3.mp4") as reader:
+        for frame in reader:
+            frames.append(frame)
+            if len(frames) == 10:
+                break
+    crops = {}
+    for size in (256, 448):
+        with FaceTracker(crop_size=size) as tracker:
+            crops[size] = [tracker.process(f).face for f in frames]
+    def run(plan: list[int]) -> list[np.ndarray]:
+        engine = _fresh(portrait, smoothing=False)
+        try:
+            engine.calibrate(crops[plan[0]][0])  # type: ignore[arg-type]
+            return [engine.process(crops[plan[i]][i], float(i) / 30) for i in range(1, 10)]
+        finally:
+            engine.close()
+
+    small, switched, large = run([256] * 10), run([256] * 5 + [448] * 5), run([448] * 10)
+    assert all(_diff(a, b) == 0.0 for a, b in zip(small[:4], switched[:4], strict=True))
+    for i in range(4, 9):
+        # after the switch: nearer the picture crops of the new size give than the old size
+        # is to it (the two differ by the crops' resolution and their neutral frames)
+        assert _diff(switched[i], large[i]) < 1.0, i
+        assert _diff(switched[i], small[i]) <= _diff(large[i], small[i]) + 0.25, i
+    assert _diff(small[0], small[-1]) > 10 * _diff(switched[4], large[4])  # the clip moves
+
+
 # -- the bench command ----------------------------------------------------------------------------
 
 

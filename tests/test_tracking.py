@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,13 @@ import pytest
 
 from calibrate.landmarks import inter_ocular_distance
 from live.face.tracking import (
+    CROP_STEP,
     FaceBox,
     FaceTracker,
     crop_square,
     detect_faces,
     face_landmarks,
+    native_crop_size,
     square_box,
     transform_points,
 )
@@ -365,3 +368,72 @@ def test_landmarks_read_in_one_go_equal_those_read_field_by_field() -> None:
     assert np.array_equal(tracking.landmark_array(seen), slow[:5])
     assert tracking.landmark_array(_landmark_list([])).shape == (0, 3)
 
+
+
+def test_the_native_crop_size_is_the_faces_pixels_rounded_down_within_its_limits() -> None:
+    assert CROP_STEP == 64
+    assert native_crop_size(300.0, 256, 512) == 256  # under two steps past: the smallest
+    assert native_crop_size(383.9, 256, 512) == 320
+    assert native_crop_size(448.0, 256, 512) == 448
+    assert native_crop_size(1900.0, 256, 512) == 512
+    assert native_crop_size(120.0, 256, 512) == 256  # a small face: enlarged, as before
+    assert native_crop_size(900.0, 256, 256) == 256
+    assert native_crop_size(0.0, 96, 512) == 96
+
+
+def _face_on_canvas(face: np.ndarray, scale: float, size: tuple[int, int] = (1280, 720)
+                    ) -> np.ndarray:
+    """``face`` resized by ``scale`` and put in the middle of a grey ``size`` (w, h) frame."""
+    w, h = size
+    small = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+                       if scale < 1 else cv2.INTER_CUBIC)
+    canvas = np.full((h, w, 3), 120, np.uint8)
+    fh, fw = small.shape[:2]
+    y0, x0 = (h - fh) // 2, (w - fw) // 2
+    ys, xs = slice(max(y0, 0), min(y0 + fh, h)), slice(max(x0, 0), min(x0 + fw, w))
+    canvas[ys, xs] = small[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    return canvas
+
+
+@pytest.mark.fixtures
+def test_the_crop_follows_the_faces_resolution_without_enlarging_or_flipping(
+        driving_dir: Path) -> None:
+    # an HD camera's face keeps its pixels in a larger crop (up to max_crop_size), a small
+    # face stays at crop_size; the size is chosen when the face is found and changes only
+    # when the face's square shrinks below it or grows two steps past it
+    face = video_frames(driving_dir, "lp_d3.mp4", 1)[0].image[:, 64:448]  # 384 x 512
+    scales = [1.25] * 4 + list(np.linspace(1.25, 0.42, 24)) + [0.42] * 4 \
+        + list(np.linspace(0.42, 1.25, 24)) + [1.25] * 4
+    frames = [Frame(_face_on_canvas(face, s), i, float(i), i / 30.0)
+              for i, s in enumerate(scales)]
+    with FaceTracker(crop_size=256, max_crop_size=512) as tracker:
+        assert tracker.current_crop_size == 256
+        results = [tracker.process(f) for f in frames]
+    crops = [r.face for r in results]
+    assert all(c is not None for c in crops)
+    sizes = [c.image.shape[0] for c in crops if c is not None]
+    sides = [float(c.crop_to_frame[0, 0]) * c.image.shape[0] for c in crops if c is not None]
+    assert set(sizes) <= {256, 320, 384, 448, 512}
+    assert sizes[0] == 512 and sizes[31] == 256 and sizes[-1] == 512
+    for size, side in zip(sizes, sides, strict=True):
+        # never an enlargement of the frame above crop_size, never more than 2 steps short
+        assert size == 256 or size <= side + 1e-6, (size, side)
+        assert size == 512 or side < size + 2 * CROP_STEP, (size, side)
+    changes = sum(a != b for a, b in itertools.pairwise(sizes))
+    assert changes <= 8, sizes  # each step down and up once at most, no flipping back
+    # the crop's landmarks are where the frame's are, at every size
+    for c in crops:
+        assert c is not None and c.landmarks is not None
+        lm = transform_points(c.landmarks, c.crop_to_frame)
+        assert np.all(np.abs(lm[:, :2].mean(axis=0) - (640, 360)) < 200)
+
+
+@pytest.mark.fixtures
+def test_a_tracker_without_max_crop_size_keeps_its_one_size(driving_dir: Path) -> None:
+    face = video_frames(driving_dir, "lp_d3.mp4", 1)[0].image
+    with FaceTracker(crop_size=256) as tracker:
+        out = tracker.process(Frame(_face_on_canvas(face, 1.3), 0, 0.0, 0.0))
+        assert tracker.max_crop_size == 256 and tracker.current_crop_size == 256
+    assert out.face is not None and out.face.image.shape == (256, 256, 3)
+    with pytest.raises(ValueError, match="max_crop_size: expected at least crop_size"):
+        FaceTracker(crop_size=256, max_crop_size=128)

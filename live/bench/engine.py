@@ -73,7 +73,7 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     frame is dropped here); ``fps_wall`` is then the pipeline's throughput and ``total`` a
     frame's time from its decode to its composite, the wait in between included. Otherwise
     every stage runs in turn on one thread and ``total`` is their sum."""
-    from live.engines.base import driving_crop_size
+    from live.engines.base import driving_crop_limit, driving_crop_size
     from live.engines.mesh.engine import MeshEngine
     from live.face.portraits import find_portrait, load_image
     from live.face.tracking import FaceTracker
@@ -91,7 +91,8 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     faces = 0
     engine_options = dataclasses.replace(options, size=size) if options is not None else None
     with MeshEngine(engine_options, size=size) as engine, \
-            FaceTracker(crop_size=driving_crop_size(engine)) as tracker, \
+            FaceTracker(crop_size=driving_crop_size(engine),
+                        max_crop_size=driving_crop_limit(engine)) as tracker, \
             contextlib.ExitStack() as stack:
         t0 = time.perf_counter()
         engine.set_portrait(engine.prepare(crop, picture=found.picture_box))

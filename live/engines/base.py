@@ -96,10 +96,15 @@ def crop_matte(engine: Any) -> np.ndarray | None:
 
 
 MESH_DRIVING_CROP = 256
-"""The mesh engine's driving face crop (px) at most in ``mimicam live`` and the engine's speed
-bench: it reads the crop's landmarks, and its pixels for the driver's mouth, shading and body
-flow; a webcam's face fills no more, and a larger crop costs every frame (the tracker's
-enlarging crop, the shading's luminance)."""
+"""The mesh engine's driving face crop (px) in ``mimicam live`` and the engine's speed bench
+when the camera shows the face with no more pixels than this (up to
+:data:`MESH_LIVE_DRIVING_CROP` when it shows more): it reads the crop's landmarks, and its
+pixels for the driver's mouth, shading and body flow."""
+MESH_LIVE_DRIVING_CROP = 384
+"""... the largest crop live cuts at the face's own resolution (a 720p or 1080p webcam's
+face; :func:`live.face.tracking.native_crop_size`: never an enlargement of the frame, which
+would cost every frame and add nothing). 384 px kept most of what 512 px gave the
+self-reconstructions at half its extra cost a frame (benchmarks/README "Round 49")."""
 MESH_OFFLINE_DRIVING_CROP = 512
 """... and in the offline jobs (``animate``, the demo's ``--driving``, the quality benches):
 their driving videos show the face at up to the clip's size, and the driver's mouth and
@@ -109,10 +114,10 @@ creases come across sharper from a crop that keeps it (benchmarks/README "Round 
 def driving_crop_size(engine: Any, *, offline: bool = False) -> int:
     """The size (px) of the driving face crops ``engine`` animates from: fomm reads the crop
     as its network's input, at its own size; the mesh engine at :data:`MESH_DRIVING_CROP`
-    at most, as ``mimicam live`` tracks (in it a 512 px crop took 1-6 ms more CPU a frame),
-    or :data:`MESH_OFFLINE_DRIVING_CROP` when ``offline`` (a file is written: quality before
-    speed). A remote engine's by the engine on the server, at the live size for mesh
-    offline too (four times the bytes a frame on the wire)."""
+    at most, as ``mimicam live`` tracks a face no larger (:func:`driving_crop_limit` for a
+    larger one), or :data:`MESH_OFFLINE_DRIVING_CROP` when ``offline`` (a file is written:
+    quality before speed). A remote engine's by the engine on the server, at the live size
+    for mesh offline too (four times the bytes a frame on the wire)."""
     remote = getattr(engine, "server_engine", None)
     name = remote or engine.name
     size = int(engine.size)
@@ -120,6 +125,16 @@ def driving_crop_size(engine: Any, *, offline: bool = False) -> int:
         return size
     return min(size, MESH_OFFLINE_DRIVING_CROP if offline and remote is None
                else MESH_DRIVING_CROP)
+
+
+def driving_crop_limit(engine: Any) -> int:
+    """The largest driving crop (px) ``mimicam live`` cuts for ``engine`` when the camera
+    shows the face with more pixels than :func:`driving_crop_size` (the tracker's
+    ``max_crop_size``): the local mesh engine's up to :data:`MESH_LIVE_DRIVING_CROP`; fomm's
+    input and a remote engine's crops on the wire stay at :func:`driving_crop_size`."""
+    if engine.name == "mesh":  # (a remote engine's name is "remote")
+        return max(driving_crop_size(engine), min(int(engine.size), MESH_LIVE_DRIVING_CROP))
+    return driving_crop_size(engine)
 
 
 EngineFactory = Callable[..., Engine]

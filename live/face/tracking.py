@@ -39,6 +39,7 @@ __all__ = [
     "detect_faces",
     "face_landmarks",
     "landmark_array",
+    "native_crop_size",
     "square_box",
     "transform_points",
 ]
@@ -53,6 +54,9 @@ _BOX_SHIFT_TO_MESH = -0.05
 _ROI_SCALE = 2.0
 _MESH_INPUT = 256
 _MAX_CANDIDATES = 3  # detected faces tried, largest first, when (re)acquiring
+CROP_STEP = 64
+"""A :class:`FaceTracker` given a ``max_crop_size`` samples its crops at the face's own
+resolution in steps of this many pixels (:func:`native_crop_size`)."""
 # Region around a detector box for still-image landmarks (in box sizes), and its pixel size.
 _STILL_ROI_SCALE = 2.6
 _STILL_INPUT = 384
@@ -358,6 +362,15 @@ def face_landmarks(
 # the tracker
 
 
+def native_crop_size(side: float, smallest: int, largest: int) -> int:
+    """The crop size (px) that keeps what a camera shows of a face whose square is ``side``
+    frame pixels: ``side`` rounded down to :data:`CROP_STEP`, so the crop is never an
+    enlargement of the frame (a bicubic enlargement costs several times a reduction and adds
+    nothing), within ``smallest`` and ``largest``."""
+    size = int(max(side, 0.0) // CROP_STEP) * CROP_STEP
+    return int(min(max(size, smallest), max(largest, smallest)))
+
+
 @dataclass(frozen=True)
 class TrackerStats:
     """Counters of a :class:`FaceTracker`: frames processed, frames with a face, detector
@@ -402,6 +415,7 @@ class FaceTracker:
         self,
         *,
         crop_size: int = 256,
+        max_crop_size: int | None = None,
         crop_scale: float = 1.8,
         crop_shift_y: float = 0.0,
         full_range: bool = False,
@@ -416,10 +430,15 @@ class FaceTracker:
     ) -> None:
         if crop_size < 16:
             raise ValueError(f"crop_size: expected at least 16 pixels, got {crop_size}")
+        if max_crop_size is not None and max_crop_size < crop_size:
+            raise ValueError(f"max_crop_size: expected at least crop_size ({crop_size}) "
+                             f"pixels, got {max_crop_size}")
         if crop_scale <= 0:
             raise ValueError(f"crop_scale: expected a positive factor, got {crop_scale}")
         border_args(border)
         self.crop_size = int(crop_size)
+        self.max_crop_size = self.crop_size if max_crop_size is None else int(max_crop_size)
+        self._crop_now = self.crop_size
         self.crop_scale = float(crop_scale)
         self.crop_shift_y = float(crop_shift_y)
         self.full_range = bool(full_range)
@@ -442,6 +461,25 @@ class FaceTracker:
     @property
     def stats(self) -> TrackerStats:
         return self._stats
+
+    @property
+    def current_crop_size(self) -> int:
+        """The size (px) of the crops cut now: ``crop_size`` unless ``max_crop_size`` lets it
+        follow the face's resolution."""
+        return self._crop_now
+
+    def _follow_resolution(self, side: float, found: bool) -> None:
+        """Choose :attr:`current_crop_size` for a face square of ``side`` frame pixels:
+        anew when the face was just ``found``, else only when the square is smaller than
+        the crop (the crop would be an enlargement) or two steps larger."""
+        if self.max_crop_size == self.crop_size:
+            return
+        now = self._crop_now
+        if found or side < now or side >= now + 2 * CROP_STEP:
+            size = native_crop_size(side, self.crop_size, self.max_crop_size)
+            if size != now:
+                log.debug("driving crops at %d px (the face's square: %.0f px)", size, side)
+            self._crop_now = size
 
     @property
     def tracking(self) -> bool:
@@ -502,7 +540,8 @@ class FaceTracker:
                 self._count(losses=1)
                 log.debug("frame %d: lost the face, detecting again", frame.index)
                 self._roi = None
-        if lm is None:
+        found = lm is None  # a face found anew (first frame, or after a loss)
+        if found:
             lm = self._acquire(image)
         if lm is None:
             return Tracked(frame, None)
@@ -516,7 +555,8 @@ class FaceTracker:
             box = self._filter(np.array([center[0], center[1], side]) / self._ref_size, t)
             box *= self._ref_size
             center, side = box[:2], float(box[2])
-        crop = crop_square(image, center, side, self.crop_size, landmarks=lm,
+        self._follow_resolution(side, found)
+        crop = crop_square(image, center, side, self._crop_now, landmarks=lm,
                            border=self.border, frame_index=frame.index,
                            t_capture=frame.t_capture, score=self._score)
         return Tracked(frame, crop)

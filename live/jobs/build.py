@@ -39,7 +39,7 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
     warning saying how to set it up. ``realtime=False`` plays a driver video as fast as the
     pipeline takes frames, ``driver_size`` letterboxes its frames (benchmarks).
     """
-    from live.engines.base import create_engine, driving_crop_size
+    from live.engines.base import create_engine, driving_crop_limit, driving_crop_size
     from live.face.framing import read_portrait_options
     from live.face.portraits import PortraitLibrary, portrait_paths, usable_portraits
     from live.face.tracking import FaceTracker
@@ -97,7 +97,8 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
             source = CameraSource(cfg.camera, width=cfg.camera_width,
                                   height=cfg.camera_height, fps=cfg.camera_fps)
         stack.callback(source.close)
-        tracker = FaceTracker(crop_size=driving_crop_size(engine), crop_scale=cfg.crop_scale)
+        tracker = FaceTracker(crop_size=driving_crop_size(engine),
+                              max_crop_size=driving_crop_limit(engine), crop_scale=cfg.crop_scale)
         stack.callback(tracker.close)
         sinks: list[Sink] = []
         if cfg.vcam:

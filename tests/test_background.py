@@ -805,3 +805,75 @@ def test_a_live_portrait_is_segmented_at_twice_the_size_it_is_shown(
     finally:
         library.close()
         library.engine.close()
+
+
+@pytest.mark.fixtures
+def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
+        portrait_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the whole picture's person and plate are segmented on a thread of their own while the
+    # engine prepares the face (a 2-core machine's second core); the same layers as in turn,
+    # and an error on either side reaches the caller with no thread left behind
+    import threading
+
+    import live.face.segmentation as segmentation
+    from live.face.portraits import SEGMENT_DETAIL
+
+    real = segmentation.prepare_layers
+    seen: list[str] = []
+    started = threading.Event()
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        started.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "prepare_layers", recording)
+    library = _live_library([portrait_file], [Background.parse("green")])
+    engine_prepare = library.engine.prepare
+
+    def waiting(*args: Any, **kwargs: Any) -> Any:
+        # the engine's preparation goes on only once the picture's layers have begun: in
+        # turn, one after the other, it would wait here for ever
+        assert started.wait(timeout=30.0), "the layers did not start beside the engine"
+        return engine_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(library.engine, "prepare", waiting)
+    try:
+        prepared = library.prepare(0)
+    finally:
+        library.close()
+    assert seen and seen[0].startswith("portrait-layers"), seen
+    assert prepared.layers is not None
+    image = prepared.portrait.image
+    scale = min(1.0, SEGMENT_DETAIL * prepared.compositor.framing.scale)
+    alone = real(image, scale=scale)
+    assert alone is not None
+    np.testing.assert_array_equal(prepared.layers.matte, alone.matte)
+    np.testing.assert_array_equal(prepared.layers.plate, alone.plate)
+
+    def broken_layers(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith("portrait-layers"):
+            raise RuntimeError("segmentation broke")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "prepare_layers", broken_layers)
+    before = threading.active_count()
+    library = _live_library([portrait_file], [Background.parse("green")])
+    try:
+        with pytest.raises(RuntimeError, match="segmentation broke"):
+            library.prepare(0)
+    finally:
+        library.close()
+    monkeypatch.setattr(segmentation, "prepare_layers", real)
+    library = _live_library([portrait_file], [Background.parse("green")])
+
+    def broken_engine(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("engine broke")
+
+    monkeypatch.setattr(library.engine, "prepare", broken_engine)
+    try:
+        with pytest.raises(ValueError, match="engine broke"):
+            library.prepare(0)
+    finally:
+        library.close()
+    assert threading.active_count() <= before

@@ -445,6 +445,13 @@ framed into a 1280x720 call is shown at a quarter to a half of its size, and seg
 at its own size took 0.5 s of its preparation."""
 
 
+def _picture_layers(image: np.ndarray, scale: float) -> PortraitLayers | None:
+    """:func:`live.face.segmentation.prepare_layers` of a whole picture at ``scale``."""
+    from live.face.segmentation import prepare_layers
+
+    return prepare_layers(image, scale=scale)
+
+
 class PortraitLibrary:
     """Portraits from a file or folder, prepared for one engine and output size.
 
@@ -548,16 +555,19 @@ class PortraitLibrary:
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
                                  path=path, face=face)
         framing = self._framing(portrait, own.framing or self.framing)
-        handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box)
-        layers = None
-        if self._segment:
-            from live.face.segmentation import prepare_layers
-
-            layers = prepare_layers(portrait.image,
-                                    scale=min(1.0, SEGMENT_DETAIL * framing.scale))
-            if layers is None:
-                log.warning("portrait %s: the segmentation found no person in it; it keeps "
-                            "its own background", path.name)
+        # the whole picture's person and plate (for a background) on a thread of their own
+        # while the engine prepares the face: OpenCV and MediaPipe release the GIL, so the
+        # two share a 2-core machine's cores (benchmarks/README "Round 50"); the executor
+        # starts no thread without one
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
+            whole = helper.submit(_picture_layers, portrait.image,
+                                  min(1.0, SEGMENT_DETAIL * framing.scale)) \
+                if self._segment else None
+            handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box)
+            layers = None if whole is None else whole.result()
+        if self._segment and layers is None:
+            log.warning("portrait %s: the segmentation found no person in it; it keeps "
+                        "its own background", path.name)
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather,
                                 color_transfer=self.color_transfer, framing=framing,

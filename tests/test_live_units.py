@@ -366,3 +366,4 @@ def test_live_tracks_the_mesh_engines_driving_face_at_the_cameras_resolution(
             p.run()
             assert p.summary()["frames_sent"] > 0
             assert p.tracker.current_crop_size == crop, driver_size
+            assert p.summary()["driving_crop"] == crop  # in --stats FILE.json too

@@ -616,6 +616,9 @@ class LivePipeline:
             portraits=len(self.library),
             backgrounds=[str(b) for b in self._backgrounds],
             sinks=[s.name for s in self.sinks],
+            # the driving crops' size at the end (a FaceTracker's; it follows the camera's
+            # resolution of the face: benchmarks/README "Round 49")
+            driving_crop=getattr(self.tracker, "current_crop_size", None),
         )
 
     # -- life cycle --------------------------------------------------------------------------------

@@ -310,6 +310,9 @@ MAX_CLEAN_UPSCALE = 1.5
 as far as the letterboxed whole portrait would need, when that is more (a tiny portrait)."""
 _SLACK_X = 0.03  # the face may sit this share of the width off centre to stay inside the photo
 _SLACK_EYES = (0.33, 0.45)  # ... and the eye line between these shares of the height
+REACH_EYES_LOWEST = 0.6
+"""``reach_bottom`` framings (:func:`framing_transform`) put the eye line no lower than this
+share of the height: a photo that would need it lower is left where it was."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,7 +363,8 @@ def _settle(ideal: float, n: int, out: int, moves: tuple[float, float]) -> float
 def framing_transform(face_box: Sequence[float] | np.ndarray | None,
                       portrait_size: tuple[int, int], output_size: tuple[int, int],
                       mode: FramingMode = "shoulders", *, eyes_y: float | None = None,
-                      max_upscale: float = MAX_CLEAN_UPSCALE) -> Framing:
+                      max_upscale: float = MAX_CLEAN_UPSCALE,
+                      reach_bottom: bool = False) -> Framing:
     """How a ``portrait_size`` (w, h) portrait fills a ``output_size`` (w, h) frame.
 
     ``full``: the whole portrait letterboxed (exactly :func:`letterbox_transform`).
@@ -375,6 +379,13 @@ def framing_transform(face_box: Sequence[float] | np.ndarray | None,
     than the letterboxed whole portrait would when that is more (a tiny portrait): beyond
     that the face is framed smaller. The portrait may then not cover the output
     (:attr:`Framing.padded`): :func:`frame_picture` extends its edge.
+
+    ``reach_bottom``: a photo that would end above the output's bottom (a head-and-shoulders
+    crop: its person would be cut off in mid-air in front of a background) is zoomed in until
+    its bottom edge is the output's with the eye line 45 % down, or until it is as high as
+    the output (the eye line then where the photo has it, down to
+    :data:`REACH_EYES_LOWEST`; further, up to the zoom limit above, when it has the eyes
+    lower), and put there. The face is then framed larger than ``mode`` says.
     """
     if mode not in FRAMINGS:
         raise ValueError(f"framing: expected one of {', '.join(FRAMINGS)}, got {mode!r}")
@@ -401,10 +412,22 @@ def framing_transform(face_box: Sequence[float] | np.ndarray | None,
     # pixel centres at integers: resizing maps x to (x + 0.5) * sx - 0.5
     ideal_x = (ow - 1) / 2.0 - ((x0 + x1) / 2.0 + 0.5) * sx + 0.5
     ideal_y = EYES_DOWN * oh - 0.5 - ((eye + 0.5) * sy - 0.5)
-    slack_x = _SLACK_X * ow
-    ox = round(_settle(ideal_x, nw, ow, (-slack_x, slack_x)))
     oy = round(_settle(ideal_y, nh, oh, ((_SLACK_EYES[0] - EYES_DOWN) * oh,
                                          (_SLACK_EYES[1] - EYES_DOWN) * oh)))
+    below = ph - eye - 0.5  # photo pixels from the eye line down to the photo's bottom edge
+    if reach_bottom and oy + nh < oh and below > 0:
+        need = (1.0 - _SLACK_EYES[1]) * oh / below  # the bottom reached, the eyes 45 % down
+        fit = oh / ph  # the photo as high as the output
+        for most in (max(s, fit), max(s, fit, float(max_upscale), letterboxed)):
+            zoom = min(max(s, need), most)  # the eye line goes up as the photo grows upwards
+            zw, zh = max(1, round(pw * zoom)), max(1, round(ph * zoom))
+            if (oh - zh + (eye + 0.5) * (zh / ph)) / oh <= REACH_EYES_LOWEST:
+                nw, nh, oy = zw, zh, oh - zh
+                sx, sy = nw / pw, nh / ph
+                ideal_x = (ow - 1) / 2.0 - ((x0 + x1) / 2.0 + 0.5) * sx + 0.5
+                break
+    slack_x = _SLACK_X * ow
+    ox = round(_settle(ideal_x, nw, ow, (-slack_x, slack_x)))
     m = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]])
     return Framing(mode, m, (pw, ph), (ow, oh), (nw, nh), (ox, oy))
 

@@ -877,3 +877,45 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
     finally:
         library.close()
     assert threading.active_count() <= before
+
+
+@pytest.mark.fixtures
+def test_with_a_background_a_head_and_shoulders_photo_is_framed_down_to_the_bottom(
+        portraits_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # lp_s42 (a 512 px head-and-shoulders crop) framed shoulders ends 71 % of the way down
+    # a 1280x720 output: in front of a background its person was a bust cut off in mid-air;
+    # with one it is framed down to the bottom. Without a background, and for a photo with
+    # room below the face, the framing is as before.
+    import live.geometry as geometry
+
+    caplog.set_level(logging.WARNING, logger="live.face.portraits")
+    tight, half = portraits_dir / "lp_s42.jpg", portraits_dir / "deepface_img1_smile_teeth.jpg"
+    framings = {}
+    for path in (tight, half):
+        for background in ("keep", "green"):
+            library = _live_library([path], [Background.parse(background)])
+            try:
+                prepared = library.prepare(0)
+            finally:
+                library.close()
+            framings[path.name, background] = prepared.compositor.placement
+    keep, green = framings["lp_s42.jpg", "keep"], framings["lp_s42.jpg", "green"]
+    assert keep.photo_rect[3] < 0.8 * 720  # before: the photo's bottom edge in mid-frame
+    assert green.photo_rect[3] == 720 and green.offset[1] + green.resized[1] == 720
+    assert green.scale > keep.scale
+    assert np.array_equal(framings[half.name, "keep"].affine, framings[half.name, "green"].affine)
+    assert not [r for r in caplog.records if "mid-air" in r.getMessage()]
+    # where the photo cannot be framed down (here: made so), it is said once per picture
+    monkeypatch.setattr(geometry, "REACH_EYES_LOWEST", 0.3)
+    library = _live_library([tight], [Background.parse("green")])
+    try:
+        cut = library.prepare(0)
+        library._cache.clear()
+        library.prepare(0)
+    finally:
+        library.close()
+    assert cut.compositor.placement.photo_rect[3] < 0.8 * 720
+    said = [r for r in caplog.records if "mid-air" in r.getMessage()]
+    assert len(said) == 1 and "lp_s42.jpg" in said[0].getMessage()
+    assert "--framing full" in said[0].getMessage()

@@ -24,6 +24,7 @@ from live.face.framing import (
 )
 from live.geometry import (
     MAX_CLEAN_UPSCALE,
+    REACH_EYES_LOWEST,
     apply_affine,
     compose_affine,
     covered_region,
@@ -132,6 +133,38 @@ def test_no_zoom_past_clean_upscaling() -> None:
     # a tiny portrait may be upscaled as far as its letterbox would be, to frame its face
     fr = framing_transform((60.0, 60.0, 196.0, 206.0), (256, 256), OUT, "head")
     assert fr.scale == pytest.approx(0.5 * 720 / 146, abs=0.01) and fr.scale < 720 / 256
+
+
+def test_reach_bottom_frames_a_head_and_shoulders_crop_down_to_the_outputs_bottom() -> None:
+    # a 512x512 crop with a 240 px face: framed shoulders it ends above the output's bottom
+    # (a person cut off in mid-air in front of a background)
+    box, eyes = (156.0, 100.0, 356.0, 340.0), 190.0
+    plain = framing_transform(box, (512, 512), OUT, "shoulders", eyes_y=eyes)
+    assert plain.offset[1] + plain.resized[1] < 700
+    fr = framing_transform(box, (512, 512), OUT, "shoulders", eyes_y=eyes, reach_bottom=True)
+    assert fr.offset[1] + fr.resized[1] == 720 and fr.photo_rect[3] == 720
+    assert fr.scale > plain.scale  # zoomed in: the face framed larger than a third
+    eye = apply_affine(np.array([[256.0, eyes]]), fr.affine)[0, 1]
+    assert (eye + 0.5) / 720 == pytest.approx(0.45, abs=0.003)  # as low as the slack goes
+    cx = _mapped_box(np.array(box), fr.affine)[::2].mean()
+    assert cx == pytest.approx(639.5, abs=1.0)
+    # the face lower in its crop: as high as the output, the eyes where the photo has them
+    low = framing_transform((156.0, 180.0, 356.0, 420.0), (512, 512), OUT, "shoulders",
+                            eyes_y=270.0, reach_bottom=True)
+    assert low.offset[1] == 0 and low.resized[1] == 720
+    eye = apply_affine(np.array([[256.0, 270.0]]), low.affine)[0, 1]
+    assert 0.45 < (eye + 0.5) / 720 <= REACH_EYES_LOWEST
+    # lower still: left where it was (a face at the bottom of the frame is no better)
+    args = ((156.0, 240.0, 356.0, 480.0), (512, 512), OUT, "shoulders")
+    lower = framing_transform(*args, eyes_y=330.0)  # type: ignore[arg-type]
+    assert lower.offset[1] + lower.resized[1] < 720
+    assert np.array_equal(framing_transform(*args, eyes_y=330.0,  # type: ignore[arg-type]
+                                            reach_bottom=True).affine, lower.affine)
+    # a photo with room below the face is framed as without
+    big = ((1300.0, 700.0, 1700.0, 1100.0), (3000, 2000))
+    assert np.array_equal(framing_transform(*big, OUT, "shoulders", eyes_y=830.0).affine,
+                          framing_transform(*big, OUT, "shoulders", eyes_y=830.0,
+                                            reach_bottom=True).affine)
 
 
 def test_bad_framings_are_refused() -> None:

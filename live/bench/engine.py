@@ -158,7 +158,7 @@ class _LiveOutput:
         from live.background import Background, build_layer
         from live.compose import Compositor
         from live.face.framing import portrait_framing
-        from live.face.portraits import load_image
+        from live.face.portraits import cuts_person, load_image
         from live.face.segmentation import prepare_layers
 
         chosen = Background.parse(background)
@@ -169,7 +169,8 @@ class _LiveOutput:
         if layers is None:
             raise InputError("the segmentation finds no person in the portrait",
                              path=found.path, expected="a portrait for --background")
-        framing = portrait_framing(found.landmarks, found.size, OUTPUT_SIZE, "shoulders")
+        framing = portrait_framing(found.landmarks, found.size, OUTPUT_SIZE, "shoulders",
+                                   reach_bottom=cuts_person(layers.matte))  # as live frames it
         self.compositor = Compositor(found.image, found.crop.crop_to_frame, size, OUTPUT_SIZE,
                                      feather=0.03, framing=framing, matte=layers.matte)
         image = load_image(chosen.image) if chosen.image is not None else None

@@ -71,13 +71,16 @@ def eye_line(landmarks: np.ndarray) -> float:
 
 
 def portrait_framing(landmarks: np.ndarray, portrait_size: tuple[int, int],
-                     output_size: tuple[int, int], mode: FramingMode) -> Framing:
+                     output_size: tuple[int, int], mode: FramingMode, *,
+                     reach_bottom: bool = False) -> Framing:
     """The framing ``mode`` of a ``portrait_size`` (w, h) portrait whose framed face has
-    these face-mesh ``landmarks`` (image pixels), into ``output_size`` (w, h)."""
+    these face-mesh ``landmarks`` (image pixels), into ``output_size`` (w, h);
+    ``reach_bottom``: :func:`~live.geometry.framing_transform`'s, for a person the photo's
+    bottom edge cuts."""
     if mode == "full":
         return framing_transform(None, portrait_size, output_size, "full")
     return framing_transform(face_box(landmarks), portrait_size, output_size, mode,
-                             eyes_y=eye_line(landmarks))
+                             eyes_y=eye_line(landmarks), reach_bottom=reach_bottom)
 
 
 def pick_face(faces: Sequence[np.ndarray], number: int, *,

@@ -445,6 +445,22 @@ framed into a 1280x720 call is shown at a quarter to a half of its size, and seg
 at its own size took 0.5 s of its preparation."""
 
 
+CUT_GAP = 0.03
+"""A framed photo ending more than this share of the output's height above its bottom ..."""
+CUT_PERSON = 0.1
+"""... with the person on at least this share of the photo's bottom row is said to cut the
+person off in mid-air (:func:`cuts_person`; :meth:`PortraitLibrary.prepare` frames such a
+photo down to the output's bottom, and warns once per picture where that cannot be done)."""
+
+
+def cuts_person(matte: np.ndarray) -> bool:
+    """Whether a picture's bottom edge cuts its person (``matte``: the picture's person
+    matte, 0..1 or uint8): the person on at least :data:`CUT_PERSON` of its bottom row."""
+    row = np.asarray(matte)[-1]
+    half = 128 if row.dtype == np.uint8 else 0.5
+    return float(np.mean(row >= half)) >= CUT_PERSON
+
+
 def _picture_layers(image: np.ndarray, scale: float) -> PortraitLayers | None:
     """:func:`live.face.segmentation.prepare_layers` of a whole picture at ``scale``."""
     from live.face.segmentation import prepare_layers
@@ -486,6 +502,7 @@ class PortraitLibrary:
         self.face = face
         self.options = dict(options or {})
         self._upscale_logged: set[Path] = set()
+        self._cut_logged: set[Path] = set()
         self.paths = [Path(p) for p in paths]
         self.engine = engine
         self.crop_size = int(engine.size)
@@ -554,20 +571,29 @@ class PortraitLibrary:
         face = own.face if own.face is not None else self.face
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
                                  path=path, face=face)
-        framing = self._framing(portrait, own.framing or self.framing)
+        mode = own.framing or self.framing
+        plain = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode)
+        # with a background, a person the photo's bottom edge cuts is framed down to the
+        # output's bottom (no bust in mid-air in front of it: benchmarks/README "Round 51")
+        reaching = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode,
+                                    reach_bottom=True) if self._segment else plain
         # the whole picture's person and plate (for a background) on a thread of their own
         # while the engine prepares the face: OpenCV and MediaPipe release the GIL, so the
         # two share a 2-core machine's cores (benchmarks/README "Round 50"); the executor
         # starts no thread without one
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
-            whole = helper.submit(_picture_layers, portrait.image,
-                                  min(1.0, SEGMENT_DETAIL * framing.scale)) \
+            detail = SEGMENT_DETAIL * max(plain.scale, reaching.scale)
+            whole = helper.submit(_picture_layers, portrait.image, min(1.0, detail)) \
                 if self._segment else None
             handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box)
             layers = None if whole is None else whole.result()
         if self._segment and layers is None:
             log.warning("portrait %s: the segmentation found no person in it; it keeps "
                         "its own background", path.name)
+        framing = reaching if layers is not None and cuts_person(layers.matte) else plain
+        self._log_upscale(portrait, framing)
+        if layers is not None:
+            self._warn_cut_person(portrait, framing, layers.matte)
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather,
                                 color_transfer=self.color_transfer, framing=framing,
@@ -582,16 +608,33 @@ class PortraitLibrary:
         log.info("portrait %d/%d ready: %s", index + 1, len(self.paths), path.name)
         return prepared
 
-    def _framing(self, portrait: Portrait, mode: FramingMode) -> Framing:
-        """The portrait's framing (fixed for it); an upscaled portrait is logged once."""
-        framing = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode)
+    def _log_upscale(self, portrait: Portrait, framing: Framing) -> None:
+        """Say once per picture that its framing upscales it."""
         if framing.scale > 1.01 and portrait.path not in self._upscale_logged:
             self._upscale_logged.add(portrait.path)
             log.info("portrait %s: %dx%d, upscaled %.2fx for the %s framing of the %dx%d "
                      "output%s; a larger picture would be sharper", portrait.name,
-                     *portrait.size, framing.scale, mode, *self.output_size,
-                     "" if mode == "full" else " (Lanczos)")
-        return framing
+                     *portrait.size, framing.scale, framing.mode, *self.output_size,
+                     "" if framing.mode == "full" else " (Lanczos)")
+
+    def _warn_cut_person(self, portrait: Portrait, framing: Framing, matte: np.ndarray) -> None:
+        """Say once per picture when its framing ends the photo above the output's bottom
+        while the person goes on past the photo's bottom edge: a background put behind them
+        then shows a bust cut off in mid-air (:func:`live.geometry.frame_matte` fades the
+        person out there)."""
+        oh = self.output_size[1]
+        bottom = framing.photo_rect[3]
+        if framing.mode == "full" or bottom >= oh - CUT_GAP * oh \
+                or portrait.path in self._cut_logged:
+            return
+        if not cuts_person(matte):
+            return
+        self._cut_logged.add(portrait.path)
+        log.warning("portrait %s: framed %s, the photo ends %d%% of the way down the %dx%d "
+                    "output and cuts the person off there, so a background behind them shows "
+                    "a bust in mid-air; a picture showing more below the face fills the "
+                    "frame (or --framing full: the whole picture)", portrait.name,
+                    framing.mode, round(100 * bottom / oh), *self.output_size)
 
     def layer(self, prepared: PreparedPortrait,
               background: Background) -> BackgroundLayer | None:

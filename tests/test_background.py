@@ -919,3 +919,18 @@ def test_with_a_background_a_head_and_shoulders_photo_is_framed_down_to_the_bott
     said = [r for r in caplog.records if "mid-air" in r.getMessage()]
     assert len(said) == 1 and "lp_s42.jpg" in said[0].getMessage()
     assert "--framing full" in said[0].getMessage()
+
+
+@pytest.mark.fixtures
+def test_animate_with_a_framing_and_a_background_frames_the_person_down_to_the_bottom(
+        tmp_path: Path, portraits_dir: Path, driving_dir: Path) -> None:
+    # as mimicam live: lp_s42 framed shoulders in front of green reaches the video's bottom
+    # (it ended 71 % of the way down, a bust in mid-air)
+    _animate(tmp_path, portraits_dir, driving_dir, "framed.mkv", "green", framing="shoulders")
+    frames = list(read_rgba(tmp_path / "framed.mkv"))
+    assert frames
+    last = frames[-1][..., :3].astype(int)
+    h, w = last.shape[:2]
+    bottom = last[h - 3, w // 2 - w // 16:w // 2 + w // 16]  # the middle of the bottom row
+    assert (np.abs(bottom - GREEN).max(axis=1) > 60).all()  # the person, not the key colour
+    assert (np.abs(last[2, 2] - GREEN).max()) < 12  # a corner: the key colour

@@ -639,10 +639,11 @@ class FacePaster:
 
 
 def output_framing(source: np.ndarray, landmarks: Sequence[np.ndarray], mode: FramingMode, *,
-                   max_size: int = 0) -> Framing:
+                   max_size: int = 0, reach_bottom: bool = False) -> Framing:
     """The framing ``mode`` of the source image around its largest face, into a 16:9 output
     at the picture's own resolution (:func:`live.geometry.framed_output_size`; at most
-    ``max_size`` wide, 0: no cap). An upscaled picture is logged."""
+    ``max_size`` wide, 0: no cap; ``reach_bottom``: :func:`live.geometry.framing_transform`'s).
+    An upscaled picture is logged."""
     from live.face.framing import face_box, portrait_framing
     from live.geometry import framed_output_size
 
@@ -652,7 +653,7 @@ def output_framing(source: np.ndarray, landmarks: Sequence[np.ndarray], mode: Fr
     x0, y0, x1, y1 = face_box(face)
     size = framed_output_size(y1 - y0, mode, max_width=max_size or None)
     h, w = source.shape[:2]
-    framing = portrait_framing(face, (w, h), size, mode)
+    framing = portrait_framing(face, (w, h), size, mode, reach_bottom=reach_bottom)
     log.info("framing %s: %dx%d output around the face at (%.0f, %.0f)", mode, *size,
              (x0 + x1) / 2, (y0 + y1) / 2)
     if framing.scale > 1.01:
@@ -853,9 +854,23 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
         if lookahead > 0:
             spec = dataclasses.replace(spec, engine_options=spec.engine_options.apply(
                 smoothing=False))
+    layers = None
+    if background.needs_matte:  # one matte for all the picture's people, once
+        from live.face.segmentation import prepare_layers
+
+        layers = prepare_layers(source)
+        if layers is None:
+            log.warning("%s: the segmentation found no person in it; it keeps its own "
+                        "background%s", config.source_image,
+                        " (the alpha channel is opaque)" if background.transparent else "")
     framing = None
     if config.framing != "full":  # the output: the picture framed around its largest face
-        framing = output_framing(source, landmarks, config.framing, max_size=config.max_size)
+        from live.face.portraits import cuts_person
+
+        # with a background, a person the picture's bottom edge cuts framed down to the
+        # output's bottom, as mimicam live frames it (benchmarks/README "Round 51")
+        framing = output_framing(source, landmarks, config.framing, max_size=config.max_size,
+                                 reach_bottom=layers is not None and cuts_person(layers.matte))
         size = framing.output_size
         check_video_size(output_format, size, float(fps), path=config.output)
 
@@ -876,15 +891,6 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                      engine.size)
         crop_size = int(engine.size)
         driving_size = driving_crop_size(engine, offline=True)
-        layers = None
-        if background.needs_matte:  # one matte for all the picture's people, once
-            from live.face.segmentation import prepare_layers
-
-            layers = prepare_layers(source)
-            if layers is None:
-                log.warning("%s: the segmentation found no person in it; it keeps its own "
-                            "background%s", config.source_image,
-                            " (the alpha channel is opaque)" if background.transparent else "")
         animator = FaceAnimator(engine, [portrait_face(source, lm, crop_size, layout)
                                          for lm in landmarks], mattes=layers is not None)
         log.info("animating %d face(s) of %s", len(animator.faces), config.source_image)

@@ -590,10 +590,11 @@ class PortraitLibrary:
         if self._segment and layers is None:
             log.warning("portrait %s: the segmentation found no person in it; it keeps "
                         "its own background", path.name)
-        framing = reaching if layers is not None and cuts_person(layers.matte) else plain
+        cut = layers is not None and cuts_person(layers.matte)
+        framing = reaching if cut else plain
         self._log_upscale(portrait, framing)
-        if layers is not None:
-            self._warn_cut_person(portrait, framing, layers.matte)
+        if cut:
+            self._warn_cut_person(portrait, framing)
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather,
                                 color_transfer=self.color_transfer, framing=framing,
@@ -617,17 +618,15 @@ class PortraitLibrary:
                      *portrait.size, framing.scale, framing.mode, *self.output_size,
                      "" if framing.mode == "full" else " (Lanczos)")
 
-    def _warn_cut_person(self, portrait: Portrait, framing: Framing, matte: np.ndarray) -> None:
+    def _warn_cut_person(self, portrait: Portrait, framing: Framing) -> None:
         """Say once per picture when its framing ends the photo above the output's bottom
-        while the person goes on past the photo's bottom edge: a background put behind them
-        then shows a bust cut off in mid-air (:func:`live.geometry.frame_matte` fades the
-        person out there)."""
+        while the person goes on past the photo's bottom edge (:func:`cuts_person`, the
+        caller's to ask): a background put behind them then shows a bust cut off in mid-air
+        (:func:`live.geometry.frame_matte` fades the person out there)."""
         oh = self.output_size[1]
         bottom = framing.photo_rect[3]
         if framing.mode == "full" or bottom >= oh - CUT_GAP * oh \
                 or portrait.path in self._cut_logged:
-            return
-        if not cuts_person(matte):
             return
         self._cut_logged.add(portrait.path)
         log.warning("portrait %s: framed %s, the photo ends %d%% of the way down the %dx%d "

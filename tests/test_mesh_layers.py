@@ -178,6 +178,142 @@ def test_separate_colours_leaves_an_uncertain_plateau_and_opens_no_hole() -> Non
     assert matte[90:100, 106:114].min() > 0.5, matte[90:100, 106:114].min()
 
 
+def _neck_by_a_red_wall(*, patch: str = "wall", confidence: float = 0.45,
+                        wall_rgb: tuple[int, int, int] = (178, 52, 42)
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dark-haired head over a skin-coloured neck and shoulders before a red wall painted
+    in vertical strokes, and a coarse mask unsure (``confidence`` on average, a sure spot in
+    it) of a stretch right of the neck, as MediaPipe's is of sadtalker_art_14's wall. The
+    stretch shows ``patch``: "wall", "hair" (light strands of the wall's mean colour) or
+    "clothes" (the wall's colour, plain) or "pigtail" (the hair's colour, going on beyond
+    the stretch where the mask calls it background). Image, coarse mask, the stretch."""
+    rng = np.random.default_rng(11)
+    size = 256
+    strokes = cv2.GaussianBlur(rng.normal(0.0, 14.0, (size, size)).astype(np.float32),
+                               (0, 0), sigmaX=0.6, sigmaY=6.0)
+    wall = np.array(wall_rgb, np.float64)
+    image = wall + strokes[..., None] * np.array([1.0, 0.5, 0.4])
+    yy, xx = np.mgrid[0:size, 0:size]
+    person = np.zeros((size, size), bool)
+    head = np.hypot(xx - 110, yy - 80) < 60
+    neck = (xx > 85) & (xx < 135) & (yy >= 120)
+    shoulders = (yy > 200) & (np.abs(xx - 110) < 90)
+    person |= head | neck | shoulders
+    image[neck | shoulders] = (190, 130, 90)
+    image[head] = (40, 34, 30)
+    stretch = (xx >= 135) & (xx < 215) & (yy > 130) & (yy <= 200)
+    if patch == "hair":  # light strands, a dark line every 4 px, averaging the wall
+        lines = (xx % 4) == 0
+        image[stretch & lines] = wall - 90.0
+        image[stretch & ~lines] = wall + 30.0
+    elif patch == "clothes":
+        image[stretch] = wall
+    elif patch == "pigtail":  # the hair's own colour, on to the right of the stretch too
+        image[stretch | ((xx >= 215) & (xx < 240) & (yy > 130) & (yy <= 200))] = (40, 34, 30)
+    image = np.clip(image + rng.normal(0.0, 2.0, image.shape), 0, 255).astype(np.uint8)
+    coarse = np.where(person, 1.0, 0.0).astype(np.float32)
+    ramp = np.clip(1.0 - (xx - 135) / 100.0, 0.0, 1.0) * 2.0 * confidence
+    coarse[stretch] = np.clip(ramp[stretch], 0.0, 1.0)
+    coarse[(np.hypot(xx - 165, yy - 160) < 9)] = 1.0  # the sure spot in it
+    coarse = cv2.GaussianBlur(coarse, (0, 0), 1.5)
+    return image, coarse, stretch
+
+
+def _released(image: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The matte before and after :func:`segmentation.release_background`."""
+    matte = segmentation.separate_colours(image, coarse, segmentation.refine_matte(image, coarse))
+    return matte, segmentation.release_background(image, coarse, matte)
+
+
+def test_release_background_takes_out_a_stretch_of_wall_the_model_was_unsure_of() -> None:
+    """sadtalker_art_14's red wall right of her neck stayed in the matte (0.3-1.0) and
+    showed in front of every background; it is the wall's colour and grain, joined to the
+    wall, and the model was unsure of it: it goes, the sure spot in it too. The person and
+    the clear wall are left bit for bit."""
+    image, coarse, stretch = _neck_by_a_red_wall()
+    before, after = _released(image, coarse)
+    core = cv2.erode(stretch.astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+    assert before[core].mean() > 0.3  # in the matte before ...
+    assert after[core].max() < 0.05, after[core].max()  # ... and out of it now
+    spot = (slice(155, 165), slice(160, 170))
+    assert before[spot].min() > 0.8 and after[spot].max() < 0.05
+    far = np.ones(coarse.shape, bool)
+    far[110:220, 120:230] = False  # away from the stretch and its rim
+    assert np.array_equal(after[far], before[far])
+    assert after.dtype == np.float32
+
+
+@pytest.mark.parametrize(("patch", "confidence"),
+                         [("hair", 0.45), ("clothes", 0.75), ("pigtail", 0.45)])
+def test_release_background_keeps_hair_and_what_the_model_was_fairly_sure_of(
+        patch: str, confidence: float) -> None:
+    """Light strands of the wall's mean colour are more textured than the wall: hair, kept.
+    Plain clothes of the wall's colour that the model was fairly sure of (0.75 on average;
+    the Syndics' dark coats on their dark panelling are 0.68-0.89) are kept too. So is a
+    pigtail of the hair's colour whose outer half the model called background (lp_d11's
+    frame 0): next to it the background looks like the hair, but the hair's colour is the
+    person's."""
+    image, coarse, stretch = _neck_by_a_red_wall(patch=patch, confidence=confidence)
+    before, after = _released(image, coarse)
+    assert before[stretch].mean() > 0.3
+    assert np.array_equal(after, before)
+
+
+def test_release_background_keeps_a_plateau_and_a_thin_rim() -> None:
+    """The plateau of light hair as light as the wall (no texture, an edge of 15 levels) is
+    not the wall; nor is a rim of the wall's colour 4 px thick along the person."""
+    image = np.full((200, 200, 3), 190, np.uint8)
+    image[:, 100:] = 20
+    image[:, 60:100] = 175
+    coarse = np.zeros((200, 200), np.float32)
+    coarse[:, 60:100] = 0.5
+    coarse[:, 100:] = 1.0
+    coarse = cv2.GaussianBlur(coarse, (0, 0), 2.0)
+    before, after = _released(image, coarse)
+    assert np.array_equal(after, before)
+    rim = np.full((200, 200, 3), 190, np.uint8)
+    rim[:, 100:] = 20
+    rim_mask = np.zeros((200, 200), np.float32)
+    rim_mask[:, 96:100] = 0.5
+    rim_mask[:, 100:] = 1.0
+    before, after = _released(rim, cv2.GaussianBlur(rim_mask, (0, 0), 1.0))
+    assert np.array_equal(after, before)
+
+
+def test_release_background_takes_a_sign_the_release_leaves_apart_from_the_person() -> None:
+    """A red sign on a white wall beside a shoulder (deepface_img21): the model half took
+    the wall around it for the person; once that wall is out, the sign, which it was never
+    sure of, is no longer joined to the person and goes too."""
+    image, coarse, _ = _neck_by_a_red_wall(wall_rgb=(232, 230, 226))
+    image[150:170, 185:205] = (200, 40, 40)  # the sign
+    before, after = _released(image, coarse)
+    assert before[150:170, 185:205].mean() > 0.2
+    assert after[152:168, 187:203].max() < 0.05, after[152:168, 187:203].max()
+
+
+def test_release_background_checks_its_inputs() -> None:
+    image = np.zeros((40, 50, 3), np.uint8)
+    with pytest.raises(ValueError, match="the image is 50x40, the mask 40x40"):
+        segmentation.release_background(image, np.zeros((40, 40), np.float32),
+                                        np.zeros((40, 50), np.float32))
+
+
+@pytest.mark.fixtures
+def test_the_painted_wall_beside_a_neck_is_not_the_person(portraits_dir) -> None:
+    """sadtalker_art_14's layers: the stretch of red wall right of her neck, which the
+    selfie model gives 0.3-1.0, is out of the matte; her face and hair are in it."""
+    from live.face.portraits import load_image
+
+    image = load_image(portraits_dir / "sadtalker_art_14.png")
+    assert image.shape[:2] == (504, 508)
+    layers = prepare_layers(image)
+    assert layers is not None
+    wall = layers.matte[360:420, 400:460]  # right of the neck, below the hair
+    assert wall.max() < 0.05, wall.max()
+    assert layers.matte[150:300, 180:320].min() > 0.95  # the face
+    assert layers.matte[60:120, 180:320].min() > 0.95  # the hair
+
+
 def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A dark collar (the person, its matte soft at the edge) on a light wall with a
     lilac rim (5 px) along its top the matte left out, and a lilac patch on the wall apart from it:

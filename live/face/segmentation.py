@@ -9,6 +9,7 @@ background options of the compositor. Three steps:
 2. :func:`refine_matte`: an edge-aware guided filter (OpenCV contrib's ``ximgproc``) that snaps
    the coarse mask to the photo's own edges (hair, ears, collar).
    :func:`separate_colours` then re-estimates the outline from the two colours meeting there,
+   :func:`release_background` takes out the stretches of plain wall the model was unsure of,
    and :func:`claim_attached` gives the person back the rims the model left out (a collar
    ring, a hair clip); for the mesh engine :func:`claim_strands` also finds the loose
    strands of hair around the head, and what lies behind them.
@@ -252,6 +253,48 @@ CLAIM_WORK_SIDE = 512
 """Side at which :func:`claim_attached` works (its result is scaled up)."""
 
 
+def _channel_sum(values: np.ndarray) -> np.ndarray:
+    """``values`` (H, W, C) summed over its channels, in order (numpy's own sum over a short
+    last axis is several times slower)."""
+    out = np.array(values[..., 0], copy=True)
+    for c in range(1, values.shape[-1]):
+        out += values[..., c]
+    return out
+
+
+def _local_moments(values: np.ndarray, weight: np.ndarray, sigma: float, *,
+                   about_mean: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The ``weight``-ed local mean of ``values`` (H, W, C float32), their spread (the root of
+    the summed channel variances about that mean, or of their mean squares without
+    ``about_mean``) and the weight's own local mean, over a Gaussian window of ``sigma``
+    pixels; taken at a quarter of the size (a smooth measure) and brought back to (H, W).
+    The mean is None without ``about_mean``."""
+    h, w = weight.shape[:2]
+    q = 4 if min(w, h) >= 64 else 1
+    qsize = (max(1, w // q), max(1, h // q))
+    s = max(1.0, sigma / q)
+    terms: list[np.ndarray] = [weight, _channel_sum(values * values) * weight]
+    if about_mean:
+        terms.append(values * weight[..., None])
+    blurred = [cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
+                                s) for a in terms]
+    den = np.maximum(blurred[0], 1e-6)
+    square = blurred[1] / den
+    mean = None
+    if about_mean:
+        mean = blurred[2].reshape(*den.shape, -1) / den[..., None]
+        square = square - _channel_sum(mean * mean)
+    spread = np.sqrt(np.maximum(square, 0.0)).astype(np.float32)
+    if q > 1:
+        spread = cv2.resize(spread, (w, h), interpolation=cv2.INTER_LINEAR)
+        den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
+        if mean is not None:
+            mean = cv2.resize(mean, (w, h), interpolation=cv2.INTER_LINEAR)
+    if mean is not None:
+        mean = mean.reshape(h, w, -1)
+    return mean, spread, den
+
+
 def _spread_beyond(values: np.ndarray, clear: np.ndarray, *,
                    about_mean: bool = True) -> np.ndarray:
     """The local spread of ``values`` (H, W, C float32; RGB levels) over the ``clear``
@@ -260,23 +303,8 @@ def _spread_beyond(values: np.ndarray, clear: np.ndarray, *,
     side (a smooth measure, taken at a quarter of the size), each pixel given the nearest
     clear pixel's. (H, W) float32."""
     h, w = clear.shape[:2]
-    weight = clear.astype(np.float32)
-    q = 4 if min(w, h) >= 64 else 1
-    qsize = (max(1, w // q), max(1, h // q))
-    sigma = max(1.0, CLAIM_TEXTURE * max(w, h) / q)
-    terms = [weight, (values * values).sum(-1) * weight]
-    if about_mean:
-        terms.append(values * weight[..., None])
-    blurred = [cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
-                                sigma) for a in terms]
-    den = np.maximum(blurred[0], 1e-6)
-    square = blurred[1] / den
-    if about_mean:
-        mean = blurred[2] / den[..., None]
-        square = square - (mean * mean).sum(-1)
-    spread = np.sqrt(np.maximum(square, 0.0)).astype(np.float32)
-    if q > 1:
-        spread = cv2.resize(spread, (w, h), interpolation=cv2.INTER_LINEAR)
+    _, spread, _ = _local_moments(values, clear.astype(np.float32),
+                                  CLAIM_TEXTURE * max(w, h), about_mean=about_mean)
     return np.asarray(_nearest_samples(spread[..., None], clear)[..., 0], np.float32)
 
 
@@ -336,6 +364,190 @@ def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM
     if scale < 1.0:
         add = cv2.resize(add.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(np.maximum(matte, add), np.float32)
+
+
+RELEASE_WORK_SIDE = 512
+"""Side at which :func:`release_background` works (its result is scaled up)."""
+RELEASE_CONTRAST = (12.0, 24.0)
+"""Distance (RGB levels, over :data:`RELEASE_SPREADS` times the background's texture) of a
+pixel's colour from the background's next to it below which :func:`release_background` takes
+it for that background, fully below the first."""
+RELEASE_SPREADS = 1.5
+"""How many times the background's own texture (its colours' local spread) a pixel may lie
+from the background's colour and still look like it."""
+RELEASE_GRAIN = (1.5, 4.0)
+"""A pixel looks like the background only while its own fine texture (the spread over
+:data:`RELEASE_GRAIN_WINDOW`) is at most the first times the background's fine texture plus
+the second (RGB levels): strands of light hair as light as a plain wall are not the wall."""
+RELEASE_GRAIN_WINDOW = 0.006
+"""Window (Gaussian sigma, share of the long side) of the fine texture."""
+RELEASE_THICK = 0.01
+"""Half the thickness (share of the long side) a piece must have to be released: thinner
+lookalikes (an anti-aliased rim, a lock of hair) stay."""
+RELEASE_UNSURE = 0.6
+"""The segmentation's mean confidence over a piece above which it is not released: the
+wall it half took for the person averages 0.37-0.51 on the fixtures, dark coats it is
+fairly sure of against dark panelling of their colour 0.68-0.89 (the Syndics' painting)."""
+RELEASE_BINS = 16
+"""Levels a bin of :func:`release_background`'s colour histograms spans, per channel."""
+RELEASE_ODDS = (0.25, 0.5)
+"""A colour below the first of these times as frequent among what the model was sure is the
+person as among what it was sure is background counts fully as the background's; above the
+second, not at all."""
+RELEASE_PASSES = 3
+"""Times the background's colour is carried on from what was released, into a wall whose
+light changes across the piece (each pass reaches a little further)."""
+
+
+def _carried(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Smooth ``values`` (H, W, C) where ``known``, each other pixel given the nearest known
+    pixel's (found at a quarter of the size: the values are smooth)."""
+    h, w = known.shape[:2]
+    q = 4 if min(w, h) >= 64 else 1
+    if q == 1 or known.all():
+        return values if known.all() else _nearest_samples(values, known)
+    qsize = (max(1, w // q), max(1, h // q))
+    small_known = cv2.resize(known.astype(np.uint8), qsize, interpolation=cv2.INTER_NEAREST) > 0
+    if not small_known.any():
+        return _nearest_samples(values, known)
+    small = cv2.resize(values, qsize, interpolation=cv2.INTER_AREA).reshape(qsize[1], qsize[0], -1)
+    filled = cv2.resize(_nearest_samples(small, small_known), (w, h),
+                        interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+    return np.asarray(np.where(known[..., None], values, filled), np.float32)
+
+
+def _colour_odds(colours: np.ndarray, person: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """How much likelier each pixel's colour (``colours``, (H, W, 3) float32 RGB) is among
+    the ``person`` pixels than among the ``wall`` pixels: the ratio of the two colour
+    histograms (:data:`RELEASE_BINS` levels a bin, each bin counted with its neighbours),
+    (H, W) float32."""
+    n = 256 // RELEASE_BINS
+    q = np.clip(colours, 0.0, 255.0).astype(np.int32) // RELEASE_BINS
+    index = (q[..., 0] * n + q[..., 1]) * n + q[..., 2]
+    shares = []
+    for where in (person, wall):
+        hist = np.bincount(index[where], minlength=n ** 3).astype(np.float64).reshape(n, n, n)
+        padded = np.pad(hist, 1)
+        near = np.zeros_like(hist)
+        for i, j, k in np.ndindex(3, 3, 3):
+            near += padded[i:i + n, j:j + n, k:k + n]
+        shares.append(near.ravel() / max(1.0, float(where.sum())))
+    odds = (shares[0] + 1e-4) / (shares[1] + 1e-4)
+    return np.asarray(odds[index], np.float32)
+
+
+def _left_apart(matte: np.ndarray, coarse: np.ndarray, released: np.ndarray) -> np.ndarray:
+    """1 on the pieces of ``matte`` (above 0.1) that ``released`` leaves apart from the person,
+    beside what it released, on which ``coarse`` is nowhere sure (0.9); 0 elsewhere."""
+    left = matte * (1.0 - released) > 0.1
+    count, labels = cv2.connectedComponents(left.astype(np.uint8), connectivity=8)
+    sure, beside = np.zeros(count, bool), np.zeros(count, bool)
+    sure[labels[left & (coarse >= 0.9)]] = True
+    beside[labels[left & (cv2.dilate((released > 0.5).astype(np.uint8), _disk(2)) > 0)]] = True
+    apart = beside & ~sure
+    apart[0] = False
+    return apart[labels].astype(np.float32)
+
+
+def release_background(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *,
+                       work_side: int = RELEASE_WORK_SIDE) -> np.ndarray:
+    """``matte`` without the pieces of background the segmentation half took for the person.
+
+    MediaPipe's selfie model is sometimes unsure of a stretch of plain wall beside the neck
+    or shoulder (``coarse`` 0.3-0.9 there, with a sure spot in it); the guided filter and
+    :func:`separate_colours` find no edge in it to cut at, so it stayed in the matte and
+    showed in front of every background (sadtalker_art_14's red wall, a sign beside
+    deepface_img21's shoulder).
+
+    A pixel looks like the background when its colour lies within :data:`RELEASE_CONTRAST`
+    (plus :data:`RELEASE_SPREADS` times the wall's texture) of the background's next to it
+    (the local mean of the sure background, ``coarse`` <= 0.02, carried in), it is no more
+    textured than the wall (:data:`RELEASE_GRAIN`), and its colour is rare on the person
+    (:data:`RELEASE_ODDS`: what the model was sure of, against what it was sure is
+    background). Pieces of such pixels at least :data:`RELEASE_THICK` thick, joined to the
+    sure background, over which the model's mean confidence is at most
+    :data:`RELEASE_UNSURE`, are released, up to the person's own edge; the background's
+    colour is carried on from them, :data:`RELEASE_PASSES` times, into a wall lit unevenly.
+    What the release leaves apart from the person, on which the model was never sure, goes
+    with it. Elsewhere ``matte`` is returned unchanged, bit for bit (float32).
+
+    A plain wall and light hair of its colour, the mask flat and unsure over both, are told
+    apart only by an edge or a texture between them; without either the hair stays
+    (tests/test_mesh_layers.py's plateau). Neither is every wall: lp_s2_bw_photo's grey
+    wall by the elbow is the grey of his shirt, and stays."""
+    img = check_rgb(image, "image")
+    h, w = matte.shape[:2]
+    if img.shape[:2] != (h, w) or coarse.shape[:2] != (h, w):
+        raise ValueError(f"release_background: the image is {img.shape[1]}x{img.shape[0]}, "
+                         f"the mask {coarse.shape[1]}x{coarse.shape[0]}, the matte {w}x{h}")
+    matte = matte.astype(np.float32)
+    scale = min(1.0, work_side / float(max(h, w)))
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    small = (img if scale >= 1.0 else cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+             ).astype(np.float32)
+    cs, sm = (m.astype(np.float32) if scale >= 1.0 else cv2.resize(
+        m.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) for m in (coarse, matte))
+    side = float(max(sw, sh))
+    clear = cv2.erode((cs <= 0.02).astype(np.uint8),
+                      _disk(max(1, round(SEPARATE_SURE * side)))) > 0
+    candidate = sm > 0.02
+    if not (clear.any() and candidate.any()):
+        return matte
+    window = CLAIM_TEXTURE * side
+    g = max(1.0, RELEASE_GRAIN_WINDOW * side)
+    fine = np.sqrt(np.maximum(cv2.GaussianBlur(_channel_sum(small * small), (0, 0), g)
+                              - _channel_sum(cv2.GaussianBlur(small, (0, 0), g) ** 2), 0.0))
+    # the wall's own texture (its colours' spread) and fine texture, from the sure background
+    _, texture, cover = _local_moments(small, clear.astype(np.float32), window)
+    wall_grain, _, _ = _local_moments(fine[..., None], clear.astype(np.float32), window)
+    assert wall_grain is not None
+    carried = _carried(np.dstack([texture, wall_grain[..., 0]]), cover >= 0.05)
+    lo, hi = RELEASE_CONTRAST
+    glo, ghi = RELEASE_GRAIN
+    plain = np.clip((glo * carried[..., 1] + ghi - fine) / ghi, 0.0, 1.0)
+    tolerance = hi + RELEASE_SPREADS * carried[..., 0]
+    own = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.004 * side))
+    # a colour the person shows about as often as the wall (dark hair by a shadowed wall, dark
+    # coats on dark panelling) is not released
+    olo, ohi = RELEASE_ODDS
+    rare = np.clip((ohi - _colour_odds(own, cs >= 0.9, clear)) / (ohi - olo), 0.0, 1.0)
+    confidence = cs.astype(np.float64).ravel()
+    thick = _disk(max(1, round(RELEASE_THICK * side)))
+    released = np.zeros((sh, sw), np.float32)
+    known = clear
+    for _ in range(RELEASE_PASSES):
+        colour, _, cover = _local_moments(small, known.astype(np.float32), window)
+        assert colour is not None
+        colour = _carried(colour, cover >= 0.05)
+        diff = np.sqrt(_channel_sum((own - colour) ** 2))
+        alike = np.clip((tolerance - diff) / (hi - lo), 0.0, 1.0) * plain * rare
+        like = cv2.morphologyEx(((alike > 0.5) & candidate).astype(np.uint8),
+                                cv2.MORPH_OPEN, thick) > 0
+        count, labels = cv2.connectedComponents((like | known).astype(np.uint8),
+                                                connectivity=8)
+        joined = np.zeros(count, bool)
+        joined[labels[known]] = True
+        piece = np.where(like, labels, 0).ravel()
+        size = np.bincount(piece, minlength=count)
+        mean = np.bincount(piece, weights=confidence, minlength=count) / np.maximum(size, 1)
+        go = joined & (mean <= RELEASE_UNSURE)
+        go[0] = False
+        found = alike * go[labels] * like
+        if not (found > 0.5).any():
+            break
+        released = np.maximum(released, found)
+        known = clear | (released > 0.5)
+    if not (released > 0.0).any():
+        return matte
+    # the fine texture's window took the person's own edge next to the wall for grain: up to
+    # that edge, the colour alone decides
+    reach = cv2.dilate((released > 0.5).astype(np.uint8), _disk(max(1, round(2.0 * g)))) > 0
+    released = np.maximum(released, np.clip((tolerance - diff) / (hi - lo), 0.0, 1.0)
+                          * (reach & candidate)).astype(np.float32)
+    out = cv2.GaussianBlur(np.maximum(released, _left_apart(sm, cs, released)), (0, 0), 1.0)
+    if scale < 1.0:
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(np.where(out > 0.0, matte * (1.0 - out), matte), np.float32)
 
 
 STRAND_REACH = 0.08
@@ -709,7 +921,8 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         return None
     clean = None
     if refine:
-        matte = separate_colours(image, matte, refine_matte(image, matte))
+        matte = release_background(image, matte, separate_colours(
+            image, matte, refine_matte(image, matte)))
         matte = claim_attached(image, matte)
         loose = claim_strands(image, matte) if strands else None
         clean = None if loose is None else loose.clean

@@ -299,6 +299,32 @@ def test_release_background_checks_its_inputs() -> None:
 
 
 @pytest.mark.fixtures
+def test_the_mesh_engine_segments_its_portraits_picture_not_the_crops_border(
+        portraits_dir) -> None:
+    """deepface_img21 in a square crop, its sides made up by repeating its edge (animate's
+    whole-picture crop): segmented with that border, the selfie model drew a pale line
+    (0.1-0.25) along the edge of the sign beside his shoulder, which showed over a replaced
+    background; the engine now segments the picture alone."""
+    from live.face.portraits import load_image
+
+    image = load_image(portraits_dir / "deepface_img21_smile_teeth.jpg")
+    h, w = image.shape[:2]
+    assert (w, h) == (439, 579)
+    left = (h - w) // 2
+    crop = cv2.copyMakeBorder(image, 0, 0, left, h - w - left, cv2.BORDER_REPLICATE)
+    with MeshEngine(size=SIZE, smoothing=False) as engine:
+        portrait = engine.prepare(crop, picture=(left, 0, left + w, h))
+    assert portrait.layers is not None
+    line = (slice(335, 390), slice(125, 137))  # the sign's right edge, at 512 px
+    border_seen = prepare_layers(cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
+                                 grow=STILL_GROW, strands=True)
+    assert border_seen is not None and border_seen.matte[line].max() > 0.15
+    assert portrait.layers.matte[line].max() < 0.08, portrait.layers.matte[line].max()
+    nx, ny = (int(v) for v in portrait.landmarks[1, :2])  # the nose tip
+    assert portrait.layers.matte[ny - 60:ny + 60, nx - 50:nx + 50].min() > 0.95  # his face
+
+
+@pytest.mark.fixtures
 def test_the_painted_wall_beside_a_neck_is_not_the_person(portraits_dir) -> None:
     """sadtalker_art_14's layers: the stretch of red wall right of her neck, which the
     selfie model gives 0.3-1.0, is out of the matte; her face and hair are in it."""
@@ -312,6 +338,42 @@ def test_the_painted_wall_beside_a_neck_is_not_the_person(portraits_dir) -> None
     assert wall.max() < 0.05, wall.max()
     assert layers.matte[150:300, 180:320].min() > 0.95  # the face
     assert layers.matte[60:120, 180:320].min() > 0.95  # the hair
+
+
+def test_only_the_picture_part_of_a_crop_is_segmented(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare_layers(picture=box)``: the selfie model sees only the box (not the made-up
+    border); inside it the layers are those of the box alone, bit for bit; outside, the
+    matte goes on as at the box's edge and the plate and clean picture are the crop's own."""
+    image, matte, _, _, _ = _curls_on_a_wall()
+    h, w = matte.shape
+    crop = cv2.copyMakeBorder(image, 0, 0, 30, 50, cv2.BORDER_REPLICATE)
+    box = (30, 0, 30 + w, h)
+    seen: list[tuple[int, int]] = []
+
+    def segment(picture: np.ndarray, **_: object) -> np.ndarray:
+        seen.append(picture.shape[:2])
+        ph, pw = picture.shape[:2]
+        return np.asarray(cv2.resize(matte, (pw, ph), interpolation=cv2.INTER_LINEAR))
+
+    monkeypatch.setattr(segmentation, "segment_person", segment)
+    layers = prepare_layers(crop, grow=STILL_GROW, strands=True, picture=box)
+    alone = prepare_layers(image, grow=STILL_GROW, strands=True)
+    assert seen == [(h, w), (h, w)]
+    assert layers is not None and alone is not None
+    assert layers.clean is not None and alone.clean is not None
+    inside = (slice(0, h), slice(30, 30 + w))
+    assert np.array_equal(layers.matte[inside], alone.matte)
+    assert np.array_equal(layers.plate[inside], alone.plate)
+    assert np.array_equal(layers.clean[inside], alone.clean)
+    assert np.array_equal(layers.matte[:, :30], np.repeat(alone.matte[:, :1], 30, axis=1))
+    assert np.array_equal(layers.matte[:, -50:], np.repeat(alone.matte[:, -1:], 50, axis=1))
+    for part in (layers.plate, layers.clean):
+        assert np.array_equal(part[:, :30], crop[:, :30])
+        assert np.array_equal(part[:, -50:], crop[:, -50:])
+    whole = prepare_layers(crop, grow=STILL_GROW, picture=(0, 0, crop.shape[1], h))
+    assert whole is not None and seen[-1] == crop.shape[:2]
+    with pytest.raises(ValueError, match="a box within the"):
+        prepare_layers(crop, picture=(0, 0, crop.shape[1] + 1, h))
 
 
 def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

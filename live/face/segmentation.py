@@ -895,7 +895,8 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
                    grow: float = PLATE_GROW, scale: float = 1.0,
-                   strands: bool = False) -> PortraitLayers | None:
+                   strands: bool = False,
+                   picture: tuple[int, int, int, int] | None = None) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
     the long side, :func:`background_plate`); ``None`` when no person is found (the caller
     keeps today's behaviour and says so in one warning).
@@ -910,9 +911,20 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     ``scale`` < 1: the work is done on the image resized by that much (a photo shown
     smaller than its own pixels needs no finer matte: a 2048 px photo framed into a
     1280x720 call is shown at a quarter to a half of its size); the matte and the plate come
-    back at the image's size, the plate the image's own pixels wherever the fill left them."""
+    back at the image's size, the plate the image's own pixels wherever the fill left them.
+
+    ``picture`` ``(x0, y0, x1, y1)``: the part of ``image`` that shows the picture (a crop
+    that reaches past the picture's edge, the rest made up by the crop,
+    :func:`live.geometry.picture_box`): only that part is segmented. The made-up border
+    (the picture's edge repeated) gave the selfie model streaks to see: a pale line along
+    the edge of a sign beside deepface_img21's shoulder, a cloud of landscape beside the
+    Mona Lisa. Outside it the matte goes on as at the part's edge, and the plate and the
+    clean picture are the image's own pixels."""
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
+    if picture is not None:
+        return _prepare_layers_within(check_rgb(image, "image"), picture, refine=refine,
+                                      grow=grow, scale=scale, strands=strands)
     if scale < 1.0:
         return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
                                       grow=grow, strands=strands)
@@ -928,6 +940,31 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         clean = None if loose is None else loose.clean
     return PortraitLayers(matte=matte, plate=background_plate(
         image if clean is None else clean, matte, grow=grow), clean=clean)
+
+
+def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int], *,
+                           refine: bool, grow: float, scale: float,
+                           strands: bool) -> PortraitLayers | None:
+    """:func:`prepare_layers` of the ``picture`` part of ``image`` alone, brought back to the
+    image's size."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in picture)
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ValueError(f"picture: expected a box within the {w}x{h} image, got {picture}")
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return prepare_layers(image, refine=refine, grow=grow, scale=scale, strands=strands)
+    inner = prepare_layers(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=refine,
+                           grow=grow, scale=scale, strands=strands)
+    if inner is None:
+        return None
+    matte = cv2.copyMakeBorder(inner.matte, y0, h - y1, x0, w - x1, cv2.BORDER_REPLICATE)
+    plate = image.copy()
+    plate[y0:y1, x0:x1] = inner.plate
+    clean = None
+    if inner.clean is not None:
+        clean = image.copy()
+        clean[y0:y1, x0:x1] = inner.clean
+    return PortraitLayers(matte=np.asarray(matte, np.float32), plate=plate, clean=clean)
 
 
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,

@@ -447,7 +447,7 @@ class MeshEngine:
                               if self.config.body == "flow" else None, picture=box)
         layers = None
         if self.config.head_layer:
-            layers = prepare_layers(image, grow=STILL_GROW, strands=True)
+            layers = prepare_layers(image, grow=STILL_GROW, strands=True, picture=box)
             if layers is None:
                 log.warning("no person found by the segmentation in the portrait: its "
                             "background moves with the head (no head layer)")

@@ -150,8 +150,8 @@ def _region_spread(image: np.ndarray, region: np.ndarray, sigma: float) -> np.nd
     m = region.astype(np.float32)
     den = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
     mean = cv2.GaussianBlur(image * m[..., None], (0, 0), sigma) / den[..., None]
-    sq = cv2.GaussianBlur((image * image).sum(-1) * m, (0, 0), sigma) / den
-    spread = np.where(region, np.sqrt(np.maximum(sq - (mean * mean).sum(-1), 0.0)), 1e4)
+    sq = cv2.GaussianBlur(_channel_sum(image * image) * m, (0, 0), sigma) / den
+    spread = np.where(region, np.sqrt(np.maximum(sq - _channel_sum(mean * mean), 0.0)), 1e4)
     least = cv2.erode(spread.astype(np.float32), _disk(max(1, round(3 * sigma))))
     return np.asarray(least, np.float32)
 
@@ -190,9 +190,9 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     bg = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5)]),
                           background)
     d = fg[..., :3] - bg[..., :3]
-    dd = np.maximum((d * d).sum(-1), 1e-6)
-    alpha = np.clip(((smooth - bg[..., :3]) * d).sum(-1) / dd, 0.0, 1.0)
-    residual = np.sqrt((((bg[..., :3] + alpha[..., None] * d) - smooth) ** 2).sum(-1))
+    dd = np.maximum(_channel_sum(d * d), 1e-6)
+    alpha = np.clip(_channel_sum((smooth - bg[..., :3]) * d) / dd, 0.0, 1.0)
+    residual = np.sqrt(_channel_sum(((bg[..., :3] + alpha[..., None] * d) - smooth) ** 2))
     lo, hi = SEPARATE_CONTRAST
     spread = np.sqrt(fg[..., 3] ** 2 + bg[..., 3] ** 2)
     trust = (np.clip((np.sqrt(dd) - spread - lo) / (hi - lo), 0.0, 1.0)
@@ -213,8 +213,8 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     d_full = f - b
     # the picture's grain would speckle the estimate: its colours a little smoothed
     soft = _without_grain(img)
-    own = np.clip(((soft[ys, xs].astype(np.float32) - b) * d_full).sum(-1)
-                  / np.maximum((d_full * d_full).sum(-1), 1e-6), 0.0, 1.0)
+    own = np.clip(_channel_sum((soft[ys, xs].astype(np.float32) - b) * d_full)
+                  / np.maximum(_channel_sum(d_full * d_full), 1e-6), 0.0, 1.0)
     out = matte.astype(np.float32, copy=True)
     out[ys, xs] = t * own + (1.0 - t) * out[ys, xs]
     # Colours alone can open a hole in the person (a white hair clip against a light wall)
@@ -343,8 +343,8 @@ def claim_attached(image: np.ndarray, matte: np.ndarray, *, reach: float = CLAIM
     expected = background_plate(small, sm, work_side=max(sw, sh) // 2, grow=1.05 * reach)
     # the background's own texture: its local spread beyond the reach, carried in
     texture = _spread_beyond(small.astype(np.float32), clear)
-    diff = np.sqrt(((_without_grain(small).astype(np.float32)
-                     - expected.astype(np.float32)) ** 2).sum(-1))
+    diff = np.sqrt(_channel_sum((_without_grain(small).astype(np.float32)
+                                 - expected.astype(np.float32)) ** 2))
     lo, hi = contrast
     stands = np.clip((diff - CLAIM_TEXTURE_SPREADS * texture - lo) / (hi - lo), 0.0, 1.0) * near
     # only pieces joined to the person (and their anti-aliased rim)
@@ -620,18 +620,18 @@ def claim_strands(image: np.ndarray, matte: np.ndarray, *, reach: float = STRAND
     median_u8 = cv2.medianBlur(small, 2 * max(1, round(STRAND_WIDTH * side)) + 1)
     median = median_u8.astype(np.float32)
     hair = _nearest_samples(median, person) - median  # towards the hair, from the background
-    contrast = np.sqrt(np.maximum((hair * hair).sum(-1), 1e-6))
+    contrast = np.sqrt(np.maximum(_channel_sum(hair * hair), 1e-6))
     direction = hair / contrast[..., None]
     raw = (small.astype(np.float32) - median)
     # found on the picture a little smoothed (grain), measured on its own pixels
     soft = (cv2.GaussianBlur(small, (0, 0), 0.7).astype(np.float32) - median)
-    along = (soft * direction).sum(-1)
+    along = _channel_sum(soft * direction)
     # the background's grain: the picture's spread about its median beyond the reach,
     # carried in
     grain = np.maximum(_spread_beyond(soft, clear, about_mean=False), 0.5)
     lo, hi = STRAND_SPREADS
     sure = np.clip((along / grain - lo) / (hi - lo), 0.0, 1.0)
-    off = np.sqrt(np.maximum((soft * soft).sum(-1) - along * along, 0.0))
+    off = np.sqrt(np.maximum(_channel_sum(soft * soft) - along * along, 0.0))
     sure *= np.clip(2.0 - off / (STRAND_OFF_LINE * np.abs(along) + 2.0 * grain), 0.0, 1.0)
     clo, chi = STRAND_CONTRAST
     sure *= np.clip((contrast - clo) / (chi - clo), 0.0, 1.0) * near
@@ -647,7 +647,7 @@ def claim_strands(image: np.ndarray, matte: np.ndarray, *, reach: float = STRAND
     sure *= joined[labels]
     if not (sure > 0.0).any():
         return None
-    share = np.clip((raw * direction).sum(-1) / contrast, 0.0, 1.0) * sure
+    share = np.clip(_channel_sum(raw * direction) / contrast, 0.0, 1.0) * sure
     taken = share[..., None] * hair  # what the strands add to the background
     if scale < 1.0:
         share = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -767,7 +767,7 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         there = cv2.remap(is_valid, at_x, at_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
-        d = np.sqrt(((looks - edge_pixel) ** 2).sum(-1))
+        d = np.sqrt(_channel_sum((looks - edge_pixel) ** 2))
         apart = np.minimum(apart, np.where(there > 0.5, d, np.inf))
     lo, hi = REFLECT_ALIKE
     # (smoothed a little: pixel by pixel the choice speckles a busy background; what is

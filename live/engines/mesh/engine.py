@@ -412,7 +412,8 @@ class MeshEngine:
         """Find the face mesh of a square portrait crop (resized to ``size`` if needed).
         ``picture`` (``(x0, y0, x1, y1)`` in the crop's pixels, :func:`live.geometry.
         picture_box`): where the crop shows its photo; the warp's border runs along the
-        photo's edge, so the made-up border beyond it never moves into the picture."""
+        photo's edge, so the made-up border beyond it never moves into the picture, and only
+        the photo is segmented for the head layer."""
         image = check_rgb(portrait, "portrait")
         h, w = image.shape[:2]
         if h != w:

@@ -147,7 +147,8 @@ class SpyEngine:
         self.pictures: list[tuple[int, int, int, int] | None] = []  # prepare's picture boxes
 
     def prepare(self, portrait: np.ndarray, *,
-                picture: tuple[int, int, int, int] | None = None) -> Any:
+                picture: tuple[int, int, int, int] | None = None,
+                context: np.ndarray | None = None) -> Any:
         if self.prepare_gate is not None and not self.prepare_gate.wait(60):
             raise TimeoutError("prepare_gate never opened")
         self.pictures.append(picture)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import cv2
@@ -325,6 +326,38 @@ def test_the_mesh_engine_segments_its_portraits_picture_not_the_crops_border(
 
 
 @pytest.mark.fixtures
+def test_live_segments_a_tight_crop_with_the_whole_pictures_view(portraits_dir) -> None:
+    """`mimicam live` crops sadtalker_art_14 at 1.8 face sizes; in that crop the selfie
+    model calls nearly everything the person, and the red wall on both sides of her neck
+    was in the head layer (a red disc round the neck over any background). The library now
+    gives the engine the whole picture's mask cut into the crop (``person_context``)."""
+    from live.face.portraits import PortraitLibrary, find_portrait, load_image, person_context
+
+    path = portraits_dir / "sadtalker_art_14.png"
+    portrait = find_portrait(load_image(path), SIZE, crop_scale=1.8, path=path)
+    context = person_context(portrait)
+    assert context is not None and context.shape == (SIZE, SIZE)
+    own = segmentation.segment_person(portrait.crop.image)
+    assert own is not None and float((own <= 0.02).mean()) < 0.02
+    with MeshEngine(size=SIZE, smoothing=False) as engine:
+        library = PortraitLibrary([path], engine, output_size=(1280, 720),
+                                  framing="shoulders")
+        prepared = library.prepare(0)
+        library.close()
+    layers = prepared.handle.layers
+    assert layers is not None
+    for wall in ((slice(330, 420), slice(0, 90)), (slice(330, 420), slice(390, SIZE))):
+        assert layers.matte[wall].max() < 0.05, layers.matte[wall].max()
+    nx, ny = (int(v) for v in prepared.handle.landmarks[1, :2])
+    assert layers.matte[ny - 60:ny + 60, nx - 50:nx + 50].min() > 0.95  # her face
+    side = float(max(portrait.size))  # a crop that shows all the picture needs no context
+    whole = np.array([[1.2 * side / SIZE, 0.0, -0.1 * side], [0.0, 1.2 * side / SIZE, -0.1 * side]])
+    wide = dataclasses.replace(portrait, crop=dataclasses.replace(portrait.crop,
+                                                                  crop_to_frame=whole))
+    assert person_context(wide) is None
+
+
+@pytest.mark.fixtures
 def test_the_painted_wall_beside_a_neck_is_not_the_person(portraits_dir) -> None:
     """sadtalker_art_14's layers: the stretch of red wall right of her neck, which the
     selfie model gives 0.3-1.0, is out of the matte; her face and hair are in it."""
@@ -374,6 +407,30 @@ def test_only_the_picture_part_of_a_crop_is_segmented(monkeypatch: pytest.Monkey
     assert whole is not None and seen[-1] == crop.shape[:2]
     with pytest.raises(ValueError, match="a box within the"):
         prepare_layers(crop, picture=(0, 0, crop.shape[1] + 1, h))
+
+
+def test_a_crop_that_sees_no_background_takes_the_wider_views_mask(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare_layers(context=)``: where the image's own mask calls almost nothing sure
+    background (a tight crop: the selfie model took all of it for the person) and the wider
+    view's mask does, the lower of the two is used; a mask that sees background keeps its
+    own, bit for bit; a context of another size is refused."""
+    image, matte, _, _, _ = _curls_on_a_wall()
+    h, w = matte.shape
+    everything = np.ones((h, w), np.float32)
+    monkeypatch.setattr(segmentation, "segment_person", lambda picture, **_: everything)
+    alone = prepare_layers(image, refine=False, grow=STILL_GROW)
+    wider = prepare_layers(image, refine=False, grow=STILL_GROW, context=matte)
+    assert alone is not None and wider is not None
+    assert alone.matte.min() == 1.0  # the whole crop the person ...
+    assert np.array_equal(wider.matte, np.minimum(everything, matte))  # ... and not now
+    monkeypatch.setattr(segmentation, "segment_person", lambda picture, **_: matte)
+    own = prepare_layers(image, grow=STILL_GROW)
+    ignored = prepare_layers(image, grow=STILL_GROW, context=np.zeros((h, w), np.float32))
+    assert own is not None and ignored is not None
+    assert np.array_equal(own.matte, ignored.matte)
+    with pytest.raises(ValueError, match="context: expected a mask of the image's"):
+        prepare_layers(image, context=np.zeros((h, w + 1), np.float32))
 
 
 def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

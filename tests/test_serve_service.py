@@ -44,7 +44,8 @@ class FakeEngine:
         self.calibrated = False
 
     def prepare(self, portrait: np.ndarray, *,
-                picture: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                picture: tuple[int, int, int, int] | None = None,
+                context: np.ndarray | None = None) -> np.ndarray:
         if not portrait.any():
             raise NoFaceError("no face found in the portrait")
         out = portrait.copy()

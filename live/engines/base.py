@@ -40,12 +40,17 @@ class Engine(Protocol):
     size: int
 
     def prepare(self, portrait: np.ndarray, *,
-                picture: tuple[int, int, int, int] | None = None) -> Any:
+                picture: tuple[int, int, int, int] | None = None,
+                context: np.ndarray | None = None) -> Any:
         """Analyse a portrait face crop (RGB uint8, size x size); returns an opaque handle.
 
         ``picture``: ``(x0, y0, x1, y1)``, the crop's pixels that show its photo when the crop
         reaches past the photo (:func:`live.geometry.picture_box`; None: all of it). The rest
         is made-up border, which an engine must not move into the picture.
+
+        ``context``: the crop's person mask (float32 (size, size) in [0, 1]) worked out on
+        the whole photo (:func:`live.face.portraits.person_context`), for an engine that
+        segments its crop and would see too little of the scene in it; None: none.
 
         Raises :class:`calibrate.errors.NoFaceError` when the crop holds no usable face. Must not
         touch the engine's current state, so it can run off the hot path.

@@ -183,9 +183,11 @@ class FommEngine:
     # -- portrait ------------------------------------------------------------------------------
 
     def prepare(self, portrait: np.ndarray, *,
-                picture: tuple[int, int, int, int] | None = None) -> FommPortrait:
+                picture: tuple[int, int, int, int] | None = None,
+                context: np.ndarray | None = None) -> FommPortrait:
         """Encode a square portrait crop (resized to the model's size); heavy, thread-safe.
-        ``picture`` is not used: the network was trained on crops with such borders."""
+        ``picture`` is not used: the network was trained on crops with such borders; nor is
+        ``context`` (the engine segments nothing)."""
         image = check_rgb(portrait, "portrait")
         h, w = image.shape[:2]
         if h != w:

@@ -328,9 +328,11 @@ class RemoteEngine:
     # -- portrait ---------------------------------------------------------------------------
 
     def prepare(self, portrait: np.ndarray, *,
-                picture: tuple[int, int, int, int] | None = None) -> RemotePortrait:
+                picture: tuple[int, int, int, int] | None = None,
+                context: np.ndarray | None = None) -> RemotePortrait:
         """Upload the portrait crop and, when the server takes it, ``picture`` (the crop's
-        pixels that show its photo; kept for the local fallback engine too)."""
+        pixels that show its photo; kept for the local fallback engine too). ``context`` is
+        not sent: the server segments the crop it is given."""
         image = np.ascontiguousarray(check_rgb(portrait, "portrait"))
         if picture is not None:
             picture = (int(picture[0]), int(picture[1]), int(picture[2]), int(picture[3]))

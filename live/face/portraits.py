@@ -350,6 +350,28 @@ class Portrait:
         return picture_box(self.crop.crop_to_frame, self.size, int(self.crop.image.shape[0]))
 
 
+def person_context(portrait: Portrait) -> np.ndarray | None:
+    """The person mask of the whole picture (:func:`live.face.segmentation.segment_person`)
+    cut into the portrait's face crop: float32 (size, size) in [0, 1], for
+    ``Engine.prepare(context=)``; None when the crop shows the whole picture anyway or the
+    segmentation finds nobody."""
+    from live.face.segmentation import segment_person
+
+    n = int(portrait.crop.image.shape[0])
+    w, h = portrait.size
+    corners = np.array([[-0.5, -0.5], [n - 0.5, n - 0.5]], np.float64)
+    (x0, y0), (x1, y1) = corners @ portrait.crop.crop_to_frame[:, :2].T \
+        + portrait.crop.crop_to_frame[:, 2]
+    if x0 <= 0.0 and y0 <= 0.0 and x1 >= w - 1.0 and y1 >= h - 1.0:
+        return None
+    whole = segment_person(portrait.image)
+    if whole is None:
+        return None
+    return np.asarray(cv2.warpAffine(whole, portrait.crop.crop_to_frame, (n, n),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE), np.float32)
+
+
 def find_faces(image: np.ndarray, *, max_faces: int = 1, path: str | Path | None = None,
                what: str = "portrait", whole_picture_first: bool = False) -> list[np.ndarray]:
     """Face-mesh landmarks ``(478, 3)`` (image pixels) of the ``max_faces`` largest faces of
@@ -585,7 +607,8 @@ class PortraitLibrary:
             detail = SEGMENT_DETAIL * max(plain.scale, reaching.scale)
             whole = helper.submit(_picture_layers, portrait.image, min(1.0, detail)) \
                 if self._segment else None
-            handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box)
+            handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box,
+                                         context=person_context(portrait))
             layers = None if whole is None else whole.result()
         if self._segment and layers is None:
             log.warning("portrait %s: the segmentation found no person in it; it keeps "

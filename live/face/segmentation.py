@@ -893,10 +893,31 @@ def still_background(image: np.ndarray, matte: np.ndarray, plate: np.ndarray) ->
     return out
 
 
+CONTEXT_OWN_CLEAR = 0.02
+"""Share of an image its own person mask must call sure background (0.02 or less) for
+:func:`prepare_layers` to trust it without a ``context``."""
+CONTEXT_CLEAR = 0.05
+"""Share of the image a ``context`` must call sure background to be used instead."""
+
+
+def _with_context(own: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    """``own`` (the selfie model's mask of an image), or where it sees almost no background
+    and ``context`` (the mask from a wider view) does, the lower of the two."""
+    if context is None or float((own <= 0.02).mean()) >= CONTEXT_OWN_CLEAR:
+        return own
+    wider = np.clip(np.asarray(context, np.float32), 0.0, 1.0)
+    if float((wider <= 0.02).mean()) < CONTEXT_CLEAR:
+        return own
+    log.debug("the portrait's own person mask sees almost no background; the wider view's "
+              "is used where it is lower")
+    return np.asarray(np.minimum(own, wider), np.float32)
+
+
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
                    grow: float = PLATE_GROW, scale: float = 1.0,
                    strands: bool = False,
-                   picture: tuple[int, int, int, int] | None = None) -> PortraitLayers | None:
+                   picture: tuple[int, int, int, int] | None = None,
+                   context: np.ndarray | None = None) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
     the long side, :func:`background_plate`); ``None`` when no person is found (the caller
     keeps today's behaviour and says so in one warning).
@@ -919,18 +940,30 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     (the picture's edge repeated) gave the selfie model streaks to see: a pale line along
     the edge of a sign beside deepface_img21's shoulder, a cloud of landscape beside the
     Mona Lisa. Outside it the matte goes on as at the part's edge, and the plate and the
-    clean picture are the image's own pixels."""
+    clean picture are the image's own pixels.
+
+    ``context`` (float32 (H, W) in [0, 1]): the person mask of ``image`` worked out with more
+    of the picture around it (the whole picture's, cut into a crop). A tight crop of a face
+    can show the selfie model too little scene: it called nearly all of live's crop of
+    sadtalker_art_14 the person, the red wall on both sides of her neck included. Where the
+    image's own mask is sure of less than :data:`CONTEXT_OWN_CLEAR` of it as background and
+    the context of at least :data:`CONTEXT_CLEAR`, the lower of the two is used."""
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
+    if context is not None and context.shape != image.shape[:2]:
+        raise ValueError(f"context: expected a mask of the image's {image.shape[1]}x"
+                         f"{image.shape[0]}, got {context.shape[1]}x{context.shape[0]}")
     if picture is not None:
         return _prepare_layers_within(check_rgb(image, "image"), picture, refine=refine,
-                                      grow=grow, scale=scale, strands=strands)
+                                      grow=grow, scale=scale, strands=strands,
+                                      context=context)
     if scale < 1.0:
         return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
-                                      grow=grow, strands=strands)
+                                      grow=grow, strands=strands, context=context)
     matte = segment_person(image)
     if matte is None:
         return None
+    matte = _with_context(matte, context)
     clean = None
     if refine:
         matte = release_background(image, matte, separate_colours(
@@ -943,8 +976,8 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
 
 
 def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int], *,
-                           refine: bool, grow: float, scale: float,
-                           strands: bool) -> PortraitLayers | None:
+                           refine: bool, grow: float, scale: float, strands: bool,
+                           context: np.ndarray | None) -> PortraitLayers | None:
     """:func:`prepare_layers` of the ``picture`` part of ``image`` alone, brought back to the
     image's size."""
     h, w = image.shape[:2]
@@ -952,9 +985,12 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         raise ValueError(f"picture: expected a box within the {w}x{h} image, got {picture}")
     if (x0, y0, x1, y1) == (0, 0, w, h):
-        return prepare_layers(image, refine=refine, grow=grow, scale=scale, strands=strands)
+        return prepare_layers(image, refine=refine, grow=grow, scale=scale, strands=strands,
+                              context=context)
     inner = prepare_layers(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=refine,
-                           grow=grow, scale=scale, strands=strands)
+                           grow=grow, scale=scale, strands=strands,
+                           context=None if context is None
+                           else np.ascontiguousarray(context[y0:y1, x0:x1]))
     if inner is None:
         return None
     matte = cv2.copyMakeBorder(inner.matte, y0, h - y1, x0, w - x1, cv2.BORDER_REPLICATE)
@@ -968,13 +1004,17 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
 
 
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
-                           grow: float, strands: bool) -> PortraitLayers | None:
+                           grow: float, strands: bool,
+                           context: np.ndarray | None) -> PortraitLayers | None:
     """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
     size."""
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
-    layers = prepare_layers(small, refine=refine, grow=grow, strands=strands)
+    layers = prepare_layers(small, refine=refine, grow=grow, strands=strands,
+                            context=None if context is None else cv2.resize(
+                                context.astype(np.float32), small.shape[1::-1],
+                                interpolation=cv2.INTER_AREA))
     if layers is None:
         return None
     matte = np.clip(cv2.resize(layers.matte, (w, h), interpolation=cv2.INTER_LINEAR),

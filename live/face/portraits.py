@@ -35,7 +35,7 @@ from live.compose import Compositor
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
 from live.face.segmentation import PortraitLayers
-from live.geometry import Framing, FramingMode, Orientation, cover, fit_size
+from live.geometry import Framing, FramingMode, Orientation, apply_affine, cover, fit_size
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -359,9 +359,8 @@ def person_context(portrait: Portrait) -> np.ndarray | None:
 
     n = int(portrait.crop.image.shape[0])
     w, h = portrait.size
-    corners = np.array([[-0.5, -0.5], [n - 0.5, n - 0.5]], np.float64)
-    (x0, y0), (x1, y1) = corners @ portrait.crop.crop_to_frame[:, :2].T \
-        + portrait.crop.crop_to_frame[:, 2]
+    (x0, y0), (x1, y1) = apply_affine(np.array([[-0.5, -0.5], [n - 0.5, n - 0.5]]),
+                                      portrait.crop.crop_to_frame)
     if x0 <= 0.0 and y0 <= 0.0 and x1 >= w - 1.0 and y1 >= h - 1.0:
         return None
     whole = segment_person(portrait.image)

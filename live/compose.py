@@ -353,8 +353,8 @@ class Compositor:
         """The 2x3 affine from portrait pixels to output pixels (the framing)."""
         # crop -> portrait -> output
         self.crop_to_output = compose_affine(box, m)
-        if mask is None:
-            mask = ellipse_mask(self.crop_size, feather=feather)
+        if mask is None:  # cached: the same for every portrait of a library
+            mask = _default_mask(self.crop_size, self.crop_size, round(float(feather), 4))
         mask = np.asarray(mask, np.float32)
         if mask.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"mask: expected shape {(self.crop_size, self.crop_size)}, "

@@ -22,7 +22,7 @@ picture into an output frame). This module is the one place that maths is writte
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -456,16 +456,34 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """A strong Gaussian blur (``sigma`` pixels), done at a reduced size when ``sigma`` is
-    large (cheap); edges mirrored."""
+    """A strong Gaussian blur (``sigma`` pixels), done at a reduced size (by up to a quarter of
+    ``sigma``, at most 8) when ``sigma`` is large (cheap; from 8 px on, within a level of
+    the blur at full size); edges mirrored."""
     h, w = image.shape[:2]
-    k = max(1, min(int(sigma // 6), 8))
+    k = max(1, min(int(sigma // 4), 8))
     if k == 1:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
     small = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / k,
                              borderType=cv2.BORDER_REFLECT_101)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _beyond_photo(rect: tuple[int, int, int, int], ow: int, oh: int
+                  ) -> Iterator[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """The bands of a ``(ow, oh)`` output beyond the photo's ``rect`` (x0, y0, x1, y1): above,
+    below, left and right of it, the empty ones left out; each with its pixels' distance
+    from the photo (float32, 1 at the first pixel outside it)."""
+    x0, y0, x1, y1 = rect
+    for bx0, by0, bx1, by1 in ((0, 0, ow, y0), (0, y1, ow, oh), (0, y0, x0, y1),
+                               (x1, y0, ow, y1)):
+        if bx1 <= bx0 or by1 <= by0:
+            continue
+        cols, rows = np.arange(bx0, bx1), np.arange(by0, by1)
+        dx = np.maximum(np.maximum(x0 - cols, cols - (x1 - 1)), 0)
+        dy = np.maximum(np.maximum(y0 - rows, rows - (y1 - 1)), 0)
+        yield (bx0, by0, bx1, by1), np.hypot(dy[:, None].astype(np.float32),
+                                              dx[None, :].astype(np.float32))
 
 
 def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
@@ -499,17 +517,26 @@ def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
     if not framing.padded:
         return np.ascontiguousarray(visible)
     out = cv2.copyMakeBorder(visible, y0, oh - y1, x0, ow - x1, cv2.BORDER_REFLECT_101)
-    # distance (output pixels) from the photo; 1 at the first pixel outside it
-    dx = np.maximum(np.maximum(x0 - np.arange(ow), np.arange(ow) - (x1 - 1)), 0)
-    dy = np.maximum(np.maximum(y0 - np.arange(oh), np.arange(oh) - (y1 - 1)), 0)
-    d = np.hypot(dy[:, None].astype(np.float32), dx[None, :].astype(np.float32))
-    near = _smoothstep(d / (0.02 * oh))[..., None]  # sharp -> lightly blurred
-    far = _smoothstep(d / (0.2 * oh))[..., None]  # lightly -> strongly blurred and dimmed
-    light = blur(out, 0.015 * oh).astype(np.float32)
-    strong = blur(out, 0.1 * oh).astype(np.float32)
-    ext = (light * (1.0 - far) + strong * far) * (1.0 - 0.25 * far)
-    mixed = out.astype(np.float32) * (1.0 - near) + ext * near
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    # the photo's own pixels stay as they are (nothing is mixed into them); only the bands
+    # beyond its edge are worked out, each with enough of the picture round it for the light
+    # blur to see what a blur of the whole picture would (a third of the work for a photo
+    # that fills most of the output)
+    light_sigma = 0.015 * oh
+    reach = int(np.ceil(4.0 * light_sigma)) + 2
+    strong = blur(out, 0.1 * oh)
+    mixed = out.copy()
+    for (bx0, by0, bx1, by1), d in _beyond_photo(framing.photo_rect, ow, oh):
+        ex0, ey0 = max(0, bx0 - reach), max(0, by0 - reach)
+        ex1, ey1 = min(ow, bx1 + reach), min(oh, by1 + reach)
+        light = blur(np.ascontiguousarray(out[ey0:ey1, ex0:ex1]), light_sigma)[
+            by0 - ey0:by1 - ey0, bx0 - ex0:bx1 - ex0].astype(np.float32)
+        near = _smoothstep(d / (0.02 * oh))[..., None]  # sharp -> lightly blurred
+        far = _smoothstep(d / (0.2 * oh))[..., None]  # lightly -> strongly blurred, dimmed
+        ext = (light * (1.0 - far) + strong[by0:by1, bx0:bx1].astype(np.float32) * far) \
+            * (1.0 - 0.25 * far)
+        band = out[by0:by1, bx0:bx1].astype(np.float32) * (1.0 - near) + ext * near
+        mixed[by0:by1, bx0:bx1] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    return mixed
 
 
 MATTE_FADE = 0.03
@@ -547,12 +574,13 @@ def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
     if not framing.padded:
         return np.ascontiguousarray(visible)
     extended = cv2.copyMakeBorder(visible, y0, oh - y1, x0, ow - x1, cv2.BORDER_REPLICATE)
-    # distance (output pixels) from the photo, as frame_picture measures it
-    dx = np.maximum(np.maximum(x0 - np.arange(ow), np.arange(ow) - (x1 - 1)), 0)
-    dy = np.maximum(np.maximum(y0 - np.arange(oh), np.arange(oh) - (y1 - 1)), 0)
-    d = np.hypot(dy[:, None].astype(np.float32), dx[None, :].astype(np.float32))
-    keep = 1.0 - _smoothstep(d / (MATTE_FADE * oh))
-    return np.clip(extended * keep + 0.5, 0, 255).astype(np.uint8)
+    # the photo's own matte as it is; beyond its edge (measured as frame_picture measures
+    # it) it fades out
+    for (bx0, by0, bx1, by1), d in _beyond_photo(framing.photo_rect, ow, oh):
+        keep = 1.0 - _smoothstep(d / (MATTE_FADE * oh))
+        extended[by0:by1, bx0:bx1] = np.clip(extended[by0:by1, bx0:bx1] * keep + 0.5,
+                                             0, 255).astype(np.uint8)
+    return np.asarray(extended)
 
 
 def cover(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

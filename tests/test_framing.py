@@ -196,6 +196,44 @@ def test_the_extended_edge_is_the_blurred_photo_not_black() -> None:
     assert seam < 6
 
 
+def test_the_extended_edge_is_worked_out_band_by_band_as_over_the_whole_frame() -> None:
+    # frame_picture mixes only the bands beyond the photo, each blurred with enough of the
+    # frame round it: the mix of whole-frame blurs (within the level the blurs' reduced
+    # sizes, aligned to each band, round differently), the photo's own pixels bit for bit,
+    # with the photo on every side of the frame or on some
+    from live.geometry import blur
+
+    image = _scene(500, 400, seed=5)
+    for box in ((150.0, 100.0, 250.0, 220.0), (20.0, 30.0, 140.0, 170.0),
+                (300.0, 380.0, 390.0, 490.0)):
+        fr = framing_transform(box, (400, 500), OUT, "shoulders")
+        assert fr.padded
+        out = frame_picture(image, fr)
+        ow, oh = OUT
+        x0, y0, x1, y1 = fr.photo_rect
+        ox, oy = fr.offset
+        resized = cv2.resize(image, fr.resized, interpolation=cv2.INTER_LANCZOS4
+                             if fr.scale > 1 else cv2.INTER_AREA)
+        whole = cv2.copyMakeBorder(resized[y0 - oy:y1 - oy, x0 - ox:x1 - ox], y0, oh - y1,
+                                   x0, ow - x1, cv2.BORDER_REFLECT_101)
+        cols, rows = np.arange(ow), np.arange(oh)
+        d = np.hypot(np.maximum(np.maximum(y0 - rows, rows - (y1 - 1)), 0)[:, None],
+                     np.maximum(np.maximum(x0 - cols, cols - (x1 - 1)), 0)[None, :]
+                     ).astype(np.float32)
+
+        def step(x: np.ndarray) -> np.ndarray:
+            x = np.clip(x, 0.0, 1.0)
+            return x * x * (3.0 - 2.0 * x)
+
+        near, far = step(d / (0.02 * oh))[..., None], step(d / (0.2 * oh))[..., None]
+        ext = (blur(whole, 0.015 * oh).astype(np.float32) * (1.0 - far)
+               + blur(whole, 0.1 * oh).astype(np.float32) * far) * (1.0 - 0.25 * far)
+        expected = np.clip(whole.astype(np.float32) * (1.0 - near) + ext * near + 0.5,
+                           0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(out[y0:y1, x0:x1], expected[y0:y1, x0:x1])
+        assert int(np.abs(out.astype(int) - expected).max()) <= 2
+
+
 def test_framed_output_size_keeps_the_pictures_resolution() -> None:
     assert framed_output_size(240, "shoulders") == (1280, 720)
     assert framed_output_size(360, "head") == (1280, 720)

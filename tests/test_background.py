@@ -779,7 +779,7 @@ def test_layers_worked_out_smaller_come_back_at_the_pictures_size(
 
 
 @pytest.mark.fixtures
-def test_a_live_portrait_is_segmented_at_twice_the_size_it_is_shown(
+def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
         portraits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import live.face.segmentation as seg
     from live.face.portraits import SEGMENT_DETAIL

@@ -459,11 +459,12 @@ class PreparedPortrait:
     None: nothing to paint, as for ``keep``)."""
 
 
-SEGMENT_DETAIL = 2.0
+SEGMENT_DETAIL = 1.0
 """A live portrait's person and background plate (for ``--background``) are worked out at
 this many times the resolution its framing shows it at (at most its own): a 2048 px photo
 framed into a 1280x720 call is shown at a quarter to a half of its size, and segmenting it
-at its own size took 0.5 s of its preparation."""
+at its own size took 0.5 s of its preparation; at twice the size it is shown, 0.4-1.1 s
+(benchmarks/README "Round 35" and "Round 55")."""
 
 
 CUT_GAP = 0.03
@@ -593,25 +594,41 @@ class PortraitLibrary:
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
                                  path=path, face=face)
         mode = own.framing or self.framing
-        plain = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode)
-        # with a background, a person the photo's bottom edge cuts is framed down to the
-        # output's bottom (no bust in mid-air in front of it: benchmarks/README "Round 51")
-        reaching = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode,
-                                    reach_bottom=True) if self._segment else plain
-        # the whole picture's person and plate (for a background) on a thread of their own
-        # while the engine prepares the face: OpenCV and MediaPipe release the GIL, so the
-        # two share a 2-core machine's cores (benchmarks/README "Round 50"); the executor
-        # starts no thread without one
+        # the picture's side (its person and plate for a background, the framing, the
+        # compositor, the background's layer) on a thread of their own while the engine
+        # prepares the face: OpenCV and MediaPipe release the GIL, so the two share a 2-core
+        # machine's cores (benchmarks/README "Round 50" and "Round 55")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
-            detail = SEGMENT_DETAIL * max(plain.scale, reaching.scale)
-            whole = helper.submit(_picture_layers, portrait.image, min(1.0, detail)) \
-                if self._segment else None
+            picture = helper.submit(self._picture_side, portrait, mode)
             handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box,
                                          context=person_context(portrait))
-            layers = None if whole is None else whole.result()
-        if self._segment and layers is None:
-            log.warning("portrait %s: the segmentation found no person in it; it keeps "
-                        "its own background", path.name)
+            layers, compositor, first = picture.result()
+        prepared = PreparedPortrait(index, portrait, handle, compositor, layers)
+        prepared.backgrounds[self.background] = first
+        with self._lock:
+            self._cache[index] = prepared
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+            self._futures.pop(index, None)
+        log.info("portrait %d/%d ready: %s", index + 1, len(self.paths), path.name)
+        return prepared
+
+    def _picture_side(self, portrait: Portrait, mode: FramingMode
+                      ) -> tuple[PortraitLayers | None, Compositor, BackgroundLayer | None]:
+        """A portrait's whole-picture layers (with a background; None without one or when
+        the segmentation finds nobody), its compositor and the layer of :attr:`background`."""
+        plain = portrait_framing(portrait.landmarks, portrait.size, self.output_size, mode)
+        reaching, layers = plain, None
+        if self._segment:
+            # a person the photo's bottom edge cuts is framed down to the output's bottom
+            # (no bust in mid-air in front of the background: benchmarks/README "Round 51")
+            reaching = portrait_framing(portrait.landmarks, portrait.size, self.output_size,
+                                        mode, reach_bottom=True)
+            detail = SEGMENT_DETAIL * max(plain.scale, reaching.scale)
+            layers = _picture_layers(portrait.image, min(1.0, detail))
+            if layers is None:
+                log.warning("portrait %s: the segmentation found no person in it; it keeps "
+                            "its own background", portrait.name)
         cut = layers is not None and cuts_person(layers.matte)
         framing = reaching if cut else plain
         self._log_upscale(portrait, framing)
@@ -621,15 +638,14 @@ class PortraitLibrary:
                                 self.output_size, feather=self.feather,
                                 color_transfer=self.color_transfer, framing=framing,
                                 matte=layers.matte if layers is not None else None)
-        prepared = PreparedPortrait(index, portrait, handle, compositor, layers)
-        self.layer(prepared, self.background)
-        with self._lock:
-            self._cache[index] = prepared
-            while len(self._cache) > self.max_cached:
-                self._cache.popitem(last=False)
-            self._futures.pop(index, None)
-        log.info("portrait %d/%d ready: %s", index + 1, len(self.paths), path.name)
-        return prepared
+        return layers, compositor, self._build_layer(self.background, compositor, layers)
+
+    def _build_layer(self, background: Background, compositor: Compositor,
+                     layers: PortraitLayers | None) -> BackgroundLayer | None:
+        if not background.needs_matte or layers is None:
+            return None
+        return build_layer(background, compositor, plate=layers.plate,
+                           image=self._image(background))
 
     def _log_upscale(self, portrait: Portrait, framing: Framing) -> None:
         """Say once per picture that its framing upscales it."""
@@ -665,10 +681,7 @@ class PortraitLibrary:
         :meth:`layer_async` from the live loop."""
         if background in prepared.backgrounds:
             return prepared.backgrounds[background]
-        layer = None
-        if background.needs_matte and prepared.layers is not None:
-            layer = build_layer(background, prepared.compositor, plate=prepared.layers.plate,
-                                image=self._image(background))
+        layer = self._build_layer(background, prepared.compositor, prepared.layers)
         prepared.backgrounds[background] = layer
         return layer
 

@@ -3,6 +3,7 @@ real fixtures (frames, fps, audio, held poses, best frame) and its bad-input err
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from fractions import Fraction
@@ -323,6 +324,58 @@ def test_the_mesh_crop_size_is_bounded() -> None:
     # several faces: the largest face's crop
     assert auto_mesh_size([tiny, _face_points(0, 0, 300, 320)], layout) == round(
         face_crop_square(_face_points(0, 0, 300, 320), layout)[1])
+
+
+@pytest.mark.fixtures
+def test_tight_face_crops_get_the_whole_pictures_view_of_the_person(
+        portraits_dir: Path, painting: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # animate's face crops (--crop-scale, several faces) are segmented with the whole
+    # picture's mask cut into them, as mimicam live's are (benchmarks/README "Round 56"):
+    # sadtalker_art_14 at 1.8 face sizes shows the selfie model next to no background, and
+    # the red wall beside her neck was in the mesh engine's head layer
+    import live.face.segmentation as segmentation
+    from live.engines.mesh.engine import MeshEngine
+    from live.jobs.animate import FaceAnimator, whole_picture_layout, with_person_context
+
+    calls: list[tuple[int, ...]] = []
+    real = segmentation.segment_person
+
+    def counting(image: np.ndarray) -> np.ndarray | None:
+        calls.append(image.shape)
+        return real(image)
+
+    monkeypatch.setattr(segmentation, "segment_person", counting)
+    group = load_image(painting)
+    landmarks = find_portrait_faces(group, multi_face=True)
+    faces = with_person_context(group, [portrait_face(group, lm, 256, CropLayout(
+        multi_face=True)) for lm in landmarks])
+    assert calls == [group.shape]  # the picture segmented once for all its faces
+    for face in faces:
+        assert face.context is not None and face.context.shape == (256, 256)
+        assert face.context.dtype == np.float32
+    # a crop that shows all the picture needs none, and nothing is segmented for it
+    image = load_image(portraits_dir / "sadtalker_art_14.png")
+    (lm,) = find_portrait_faces(image, multi_face=False)
+    whole = whole_picture_layout(CropLayout(whole_pixels=True), [lm],
+                                 (image.shape[1], image.shape[0]))
+    assert whole.picture is not None
+    calls.clear()
+    (face,) = with_person_context(image, [portrait_face(image, lm, 512, whole)])
+    assert face.context is None and calls == []
+    # the tight crop: the engine gets the context, and the wall is out of its head layer
+    (face,) = with_person_context(image, [portrait_face(image, lm, 512,
+                                                        CropLayout(crop_scale=1.8))])
+    assert face.context is not None
+    own = real(face.crop.image)
+    assert own is not None and float((own <= 0.02).mean()) < 0.02
+    with MeshEngine(size=512, smoothing=False) as engine:
+        walls = []
+        for each in (face, dataclasses.replace(face, context=None)):
+            animator = FaceAnimator(engine, [each])
+            layers = animator._handles[0].layers
+            assert layers is not None
+            walls.append(float(layers.matte[400:460, 0:60].max()))
+    assert walls[0] < 0.05 < 0.5 < walls[1], walls
 
 
 # ------------------------------------------------------------------------------ the job

@@ -49,7 +49,7 @@ class Engine(Protocol):
         is made-up border, which an engine must not move into the picture.
 
         ``context``: the crop's person mask (float32 (size, size) in [0, 1]) worked out on
-        the whole photo (:func:`live.face.portraits.person_context`), for an engine that
+        the whole photo (:func:`live.face.portraits.crop_person_context`), for an engine that
         segments its crop and would see too little of the scene in it; None: none.
 
         Raises :class:`calibrate.errors.NoFaceError` when the crop holds no usable face. Must not

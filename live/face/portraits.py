@@ -45,6 +45,8 @@ __all__ = [
     "Portrait",
     "PortraitLibrary",
     "PreparedPortrait",
+    "crop_person_context",
+    "crop_shows_picture",
     "exif_orientation",
     "find_faces",
     "find_portrait",
@@ -354,19 +356,40 @@ def person_context(portrait: Portrait) -> np.ndarray | None:
     """The person mask of the whole picture (:func:`live.face.segmentation.segment_person`)
     cut into the portrait's face crop: float32 (size, size) in [0, 1], for
     ``Engine.prepare(context=)``; None when the crop shows the whole picture anyway or the
-    segmentation finds nobody."""
-    from live.face.segmentation import segment_person
+    segmentation finds nobody (:func:`crop_person_context`)."""
+    return crop_person_context(portrait.image, portrait.crop)
 
-    n = int(portrait.crop.image.shape[0])
-    w, h = portrait.size
+
+def crop_shows_picture(crop: FaceCrop, size: tuple[int, int]) -> bool:
+    """Whether a square ``crop`` of a picture of ``size`` (w, h) shows all of it."""
+    n = int(crop.image.shape[0])
     (x0, y0), (x1, y1) = apply_affine(np.array([[-0.5, -0.5], [n - 0.5, n - 0.5]]),
-                                      portrait.crop.crop_to_frame)
-    if x0 <= 0.0 and y0 <= 0.0 and x1 >= w - 1.0 and y1 >= h - 1.0:
+                                      crop.crop_to_frame)
+    return bool(x0 <= 0.0 and y0 <= 0.0 and x1 >= size[0] - 1.0 and y1 >= size[1] - 1.0)
+
+
+def crop_person_context(image: np.ndarray, crop: FaceCrop, *,
+                        whole: np.ndarray | None = None) -> np.ndarray | None:
+    """The person mask of the whole ``image`` cut into ``crop`` (a square crop of it, its
+    ``crop_to_frame`` mapping crop pixels to image pixels): float32 (size, size) in [0, 1];
+    None when the crop shows the whole picture anyway or the segmentation finds nobody.
+    ``whole`` is the picture's :func:`~live.face.segmentation.segment_person` mask when the
+    caller already has it (several faces of one picture); otherwise it is worked out here,
+    and only when the crop needs it."""
+    n = int(crop.image.shape[0])
+    h, w = image.shape[:2]
+    if crop_shows_picture(crop, (w, h)):
         return None
-    whole = segment_person(portrait.image)
     if whole is None:
-        return None
-    return np.asarray(cv2.warpAffine(whole, portrait.crop.crop_to_frame, (n, n),
+        from live.face.segmentation import segment_person
+
+        whole = segment_person(image)
+        if whole is None:
+            return None
+    if whole.shape != (h, w):
+        raise ValueError(f"whole: expected the picture's {w}x{h} mask, got "
+                         f"{whole.shape[1::-1]}")
+    return np.asarray(cv2.warpAffine(whole, crop.crop_to_frame, (n, n),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                      borderMode=cv2.BORDER_REPLICATE), np.float32)
 

@@ -338,6 +338,10 @@ class PortraitFace:
     mask: np.ndarray
     picture_box: tuple[int, int, int, int] | None = None
     """The crop's pixels that show the image (:func:`live.geometry.picture_box`; None: all)."""
+    context: np.ndarray | None = None
+    """The whole picture's person mask cut into the crop, for ``Engine.prepare(context=)``
+    (:func:`live.face.portraits.crop_person_context`; None: the crop shows all the picture,
+    or it was not worked out)."""
 
 
 def disc_mask(size: int, center_xy: Sequence[float], radius: float, *,
@@ -464,7 +468,8 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
                   layout: CropLayout) -> PortraitFace:
     """Cut one portrait face's crop (``crop_size`` px) and build its paste mask: the whole
     crop with a soft edge for a single face; with ``multi_face`` a soft disc of radius
-    ``ratio`` crop sides (the crop side before any growth) around the face centre."""
+    ``ratio`` crop sides (the crop side before any growth) around the face centre.
+    (:func:`with_person_context` adds the whole picture's view of the person.)"""
     from live.face.tracking import square_box
     from live.geometry import apply_affine, crop_square, picture_box
 
@@ -484,6 +489,32 @@ def portrait_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
     h, w = image.shape[:2]
     return PortraitFace(np.asarray(landmarks), face_size, crop, mask,
                         picture_box(crop.crop_to_frame, (w, h), crop_size))
+
+
+def with_person_context(image: np.ndarray,
+                        faces: Sequence[PortraitFace]) -> list[PortraitFace]:
+    """``faces`` (of ``image``) with the whole picture's person mask cut into each crop that
+    does not show all of it (:func:`live.face.portraits.crop_person_context`; the picture
+    segmented once, only when some crop needs it). A tight crop shows the selfie model too
+    little scene: the mesh engine's layers take the wider view where its own mask sees next
+    to no background (benchmarks/README "Round 54" and "Round 56")."""
+    from live.face.portraits import crop_person_context, crop_shows_picture
+    from live.face.segmentation import segment_person
+
+    h, w = image.shape[:2]
+    whole: np.ndarray | None = None
+    out: list[PortraitFace] = []
+    for face in faces:
+        if crop_shows_picture(face.crop, (w, h)):
+            out.append(face)
+            continue
+        if whole is None:
+            whole = segment_person(image)
+            if whole is None:  # nobody found: no crop gets a context
+                return list(faces)
+        out.append(dataclasses.replace(
+            face, context=crop_person_context(image, face.crop, whole=whole)))
+    return out
 
 
 def auto_mesh_size(faces: Sequence[np.ndarray], layout: CropLayout) -> int:
@@ -517,7 +548,8 @@ class FaceAnimator:
         self._handles: list[Any] = []
         for i, face in enumerate(faces):
             try:
-                handle = engine.prepare(face.crop.image, picture=face.picture_box)
+                handle = engine.prepare(face.crop.image, picture=face.picture_box,
+                                        context=face.context)
             except NoFaceError as exc:
                 if len(faces) == 1:
                     raise
@@ -891,8 +923,9 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                      engine.size)
         crop_size = int(engine.size)
         driving_size = driving_crop_size(engine, offline=True)
-        animator = FaceAnimator(engine, [portrait_face(source, lm, crop_size, layout)
-                                         for lm in landmarks], mattes=layers is not None)
+        faces = with_person_context(source, [portrait_face(source, lm, crop_size, layout)
+                                             for lm in landmarks])
+        animator = FaceAnimator(engine, faces, mattes=layers is not None)
         log.info("animating %d face(s) of %s", len(animator.faces), config.source_image)
         # The writer checks the output path and the audio file before any long work, and
         # deletes its temporary file if anything below fails.

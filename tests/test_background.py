@@ -755,6 +755,32 @@ def test_animate_several_faces_share_one_matte(tmp_path: Path, portraits_dir: Pa
     assert green > 0.2  # and the rest of the painting became the key colour
 
 
+def test_the_plate_is_filled_at_the_side_asked_for(astronaut: np.ndarray) -> None:
+    # plate_side only changes the fill behind the person: the matte bit for bit, the
+    # picture's own pixels outside the filled region, a coarser fill inside it (a live
+    # portrait's plate, only shown blurred, at PICTURE_PLATE_SIDE)
+    from live.face.segmentation import prepare_layers
+
+    fine = prepare_layers(astronaut)
+    coarse = prepare_layers(astronaut, plate_side=64)
+    assert fine is not None and coarse is not None
+    np.testing.assert_array_equal(fine.matte, coarse.matte)
+    from live.face.segmentation import PLATE_GROW
+
+    away = cv2.distanceTransform((fine.matte <= 0.1).astype(np.uint8), cv2.DIST_L2, 5)
+    own = away > PLATE_GROW * max(astronaut.shape[:2]) + 2  # beyond the grown person
+    assert own.mean() > 0.2
+    for plate in (fine.plate, coarse.plate):
+        np.testing.assert_array_equal(plate[own], astronaut[own])
+    person = fine.matte > 0.9
+    apart = np.abs(fine.plate.astype(int) - coarse.plate)[person].mean()
+    assert apart > 1.0  # the fills differ ...
+    # ... the coarse one smoother: less of the fine fill's texture left in it
+    lap = [float(np.abs(cv2.Laplacian(cv2.cvtColor(p, cv2.COLOR_RGB2GRAY), cv2.CV_32F))
+                 [person].mean()) for p in (fine.plate, coarse.plate)]
+    assert lap[1] < lap[0], lap
+
+
 def test_layers_worked_out_smaller_come_back_at_the_pictures_size(
         astronaut: np.ndarray) -> None:
     # a big photo shown small (a 2048 px photo in a 1280x720 call): its person and plate are
@@ -790,9 +816,9 @@ def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
     scales: dict[tuple[int, ...], float] = {}  # picture shape: scale (the engine's crop too)
     real = seg.prepare_layers
 
-    def recording(picture: np.ndarray, **kw: Any) -> Any:
-        scales[picture.shape] = kw.get("scale", 1.0)
-        return real(picture, **kw)
+    def recording(image: np.ndarray, **kw: Any) -> Any:
+        scales[image.shape] = kw.get("scale", 1.0)
+        return real(image, **kw)
 
     monkeypatch.setattr(seg, "prepare_layers", recording)
     library = _live_library([big], [Background.parse("green")])
@@ -816,7 +842,7 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
     import threading
 
     import live.face.segmentation as segmentation
-    from live.face.portraits import SEGMENT_DETAIL
+    from live.face.portraits import PICTURE_PLATE_SIDE, SEGMENT_DETAIL
 
     real = segmentation.prepare_layers
     seen: list[str] = []
@@ -846,7 +872,7 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
     assert prepared.layers is not None
     image = prepared.portrait.image
     scale = min(1.0, SEGMENT_DETAIL * prepared.compositor.framing.scale)
-    alone = real(image, scale=scale)
+    alone = real(image, scale=scale, plate_side=PICTURE_PLATE_SIDE)
     assert alone is not None
     np.testing.assert_array_equal(prepared.layers.matte, alone.matte)
     np.testing.assert_array_equal(prepared.layers.plate, alone.plate)

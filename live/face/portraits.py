@@ -490,6 +490,14 @@ at its own size took 0.5 s of its preparation; at twice the size it is shown, 0.
 (benchmarks/README "Round 35" and "Round 55")."""
 
 
+PICTURE_PLATE_SIDE = 256
+"""The long side (px) at which a live portrait's whole-picture plate is filled (the engine's
+own head plate: :data:`live.face.segmentation.PLATE_WORK_SIDE`). That plate is only ever
+shown under ``--background blur`` (sigma at least 0.5 % of the output height, 3 % by
+default), which leaves nothing of a finer fill; 256 instead of 512 px takes 0.08-0.11 s off
+a 2048 px photo's preparation (benchmarks/README "Round 57")."""
+
+
 CUT_GAP = 0.03
 """A framed photo ending more than this share of the output's height above its bottom ..."""
 CUT_PERSON = 0.1
@@ -507,10 +515,11 @@ def cuts_person(matte: np.ndarray) -> bool:
 
 
 def _picture_layers(image: np.ndarray, scale: float) -> PortraitLayers | None:
-    """:func:`live.face.segmentation.prepare_layers` of a whole picture at ``scale``."""
+    """:func:`live.face.segmentation.prepare_layers` of a whole picture at ``scale``, its
+    plate filled at :data:`PICTURE_PLATE_SIDE`."""
     from live.face.segmentation import prepare_layers
 
-    return prepare_layers(image, scale=scale)
+    return prepare_layers(image, scale=scale, plate_side=PICTURE_PLATE_SIDE)
 
 
 class PortraitLibrary:

@@ -915,7 +915,7 @@ def _with_context(own: np.ndarray, context: np.ndarray | None) -> np.ndarray:
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
                    grow: float = PLATE_GROW, scale: float = 1.0,
-                   strands: bool = False,
+                   strands: bool = False, plate_side: int = PLATE_WORK_SIDE,
                    picture: tuple[int, int, int, int] | None = None,
                    context: np.ndarray | None = None) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
@@ -942,6 +942,9 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     Mona Lisa. Outside it the matte goes on as at the part's edge, and the plate and the
     clean picture are the image's own pixels.
 
+    ``plate_side``: the long side at which the plate is filled (:func:`background_plate`'s
+    ``work_side``); a plate only ever shown under a strong blur needs no finer fill.
+
     ``context`` (float32 (H, W) in [0, 1]): the person mask of ``image`` worked out with more
     of the picture around it (the whole picture's, cut into a crop). A tight crop of a face
     can show the selfie model too little scene: it called nearly all of live's crop of
@@ -956,10 +959,11 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     if picture is not None:
         return _prepare_layers_within(check_rgb(image, "image"), picture, refine=refine,
                                       grow=grow, scale=scale, strands=strands,
-                                      context=context)
+                                      plate_side=plate_side, context=context)
     if scale < 1.0:
         return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
-                                      grow=grow, strands=strands, context=context)
+                                      grow=grow, strands=strands, plate_side=plate_side,
+                                      context=context)
     matte = segment_person(image)
     if matte is None:
         return None
@@ -972,12 +976,14 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
         loose = claim_strands(image, matte) if strands else None
         clean = None if loose is None else loose.clean
     return PortraitLayers(matte=matte, plate=background_plate(
-        image if clean is None else clean, matte, grow=grow), clean=clean)
+        image if clean is None else clean, matte, grow=grow, work_side=plate_side),
+        clean=clean)
 
 
 def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int], *,
                            refine: bool, grow: float, scale: float, strands: bool,
-                           context: np.ndarray | None) -> PortraitLayers | None:
+                           plate_side: int, context: np.ndarray | None
+                           ) -> PortraitLayers | None:
     """:func:`prepare_layers` of the ``picture`` part of ``image`` alone, brought back to the
     image's size."""
     h, w = image.shape[:2]
@@ -986,9 +992,9 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
         raise ValueError(f"picture: expected a box within the {w}x{h} image, got {picture}")
     if (x0, y0, x1, y1) == (0, 0, w, h):
         return prepare_layers(image, refine=refine, grow=grow, scale=scale, strands=strands,
-                              context=context)
+                              plate_side=plate_side, context=context)
     inner = prepare_layers(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=refine,
-                           grow=grow, scale=scale, strands=strands,
+                           grow=grow, scale=scale, strands=strands, plate_side=plate_side,
                            context=None if context is None
                            else np.ascontiguousarray(context[y0:y1, x0:x1]))
     if inner is None:
@@ -1004,7 +1010,7 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
 
 
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
-                           grow: float, strands: bool,
+                           grow: float, strands: bool, plate_side: int,
                            context: np.ndarray | None) -> PortraitLayers | None:
     """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
     size."""
@@ -1012,7 +1018,7 @@ def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
     layers = prepare_layers(small, refine=refine, grow=grow, strands=strands,
-                            context=None if context is None else cv2.resize(
+                            plate_side=plate_side, context=None if context is None else cv2.resize(
                                 context.astype(np.float32), small.shape[1::-1],
                                 interpolation=cv2.INTER_AREA))
     if layers is None:

@@ -456,9 +456,9 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """A strong Gaussian blur (``sigma`` pixels), done at a reduced size (by up to a quarter of
-    ``sigma``, at most 8) when ``sigma`` is large (cheap; from 8 px on, within a level of
-    the blur at full size); edges mirrored."""
+    """A strong Gaussian blur (``sigma`` pixels), done at a reduced size (by a quarter of
+    ``sigma``, at most 8) when ``sigma`` is 8 px or more: cheap, and on a photo 0.2-0.3 levels
+    on average (at most 4-9) from the blur at full size; edges mirrored."""
     h, w = image.shape[:2]
     k = max(1, min(int(sigma // 4), 8))
     if k == 1:

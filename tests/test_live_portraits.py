@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from live.face.portraits import (
     find_portrait,
     load_image,
     portrait_paths,
+    reduced_portrait,
 )
 
 
@@ -176,3 +178,73 @@ def test_library_prepares_in_the_background_and_caches(portraits_dir: Path,
         assert lib.prepare(2) is not prepared  # evicted by max_cached=1, prepared again
         with pytest.raises(IndexError, match=r"expected 0\.\.2"):
             lib.prepare(3)
+
+
+@pytest.mark.fixtures
+def test_a_picture_far_larger_than_it_is_shown_is_kept_reduced(
+        portraits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a 3072 px photo in a 640x360 call is shown at a tenth of its size: the compositor and
+    # the person's layers work on it reduced by a whole factor to about twice that (a fifth
+    # of the memory and time of a 12 MP phone photo), the engine's face crop is still cut
+    # from the full picture, and the output is the unreduced one's within a level
+    import live.face.portraits as portraits
+    from live.background import Background
+
+    image = cv2.imread(str(portraits_dir / "lp_s42.jpg"))
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), cv2.resize(image, (3072, 3072), interpolation=cv2.INTER_CUBIC))
+    full = find_portrait(load_image(big), 256, path=big)
+    stills, crops = {}, {}
+    for detail in (portraits.PICTURE_DETAIL, 1e3):  # 1e3: never reduced
+        monkeypatch.setattr(portraits, "PICTURE_DETAIL", detail)
+        engine = SpyEngine(create_engine("mesh", size=256))
+        seen: list[np.ndarray] = []
+        prepare = engine.prepare
+
+        def recording(crop: np.ndarray, *, seen: list[np.ndarray] = seen,
+                      prepare: Any = prepare, **kw: Any) -> Any:
+            seen.append(crop.copy())
+            return prepare(crop, **kw)
+
+        engine.prepare = recording  # type: ignore[method-assign]
+        with PortraitLibrary([big], engine, output_size=(640, 360), framing="shoulders",
+                             backgrounds=[Background.parse("blur")]) as lib:
+            prepared = lib.prepare(0)
+            layer = prepared.backgrounds[lib.background]
+            assert layer is not None
+            stills[detail] = layer.still.astype(int)
+            crops[detail] = seen[0]
+            assert engine.pictures == [full.picture_box]
+            shape = prepared.portrait.image.shape
+            assert prepared.layers is not None and prepared.layers.matte.shape == shape[:2]
+            if detail > 100:
+                assert shape == full.image.shape
+            else:
+                shown = prepared.compositor.framing.scale * shape[1] / 3072
+                k = 3072 // shape[1]
+                assert k >= 2 and shape[:2] == (3072 // k, 3072 // k)
+                assert shape[1] / 3072 >= portraits.PICTURE_DETAIL * shown - 1e-6
+    np.testing.assert_array_equal(crops[portraits.PICTURE_DETAIL], full.crop.image)
+    np.testing.assert_array_equal(crops[1e3], full.crop.image)
+    apart = np.abs(stills[portraits.PICTURE_DETAIL] - stills[1e3])
+    assert apart.mean() < 1.0 and np.percentile(apart, 99.9) < 16, (apart.mean(), apart.max())
+
+
+@pytest.mark.fixtures
+def test_a_reduced_portrait_keeps_its_crop_and_landmarks_in_register(
+        portraits_dir: Path) -> None:
+    portrait = find_portrait(load_image(portraits_dir / "lp_s42.jpg"), 256)
+    half = reduced_portrait(portrait, 0.5)
+    assert half.image.shape == (256, 256, 3) and half.crop is not portrait.crop
+    np.testing.assert_array_equal(half.crop.image, portrait.crop.image)
+    # the crop's landmarks land on the reduced picture's landmarks, as on the full picture's
+    m = half.crop.crop_to_frame
+    assert portrait.crop.landmarks is not None
+    mapped = portrait.crop.landmarks[:, :2] @ m[:, :2].T + m[:, 2]
+    assert np.abs(mapped - half.landmarks[:, :2]).max() < 0.3
+    # a pixel centre of the full picture onto the reduced one's (area averaging's own)
+    assert np.allclose(half.landmarks[:, :2], (portrait.landmarks[:, :2] + 0.5) * 0.5 - 0.5,
+                       atol=1e-4)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="scale"):
+            reduced_portrait(portrait, bad)

@@ -16,7 +16,9 @@ portraits or backgrounds never stalls the live loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -35,7 +37,15 @@ from live.compose import Compositor
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
 from live.face.segmentation import PortraitLayers
-from live.geometry import Framing, FramingMode, Orientation, apply_affine, cover, fit_size
+from live.geometry import (
+    Framing,
+    FramingMode,
+    Orientation,
+    apply_affine,
+    compose_affine,
+    cover,
+    fit_size,
+)
 from live.packets import FaceCrop, check_rgb
 
 log = logging.getLogger(__name__)
@@ -52,6 +62,7 @@ __all__ = [
     "find_portrait",
     "load_image",
     "portrait_paths",
+    "reduced_portrait",
     "usable_portraits",
 ]
 
@@ -465,6 +476,28 @@ def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
     return Portrait(path=Path(path), image=image, crop=crop, landmarks=lm)
 
 
+def reduced_portrait(portrait: Portrait, scale: float) -> Portrait:
+    """``portrait`` with its picture reduced by ``scale`` (in (0, 1); area averaging), its
+    landmarks and its crop's ``crop_to_frame`` mapped onto the reduced picture. The crop's
+    own pixels (what the engine animates) stay the full picture's."""
+    if not 0.0 < scale < 1.0:
+        raise ValueError(f"scale: expected a reduction in (0, 1), got {scale}")
+    w, h = portrait.size
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    sx, sy = nw / w, nh / h
+    # pixel centres onto pixel centres: x' = (x + 0.5) sx - 0.5
+    to_small = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    landmarks = np.array(portrait.landmarks, np.float64, copy=True)
+    landmarks[:, :2] = apply_affine(landmarks[:, :2], to_small)
+    if landmarks.shape[1] > 2:
+        landmarks[:, 2:] *= 0.5 * (sx + sy)
+    crop = dataclasses.replace(portrait.crop, crop_to_frame=compose_affine(
+        to_small, portrait.crop.crop_to_frame))
+    image = cv2.resize(portrait.image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return dataclasses.replace(portrait, image=np.asarray(image),
+                               crop=crop, landmarks=landmarks.astype(portrait.landmarks.dtype))
+
+
 @dataclass(frozen=True, eq=False)
 class PreparedPortrait:
     """A portrait ready to switch to: the engine's handle and the compositor (and, with a
@@ -488,6 +521,16 @@ this many times the resolution its framing shows it at (at most its own): a 2048
 framed into a 1280x720 call is shown at a quarter to a half of its size, and segmenting it
 at its own size took 0.5 s of its preparation; at twice the size it is shown, 0.4-1.1 s
 (benchmarks/README "Round 35" and "Round 55")."""
+
+
+PICTURE_DETAIL = 2.0
+"""A live portrait's picture, for all that shows the whole of it (the compositor's framed
+picture, the person and plate for a background), is kept at this many times the largest
+size its framings show it at, when that is at most half its own: a 12 MP phone photo in a
+1280x720 call is shown at a fifth of its size. The engine's face crop is still cut from
+the full picture. With ``--background blur`` a 6000 px photo prepares in 1.2-1.3 s instead
+of 2.1-2.2, and four of them take 320 MB instead of 1.6 GB (benchmarks/README
+"Round 58")."""
 
 
 PICTURE_PLATE_SIDE = 256
@@ -626,16 +669,19 @@ class PortraitLibrary:
         portrait = find_portrait(load_image(path), self.crop_size, crop_scale=self.crop_scale,
                                  path=path, face=face)
         mode = own.framing or self.framing
+        # the engine animates the face crop cut from the full picture; what shows the whole
+        # picture works on it reduced when it is far larger than it is shown
+        shown = self._shown_picture(portrait, mode)
         # the picture's side (its person and plate for a background, the framing, the
         # compositor, the background's layer) on a thread of their own while the engine
         # prepares the face: OpenCV and MediaPipe release the GIL, so the two share a 2-core
         # machine's cores (benchmarks/README "Round 50" and "Round 55")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
-            picture = helper.submit(self._picture_side, portrait, mode)
+            picture = helper.submit(self._picture_side, shown, mode)
             handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box,
-                                         context=person_context(portrait))
+                                         context=person_context(shown))
             layers, compositor, first = picture.result()
-        prepared = PreparedPortrait(index, portrait, handle, compositor, layers)
+        prepared = PreparedPortrait(index, shown, handle, compositor, layers)
         prepared.backgrounds[self.background] = first
         with self._lock:
             self._cache[index] = prepared
@@ -644,6 +690,23 @@ class PortraitLibrary:
             self._futures.pop(index, None)
         log.info("portrait %d/%d ready: %s", index + 1, len(self.paths), path.name)
         return prepared
+
+    def _shown_picture(self, portrait: Portrait, mode: FramingMode) -> Portrait:
+        """``portrait``, its picture reduced to about :data:`PICTURE_DETAIL` times the largest
+        size its framings show it at (by a whole factor, no further) when that is at most
+        half of it (:func:`reduced_portrait`)."""
+        shown = portrait_framing(portrait.landmarks, portrait.size, self.output_size,
+                                 mode).scale
+        if self._segment:
+            shown = max(shown, portrait_framing(portrait.landmarks, portrait.size,
+                                                self.output_size, mode,
+                                                reach_bottom=True).scale)
+        keep = PICTURE_DETAIL * shown
+        if keep > 0.5:
+            return portrait
+        # by a whole factor: at least what is kept, and area averaging's fast case when the
+        # sides divide by it (a 6000 px photo to a third: 14 ms instead of 108 at 0.32)
+        return reduced_portrait(portrait, 1.0 / math.floor(1.0 / keep))
 
     def _picture_side(self, portrait: Portrait, mode: FramingMode
                       ) -> tuple[PortraitLayers | None, Compositor, BackgroundLayer | None]:

@@ -505,6 +505,9 @@ class PreparedPortrait:
 
     index: int
     portrait: Portrait
+    """The portrait as the compositor and the layers have it: its picture reduced when it is
+    far larger than it is shown (:data:`PICTURE_DETAIL`), its face crop (the engine's) cut
+    from the full picture."""
     handle: Any
     compositor: Compositor
     layers: PortraitLayers | None = None

@@ -541,7 +541,7 @@ PICTURE_PLATE_SIDE = 256
 own head plate: :data:`live.face.segmentation.PLATE_WORK_SIDE`). That plate is only ever
 shown under ``--background blur`` (sigma at least 0.5 % of the output height, 3 % by
 default), which leaves nothing of a finer fill; 256 instead of 512 px takes 0.08-0.11 s off
-a 2048 px photo's preparation (benchmarks/README "Round 57")."""
+the layers of a 2048 px photo (benchmarks/README "Round 57")."""
 
 
 CUT_GAP = 0.03

@@ -45,6 +45,7 @@ from live.geometry import (
     compose_affine,
     cover,
     fit_size,
+    transform_points,
 )
 from live.packets import FaceCrop, check_rgb
 
@@ -487,15 +488,12 @@ def reduced_portrait(portrait: Portrait, scale: float) -> Portrait:
     sx, sy = nw / w, nh / h
     # pixel centres onto pixel centres: x' = (x + 0.5) sx - 0.5
     to_small = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-    landmarks = np.array(portrait.landmarks, np.float64, copy=True)
-    landmarks[:, :2] = apply_affine(landmarks[:, :2], to_small)
-    if landmarks.shape[1] > 2:
-        landmarks[:, 2:] *= 0.5 * (sx + sy)
     crop = dataclasses.replace(portrait.crop, crop_to_frame=compose_affine(
         to_small, portrait.crop.crop_to_frame))
     image = cv2.resize(portrait.image, (nw, nh), interpolation=cv2.INTER_AREA)
-    return dataclasses.replace(portrait, image=np.asarray(image),
-                               crop=crop, landmarks=landmarks.astype(portrait.landmarks.dtype))
+    return dataclasses.replace(portrait, image=np.asarray(image), crop=crop,
+                               landmarks=transform_points(portrait.landmarks, to_small,
+                                                          dtype=portrait.landmarks.dtype.type))
 
 
 @dataclass(frozen=True, eq=False)

@@ -425,3 +425,98 @@ def test_the_lattice_takes_the_outlines_own_motion_as_the_rings_beside_it_do() -
     assert before.min() < 0.45  # squeezed against the rings ...
     assert ratio.min() > 0.6  # ... now not
     assert np.array_equal(dst[layout.border_ids], layout.src[layout.border_ids])
+
+
+def _upright_face(seed: int) -> np.ndarray:
+    """:func:`_oval_face` with level eyes (the chin straight below the face's centre)."""
+    pts = _oval_face(seed, (256.0, 220.0), 30.0, 80.0, 100.0)
+    pts[lm.RIGHT_EYE_OUTER, :2] = (206.0, 200.0)
+    pts[lm.LEFT_EYE_OUTER, :2] = (306.0, 200.0)
+    return pts
+
+
+def _strains(values: np.ndarray, links: object) -> np.ndarray:
+    """Each link's difference of ``values`` over its length at rest."""
+    from live.engines.mesh.body import StrainLinks
+
+    assert isinstance(links, StrainLinks)
+    sub = values[links.points]
+    a, b = links.pairs[:, 0], links.pairs[:, 1]
+    return np.linalg.norm(sub[a] - sub[b], axis=1) / links.length
+
+
+def test_the_strain_limit_holds_the_points_below_the_chin_only() -> None:
+    from live.engines.mesh.body import strain_links
+
+    pts = _upright_face(4)
+    layout = build_layout(pts, 512, grid_step=32.0)
+    links = strain_links(layout)
+    at = layout.src[layout.outside_ids]
+    chin_y = pts[lm.CHIN, 1]
+    assert len(links.points) >= 20 and len(links.pairs) >= 30
+    assert np.all(at[links.points, 1] > chin_y)
+    assert np.sum(at[:, 1] > chin_y) == len(links.points)  # every point below it
+    np.testing.assert_allclose(links.smooth.sum(axis=1), 1.0)
+
+
+def test_a_neck_wide_tongue_of_motion_is_smoothed_and_a_gentle_field_kept() -> None:
+    """A driver's neck at the bottom of its crop moved 30 px sideways, its hair beside it
+    not: carried onto a portrait's chest, a column as wide as the neck slid away from the
+    shoulders beside it (deepface_img21's tie knot sheared off its tie on lp_d3 frame 282).
+    The limit pulls the strained spots towards their neighbourhood; a field that bends
+    gently (a tenth of the points' distance) comes back bit for bit."""
+    from live.engines.mesh.body import FLOW_STRAIN, limit_strain, strain_links
+
+    layout = build_layout(_upright_face(5), 512, grid_step=32.0)
+    links = strain_links(layout)
+    at = layout.src[layout.outside_ids]
+    tongue = np.zeros((len(at), 2))
+    column = (np.abs(at[:, 0] - 256.0) < 40.0) & (at[:, 1] > 330.0)
+    assert column.sum() >= 3
+    tongue[column, 0] = 30.0
+    before = _strains(tongue, links)
+    assert before.max() > 2.5 * FLOW_STRAIN
+    held = limit_strain(tongue, links)
+    after = _strains(held, links)
+    assert after.max() < 0.6 * before.max()
+    assert np.sort(after)[-3:].mean() < np.sort(before)[-3:].mean() - 0.3
+    above = np.setdiff1d(np.arange(len(at)), links.points)
+    np.testing.assert_array_equal(held[above], tongue[above])  # above the chin: untouched
+    gentle = np.stack([0.1 * (at[:, 1] - 300.0), np.full(len(at), 5.0)], axis=1)
+    assert _strains(gentle, links).max() < FLOW_STRAIN
+    np.testing.assert_array_equal(limit_strain(gentle, links), gentle)
+
+
+def test_the_body_flow_is_held_to_the_strain_limit_below_the_chin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """move_outside with a driver whose neck column (below the chin) moved 20 px sideways
+    and nothing else: the chest's links come out far less strained than without the limit,
+    and nothing above the chin moves differently."""
+    import live.engines.mesh.body as body
+    from live.engines.mesh.motion import MappedMotion, outside_motion
+
+    pts = _upright_face(6)
+    layout = build_layout(pts, 512, grid_step=32.0)
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    lattice = DriverLattice(cells=16, step=32.0, frame_to_crop=eye, crop_to_frame=eye,
+                            weight=np.ones((16, 16)))
+    neutral = lattice.neutral_points()
+    current = neutral.copy()
+    neck = (np.abs(neutral[:, 0] - 256.0) < 40.0) & (neutral[:, 1] > 330.0)
+    current[neck, 0] += 20.0
+    motion = MappedMotion(points=pts.copy(), head=eye, to_portrait=eye)
+    links = body.strain_links(layout)
+
+    def moved(strain: float) -> np.ndarray:
+        monkeypatch.setattr(body, "FLOW_STRAIN", strain)
+        dst = outside_motion(layout, pts, eye, 0.6)
+        body.move_outside(layout, dst, motion, BodyMotion(lattice, neutral, current), pts, pts,
+                          slide=False)
+        return (dst - layout.src)[layout.outside_ids]
+
+    limit = body.FLOW_STRAIN
+    free, held = moved(0.0), moved(limit)
+    assert _strains(free, links).max() > 2.0 * limit
+    assert _strains(held, links).max() < 0.7 * _strains(free, links).max()
+    above = np.setdiff1d(np.arange(len(free)), links.points)
+    np.testing.assert_array_equal(held[above], free[above])

@@ -339,9 +339,101 @@ def hold_to_outline(flow: np.ndarray, src: np.ndarray, dst: np.ndarray,
     return out
 
 
+FLOW_STRAIN = 0.3
+"""Below the chin, where the body flow's part of the motion of two linked points of the
+warp differs by more than this share of their distance, it is smoothed
+(:func:`limit_strain`): where a driver's crop ends at the neck, the neck's motion would
+otherwise move a portrait's collar and tie knot as a neck-wide tongue, sheared away from
+the shoulders beside it."""
+STRAIN_SMOOTH = 1.0
+"""Sigma of the smoothing :func:`limit_strain` pulls an over-strained point towards (a
+Gaussian over the points' distances at rest, in median link lengths)."""
+STRAIN_ROUNDS = 2
+"""Rounds of :func:`limit_strain`'s smoothing."""
+
+
+@dataclass(frozen=True, eq=False)
+class StrainLinks:
+    """The warp's outside points below the chin and their links (:func:`strain_links`):
+    ``points`` (n,) positions in ``layout.outside_ids`` (followed by ``layout.border_ids``
+    when the border slides); ``pairs`` (E, 2) links between them
+    as positions in ``points`` (the warp's triangle edges), their ``length`` (E,) at rest,
+    ``ends`` (n, k) the links each point is an end of (padded with E, a link that is never
+    over its limit), and ``smooth`` (n, n) the rows of
+    a Gaussian over the points' distances at rest (:data:`STRAIN_SMOOTH`), each summing to
+    1."""
+
+    points: np.ndarray
+    pairs: np.ndarray
+    length: np.ndarray
+    ends: np.ndarray
+    smooth: np.ndarray
+
+
+def strain_links(layout: MeshLayout, *, border: bool = False) -> StrainLinks:
+    """The points and links :func:`limit_strain` holds for ``layout``: the outside points
+    (rings, lattice; with ``border``, the picture's border points after them, as
+    :func:`move_outside` moves them when they slide) under the line through the chin across
+    the face (as the eyes are level), linked by the warp's triangle edges; worked out once a
+    portrait."""
+    ids = np.concatenate([layout.outside_ids, layout.border_ids]) if border \
+        else layout.outside_ids
+    src = layout.src
+    across = src[lm.LEFT_EYE_OUTER, :2] - src[lm.RIGHT_EYE_OUTER, :2]
+    down = np.array([-across[1], across[0]]) / max(float(np.linalg.norm(across)), 1e-9)
+    points = np.flatnonzero((src[ids, :2] - src[lm.CHIN, :2]) @ down > 0.0)
+    where = np.full(layout.n_vertices, -1, np.int64)
+    where[ids[points]] = np.arange(len(points))
+    tris = layout.outer_tris
+    pairs = where[np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])]
+    pairs = np.unique(np.sort(pairs[(pairs >= 0).all(axis=1)], axis=1), axis=0)
+    at = src[ids[points], :2]
+    length = np.linalg.norm(at[pairs[:, 0]] - at[pairs[:, 1]], axis=1) if len(pairs) \
+        else np.zeros(0)
+    ends = np.full((len(points), 1), len(pairs), np.int64)
+    if len(pairs):
+        owner = pairs.T.ravel()  # each link's first ends, then its second ends
+        order = np.argsort(owner, kind="stable")
+        degree = np.bincount(owner, minlength=len(points))
+        ends = np.full((len(points), max(1, int(degree.max()))), len(pairs), np.int64)
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(degree) - degree, degree)
+        ends[owner[order], slot] = np.tile(np.arange(len(pairs)), 2)[order]
+    sigma = STRAIN_SMOOTH * (float(np.median(length)) if len(length) else 1.0)
+    d2 = np.sum((at[:, None, :] - at[None, :, :]) ** 2, axis=2)
+    smooth = np.exp(-0.5 * d2 / max(sigma, 1e-6) ** 2)
+    smooth /= np.maximum(smooth.sum(axis=1, keepdims=True), 1e-12)
+    return StrainLinks(points=points, pairs=pairs, length=length, ends=ends, smooth=smooth)
+
+
+def limit_strain(values: np.ndarray, links: StrainLinks, *,
+                 strain: float = FLOW_STRAIN) -> np.ndarray:
+    """``values`` (one (2,) per outside point) with its strained spots smoothed: where two
+    linked points' values differ by more than ``strain`` times their distance at rest, both
+    are pulled towards the :attr:`StrainLinks.smooth` average of their neighbourhood, fully
+    from twice the limit on (:data:`STRAIN_ROUNDS` rounds). Values within their limits
+    everywhere come back as they are. Returns a new array."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    if not len(links.pairs):
+        return out
+    a, b = links.pairs[:, 0], links.pairs[:, 1]
+    limit = strain * links.length
+    sub = out[links.points]
+    for _ in range(STRAIN_ROUNDS):
+        diff = sub[a] - sub[b]
+        over = np.sqrt(np.einsum("ij,ij->i", diff, diff)) / np.maximum(limit, 1e-9) - 1.0
+        if not (over > 0.0).any():
+            break
+        share = np.clip(np.append(over, 0.0)[links.ends].max(axis=1), 0.0, 1.0)
+        share = np.maximum(share, links.smooth @ share)  # no new edge where it stops
+        sub += share[:, None] * (links.smooth @ sub - sub)
+    out[links.points] = sub
+    return out
+
+
 def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body: BodyMotion,
                  neutral: np.ndarray, current: np.ndarray, *, slide: bool,
-                 nearest: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                 nearest: tuple[np.ndarray, np.ndarray] | None = None,
+                 links: StrainLinks | None = None) -> np.ndarray:
     """Add the body flow's motion to the vertices outside the face, in place in ``dst`` (the
     warp's output positions, the head-following default already there); returns the warp's
     source positions. ``neutral`` / ``current``: the driving landmarks (for
@@ -351,7 +443,9 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     source stays within ``layout.slide_limits``, the border itself: one that moves up is
     stretched at the edge, as nothing beyond it is known).
     ``nearest``: :func:`nearest_outline` of the layout's outside points (rings, lattice), when
-    known (:func:`hold_to_outline`)."""
+    known (:func:`hold_to_outline`); ``links``: :func:`strain_links` of the layout (with the
+    border when it slides), when known (below the chin the flow's part is smoothed where it
+    strains the picture more than :data:`FLOW_STRAIN`, :func:`limit_strain`)."""
     src = layout.src
     edge = layout.border_ids if slide else layout.border_ids[:0]
     ids = np.concatenate([layout.outside_ids, edge])
@@ -364,6 +458,9 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     norm = np.maximum(np.linalg.norm(dev, axis=1), 1e-9)
     dev *= (np.minimum(1.0, reach / norm) * weight)[:, None]
     moved = len(ids) - len(edge)
+    if FLOW_STRAIN > 0.0:
+        dev = limit_strain(dev, strain_links(layout, border=slide) if links is None else links,
+                           strain=FLOW_STRAIN)
     oval = list(lm.FACE_OVAL)
     dev[:moved] = hold_to_outline(dev[:moved], src[ids[:moved]], dst[ids[:moved], :2],
                                   src[oval], dst[oval, :2], nearest=nearest)
@@ -378,6 +475,6 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     return src
 
 
-__all__ = ["FLOW_BEYOND", "FLOW_REACH", "FLOW_SHEAR", "BodyFlow", "BodyMotion", "DriverLattice",
-           "body_displacements", "flow_trust", "hold_to_outline", "move_outside",
-           "nearest_outline"]
+__all__ = ["FLOW_BEYOND", "FLOW_REACH", "FLOW_SHEAR", "FLOW_STRAIN", "BodyFlow", "BodyMotion",
+           "DriverLattice", "StrainLinks", "body_displacements", "flow_trust", "hold_to_outline",
+           "limit_strain", "move_outside", "nearest_outline", "strain_links"]

@@ -37,7 +37,14 @@ from calibrate.hold import PoseHold, max_abs_distance
 from calibrate.smoothing import OneEuroFilter, exp_approach
 from live.blas import usable_cores
 from live.engines.mesh.band import BandSource
-from live.engines.mesh.body import BodyFlow, BodyMotion, move_outside, nearest_outline
+from live.engines.mesh.body import (
+    BodyFlow,
+    BodyMotion,
+    StrainLinks,
+    move_outside,
+    nearest_outline,
+    strain_links,
+)
 from live.engines.mesh.eyes import (
     EyePatch,
     LashLine,
@@ -183,6 +190,13 @@ class MeshPortrait:
         face's outline and the distance to it (for the body flow's hold to the outline)."""
         src = self.layout.src
         return nearest_outline(src[self.layout.outside_ids], src[list(lm.FACE_OVAL)])
+
+    @functools.cached_property
+    def strain_links(self) -> StrainLinks:
+        """The warp's links below the chin that the body flow's strain limit holds
+        (:func:`~live.engines.mesh.body.strain_links`; the border's too when it slides, with
+        a head layer)."""
+        return strain_links(self.layout, border=self.layers is not None)
 
     @functools.cached_property
     def seam(self) -> LipSeam | None:
@@ -470,6 +484,8 @@ class MeshEngine:
                                 eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
         if self.config.mouth_fill:
             _ = prepared.seam  # measured with the rest, not on the first frame that opens
+        if self.config.body == "flow":  # (not on the first frame either)
+            _ = prepared.outline_nearest, prepared.strain_links
         # the warp's 2x copies too, not on the first frame (:meth:`_picture`)
         if prepared.head_layered:
             prepared.fine("image_matte"), prepared.fine("backdrop_rgba")
@@ -785,7 +801,7 @@ class MeshEngine:
             body_motion = body() if callable(body) else body
             src = move_outside(layout, dst, motion, body_motion, neutral, current,
                                slide=portrait.layers is not None,
-                               nearest=portrait.outline_nearest)
+                               nearest=portrait.outline_nearest, links=portrait.strain_links)
             portrait.unfolder(dst)
             if src is layout.src:
                 src = face_src

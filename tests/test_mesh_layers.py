@@ -133,6 +133,27 @@ def test_plate_does_not_copy_an_object_beside_the_person_into_the_hole() -> None
     assert (mirrored[..., 0] - mirrored[..., 1]).max() < 50
 
 
+def test_plate_does_not_smear_a_small_object_by_the_person_over_the_hole() -> None:
+    """A red sign touching the person (deepface_img21's, beside his neck): the smooth fill
+    averaged its red into the whole hole below it, a pink haze wherever the head moved
+    aside. The wall's colour fills the hole instead; a dark board beside the wall (a large
+    area, no colour of its own) still carries on into it, and the sign itself stays."""
+    rng = np.random.default_rng(8)
+    image = np.clip(np.full((256, 256, 3), 225) + rng.integers(-3, 4, (256, 256, 3)), 0, 255)
+    image = image.astype(np.uint8)
+    image[200:, :] = (40, 40, 44)  # a dark board along the bottom
+    matte = np.zeros((256, 256), np.float32)
+    matte[40:, 110:200] = 1.0
+    image[matte > 0] = (60, 45, 40)
+    image[120:160, 80:110] = (200, 30, 30)  # the sign, touching the person
+    plate = background_plate(image, matte).astype(int)
+    hole = plate[60:190, 130:180]  # the person's place, away from the sign
+    assert (hole[..., 0] - hole[..., 1]).mean() < 6.0
+    # the board carries on under the person: the hole's bottom far darker than its top
+    assert plate[225:, 130:180].mean() < plate[60:150, 130:180].mean() - 60.0
+    np.testing.assert_array_equal(plate[125:155, 82:100], image[125:155, 82:100])
+
+
 def _hair_by_a_board(size: int = 600) -> tuple[np.ndarray, np.ndarray]:
     """A dark-haired person (right of x = 380) before a light wall (top) over a dark board
     (from y = 250), with a little grain; and a coarse mask whose ramp (x 366-378) sits left

@@ -674,8 +674,10 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *,
                      grow: float = PLATE_GROW) -> np.ndarray:
     """``image`` with the person (``matte`` > 0.1, grown by ``grow`` of the image side)
     filled in from the surrounding background (at ``work_side`` on the long side, at most
-    the image's own, and enlarged). Pixels outside the grown person region are returned
-    unchanged."""
+    the image's own, and enlarged): its texture mirrored in from the hole's edge
+    (:func:`reflect_into_holes`) over a smooth fill that leaves out what is unlike its
+    surroundings in colour (:data:`FILL_HUE`). Pixels outside the grown person region are
+    returned unchanged."""
     img = check_rgb(image, "image")
     h, w = img.shape[:2]
     # grown by a disk: the exact distance to the person, thresholded (a dilation with a
@@ -691,7 +693,14 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *,
     small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole, (sw, sh), interpolation=cv2.INTER_NEAREST)
     small_valid = cv2.dilate(small_hole, np.ones((3, 3), np.uint8)) == 0
-    filled_small = reflect_into_holes(fill_holes(small, small_valid), small_valid)
+    # the smooth fill takes in the background round the hole, less of what is unlike its
+    # surroundings in colour (a small sign beside a neck: no pink haze over the hole)
+    taken = small_valid.astype(np.float32) * _hue_like_around(small, small_valid)
+    if float(taken.sum()) < 0.05 * float(small_valid.sum()):  # (nearly all of it unlike)
+        taken = small_valid.astype(np.float32)
+    smooth = fill_holes(small, taken)
+    smooth[small_valid] = small[small_valid]  # (what the mirror samples: the picture's own)
+    filled_small = reflect_into_holes(smooth, small_valid)
     filled = cv2.resize(filled_small, (w, h), interpolation=cv2.INTER_CUBIC)
     # No seam at the hole's edge: the fill fades in over a few pixels inside the hole.
     ramp = max(2.0, 0.01 * max(h, w))
@@ -699,6 +708,38 @@ def background_plate(image: np.ndarray, matte: np.ndarray, *,
     out = cv2.blendLinear(filled, img, weight.astype(np.float32),
                           (1.0 - weight).astype(np.float32))
     return np.asarray(out)
+
+
+FILL_HUE_REACH = 0.15
+"""Sigma (share of the long side) of the neighbourhood whose colour :func:`background_plate`
+compares each background pixel's with before its smooth fill takes it in."""
+FILL_HUE = (25.0, 50.0)
+"""How far (RGB levels, the largest channel's, each channel less the pixel's grey) a
+background pixel's colour may lie from its neighbourhood's before the smooth fill of
+:func:`background_plate` takes it in less, and from which it leaves it out: a small red
+sign beside a neck is not smeared over the hole as a pink haze. Brightness alone does not
+count: a dark board beside a light wall carries on into the hole as before."""
+FILL_HUE_SIDE = 128
+"""Long side (px) at which :func:`background_plate` compares the colours."""
+
+
+def _hue_like_around(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per pixel of ``image`` (RGB uint8), float32 in [0, 1]: 1 where its colour, grey taken
+    out, is like its ``valid`` neighbourhood's (:data:`FILL_HUE_REACH`), falling to 0 where
+    it is unlike it (:data:`FILL_HUE`); worked out at :data:`FILL_HUE_SIDE` px and enlarged."""
+    h, w = valid.shape[:2]
+    k = min(1.0, FILL_HUE_SIDE / max(h, w))
+    sw, sh = max(8, round(w * k)), max(8, round(h * k))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    hue = cv2.transform(small, np.eye(3, dtype=np.float32) - np.float32(1.0 / 3.0))
+    weight = cv2.resize(valid.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, FILL_HUE_REACH * max(sw, sh))
+    total = cv2.GaussianBlur(hue * weight[..., None], (0, 0), sigma)
+    mass = cv2.GaussianBlur(weight, (0, 0), sigma)
+    far = np.abs(hue - total / np.maximum(mass, 1e-6)[..., None]).max(axis=2)
+    lo, hi = FILL_HUE
+    like = np.clip((hi - far) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return np.asarray(cv2.resize(like, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
 REFLECT_DEPTH = 0.12
@@ -785,7 +826,9 @@ def reflect_into_holes(filled: np.ndarray, valid: np.ndarray, *,
 def fill_holes(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Fill the pixels of ``image`` (RGB uint8) where ``valid`` is False from the valid ones
     around them, smoothly (a pull-push pyramid: averages of the valid pixels at coarser and
-    coarser levels fill the finer levels' gaps). No valid pixel at all: mid grey."""
+    coarser levels fill the finer levels' gaps). ``valid`` may also be weights in [0, 1]:
+    how far each pixel counts in the averages (0: filled like a hole; from 0.25 on a pixel
+    keeps its own value). No valid pixel at all: mid grey."""
     w = valid.astype(np.float32)
     if not w.any():
         return np.full_like(image, 128)

@@ -356,12 +356,11 @@ STRAIN_ROUNDS = 2
 class StrainLinks:
     """The warp's outside points below the chin and their links (:func:`strain_links`):
     ``points`` (n,) positions in ``layout.outside_ids`` (followed by ``layout.border_ids``
-    when the border slides); ``pairs`` (E, 2) links between them
-    as positions in ``points`` (the warp's triangle edges), their ``length`` (E,) at rest,
-    ``ends`` (n, k) the links each point is an end of (padded with E, a link that is never
-    over its limit), and ``smooth`` (n, n) the rows of
-    a Gaussian over the points' distances at rest (:data:`STRAIN_SMOOTH`), each summing to
-    1."""
+    when the border slides); ``pairs`` (E, 2) links between them as positions in ``points``
+    (the warp's triangle edges), their ``length`` (E,) at rest; ``ends`` (n, k) the links
+    each point is an end of (padded with E, a link that is never over its limit); ``smooth``
+    (n, n) the rows of a Gaussian over the points' distances at rest
+    (:data:`STRAIN_SMOOTH`), each summing to 1."""
 
     points: np.ndarray
     pairs: np.ndarray
@@ -410,8 +409,9 @@ def limit_strain(values: np.ndarray, links: StrainLinks, *,
     """``values`` (one (2,) per outside point) with its strained spots smoothed: where two
     linked points' values differ by more than ``strain`` times their distance at rest, both
     are pulled towards the :attr:`StrainLinks.smooth` average of their neighbourhood, fully
-    from twice the limit on (:data:`STRAIN_ROUNDS` rounds). Values within their limits
-    everywhere come back as they are. Returns a new array."""
+    from twice the limit on, and the points round them by as much as that average of the
+    pulls (no new edge where the smoothing stops); :data:`STRAIN_ROUNDS` rounds. Values
+    within their limits everywhere come back as they are. Returns a new array."""
     out = np.array(values, dtype=np.float64, copy=True)
     if not len(links.pairs):
         return out

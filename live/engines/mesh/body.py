@@ -27,7 +27,13 @@ import cv2
 import numpy as np
 
 from calibrate import landmarks as lm
-from live.engines.mesh.motion import MappedMotion, apply_affine, compose, invert_affine
+from live.engines.mesh.motion import (
+    MappedMotion,
+    apply_affine,
+    compose,
+    face_axes,
+    invert_affine,
+)
 from live.engines.mesh.topology import (
     MeshLayout,
     nearest_outline,
@@ -378,8 +384,7 @@ def strain_links(layout: MeshLayout, *, border: bool = False) -> StrainLinks:
     ids = np.concatenate([layout.outside_ids, layout.border_ids]) if border \
         else layout.outside_ids
     src = layout.src
-    across = src[lm.LEFT_EYE_OUTER, :2] - src[lm.RIGHT_EYE_OUTER, :2]
-    down = np.array([-across[1], across[0]]) / max(float(np.linalg.norm(across)), 1e-9)
+    _, down = face_axes(src)
     points = np.flatnonzero((src[ids, :2] - src[lm.CHIN, :2]) @ down > 0.0)
     where = np.full(layout.n_vertices, -1, np.int64)
     where[ids[points]] = np.arange(len(points))

@@ -438,7 +438,8 @@ def limit_strain(values: np.ndarray, links: StrainLinks, *,
 def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body: BodyMotion,
                  neutral: np.ndarray, current: np.ndarray, *, slide: bool,
                  nearest: tuple[np.ndarray, np.ndarray] | None = None,
-                 links: StrainLinks | None = None) -> np.ndarray:
+                 links: StrainLinks | None = None,
+                 limits: np.ndarray | None = None) -> np.ndarray:
     """Add the body flow's motion to the vertices outside the face, in place in ``dst`` (the
     warp's output positions, the head-following default already there); returns the warp's
     source positions. ``neutral`` / ``current``: the driving landmarks (for
@@ -450,7 +451,9 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
     ``nearest``: :func:`nearest_outline` of the layout's outside points (rings, lattice), when
     known (:func:`hold_to_outline`); ``links``: :func:`strain_links` of the layout (with the
     border when it slides), when known (below the chin the flow's part is smoothed where it
-    strains the picture more than :data:`FLOW_STRAIN`, :func:`limit_strain`)."""
+    strains the picture more than :data:`FLOW_STRAIN`, :func:`limit_strain`); ``limits``:
+    where the border's sources may slide instead of ``layout.slide_limits`` (beyond the top
+    edge where a head touches it, :meth:`live.engines.mesh.crown.Crown.limits`)."""
     src = layout.src
     edge = layout.border_ids if slide else layout.border_ids[:0]
     ids = np.concatenate([layout.outside_ids, edge])
@@ -475,8 +478,8 @@ def move_outside(layout: MeshLayout, dst: np.ndarray, motion: MappedMotion, body
         src[edge] -= dev[moved:]  # an edge point shows what the motion brings to it
         # ... from the picture only: a body that moves up is stretched at the edge, not
         # filled with the crop's made-up border or its mirror image
-        limits = layout.slide_limits
-        src[edge] = np.clip(src[edge], limits[0], limits[1])
+        bounds = layout.slide_limits if limits is None else limits
+        src[edge] = np.clip(src[edge], bounds[0], bounds[1])
     return src
 
 

@@ -45,6 +45,7 @@ from live.engines.mesh.body import (
     nearest_outline,
     strain_links,
 )
+from live.engines.mesh.crown import Crown, crown_cap
 from live.engines.mesh.eyes import (
     EyePatch,
     LashLine,
@@ -158,6 +159,17 @@ class MeshPortrait:
     """Person matte and background plate (None: segmentation found nobody, or off)."""
     eyes: tuple[EyePatch, ...] = ()
     """The eyes cut out for :func:`~live.engines.mesh.eyes.render_eyes` (gaze)."""
+    crown: Crown | None = None
+    """The head above the photo's top edge, where the person touches it inside the crop
+    and the border slides (:mod:`live.engines.mesh.crown`); None: nobody along that edge,
+    or the crop's top edge is not the photo's."""
+
+    @functools.cached_property
+    def slide_limits(self) -> np.ndarray:
+        """Where the warp's border sources may slide: the picture's border, and beyond its
+        top edge as far as the :attr:`crown` reaches."""
+        limits = self.layout.slide_limits
+        return limits if self.crown is None else self.crown.limits(limits)
 
     @functools.cached_property
     def unfolder(self) -> Unfolder:
@@ -478,9 +490,15 @@ class MeshEngine:
                             "background moves with the head (no head layer)")
             else:
                 layers = with_solid_face(layers, pts64)
+        crown = None
+        # a crown above the photo's own top edge (the border slides there with the body
+        # flow); where the crop's top cuts into its photo (or nobody says), the photo goes on
+        # above it, and the edge is held as before
+        if layers is not None and self.config.body == "flow" and box is not None and box[1] > 0:
+            crown = crown_cap(layers.matte, layout.slide_limits)
         prepared = MeshPortrait(image=image, landmarks=pts64, layout=layout,
                                 mouth=mouth_style(image, pts64), chains=face_chains(pts64),
-                                layers=layers,
+                                layers=layers, crown=crown,
                                 eyes=prepare_eyes(image, pts64) if self.config.gaze else ())
         if self.config.mouth_fill:
             _ = prepared.seam  # measured with the rest, not on the first frame that opens
@@ -801,7 +819,8 @@ class MeshEngine:
             body_motion = body() if callable(body) else body
             src = move_outside(layout, dst, motion, body_motion, neutral, current,
                                slide=portrait.layers is not None,
-                               nearest=portrait.outline_nearest, links=portrait.strain_links)
+                               nearest=portrait.outline_nearest, links=portrait.strain_links,
+                               limits=portrait.slide_limits)
             portrait.unfolder(dst)
             if src is layout.src:
                 src = face_src
@@ -846,6 +865,12 @@ class MeshEngine:
                 self._draw_seam(portrait, out, part, still)
             if fold is not None:
                 self._draw_mixed(portrait, out, fold.ys, fold.xs, fold.sources, None, still)
+            if portrait.crown is not None and still is not None \
+                    and self.last_matte is not None \
+                    and portrait.crown.reached(src[layout.border_ids]):
+                # the head's top, moved down from under the photo's top edge
+                portrait.crown.draw(out, self.last_matte, source,
+                                    portrait.fine("image_matte"), still)
             if mode != "off" and portrait.seam is not None:
                 # parted lips show their own colour where the closed mouth's seam was
                 open_lip_seam(out, source, portrait.seam, motion.points,

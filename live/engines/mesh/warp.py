@@ -86,6 +86,19 @@ REMAP_STEPS = 32
 """``cv2.remap`` samples at 1/32 px steps (OpenCV's ``INTER_TAB_SIZE``)."""
 
 
+def doubled_positions(source: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Source positions (..., 2) float32 as positions in an :func:`enlarge_2x` copy: rounded
+    to the 1/32 px steps ``cv2.remap`` samples at (:data:`REMAP_STEPS`), then doubled (a
+    position the picture itself would be sampled at as a whole pixel is a whole pixel of
+    the copy too, not 1/32 of the way to a midpoint); into ``out`` when given."""
+    if out is None:
+        out = np.empty(source.shape, np.float32)
+    np.multiply(source, np.float32(REMAP_STEPS), out=out)
+    np.rint(out, out=out)
+    np.multiply(out, np.float32(2.0 / REMAP_STEPS), out=out)
+    return out
+
+
 def enlarge_2x(image: np.ndarray) -> np.ndarray:
     """``image`` (H, W[, C]) at twice its size less a pixel, (2H - 1, 2W - 1[, C]): its even
     pixels are ``image``'s own, the odd ones bicubic midpoints (:data:`SHARP_SAMPLING`).
@@ -639,11 +652,8 @@ class PiecewiseAffineWarp:
         ``cv2.remap`` samples at (:data:`REMAP_STEPS`): a position the picture itself would be
         sampled at as a whole pixel (a background 0.01 px off) is a whole pixel of the copy
         too, not 1/32 of the way to a midpoint."""
-        out = self.buffers.get("doubled map", source.shape, np.float32)
-        np.multiply(source, np.float32(REMAP_STEPS), out=out)
-        np.rint(out, out=out)
-        np.multiply(out, np.float32(2.0 / REMAP_STEPS), out=out)
-        return out
+        return doubled_positions(source,
+                                 out=self.buffers.get("doubled map", source.shape, np.float32))
 
     def remap_points(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``image`` sampled (as :meth:`remap` samples it) at ``points`` (N, 2) float32 source

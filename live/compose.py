@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Compositor",
+    "crop_mask",
     "ellipse_mask",
     "hull_mask",
     "letterbox",
@@ -81,6 +82,42 @@ def ellipse_mask(size: int, *, feather: float = 0.08, margin: float | None = Non
     cv2.ellipse(mask, (round(c), round(c)), axes, 0, 0, 360, (1.0,), thickness=-1,
                 lineType=cv2.LINE_AA)
     return _feather(mask, _blur_sigma(size, feather))
+
+
+def crop_mask(size: int, picture: tuple[int, int, int, int], *,
+              feather: float = 0.08) -> np.ndarray:
+    """A float32 (size, size) mask in [0, 1] to paste a whole animated crop with: 1 over
+    the crop's ``picture`` part (``(x0, y0, x1, y1)``, :func:`live.geometry.picture_box`), 0
+    over the border it made up beyond the photo. Along a side where the crop cuts into its
+    photo the mask eases (smoothstep) to 0 at the crop's edge over ``2.5 * feather`` of the
+    side (where the feathered :func:`ellipse_mask` of ``feather`` ends); along the photo's own
+    edge it stays 1 up to that edge, where the picture itself ends.
+
+    For an engine that keeps its crop's picture still away from the head
+    (:attr:`live.engines.base.Engine.pastes_whole_crop`): the ellipse left everything
+    outside it as the photo has it, so hair and shoulders that moved past it were drawn
+    twice, once moved and once as a faint copy where they had been."""
+    if size < 2:
+        raise ValueError(f"size: expected >= 2, got {size}")
+    x0, y0, x1, y1 = (int(v) for v in picture)
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise ValueError(f"picture: expected a box within the {size} px crop, got {picture}")
+    band = max(2.5 * max(float(feather), 0.0) * size, 1.0)
+    at = np.arange(size, dtype=np.float32) + 0.5
+
+    def along(lo: int, hi: int) -> np.ndarray:
+        r = np.ones(size, np.float32)
+        if lo == 0:  # the crop cuts into the photo on this side
+            r = np.minimum(r, at / band)
+        if hi == size:
+            r = np.minimum(r, (size - at) / band)
+        r = np.clip(r, 0.0, 1.0)
+        r = r * r * (3.0 - 2.0 * r)
+        r[:lo] = 0.0
+        r[hi:] = 0.0
+        return r
+
+    return np.outer(along(y0, y1), along(x0, x1)).astype(np.float32)
 
 
 def hull_mask(landmarks: np.ndarray, size: int, *, feather: float = 0.04,

@@ -138,6 +138,7 @@ class SpyEngine:
         self.inner = inner
         self.name = inner.name
         self.size = inner.size
+        self.pastes_whole_crop = getattr(inner, "pastes_whole_crop", False)
         self.fail_on = set(fail_on)
         self.prepare_gate: threading.Event | None = None
         self.calls = 0

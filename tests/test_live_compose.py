@@ -8,6 +8,7 @@ from _live_fakes import psnr
 
 from live.compose import (
     Compositor,
+    crop_mask,
     ellipse_mask,
     hull_mask,
     letterbox,
@@ -153,6 +154,24 @@ def test_ellipse_mask_is_zero_at_the_border_and_one_inside() -> None:
     assert m.dtype == np.float32 and m.shape == (128, 128)
     assert m[64, 64] > 0.99
     assert max(m[0].max(), m[-1].max(), m[:, 0].max(), m[:, -1].max()) < 0.01
+
+
+def test_a_whole_crop_mask_eases_only_where_the_crop_cuts_into_its_photo() -> None:
+    """A crop reaching 20 px past its photo's top and 30 px past its left edge, cutting into
+    it on the right and at the bottom: 1 over the photo up to its own edges, 0 over the
+    made-up border, easing to 0 over 2.5 feathers only at the crop's right and bottom."""
+    m = crop_mask(200, (30, 20, 200, 200), feather=0.04)  # ramp: 2.5 * 0.04 * 200 = 20 px
+    assert m.dtype == np.float32 and m.shape == (200, 200)
+    assert m[:20].max() == 0.0 and m[:, :30].max() == 0.0  # the made-up border
+    assert m[20, 100] == 1.0 and m[100, 30] == 1.0  # the photo's own edges: full
+    assert m[100, 100] == 1.0 and m[170:180, 30:180].min() == 1.0
+    right = m[100, 180:]
+    assert np.all(np.diff(right) < 0) and right[-1] < 0.01 and right[0] > 0.99
+    assert m[100, 179] == 1.0
+    np.testing.assert_allclose(m[180:, 100], right, atol=1e-6)  # the bottom alike
+    assert np.allclose(crop_mask(64, (0, 0, 64, 64), feather=0.0)[1:-1, 1:-1], 1.0)
+    with pytest.raises(ValueError, match="within the 64 px crop"):
+        crop_mask(64, (0, 0, 65, 64))
 
 
 def test_compositor_matches_paste_back_on_the_letterboxed_portrait() -> None:

@@ -248,3 +248,37 @@ def test_a_reduced_portrait_keeps_its_crop_and_landmarks_in_register(
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="scale"):
             reduced_portrait(portrait, bad)
+
+
+@pytest.mark.fixtures
+def test_the_mesh_engines_whole_crop_is_pasted_not_an_ellipse_of_it(portraits_dir: Path) -> None:
+    """The compositor pasted a feathered ellipse of the face crop: hair and shoulders the
+    mesh engine moved past it showed twice, moved and as a faint copy where they had been
+    (lp_s42's hair on tps_driving). The mesh engine keeps its crop's picture still away from
+    the head, so its whole crop is pasted (to the photo's own edges, easing out only where
+    the crop cuts into the photo); an engine that does not say so keeps the ellipse."""
+    path = portraits_dir / "lp_d8_glasses_man.jpg"  # a face crop inside its photo
+    engine = create_engine("mesh", size=256)
+    try:
+        assert getattr(engine, "pastes_whole_crop", False)
+        red = np.zeros((256, 256, 3), np.uint8)
+        red[..., 0] = 255
+
+        def corner_of_paste() -> np.ndarray:
+            with PortraitLibrary([path], engine, output_size=(640, 360),
+                                 framing="shoulders") as lib:
+                prepared = lib.prepare(0)
+                assert prepared.portrait.picture_box == (0, 0, 256, 256)
+                comp = prepared.compositor
+                out = comp.compose(red)
+                # 0.15 of the side in from the crop's corner: outside the ellipse
+                x, y = comp.crop_to_output @ np.array([0.15 * 256, 0.15 * 256, 1.0])
+                at = (round(y), round(x))
+                return out[at].astype(np.int32) - comp.background[at].astype(np.int32)
+
+        whole = corner_of_paste()
+        assert whole[0] > 100 and whole[1] < -10  # the crop's red, pasted
+        engine.pastes_whole_crop = False  # type: ignore[attr-defined]
+        assert np.abs(corner_of_paste()).max() <= 2  # the ellipse leaves the photo there
+    finally:
+        engine.close()

@@ -156,7 +156,7 @@ class _LiveOutput:
 
     def __init__(self, found: Any, size: int, background: str) -> None:
         from live.background import Background, build_layer
-        from live.compose import Compositor
+        from live.compose import Compositor, crop_mask
         from live.face.framing import portrait_framing
         from live.face.portraits import cuts_person, load_image
         from live.face.segmentation import prepare_layers
@@ -172,7 +172,8 @@ class _LiveOutput:
         framing = portrait_framing(found.landmarks, found.size, OUTPUT_SIZE, "shoulders",
                                    reach_bottom=cuts_person(layers.matte))  # as live frames it
         self.compositor = Compositor(found.image, found.crop.crop_to_frame, size, OUTPUT_SIZE,
-                                     feather=0.03, framing=framing, matte=layers.matte)
+                                     feather=0.03, framing=framing, matte=layers.matte,
+                                     mask=crop_mask(size, found.picture_box, feather=0.03))
         image = load_image(chosen.image) if chosen.image is not None else None
         layer = build_layer(chosen, self.compositor, plate=layers.plate, image=image)
         assert layer is not None

@@ -33,7 +33,7 @@ import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError
 from live.background import Background, BackgroundLayer, build_layer
-from live.compose import Compositor
+from live.compose import Compositor, crop_mask
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
 from live.face.segmentation import PortraitLayers
@@ -473,8 +473,31 @@ def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
     else:
         lm = pick_face(find_faces(image, max_faces=20, path=path), face, path=path)
     center, side = square_box(lm, scale=crop_scale)
-    crop = crop_square(image, center, side, crop_size, landmarks=lm)
+    crop = crop_square(image, reach_photo_top(center, side), side, crop_size, landmarks=lm)
     return Portrait(path=Path(path), image=image, crop=crop, landmarks=lm)
+
+
+PHOTO_TOP_REACH = 0.06
+"""A portrait's face crop whose top edge would cut into its photo by less than this share of
+its side is moved up to take in the photo's top edge (:func:`reach_photo_top`)."""
+
+
+def reach_photo_top(center: np.ndarray, side: float) -> np.ndarray:
+    """The centre (x, y) of a square face crop of ``side`` (picture pixels), moved up so
+    that the crop takes in the picture's top edge when it would otherwise cut into the
+    picture by less than :data:`PHOTO_TOP_REACH` of its side.
+
+    Such a crop held the hair at its top edge while a strip of the photo's own rows lay
+    above it. The mesh engine then drew that hair down after a head that moved down, into a
+    peak (pg_fom_source_image, 6.6 px into its photo). Told where the photo's top edge is
+    (:func:`live.geometry.picture_box`), it closes the head's top there instead
+    (:mod:`live.engines.mesh.crown`). The face moves down in the crop by as much, at most
+    that share of its side."""
+    c = np.array(center, np.float64, copy=True)
+    inside = c[1] - side / 2.0 + 0.5  # the crop's top edge below the picture's (at -0.5)
+    if 0.0 <= inside < PHOTO_TOP_REACH * side:
+        c[1] -= inside + 1.0
+    return c
 
 
 def reduced_portrait(portrait: Portrait, scale: float) -> Portrait:
@@ -730,8 +753,12 @@ class PortraitLibrary:
         self._log_upscale(portrait, framing)
         if cut:
             self._warn_cut_person(portrait, framing)
+        # the whole crop for an engine that keeps its picture still away from the head (no
+        # faint copy of the hair where it was, outside an ellipse); else the ellipse
+        mask = crop_mask(self.crop_size, portrait.picture_box, feather=self.feather) \
+            if getattr(self.engine, "pastes_whole_crop", False) else None
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
-                                self.output_size, feather=self.feather,
+                                self.output_size, feather=self.feather, mask=mask,
                                 color_transfer=self.color_transfer, framing=framing,
                                 matte=layers.matte if layers is not None else None)
         return layers, compositor, self._build_layer(self.background, compositor, layers)

@@ -93,8 +93,8 @@ def crop_mask(size: int, picture: tuple[int, int, int, int], *,
     side (where the feathered :func:`ellipse_mask` of ``feather`` ends); along the photo's own
     edge it stays 1 up to that edge, where the picture itself ends.
 
-    For an engine that keeps its crop's picture still away from the head
-    (:attr:`live.engines.base.Engine.pastes_whole_crop`): the ellipse left everything
+    For an engine that keeps its crop's picture still away from the person (its optional
+    ``pastes_whole_crop``, :class:`live.engines.base.Engine`): the ellipse left everything
     outside it as the photo has it, so hair and shoulders that moved past it were drawn
     twice, once moved and once as a faint copy where they had been."""
     if size < 2:

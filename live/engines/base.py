@@ -39,8 +39,8 @@ class Engine(Protocol):
     name: str
     size: int
     # Optional (read with ``getattr(engine, "pastes_whole_crop", False)``): True for an engine
-    # whose output keeps the crop's picture as it is away from the animated head (the mesh
-    # engine's still background and held edges), so the whole crop can be pasted back
+    # whose output keeps the crop's picture as it is away from the animated person (the mesh
+    # engine's still background), so the whole crop can be pasted back
     # (:func:`live.compose.crop_mask`) instead of a feathered ellipse around the face.
 
     def prepare(self, portrait: np.ndarray, *,

@@ -377,8 +377,8 @@ class MeshEngine:
 
     name = "mesh"
     pastes_whole_crop = True
-    """Away from the head the output is the crop's picture (a still background, held edges):
-    the whole crop is pasted back (:func:`live.compose.crop_mask`)."""
+    """Away from the person the output is the crop's picture as it is (with a head layer, a
+    still background): the whole crop is pasted back (:func:`live.compose.crop_mask`)."""
 
     def __init__(self, options: MeshOptions | None = None, **overrides: Any) -> None:
         self.options = with_overrides(options or MeshOptions(), overrides, "mesh")

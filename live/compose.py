@@ -87,7 +87,7 @@ def ellipse_mask(size: int, *, feather: float = 0.08, margin: float | None = Non
 def crop_mask(size: int, picture: tuple[int, int, int, int], *,
               feather: float = 0.08) -> np.ndarray:
     """A float32 (size, size) mask in [0, 1] to paste a whole animated crop with: 1 over
-    the crop's ``picture`` part (``(x0, y0, x1, y1)``, :func:`live.geometry.picture_box`), 0
+    the crop's ``picture`` part (``(x0, y0, x1, y1)``, :func:`live.geometry.photo_box`), 0
     over the border it made up beyond the photo. Along a side where the crop cuts into its
     photo the mask eases (smoothstep) to 0 at the crop's edge over ``2.5 * feather`` of the
     side (where the feathered :func:`ellipse_mask` of ``feather`` ends); along the photo's own

@@ -57,6 +57,7 @@ __all__ = [
     "letterbox_transform",
     "normalized_to_pixels",
     "offset_affine",
+    "photo_box",
     "picture_box",
     "transform_points",
 ]
@@ -253,6 +254,25 @@ def picture_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
     box = (0 if x0 <= 0 else min(n, math.ceil(x0)), 0 if y0 <= 0 else min(n, math.ceil(y0)),
            n if x1 >= n - 1 else max(0, math.floor(x1) + 1),
            n if y1 >= n - 1 else max(0, math.floor(y1) + 1))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(f"the crop shows none of its {w}x{h} picture")
+    return box
+
+
+def photo_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
+              crop_size: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the pixels of a ``crop_size`` square crop (as :func:`picture_box`
+    takes it) whose centres lie on its picture of ``frame_size`` (w, h), up to the picture's
+    own edge: :func:`picture_box` and the picture's last pixel or so beyond it, where the
+    crop's interpolation blended the picture with its made-up border."""
+    n = int(crop_size)
+    inverse = invert_affine(np.asarray(crop_to_frame, dtype=np.float64))
+    w, h = frame_size
+    (ax, ay), (bx, by) = apply_affine(np.array([[-0.5, -0.5], [w - 0.5, h - 0.5]]), inverse)
+    x0, x1 = sorted((ax, bx))
+    y0, y1 = sorted((ay, by))
+    box = (max(0, min(n, math.ceil(x0))), max(0, min(n, math.ceil(y0))),
+           max(0, min(n, math.floor(x1) + 1)), max(0, min(n, math.floor(y1) + 1)))
     if box[2] <= box[0] or box[3] <= box[1]:
         raise ValueError(f"the crop shows none of its {w}x{h} picture")
     return box

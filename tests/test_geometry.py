@@ -106,6 +106,28 @@ def test_picture_box_is_the_part_of_the_crop_that_shows_its_picture() -> None:
         picture_box(crop_square(image, (400.0, 60.0), 50.0, 64).crop_to_frame, (200, 120), 64)
 
 
+def test_photo_box_reaches_the_pictures_own_edge() -> None:
+    """:func:`photo_box`: every crop pixel whose centre lies on the picture, up to its own
+    edge (a pixel or so further than :func:`picture_box`, which stops short of what the
+    crop's interpolation blended with its made-up border); the same box for a crop inside
+    its picture."""
+    from live.geometry import photo_box, picture_box
+
+    image = np.full((120, 200, 3), 200, np.uint8)
+    crop = crop_square(image, (30.0, 100.0), 90.0, 128, border="constant")
+    x0, y0, x1, y1 = photo_box(crop.crop_to_frame, (200, 120), 128)
+    px0, _, _, py1 = picture_box(crop.crop_to_frame, (200, 120), 128)
+    assert (y0, x1) == (0, 128) and x0 < px0 and y1 > py1
+    # the picture's edge at crop x = (0.5 - (30 - 45)) * 128 / 90 - 0.5: pixels from there on
+    edge_x = (-0.5 - (30.0 - 45.0)) * 128.0 / 90.0 - 0.5
+    assert x0 == int(np.ceil(edge_x))
+    assert (crop.image[y0:y1, x0:] > 0).all() and (crop.image[y0:y1 - 2, :x0 - 2] == 0).all()
+    inside = crop_square(image, (100.0, 60.0), 50.0, 64)
+    assert photo_box(inside.crop_to_frame, (200, 120), 64) == (0, 0, 64, 64)
+    with pytest.raises(ValueError, match="none of its"):
+        photo_box(crop_square(image, (400.0, 60.0), 50.0, 64).crop_to_frame, (200, 120), 64)
+
+
 def _square_edges(crop: FaceCrop, n: int) -> tuple[float, float, float, float]:
     """The crop's outer edges (left, top, right, bottom) in its picture's pixels."""
     m = crop.crop_to_frame

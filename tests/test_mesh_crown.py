@@ -137,12 +137,15 @@ def test_a_head_the_top_edge_cuts_keeps_a_round_top_when_it_moves_down(
         engine.set_portrait(portrait)
         engine.calibrate(FaceCrop(image=crop, crop_to_frame=eye, frame_index=0,
                                   t_capture=0.0))
-        engine.process(FaceCrop(image=moved, crop_to_frame=eye, frame_index=1,
-                                t_capture=0.04), 0.04)
+        out = engine.process(FaceCrop(image=moved, crop_to_frame=eye, frame_index=1,
+                                      t_capture=0.04), 0.04)
         matte = engine.last_matte
         assert matte is not None
         over = slice(int(run[0]), int(run[-1]) + 1)
         assert (matte[2:6, over] > 128).mean() < 0.2  # above the moved crown: background
         assert (matte[24:30, over] > 128).mean() > 0.9  # the hair itself, moved down
+        # the crop's two rows above the photo's edge repeat its row (not the hair's old line)
+        assert np.array_equal(out[:2, over], np.repeat(out[2:3, over], 2, axis=0))
+        assert np.array_equal(matte[:2, over], np.repeat(matte[2:3, over], 2, axis=0))
     finally:
         engine.close()

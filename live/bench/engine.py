@@ -173,7 +173,7 @@ class _LiveOutput:
                                    reach_bottom=cuts_person(layers.matte))  # as live frames it
         self.compositor = Compositor(found.image, found.crop.crop_to_frame, size, OUTPUT_SIZE,
                                      feather=0.03, framing=framing, matte=layers.matte,
-                                     mask=crop_mask(size, found.picture_box, feather=0.03))
+                                     mask=crop_mask(size, found.photo_box, feather=0.03))
         image = load_image(chosen.image) if chosen.image is not None else None
         layer = build_layer(chosen, self.compositor, plate=layers.plate, image=image)
         assert layer is not None

@@ -363,6 +363,14 @@ class Portrait:
 
         return picture_box(self.crop.crop_to_frame, self.size, int(self.crop.image.shape[0]))
 
+    @property
+    def photo_box(self) -> tuple[int, int, int, int]:
+        """The crop's pixels that show the image up to its own edge
+        (:func:`live.geometry.photo_box`)."""
+        from live.geometry import photo_box
+
+        return photo_box(self.crop.crop_to_frame, self.size, int(self.crop.image.shape[0]))
+
 
 def person_context(portrait: Portrait) -> np.ndarray | None:
     """The person mask of the whole picture (:func:`live.face.segmentation.segment_person`)
@@ -755,7 +763,7 @@ class PortraitLibrary:
             self._warn_cut_person(portrait, framing)
         # the whole crop for an engine that keeps its picture still away from the head (no
         # faint copy of the hair where it was, outside an ellipse); else the ellipse
-        mask = crop_mask(self.crop_size, portrait.picture_box, feather=self.feather) \
+        mask = crop_mask(self.crop_size, portrait.photo_box, feather=self.feather) \
             if getattr(self.engine, "pastes_whole_crop", False) else None
         compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
                                 self.output_size, feather=self.feather, mask=mask,

@@ -91,8 +91,8 @@ class Crown:
         as the picture mirrored at the edge (``picture``: the portrait with its matte as a
         fourth channel, enlarged 2x, :func:`~live.engines.mesh.warp.enlarge_2x`, sampled as
         the engine samples it) inside the crown's matte, over ``still``; ``matte`` (uint8,
-        the warped person matte) set to the crown's there. Returns how many pixels were
-        drawn."""
+        the warped person matte) set to the crown's there; the rows above :attr:`top` in
+        those columns repeat its row. Returns how many pixels were drawn."""
         ys = source[..., 1]
         # rows above the photo's edge are the crop's made-up border, and a source less than
         # half a pixel beyond is the edge's own row (a head at rest, give or take the
@@ -116,6 +116,12 @@ class Crown:
         drawn = cover * sample[:, :3].astype(np.float32) + (1.0 - cover) * behind
         out[band][beyond] = np.clip(drawn + 0.5, 0.0, 255.0).astype(np.uint8)
         matte[band][beyond] = np.clip(cover[:, 0] * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+        # the crop's rows above the edge (its made-up border, and the photo's own first row
+        # or so) repeat the edge's row, as the crop was made: the warp left them as they were,
+        # a line of the hair where it had been
+        across = band[1]
+        out[:self.top, across] = out[self.top, across]
+        matte[:self.top, across] = matte[self.top, across]
         return n
 
 

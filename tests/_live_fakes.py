@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -149,7 +149,7 @@ class SpyEngine:
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
-                context: np.ndarray | None = None) -> Any:
+                context: np.ndarray | Callable[[], np.ndarray | None] | None = None) -> Any:
         if self.prepare_gate is not None and not self.prepare_gate.wait(60):
             raise TimeoutError("prepare_gate never opened")
         self.pictures.append(picture)

@@ -454,6 +454,49 @@ def test_a_crop_that_sees_no_background_takes_the_wider_views_mask(
         prepare_layers(image, context=np.zeros((h, w + 1), np.float32))
 
 
+def test_a_context_given_as_a_function_is_worked_out_only_when_needed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live's portraits hand the engine a function for the whole picture's person mask (a
+    segmentation of the whole picture, 20-40 ms): called only where the crop's own mask
+    sees almost no background, at most once, and through a picture part and a reduced
+    size alike; what it gives is used as the mask itself is."""
+    image, matte, _, _, _ = _curls_on_a_wall()
+    h, w = matte.shape
+    calls: list[int] = []
+
+    def wider() -> np.ndarray:
+        calls.append(1)
+        return matte
+
+    monkeypatch.setattr(segmentation, "segment_person", lambda picture, **_: matte)
+    own = prepare_layers(image, refine=False, grow=STILL_GROW, context=wider)
+    assert own is not None and calls == []  # the crop's own mask sees background
+    everything = np.ones((h, w), np.float32)
+    monkeypatch.setattr(segmentation, "segment_person",
+                        lambda picture, **_: np.ones(picture.shape[:2], np.float32))
+    lazy = prepare_layers(image, refine=False, grow=STILL_GROW, context=wider)
+    given = prepare_layers(image, refine=False, grow=STILL_GROW, context=matte)
+    assert lazy is not None and given is not None and calls == [1]
+    assert np.array_equal(lazy.matte, given.matte)
+    assert np.array_equal(lazy.matte, np.minimum(everything, matte))
+    box = (0, 10, w, h)  # a picture part: the function's mask is cut alike
+    cut = prepare_layers(image, refine=False, grow=STILL_GROW, picture=box, context=wider)
+    cut_given = prepare_layers(image, refine=False, grow=STILL_GROW, picture=box,
+                               context=matte)
+    assert cut is not None and cut_given is not None and calls == [1, 1]
+    assert np.array_equal(cut.matte, cut_given.matte)
+    small = prepare_layers(image, refine=False, grow=STILL_GROW, scale=0.5, context=wider)
+    small_given = prepare_layers(image, refine=False, grow=STILL_GROW, scale=0.5,
+                                 context=matte)
+    assert small is not None and small_given is not None and len(calls) == 3
+    assert np.array_equal(small.matte, small_given.matte)
+    # nothing from the function: the crop's own mask
+    alone = prepare_layers(image, refine=False, grow=STILL_GROW, context=lambda: None)
+    assert alone is not None and np.array_equal(alone.matte, everything)
+    with pytest.raises(ValueError, match="context: expected a mask of the image's"):
+        prepare_layers(image, refine=False, context=lambda: np.zeros((h, w + 1), np.float32))
+
+
 def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A dark collar (the person, its matte soft at the edge) on a light wall with a
     lilac rim (5 px) along its top the matte left out, and a lilac patch on the wall apart from it:

@@ -45,7 +45,7 @@ class Engine(Protocol):
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
-                context: np.ndarray | None = None) -> Any:
+                context: np.ndarray | Callable[[], np.ndarray | None] | None = None) -> Any:
         """Analyse a portrait face crop (RGB uint8, size x size); returns an opaque handle.
 
         ``picture``: ``(x0, y0, x1, y1)``, the crop's pixels that show its photo when the crop
@@ -54,7 +54,8 @@ class Engine(Protocol):
 
         ``context``: the crop's person mask (float32 (size, size) in [0, 1]) worked out on
         the whole photo (:func:`live.face.portraits.crop_person_context`), for an engine that
-        segments its crop and would see too little of the scene in it; None: none.
+        segments its crop and would see too little of the scene in it, or a function giving
+        it (or None), which such an engine calls only when it needs it; None: none.
 
         Raises :class:`calibrate.errors.NoFaceError` when the crop holds no usable face. Must not
         touch the engine's current state, so it can run off the hot path.

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,8 @@ class FommEngine:
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
-                context: np.ndarray | None = None) -> FommPortrait:
+                context: np.ndarray | Callable[[], np.ndarray | None] | None = None
+                ) -> FommPortrait:
         """Encode a square portrait crop (resized to the model's size); heavy, thread-safe.
         ``picture`` is not used: the network was trained on crops with such borders; nor is
         ``context`` (the engine segments nothing)."""

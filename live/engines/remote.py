@@ -28,6 +28,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,7 +330,8 @@ class RemoteEngine:
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
-                context: np.ndarray | None = None) -> RemotePortrait:
+                context: np.ndarray | Callable[[], np.ndarray | None] | None = None
+                ) -> RemotePortrait:
         """Upload the portrait crop and, when the server takes it, ``picture`` (the crop's
         pixels that show its photo; kept for the local fallback engine too). ``context`` is
         not sent: the server segments the crop it is given."""

@@ -17,6 +17,7 @@ portraits or backgrounds never stalls the live loop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -710,8 +711,9 @@ class PortraitLibrary:
         # machine's cores (benchmarks/README "Round 50" and "Round 55")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
             picture = helper.submit(self._picture_side, shown, mode)
+            # (the whole picture's person mask, worked out only if the engine needs it)
             handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box,
-                                         context=person_context(shown))
+                                         context=functools.partial(person_context, shown))
             layers, compositor, first = picture.result()
         prepared = PreparedPortrait(index, shown, handle, compositor, layers)
         prepared.backgrounds[self.background] = first

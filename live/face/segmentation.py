@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -943,12 +944,40 @@ CONTEXT_CLEAR = 0.05
 """Share of the image a ``context`` must call sure background to be used instead."""
 
 
-def _with_context(own: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+PersonContext = np.ndarray | Callable[[], "np.ndarray | None"] | None
+"""A person mask from a wider view (:func:`prepare_layers`' ``context``): the mask, a function
+giving it (or None) when first needed, or None."""
+
+
+def change_context(context: PersonContext,
+            change: Callable[[np.ndarray], np.ndarray]) -> PersonContext:
+    """``context`` changed by ``change`` (cut, resized), when and if it is worked out."""
+    if context is None:
+        return None
+    if not callable(context):
+        return change(context)
+    made = context
+
+    def changed() -> np.ndarray | None:
+        mask = made()
+        return None if mask is None else change(mask)
+
+    return changed
+
+
+def _with_context(own: np.ndarray, context: PersonContext) -> np.ndarray:
     """``own`` (the selfie model's mask of an image), or where it sees almost no background
-    and ``context`` (the mask from a wider view) does, the lower of the two."""
+    and ``context`` (the mask from a wider view; a function giving it is called only then)
+    does, the lower of the two."""
     if context is None or float((own <= 0.02).mean()) >= CONTEXT_OWN_CLEAR:
         return own
-    wider = np.clip(np.asarray(context, np.float32), 0.0, 1.0)
+    mask = context() if callable(context) else context
+    if mask is None:
+        return own
+    if mask.shape != own.shape:
+        raise ValueError(f"context: expected a mask of the image's {own.shape[1]}x"
+                         f"{own.shape[0]}, got {mask.shape[1]}x{mask.shape[0]}")
+    wider = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
     if float((wider <= 0.02).mean()) < CONTEXT_CLEAR:
         return own
     log.debug("the portrait's own person mask sees almost no background; the wider view's "
@@ -960,7 +989,7 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
                    grow: float = PLATE_GROW, scale: float = 1.0,
                    strands: bool = False, plate_side: int = PLATE_WORK_SIDE,
                    picture: tuple[int, int, int, int] | None = None,
-                   context: np.ndarray | None = None) -> PortraitLayers | None:
+                   context: PersonContext = None) -> PortraitLayers | None:
     """Segment ``image`` once and build its background plate (the person grown ``grow`` of
     the long side, :func:`background_plate`); ``None`` when no person is found (the caller
     keeps today's behaviour and says so in one warning).
@@ -993,10 +1022,12 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     can show the selfie model too little scene: it called nearly all of live's crop of
     sadtalker_art_14 the person, the red wall on both sides of her neck included. Where the
     image's own mask is sure of less than :data:`CONTEXT_OWN_CLEAR` of it as background and
-    the context of at least :data:`CONTEXT_CLEAR`, the lower of the two is used."""
+    the context of at least :data:`CONTEXT_CLEAR`, the lower of the two is used. A function
+    giving that mask (or None) is called only then: working it out costs a segmentation of
+    the whole picture, which most portraits do not need."""
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
-    if context is not None and context.shape != image.shape[:2]:
+    if isinstance(context, np.ndarray) and context.shape != image.shape[:2]:
         raise ValueError(f"context: expected a mask of the image's {image.shape[1]}x"
                          f"{image.shape[0]}, got {context.shape[1]}x{context.shape[0]}")
     if picture is not None:
@@ -1025,7 +1056,7 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
 
 def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int], *,
                            refine: bool, grow: float, scale: float, strands: bool,
-                           plate_side: int, context: np.ndarray | None
+                           plate_side: int, context: PersonContext
                            ) -> PortraitLayers | None:
     """:func:`prepare_layers` of the ``picture`` part of ``image`` alone, brought back to the
     image's size."""
@@ -1038,8 +1069,8 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
                               plate_side=plate_side, context=context)
     inner = prepare_layers(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=refine,
                            grow=grow, scale=scale, strands=strands, plate_side=plate_side,
-                           context=None if context is None
-                           else np.ascontiguousarray(context[y0:y1, x0:x1]))
+                           context=change_context(
+                               context, lambda mask: np.ascontiguousarray(mask[y0:y1, x0:x1])))
     if inner is None:
         return None
     matte = cv2.copyMakeBorder(inner.matte, y0, h - y1, x0, w - x1, cv2.BORDER_REPLICATE)
@@ -1054,16 +1085,17 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
 
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
                            grow: float, strands: bool, plate_side: int,
-                           context: np.ndarray | None) -> PortraitLayers | None:
+                           context: PersonContext) -> PortraitLayers | None:
     """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
     size."""
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
     layers = prepare_layers(small, refine=refine, grow=grow, strands=strands,
-                            plate_side=plate_side, context=None if context is None else cv2.resize(
-                                context.astype(np.float32), small.shape[1::-1],
-                                interpolation=cv2.INTER_AREA))
+                            plate_side=plate_side, context=change_context(
+                                context, lambda mask: np.asarray(cv2.resize(
+                                    mask.astype(np.float32), small.shape[1::-1],
+                                    interpolation=cv2.INTER_AREA), np.float32)))
     if layers is None:
         return None
     matte = np.clip(cv2.resize(layers.matte, (w, h), interpolation=cv2.INTER_LINEAR),

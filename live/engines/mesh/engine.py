@@ -107,7 +107,9 @@ from live.engines.mesh.warp import (
 from live.engines.options import MeshOptions, with_overrides
 from live.face.segmentation import (
     STILL_GROW,
+    PersonContext,
     PortraitLayers,
+    change_context,
     prepare_layers,
     still_background,
 )
@@ -438,14 +440,15 @@ class MeshEngine:
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
-                context: np.ndarray | None = None) -> MeshPortrait:
+                context: PersonContext = None) -> MeshPortrait:
         """Find the face mesh of a square portrait crop (resized to ``size`` if needed).
         ``picture`` (``(x0, y0, x1, y1)`` in the crop's pixels, :func:`live.geometry.
         picture_box`): where the crop shows its photo; the warp's border runs along the
         photo's edge, so the made-up border beyond it never moves into the picture, and only
         the photo is segmented for the head layer. ``context``: the crop's person mask from
-        the whole photo (float32 (h, w) in [0, 1]), used where the crop's own sees almost no
-        background (``prepare_layers(context=)``)."""
+        the whole photo (float32 (h, w) in [0, 1]; or a function giving it, called only
+        then), used where the crop's own sees almost no background
+        (``prepare_layers(context=)``)."""
         image = check_rgb(portrait, "portrait")
         h, w = image.shape[:2]
         if h != w:
@@ -460,15 +463,15 @@ class MeshEngine:
                                  got=str(tuple(picture)))
             k = self.size / w
             box = (math.ceil(x0 * k), math.ceil(y0 * k), math.floor(x1 * k), math.floor(y1 * k))
-        if context is not None and context.shape != (h, w):
+        if isinstance(context, np.ndarray) and context.shape != (h, w):
             raise InputError("the portrait's context mask is not the crop's size",
                              expected=f"a {w}x{h} mask", got=f"{context.shape}")
         if w != self.size:
             interp = cv2.INTER_AREA if w > self.size else cv2.INTER_CUBIC
             image = cv2.resize(image, (self.size, self.size), interpolation=interp)
-            if context is not None:
-                context = cv2.resize(np.asarray(context, np.float32), (self.size, self.size),
-                                     interpolation=cv2.INTER_LINEAR)
+            context = change_context(context, lambda mask: np.asarray(cv2.resize(
+                np.asarray(mask, np.float32), (self.size, self.size),
+                interpolation=cv2.INTER_LINEAR), np.float32))
         image = np.ascontiguousarray(image)
         from live.face.tracking import face_landmarks
 

@@ -88,9 +88,10 @@ REMAP_STEPS = 32
 
 def doubled_positions(source: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Source positions (..., 2) float32 as positions in an :func:`enlarge_2x` copy: rounded
-    to the 1/32 px steps ``cv2.remap`` samples at (:data:`REMAP_STEPS`), then doubled (a
-    position the picture itself would be sampled at as a whole pixel is a whole pixel of
-    the copy too, not 1/32 of the way to a midpoint); into ``out`` when given."""
+    to the 1/32 px steps ``cv2.remap`` samples at (:data:`REMAP_STEPS`), then doubled. A
+    position the picture itself would be sampled at as a whole pixel (a background 0.01 px
+    off) is then a whole pixel of the copy too, not 1/32 of the way to a midpoint. Into
+    ``out`` when given."""
     if out is None:
         out = np.empty(source.shape, np.float32)
     np.multiply(source, np.float32(REMAP_STEPS), out=out)
@@ -647,11 +648,8 @@ class PiecewiseAffineWarp:
                                 borderMode=cv2.BORDER_REFLECT_101))
 
     def doubled(self, source: np.ndarray) -> np.ndarray:
-        """``source`` (a source map, (size, size, 2) float32) times 2: the map to sample an
-        :func:`enlarge_2x` copy with (in a reused buffer). First rounded to the 1/32 px steps
-        ``cv2.remap`` samples at (:data:`REMAP_STEPS`): a position the picture itself would be
-        sampled at as a whole pixel (a background 0.01 px off) is a whole pixel of the copy
-        too, not 1/32 of the way to a midpoint."""
+        """``source`` (a source map, (size, size, 2) float32) as the map to sample an
+        :func:`enlarge_2x` copy with (:func:`doubled_positions`), in a reused buffer."""
         return doubled_positions(source,
                                  out=self.buffers.get("doubled map", source.shape, np.float32))
 

@@ -58,6 +58,7 @@ class Crown:
 
     @property
     def rows(self) -> int:
+        """How many rows above :attr:`top` the crown holds."""
         return int(self.cap.shape[0]) - 1
 
     def limits(self, slide_limits: np.ndarray) -> np.ndarray:
@@ -87,12 +88,12 @@ class Crown:
              picture: np.ndarray, still: np.ndarray) -> int:
         """In place: the pixels of ``out`` (the warped head over ``still``, the still
         background) at or below :attr:`top` whose source (``source``, the warp's map) lies
-        :data:`BEYOND_PX` or more above it, drawn
-        as the picture mirrored at the edge (``picture``: the portrait with its matte as a
-        fourth channel, enlarged 2x, :func:`~live.engines.mesh.warp.enlarge_2x`, sampled as
-        the engine samples it) inside the crown's matte, over ``still``; ``matte`` (uint8,
-        the warped person matte) set to the crown's there; the rows above :attr:`top` in
-        those columns repeat its row. Returns how many pixels were drawn."""
+        :data:`BEYOND_PX` or more above it, drawn as the picture mirrored at the edge
+        (``picture``: the portrait with its matte as a fourth channel, enlarged 2x,
+        :func:`~live.engines.mesh.warp.enlarge_2x`, sampled as the engine samples it) inside
+        the crown's matte, over ``still``. ``matte`` (uint8, the warped person matte) is set
+        to the crown's there, and the rows above :attr:`top` in those columns repeat its
+        row. Returns how many pixels were drawn."""
         ys = source[..., 1]
         # rows above the photo's edge are the crop's made-up border, and a source less than
         # half a pixel beyond is the edge's own row (a head at rest, give or take the

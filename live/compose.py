@@ -27,9 +27,11 @@ import cv2
 import numpy as np
 
 from live.geometry import (
+    EXTENSION_SHARP,
     Framing,
     compose_affine,
     covered_region,
+    extension_blend,
     frame_matte,
     frame_picture,
     framing_transform,
@@ -263,6 +265,64 @@ class _Prepared:
 
 
 @dataclass(frozen=True, eq=False)
+class _EdgeMirror:
+    """Rows (``axis`` 0) or columns (1) of a framed output beyond the photo's edge, ``dst``,
+    whose extension mirrors the photo's ``src``; ``span`` the pasted columns (rows) along that
+    edge; ``weight`` (float32, one per ``dst``) the plain mirror's share there
+    (:func:`~live.geometry.extension_blend`)."""
+
+    axis: int
+    dst: np.ndarray
+    src: np.ndarray
+    span: slice
+    weight: np.ndarray
+
+    def follow(self, out: np.ndarray, background: np.ndarray) -> None:
+        """In place: the extension's plain mirror image part in ``out`` changed as the
+        pasted photo pixels it mirrors changed from ``background``."""
+        if self.axis == 0:
+            now, was = out[self.src, self.span], background[self.src, self.span]
+            base, w = background[self.dst, self.span], self.weight[:, None, None]
+        else:
+            now, was = out[self.span, self.src], background[self.span, self.src]
+            base, w = background[self.span, self.dst], self.weight[None, :, None]
+        moved = base.astype(np.float32) + w * (now.astype(np.float32) - was.astype(np.float32))
+        value = np.clip(moved + 0.5, 0.0, 255.0).astype(np.uint8)
+        if self.axis == 0:
+            out[self.dst, self.span] = value
+        else:
+            out[self.span, self.dst] = value
+
+
+def _edge_mirrors(region: tuple[int, int, int, int], framing: Framing
+                  ) -> tuple[_EdgeMirror, ...]:
+    """The :class:`_EdgeMirror` of each side where the paste ``region`` reaches the photo's
+    edge and the output goes on beyond it."""
+    x0, y0, x1, y1 = region
+    px0, py0, px1, py1 = framing.photo_rect
+    ow, oh = framing.output_size
+    reach = int(np.ceil(EXTENSION_SHARP * oh))
+    edges = []
+    # (axis, the edge's first pixel beyond the photo, outwards, room beyond, room inside)
+    for axis, touches, edge, step, beyond, inside, span in (
+            (0, y0 == py0, py0 - 1, -1, py0, y1 - y0, slice(x0, x1)),
+            (0, y1 == py1, py1, 1, oh - py1, y1 - y0, slice(x0, x1)),
+            (1, x0 == px0, px0 - 1, -1, px0, x1 - x0, slice(y0, y1)),
+            (1, x1 == px1, px1, 1, ow - px1, x1 - x0, slice(y0, y1))):
+        k = min(reach, beyond, inside - 1)
+        if not touches or k < 1:
+            continue
+        j = np.arange(1, k + 1)
+        dst = edge + step * (j - 1)
+        src = edge - step * (j + 1)  # reflected about the photo's last pixel (REFLECT_101)
+        weight = (1.0 - extension_blend(j.astype(np.float32), oh)).astype(np.float32)
+        keep = weight > 0.5 / 255.0
+        if keep.any():
+            edges.append(_EdgeMirror(axis, dst[keep], src[keep], span, weight[keep]))
+    return tuple(edges)
+
+
+@dataclass(frozen=True, eq=False)
 class _FramedPaste:
     """The per-frame paste of a framed portrait, prepared once (see :func:`_framed_paste`):
     the crop resized to ``size`` (w, h) lands with its top-left pixel at ``origin`` (x, y);
@@ -276,8 +336,17 @@ class _FramedPaste:
     still: np.ndarray
     ring: np.ndarray  # bool: the mask's soft ring (colour transfer)
     alpha1: np.ndarray  # alpha8's one channel (mattes)
+    edges: tuple[_EdgeMirror, ...] = ()
+    """Where the paste reaches the photo's edge with the output going on beyond it: the
+    extension's mirror image there follows the pasted pixels (:meth:`paste`)."""
 
-    def paste(self, crop: np.ndarray, out: np.ndarray, color_transfer: bool) -> None:
+    def paste(self, crop: np.ndarray, out: np.ndarray, color_transfer: bool,
+              background: np.ndarray | None = None) -> None:
+        """Paste ``crop`` into ``out`` (its :attr:`region`); with ``background`` (the framed
+        still picture ``out`` started from) the extension beyond the photo's edges it
+        reaches mirrors the pasted pixels, as :func:`~live.geometry.frame_picture` mirrors
+        the photo's (a head moved away from the photo's top edge leaves no still copy of its
+        hair just above it)."""
         x0, y0, x1, y1 = self.region
         ox, oy = self.origin
         warped = cv2.resize(crop, self.size, interpolation=cv2.INTER_LINEAR)
@@ -286,6 +355,9 @@ class _FramedPaste:
             warped = _color_transfer(warped, out[y0:y1, x0:x1], self.ring)
         out[y0:y1, x0:x1] = cv2.add(cv2.multiply(warped, self.alpha8, scale=1.0 / 255.0),
                                     self.still)
+        if background is not None:
+            for edge in self.edges:
+                edge.follow(out, background)
 
     def still_matte(self, matte: np.ndarray) -> np.ndarray:
         """The still matte's share of :meth:`paste_matte`'s region (computed once)."""
@@ -340,7 +412,7 @@ def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
     still = np.round(bg * (1.0 - a8[..., None] / 255.0)).astype(np.uint8)
     ring = (alpha > 0.05) & (alpha < 0.6)
     return placed, _FramedPaste((nx, ny), (ox, oy), region, cv2.merge([a8, a8, a8]), still,
-                                ring, a8)
+                                ring, a8, _edge_mirrors(region, framing))
 
 
 class Compositor:
@@ -479,7 +551,7 @@ class Compositor:
                     or crop_rgb.dtype != np.uint8:
                 raise ValueError(f"crop: expected RGB uint8 {self.crop_size}x{self.crop_size},"
                                  f" got {crop_rgb.dtype} {crop_rgb.shape}")
-            self._framed.paste(crop_rgb, out, self.color_transfer)
+            self._framed.paste(crop_rgb, out, self.color_transfer, self.background)
             return out
         prep = self._prep
         if crop_rgb is None or prep.roi is None or prep.alpha is None:

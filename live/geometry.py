@@ -33,6 +33,7 @@ from live.config import FRAMINGS, FramingMode
 from live.packets import FaceCrop, check_rgb
 
 __all__ = [
+    "EXTENSION_SHARP",
     "FRAMINGS",
     "Border",
     "Framing",
@@ -46,6 +47,7 @@ __all__ = [
     "covered_region",
     "crop_square",
     "crop_transform",
+    "extension_blend",
     "fit_size",
     "fit_square",
     "frame_matte",
@@ -475,6 +477,18 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+EXTENSION_SHARP = 0.02
+"""Over this share of the output's height beyond the photo, :func:`frame_picture`'s extension
+goes from the photo's plain mirror image to a light blur of it."""
+
+
+def extension_blend(distance: np.ndarray, output_height: int) -> np.ndarray:
+    """How much of :func:`frame_picture`'s extension at ``distance`` px beyond the photo is
+    blurred (0 at the photo's edge: there it is the photo's plain mirror image; 1 from
+    :data:`EXTENSION_SHARP` of the output's height on)."""
+    return _smoothstep(np.asarray(distance, np.float32) / (EXTENSION_SHARP * output_height))
+
+
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """A strong Gaussian blur (``sigma`` pixels), done at a reduced size (by a quarter of
     ``sigma``, at most 8) when ``sigma`` is 8 px or more: cheap, and on a photo 0.2-0.3 levels
@@ -550,7 +564,7 @@ def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
         ex1, ey1 = min(ow, bx1 + reach), min(oh, by1 + reach)
         light = blur(np.ascontiguousarray(out[ey0:ey1, ex0:ex1]), light_sigma)[
             by0 - ey0:by1 - ey0, bx0 - ex0:bx1 - ex0].astype(np.float32)
-        near = _smoothstep(d / (0.02 * oh))[..., None]  # sharp -> lightly blurred
+        near = extension_blend(d, oh)[..., None]  # sharp -> lightly blurred
         far = _smoothstep(d / (0.2 * oh))[..., None]  # lightly -> strongly blurred, dimmed
         ext = (light * (1.0 - far) + strong[by0:by1, bx0:bx1].astype(np.float32) * far) \
             * (1.0 - 0.25 * far)

@@ -275,9 +275,22 @@ def test_framed_compositor_pastes_only_inside_the_photo() -> None:
     white = np.full((128, 128, 3), 255, np.uint8)
     out = comp.compose(white)
     changed = np.any(out != comp.background, axis=-1)
-    ys, xs = np.nonzero(changed)
     x0, y0, x1, y1 = fr.photo_rect
-    assert len(xs) > 0 and xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+    inside = np.zeros_like(changed)
+    inside[y0:y1, x0:x1] = True
+    assert changed[inside].any()
+    # beyond the photo only the extension's mirror image next to its edge follows what was
+    # pasted there (the crop's made-up border itself is never pasted)
+    from live.geometry import EXTENSION_SHARP, extension_blend
+
+    reach = int(np.ceil(EXTENSION_SHARP * 360))
+    ys, xs = np.nonzero(changed & ~inside)
+    assert len(xs) and xs.min() >= x0 - reach and xs.max() < x0
+    assert ys.min() >= y0 and ys.max() < y1
+    mirrored = out[y0:y1, x0 - 1].astype(int) - comp.background[y0:y1, x0 - 1].astype(int)
+    pasted = out[y0:y1, x0 + 1].astype(int) - comp.background[y0:y1, x0 + 1].astype(int)
+    share = 1.0 - float(extension_blend(np.float32(1.0), 360))  # the plain mirror's there
+    np.testing.assert_allclose(mirrored, share * pasted, atol=1.5)  # the first column
     assert comp.portrait_to_output is fr.affine
 
 

@@ -174,6 +174,44 @@ def test_a_whole_crop_mask_eases_only_where_the_crop_cuts_into_its_photo() -> No
         crop_mask(64, (0, 0, 65, 64))
 
 
+def test_the_extension_beyond_the_photo_follows_what_is_pasted_at_its_edge() -> None:
+    """A framed photo shown with room above it: the extension there mirrors the photo's top
+    rows. A whole crop reaching past the photo's top edge, pasted with its top rows changed
+    (a head moved away from the edge): the extension's rows nearest the photo mirror the
+    change (fully at the first row, fading out over EXTENSION_SHARP of the output's height),
+    the rest stays the still picture; an unchanged paste leaves the extension as it was."""
+    from live.geometry import EXTENSION_SHARP, framing_transform, photo_box
+
+    portrait = _scene(256, 256, seed=4)
+    framing = framing_transform((70.0, 30.0, 190.0, 170.0), (256, 256), (640, 360), "head")
+    py0 = framing.photo_rect[1]
+    assert py0 > 20  # room above the photo
+    crop = crop_square(portrait, (128.0, 110.0), 240.0, 128)  # past the photo's top edge
+    box = photo_box(crop.crop_to_frame, (256, 256), 128)
+    assert box[1] > 0
+    comp = Compositor(portrait, crop.crop_to_frame, 128, (640, 360), framing=framing,
+                      mask=crop_mask(128, box, feather=0.03))
+    same = comp.compose(crop.image)
+    reach = int(np.ceil(EXTENSION_SHARP * 360))
+    assert np.abs(same[:py0].astype(int) - comp.background[:py0].astype(int)).max() <= 2
+    changed = crop.image.copy()
+    changed[:box[1] + 12] = (255, 0, 0)  # the photo's first rows, as pasted, turned red
+    out = comp.compose(changed)
+    x0, _, x1, _ = comp.region  # type: ignore[misc]
+    cols = slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3)  # (the crop's sides ease out)
+    first = out[py0 - 1, cols].astype(int)
+    assert (first[:, 0] > 240).all() and (first[:, 1] < 15).all()  # the mirror, red
+    assert np.array_equal(out[:py0 - reach - 1], comp.background[:py0 - reach - 1])
+    gain = [float(out[py0 - j, cols, 0].astype(int).mean()
+                  - comp.background[py0 - j, cols, 0].astype(int).mean()) for j in (1, 4, 8)]
+    assert gain[0] > gain[1] > gain[2] >= 0.0
+    # an ellipse paste (fomm) hardly reaches the photo's edge: the extension hardly moves
+    ellipse = Compositor(portrait, crop.crop_to_frame, 128, (640, 360), framing=framing)
+    moved = np.abs(ellipse.compose(changed)[:py0].astype(int)
+                   - ellipse.background[:py0].astype(int))
+    assert moved.max() <= 3
+
+
 def test_compositor_matches_paste_back_on_the_letterboxed_portrait() -> None:
     portrait = _scene(400, 300, seed=3)
     crop = crop_square(portrait, (150.0, 150.0), 160.0, 128)

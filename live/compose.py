@@ -279,13 +279,15 @@ class _EdgeMirror:
 
     def follow(self, out: np.ndarray, background: np.ndarray) -> None:
         """In place: the extension's plain mirror image part in ``out`` changed as the
-        pasted photo pixels it mirrors changed from ``background``."""
+        pasted photo pixels it mirrors changed from ``background`` (an RGB picture, or a
+        matte)."""
+        extra = (None,) * (out.ndim - 2)
         if self.axis == 0:
             now, was = out[self.src, self.span], background[self.src, self.span]
-            base, w = background[self.dst, self.span], self.weight[:, None, None]
+            base, w = background[self.dst, self.span], self.weight[(slice(None), None, *extra)]
         else:
             now, was = out[self.span, self.src], background[self.span, self.src]
-            base, w = background[self.span, self.dst], self.weight[None, :, None]
+            base, w = background[self.span, self.dst], self.weight[(None, slice(None), *extra)]
         moved = base.astype(np.float32) + w * (now.astype(np.float32) - was.astype(np.float32))
         value = np.clip(moved + 0.5, 0.0, 255.0).astype(np.uint8)
         if self.axis == 0:
@@ -400,6 +402,19 @@ def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
         return placed, None
     alpha = cv2.resize(mask, (nx, ny), interpolation=cv2.INTER_LINEAR)
     alpha = alpha[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    # where the crop reaches past the photo, the resize blended the mask's last row on the
+    # photo with the made-up border's 0: the photo's edge row takes the next one's weight (a
+    # whole-crop paste leaves no line of the still picture along the photo's edge)
+    if alpha.shape[0] > 1:
+        if oy < py0:
+            np.maximum(alpha[0], alpha[1], out=alpha[0])
+        if oy + ny > py1:
+            np.maximum(alpha[-1], alpha[-2], out=alpha[-1])
+    if alpha.shape[1] > 1:
+        if ox < px0:
+            np.maximum(alpha[:, 0], alpha[:, 1], out=alpha[:, 0])
+        if ox + nx > px1:
+            np.maximum(alpha[:, -1], alpha[:, -2], out=alpha[:, -1])
     used = alpha > 0.5 / 255.0  # lighter weights round to nothing
     rows, cols = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
     if not len(rows):
@@ -529,6 +544,8 @@ class Compositor:
         if self._framed is not None:
             assert self._matte_still is not None
             self._framed.paste_matte(crop_matte, out, self._matte_still)
+            for edge in self._framed.edges:  # as :meth:`compose` does the picture's
+                edge.follow(out, still)
             return out
         prep = self._prep
         if prep.roi is None or prep.alpha is None:

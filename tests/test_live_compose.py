@@ -190,7 +190,8 @@ def test_the_extension_beyond_the_photo_follows_what_is_pasted_at_its_edge() -> 
     box = photo_box(crop.crop_to_frame, (256, 256), 128)
     assert box[1] > 0
     comp = Compositor(portrait, crop.crop_to_frame, 128, (640, 360), framing=framing,
-                      mask=crop_mask(128, box, feather=0.03))
+                      mask=crop_mask(128, box, feather=0.03),
+                      matte=np.ones((256, 256), np.float32))  # the person everywhere
     same = comp.compose(crop.image)
     reach = int(np.ceil(EXTENSION_SHARP * 360))
     assert np.abs(same[:py0].astype(int) - comp.background[:py0].astype(int)).max() <= 2
@@ -201,6 +202,14 @@ def test_the_extension_beyond_the_photo_follows_what_is_pasted_at_its_edge() -> 
     cols = slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3)  # (the crop's sides ease out)
     first = out[py0 - 1, cols].astype(int)
     assert (first[:, 0] > 240).all() and (first[:, 1] < 15).all()  # the mirror, red
+    edge = out[py0, cols].astype(int)  # the photo's own first row: the paste, not a line
+    assert (edge[:, 0] > 240).all() and (edge[:, 1] < 15).all()  # of the still picture
+    # the person matte's extension follows alike: no person now where the paste has none
+    assert comp.still_matte is not None and comp.still_matte[py0 - 1, cols].min() > 200
+    crop_matte = np.full((128, 128), 255, np.uint8)
+    crop_matte[:box[1] + 12] = 0
+    matte = comp.compose_matte(crop_matte)
+    assert matte[py0 - 1, cols].max() < 40 and matte[py0, cols].max() < 10
     assert np.array_equal(out[:py0 - reach - 1], comp.background[:py0 - reach - 1])
     gain = [float(out[py0 - j, cols, 0].astype(int).mean()
                   - comp.background[py0 - j, cols, 0].astype(int).mean()) for j in (1, 4, 8)]

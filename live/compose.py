@@ -28,6 +28,7 @@ import numpy as np
 
 from live.geometry import (
     EXTENSION_SHARP,
+    MATTE_FADE,
     Framing,
     compose_affine,
     covered_region,
@@ -37,6 +38,7 @@ from live.geometry import (
     framing_transform,
     letterbox,
     letterbox_transform,
+    matte_keep,
     offset_affine,
 )
 from live.packets import check_rgb
@@ -296,28 +298,35 @@ class _EdgeMirror:
             out[self.span, self.dst] = value
 
 
-def _edge_mirrors(region: tuple[int, int, int, int], framing: Framing
-                  ) -> tuple[_EdgeMirror, ...]:
+def _edge_mirrors(region: tuple[int, int, int, int], framing: Framing, *,
+                  matte: bool = False) -> tuple[_EdgeMirror, ...]:
     """The :class:`_EdgeMirror` of each side where the paste ``region`` reaches the photo's
-    edge and the output goes on beyond it."""
+    edge and the output goes on beyond it: of the picture's extension (the photo's edge
+    mirrored, :func:`~live.geometry.frame_picture`), or with ``matte`` of the person
+    matte's (the photo's edge row repeated and faded, :func:`~live.geometry.frame_matte`)."""
     x0, y0, x1, y1 = region
     px0, py0, px1, py1 = framing.photo_rect
     ow, oh = framing.output_size
-    reach = int(np.ceil(EXTENSION_SHARP * oh))
+    reach = int(np.ceil((MATTE_FADE if matte else EXTENSION_SHARP) * oh))
     edges = []
-    # (axis, the edge's first pixel beyond the photo, outwards, room beyond, room inside)
+    # (axis, touches, the first pixel beyond the photo, outwards, room beyond, inside, span)
     for axis, touches, edge, step, beyond, inside, span in (
             (0, y0 == py0, py0 - 1, -1, py0, y1 - y0, slice(x0, x1)),
             (0, y1 == py1, py1, 1, oh - py1, y1 - y0, slice(x0, x1)),
             (1, x0 == px0, px0 - 1, -1, px0, x1 - x0, slice(y0, y1)),
             (1, x1 == px1, px1, 1, ow - px1, x1 - x0, slice(y0, y1))):
-        k = min(reach, beyond, inside - 1)
+        k = min(reach, beyond, inside if matte else inside - 1)
         if not touches or k < 1:
             continue
         j = np.arange(1, k + 1)
         dst = edge + step * (j - 1)
-        src = edge - step * (j + 1)  # reflected about the photo's last pixel (REFLECT_101)
-        weight = (1.0 - extension_blend(j.astype(np.float32), oh)).astype(np.float32)
+        if matte:  # the photo's edge row, repeated
+            src = np.full(k, edge - step)
+            weight = matte_keep(j.astype(np.float32), oh)
+        else:  # reflected about the photo's last pixel (REFLECT_101)
+            src = edge - step * (j + 1)
+            weight = 1.0 - extension_blend(j.astype(np.float32), oh)
+        weight = np.asarray(weight, np.float32)
         keep = weight > 0.5 / 255.0
         if keep.any():
             edges.append(_EdgeMirror(axis, dst[keep], src[keep], span, weight[keep]))
@@ -341,6 +350,20 @@ class _FramedPaste:
     edges: tuple[_EdgeMirror, ...] = ()
     """Where the paste reaches the photo's edge with the output going on beyond it: the
     extension's mirror image there follows the pasted pixels (:meth:`paste`)."""
+    matte_edges: tuple[_EdgeMirror, ...] = ()
+    """The same for the person matte's extension (:meth:`paste_matte`'s caller)."""
+
+    @property
+    def changed(self) -> tuple[int, int, int, int]:
+        """:attr:`region` and the extension rows and columns that follow it."""
+        x0, y0, x1, y1 = self.region
+        for edge in (*self.edges, *self.matte_edges):
+            lo, hi = int(edge.dst.min()), int(edge.dst.max()) + 1
+            if edge.axis == 0:
+                y0, y1 = min(y0, lo), max(y1, hi)
+            else:
+                x0, x1 = min(x0, lo), max(x1, hi)
+        return x0, y0, x1, y1
 
     def paste(self, crop: np.ndarray, out: np.ndarray, color_transfer: bool,
               background: np.ndarray | None = None) -> None:
@@ -427,7 +450,8 @@ def _framed_paste(framing: Framing, crop_to_output: np.ndarray, crop_size: int,
     still = np.round(bg * (1.0 - a8[..., None] / 255.0)).astype(np.uint8)
     ring = (alpha > 0.05) & (alpha < 0.6)
     return placed, _FramedPaste((nx, ny), (ox, oy), region, cv2.merge([a8, a8, a8]), still,
-                                ring, a8, _edge_mirrors(region, framing))
+                                ring, a8, _edge_mirrors(region, framing),
+                                _edge_mirrors(region, framing, matte=True))
 
 
 class Compositor:
@@ -514,7 +538,7 @@ class Compositor:
         and :meth:`compose_matte` change; the rest is :attr:`background` (and
         :attr:`still_matte`) every frame. None: the crop lands nowhere."""
         if self._framed is not None:
-            return self._framed.region
+            return self._framed.changed
         return self._prep.roi
 
     def frame_like(self, image: np.ndarray) -> np.ndarray:
@@ -544,7 +568,7 @@ class Compositor:
         if self._framed is not None:
             assert self._matte_still is not None
             self._framed.paste_matte(crop_matte, out, self._matte_still)
-            for edge in self._framed.edges:  # as :meth:`compose` does the picture's
+            for edge in self._framed.matte_edges:  # as :meth:`compose` does the picture's
                 edge.follow(out, still)
             return out
         prep = self._prep

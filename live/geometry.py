@@ -35,6 +35,7 @@ from live.packets import FaceCrop, check_rgb
 __all__ = [
     "EXTENSION_SHARP",
     "FRAMINGS",
+    "MATTE_FADE",
     "Border",
     "Framing",
     "FramingMode",
@@ -57,6 +58,7 @@ __all__ = [
     "invert_affine",
     "letterbox",
     "letterbox_transform",
+    "matte_keep",
     "normalized_to_pixels",
     "offset_affine",
     "photo_box",
@@ -577,6 +579,12 @@ MATTE_FADE = 0.03
 """Beyond the photo's edge a framed person matte fades out over this share of the height."""
 
 
+def matte_keep(distance: np.ndarray, output_height: int) -> np.ndarray:
+    """How much of the photo's edge row :func:`frame_matte`'s extension keeps at ``distance``
+    px beyond the photo (1 at its edge, 0 from :data:`MATTE_FADE` of the output's height)."""
+    return 1.0 - _smoothstep(np.asarray(distance, np.float32) / (MATTE_FADE * output_height))
+
+
 def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
     """A portrait's person matte (uint8 0..255, or float 0..1; the portrait's (H, W)) placed
     in the output the way :func:`frame_picture` places the portrait: uint8 of the output's
@@ -611,7 +619,7 @@ def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
     # the photo's own matte as it is; beyond its edge (measured as frame_picture measures
     # it) it fades out
     for (bx0, by0, bx1, by1), d in _beyond_photo(framing.photo_rect, ow, oh):
-        keep = 1.0 - _smoothstep(d / (MATTE_FADE * oh))
+        keep = matte_keep(d, oh)
         extended[by0:by1, bx0:bx1] = np.clip(extended[by0:by1, bx0:bx1] * keep + 0.5,
                                              0, 255).astype(np.uint8)
     return np.asarray(extended)

@@ -198,7 +198,8 @@ def test_the_extension_beyond_the_photo_follows_what_is_pasted_at_its_edge() -> 
     changed = crop.image.copy()
     changed[:box[1] + 12] = (255, 0, 0)  # the photo's first rows, as pasted, turned red
     out = comp.compose(changed)
-    x0, _, x1, _ = comp.region  # type: ignore[misc]
+    x0, top, x1, _ = comp.region  # type: ignore[misc]
+    assert top < py0  # the region it changes takes in the extension that follows
     cols = slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3)  # (the crop's sides ease out)
     first = out[py0 - 1, cols].astype(int)
     assert (first[:, 0] > 240).all() and (first[:, 1] < 15).all()  # the mirror, red
@@ -210,6 +211,8 @@ def test_the_extension_beyond_the_photo_follows_what_is_pasted_at_its_edge() -> 
     crop_matte[:box[1] + 12] = 0
     matte = comp.compose_matte(crop_matte)
     assert matte[py0 - 1, cols].max() < 40 and matte[py0, cols].max() < 10
+    # (the matte's extension repeats the photo's edge row, fading out: all of it follows)
+    assert comp.still_matte[py0 - 5, cols].min() > 100 and matte[py0 - 5, cols].max() < 10
     assert np.array_equal(out[:py0 - reach - 1], comp.background[:py0 - reach - 1])
     gain = [float(out[py0 - j, cols, 0].astype(int).mean()
                   - comp.background[py0 - j, cols, 0].astype(int).mean()) for j in (1, 4, 8)]

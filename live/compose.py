@@ -269,9 +269,10 @@ class _Prepared:
 @dataclass(frozen=True, eq=False)
 class _EdgeMirror:
     """Rows (``axis`` 0) or columns (1) of a framed output beyond the photo's edge, ``dst``,
-    whose extension mirrors the photo's ``src``; ``span`` the pasted columns (rows) along that
-    edge; ``weight`` (float32, one per ``dst``) the plain mirror's share there
-    (:func:`~live.geometry.extension_blend`)."""
+    whose extension is made of the photo's ``src`` (mirrored; for a person matte, its edge
+    row repeated); ``span`` the pasted columns (rows) along that edge; ``weight`` (float32,
+    one per ``dst``) the share of ``src`` there (:func:`~live.geometry.extension_blend`,
+    :func:`~live.geometry.matte_keep`)."""
 
     axis: int
     dst: np.ndarray
@@ -280,9 +281,8 @@ class _EdgeMirror:
     weight: np.ndarray
 
     def follow(self, out: np.ndarray, background: np.ndarray) -> None:
-        """In place: the extension's plain mirror image part in ``out`` changed as the
-        pasted photo pixels it mirrors changed from ``background`` (an RGB picture, or a
-        matte)."""
+        """In place: the extension's part made of ``src`` in ``out`` changed as the pasted
+        photo pixels there changed from ``background`` (an RGB picture, or a matte)."""
         extra = (None,) * (out.ndim - 2)
         if self.axis == 0:
             now, was = out[self.src, self.span], background[self.src, self.span]

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Compositor",
     "crop_mask",
+    "eased_mask",
     "ellipse_mask",
     "hull_mask",
     "letterbox",
@@ -93,25 +94,33 @@ def crop_mask(size: int, picture: tuple[int, int, int, int], *,
     """A float32 (size, size) mask in [0, 1] to paste a whole animated crop with: 1 over
     the crop's ``picture`` part (``(x0, y0, x1, y1)``, :func:`live.geometry.photo_box`), 0
     over the border it made up beyond the photo. Along a side where the crop cuts into its
-    photo the mask eases (smoothstep) to 0 at the crop's edge over ``2.5 * feather`` of the
-    side (where the feathered :func:`ellipse_mask` of ``feather`` ends); along the photo's own
-    edge it stays 1 up to that edge, where the picture itself ends.
+    photo the mask eases to 0 at the crop's edge over ``2.5 * feather`` of the side (where
+    the feathered :func:`ellipse_mask` of ``feather`` ends); along the photo's own edge it
+    stays 1 up to that edge, where the picture itself ends (:func:`eased_mask`).
 
     For an engine that keeps its crop's picture still away from the person (its optional
     ``pastes_whole_crop``, :class:`live.engines.base.Engine`): the ellipse left everything
     outside it as the photo has it, so hair and shoulders that moved past it were drawn
     twice, once moved and once as a faint copy where they had been."""
+    return eased_mask(size, picture, ease=2.5 * max(float(feather), 0.0))
+
+
+def eased_mask(size: int, picture: tuple[int, int, int, int], *, ease: float) -> np.ndarray:
+    """A float32 (size, size) mask in [0, 1]: 1 over ``picture`` (``(x0, y0, x1, y1)`` of
+    the crop), 0 beyond it, and along each side where ``picture`` reaches the crop's own
+    edge easing (smoothstep) to 0 at that edge over ``ease`` of the side (at least a
+    pixel)."""
     if size < 2:
         raise ValueError(f"size: expected >= 2, got {size}")
     x0, y0, x1, y1 = (int(v) for v in picture)
     if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
         raise ValueError(f"picture: expected a box within the {size} px crop, got {picture}")
-    band = max(2.5 * max(float(feather), 0.0) * size, 1.0)
+    band = max(ease * size, 1.0)
     at = np.arange(size, dtype=np.float32) + 0.5
 
     def along(lo: int, hi: int) -> np.ndarray:
         r = np.ones(size, np.float32)
-        if lo == 0:  # the crop cuts into the photo on this side
+        if lo == 0:  # the box reaches the crop's edge on this side
             r = np.minimum(r, at / band)
         if hi == size:
             r = np.minimum(r, (size - at) / band)

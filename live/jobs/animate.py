@@ -366,15 +366,13 @@ def disc_mask(size: int, center_xy: Sequence[float], radius: float, *,
 
 def box_mask(size: int, *, feather: float) -> np.ndarray:
     """A float32 (size, size) mask: 1 inside, easing to 0 over the outer ``feather`` share of
-    the side at every edge (a soft-edged square: the whole crop, no visible box edge)."""
+    the side at every edge (a soft-edged square: the whole crop, no visible box edge;
+    :func:`live.compose.eased_mask` of the whole crop)."""
+    from live.compose import eased_mask
+
     if size < 2:
         raise ValueError(f"box_mask: expected size >= 2, got {size}")
-    band = max(feather * size, 1.0)
-    x = np.arange(size, dtype=np.float32)
-    edge = np.minimum(x + 0.5, size - 0.5 - x)  # distance from the crop border
-    r = np.clip(edge / band, 0.0, 1.0)
-    r = r * r * (3.0 - 2.0 * r)  # smoothstep
-    return np.outer(r, r).astype(np.float32)
+    return eased_mask(size, (0, 0, size, size), ease=feather)
 
 
 def find_portrait_faces(image: np.ndarray, *, multi_face: bool, max_faces: int = 20,

@@ -950,7 +950,7 @@ giving it (or None) when first needed, or None."""
 
 
 def change_context(context: PersonContext,
-            change: Callable[[np.ndarray], np.ndarray]) -> PersonContext:
+                   change: Callable[[np.ndarray], np.ndarray]) -> PersonContext:
     """``context`` changed by ``change`` (cut, resized), when and if it is worked out."""
     if context is None:
         return None
@@ -965,6 +965,13 @@ def change_context(context: PersonContext,
     return changed
 
 
+def _check_context(mask: np.ndarray, shape: tuple[int, ...]) -> None:
+    """A ``context`` mask must be its image's (H, W)."""
+    if mask.shape != shape[:2]:
+        raise ValueError(f"context: expected a mask of the image's {shape[1]}x{shape[0]}, "
+                         f"got {mask.shape[1]}x{mask.shape[0]}")
+
+
 def _with_context(own: np.ndarray, context: PersonContext) -> np.ndarray:
     """``own`` (the selfie model's mask of an image), or where it sees almost no background
     and ``context`` (the mask from a wider view; a function giving it is called only then)
@@ -974,9 +981,7 @@ def _with_context(own: np.ndarray, context: PersonContext) -> np.ndarray:
     mask = context() if callable(context) else context
     if mask is None:
         return own
-    if mask.shape != own.shape:
-        raise ValueError(f"context: expected a mask of the image's {own.shape[1]}x"
-                         f"{own.shape[0]}, got {mask.shape[1]}x{mask.shape[0]}")
+    _check_context(mask, own.shape)
     wider = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
     if float((wider <= 0.02).mean()) < CONTEXT_CLEAR:
         return own
@@ -1027,9 +1032,8 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     the whole picture, which most portraits do not need."""
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
-    if isinstance(context, np.ndarray) and context.shape != image.shape[:2]:
-        raise ValueError(f"context: expected a mask of the image's {image.shape[1]}x"
-                         f"{image.shape[0]}, got {context.shape[1]}x{context.shape[0]}")
+    if isinstance(context, np.ndarray):
+        _check_context(context, image.shape)
     if picture is not None:
         return _prepare_layers_within(check_rgb(image, "image"), picture, refine=refine,
                                       grow=grow, scale=scale, strands=strands,

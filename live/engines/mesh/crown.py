@@ -74,15 +74,11 @@ class Crown:
         :meth:`draw` has nothing to draw."""
         return bool(len(sources)) and float(np.min(sources[:, 1])) < self.top - BEYOND_PX
 
-    def matte_at(self, points: np.ndarray) -> np.ndarray:
-        """The crown's matte at source positions ``points`` (..., 2) float32 (bilinear; 0
-        outside it)."""
-        at = np.asarray(points, np.float32) - np.array([0.0, self.top - self.rows], np.float32)
-        grid = at if at.ndim == 3 else at.reshape(1, -1, 2)
-        out = np.concatenate([
-            _remap(self.cap, grid[:, i:i + _MAP_SIDE], cv2.BORDER_CONSTANT)
-            for i in range(0, max(1, grid.shape[1]), _MAP_SIDE)], axis=1)
-        return np.asarray(out, np.float32).reshape(at.shape[:-1])
+    def matte_at(self, source: np.ndarray) -> np.ndarray:
+        """The crown's matte at a map of source positions ``source`` (h, w, 2) float32
+        (bilinear; 0 outside it), (h, w)."""
+        at = np.asarray(source, np.float32) - np.array([0.0, self.top - self.rows], np.float32)
+        return np.asarray(_remap(self.cap, at, cv2.BORDER_CONSTANT), np.float32)
 
     def draw(self, out: np.ndarray, matte: np.ndarray, source: np.ndarray,
              picture: np.ndarray, still: np.ndarray) -> int:
@@ -124,10 +120,6 @@ class Crown:
         out[:self.top, across] = out[self.top, across]
         matte[:self.top, across] = matte[self.top, across]
         return n
-
-
-_MAP_SIDE = 16384
-"""Longest side of a map handed to ``cv2.remap`` at once (it takes under 32767)."""
 
 
 def _remap(image: np.ndarray, grid: np.ndarray, border: int) -> np.ndarray:

@@ -27,9 +27,12 @@ seconds is taken instead. Calibrations are remembered per portrait for the sessi
 from __future__ import annotations
 
 import logging
+import math
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -60,7 +63,7 @@ from live.stats import LiveStats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CAMERA_LOST_BADGE", "LivePipeline", "Tracker"]
+__all__ = ["CAMERA_LOST_BADGE", "LivePipeline", "TrackPacer", "Tracker"]
 
 CAMERA_LOST_BADGE = "CAMERA LOST - retrying"
 _SINK_FAILURE_LIMIT = 30  # consecutive failures after which a sink is dropped
@@ -79,17 +82,94 @@ def _frame_landmarks(face: FaceCrop | None) -> np.ndarray | None:
     return transform_points(face.landmarks, face.crop_to_frame)
 
 
+PACE_WINDOW = 15
+"""How many recent loop and tracking times :class:`TrackPacer`'s estimates are medians of."""
+PACE_SLACK = 0.003
+"""Seconds :class:`TrackPacer` adds to a tracking time it expects (its spread from frame to
+frame), so that it errs towards tracking a frame the loop might not take."""
+
+
+class TrackPacer:
+    """Which newly captured frames the tracking thread tracks while the loop is busy.
+
+    The loop takes one tracked frame at a time. When its frames take longer than the camera's
+    (the mesh engine on 2 cores: ~55 ms against 33), a frame tracked early in one of them is
+    replaced in the hand-over by the next one tracked before the loop is free: its tracking
+    was wasted, on CPU the loop's own threads need. The pacer skips a frame when the next one
+    would be tracked by the time the loop is free to take this one: it expects the loop free
+    at the start of its current frame plus the median of its recent frame times (and so on,
+    frame after frame), the next frame one frame interval after this one, and tracking to
+    take the median of recent tracking times (plus :data:`PACE_SLACK`). So about one frame
+    is tracked for each the loop takes, the newest that is ready in time. While the loop
+    waits for a frame, and until the pacer has a few of each time, every frame is tracked.
+
+    Thread-safe: the loop calls :meth:`loop_started` / :meth:`loop_finished`, the tracking
+    thread :meth:`should_track` and :meth:`tracked`; times are ``perf_counter()`` seconds.
+    """
+
+    def __init__(self, *, window: int = PACE_WINDOW, slack: float = PACE_SLACK) -> None:
+        self.slack = float(slack)
+        self._lock = threading.Lock()
+        self._loop: deque[float] = deque(maxlen=window)
+        self._track: deque[float] = deque(maxlen=window)
+        self._interval: deque[float] = deque(maxlen=window)
+        self._busy_since: float | None = None
+        self._last: tuple[int, float] | None = None
+
+    def loop_started(self, t: float) -> None:
+        """The loop took a tracked frame at ``t`` and is busy with it."""
+        with self._lock:
+            self._busy_since = t
+
+    def loop_finished(self, t: float) -> None:
+        """The loop is done with its frame at ``t`` (it waits for the next)."""
+        with self._lock:
+            if self._busy_since is not None:
+                self._loop.append(t - self._busy_since)
+            self._busy_since = None
+
+    def tracked(self, seconds: float) -> None:
+        """Tracking a frame took ``seconds``."""
+        with self._lock:
+            self._track.append(seconds)
+
+    def should_track(self, frame: Frame) -> bool:
+        """Track ``frame`` (just read from the source)? False when the next frame will do."""
+        with self._lock:
+            last, self._last = self._last, (frame.index, frame.t_capture)
+            if last is not None and frame.index > last[0] and frame.t_capture > last[1]:
+                self._interval.append((frame.t_capture - last[1]) / (frame.index - last[0]))
+            busy = self._busy_since
+            if busy is None or len(self._loop) < 3 or len(self._track) < 3 \
+                    or not self._interval:
+                return True
+            loop = statistics.median(self._loop)
+            track = statistics.median(self._track) + self.slack
+            # the first time the loop is free after this frame would be tracked (a loop
+            # frame after another, from the current one on)
+            free = busy + loop
+            done = frame.t_capture + track
+            if done > free and loop > 0.0:
+                free += math.ceil((done - free) / loop) * loop
+            # ... and whether the next frame would be tracked by then too
+            return frame.t_capture + statistics.median(self._interval) + track > free
+
+
 class _TrackingStage:
     """The tracker on its own thread: source -> tracker -> latest-wins slot of ``Tracked``.
 
     Counts frames without a face and tracking losses (every tracked frame, also those the
-    loop never takes). A tracker error on one frame is logged and that frame skipped.
+    loop never takes). A tracker error on one frame is logged and that frame skipped. From a
+    real-time source, :attr:`pacer` skips the frames the loop would not take (counted in
+    :attr:`dropped`).
     """
 
     def __init__(self, source: FrameSource, tracker: Tracker, stats: LiveStats) -> None:
         self.source = source
         self.tracker = tracker
         self.stats = stats
+        self.pacer = TrackPacer()
+        self.skipped = 0
         self._slot: FrameSlot[Tracked] = FrameSlot()
         self._stop = threading.Event()
         self._done = False
@@ -110,6 +190,9 @@ class _TrackingStage:
                     if self.source.ended:
                         break
                     continue
+                if realtime and not self.pacer.should_track(frame):
+                    self.skipped += 1
+                    continue
                 tracked = self._track(frame)
                 if tracked is None:
                     continue
@@ -121,6 +204,7 @@ class _TrackingStage:
 
     def _track(self, frame: Frame) -> Tracked | None:
         stats = self.stats
+        t0 = time.perf_counter()
         try:
             with stats.stage("track"):
                 tracked = self.tracker.process(frame)
@@ -129,6 +213,7 @@ class _TrackingStage:
             log.error("tracker failed on frame %d (skipped): %s", frame.index, exc,
                       exc_info=log.isEnabledFor(logging.DEBUG))
             return None
+        self.pacer.tracked(time.perf_counter() - t0)
         if tracked.face is None:
             stats.count("frames_without_face")
             if self._had_face:
@@ -146,7 +231,9 @@ class _TrackingStage:
 
     @property
     def dropped(self) -> int:
-        return self._slot.dropped
+        """Frames tracked and replaced before the loop took them, and frames not tracked
+        (:attr:`pacer`)."""
+        return self._slot.dropped + self.skipped
 
     def stop(self) -> None:
         self._stop.set()
@@ -587,7 +674,12 @@ class LivePipeline:
                 elif self.preview is not None:
                     self._show_preview_idle()
                 continue
-            self._process(tracked)
+            pacer = self._tracking.pacer
+            pacer.loop_started(time.perf_counter())
+            try:
+                self._process(tracked)
+            finally:
+                pacer.loop_finished(time.perf_counter())
         self._tracking.stop()
         self.stats.set_counter("dropped_input", self.source.dropped + self._tracking.dropped)
         error = getattr(self.source, "error", None)

@@ -1493,6 +1493,35 @@ def test_bench_pipelined_tracks_beside_the_engine(portraits_dir: Path, driving_d
     assert "pipelined" in bench_engine.format_engine_report(r)
 
 
+@pytest.mark.fixtures
+def test_bench_with_a_background_composites_as_live_prepares_the_portrait(
+        portraits_dir: Path, driving_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from live.bench import engine as bench_engine
+    from live.face.portraits import PortraitLibrary
+
+    made: list[PortraitLibrary] = []
+    real_init = PortraitLibrary.__init__
+
+    def spy(self: PortraitLibrary, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(PortraitLibrary, "__init__", spy)
+    r = bench_engine.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
+                                       portrait=portraits_dir / "lp_s42.jpg", frames=3, warmup=1,
+                                       size=256, background="#2a4d8f")
+    assert r["frames"] == 3 and r["faces"] == 3
+    assert r["composite_size"] == list(bench_engine.OUTPUT_SIZE)
+    assert r["stages"]["background"]["median"] > 0.0
+    # live's own preparation: one library, shoulders, this background, closed after use
+    assert len(made) == 1 and made[0].framing == "shoulders"
+    assert [b.kind for b in made[0].backgrounds] == ["color"] and made[0]._closed
+    with pytest.raises(InputError, match="blur, a colour or an image file"):
+        bench_engine.bench_engine_mesh(driving=driving_dir / "lp_d0.mp4",
+                                       portrait=portraits_dir / "lp_s42.jpg", frames=1,
+                                       warmup=0, size=256, background="keep")
+
+
 
 def test_the_index_map_drawn_in_two_parts_is_the_one_drawn_at_once() -> None:
     """The engine draws the face's triangles (the top rows) while the body flow still runs,

@@ -65,7 +65,9 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     ``background`` (``--background``: blur, a colour, an image file): the composite is
     ``mimicam live``'s (the crop pasted into the portrait framed ``shoulders`` at 1280x720)
     and the background, put behind the person with the engine's warped matte, is timed as a
-    stage of its own (``background``). ``options``: the engine's
+    stage of its own (``background``); the portrait is prepared as live prepares it, and
+    ``prepare_ms`` is then that whole preparation (without: the engine's). ``options``: the
+    engine's
     :class:`~live.engines.options.MeshOptions` (None: the defaults; ``size`` is set).
 
     ``pipelined``: decode, letterbox and track run on a thread of their own, a frame or two
@@ -87,7 +89,7 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
     found = find_portrait(load_image(portrait), size, path=portrait)
     crop = found.crop.image
     stages: dict[str, list[float]] = {}
-    live_output = _LiveOutput(found, size, background) if background else None
+    live_output: _LiveOutput | None = None
     faces = 0
     engine_options = dataclasses.replace(options, size=size) if options is not None else None
     with MeshEngine(engine_options, size=size) as engine, \
@@ -95,7 +97,11 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
                         max_crop_size=driving_crop_limit(engine)) as tracker, \
             contextlib.ExitStack() as stack:
         t0 = time.perf_counter()
-        engine.set_portrait(engine.prepare(crop, picture=found.picture_box))
+        if background:  # as live prepares it, the picture's side included
+            live_output = _LiveOutput(portrait, engine, background)
+            engine.set_portrait(live_output.handle)
+        else:
+            engine.set_portrait(engine.prepare(crop, picture=found.picture_box))
         prepare_ms = (time.perf_counter() - t0) * 1e3
         output = np.empty((size, size, 3), np.uint8)
         done = 0
@@ -151,32 +157,27 @@ def bench_engine_mesh(*, driving: Path, portrait: Path, frames: int = 300, warmu
 
 
 class _LiveOutput:
-    """The live output of the ``--background`` variant: the portrait framed ``shoulders`` in
-    1280x720 with its person matte, and the background's layer."""
+    """The live output of the ``--background`` variant, prepared as ``mimicam live`` prepares
+    it (:class:`~live.face.portraits.PortraitLibrary`, ``shoulders`` framing in 1280x720, the
+    background's layer): its compositor, layer and the engine's prepared portrait."""
 
-    def __init__(self, found: Any, size: int, background: str) -> None:
-        from live.background import Background, build_layer
-        from live.compose import Compositor, crop_mask
-        from live.face.framing import portrait_framing
-        from live.face.portraits import cuts_person, load_image
-        from live.face.segmentation import prepare_layers
+    def __init__(self, portrait: Path, engine: Any, background: str) -> None:
+        from live.background import Background
+        from live.face.portraits import PortraitLibrary
 
         chosen = Background.parse(background)
         if not chosen.needs_matte or chosen.transparent:
             raise InputError("bench --background", expected="blur, a colour or an image file",
                              got=background)
-        layers = prepare_layers(found.image)
-        if layers is None:
+        with PortraitLibrary([portrait], engine, output_size=OUTPUT_SIZE,
+                             framing="shoulders", backgrounds=[chosen]) as library:
+            prepared = library.prepare(0)
+        layer = prepared.backgrounds.get(chosen)
+        if layer is None:
             raise InputError("the segmentation finds no person in the portrait",
-                             path=found.path, expected="a portrait for --background")
-        framing = portrait_framing(found.landmarks, found.size, OUTPUT_SIZE, "shoulders",
-                                   reach_bottom=cuts_person(layers.matte))  # as live frames it
-        self.compositor = Compositor(found.image, found.crop.crop_to_frame, size, OUTPUT_SIZE,
-                                     feather=0.03, framing=framing, matte=layers.matte,
-                                     mask=crop_mask(size, found.photo_box, feather=0.03))
-        image = load_image(chosen.image) if chosen.image is not None else None
-        layer = build_layer(chosen, self.compositor, plate=layers.plate, image=image)
-        assert layer is not None
+                             path=portrait, expected="a portrait for --background")
+        self.handle = prepared.handle
+        self.compositor = prepared.compositor
         self.layer = layer
 
     def apply(self, frame: np.ndarray, crop_matte: np.ndarray | None) -> np.ndarray:

@@ -153,6 +153,16 @@ def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray | float:
     return float(d) if d.ndim == 0 else d
 
 
+def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors across the face (its right eye's outer corner -> its left eye's; image
+    right for a frontal face) and down the face (across turned a quarter clockwise), (2,)
+    each, in the image plane of one face's ``(N, D)`` landmarks."""
+    pts = np.asarray(landmarks)
+    across = (pts[LEFT_EYE_OUTER, :2] - pts[RIGHT_EYE_OUTER, :2]).astype(np.float64)
+    across = across / max(float(np.linalg.norm(across)), 1e-9)
+    return across, np.array([-across[1], across[0]])
+
+
 def eye_centers(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centres ``(right, left)`` of the two eye contours (mean of their 16 points), (..., D)."""
     pts = np.asarray(landmarks, dtype=np.float64)

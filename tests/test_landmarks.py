@@ -77,6 +77,17 @@ def test_inter_ocular_distance_single_and_batch() -> None:
         L.inter_ocular_distance(np.zeros((68, 2)))
 
 
+def test_face_axes_run_along_the_eye_line_and_down_the_face() -> None:
+    pts = np.zeros((478, 3))
+    angle = np.radians(30.0)  # a head tilted 30 degrees (its left eye lower in the image)
+    pts[L.RIGHT_EYE_OUTER] = (100.0, 50.0, 0.0)
+    pts[L.LEFT_EYE_OUTER] = (100.0 + 60 * np.cos(angle), 50.0 + 60 * np.sin(angle), 9.0)
+    across, down = L.face_axes(pts)
+    np.testing.assert_allclose(across, [np.cos(angle), np.sin(angle)])
+    np.testing.assert_allclose(down, [-np.sin(angle), np.cos(angle)])  # y grows downwards
+    assert float(across @ down) == pytest.approx(0.0)
+
+
 @pytest.fixture(scope="module")
 def real_face(portraits_dir: Path) -> np.ndarray:
     from live.face.tracking import face_landmarks

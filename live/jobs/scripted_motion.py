@@ -194,12 +194,10 @@ class _FaceFrame:
 
 
 def _face_frame(neutral: np.ndarray, origin: np.ndarray) -> _FaceFrame:
-    eye_line = neutral[L.LEFT_EYE_OUTER, :2] - neutral[L.RIGHT_EYE_OUTER, :2]
-    iod = float(np.linalg.norm(eye_line))
+    iod = float(L.inter_ocular_distance(neutral))
     if not iod > 1e-6:
         raise ValueError("landmarks: the outer eye corners coincide; expected a real face")
-    ex = eye_line / iod
-    ey = np.array([-ex[1], ex[0]])
+    ex, ey = L.face_axes(neutral)
     return _FaceFrame(origin=np.asarray(origin[:2], np.float64), ex=ex, ey=ey, iod=iod)
 
 

@@ -31,7 +31,6 @@ from live.engines.mesh.motion import (
     MappedMotion,
     apply_affine,
     compose,
-    face_axes,
     invert_affine,
 )
 from live.engines.mesh.topology import (
@@ -384,7 +383,7 @@ def strain_links(layout: MeshLayout, *, border: bool = False) -> StrainLinks:
     ids = np.concatenate([layout.outside_ids, layout.border_ids]) if border \
         else layout.outside_ids
     src = layout.src
-    _, down = face_axes(src)
+    _, down = lm.face_axes(src)
     points = np.flatnonzero((src[ids, :2] - src[lm.CHIN, :2]) @ down > 0.0)
     where = np.full(layout.n_vertices, -1, np.int64)
     where[ids[points]] = np.arange(len(points))

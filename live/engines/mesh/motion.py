@@ -151,13 +151,6 @@ def _fit_rotation_3d(x: np.ndarray, norm: float, dst: np.ndarray) -> tuple[np.nd
     return rot, scale
 
 
-def face_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors across the face (right eye -> left eye) and down the face."""
-    across = pts[lm.LEFT_EYE_OUTER, :2] - pts[lm.RIGHT_EYE_OUTER, :2]
-    across = across / max(float(np.linalg.norm(across)), 1e-9)
-    return across, np.array([-across[1], across[0]])
-
-
 _Eye = tuple[tuple[int, ...], tuple[int, ...], int, tuple[int, ...]]
 """An eye's upper and lower lid, iris centre and iris ring (landmark ids)."""
 _EYES: tuple[_Eye, ...] = (
@@ -618,8 +611,8 @@ def _build_rest(P: np.ndarray, D0: np.ndarray, scale: float | None, opts: Motion
     d_centred = d_pts - d_centre
     d_3d = np.asarray(D0[stable], dtype=np.float64)[:, :3]
     d_3d = d_3d - d_3d.mean(axis=0)
-    _, p_down = face_axes(P)
-    _, d_down = face_axes(D0)
+    _, p_down = lm.face_axes(P)
+    _, d_down = lm.face_axes(D0)
     head_scale = affine_scale(to_portrait)
     chain_sets = face_chains(P) if chains is None else chains
     lin = to_portrait[:, :2] / s_full
@@ -741,7 +734,7 @@ def jaw_weights(portrait: np.ndarray) -> np.ndarray:
     chin, fading to 0 up towards the lower lip and sideways towards the angles of the jaw
     (the jaw turns about hinges by the ears)."""
     P = np.asarray(portrait, dtype=np.float64)[:, :2]
-    across, down = face_axes(P)
+    across, down = lm.face_axes(P)
     rel = P - P[lm.CHIN]
     lip = float((P[lm.LOWER_LIP_BOTTOM] - P[lm.CHIN]) @ down)  # < 0: the lip is above
     v = 1.0 - (rel @ down) / lip if lip < -1e-6 else np.zeros(len(P))  # 0 lip .. 1 chin
@@ -760,7 +753,7 @@ def drop_jaw(points: np.ndarray, portrait: np.ndarray, drop: float) -> None:
     if drop <= 0:
         return
     P = np.asarray(portrait, dtype=np.float64)[:, :2]
-    _, down = face_axes(P)
+    _, down = lm.face_axes(P)
     n = min(len(points), len(P))
     moved = (points[:n, :2] - P[:n]) @ down
     w = jaw_weights(P)[:n]

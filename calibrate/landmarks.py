@@ -158,7 +158,7 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     right for a frontal face) and down the face (across turned a quarter clockwise), (2,)
     each, in the image plane of one face's ``(N, D)`` landmarks."""
     pts = np.asarray(landmarks)
-    across = (pts[LEFT_EYE_OUTER, :2] - pts[RIGHT_EYE_OUTER, :2]).astype(np.float64)
+    across = pts[LEFT_EYE_OUTER, :2] - pts[RIGHT_EYE_OUTER, :2]  # (in the landmarks' dtype)
     across = across / max(float(np.linalg.norm(across)), 1e-9)
     return across, np.array([-across[1], across[0]])
 

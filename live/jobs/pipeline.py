@@ -4,8 +4,9 @@ Two stages run side by side, so a 2-core machine keeps up: a tracking thread (ne
 captured frame -> face tracker) and the loop (calibration, engine, compositing, sinks) on
 the caller's thread; capture, portrait preparation, the HTTP server and the recorder have
 threads of their own. Each hand-over keeps only the newest item (stale frames are dropped
-and counted), so latency never accumulates; a source that must not drop (a driver video
-played as fast as possible) is never dropped from. Keys (preview window, global listener, tests)
+and counted), so latency never accumulates, and the tracking thread skips the frames the
+loop would not take anyway (:class:`TrackPacer`); a source that must not drop (a driver
+video played as fast as possible) is never dropped from. Keys (preview window, global listener, tests)
 become :class:`~live.io.hotkeys.Command` values queued by :meth:`LivePipeline.submit` and
 applied between frames.
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from live.bench.live import LiveBenchResult, print_results
 
@@ -25,3 +28,33 @@ def test_the_live_table_shows_the_frames_tracked() -> None:
     assert cells[columns.index("tracked") - 2] == "601"
     assert cells[columns.index("dropped") - 2] == "186"
     assert "skipped: no weights" in skipped
+
+
+def test_the_live_job_passes_its_crop_size_to_the_pipeline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    import live.jobs.build as build
+    from calibrate.errors import MimicamError
+    from live.bench import live as bench_live
+
+    seen: list[Any] = []
+
+    def fake(cfg: Any, **kwargs: Any) -> None:
+        seen.append(cfg)
+        raise MimicamError("not built in this test")
+
+    monkeypatch.setattr(build, "build_pipeline", fake)
+    monkeypatch.setattr(bench_live, "_ensure_vcam", lambda: "null")
+    parser = argparse.ArgumentParser()
+    bench_live.add_arguments(parser)
+    args = parser.parse_args(["--crop-size", "384"])
+    assert args.crop_size == 384
+    results = bench_live.bench_live(engines=["mesh"], driver=Path("d.mp4"),
+                                    portrait=Path("p.jpg"), modes=["paced"],
+                                    crop_size=args.crop_size)
+    assert results[0].skipped == "not built in this test"
+    assert [c.crop_size for c in seen] == [384]
+    bench_live.bench_live(engines=["mesh"], driver=Path("d.mp4"), portrait=Path("p.jpg"),
+                          modes=["paced"])
+    assert seen[-1].crop_size is None  # the engine's own size

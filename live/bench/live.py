@@ -106,10 +106,10 @@ def bench_live(*, engines: Sequence[str] = ("mesh", "fomm"), driver: Path = DEFA
                portrait: Path = DEFAULT_PORTRAIT, seconds: float = 20.0,
                modes: Sequence[str] = ("paced", "max"), driver_size: tuple[int, int] = (640, 480),
                output_size: tuple[int, int] = (1280, 720), weights: Path | None = None,
-               random_fomm: bool = True, background: str | None = None
-               ) -> list[LiveBenchResult]:
+               random_fomm: bool = True, background: str | None = None,
+               crop_size: int | None = None) -> list[LiveBenchResult]:
     """Run the live pipeline per engine and mode for ``seconds`` each (with
-    ``background``, ``mimicam live --background``)."""
+    ``background``, ``mimicam live --background``; ``crop_size``, ``--crop-size``)."""
     import tempfile
 
     vcam = _ensure_vcam()
@@ -122,7 +122,8 @@ def bench_live(*, engines: Sequence[str] = ("mesh", "fomm"), driver: Path = DEFA
             for mode in modes:
                 result = _bench_one(name, mode, engine_weights, portrait=portrait,
                                     driver=driver, seconds=seconds, driver_size=driver_size,
-                                    output_size=output_size, background=background)
+                                    output_size=output_size, background=background,
+                                    crop_size=crop_size)
                 results.append(dataclasses.replace(result, engine=label, vcam=vcam))
                 if result.skipped is not None:
                     break
@@ -138,7 +139,8 @@ def _cpu_seconds() -> float:
 
 def _bench_one(name: str, mode: str, weights: Path | None, *, portrait: Path, driver: Path,
                seconds: float, driver_size: tuple[int, int],
-               output_size: tuple[int, int], background: str | None = None) -> LiveBenchResult:
+               output_size: tuple[int, int], background: str | None = None,
+               crop_size: int | None = None) -> LiveBenchResult:
     from calibrate.errors import MimicamError
     from live.background import Background
     from live.config import LiveConfig
@@ -146,7 +148,7 @@ def _bench_one(name: str, mode: str, weights: Path | None, *, portrait: Path, dr
 
     cfg = LiveConfig(portrait=portrait, driver=driver, engine=name, weights=weights,
                      width=output_size[0], height=output_size[1], preview=False, vcam=True,
-                     duration=seconds,
+                     duration=seconds, crop_size=crop_size,
                      background=Background.parse(background or "keep"))
     try:
         pipeline = build_pipeline(cfg, realtime=mode == "paced", driver_size=driver_size)
@@ -210,6 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FOMM checkpoint or exported model directory")
     parser.add_argument("--no-random-fomm", dest="random_fomm", action="store_false",
                         help="without --weights, skip fomm instead of timing random weights")
+    parser.add_argument("--crop-size", type=int, default=None, metavar="PX",
+                        help="mimicam live --crop-size: the side of the face crop the engine "
+                             "animates (default: the engine's own)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
                          seconds=args.seconds, modes=modes, driver_size=driver_size,
                          output_size=output_size, weights=args.weights,
                          random_fomm=args.random_fomm,
-                         background=getattr(args, "background", None))
+                         background=getattr(args, "background", None),
+                         crop_size=getattr(args, "crop_size", None))
     print_results(results, driver=driver, portrait=portrait, driver_size=driver_size,
                   output_size=output_size)
     return 0

@@ -6,9 +6,9 @@ the caller's thread; capture, portrait preparation, the HTTP server and the reco
 threads of their own. Each hand-over keeps only the newest item (stale frames are dropped
 and counted), so latency never accumulates, and the tracking thread skips the frames the
 loop would not take anyway (:class:`TrackPacer`); a source that must not drop (a driver
-video played as fast as possible) is never dropped from. Keys (preview window, global listener, tests)
-become :class:`~live.io.hotkeys.Command` values queued by :meth:`LivePipeline.submit` and
-applied between frames.
+video played as fast as possible) is never dropped from. Keys (preview window, global
+listener, tests) become :class:`~live.io.hotkeys.Command` values queued by
+:meth:`LivePipeline.submit` and applied between frames.
 
 Robustness: no face -> the engine holds, then eases back to the neutral portrait; camera
 lost -> the last output is re-sent at the output rate with a "camera lost" badge while the

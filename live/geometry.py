@@ -248,19 +248,8 @@ def picture_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
     (w, h); the rest is the border :func:`crop_square` made up. ``(0, 0, crop_size,
     crop_size)`` for a crop inside its picture. A side that cuts the picture stops a
     picture pixel short of its edge (what the interpolation there blends with the border)."""
-    n = int(crop_size)
-    inverse = invert_affine(np.asarray(crop_to_frame, dtype=np.float64))
-    w, h = frame_size
     # picture pixels whose (cubic) interpolation never reaches past the picture's edge
-    (ax, ay), (bx, by) = apply_affine(np.array([[1.0, 1.0], [w - 2.0, h - 2.0]]), inverse)
-    x0, x1 = sorted((ax, bx))
-    y0, y1 = sorted((ay, by))
-    box = (0 if x0 <= 0 else min(n, math.ceil(x0)), 0 if y0 <= 0 else min(n, math.ceil(y0)),
-           n if x1 >= n - 1 else max(0, math.floor(x1) + 1),
-           n if y1 >= n - 1 else max(0, math.floor(y1) + 1))
-    if box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"the crop shows none of its {w}x{h} picture")
-    return box
+    return _crop_box(crop_to_frame, frame_size, crop_size, inset=1.0)
 
 
 def photo_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
@@ -269,10 +258,18 @@ def photo_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int],
     takes it) whose centres lie on its picture of ``frame_size`` (w, h), up to the picture's
     own edge: :func:`picture_box` and the picture's last pixel or so beyond it, where the
     crop's interpolation blended the picture with its made-up border."""
+    return _crop_box(crop_to_frame, frame_size, crop_size, inset=-0.5)
+
+
+def _crop_box(crop_to_frame: np.ndarray, frame_size: tuple[int, int], crop_size: int, *,
+              inset: float) -> tuple[int, int, int, int]:
+    """The crop's pixels whose centres lie within the picture's pixels ``inset`` in from its
+    first and last (-0.5: the picture's own edge), clipped to the crop."""
     n = int(crop_size)
     inverse = invert_affine(np.asarray(crop_to_frame, dtype=np.float64))
     w, h = frame_size
-    (ax, ay), (bx, by) = apply_affine(np.array([[-0.5, -0.5], [w - 0.5, h - 0.5]]), inverse)
+    (ax, ay), (bx, by) = apply_affine(
+        np.array([[inset, inset], [w - 1.0 - inset, h - 1.0 - inset]]), inverse)
     x0, x1 = sorted((ax, bx))
     y0, y1 = sorted((ay, by))
     box = (max(0, min(n, math.ceil(x0))), max(0, min(n, math.ceil(y0))),

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-from live.engines.mesh.warp import doubled_positions
+from live.engines.mesh.warp import doubled_positions, sample_at
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,8 @@ class Crown:
         """The crown's matte at a map of source positions ``source`` (h, w, 2) float32
         (bilinear; 0 outside it), (h, w)."""
         at = np.asarray(source, np.float32) - np.array([0.0, self.top - self.rows], np.float32)
-        return np.asarray(_remap(self.cap, at, cv2.BORDER_CONSTANT), np.float32)
+        return np.asarray(sample_at(self.cap, np.ascontiguousarray(at),
+                                    border=cv2.BORDER_CONSTANT), np.float32)
 
     def draw(self, out: np.ndarray, matte: np.ndarray, source: np.ndarray,
              picture: np.ndarray, still: np.ndarray) -> int:
@@ -107,7 +107,7 @@ class Crown:
         mirrored = doubled_positions(at)  # in the 2x copy's pixels
         flipped = np.float32(4 * self.top) - mirrored[..., 1]
         np.copyto(mirrored[..., 1], flipped, where=beyond)
-        sample = _remap(picture, mirrored, cv2.BORDER_REFLECT_101)[beyond]
+        sample = sample_at(picture, np.ascontiguousarray(mirrored))[beyond]
         cover = self.matte_at(at)[beyond][:, None]
         behind = still[band][beyond].astype(np.float32)
         drawn = cover * sample[:, :3].astype(np.float32) + (1.0 - cover) * behind
@@ -120,13 +120,6 @@ class Crown:
         out[:self.top, across] = out[self.top, across]
         matte[:self.top, across] = matte[self.top, across]
         return n
-
-
-def _remap(image: np.ndarray, grid: np.ndarray, border: int) -> np.ndarray:
-    """``image`` sampled bilinearly at ``grid`` (h, w, 2) float32 positions."""
-    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-    return np.asarray(remap(image, np.ascontiguousarray(grid, np.float32), None,
-                            cv2.INTER_LINEAR, borderMode=border, borderValue=0.0))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -57,7 +57,7 @@ import numpy as np
 from calibrate import landmarks as lm
 from live.engines.mesh.motion import apply_affine, fit_similarity_from
 from live.engines.mesh.motion import smoothstep as _smoothstep
-from live.engines.mesh.warp import SHARP_SAMPLING, fill_points
+from live.engines.mesh.warp import SHARP_SAMPLING, fill_points, sample_at
 
 MouthMode = Literal["driver", "synthetic", "off"]
 MOUTH_MODES: tuple[str, ...] = ("driver", "synthetic", "off")
@@ -1078,9 +1078,8 @@ def open_lip_seam(out: np.ndarray, source: np.ndarray, seam: LipSeam, points: np
     roi = out[y0:y0 + h, x0:x0 + w]
     # outside the patch the remap leaves the portrait's own pixels: they blend to themselves
     filled = cv2.cvtColor(roi, cv2.COLOR_RGB2RGBA)
-    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-    remap(seam.patch, maps, None, SHARP_SAMPLING, dst=filled,  # as the warp samples the face
-          borderMode=cv2.BORDER_TRANSPARENT)
+    sample_at(seam.patch, maps, interpolation=SHARP_SAMPLING,  # as the warp samples the face
+              border=cv2.BORDER_TRANSPARENT, dst=filled)
     parted = np.interp(frame.along(box), frame.su, at).astype(np.float32)  # each column's own
     c = cv2.extractChannel(filled, 3).astype(np.float32) * np.float32(1.0 / 255.0)
     share = np.asarray(parted + c * (np.float32(corners) - parted), np.float32)

@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import cv2
 import numpy as np
@@ -36,7 +35,7 @@ import numpy as np
 from calibrate import landmarks as lm
 from calibrate.smoothing import approach_factor
 from live.engines.mesh.topology import face_triangles, mesh_edges, tesselation_triangles
-from live.engines.mesh.warp import PiecewiseAffineWarp, triangle_affines
+from live.engines.mesh.warp import PiecewiseAffineWarp, sample_at, triangle_affines
 
 RATIO_RANGE = (0.55, 1.6)
 """The ratio is clamped to this range (a shadow may darken to about half, not to black)."""
@@ -440,8 +439,7 @@ def _sample_pair(warp: PiecewiseAffineWarp, sub: np.ndarray, origin: tuple[int, 
     table = np.zeros((k, count, 6), np.float32)  # other rows: the cell itself
     table[:, rows] = coeffs.reshape(k, len(rows), 6)
     maps = warp.grid_source(sub, table, origin=origin)
-    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-    return [np.asarray(remap(gray, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    return [sample_at(gray, m, border=cv2.BORDER_REPLICATE)
             for (gray, _), m in zip(faces, maps, strict=True)]
 
 

@@ -100,6 +100,16 @@ def doubled_positions(source: np.ndarray, *, out: np.ndarray | None = None) -> n
     return out
 
 
+def sample_at(image: np.ndarray, source: np.ndarray, *,
+              interpolation: int = cv2.INTER_LINEAR, border: int = cv2.BORDER_REFLECT_101,
+              dst: np.ndarray | None = None) -> np.ndarray:
+    """``image`` sampled at ``source``, (h, w, 2) float32 (x, y) positions (``cv2.remap``
+    with the one 2-channel map; border pixels 0 where ``border`` makes them up); into
+    ``dst`` when given."""
+    remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
+    return np.asarray(remap(image, source, None, interpolation, dst=dst, borderMode=border))
+
+
 def enlarge_2x(image: np.ndarray) -> np.ndarray:
     """``image`` (H, W[, C]) at twice its size less a pixel, (2H - 1, 2W - 1[, C]): its even
     pixels are ``image``'s own, the odd ones bicubic midpoints (:data:`SHARP_SAMPLING`).
@@ -643,9 +653,7 @@ class PiecewiseAffineWarp:
               dst: np.ndarray | None = None) -> np.ndarray:
         """Sample ``image`` at the source positions (bilinear, edges reflected); into
         ``dst`` when given."""
-        remap: Any = cv2.remap  # the stubs do not allow map2=None (a 2-channel map1)
-        return np.asarray(remap(image, source, None, cv2.INTER_LINEAR, dst=dst,
-                                borderMode=cv2.BORDER_REFLECT_101))
+        return sample_at(image, source, dst=dst)
 
     def doubled(self, source: np.ndarray) -> np.ndarray:
         """``source`` (a source map, (size, size, 2) float32) as the map to sample an

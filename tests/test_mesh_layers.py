@@ -1064,3 +1064,36 @@ def test_loose_hair_is_taken_out_when_the_layers_are_worked_out_smaller(
     near = cv2.dilate((layers.clean != big).any(axis=2).astype(np.uint8),
                       np.ones((3, 3), np.uint8)) > 0
     assert near.mean() < 0.05  # only around the strands
+
+
+def test_the_segmentations_plane_arithmetic_is_numpys_to_the_bit() -> None:
+    # the per-pixel products and quotients, the channel sums and the difference mask run on
+    # OpenCV's whole-plane arithmetic for speed: the same float steps as numpy's broadcasting
+    rng = np.random.default_rng(7)
+    for channels in (1, 2, 3, 4):
+        values = (rng.normal(size=(37, 53, channels)) * 300.0).astype(np.float32)
+        weight = (rng.random((37, 53)) + 1e-3).astype(np.float32)
+        np.testing.assert_array_equal(segmentation._per_pixel(values, weight),
+                                      values * weight[..., None])
+        np.testing.assert_array_equal(segmentation._per_pixel(values, weight, divide=True),
+                                      values / weight[..., None])
+        ordered = values[..., 0].copy()
+        for c in range(1, channels):
+            ordered += values[..., c]
+        got = segmentation._channel_sum(values)
+        assert got.shape == (37, 53)
+        np.testing.assert_array_equal(got, ordered)
+    # a strided three-channel view sums as a copy of it would
+    wide = (rng.normal(size=(20, 30, 4)) * 50.0).astype(np.float32)
+    np.testing.assert_array_equal(segmentation._channel_sum(wide[..., :3]),
+                                  wide[..., 0] + wide[..., 1] + wide[..., 2])
+    # types the planes do not take (float64 against float32) fall back to numpy
+    mixed = rng.random((9, 11, 3))
+    half = rng.random((9, 11)).astype(np.float32)
+    np.testing.assert_array_equal(segmentation._per_pixel(mixed, half), mixed * half[..., None])
+    a = rng.integers(0, 3, (41, 29, 3), dtype=np.uint8)
+    b = rng.integers(0, 3, (41, 29, 3), dtype=np.uint8)
+    differs = segmentation._differs(a, b)
+    assert differs.dtype == np.uint8 and differs.shape == (41, 29)
+    np.testing.assert_array_equal(differs > 0, (a != b).any(axis=2))
+    assert not segmentation._differs(a, a.copy()).any()

@@ -119,6 +119,19 @@ def _nearest_samples(values: np.ndarray, sure: np.ndarray) -> np.ndarray:
     return np.take(values.reshape(-1, c), where[labels.ravel()], axis=0).reshape(h, w, c)
 
 
+def _per_pixel(values: np.ndarray, weight: np.ndarray, *, divide: bool = False) -> np.ndarray:
+    """``values`` (H, W, C) times ``weight`` (H, W) at each pixel (``divide``: over it, which
+    must then be nonzero), as numpy's ``values * weight[..., None]`` gives it, the same float
+    steps, with OpenCV's per-element arithmetic on whole planes (about a fifth of the time of
+    numpy's broadcasting over a short last axis)."""
+    if values.ndim != 3 or values.dtype != weight.dtype or values.shape[2] > 4:
+        return values / weight[..., None] if divide else values * weight[..., None]
+    c = values.shape[2]
+    planes = weight if c == 1 else cv2.merge([weight] * c)
+    out = cv2.divide(values, planes) if divide else cv2.multiply(values, planes)
+    return np.asarray(out).reshape(values.shape)
+
+
 def _disk(r: int) -> np.ndarray:
     """An elliptic structuring element of radius ``r``."""
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -150,7 +163,7 @@ def _region_spread(image: np.ndarray, region: np.ndarray, sigma: float) -> np.nd
     (an edge inside the region, a wall meeting a board, is not texture)."""
     m = region.astype(np.float32)
     den = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
-    mean = cv2.GaussianBlur(image * m[..., None], (0, 0), sigma) / den[..., None]
+    mean = _per_pixel(cv2.GaussianBlur(_per_pixel(image, m), (0, 0), sigma), den, divide=True)
     sq = cv2.GaussianBlur(_channel_sum(image * image) * m, (0, 0), sigma) / den
     spread = np.where(region, np.sqrt(np.maximum(sq - _channel_sum(mean * mean), 0.0)), 1e4)
     least = cv2.erode(spread.astype(np.float32), _disk(max(1, round(3 * sigma))))
@@ -256,11 +269,18 @@ CLAIM_WORK_SIDE = 512
 
 def _channel_sum(values: np.ndarray) -> np.ndarray:
     """``values`` (H, W, C) summed over its channels, in order (numpy's own sum over a short
-    last axis is several times slower)."""
+    last axis is several times slower; for three float32 channels OpenCV's channel transform
+    adds them in the same order, in a fifth of the time)."""
+    if values.ndim == 3 and values.shape[2] == 3 and values.dtype == np.float32:
+        return np.asarray(cv2.transform(np.ascontiguousarray(values), _SUM3)).reshape(
+            values.shape[:2])
     out = np.array(values[..., 0], copy=True)
     for c in range(1, values.shape[-1]):
         out += values[..., c]
     return out
+
+
+_SUM3 = np.ones((1, 3), np.float32)
 
 
 def _local_moments(values: np.ndarray, weight: np.ndarray, sigma: float, *,
@@ -276,14 +296,14 @@ def _local_moments(values: np.ndarray, weight: np.ndarray, sigma: float, *,
     s = max(1.0, sigma / q)
     terms: list[np.ndarray] = [weight, _channel_sum(values * values) * weight]
     if about_mean:
-        terms.append(values * weight[..., None])
+        terms.append(_per_pixel(values, weight))
     blurred = [cv2.GaussianBlur(cv2.resize(a, qsize, interpolation=cv2.INTER_AREA), (0, 0),
                                 s) for a in terms]
     den = np.maximum(blurred[0], 1e-6)
     square = blurred[1] / den
     mean = None
     if about_mean:
-        mean = blurred[2].reshape(*den.shape, -1) / den[..., None]
+        mean = _per_pixel(blurred[2].reshape(*den.shape, -1), den, divide=True)
         square = square - _channel_sum(mean * mean)
     spread = np.sqrt(np.maximum(square, 0.0)).astype(np.float32)
     if q > 1:
@@ -414,7 +434,9 @@ def _carried(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     small = cv2.resize(values, qsize, interpolation=cv2.INTER_AREA).reshape(qsize[1], qsize[0], -1)
     filled = cv2.resize(_nearest_samples(small, small_known), (w, h),
                         interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
-    return np.asarray(np.where(known[..., None], values, filled), np.float32)
+    # the known pixels' own values over it (OpenCV's masked copy: a fifth of np.where's time)
+    cv2.copyTo(np.ascontiguousarray(values, filled.dtype), known.view(np.uint8), filled)
+    return np.asarray(filled, np.float32)
 
 
 def _colour_odds(colours: np.ndarray, person: np.ndarray, wall: np.ndarray) -> np.ndarray:
@@ -735,9 +757,9 @@ def _hue_like_around(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     hue = cv2.transform(small, np.eye(3, dtype=np.float32) - np.float32(1.0 / 3.0))
     weight = cv2.resize(valid.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
     sigma = max(1.0, FILL_HUE_REACH * max(sw, sh))
-    total = cv2.GaussianBlur(hue * weight[..., None], (0, 0), sigma)
+    total = cv2.GaussianBlur(_per_pixel(hue, weight), (0, 0), sigma)
     mass = cv2.GaussianBlur(weight, (0, 0), sigma)
-    far = np.abs(hue - total / np.maximum(mass, 1e-6)[..., None]).max(axis=2)
+    far = np.abs(hue - _per_pixel(total, np.maximum(mass, 1e-6), divide=True)).max(axis=2)
     lo, hi = FILL_HUE
     like = np.clip((hi - far) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return np.asarray(cv2.resize(like, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
@@ -834,7 +856,7 @@ def fill_holes(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if not w.any():
         return np.full_like(image, 128)
     levels: list[tuple[np.ndarray, np.ndarray]] = []
-    cur_i: np.ndarray = image.astype(np.float32) * w[..., None]
+    cur_i: np.ndarray = _per_pixel(image.astype(np.float32), w)
     cur_w: np.ndarray = w
     while min(cur_w.shape[:2]) > 2:
         levels.append((cur_i, cur_w))
@@ -844,9 +866,9 @@ def fill_holes(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     for level_i, level_w in reversed(levels):
         h, w_ = level_w.shape[:2]
         up = cv2.pyrUp(filled, dstsize=(w_, h))
-        conf = np.clip(level_w * 4.0, 0.0, 1.0)[..., None]
-        own = level_i / np.maximum(level_w, 1e-6)[..., None]
-        filled = own * conf + up * (1.0 - conf)
+        conf = np.clip(level_w * 4.0, 0.0, 1.0)
+        own = _per_pixel(level_i, np.maximum(level_w, 1e-6), divide=True)
+        filled = cv2.add(_per_pixel(own, conf), _per_pixel(up, 1.0 - conf))
     return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -1087,6 +1109,16 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
     return PortraitLayers(matte=np.asarray(matte, np.float32), plate=plate, clean=clean)
 
 
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where two uint8 (H, W, C) pictures differ in any channel: uint8 (H, W), 0 where they
+    are the same (numpy's ``any`` over a short last axis is 15x slower)."""
+    channels = cv2.split(cv2.absdiff(a, b))
+    out = channels[0]
+    for c in channels[1:]:
+        cv2.bitwise_or(out, c, dst=out)
+    return np.asarray(out)
+
+
 def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
                            grow: float, strands: bool, plate_side: int,
                            context: PersonContext) -> PortraitLayers | None:
@@ -1111,8 +1143,8 @@ def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
             taken, (w, h), interpolation=cv2.INTER_LINEAR) + 0.5, 0.0, 255.0).astype(np.uint8)
     # the fill (and a small pixel around it, the enlargement's reach) from the small plate;
     # every other pixel the image's own (its clean one)
-    filled = cv2.dilate((layers.plate != (small if layers.clean is None else layers.clean))
-                        .any(axis=2).astype(np.uint8), np.ones((3, 3), np.uint8))
+    filled = cv2.dilate(_differs(layers.plate, small if layers.clean is None else layers.clean),
+                        np.ones((3, 3), np.uint8))
     where = cv2.resize(filled, (w, h), interpolation=cv2.INTER_NEAREST)
     plate = (image if clean is None else clean).copy()
     cv2.copyTo(cv2.resize(layers.plate, (w, h), interpolation=cv2.INTER_CUBIC), where, plate)

@@ -36,6 +36,7 @@ from calibrate.errors import InputError
 
 if TYPE_CHECKING:
     from live.compose import Compositor
+    from live.geometry import Framing
 
 __all__ = [
     "BACKGROUND_HELP",
@@ -46,6 +47,7 @@ __all__ = [
     "background_cycle",
     "blend",
     "build_layer",
+    "layer_backdrop",
     "make_backdrop",
     "require_opaque",
     "rgba",
@@ -172,6 +174,12 @@ class Background:
         """Everything but ``keep`` needs the person matte."""
         return self.kind != "keep"
 
+    @property
+    def paints(self) -> bool:
+        """Whether a background picture is painted behind the person (not for ``keep`` and
+        ``transparent``)."""
+        return self.kind not in ("keep", "transparent")
+
 
 def require_opaque(backgrounds: Iterable[Background], command: str) -> None:
     """Raise :class:`InputError` when ``backgrounds`` hold ``transparent``, which only
@@ -267,30 +275,45 @@ class BackgroundLayer:
 
 
 def build_layer(background: Background, compositor: Compositor, *,
-                plate: np.ndarray | None = None,
-                image: np.ndarray | None = None) -> BackgroundLayer | None:
+                plate: np.ndarray | None = None, image: np.ndarray | None = None,
+                backdrop: np.ndarray | None = None) -> BackgroundLayer | None:
     """The :class:`BackgroundLayer` of ``background`` for one portrait's ``compositor`` (made
     with the portrait's matte); None for ``keep`` and ``transparent`` (nothing to paint) and
     for a compositor without a matte (the segmentation found nobody: the background is kept).
 
     ``plate`` is the portrait's background plate (the person filled in; the portrait's size),
     needed by ``blur``; ``image`` the picture of an ``image`` background (RGB, any size: it
-    is scaled to cover the output).
+    is scaled to cover the output). ``backdrop``: the background picture already made
+    (:func:`layer_backdrop` for the compositor's placement, e.g. on another thread while the
+    compositor was made); then neither is needed.
     """
     matte = compositor.still_matte
-    if background.kind in ("keep", "transparent") or matte is None:
+    if not background.paints or matte is None:
         return None
+    if backdrop is None:
+        backdrop = layer_backdrop(background, compositor.placement, plate=plate, image=image)
+    return BackgroundLayer(background, compositor.background, matte, backdrop)
+
+
+def layer_backdrop(background: Background, placement: Framing, *,
+                   plate: np.ndarray | None = None,
+                   image: np.ndarray | None = None) -> np.ndarray:
+    """The background picture :func:`build_layer` puts behind a portrait placed in the
+    output by ``placement`` (a compositor's :attr:`~live.compose.Compositor.placement`):
+    ``blur`` blurs ``plate`` framed as the portrait is, the letterbox bars of ``full``
+    kept; the other kinds as :func:`make_backdrop` paints them."""
+    from live.geometry import frame_picture
+
     framed = None
     bars = None
     if background.kind == "blur":
         if plate is None:
             raise ValueError("build_layer: a blur background needs the portrait's plate")
-        framed = compositor.frame_like(plate)
-        if compositor.placement.mode == "full":  # blur the photo, keep the letterbox bars
-            bars = compositor.placement.photo_rect
-    backdrop = make_backdrop(background, compositor.output_size, plate=framed,
-                             photo_rect=bars, image=image)
-    return BackgroundLayer(background, compositor.background, matte, backdrop)
+        framed = frame_picture(plate, placement)
+        if placement.mode == "full":  # blur the photo, keep the letterbox bars
+            bars = placement.photo_rect
+    return make_backdrop(background, placement.output_size, plate=framed, photo_rect=bars,
+                         image=image)
 
 
 def make_backdrop(background: Background, size: tuple[int, int], *,

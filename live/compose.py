@@ -550,14 +550,6 @@ class Compositor:
             return self._framed.changed
         return self._prep.roi
 
-    def frame_like(self, image: np.ndarray) -> np.ndarray:
-        """A picture of the portrait's size placed in the output exactly like the portrait
-        (e.g. its background plate): :func:`~live.geometry.frame_picture`, or the
-        letterbox."""
-        if self.framing is not None and self.framing.mode != "full":
-            return frame_picture(image, self.framing)
-        return letterbox(image, self.output_size)
-
     def compose_matte(self, crop_matte: np.ndarray | None,
                       out: np.ndarray | None = None) -> np.ndarray:
         """The output's person matte (uint8 (H, W), 255 = person) for a frame whose crop has

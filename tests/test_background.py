@@ -27,6 +27,7 @@ from live.background import (
     background_cycle,
     blend,
     build_layer,
+    layer_backdrop,
     make_backdrop,
 )
 from live.compose import Compositor, ellipse_mask, paste_matte
@@ -960,3 +961,78 @@ def test_animate_with_a_framing_and_a_background_frames_the_person_down_to_the_b
     bottom = last[h - 3, w // 2 - w // 16:w // 2 + w // 16]  # the middle of the bottom row
     assert (np.abs(bottom - GREEN).max(axis=1) > 60).all()  # the person, not the key colour
     assert (np.abs(last[2, 2] - GREEN).max()) < 12  # a corner: the key colour
+
+
+@pytest.mark.fixtures
+def test_a_live_portraits_backdrop_is_made_beside_its_compositor(
+        portrait_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the blurred plate (the background's picture) is framed on a thread of its own while the
+    # compositor frames the picture and its matte: the same layer as made in turn after it,
+    # and an error there reaches the caller with no thread left behind
+    import threading
+
+    import live.face.portraits as portraits
+    from live.background import layer_backdrop
+
+    seen: list[str] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return layer_backdrop(*args, **kwargs)
+
+    monkeypatch.setattr(portraits, "layer_backdrop", recording)
+    blur = Background.parse("blur:4")
+    library = _live_library([portrait_file], [blur])
+    try:
+        prepared = library.prepare(0)
+    finally:
+        library.close()
+    assert len(seen) == 1 and seen[0].startswith("portrait-backdrop"), seen
+    layer = prepared.backgrounds[blur]
+    assert layer is not None and prepared.layers is not None
+    in_turn = build_layer(blur, prepared.compositor, plate=prepared.layers.plate)
+    assert in_turn is not None
+    np.testing.assert_array_equal(layer.backdrop, in_turn.backdrop)
+    np.testing.assert_array_equal(layer.still, in_turn.still)
+    # keep paints nothing: no backdrop is made at all
+    seen.clear()
+    library = _live_library([portrait_file], [Background(), blur])
+    try:
+        assert library.prepare(0).backgrounds[Background()] is None
+    finally:
+        library.close()
+    assert seen == []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("backdrop broke")
+
+    monkeypatch.setattr(portraits, "layer_backdrop", broken)
+    before = threading.active_count()
+    library = _live_library([portrait_file], [blur])
+    try:
+        with pytest.raises(RuntimeError, match="backdrop broke"):
+            library.prepare(0)
+    finally:
+        library.close()
+    assert threading.active_count() <= before
+
+
+def test_a_layers_backdrop_framed_from_its_placement_is_the_compositors() -> None:
+    # build_layer with a backdrop made beforehand (layer_backdrop, from the compositor's
+    # placement alone) gives the layer it makes itself, for a framing and the letterbox
+    plate = np.zeros((800, 600, 3), np.uint8)
+    plate[:, :300] = (30, 140, 200)
+    plate[400:] = (220, 60, 90)
+    for framing in ("shoulders", "full"):
+        comp, _ = _synthetic_compositor(framing)
+        for background in (Background("blur", strength=2.0), Background.parse("green")):
+            made = layer_backdrop(background, comp.placement, plate=plate)
+            itself = build_layer(background, comp, plate=plate)
+            given = build_layer(background, comp, backdrop=made)
+            assert itself is not None and given is not None
+            np.testing.assert_array_equal(given.backdrop, itself.backdrop)
+            np.testing.assert_array_equal(given.still, itself.still)
+        with pytest.raises(ValueError, match="needs the portrait's plate"):
+            layer_backdrop(Background("blur"), comp.placement)
+    assert Background("blur").paints and Background.parse("green").paints
+    assert not Background().paints and not Background("transparent").paints

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from calibrate.errors import InputError, MimicamError, NoFaceError
-from live.background import Background, BackgroundLayer, build_layer
+from live.background import Background, BackgroundLayer, build_layer, layer_backdrop
 from live.compose import Compositor, crop_mask
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
@@ -767,11 +767,22 @@ class PortraitLibrary:
         # faint copy of the hair where it was, outside an ellipse); else the ellipse
         mask = crop_mask(self.crop_size, portrait.photo_box, feather=self.feather) \
             if getattr(self.engine, "pastes_whole_crop", False) else None
-        compositor = Compositor(portrait.image, portrait.crop.crop_to_frame, self.crop_size,
-                                self.output_size, feather=self.feather, mask=mask,
-                                color_transfer=self.color_transfer, framing=framing,
-                                matte=layers.matte if layers is not None else None)
-        return layers, compositor, self._build_layer(self.background, compositor, layers)
+        background = self.background
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-backdrop") as aside:
+            # the background's picture (a blur of the framed plate) beside the compositor (the
+            # framed picture and matte): each frames the whole picture, and the engine may be
+            # done by now, leaving a core free (benchmarks/README "Round 64")
+            backdrop = aside.submit(layer_backdrop, background, framing, plate=layers.plate,
+                                    image=self._image(background)) \
+                if background.paints and layers is not None else None
+            compositor = Compositor(portrait.image, portrait.crop.crop_to_frame,
+                                    self.crop_size, self.output_size, feather=self.feather,
+                                    mask=mask, color_transfer=self.color_transfer,
+                                    framing=framing,
+                                    matte=layers.matte if layers is not None else None)
+            first = None if backdrop is None else build_layer(background, compositor,
+                                                              backdrop=backdrop.result())
+        return layers, compositor, first
 
     def _build_layer(self, background: Background, compositor: Compositor,
                      layers: PortraitLayers | None) -> BackgroundLayer | None:

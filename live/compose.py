@@ -475,7 +475,8 @@ class Compositor:
     face region. Where a framing extends the photo's edge, the still background stays.
 
     ``matte`` (optional) is the portrait's person matte (float in [0, 1] or uint8, the
-    portrait's (H, W); :mod:`live.face.segmentation`): it is framed like the portrait
+    portrait's (H, W) or worked out at another size, :func:`~live.geometry.frame_matte`;
+    :mod:`live.face.segmentation`): it is framed like the portrait
     (:attr:`still_matte`), and :meth:`compose_matte` gives each frame's output matte.
     """
 

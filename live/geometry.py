@@ -310,9 +310,16 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (sw, sh) == (dw, dh):
         return image.copy()
     m = letterbox_transform((sw, sh), (dw, dh))
-    nw, nh = round(m[0, 0] * sw), round(m[1, 1] * sh)
-    ox, oy = int(m[0, 2]), int(m[1, 2])
-    interp = cv2.INTER_AREA if nw < AREA_FILTER_BELOW * sw else cv2.INTER_LINEAR
+    return _letterbox_at(image, (dw, dh), (round(m[0, 0] * sw), round(m[1, 1] * sh)),
+                         (int(m[0, 2]), int(m[1, 2])))
+
+
+def _letterbox_at(image: np.ndarray, size: tuple[int, int], resized: tuple[int, int],
+                  offset: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``resized`` (w, h) and put at ``offset`` (x, y) of a black
+    ``size`` (w, h) picture (what :func:`letterbox` draws)."""
+    (dw, dh), (nw, nh), (ox, oy) = size, resized, offset
+    interp = cv2.INTER_AREA if nw < AREA_FILTER_BELOW * image.shape[1] else cv2.INTER_LINEAR
     out = np.zeros((dh, dw, 3), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
     return out
@@ -519,22 +526,36 @@ def _beyond_photo(rect: tuple[int, int, int, int], ow: int, oh: int
                                               dx[None, :].astype(np.float32))
 
 
+def _check_copy(width: int, height: int, framing: Framing, what: str) -> None:
+    """Raise :class:`ValueError` unless a ``width`` x ``height`` picture is the portrait of
+    ``framing`` or a copy of it at another size (the portrait's aspect, to a pixel's
+    rounding: a person matte or plate worked out smaller than the picture)."""
+    pw, ph = framing.portrait_size
+    if (width, height) == (pw, ph) or (
+            width >= 1 and height >= 1 and abs(width * ph - height * pw) <= (pw + ph) / 2):
+        return
+    raise ValueError(f"{what}: expected the framing's portrait size {pw}x{ph} or a copy of it "
+                     f"at another size (its aspect), got {width}x{height}")
+
+
 def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
-    """``image`` (the portrait of ``framing``) as the output picture of ``framing``.
+    """``image`` (the portrait of ``framing``, or a copy of it at another size) as the output
+    picture of ``framing``.
 
     ``full`` is :func:`letterbox` (black bars). The other framings resize the portrait (area
     averaging down; Lanczos up) and place it; where the output shows more than the photo, the
     photo's own edge is extended: mirrored, blurred more and dimmed a little with the
     distance from the photo (feathered, so the photo's edge shows no seam), never black.
+    A copy at another size lands where the portrait does.
     """
     check_rgb(image)
     h, w = image.shape[:2]
-    if (w, h) != framing.portrait_size:
-        raise ValueError(f"image: expected the framing's portrait size {framing.portrait_size},"
-                         f" got {w}x{h}")
+    _check_copy(w, h, framing, "image")
     ow, oh = framing.output_size
     if framing.mode == "full":
-        return letterbox(image, (ow, oh))
+        if (w, h) == framing.portrait_size:
+            return letterbox(image, (ow, oh))
+        return _letterbox_at(image, (ow, oh), framing.resized, framing.offset)
     nw, nh = framing.resized
     ox, oy = framing.offset
     if (nw, nh) == (w, h):
@@ -590,8 +611,9 @@ def matte_keep(distance: np.ndarray, output_height: int) -> np.ndarray:
 
 
 def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
-    """A portrait's person matte (uint8 0..255, or float 0..1; the portrait's (H, W)) placed
-    in the output the way :func:`frame_picture` places the portrait: uint8 of the output's
+    """A portrait's person matte (uint8 0..255, or float 0..1; the portrait's (H, W), or a
+    copy's at another size) placed in the output the way :func:`frame_picture` places the
+    portrait: uint8 of the output's
     (H, W). ``full``: letterboxed, 0 in the bars. The other framings: where the output shows
     more than the photo (its edge extended, blurred), a person cut by the photo's edge fades
     out within :data:`MATTE_FADE` of the height, so a background shows there instead of a
@@ -602,9 +624,10 @@ def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
         scaled += 0.5
         m = np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
     h, w = m.shape[:2]
-    if m.ndim != 2 or (w, h) != framing.portrait_size:
+    if m.ndim != 2:
         raise ValueError(f"matte: expected a ({framing.portrait_size[1]}, "
                          f"{framing.portrait_size[0]}) array, got shape {m.shape}")
+    _check_copy(w, h, framing, "matte")
     ow, oh = framing.output_size
     nw, nh = framing.resized
     ox, oy = framing.offset

@@ -814,11 +814,12 @@ def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
     image = cv2.imread(str(portraits_dir / "deepface_img1_smile_teeth.jpg"))
     big = tmp_path / "big.png"
     cv2.imwrite(str(big), cv2.resize(image, None, fx=3.0, fy=3.0))
-    scales: dict[tuple[int, ...], float] = {}  # picture shape: scale (the engine's crop too)
+    shapes: list[tuple[int, ...]] = []  # the pictures segmented (the engine's crop too)
     real = seg.prepare_layers
 
     def recording(image: np.ndarray, **kw: Any) -> Any:
-        scales[image.shape] = kw.get("scale", 1.0)
+        assert kw.get("scale", 1.0) == 1.0  # (the library reduces the picture itself)
+        shapes.append(image.shape)
         return real(image, **kw)
 
     monkeypatch.setattr(seg, "prepare_layers", recording)
@@ -827,8 +828,12 @@ def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
         prepared = library.prepare(0)
         shown = prepared.compositor.framing.scale
         assert shown < 0.5
-        assert scales[prepared.portrait.image.shape] == pytest.approx(SEGMENT_DETAIL * shown)
-        assert prepared.layers.matte.shape == prepared.portrait.image.shape[:2]
+        h, w = prepared.portrait.image.shape[:2]
+        at = (round(h * SEGMENT_DETAIL * shown), round(w * SEGMENT_DETAIL * shown))
+        assert (*at, 3) in shapes
+        # the layers stay at that size: the framing shows them at about their own
+        assert prepared.layers.matte.shape == at
+        assert prepared.compositor.still_matte is not None
     finally:
         library.close()
         library.engine.close()
@@ -873,7 +878,10 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
     assert prepared.layers is not None
     image = prepared.portrait.image
     scale = min(1.0, SEGMENT_DETAIL * prepared.compositor.framing.scale)
-    alone = real(image, scale=scale, plate_side=PICTURE_PLATE_SIDE)
+    h, w = image.shape[:2]
+    at = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = image if at == (w, h) else cv2.resize(image, at, interpolation=cv2.INTER_AREA)
+    alone = real(small, plate_side=PICTURE_PLATE_SIDE)
     assert alone is not None
     np.testing.assert_array_equal(prepared.layers.matte, alone.matte)
     np.testing.assert_array_equal(prepared.layers.plate, alone.plate)

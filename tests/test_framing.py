@@ -28,6 +28,7 @@ from live.geometry import (
     apply_affine,
     compose_affine,
     covered_region,
+    frame_matte,
     frame_picture,
     framed_output_size,
     framing_transform,
@@ -194,6 +195,35 @@ def test_the_extended_edge_is_the_blurred_photo_not_black() -> None:
     assert np.abs(np.diff(left, axis=1)).mean() < 1.0
     seam = np.abs(out[y0:y1, x0].astype(int) - out[y0:y1, x0 - 1].astype(int)).mean()
     assert seam < 6
+
+
+def test_a_copy_at_another_size_lands_where_the_portrait_does() -> None:
+    # a person matte or plate worked out smaller than the picture is framed from its own
+    # pixels: the same place in the output as the picture, about the same pixels
+    image = _scene(1000, 800, seed=3)
+    matte = np.zeros((1000, 800), np.float32)
+    matte[300:, 200:600] = 1.0
+    for mode, box in (("shoulders", (300.0, 200.0, 500.0, 440.0)), ("full", None)):
+        fr = framing_transform(box, (800, 1000), OUT, mode)  # type: ignore[arg-type]
+        small_size = (round(800 * fr.scale), round(1000 * fr.scale))
+        small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+        small_matte = cv2.resize(matte, small_size, interpolation=cv2.INTER_AREA)
+        big_out, small_out = frame_picture(image, fr), frame_picture(small, fr)
+        assert small_out.shape == big_out.shape
+        apart = np.abs(big_out.astype(int) - small_out.astype(int))
+        assert apart.mean() < 1.5, (mode, apart.mean())
+        framed, framed_small = frame_matte(matte, fr), frame_matte(small_matte, fr)
+        # the matte's edge in the same place (a row and a column of its rounding)
+        assert np.abs(framed.astype(int) - framed_small.astype(int)).mean() < 1.5
+        x0, y0, x1, y1 = fr.photo_rect
+        if mode == "full":  # black bars, exactly where the portrait's are
+            assert not small_out[:, :x0].any() and not small_out[:, x1:].any()
+            assert small_out[y0:y1, x0:x1].reshape(-1, 3).max(axis=1).min() > 0
+        # another aspect is not a copy of the portrait
+        with pytest.raises(ValueError, match="a copy of it at another size"):
+            frame_picture(np.zeros((500, 500, 3), np.uint8), fr)
+        with pytest.raises(ValueError, match="a copy of it at another size"):
+            frame_matte(np.zeros((500, 500), np.uint8), fr)
 
 
 def test_the_extended_edge_is_worked_out_band_by_band_as_over_the_whole_frame() -> None:

@@ -216,7 +216,11 @@ def test_a_picture_far_larger_than_it_is_shown_is_kept_reduced(
             crops[detail] = seen[0]
             assert engine.pictures == [full.picture_box]
             shape = prepared.portrait.image.shape
-            assert prepared.layers is not None and prepared.layers.matte.shape == shape[:2]
+            # the person's layers at the size the segmentation worked at (the shown size)
+            k = min(1.0, portraits.SEGMENT_DETAIL * prepared.compositor.framing.scale)
+            assert prepared.layers is not None
+            assert prepared.layers.matte.shape == (round(shape[0] * k), round(shape[1] * k))
+            assert prepared.layers.plate.shape == (*prepared.layers.matte.shape, 3)
             if detail > 100:
                 assert shape == full.image.shape
             else:

@@ -542,7 +542,9 @@ class PreparedPortrait:
     compositor: Compositor
     layers: PortraitLayers | None = None
     """The portrait's person matte and background plate (None: no background configured,
-    or the segmentation found nobody, so the portrait keeps its background)."""
+    or the segmentation found nobody, so the portrait keeps its background), at the size
+    the segmentation worked at (:data:`SEGMENT_DETAIL`: about the size the picture is shown
+    at, at most its own)."""
     backgrounds: dict[Background, BackgroundLayer | None] = field(default_factory=dict)
     """The background layers built for this portrait so far (:meth:`PortraitLibrary.layer`;
     None: nothing to paint, as for ``keep``)."""
@@ -591,11 +593,19 @@ def cuts_person(matte: np.ndarray) -> bool:
 
 
 def _picture_layers(image: np.ndarray, scale: float) -> PortraitLayers | None:
-    """:func:`live.face.segmentation.prepare_layers` of a whole picture at ``scale``, its
-    plate filled at :data:`PICTURE_PLATE_SIDE`."""
+    """:func:`live.face.segmentation.prepare_layers` of a whole picture reduced by ``scale``
+    (at most 1; area averaging), its plate filled at :data:`PICTURE_PLATE_SIDE`: the matte
+    and the plate stay at that size. They are only ever framed into the output
+    (:func:`live.geometry.frame_matte`, :func:`live.background.layer_backdrop`), where the
+    picture is shown at about that scale: brought back to the picture's size first, they were
+    resampled twice more for nothing (benchmarks/README "Round 64")."""
     from live.face.segmentation import prepare_layers
 
-    return prepare_layers(image, scale=scale, plate_side=PICTURE_PLATE_SIDE)
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != (w, h):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return prepare_layers(image, plate_side=PICTURE_PLATE_SIDE)
 
 
 class PortraitLibrary:

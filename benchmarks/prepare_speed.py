@@ -57,25 +57,29 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def time_prepare(paths: list[Path], background: str | None, runs: int) -> list[list[float]]:
+def time_prepare(paths: list[Path], background: str | None, runs: int
+                 ) -> tuple[list[list[float]], list[list[float]]]:
     """Seconds of ``PortraitLibrary.prepare`` per portrait (rows) and run (columns), after a
-    warm-up library."""
+    warm-up library: wall-clock, and the process's CPU time (all its threads: steadier than
+    the wall clock on a shared machine)."""
     from live.background import Background
     from live.engines.mesh.engine import MeshEngine
     from live.face.portraits import PortraitLibrary
 
     backgrounds = [Background.parse(background)] if background else []
     seconds: list[list[float]] = [[] for _ in paths]
+    cpu: list[list[float]] = [[] for _ in paths]
     with MeshEngine(size=512) as engine:
         for run in range(runs + 1):
             with PortraitLibrary(paths, engine, output_size=OUTPUT, framing="shoulders",
                                  backgrounds=backgrounds) as library:
                 for i in range(len(paths)):
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     library.prepare(i)
                     if run:  # run 0 warms up
                         seconds[i].append(time.perf_counter() - t0)
-    return seconds
+                        cpu[i].append(time.process_time() - c0)
+    return seconds, cpu
 
 
 def held_memory(path: Path, copies: int = 4) -> float:
@@ -118,17 +122,22 @@ def main() -> None:
         paths = [enlarged(n, args.side, Path(tmp)) for n in names]
         if args.big:
             paths.append(enlarged(names[0], args.big, Path(tmp), suffix=".jpg"))
-        rows = {}
+        rows: dict[str, dict[str, list[float]]] = {}
         for background in ("blur", None):
-            for path, secs in zip(paths, time_prepare(paths, background, args.runs), strict=True):
-                rows.setdefault(path.name, {})[background or "none"] = secs
+            kind = background or "none"
+            walls, cpus = time_prepare(paths, background, args.runs)
+            for path, secs, cpu in zip(paths, walls, cpus, strict=True):
+                rows.setdefault(path.name, {})[kind] = secs
+                rows[path.name][f"{kind}_cpu"] = cpu
         print(f"PortraitLibrary.prepare, mesh engine 512 px, shoulders into "
-              f"{OUTPUT[0]}x{OUTPUT[1]}, {args.runs} runs after a warm-up (s)")
-        print(f"{'portrait':40} {'blur: median (min-max)':>26} {'none: median (min-max)':>26}")
+              f"{OUTPUT[0]}x{OUTPUT[1]}, {args.runs} runs after a warm-up (s; CPU: all "
+              f"threads)")
+        print(f"{'portrait':40} {'blur: median (min-max)':>24} {'CPU':>5} "
+              f"{'none: median (min-max)':>24} {'CPU':>5}")
         for name, by in rows.items():
-            cells = [f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
-                     for v in (by["blur"], by["none"])]
-            print(f"{name:40} {cells[0]:>26} {cells[1]:>26}")
+            cells = [f"{statistics.median(by[k]):.2f} ({min(by[k]):.2f}-{max(by[k]):.2f})"
+                     f" {statistics.median(by[k + '_cpu']):5.2f}" for k in ("blur", "none")]
+            print(f"{name:40} {cells[0]:>30} {cells[1]:>30}")
             report["portraits"][name] = by
         if args.big:
             held = held_memory(paths[-1])

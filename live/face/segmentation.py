@@ -108,6 +108,50 @@ SEPARATE_RAMP = 0.02
 hair against a light wall, where the mask stays near 0.5)."""
 
 
+SEPARATE_LIKE = (8.0, 20.0)
+"""A pixel whose colour lies within the first of these (RGB levels) of a colour the sure
+background shows where it is nearest (:data:`SEPARATE_LIKE_RINGS`) is not made more of the
+person by :func:`separate_colours`, and fully from the second on: foliage as dark as the
+hair beside it was taken for hair in spikes out of the head's outline (lp_s42)."""
+SEPARATE_LIKE_RINGS = (0.0, 1.0, 2.0, 3.0)
+"""Radii (times the sure regions' inset, :data:`SEPARATE_SURE`) of the rings round a pixel's
+nearest sure background pixel on which :func:`separate_colours` reads the background's
+colours, 16 points each (the point itself for 0)."""
+
+
+def _unlike_background(colours: np.ndarray, background: np.ndarray, nearest: np.ndarray,
+                       where: np.ndarray, step: float) -> np.ndarray:
+    """Per pixel of ``where``, how unlike its colour (``colours``, (H, W, 3) float32) is
+    every colour of the ``background`` pixels round its nearest one (``nearest``: (H, W, 2)
+    float32 x, y; on the rings of :data:`SEPARATE_LIKE_RINGS` times ``step`` px): 0 within
+    the first of :data:`SEPARATE_LIKE` (RGB levels) of one, 1 from the second on; 1
+    elsewhere. (H, W) float32."""
+    h, w = background.shape[:2]
+    out = np.ones((h, w), np.float32)
+    ys, xs = np.nonzero(where)
+    if ys.size == 0:
+        return out
+    flat = colours.reshape(-1, 3)
+    sure = background.ravel()
+    own = flat[ys * w + xs]
+    bx = np.rint(nearest[ys, xs, 0]).astype(np.intp)
+    by = np.rint(nearest[ys, xs, 1]).astype(np.intp)
+    closest = np.full(ys.size, np.inf, np.float32)
+    for ring in SEPARATE_LIKE_RINGS:
+        r = ring * step
+        for a in (np.arange(16) * (np.pi / 8.0) if r > 0 else (0.0,)):
+            at = (np.clip(by + round(r * np.sin(a)), 0, h - 1) * w
+                  + np.clip(bx + round(r * np.cos(a)), 0, w - 1))
+            there = np.take(flat, at, axis=0)
+            there -= own
+            apart = np.einsum("ij,ij->i", there, there)
+            apart[~sure[at]] = np.inf
+            np.minimum(closest, apart, out=closest)
+    lo, hi = SEPARATE_LIKE
+    out[ys, xs] = np.clip((np.sqrt(closest) - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
 def _nearest_samples(values: np.ndarray, sure: np.ndarray) -> np.ndarray:
     """For each pixel, ``values`` (H, W, C) at the nearest pixel of ``sure`` (True
     somewhere)."""
@@ -183,7 +227,10 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     replaces ``matte`` as far as it can be trusted: the two colours differ by more than their
     texture (:data:`SEPARATE_CONTRAST`), the pixel lies near the line between them
     (:data:`SEPARATE_RESIDUAL`), and the coarse mask has an edge there
-    (:data:`SEPARATE_RAMP`); elsewhere ``matte`` is returned unchanged, bit for bit.
+    (:data:`SEPARATE_RAMP`); elsewhere ``matte`` is returned unchanged, bit for bit. Where
+    the estimate would make a pixel more of the person than ``matte`` does, its colour must
+    also be unlike the colours the sure background shows where it is nearest
+    (:data:`SEPARATE_LIKE`): a textured background (foliage) has the hair's colour too.
     """
     img = check_rgb(image, "image")
     h, w = coarse.shape[:2]
@@ -201,8 +248,9 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     if not (person.any() and background.any() and band.any()):
         return matte
     fg = _nearest_samples(np.dstack([smooth, _region_spread(raw, person, 1.5)]), person)
-    bg = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5)]),
-                          background)
+    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    bg = _nearest_samples(np.dstack([smooth, _region_spread(raw, background, 1.5), xx, yy]),
+                          background)  # (and where that background pixel is)
     d = fg[..., :3] - bg[..., :3]
     dd = np.maximum(_channel_sum(d * d), 1e-6)
     alpha = np.clip(_channel_sum((smooth - bg[..., :3]) * d) / dd, 0.0, 1.0)
@@ -216,6 +264,11 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     span = cv2.dilate(cs, reach) - cv2.erode(cs, reach)
     trust = cv2.GaussianBlur((trust * np.clip((span - 0.6) / 0.3, 0.0, 1.0)).astype(np.float32),
                              (0, 0), 1.0)
+    # where the estimate would make a pixel more of the person, its colour must be unlike
+    # the background's round it (a textured background has the hair's colours too)
+    was = matte if scale >= 1.0 else cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
+    unlike = _unlike_background(smooth, background, bg[..., 4:6], (trust > 1e-3) & (alpha > was),
+                                e)
     # full size, only where the estimate counts
     big = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR)
     ys, xs = np.nonzero(big > 1e-3)
@@ -230,7 +283,11 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     own = np.clip(_channel_sum((soft[ys, xs].astype(np.float32) - b) * d_full)
                   / np.maximum(_channel_sum(d_full * d_full), 1e-6), 0.0, 1.0)
     out = matte.astype(np.float32, copy=True)
-    out[ys, xs] = t * own + (1.0 - t) * out[ys, xs]
+    was = out[ys, xs]
+    raised = own > was
+    if raised.any():
+        t[raised] *= cv2.resize(unlike, (w, h), interpolation=cv2.INTER_LINEAR)[ys, xs][raised]
+    out[ys, xs] = t * own + (1.0 - t) * was
     # Colours alone can open a hole in the person (a white hair clip against a light wall)
     # or leave a speck of background on it: what they made background must join the
     # background, and what they made person must join the person.

@@ -281,8 +281,9 @@ def build_layer(background: Background, compositor: Compositor, *,
     with the portrait's matte); None for ``keep`` and ``transparent`` (nothing to paint) and
     for a compositor without a matte (the segmentation found nobody: the background is kept).
 
-    ``plate`` is the portrait's background plate (the person filled in; the portrait's size),
-    needed by ``blur``; ``image`` the picture of an ``image`` background (RGB, any size: it
+    ``plate`` is the portrait's background plate (the person filled in; the portrait's size,
+    or a copy of it at another size: :func:`~live.geometry.frame_picture`), needed by
+    ``blur``; ``image`` the picture of an ``image`` background (RGB, any size: it
     is scaled to cover the output). ``backdrop``: the background picture already made
     (:func:`layer_backdrop` for the compositor's placement, e.g. on another thread while the
     compositor was made); then neither is needed.

@@ -613,11 +613,10 @@ def matte_keep(distance: np.ndarray, output_height: int) -> np.ndarray:
 def frame_matte(matte: np.ndarray, framing: Framing) -> np.ndarray:
     """A portrait's person matte (uint8 0..255, or float 0..1; the portrait's (H, W), or a
     copy's at another size) placed in the output the way :func:`frame_picture` places the
-    portrait: uint8 of the output's
-    (H, W). ``full``: letterboxed, 0 in the bars. The other framings: where the output shows
-    more than the photo (its edge extended, blurred), a person cut by the photo's edge fades
-    out within :data:`MATTE_FADE` of the height, so a background shows there instead of a
-    smeared body."""
+    portrait: uint8 of the output's (H, W). ``full``: letterboxed, 0 in the bars. The other
+    framings: where the output shows more than the photo (its edge extended, blurred), a
+    person cut by the photo's edge fades out within :data:`MATTE_FADE` of the height, so a
+    background shows there instead of a smeared body."""
     m = np.asarray(matte)
     if m.dtype != np.uint8:  # round(255 m), clipped (in place: a 2048 px matte's copies)
         scaled = np.multiply(m, np.float32(255.0), dtype=np.float32)

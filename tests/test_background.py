@@ -543,6 +543,15 @@ def _live_library(portraits: list[Path], backgrounds: list[Background],
                            backgrounds=backgrounds)
 
 
+def _prepare_fails(library: Any, error: type[Exception], match: str) -> None:
+    """``library.prepare(0)`` raises ``error`` (matching ``match``); the library is closed."""
+    try:
+        with pytest.raises(error, match=match):
+            library.prepare(0)
+    finally:
+        library.close()
+
+
 @pytest.fixture(scope="module")
 def portrait_file(tmp_path_factory: pytest.TempPathFactory, portraits_dir: Path) -> Path:
     return portraits_dir / "deepface_img1_smile_teeth.jpg"
@@ -893,12 +902,8 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
 
     monkeypatch.setattr(segmentation, "prepare_layers", broken_layers)
     before = threading.active_count()
-    library = _live_library([portrait_file], [Background.parse("green")])
-    try:
-        with pytest.raises(RuntimeError, match="segmentation broke"):
-            library.prepare(0)
-    finally:
-        library.close()
+    _prepare_fails(_live_library([portrait_file], [Background.parse("green")]),
+                   RuntimeError, "segmentation broke")
     monkeypatch.setattr(segmentation, "prepare_layers", real)
     library = _live_library([portrait_file], [Background.parse("green")])
 
@@ -906,11 +911,7 @@ def test_a_live_portraits_layers_are_worked_out_beside_the_engines_preparation(
         raise ValueError("engine broke")
 
     monkeypatch.setattr(library.engine, "prepare", broken_engine)
-    try:
-        with pytest.raises(ValueError, match="engine broke"):
-            library.prepare(0)
-    finally:
-        library.close()
+    _prepare_fails(library, ValueError, "engine broke")
     assert threading.active_count() <= before
 
 
@@ -1016,12 +1017,7 @@ def test_a_live_portraits_backdrop_is_made_beside_its_compositor(
 
     monkeypatch.setattr(portraits, "layer_backdrop", broken)
     before = threading.active_count()
-    library = _live_library([portrait_file], [blur])
-    try:
-        with pytest.raises(RuntimeError, match="backdrop broke"):
-            library.prepare(0)
-    finally:
-        library.close()
+    _prepare_fails(_live_library([portrait_file], [blur]), RuntimeError, "backdrop broke")
     assert threading.active_count() <= before
 
 

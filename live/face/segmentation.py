@@ -265,10 +265,11 @@ def separate_colours(image: np.ndarray, coarse: np.ndarray, matte: np.ndarray, *
     trust = cv2.GaussianBlur((trust * np.clip((span - 0.6) / 0.3, 0.0, 1.0)).astype(np.float32),
                              (0, 0), 1.0)
     # where the estimate would make a pixel more of the person, its colour must be unlike
-    # the background's round it (a textured background has the hair's colours too)
-    was = matte if scale >= 1.0 else cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
-    unlike = _unlike_background(smooth, background, bg[..., 4:6], (trust > 1e-3) & (alpha > was),
-                                e)
+    # those the sure background shows where it is nearest (a textured background has the
+    # hair's colours too)
+    held = matte if scale >= 1.0 else cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
+    unlike = _unlike_background(smooth, background, bg[..., 4:6],
+                                (trust > 1e-3) & (alpha > held), e)
     # full size, only where the estimate counts
     big = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR)
     ys, xs = np.nonzero(big > 1e-3)
@@ -324,6 +325,10 @@ CLAIM_WORK_SIDE = 512
 """Side at which :func:`claim_attached` works (its result is scaled up)."""
 
 
+_SUM3 = np.ones((1, 3), np.float32)
+"""The channel transform that sums three channels (:func:`_channel_sum`)."""
+
+
 def _channel_sum(values: np.ndarray) -> np.ndarray:
     """``values`` (H, W, C) summed over its channels, in order (numpy's own sum over a short
     last axis is several times slower; for three float32 channels OpenCV's channel transform
@@ -335,9 +340,6 @@ def _channel_sum(values: np.ndarray) -> np.ndarray:
     for c in range(1, values.shape[-1]):
         out += values[..., c]
     return out
-
-
-_SUM3 = np.ones((1, 3), np.float32)
 
 
 def _local_moments(values: np.ndarray, weight: np.ndarray, sigma: float, *,

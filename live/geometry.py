@@ -552,9 +552,7 @@ def frame_picture(image: np.ndarray, framing: Framing) -> np.ndarray:
     h, w = image.shape[:2]
     _check_copy(w, h, framing, "image")
     ow, oh = framing.output_size
-    if framing.mode == "full":
-        if (w, h) == framing.portrait_size:
-            return letterbox(image, (ow, oh))
+    if framing.mode == "full":  # (the letterbox of the portrait: the same size and place)
         return _letterbox_at(image, (ow, oh), framing.resized, framing.offset)
     nw, nh = framing.resized
     ox, oy = framing.offset

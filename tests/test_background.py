@@ -791,29 +791,6 @@ def test_the_plate_is_filled_at_the_side_asked_for(astronaut: np.ndarray) -> Non
     assert lap[1] < lap[0], lap
 
 
-def test_layers_worked_out_smaller_come_back_at_the_pictures_size(
-        astronaut: np.ndarray) -> None:
-    # a big photo shown small (a 2048 px photo in a 1280x720 call): its person and plate are
-    # worked out at a share of its size; the matte comes back close to the full-size one,
-    # the plate is the photo's own pixels wherever the full-size plate keeps them
-    from live.face.segmentation import prepare_layers
-
-    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
-    full = prepare_layers(big)
-    half = prepare_layers(big, scale=0.5)
-    assert full is not None and half is not None
-    assert half.matte.shape == (1024, 1024) and half.plate.shape == big.shape
-    assert half.matte.dtype == np.float32 and 0.0 <= half.matte.min() <= half.matte.max() <= 1.0
-    assert float(np.abs(half.matte - full.matte).mean()) < 0.01
-    own_full, own_half = (full.plate == big).all(axis=2), (half.plate == big).all(axis=2)
-    assert own_half[own_full].mean() > 0.98  # the background left as it is ...
-    person = full.matte > 0.9
-    assert (~own_half[person]).mean() > 0.9  # ... the person filled in
-    for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match="scale"):
-            prepare_layers(big, scale=bad)
-
-
 @pytest.mark.fixtures
 def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
         portraits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -827,7 +804,6 @@ def test_a_live_portrait_is_segmented_at_the_size_it_is_shown(
     real = seg.prepare_layers
 
     def recording(image: np.ndarray, **kw: Any) -> Any:
-        assert kw.get("scale", 1.0) == 1.0  # (the library reduces the picture itself)
         shapes.append(image.shape)
         return real(image, **kw)
 

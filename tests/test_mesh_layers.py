@@ -486,8 +486,8 @@ def test_a_context_given_as_a_function_is_worked_out_only_when_needed(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Live's portraits hand the engine a function for the whole picture's person mask (a
     segmentation of the whole picture, 20-40 ms): called only where the crop's own mask
-    sees almost no background, at most once, and through a picture part and a reduced
-    size alike; what it gives is used as the mask itself is."""
+    sees almost no background, at most once, and through a picture part alike; what it
+    gives is used as the mask itself is."""
     image, matte, _, _, _ = _curls_on_a_wall()
     h, w = matte.shape
     calls: list[int] = []
@@ -513,11 +513,6 @@ def test_a_context_given_as_a_function_is_worked_out_only_when_needed(
                                context=matte)
     assert cut is not None and cut_given is not None and calls == [1, 1]
     assert np.array_equal(cut.matte, cut_given.matte)
-    small = prepare_layers(image, refine=False, grow=STILL_GROW, scale=0.5, context=wider)
-    small_given = prepare_layers(image, refine=False, grow=STILL_GROW, scale=0.5,
-                                 context=matte)
-    assert small is not None and small_given is not None and len(calls) == 3
-    assert np.array_equal(small.matte, small_given.matte)
     # nothing from the function: the crop's own mask
     alone = prepare_layers(image, refine=False, grow=STILL_GROW, context=lambda: None)
     assert alone is not None and np.array_equal(alone.matte, everything)
@@ -1067,36 +1062,9 @@ def test_a_photos_flyaway_curls_go_with_the_head(portraits_dir) -> None:
     assert int(_dark_lines(out)[landed].sum()) >= before // 2
 
 
-def test_loose_hair_is_taken_out_when_the_layers_are_worked_out_smaller(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """``prepare_layers(scale=, strands=True)``: the strands found on the smaller picture
-    are taken out of the full-size one (and its plate) as far as the smaller picture saw
-    them; pixels nowhere near them are the picture's own."""
-    image, matte, strands, _, _ = _curls_on_a_wall()
-    big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    big_strands = cv2.resize(strands.astype(np.uint8), None, fx=2, fy=2,
-                             interpolation=cv2.INTER_NEAREST) > 0
-
-    def segment(picture: np.ndarray, **_: object) -> np.ndarray:
-        h, w = picture.shape[:2]
-        return np.asarray(cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR))
-
-    monkeypatch.setattr(segmentation, "segment_person", segment)
-    layers = prepare_layers(big, grow=STILL_GROW, scale=0.5, strands=True)
-    plain = prepare_layers(big, grow=STILL_GROW, scale=0.5)
-    assert layers is not None and plain is not None and layers.clean is not None
-    assert layers.clean.shape == big.shape and np.array_equal(layers.matte, plain.matte)
-    assert float(big[big_strands].mean()) < 195.0
-    assert float(layers.clean[big_strands].mean()) > float(big[big_strands].mean()) + 10.0
-    assert float(layers.plate[big_strands].mean()) > float(plain.plate[big_strands].mean()) + 10
-    near = cv2.dilate((layers.clean != big).any(axis=2).astype(np.uint8),
-                      np.ones((3, 3), np.uint8)) > 0
-    assert near.mean() < 0.05  # only around the strands
-
-
 def test_the_segmentations_plane_arithmetic_is_numpys_to_the_bit() -> None:
-    # the per-pixel products and quotients, the channel sums and the difference mask run on
-    # OpenCV's whole-plane arithmetic for speed: the same float steps as numpy's broadcasting
+    # the per-pixel products and quotients and the channel sums run on OpenCV's whole-plane
+    # arithmetic for speed: the same float steps as numpy's broadcasting
     rng = np.random.default_rng(7)
     for channels in (1, 2, 3, 4):
         values = (rng.normal(size=(37, 53, channels)) * 300.0).astype(np.float32)
@@ -1119,9 +1087,3 @@ def test_the_segmentations_plane_arithmetic_is_numpys_to_the_bit() -> None:
     mixed = rng.random((9, 11, 3))
     half = rng.random((9, 11)).astype(np.float32)
     np.testing.assert_array_equal(segmentation._per_pixel(mixed, half), mixed * half[..., None])
-    a = rng.integers(0, 3, (41, 29, 3), dtype=np.uint8)
-    b = rng.integers(0, 3, (41, 29, 3), dtype=np.uint8)
-    differs = segmentation._differs(a, b)
-    assert differs.dtype == np.uint8 and differs.shape == (41, 29)
-    np.testing.assert_array_equal(differs > 0, (a != b).any(axis=2))
-    assert not segmentation._differs(a, a.copy()).any()

@@ -1072,7 +1072,7 @@ def _with_context(own: np.ndarray, context: PersonContext) -> np.ndarray:
 
 
 def prepare_layers(image: np.ndarray, *, refine: bool = True,
-                   grow: float = PLATE_GROW, scale: float = 1.0,
+                   grow: float = PLATE_GROW,
                    strands: bool = False, plate_side: int = PLATE_WORK_SIDE,
                    picture: tuple[int, int, int, int] | None = None,
                    context: PersonContext = None) -> PortraitLayers | None:
@@ -1086,11 +1086,6 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     so a strand's difference from the wall rides on the warp with the head and none stays
     behind. The matte is unchanged (a replaced background shows no pale trace of the wall
     the strands were seen against).
-
-    ``scale`` < 1: the work is done on the image resized by that much (a photo shown
-    smaller than its own pixels needs no finer matte: a 2048 px photo framed into a
-    1280x720 call is shown at a quarter to a half of its size); the matte and the plate come
-    back at the image's size, the plate the image's own pixels wherever the fill left them.
 
     ``picture`` ``(x0, y0, x1, y1)``: the part of ``image`` that shows the picture (a crop
     that reaches past the picture's edge, the rest made up by the crop,
@@ -1111,18 +1106,12 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
     the context of at least :data:`CONTEXT_CLEAR`, the lower of the two is used. A function
     giving that mask (or None) is called only then: working it out costs a segmentation of
     the whole picture, which most portraits do not need."""
-    if not 0.0 < scale <= 1.0:
-        raise ValueError(f"scale: expected a share in (0, 1], got {scale}")
     if isinstance(context, np.ndarray):
         _check_context(context, image.shape)
     if picture is not None:
         return _prepare_layers_within(check_rgb(image, "image"), picture, refine=refine,
-                                      grow=grow, scale=scale, strands=strands,
+                                      grow=grow, strands=strands,
                                       plate_side=plate_side, context=context)
-    if scale < 1.0:
-        return _prepare_layers_scaled(check_rgb(image, "image"), scale, refine=refine,
-                                      grow=grow, strands=strands, plate_side=plate_side,
-                                      context=context)
     matte = segment_person(image)
     if matte is None:
         return None
@@ -1140,7 +1129,7 @@ def prepare_layers(image: np.ndarray, *, refine: bool = True,
 
 
 def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int], *,
-                           refine: bool, grow: float, scale: float, strands: bool,
+                           refine: bool, grow: float, strands: bool,
                            plate_side: int, context: PersonContext
                            ) -> PortraitLayers | None:
     """:func:`prepare_layers` of the ``picture`` part of ``image`` alone, brought back to the
@@ -1150,10 +1139,10 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         raise ValueError(f"picture: expected a box within the {w}x{h} image, got {picture}")
     if (x0, y0, x1, y1) == (0, 0, w, h):
-        return prepare_layers(image, refine=refine, grow=grow, scale=scale, strands=strands,
+        return prepare_layers(image, refine=refine, grow=grow, strands=strands,
                               plate_side=plate_side, context=context)
     inner = prepare_layers(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=refine,
-                           grow=grow, scale=scale, strands=strands, plate_side=plate_side,
+                           grow=grow, strands=strands, plate_side=plate_side,
                            context=change_context(
                                context, lambda mask: np.ascontiguousarray(mask[y0:y1, x0:x1])))
     if inner is None:
@@ -1166,45 +1155,3 @@ def _prepare_layers_within(image: np.ndarray, picture: tuple[int, int, int, int]
         clean = image.copy()
         clean[y0:y1, x0:x1] = inner.clean
     return PortraitLayers(matte=np.asarray(matte, np.float32), plate=plate, clean=clean)
-
-
-def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Where two uint8 (H, W, C) pictures differ in any channel: uint8 (H, W), 0 where they
-    are the same (numpy's ``any`` over a short last axis is 15x slower)."""
-    channels = cv2.split(cv2.absdiff(a, b))
-    out = channels[0]
-    for c in channels[1:]:
-        cv2.bitwise_or(out, c, dst=out)
-    return np.asarray(out)
-
-
-def _prepare_layers_scaled(image: np.ndarray, scale: float, *, refine: bool,
-                           grow: float, strands: bool, plate_side: int,
-                           context: PersonContext) -> PortraitLayers | None:
-    """:func:`prepare_layers` done on ``image`` resized by ``scale`` and brought back to its
-    size."""
-    h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA)
-    layers = prepare_layers(small, refine=refine, grow=grow, strands=strands,
-                            plate_side=plate_side, context=change_context(
-                                context, lambda mask: np.asarray(cv2.resize(
-                                    mask.astype(np.float32), small.shape[1::-1],
-                                    interpolation=cv2.INTER_AREA), np.float32)))
-    if layers is None:
-        return None
-    matte = np.clip(cv2.resize(layers.matte, (w, h), interpolation=cv2.INTER_LINEAR),
-                    0.0, 1.0)
-    clean = None
-    if layers.clean is not None:  # the strands taken out as the small picture lost them
-        taken = small.astype(np.float32) - layers.clean.astype(np.float32)
-        clean = np.clip(image.astype(np.float32) - cv2.resize(
-            taken, (w, h), interpolation=cv2.INTER_LINEAR) + 0.5, 0.0, 255.0).astype(np.uint8)
-    # the fill (and a small pixel around it, the enlargement's reach) from the small plate;
-    # every other pixel the image's own (its clean one)
-    filled = cv2.dilate(_differs(layers.plate, small if layers.clean is None else layers.clean),
-                        np.ones((3, 3), np.uint8))
-    where = cv2.resize(filled, (w, h), interpolation=cv2.INTER_NEAREST)
-    plate = (image if clean is None else clean).copy()
-    cv2.copyTo(cv2.resize(layers.plate, (w, h), interpolation=cv2.INTER_CUBIC), where, plate)
-    return PortraitLayers(matte=matte.astype(np.float32), plate=plate, clean=clean)

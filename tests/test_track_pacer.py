@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+import pytest
 
 from live.jobs.pipeline import TrackPacer
 from live.packets import Frame
@@ -116,3 +117,35 @@ def test_an_idle_loop_or_a_new_pacer_tracks_every_frame():
     # 0.352; frame 10 is tracked, frame 11 would not be ready before 0.386
     assert not pacer.should_track(Frame(_IMAGE, 9, 9 / 30))
     assert pacer.should_track(Frame(_IMAGE, 10, 10 / 30))
+
+
+def test_the_tracking_thread_reads_its_clock_once_for_the_stats_and_the_pacer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # one reading of each frame's tracking time feeds both the "track" stage and the pacer;
+    # a frame the tracker fails on is timed and counted, and the pacer does not learn from it
+    import live.jobs.pipeline as pipeline
+    from live.packets import Tracked
+    from live.stats import LiveStats
+
+    class Tracker:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def process(self, frame: Frame) -> Tracked:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("mesh failed")
+            return Tracked(frame, None)
+
+    stats = LiveStats()
+    stage = pipeline._TrackingStage(object(), Tracker(), stats)  # type: ignore[arg-type]
+    learned: list[float] = []
+    monkeypatch.setattr(stage.pacer, "tracked", learned.append)
+    clock = iter([10.0, 10.025, 20.0, 20.004])
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(clock))
+    assert stage._track(Frame(_IMAGE, 0, 0.0)) is not None
+    assert stage._track(Frame(_IMAGE, 1, 0.1)) is None
+    track = stats.stages["track"]
+    assert track.count == 2 and track.total == pytest.approx(25.0 + 4.0)
+    assert learned == [pytest.approx(0.025)]
+    assert stats.counters["tracker_errors"] == 1 and stats.counters["frames_without_face"] == 1

@@ -587,6 +587,22 @@ def test_small_face_in_a_phone_video_is_found(tmp_path: Path, driving_dir: Path,
     assert report.size == (512, 512)
 
 
+@pytest.mark.fixtures
+def test_a_thumbnail_portrait_is_animated_at_the_engines_smallest_crop(
+        tmp_path: Path, driving_dir: Path, portrait: Path) -> None:
+    # a 48 px portrait: its face crop is enlarged to the mesh engine's smallest crop and the
+    # video keeps the thumbnail's size (animated whole, it asked the engine for a 48 px crop,
+    # an options error naming a "size" the user never gave)
+    thumb = tmp_path / "thumb.png"
+    cv2.imwrite(str(thumb), cv2.resize(cv2.imread(str(portrait)), (48, 48),
+                                       interpolation=cv2.INTER_AREA))
+    clip = cut_clip(driving_dir / "lp_d3.mp4", tmp_path / "d.mp4", 3, audio=False)
+    report = run_animate(AnimateConfig(source_image=thumb, driving_video=clip,
+                                       output=tmp_path / "o.mp4", engine="mesh"),
+                         progress=False)
+    assert report.frames == 3 and report.size == (48, 48)
+
+
 @pytest.mark.slow
 @pytest.mark.fixtures
 def test_best_frame_picks_the_pose_closest_to_the_portrait(tmp_path: Path, portrait: Path,

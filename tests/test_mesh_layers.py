@@ -954,6 +954,9 @@ def test_whole_picture_layout_is_an_identity_crop() -> None:
     assert whole_picture_layout(CropLayout(), [face * 0.2], (512, 512)).picture is None
     assert whole_picture_layout(CropLayout(), [face, face], (512, 512)).picture is None
     assert whole_picture_layout(CropLayout(), [face * 4], (2048, 2048)).picture is None
+    # a picture smaller than the mesh engine's smallest crop: a face crop enlarged to it
+    # (animated whole, a 40 px thumbnail asked the engine for a 40 px crop, under its 64)
+    assert whole_picture_layout(CropLayout(), [face * 0.25], (128, 128)).picture is None
 
 
 def _curls_on_a_wall(seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,

@@ -429,14 +429,16 @@ enlarged to this (the face mesh finds less in fewer pixels)."""
 def whole_picture_layout(layout: CropLayout, landmarks: Sequence[np.ndarray],
                          picture: tuple[int, int]) -> CropLayout:
     """The mesh engine animates the whole picture when it holds one face that fills a good
-    part of it (a face crop at least half the picture's long side) and the picture is at most
-    :data:`WHOLE_PICTURE_MAX` px: the hair and shoulders then move with the head right up to
-    the picture's edge instead of stopping at a crop's border, and the picture is not
-    resampled on its way in and out. Otherwise ``layout`` unchanged."""
+    part of it (a face crop at least half the picture's long side) and the picture is
+    :data:`MESH_MIN_SIZE` to :data:`WHOLE_PICTURE_MAX` px: the hair and shoulders then move
+    with the head right up to the picture's edge instead of stopping at a crop's border, and
+    the picture is not resampled on its way in and out. Otherwise ``layout`` unchanged (a
+    smaller picture's face crop is enlarged to :data:`MESH_MIN_SIZE`, as any small face's)."""
     if layout.multi_face or len(landmarks) != 1:
         return layout
     side = max(picture)
-    if side > WHOLE_PICTURE_MAX or face_crop_square(landmarks[0], layout)[1] < 0.5 * side:
+    if not MESH_MIN_SIZE <= side <= WHOLE_PICTURE_MAX \
+            or face_crop_square(landmarks[0], layout)[1] < 0.5 * side:
         return layout
     return dataclasses.replace(layout, picture=picture)
 

@@ -711,12 +711,14 @@ def test_cli_errors_are_one_line_exit_2_and_leave_nothing(
         ((portrait, faceless, out), r"wall\.mp4: no face found in any frame"),
         ((blank, talking_clip, out), r"blank\.png: no face found in the source image"),
         ((text, talking_clip, out), r"notes\.mp4: cannot read the portrait"),
+        ((portrait, talking_clip, out, "--background", text),
+         r"notes\.mp4: cannot read the background image"),
         ((portrait, talking_clip, tmp_path / "nowhere" / "o.mp4"), r"cannot write the output"),
         ((portrait, talking_clip, outdir), r"cannot write the output video.*a directory"),
     ]
-    for (src, drv, dst), pattern in cases:
+    for (src, drv, dst, *more), pattern in cases:
         code, err = run_cli(capsys, "--source-image", src, "--driving-video", drv,
-                            "-o", dst, "--engine", "mesh", "--image-size", "256")
+                            "-o", dst, "--engine", "mesh", "--image-size", "256", *more)
         assert code == 2, (pattern, err)
         assert re.search(pattern, error_line(err)), (pattern, err)
         assert folder_files(outdir) == set(), pattern

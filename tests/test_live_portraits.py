@@ -101,6 +101,13 @@ def test_load_image_unreadable_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "text.jpg").write_bytes(b"hello, not a picture")
     with pytest.raises(InputError, match=r"text\.jpg.*got 20 bytes OpenCV cannot decode"):
         load_image(tmp_path / "text.jpg")
+    # a background image is called one (it was "the portrait" whatever the picture was for)
+    with pytest.raises(InputError, match=r"text\.jpg: cannot read the background image"):
+        load_image(tmp_path / "text.jpg", what="background image")
+    floats = (np.ones((4, 4, 3)) * 9.0).astype(np.float32)
+    assert cv2.imwrite(str(tmp_path / "hdr.tiff"), floats)
+    with pytest.raises(InputError, match=r"unsupported background image pixel format"):
+        load_image(tmp_path / "hdr.tiff", what="background image")
 
 
 def test_load_image_is_the_one_loader() -> None:

@@ -92,7 +92,8 @@ def portrait_paths(path: str | Path) -> list[Path]:
     return [p]
 
 
-def load_image(path: str | os.PathLike[str], *, max_size: int | None = None) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], *, max_size: int | None = None,
+               what: str = "portrait") -> np.ndarray:
     """Read a picture as RGB uint8 ``(H, W, 3)``, C-contiguous, upright.
 
     The EXIF orientation of JPEG, PNG and WebP files is applied (a phone photo stored
@@ -103,18 +104,19 @@ def load_image(path: str | os.PathLike[str], *, max_size: int | None = None) -> 
     0: no cap) scales the picture down so that its long side is at most that (a large JPEG is
     decoded at 1/2, 1/4 or 1/8 scale first, which saves most of the time and memory).
 
-    Raises :class:`~calibrate.errors.InputError` naming the file when it is missing, not a
-    readable image, or has pixels of another kind (floats well outside 0..1, as in HDR
-    images, or signed integers), saying what was expected and what it got.
+    Raises :class:`~calibrate.errors.InputError` naming the file (and ``what`` it is: the
+    portrait, a background image) when it is missing, not a readable image, or has pixels of
+    another kind (floats well outside 0..1, as in HDR images, or signed integers), saying
+    what was expected and what it got.
     """
     p = Path(path)
     if not p.is_file():
-        raise InputError("cannot read the portrait", path=p, expected="an image file",
+        raise InputError(f"cannot read the {what}", path=p, expected="an image file",
                          got="a directory" if p.is_dir() else "no such file")
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
-        raise InputError("cannot read the portrait", path=p, got=str(exc)) from None
+        raise InputError(f"cannot read the {what}", path=p, got=str(exc)) from None
     header = _image_header(data)
     flags = cv2.IMREAD_UNCHANGED
     if header.stored_size is not None and max_size:
@@ -128,10 +130,10 @@ def load_image(path: str | os.PathLike[str], *, max_size: int | None = None) -> 
     image = cv2.imdecode(data, flags) if data.size else None
     del data
     if image is None:
-        raise InputError("cannot read the portrait", path=p,
+        raise InputError(f"cannot read the {what}", path=p,
                          expected="an image file (JPEG, PNG, WebP, BMP, TIFF)",
                          got=f"{p.stat().st_size} bytes OpenCV cannot decode as an image")
-    rgb = _to_rgb(_to_uint8(image, p), p)
+    rgb = _to_rgb(_to_uint8(image, p, what), p, what)
     del image
     if not header.orientation.identity:
         log.debug("%s: EXIF orientation: %s", p, header.orientation.describe())
@@ -149,7 +151,7 @@ def load_image(path: str | os.PathLike[str], *, max_size: int | None = None) -> 
     return np.ascontiguousarray(rgb)
 
 
-def _to_rgb(image: np.ndarray, p: Path) -> np.ndarray:
+def _to_rgb(image: np.ndarray, p: Path, what: str) -> np.ndarray:
     """Decoded OpenCV pixels (grey, BGR or BGRA uint8) as RGB."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -161,7 +163,7 @@ def _to_rgb(image: np.ndarray, p: Path) -> np.ndarray:
         flat = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
         return flat.round().astype(np.uint8)
     if image.shape[2] != 3:
-        raise InputError("unsupported portrait pixel format", path=p,
+        raise InputError(f"unsupported {what} pixel format", path=p,
                          expected="grey, RGB or RGBA pixels", got=f"{image.shape[2]} channels")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -284,7 +286,7 @@ def exif_orientation(path: str | os.PathLike[str]) -> Orientation:
     return _image_header(np.fromfile(Path(path), dtype=np.uint8)).orientation
 
 
-def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
+def _to_uint8(image: np.ndarray, path: Path, what: str) -> np.ndarray:
     """8-bit pixels as they are, 16-bit ones scaled down, 0..1 floats scaled up."""
     if image.dtype == np.uint8:
         return image
@@ -298,10 +300,10 @@ def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
             return scaled.round().astype(np.uint8)
         got = (f"{image.dtype} pixels from {lo:g} to {hi:g}" if finite
                else f"{image.dtype} pixels that are not all finite numbers")
-        raise InputError("unsupported portrait pixel format", path=path,
+        raise InputError(f"unsupported {what} pixel format", path=path,
                          expected="8- or 16-bit pixels, or floating-point pixels in 0..1 "
                          "(an HDR picture needs tone mapping first)", got=got)
-    raise InputError("unsupported portrait pixel format", path=path,
+    raise InputError(f"unsupported {what} pixel format", path=path,
                      expected="8- or 16-bit pixels, or floating-point pixels in 0..1",
                      got=f"{image.dtype} pixels")
 
@@ -670,7 +672,8 @@ class PortraitLibrary:
             return None
         image = self._images.get(background.image)
         if image is None:
-            image = cover(load_image(background.image), self.output_size)
+            image = cover(load_image(background.image, what="background image"),
+                          self.output_size)
             self._images[background.image] = image
         return image
 

@@ -858,7 +858,8 @@ def run_animate(config: AnimateConfig, *, progress: bool = True) -> AnimateRepor
                          expected="at least one frame", got="0 frames")
     source = load_image(config.source_image, max_size=config.max_size or None)
     background = config.background
-    background_image = load_image(background.image) if background.image is not None else None
+    background_image = None if background.image is None \
+        else load_image(background.image, what="background image")
     spec = resolve_engine(config)
     fps = info.fps_fraction
     audio = _audio_source(config, info.has_audio)

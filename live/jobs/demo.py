@@ -296,7 +296,8 @@ def _painter(background: Background, crop: np.ndarray, size: tuple[int, int]
     from live.face.portraits import load_image
     from live.face.segmentation import prepare_layers
 
-    image = load_image(background.image) if background.image is not None else None
+    image = None if background.image is None \
+        else load_image(background.image, what="background image")
     layers = prepare_layers(crop)
     if layers is None:
         log.warning("the segmentation found no person in the portrait; it keeps its own "

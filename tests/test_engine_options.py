@@ -289,3 +289,18 @@ def test_demo_builds_its_engine_from_the_table(tmp_path: Path, built: list[Any])
     info = probe_video(out)
     assert info.size == (128, 128) and info.frame_count == 6
     assert np.isfinite(info.fps)
+
+
+def test_options_are_taken_by_their_whole_names_only(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a prefix is not an option: `serve --port 9000` was `--portrait-cache 9000`, on the
+    # default ports; every sub-command's parser (and the weights actions') refuses it
+    args = build_parser().parse_args(["serve", "--portrait-cache", "5"])
+    assert args.portrait_cache == 5
+    for argv in (["serve", "--port", "9000"], ["live", "--portr", "a.png"],
+                 ["animate", "--source", "a.png", "--driving-video", "b.mp4", "-o", "c.mp4"],
+                 ["weights", "info", "--hel"]):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2, argv
+    assert "--port" in capsys.readouterr().err

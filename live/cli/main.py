@@ -15,6 +15,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from calibrate.errors import MimicamError
 from live import __version__
@@ -37,8 +38,18 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes options only by their whole names (its sub-commands'
+    parsers too): with prefixes, ``mimicam serve --port 9000`` was ``--portrait-cache
+    9000`` and served on the default ports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mimicam",
         description="Animate a portrait with your own face: live to a virtual camera, "
         "or offline to a video file.",

@@ -294,12 +294,14 @@ class LiveConfig:
     record: Path | None = None
     """Also record the output to this video file (.mp4, .mov, .mkv, .webm or .gif)."""
     overwrite: bool = False
-    """Replace an existing ``record`` file (else it is kept and the run refused)."""
+    """Replace an existing ``record`` or ``stats`` file (else it is kept and the run
+    refused)."""
 
     duration: float | None = None
     """Stop after this many seconds (None: until Q, Ctrl-C or SIGTERM)."""
     stats: Path | None = None
-    """Write the final statistics to this JSON file."""
+    """Write the final statistics to this JSON file (checked before the run: a file name in
+    an existing folder, none of the inputs, new unless ``overwrite``)."""
 
     auto_match: bool = False
     """Calibrate on the frame whose pose best matches the portrait's, within ``match_window``

@@ -249,6 +249,53 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(
     assert names(tmp_path) == ["clip.mp4", "link.mp4", "p.gif"]
 
 
+def test_a_stats_file_is_checked_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # live writes --stats at the end of the run: a folder that is not there ended a whole
+    # session in a traceback, and --stats on the portrait replaced the picture with JSON
+    clip = tmp_path / "clip.mp4"
+    write(clip)
+    portrait = tmp_path / "me.png"
+    portrait.write_bytes(b"my picture")
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    cases = [
+        (tmp_path / "gone" / "s.json", "cannot write the stats file", "gone does not exist"),
+        (tmp_path, "cannot write the stats file", "a directory"),
+        (portrait, "the stats file would replace an input", "the portrait"),
+        (clip, "the stats file would replace an input", "the driver video"),
+        (kept, "the stats file already exists", "--overwrite (-y)"),
+    ]
+    for stats, message, detail in cases:
+        code = main(["live", "--portrait", str(portrait), "--driver", str(clip), "--stats",
+                     str(stats), "--no-vcam", "--no-preview"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and detail in err, (stats, err)
+        assert "Traceback" not in err and "cannot read the portrait" not in err
+    assert portrait.read_bytes() == b"my picture" and kept.read_text() == "{}"
+    # the recording counts as an input of the stats file too
+    code = main(["live", "--portrait", str(portrait), "--driver", str(clip), "--record",
+                 str(tmp_path / "r.mp4"), "--stats", str(tmp_path / "r.mp4"), "--no-vcam",
+                 "--no-preview"])
+    assert code == 2 and "the recording" in capsys.readouterr().err
+    assert video.check_output_file(kept, what="stats file", overwrite=True) == kept
+    assert names(tmp_path) == ["clip.mp4", "kept.json", "me.png"]
+
+
+def test_a_system_error_is_one_line_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # whatever the checks beforehand, the system can still refuse (a full disk)
+    import live.cli.demo as demo_cli
+
+    def full_disk(args: object) -> int:
+        raise OSError(28, "No space left on device", "out.mp4")
+
+    monkeypatch.setattr(demo_cli, "run", full_disk)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "mimicam: error: [Errno 28] No space left on device: 'out.mp4'"
+
+
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mine.mp4"

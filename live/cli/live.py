@@ -155,7 +155,8 @@ def register(subparsers: Any) -> None:
     out.add_argument("--record", type=Path, metavar="FILE.mp4",
                      help="also record to a file (.mp4, .mov, .mkv: H.264; .webm: VP9; .gif)")
     out.add_argument("--overwrite", "-y", dest="overwrite", action="store_const", const=True,
-                     help="replace an existing --record file (default: keep it and stop)")
+                     help="replace an existing --record or --stats file (default: keep it "
+                          "and stop)")
     run = p.add_argument_group("run")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     run.add_argument("--stats", type=Path, metavar="FILE.json",

@@ -99,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MimicamError as exc:
             print(f"mimicam: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # the system refused a file or device (a full disk, a folder
+            # gone meanwhile): its own words, no traceback (-v -v logs it)
+            logging.getLogger(__name__).debug("system error", exc_info=True)
+            print(f"mimicam: error: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("mimicam: interrupted", file=sys.stderr)
             return 130

@@ -624,17 +624,23 @@ def _video_encoder(fmt: OutputFormat, alpha: bool = False) -> str:
     return _encoder(("gif",), "GIF")
 
 
-def _check_output_path(path: Path) -> Path:
+def _check_output_folder(path: Path, what: str) -> Path:
+    """``path`` names a file in an existing folder (returned); else InputError."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise InputError("cannot write the output video", path=path,
+        raise InputError(f"cannot write the {what}", path=path,
                          expected="a file name", got="a directory")
     if not parent.exists():
-        raise InputError("cannot write the output video", path=path,
+        raise InputError(f"cannot write the {what}", path=path,
                          expected="an existing folder", got=f"{parent} does not exist")
     if not parent.is_dir():
-        raise InputError("cannot write the output video", path=path,
+        raise InputError(f"cannot write the {what}", path=path,
                          expected="a folder", got=f"{parent} is not a folder")
+    return parent
+
+
+def _check_output_path(path: Path) -> Path:
+    parent = _check_output_folder(path, "output video")
     output_format(path)
     return parent
 
@@ -650,8 +656,8 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
 
 
-def _output_exists(path: Path) -> InputError:
-    return InputError("the output file already exists", path=path,
+def _output_exists(path: Path, what: str = "output file") -> InputError:
+    return InputError(f"the {what} already exists", path=path,
                       expected="a new file name, or --overwrite (-y) to replace it",
                       got="an existing file (left as it is)")
 
@@ -668,14 +674,31 @@ def check_output(path: PathLike, *, inputs: Mapping[str, PathLike | None] | None
     p = Path(path)
     _check_output_path(p)
     fmt = output_format(p)
-    for what, other in (inputs or {}).items():
-        if other is not None and _same_file(p, Path(other)):
-            raise InputError("the output would replace an input", path=p,
-                             expected="an output file that is none of the inputs",
-                             got=f"the {what} ({other})")
-    if p.exists() and not overwrite:
-        raise _output_exists(p)
+    _check_new_output(p, "output file", inputs, overwrite)
     return fmt
+
+
+def check_output_file(path: PathLike, *, what: str,
+                      inputs: Mapping[str, PathLike | None] | None = None,
+                      overwrite: bool = False) -> Path:
+    """:func:`check_output` for an output that is not a video (``what`` it is, e.g. "stats
+    file"): a file name in an existing folder, none of ``inputs``, new unless ``overwrite``;
+    returns it as a Path."""
+    p = Path(path)
+    _check_output_folder(p, what)
+    _check_new_output(p, what, inputs, overwrite)
+    return p
+
+
+def _check_new_output(p: Path, what: str, inputs: Mapping[str, PathLike | None] | None,
+                      overwrite: bool) -> None:
+    for name, other in (inputs or {}).items():
+        if other is not None and _same_file(p, Path(other)):
+            raise InputError(f"the {what} would replace an input", path=p,
+                             expected="an output file that is none of the inputs",
+                             got=f"the {name} ({other})")
+    if p.exists() and not overwrite:
+        raise _output_exists(p, what)
 
 
 # Temporary names: .NAME.partial-PID-XXXXXXXX.EXT (older versions: no PID).

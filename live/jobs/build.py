@@ -52,7 +52,7 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
         SinkUnavailable,
         VirtualCameraSink,
     )
-    from live.io.video import check_output
+    from live.io.video import check_output, check_output_file
     from live.jobs.pipeline import LivePipeline
 
     if cfg.portrait is None:
@@ -61,6 +61,10 @@ def build_pipeline(cfg: LiveConfig, *, realtime: bool = True,
     if cfg.record is not None:  # before any work: a bad or taken name, or an input's name
         check_output(cfg.record, inputs={"driver video": cfg.driver, "portrait": cfg.portrait},
                      overwrite=cfg.overwrite)
+    if cfg.stats is not None:  # written at the end: its folder and name checked now
+        check_output_file(cfg.stats, what="stats file",
+                          inputs={"driver video": cfg.driver, "portrait": cfg.portrait,
+                                  "recording": cfg.record}, overwrite=cfg.overwrite)
     paths = portrait_paths(cfg.portrait)
     # a folder's portraits.toml: framing and face per picture (strict, read before any work)
     options = (read_portrait_options(cfg.portrait, [p.name for p in paths])

@@ -42,8 +42,16 @@ FramingMode = Literal["shoulders", "head", "full"]
 FRAMINGS: tuple[FramingMode, ...] = ("shoulders", "head", "full")
 
 
+_TYPE_NAMES: dict[Any, str] = {float: "a number", int: "a whole number", bool: "true or false",
+                               str: "a string", Path: "a path (a string)"}
+
+
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+    """What a settings value of type ``tp`` is, in the words of a TOML file."""
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(map(repr, typing.get_args(tp)))
+    name = _TYPE_NAMES.get(tp)
+    return name if name is not None else str(getattr(tp, "__name__", tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -56,16 +64,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if (isinstance(value, str) and getattr(arg, "parse", None) is not None) \
                     or (isinstance(value, list | tuple) and typing.get_origin(arg) is tuple):
                 return _coerce(value, arg, key)
-        errors = []
+        errors: list[InputError] = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, key)
             except InputError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
+        if len(errors) == 1:  # X or None: what X expects (a framing: its three names)
+            raise errors[0]
         raise InputError(f"config key {key!r} has the wrong type",
-                         expected=" or ".join(_type_name(a) for a in args),
+                         expected=" or ".join(_type_name(a) for a in args
+                                              if a is not type(None)),
                          got=f"{value!r}")
     parse = getattr(tp, "parse", None) if isinstance(tp, type) else None
     if parse is not None and isinstance(value, str):  # a value written as text (Background)

@@ -516,8 +516,10 @@ def test_portraits_toml_is_strict(tmp_path: Path) -> None:
     assert read_portrait_options(tmp_path) == {}
     toml = tmp_path / "portraits.toml"
     toml.write_text('["a.jpg"]\nframing = "waist"\n')
-    with pytest.raises(InputError, match=r"portraits.toml.*a.jpg.framing"):
+    with pytest.raises(InputError, match=r"portraits.toml.*a.jpg.framing") as err:
         read_portrait_options(tmp_path)
+    # the three framings named, not the types ("Literal or NoneType")
+    assert "expected 'shoulders' | 'head' | 'full'; got 'waist'" in str(err.value)
     toml.write_text('["a.jpg"]\nzoom = 2\n')
     with pytest.raises(InputError, match=r"unknown config key.*a.jpg.zoom"):
         read_portrait_options(tmp_path)

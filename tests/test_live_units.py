@@ -217,7 +217,10 @@ def test_config_file_is_strict(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown config key"):
         _args("--config", str(toml))
     toml.write_text('fps = "fast"\n')
-    with pytest.raises(InputError, match="wrong type"):
+    with pytest.raises(InputError, match="wrong type; expected a number; got str 'fast'"):
+        _args("--config", str(toml))
+    toml.write_text("auto_match = 1\n")  # (TOML's types in a TOML file's words)
+    with pytest.raises(InputError, match="expected true or false; got int 1"):
         _args("--config", str(toml))
 
 

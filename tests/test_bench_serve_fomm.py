@@ -60,3 +60,17 @@ def test_bench_command_names_an_unknown_engine_in_one_line(
     assert main(["bench", "--job", "serve", "--engine", "dagan"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected mesh or fomm; got 'dagan'" in err[0], err
+
+
+def test_bench_serve_refuses_client_counts_and_frames_it_cannot_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `--clients 0` ended in a ZeroDivisionError traceback, `--clients 2,x` in a ValueError
+    from live.cli.main import main
+
+    for argv, says in ((["--clients", "0"], "bad --clients"),
+                       (["--clients", "2,x"], "bad --clients"),
+                       (["--clients", ","], "bad --clients"),
+                       (["--frames", "0"], "bad frame count")):
+        assert main(["bench", "--job", "serve", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"mimicam: error: {says}"), err

@@ -201,6 +201,21 @@ def test_missing_bench_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
     assert len(err) == 1 and 'pip install -e ".[bench]"' in err[0]
 
 
+def test_bench_options_the_quality_jobs_do_not_read_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `--job reconstruct --driving x.mp4` ran every fixture clip for minutes, x.mp4 unread;
+    # refused before dlib or any clip is looked at
+    for job, extra, named in (("reconstruct", ["--driving", "mine.mp4"], "--driving"),
+                              ("identity", ["--portrait", "me.png", "--size", "256"],
+                               "--portrait, --size"),
+                              ("reconstruct", ["--background", "blur"], "--background")):
+        assert main(["bench", "--job", job, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"mimicam: error: mimicam bench --job {job} does not read {named}; "
+                       "expected --clips A,B (driving clips), --portraits A,B (identity), "
+                       f"--max-frames N; got {named.replace(',', '')}"]
+
+
 # ----------------------------------------------------------------------- real runs (dlib)
 
 

@@ -1139,6 +1139,25 @@ def add_arguments(parser: Any) -> None:
                              "set the engine's options (ablations)")
 
 
+_UNREAD = (("--driving", "driving", None), ("--portrait", "portrait", None),
+           ("--warmup", "warmup", None), ("--size", "size", 512),
+           ("--background", "background", None))
+"""Options of ``mimicam bench`` the reconstruct and identity jobs do not read, with the value
+that means "not given"."""
+
+
+def _refuse_unread(args: argparse.Namespace) -> None:
+    """InputError naming the shared bench options given to these jobs, which would have been
+    ignored (``--driving x.mp4`` ran every fixture clip for minutes)."""
+    given = [flag for flag, name, unset in _UNREAD if getattr(args, name, unset) != unset]
+    if given:
+        raise InputError(f"mimicam bench --job {args.job} does not read "
+                         + ", ".join(given),
+                         expected="--clips A,B (driving clips), --portraits A,B (identity), "
+                         "--max-frames N",
+                         got=" ".join(given))
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``mimicam bench --job reconstruct|identity``: prints progress on stderr and
     the table (or JSON) on stdout."""
@@ -1146,6 +1165,7 @@ def run(args: argparse.Namespace) -> int:
     if job not in ("reconstruct", "identity"):
         raise MimicamError(f"live.bench.reconstruct runs the reconstruct and identity jobs, "
                            f"not {job!r}")
+    _refuse_unread(args)
     every = args.every or (RECONSTRUCT_EVERY if job == "reconstruct" else IDENTITY_EVERY)
     if every < 1:
         raise InputError("--every out of range", expected=">= 1", got=str(every))

@@ -347,6 +347,16 @@ def _ms(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
 
 
+def _client_counts(text: str) -> list[int]:
+    """``--clients`` as numbers of clients, each at least 1."""
+    items = bench_common.split_list(text)
+    counts = [int(c) if c.isdigit() else 0 for c in items]
+    if not counts or min(counts) < 1:
+        raise InputError("bad --clients", expected="numbers of clients >= 1, e.g. 1,2,4,8",
+                         got=repr(text))
+    return counts
+
+
 def run(args: argparse.Namespace) -> int:
     engine = getattr(args, "engine", None) or "mesh"
     check_engine(engine)
@@ -354,7 +364,9 @@ def run(args: argparse.Namespace) -> int:
     portrait = args.portrait or DEFAULT_PORTRAIT
     if bench_common.missing_inputs("serve", (video, portrait), "--driving/--portrait"):
         return 1
-    clients = [int(c) for c in bench_common.split_list(args.clients)]
+    clients = _client_counts(args.clients)
+    if args.frames is not None and args.frames < 1:
+        raise InputError("bad frame count", expected="--frames >= 1", got=str(args.frames))
     fomm = engine == "fomm"
     model_dir = (getattr(args, "model_dir", None) or getattr(args, "model", None)) if fomm \
         else None

@@ -280,8 +280,9 @@ def test_commands_go_through_the_pipelines_queue(tmp_path: Path) -> None:
         with pytest.raises(ControlError) as info:
             control.command("portrait", bad)
         assert info.value.status == 400
-    with pytest.raises(ControlError, match="unknown action 'quit'"):
+    with pytest.raises(ControlError, match="unknown action 'quit'") as info:
         control.command("quit", {})  # the page cannot stop mimicam
+    assert "expected one of portrait, background, recalibrate" in str(info.value)
     state = control.state()
     assert state["portraits"] == [{"index": 0, "name": "a.jpg"}, {"index": 1, "name": "b.jpg"}]
     assert state["stats"]["dropped_input"] == 3 and state["upload"]["enabled"]

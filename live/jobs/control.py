@@ -123,7 +123,7 @@ class LiveControl:
         known = _TOGGLES.get(action)
         if known is None:
             raise ControlError(400, f"unknown action {action!r}; expected one of "
-                               f"{', '.join(['portrait', *_TOGGLES])}")
+                               f"{', '.join(['portrait', 'background', *_TOGGLES])}")
         p.submit(Command(known))
         return {}
 

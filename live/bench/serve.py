@@ -350,7 +350,7 @@ def _ms(value: float | None) -> str:
 def _client_counts(text: str) -> list[int]:
     """``--clients`` as numbers of clients, each at least 1."""
     items = bench_common.split_list(text)
-    counts = [int(c) if c.isdigit() else 0 for c in items]
+    counts = [int(c) if c.isdecimal() else 0 for c in items]  # ("²" is a digit, not a number)
     if not counts or min(counts) < 1:
         raise InputError("bad --clients", expected="numbers of clients >= 1, e.g. 1,2,4,8",
                          got=repr(text))

@@ -692,6 +692,7 @@ def check_output_file(path: PathLike, *, what: str,
 
 def _check_new_output(p: Path, what: str, inputs: Mapping[str, PathLike | None] | None,
                       overwrite: bool) -> None:
+    """InputError when ``p`` is one of ``inputs`` or exists and ``overwrite`` is False."""
     for name, other in (inputs or {}).items():
         if other is not None and _same_file(p, Path(other)):
             raise InputError(f"the {what} would replace an input", path=p,

@@ -69,7 +69,7 @@ def test_bench_serve_refuses_client_counts_and_frames_it_cannot_run(
 
     for argv, says in ((["--clients", "0"], "bad --clients"),
                        (["--clients", "2,x"], "bad --clients"),
-                       (["--clients", ","], "bad --clients"),
+                       (["--clients", ","], "bad --clients"), (["--clients", "²"], "bad --clients"),
                        (["--frames", "0"], "bad frame count")):
         assert main(["bench", "--job", "serve", *argv]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()

@@ -218,6 +218,17 @@ def test_cli_convert(reference_dir, tmp_path, tiny_expected, capsys):
     want = checkpoint.read_checkpoint(reference_dir / "parity_tiny_paddle.pdparams")
     got = checkpoint.read_checkpoint(out)
     assert all(got[s][k].tobytes() == want[s][k].tobytes() for s in want for k in want[s])
+    # a file that is there is kept unless -y (it replaced anything before)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["weights", "convert", str(src), str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "the converted checkpoint already exists" in err and "--overwrite (-y)" in err
+    assert notes.read_text() == "mine"
+    assert main(["weights", "convert", str(src), str(src)]) == 2
+    assert "would replace an input" in capsys.readouterr().err
+    assert main(["weights", "convert", str(src), str(notes), "-y"]) == 0
+    assert checkpoint.read_checkpoint(notes).keys() == want.keys()
 
 
 def test_cli_fetch_unreachable_exits_2(monkeypatch, tmp_path, capsys):

@@ -28,6 +28,8 @@ def register(subparsers: Any) -> None:
                     ".pdparams layout, checked against the network before writing.")
     convert.add_argument("src", type=Path, metavar="IN.pth.tar")
     convert.add_argument("dst", type=Path, metavar="OUT.pdparams")
+    convert.add_argument("--overwrite", "-y", action="store_true",
+                         help="replace an existing OUT.pdparams (default: keep it and stop)")
     convert.set_defaults(handler=_convert)
 
     fetch = actions.add_parser(
@@ -57,8 +59,12 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from live.io.video import check_output_file
     from model_export.checkpoint import convert_torch_checkpoint
 
+    # a file already there is the user's (a name typed by mistake): kept unless -y
+    check_output_file(args.dst, what="converted checkpoint", inputs={"checkpoint": args.src},
+                      overwrite=args.overwrite)
     out = convert_torch_checkpoint(args.src, args.dst)
     print(f"wrote {out}")
     return 0

@@ -146,6 +146,7 @@ class SpyEngine:
         self.recalibrations = 0
         self.closed = False
         self.pictures: list[tuple[int, int, int, int] | None] = []  # prepare's picture boxes
+        self.contexts: list[Any] = []  # ... and contexts
 
     def prepare(self, portrait: np.ndarray, *,
                 picture: tuple[int, int, int, int] | None = None,
@@ -153,6 +154,7 @@ class SpyEngine:
         if self.prepare_gate is not None and not self.prepare_gate.wait(60):
             raise TimeoutError("prepare_gate never opened")
         self.pictures.append(picture)
+        self.contexts.append(context)
         return self.inner.prepare(portrait, picture=picture)
 
     def set_portrait(self, prepared: Any) -> None:

@@ -262,6 +262,36 @@ def test_a_reduced_portrait_keeps_its_crop_and_landmarks_in_register(
 
 
 @pytest.mark.fixtures
+def test_a_face_of_a_group_photo_takes_the_whole_pictures_view_of_its_person(
+        portraits_dir: Path) -> None:
+    """A face picked from a group photo (``face=``) hands the engine the whole picture's
+    person mask as a :class:`WiderView`, which the engine's segmentation takes instead of its
+    crop's own (the crop cuts the neighbours: the Syndics' face 1 lost part of its hat and
+    collar on a replaced background, benchmarks/README "Round 65"); a picture of one face
+    hands the plain function, as before."""
+    from live.face.segmentation import WiderView
+
+    engine = SpyEngine(create_engine("mesh", size=256))
+    try:
+        group = portraits_dir / "multi_pg_fom_multi_person.jpg"
+        with PortraitLibrary([group], engine, output_size=(640, 360), face=1) as lib:
+            assert lib.prepare(0).portrait.faces == 5
+        (view,) = engine.contexts
+        assert isinstance(view, WiderView)
+        mask = view()
+        assert mask is not None and mask.shape == (256, 256) and mask.dtype == np.float32
+        assert mask.min() >= 0.0 and mask.max() <= 1.0 and mask.mean() > 0.3
+        one = portraits_dir / "lp_d8_glasses_man.jpg"
+        for face in (None, 1):
+            with PortraitLibrary([one], engine, output_size=(640, 360), face=face) as lib:
+                assert lib.prepare(0).portrait.faces == 1
+            assert callable(engine.contexts[-1])
+            assert not isinstance(engine.contexts[-1], WiderView)
+    finally:
+        engine.close()
+
+
+@pytest.mark.fixtures
 def test_the_mesh_engines_whole_crop_is_pasted_not_an_ellipse_of_it(portraits_dir: Path) -> None:
     """The compositor pasted a feathered ellipse of the face crop: hair and shoulders the
     mesh engine moved past it showed twice, moved and as a faint copy where they had been

@@ -520,6 +520,39 @@ def test_a_context_given_as_a_function_is_worked_out_only_when_needed(
         prepare_layers(image, refine=False, context=lambda: np.zeros((h, w + 1), np.float32))
 
 
+def test_a_wider_view_is_the_mask_instead_of_the_images_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare_layers(context=WiderView(...))`` (a face of a group photo): the wider view's
+    mask is the person mask even where the image's own sees plenty of background; through a
+    picture part it is cut alike; a view that gives nothing leaves the image's own."""
+    image, matte, _, _, _ = _curls_on_a_wall()
+    h, w = matte.shape
+    wider = np.zeros((h, w), np.float32)
+    wider[h // 4:, w // 4: 3 * w // 4] = 1.0  # a different person than the own mask's
+    # (the own mask of a picture part: its rows of the whole one; the parts below end at
+    # the image's bottom)
+    monkeypatch.setattr(segmentation, "segment_person",
+                        lambda picture, **_: matte[h - picture.shape[0]:])
+    own = prepare_layers(image, refine=False, grow=STILL_GROW,
+                         context=lambda: wider)  # (the plain rule: own sees background)
+    viewed = prepare_layers(image, refine=False, grow=STILL_GROW,
+                            context=segmentation.WiderView(lambda: wider))
+    assert own is not None and viewed is not None
+    assert np.array_equal(own.matte, matte) and np.array_equal(viewed.matte, wider)
+    assert np.array_equal(prepare_layers(image, refine=False, grow=STILL_GROW,
+                                         context=segmentation.WiderView(wider)).matte, wider)
+    box = (0, 10, w, h)
+    cut = prepare_layers(image, refine=False, grow=STILL_GROW, picture=box,
+                         context=segmentation.WiderView(lambda: wider))
+    assert cut is not None and np.array_equal(cut.matte[10:], wider[10:])
+    nothing = prepare_layers(image, refine=False, grow=STILL_GROW,
+                             context=segmentation.WiderView(lambda: None))
+    assert nothing is not None and np.array_equal(nothing.matte, matte)
+    with pytest.raises(ValueError, match="context: expected a mask of the image's"):
+        prepare_layers(image, refine=False,
+                       context=segmentation.WiderView(np.zeros((h, w + 1), np.float32)))
+
+
 def _rim_on_a_collar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A dark collar (the person, its matte soft at the edge) on a light wall with a
     lilac rim (5 px) along its top the matte left out, and a lilac patch on the wall apart from it:

@@ -37,7 +37,7 @@ from live.background import Background, BackgroundLayer, build_layer, layer_back
 from live.compose import Compositor, crop_mask
 from live.engines.base import Engine
 from live.face.framing import PortraitOptions, portrait_framing
-from live.face.segmentation import PortraitLayers
+from live.face.segmentation import PortraitLayers, WiderView
 from live.geometry import (
     Framing,
     FramingMode,
@@ -350,6 +350,9 @@ class Portrait:
     image: np.ndarray
     crop: FaceCrop
     landmarks: np.ndarray
+    faces: int = 1
+    """How many faces the picture was found to show (a face picked with ``face=`` from a
+    group photo: all of them; 1 when only the largest was looked for)."""
 
     @property
     def name(self) -> str:
@@ -480,12 +483,13 @@ def find_portrait(image: np.ndarray, crop_size: int, *, crop_scale: float = 1.8,
     from live.geometry import crop_square
 
     if face is None:
-        (lm,) = find_faces(image, max_faces=1, path=path, whole_picture_first=True)
+        (lm,) = found = find_faces(image, max_faces=1, path=path, whole_picture_first=True)
     else:
-        lm = pick_face(find_faces(image, max_faces=20, path=path), face, path=path)
+        found = find_faces(image, max_faces=20, path=path)
+        lm = pick_face(found, face, path=path)
     center, side = square_box(lm, scale=crop_scale)
     crop = crop_square(image, reach_photo_top(center, side), side, crop_size, landmarks=lm)
-    return Portrait(path=Path(path), image=image, crop=crop, landmarks=lm)
+    return Portrait(path=Path(path), image=image, crop=crop, landmarks=lm, faces=len(found))
 
 
 PHOTO_TOP_REACH = 0.06
@@ -724,9 +728,13 @@ class PortraitLibrary:
         # machine's cores (benchmarks/README "Round 50" and "Round 55")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portrait-layers") as helper:
             picture = helper.submit(self._picture_side, shown, mode)
-            # (the whole picture's person mask, worked out only if the engine needs it)
-            handle = self.engine.prepare(portrait.crop.image, picture=portrait.picture_box,
-                                         context=functools.partial(person_context, shown))
+            # (the whole picture's person mask, worked out only if the engine needs it; for
+            # a face of a group photo, the mask the engine takes: benchmarks/README
+            # "Round 65")
+            context = functools.partial(person_context, shown)
+            handle = self.engine.prepare(
+                portrait.crop.image, picture=portrait.picture_box,
+                context=WiderView(context) if portrait.faces > 1 else context)
             layers, compositor, first = picture.result()
         prepared = PreparedPortrait(index, shown, handle, compositor, layers)
         prepared.backgrounds[self.background] = first

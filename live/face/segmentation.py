@@ -1027,14 +1027,41 @@ CONTEXT_CLEAR = 0.05
 
 PersonContext = np.ndarray | Callable[[], "np.ndarray | None"] | None
 """A person mask from a wider view (:func:`prepare_layers`' ``context``): the mask, a function
-giving it (or None) when first needed, or None."""
+giving it (or None) when first needed (a :class:`WiderView` too), or None."""
+
+
+class WiderView:
+    """A ``context`` that :func:`prepare_layers` takes instead of the image's own person
+    mask whenever it gives one (not only where the image's own sees almost no background).
+
+    For a face picked out of a group photo: its crop cuts through its neighbours, and the
+    selfie model's view of the crop disagreed with the whole picture's on 17-28 % of the
+    Syndics' crops (a hat and a collar taken for background). Pasted into the whole
+    picture's still matte, the crop's showed as a rectangle through the hat on a replaced
+    background (benchmarks/README "Round 65"). Callable: it gives the mask (or None), so
+    engines that take a plain function take it as one."""
+
+    def __init__(self, mask: np.ndarray | Callable[[], np.ndarray | None]) -> None:
+        self._mask = mask
+
+    def __call__(self) -> np.ndarray | None:
+        return self._mask() if callable(self._mask) else self._mask
 
 
 def change_context(context: PersonContext,
                    change: Callable[[np.ndarray], np.ndarray]) -> PersonContext:
-    """``context`` changed by ``change`` (cut, resized), when and if it is worked out."""
+    """``context`` changed by ``change`` (cut, resized), when and if it is worked out (a
+    :class:`WiderView` stays one)."""
     if context is None:
         return None
+    if isinstance(context, WiderView):
+        view = context
+
+        def changed_view() -> np.ndarray | None:
+            mask = view()
+            return None if mask is None else change(mask)
+
+        return WiderView(changed_view)
     if not callable(context):
         return change(context)
     made = context
@@ -1056,7 +1083,15 @@ def _check_context(mask: np.ndarray, shape: tuple[int, ...]) -> None:
 def _with_context(own: np.ndarray, context: PersonContext) -> np.ndarray:
     """``own`` (the selfie model's mask of an image), or where it sees almost no background
     and ``context`` (the mask from a wider view; a function giving it is called only then)
-    does, the lower of the two."""
+    does, the lower of the two; a :class:`WiderView`'s mask instead of ``own`` when it
+    gives one."""
+    if isinstance(context, WiderView):
+        view = context()
+        if view is None:
+            return own
+        _check_context(view, own.shape)
+        log.debug("the portrait's person mask is the wider view's (a group photo)")
+        return np.clip(np.asarray(view, np.float32), 0.0, 1.0)
     if context is None or float((own <= 0.02).mean()) >= CONTEXT_OWN_CLEAR:
         return own
     mask = context() if callable(context) else context

@@ -1042,10 +1042,11 @@ class WiderView:
     engines that take a plain function take it as one."""
 
     def __init__(self, mask: np.ndarray | Callable[[], np.ndarray | None]) -> None:
-        self._mask = mask
+        self.mask = mask
+        """The mask, or a function giving it (or None) when first needed."""
 
     def __call__(self) -> np.ndarray | None:
-        return self._mask() if callable(self._mask) else self._mask
+        return self.mask() if callable(self.mask) else self.mask
 
 
 def change_context(context: PersonContext,
@@ -1054,14 +1055,9 @@ def change_context(context: PersonContext,
     :class:`WiderView` stays one)."""
     if context is None:
         return None
-    if isinstance(context, WiderView):
-        view = context
-
-        def changed_view() -> np.ndarray | None:
-            mask = view()
-            return None if mask is None else change(mask)
-
-        return WiderView(changed_view)
+    if isinstance(context, WiderView):  # its mask (or function) changed as any other
+        inner = change_context(context.mask, change)
+        return context if inner is None else WiderView(inner)
     if not callable(context):
         return change(context)
     made = context

@@ -672,8 +672,8 @@ def check_output(path: PathLike, *, inputs: Mapping[str, PathLike | None] | None
     same), or the file exists and ``overwrite`` is False.
     """
     p = Path(path)
-    _check_output_path(p)
-    fmt = output_format(p)
+    _check_output_folder(p, "output video")
+    fmt = output_format(p)  # (the format after the folder, as the writer checks them)
     _check_new_output(p, "output file", inputs, overwrite)
     return fmt
 
